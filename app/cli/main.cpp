@@ -1,0 +1,434 @@
+// memmamba: the command-line front end of the model library.
+#include <torch/torch.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <unistd.h>
+
+#include "app/cli/cli_args.h"
+#include "model/checkpoint.h"
+#include "model/file_io.h"
+#include "model/memmamba.h"
+#include "model/runner.h"
+#include "model/safetensors.h"
+#include "model/selective_scan.h"
+#include "model/text_input.h"
+#include "model/tokenizer.h"
+#include "model/trace.h"
+
+namespace fs = std::filesystem;
+using namespace memmamba;
+using memmamba::cli::Args;
+using memmamba::cli::UsageError;
+
+namespace {
+
+enum ExitCode { kOk = 0, kFailure = 1, kUsage = 2, kBadInput = 3, kInterrupted = 130 };
+
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) { g_interrupted = true; }
+
+const char* kMainHelp = R"(memmamba: run, trace and measure MemMamba models
+
+usage: memmamba <command> [options]      (memmamba <command> --help for details)
+
+commands:
+  info             summarise a checkpoint or a trace file
+  run              trace a text file and write the trace
+  generate         greedy generation in step mode after a prompt
+  bench            tokens/s over sequence lengths (parallel traced, step)
+  tokenizer-train  train a SentencePiece tokenizer on text files
+
+exit codes: 0 success, 1 failure while running, 2 bad command line,
+            3 bad input file (text, checkpoint, tokenizer, trace), 130 interrupted
+)";
+
+const char* kModelOptionsHelp = R"(model options:
+  --checkpoint FILE     weights (safetensors); default: the bundled sample model
+  --random-init SEED    untrained random weights instead of a checkpoint
+  --config FILE         model config JSON for --random-init (default: the small model)
+  --tokenizer FILE      SentencePiece model; default: the bundled tokenizer
+  --device cpu|cuda     where to run (default cpu)
+  --no-memory           run as Mamba only (Note Block and attentions off)
+  --tau-note X          note threshold tau1 (default: the checkpoint's)
+  --tau-retrieve X      retrieval threshold tau2 (default: the checkpoint's)
+  --importance learned|novelty   importance rule
+  --policy priority|fifo         pool eviction policy
+  --chunk N             tokens per parallel chunk (default 4096)
+)";
+
+const std::set<std::string> kModelOptions = {"checkpoint", "random-init", "config", "tokenizer", "device",
+                                             "tau-note",   "tau-retrieve", "importance", "policy", "chunk"};
+
+std::set<std::string> with(std::set<std::string> base, std::initializer_list<std::string> more) {
+  base.insert(more.begin(), more.end());
+  return base;
+}
+
+// Bundled files: next to the source tree (build/bin/../../sample_data) or installed.
+std::string find_sample_file(const std::string& name) {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  std::vector<fs::path> dirs;
+  if (!ec) {
+    dirs.push_back(exe.parent_path() / "../../sample_data");
+    dirs.push_back(exe.parent_path() / "../share/memmamba/sample_data");
+  }
+  dirs.push_back("sample_data");
+  dirs.push_back("/usr/share/memmamba/sample_data");
+  for (const auto& d : dirs)
+    if (fs::exists(d / name, ec)) return fs::weakly_canonical(d / name, ec).string();
+  return {};
+}
+
+struct LoadedModel {
+  MemMambaModel model;
+  std::string source;   // checkpoint path or "random-init:SEED"
+  std::string hash;
+  bool trained;
+};
+
+LoadedModel load_model(const Args& args) {
+  torch::Device device(torch::kCPU);
+  const std::string dev = args.get("device", "cpu");
+  if (dev == "cuda") {
+    if (!torch::cuda::is_available()) throw UsageError("--device cuda: no CUDA device is available to this build");
+    device = torch::Device(torch::kCUDA);
+  } else if (dev != "cpu") {
+    throw UsageError("--device must be cpu or cuda, not \"" + dev + "\"");
+  }
+  if (args.has("checkpoint") && args.has("random-init")) throw UsageError("give --checkpoint or --random-init, not both");
+  if (args.has("random-init")) {
+    const int64_t seed = args.get_int("random-init", 0, 0, INT64_MAX);
+    ModelConfig cfg = args.has("config") ? ModelConfig::load(args.get("config", "")) : ModelConfig{};
+    spdlog::warn("using untrained random weights (seed {}): outputs show the mechanism, not a trained model", seed);
+    MemMambaModel m = MemMambaModel::random(cfg, static_cast<uint64_t>(seed));
+    m.to(device);
+    return {std::move(m), "random-init:" + std::to_string(seed), "", false};
+  }
+  if (args.has("config")) throw UsageError("--config only applies to --random-init (a checkpoint carries its config)");
+  std::string path = args.get("checkpoint", "");
+  if (path.empty()) {
+    path = find_sample_file("memmamba-small.safetensors");
+    if (path.empty())
+      throw UsageError("no checkpoint given and no bundled model found: pass --checkpoint FILE or --random-init SEED");
+  }
+  Checkpoint ck = load_checkpoint(path);
+  MemMambaModel m(ck.config, std::move(ck.weights));
+  m.to(device);
+  return {std::move(m), path, file_hash(path), true};
+}
+
+Tokenizer load_tokenizer(const Args& args, const ModelConfig& config) {
+  std::string path = args.get("tokenizer", "");
+  if (path.empty()) {
+    path = find_sample_file("tokenizer.model");
+    if (path.empty()) throw UsageError("no tokenizer given and no bundled tokenizer found: pass --tokenizer FILE");
+  }
+  Tokenizer t = Tokenizer::load(path);
+  if (t.vocab_size() > config.vocab_size)
+    throw TokenizerError("tokenizer " + path + " has " + std::to_string(t.vocab_size()) +
+                         " pieces but the model's vocabulary holds " + std::to_string(config.vocab_size) +
+                         ": they do not belong together");
+  return t;
+}
+
+RunOptions run_options(const Args& args, const MemMambaModel& model) {
+  RunOptions o = model.default_options();
+  if (args.flag("no-memory")) o.memory.enabled = false;
+  o.memory.tau_note = args.get_double("tau-note", o.memory.tau_note, -1.0, 2.0);
+  o.memory.tau_retrieve = args.get_double("tau-retrieve", o.memory.tau_retrieve, -1.0, 2.0);
+  try {
+    if (args.has("importance")) o.memory.importance = importance_rule_from_string(args.get("importance", ""));
+    if (args.has("policy")) o.memory.policy = pool_policy_from_string(args.get("policy", ""));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  o.chunk_tokens = args.get_int("chunk", 4096, 1, 1 << 20);
+  return o;
+}
+
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string label) : label_(std::move(label)), tty_(::isatty(2)), start_(clock::now()) {}
+  bool update(int64_t done, int64_t total) {
+    const double secs = std::chrono::duration<double>(clock::now() - start_).count();
+    const double rate = secs > 0 ? done / secs : 0;
+    const int width = 30;
+    const int filled = total > 0 ? static_cast<int>(width * done / total) : 0;
+    if (tty_ || done == total) {
+      std::fprintf(stderr, "%s%s [%s%s] %3d%% %lld/%lld tokens  %.0f tok/s%s", tty_ ? "\r" : "", label_.c_str(),
+                   std::string(filled, '#').c_str(), std::string(width - filled, ' ').c_str(),
+                   total > 0 ? static_cast<int>(100 * done / total) : 0, static_cast<long long>(done),
+                   static_cast<long long>(total), rate, done == total || !tty_ ? "\n" : "");
+    }
+    return !g_interrupted;
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  std::string label_;
+  bool tty_;
+  clock::time_point start_;
+};
+
+void print_trace_summary(const Trace& t) {
+  const int64_t T = t.length();
+  std::printf("tokens            %lld\n", static_cast<long long>(T));
+  double loss_sum = 0;
+  int64_t loss_n = 0;
+  for (float l : t.loss)
+    if (std::isfinite(l)) { loss_sum += l; ++loss_n; }
+  if (loss_n) std::printf("mean loss         %.4f nats (perplexity %.1f)\n", loss_sum / loss_n, std::exp(loss_sum / loss_n));
+  std::printf("notes             %zu   pool events %zu\n", t.notes.size(), t.events.size());
+  std::printf("run               %s\n", t.run_info.dump().c_str());
+  std::printf("\nlayer  noted%%  triggered%%  mean I   notes  evictions  drops  attn rows  x-layer rows  mean log-decay\n");
+  for (size_t l = 0; l < t.layers.size(); ++l) {
+    const LayerTrace& lt = t.layers[l];
+    int64_t noted = 0, trig = 0, notes = 0, evict = 0, drop = 0;
+    double imp = 0, decay = 0;
+    for (int64_t i = 0; i < T; ++i) {
+      noted += (lt.flags[i] & kNoted) != 0;
+      trig += (lt.flags[i] & kTriggered) != 0;
+      imp += lt.importance[i];
+      decay += lt.log_decay[i];
+    }
+    for (const NoteInfo& n : t.notes) notes += n.layer == static_cast<int32_t>(l);
+    for (const PoolEvent& e : t.events) {
+      if (e.layer != static_cast<int32_t>(l)) continue;
+      evict += e.kind == 1;
+      drop += e.kind == 2;
+    }
+    std::printf("%5zu  %6.2f  %10.2f  %6.3f  %6lld  %9lld  %5lld  %9zu  %12zu  %14.4f\n", l, 100.0 * noted / T,
+                100.0 * trig / T, imp / T, static_cast<long long>(notes), static_cast<long long>(evict),
+                static_cast<long long>(drop), lt.token_attention.rows(), lt.layer_attention.rows(), decay / T);
+  }
+}
+
+int cmd_info(const std::vector<std::string>& argv) {
+  Args args(argv, {}, {"help"});
+  if (args.flag("help") || args.positionals().size() != 1) {
+    std::printf("usage: memmamba info FILE\n\nSummarises a checkpoint (config, parameters, dtypes) or a trace.\n");
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string path = args.positionals()[0];
+  SafetensorsFile f = SafetensorsFile::load(path);
+  auto fmt = f.metadata().find("format");
+  if (fmt != f.metadata().end() && fmt->second == "memmamba-trace") {
+    Trace t = Trace::load(path);
+    std::printf("trace             %s\n", path.c_str());
+    std::printf("config            %s\n", t.config.dump().c_str());
+    print_trace_summary(t);
+    return kOk;
+  }
+  Checkpoint ck = parse_checkpoint(read_file(path, uint64_t{1} << 34), path);
+  std::printf("checkpoint        %s\n", path.c_str());
+  std::printf("hash              %s\n", file_hash(path).c_str());
+  std::printf("parameters        %lld\n", static_cast<long long>(parameter_count(ck.config)));
+  std::printf("storage dtype     %s\n", dtype_name(f.tensors().begin()->second.dtype));
+  std::printf("config\n%s\n", ck.config.to_json().dump(2).c_str());
+  for (const auto& [k, v] : ck.metadata) std::printf("%-17s %s\n", k.c_str(), v.c_str());
+  return kOk;
+}
+
+int cmd_run(const std::vector<std::string>& argv) {
+  Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens"}),
+            {"help", "no-memory"});
+  if (args.flag("help") || args.positionals().size() != 1) {
+    std::printf("usage: memmamba run TEXT_FILE --out TRACE [options]\n\n"
+                "Tokenizes the text, runs the model in parallel mode with tracing, writes the trace\n"
+                "(atomically: Ctrl-C or an error leave no partial file) and prints a summary.\n\n%s"
+                "trace options:\n"
+                "  --out FILE                 trace file to write (required)\n"
+                "  --topk N                   attention entries kept per token (default 8)\n"
+                "  --detail-begin/--detail-end P   attention rows only for tokens in [begin, end)\n"
+                "  --retention-sources P,...  exact retention curves for these token positions\n"
+                "  --retention-horizon N      length of those curves (default 4096)\n"
+                "  --max-tokens N             stop after the first N tokens of the text\n",
+                kModelOptionsHelp);
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string out = args.require("out");
+  const std::string text = load_text_file(args.positionals()[0]);
+  LoadedModel lm = load_model(args);
+  Tokenizer tok = load_tokenizer(args, lm.model.config());
+  TraceRunRequest req;
+  req.options = run_options(args, lm.model);
+  req.trace_options.attention_topk = static_cast<int32_t>(args.get_int("topk", 8, 1, 4096));
+  req.trace_options.detail_begin = args.get_int("detail-begin", 0, 0, INT64_MAX);
+  req.trace_options.detail_end = args.get_int("detail-end", INT64_MAX, 0, INT64_MAX);
+  req.options.retention_sources = args.get_int_list("retention-sources", {}, 0, INT64_MAX);
+  req.options.retention_horizon = args.get_int("retention-horizon", 4096, 1, 1 << 24);
+  Encoding enc = tok.encode(text);
+  const int64_t max_tokens = args.get_int("max-tokens", INT64_MAX, 1, INT64_MAX);
+  if (static_cast<int64_t>(enc.ids.size()) > max_tokens) {
+    enc.ids.resize(max_tokens);
+    enc.begin.resize(max_tokens);
+    enc.end.resize(max_tokens);
+  }
+  if (enc.ids.empty()) throw TextError(args.positionals()[0] + " gives no tokens");
+  req.text = text;
+  req.tokens = std::move(enc.ids);
+  req.char_begin = std::move(enc.begin);
+  req.char_end = std::move(enc.end);
+  req.run_info["checkpoint"] = lm.source;
+  req.run_info["checkpoint_hash"] = lm.hash;
+  req.run_info["trained"] = lm.trained;
+  req.run_info["tokenizer"] = tok.path();
+  req.run_info["source_file"] = args.positionals()[0];
+  ProgressBar bar("tracing");
+  req.options.progress = [&](int64_t done, int64_t total) { return bar.update(done, total); };
+  const auto t0 = std::chrono::steady_clock::now();
+  Trace trace = trace_tokens(lm.model, std::move(req));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  trace.save(out);
+  std::printf("wrote %s (%.1f MB) in %.2f s, %.0f tokens/s\n", out.c_str(), trace.memory_bytes() / 1e6, secs,
+              trace.length() / secs);
+  print_trace_summary(trace);
+  return kOk;
+}
+
+int cmd_generate(const std::vector<std::string>& argv) {
+  Args args(argv, with(kModelOptions, {"prompt", "prompt-file", "max-new"}), {"help", "no-memory"});
+  if (args.flag("help") || (!args.has("prompt") && !args.has("prompt-file"))) {
+    std::printf("usage: memmamba generate (--prompt TEXT | --prompt-file FILE) [--max-new N] [options]\n\n"
+                "Runs the prompt in parallel mode, then generates greedily in step mode.\n\n%s"
+                "  --max-new N           tokens to generate (default 32)\n",
+                kModelOptionsHelp);
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string prompt = args.has("prompt-file") ? load_text_file(args.get("prompt-file", ""))
+                                                     : normalize_text(args.get("prompt", ""), "--prompt");
+  LoadedModel lm = load_model(args);
+  Tokenizer tok = load_tokenizer(args, lm.model.config());
+  const int64_t max_new = args.get_int("max-new", 32, 1, 1 << 20);
+  Encoding enc = tok.encode(prompt);
+  std::vector<int64_t> ids(enc.ids.begin(), enc.ids.end());
+  RunOptions o = run_options(args, lm.model);
+  ProgressBar bar("prompt");
+  o.progress = [&](int64_t done, int64_t total) { return bar.update(done, total); };
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<int64_t> out = generate_greedy(lm.model, ids, max_new, o, [](int64_t) { return g_interrupted.load(); });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<int32_t> out32(out.begin(), out.end());
+  std::printf("%s\n", tok.decode(out32).c_str());
+  std::fprintf(stderr, "%zu prompt tokens, %zu generated in %.2f s\n", ids.size(), out.size(), secs);
+  return g_interrupted ? kInterrupted : kOk;
+}
+
+int cmd_bench(const std::vector<std::string>& argv) {
+  Args args(argv, with(kModelOptions, {"lengths", "step-tokens", "seed"}), {"help", "no-trace", "no-memory"});
+  if (args.flag("help")) {
+    std::printf("usage: memmamba bench [--lengths 1k,4k,16k,64k] [--step-tokens N] [--no-trace] [options]\n\n"
+                "Times the parallel forward (traced unless --no-trace, with per-token loss) on random\n"
+                "tokens at each length, and step mode over --step-tokens tokens (default 256).\n"
+                "Without --checkpoint it uses random weights of the default small config (D=256, L=8, V=8192).\n\n%s",
+                kModelOptionsHelp);
+    return kOk;
+  }
+  Args model_args = args;
+  std::unique_ptr<LoadedModel> lm;
+  if (!args.has("checkpoint") && !args.has("random-init")) {
+    std::vector<std::string> a = argv;
+    a.push_back("--random-init");
+    a.push_back("0");
+    lm = std::make_unique<LoadedModel>(load_model(Args(a, with(kModelOptions, {"lengths", "step-tokens", "seed"}), {"help", "no-trace", "no-memory"})));
+  } else {
+    lm = std::make_unique<LoadedModel>(load_model(args));
+  }
+  const auto lengths = args.get_int_list("lengths", {1024, 4096, 16384, 65536}, 16, 1 << 24);
+  const int64_t step_tokens = args.get_int("step-tokens", 256, 0, 1 << 20);
+  const ModelConfig& c = lm->model.config();
+  std::printf("model D=%lld L=%lld V=%lld K=%lld w=%lld, %lld parameters, device %s, %d threads\n",
+              static_cast<long long>(c.d_model), static_cast<long long>(c.n_layers), static_cast<long long>(c.vocab_size),
+              static_cast<long long>(c.pool_slots), static_cast<long long>(c.note_window),
+              static_cast<long long>(parameter_count(c)), lm->model.device().str().c_str(), at::get_num_threads());
+  std::printf("%-15s %9s %10s %12s %12s %12s\n", "mode", "tokens", "seconds", "tokens/s", "us/token", "peak RSS MB");
+  std::fflush(stdout);
+  run_benchmark(lm->model, lengths, step_tokens, !args.flag("no-trace"), static_cast<uint64_t>(args.get_int("seed", 1, 0, INT64_MAX)),
+                [](const BenchRow& r) {
+                  std::printf("%-15s %9lld %10.3f %12.0f %12.2f %12.0f\n", r.mode.c_str(), static_cast<long long>(r.tokens),
+                              r.seconds, r.tokens_per_second, 1e6 / r.tokens_per_second, r.peak_rss_mb);
+                  std::fflush(stdout);
+                });
+  return kOk;
+}
+
+int cmd_tokenizer_train(const std::vector<std::string>& argv) {
+  Args args(argv, {"out", "vocab", "max-sentences"}, {"help"});
+  if (args.flag("help") || args.positionals().empty()) {
+    std::printf("usage: memmamba tokenizer-train --out PREFIX [--vocab 8192] FILE_OR_DIR...\n\n"
+                "Trains a SentencePiece unigram tokenizer (digits split, byte fallback) on the given\n"
+                "UTF-8 text files (directories: every .txt inside); writes PREFIX.model and PREFIX.vocab.\n");
+    return args.flag("help") ? kOk : kUsage;
+  }
+  std::vector<std::string> files;
+  for (const std::string& p : args.positionals()) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      for (const auto& e : fs::directory_iterator(p))
+        if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path().string());
+    } else {
+      files.push_back(p);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const std::string& f : files) load_text_file(f);  // refuse bad inputs with a clear message first
+  Tokenizer::train(files, args.require("out"), args.get_int("vocab", 8192, 64, 65535),
+                   args.get_int("max-sentences", 2000000, 1000, 100000000));
+  std::printf("wrote %s.model and %s.vocab from %zu files\n", args.require("out").c_str(), args.require("out").c_str(), files.size());
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGINT, on_sigint);
+  spdlog::set_pattern("%^%l%$: %v");
+  use_all_cpu_cores();
+  std::vector<std::string> rest(argv + std::min(argc, 2), argv + argc);
+  const std::string cmd = argc >= 2 ? argv[1] : "";
+  try {
+    if (cmd == "info") return cmd_info(rest);
+    if (cmd == "run") return cmd_run(rest);
+    if (cmd == "generate") return cmd_generate(rest);
+    if (cmd == "bench") return cmd_bench(rest);
+    if (cmd == "tokenizer-train") return cmd_tokenizer_train(rest);
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+      std::printf("%s", kMainHelp);
+      return kOk;
+    }
+    std::fprintf(stderr, "%s", kMainHelp);
+    if (!cmd.empty()) std::fprintf(stderr, "\nerror: unknown command \"%s\"\n", cmd.c_str());
+    return kUsage;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kUsage;
+  } catch (const Cancelled&) {
+    std::fprintf(stderr, "\ninterrupted: nothing was written\n");
+    return kInterrupted;
+  } catch (const FormatError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kBadInput;
+  } catch (const TextError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kBadInput;
+  } catch (const TokenizerError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kBadInput;
+  } catch (const FileError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kBadInput;
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kBadInput;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kFailure;
+  }
+}

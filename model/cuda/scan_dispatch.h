@@ -1,0 +1,35 @@
+// The seam between the model and its CUDA kernels. With MEMMAMBA_WITH_CUDA the
+// functions are defined in model/cuda/*.cu; without it, a CUDA tensor reaching the
+// scan is refused with a message instead of silently running elsewhere.
+#pragma once
+#include <torch/types.h>
+
+#include <vector>
+
+#include "model/selective_scan.h"
+
+namespace memmamba::cuda_scan {
+
+#ifdef MEMMAMBA_WITH_CUDA
+bool available();
+ScanOutput forward(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A, const torch::Tensor& Bm,
+                   const torch::Tensor& Cm, const torch::Tensor& Dskip, const torch::Tensor& h0);
+// Returns du, ddelta, dA, dB, dC, dD, dh0.
+std::vector<torch::Tensor> backward(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                                    const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dskip,
+                                    const torch::Tensor& h0, const torch::Tensor& dy, const torch::Tensor& dlast);
+#else
+inline bool available() { return false; }
+[[noreturn]] inline ScanOutput forward(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                       const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                       const torch::Tensor&) {
+  TORCH_CHECK(false, "this build of MemMamba has no CUDA kernels (Torch without CUDA): run on the CPU");
+}
+[[noreturn]] inline std::vector<torch::Tensor> backward(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                                       const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                                       const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
+  TORCH_CHECK(false, "this build of MemMamba has no CUDA kernels (Torch without CUDA): run on the CPU");
+}
+#endif
+
+}  // namespace memmamba::cuda_scan

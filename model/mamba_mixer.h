@@ -1,0 +1,34 @@
+// The Mamba-1 mixer (Gu & Dao 2023), pre-norm residual, in both modes.
+#pragma once
+#include <torch/types.h>
+
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace memmamba {
+
+struct MixerState {
+  torch::Tensor conv;  // [B, Di, Kc-1], the last inputs of the causal conv
+  torch::Tensor ssm;   // [B, Di, N], fp32
+};
+
+struct MixerOutput {
+  torch::Tensor x_next;  // xf + out_proj(y)
+  torch::Tensor dt;      // [B, T, Di] (parallel) or [B, Di] (step): softplus'd step sizes
+};
+
+MixerState new_mixer_state(const ModelConfig& c, int64_t batch, const torch::Device& device);
+
+// xf: [B, T, D]; updates the state to the end of the chunk.
+MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
+                          MixerState& state);
+// xf: [B, D]; one token.
+MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
+                       MixerState& state);
+
+// A = -exp(A_log) of a layer, [Di, N].
+torch::Tensor mixer_decay_rates(const Weights& w, int64_t layer);
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
+}  // namespace memmamba

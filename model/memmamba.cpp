@@ -1,0 +1,560 @@
+#include "model/memmamba.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "model/memory_attention.h"
+#include "model/trace_builder.h"
+
+namespace memmamba {
+
+// One layer's notes as one chunk (or one step) sees them, per sequence of the batch:
+// the bank of note vectors (pool slots carried in, then the notes made in the chunk),
+// and for each token the bank index held by each slot (-1 empty). The cross-layer
+// attention of a later layer reads the banks of the layers below it.
+struct ChunkBank {
+  bool valid = false;
+  std::vector<torch::Tensor> vectors;             // [nb, S]
+  std::vector<torch::Tensor> priority;            // [nb]
+  std::vector<torch::Tensor> visible;             // [T, K] int64
+  std::vector<std::vector<int64_t>> note_ids;     // bank index -> layer-local note id
+};
+
+namespace {
+
+torch::Tensor floats_to_tensor(const std::vector<float>& v, int64_t rows, int64_t cols, const torch::Device& device) {
+  return torch::from_blob(const_cast<float*>(v.data()), {rows, cols}, torch::kFloat32).clone().to(device);
+}
+
+std::vector<float> to_floats(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// Sends attention rows of one layer to the trace: weights [n, M] over `visible` [n, M].
+void trace_attention(TraceBuilder& trace, int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
+                     const torch::Tensor& weights, const torch::Tensor& visible, const std::vector<int32_t>& entry_layer,
+                     const std::vector<int32_t>& entry_slot, const std::vector<const std::vector<int64_t>*>& note_ids,
+                     const std::vector<int64_t>& bank_offsets) {
+  auto wcpu = weights.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  auto vcpu = visible.to(torch::kCPU).contiguous();
+  const int64_t M = wcpu.size(1);
+  const float* wp = wcpu.data_ptr<float>();
+  const int64_t* vp = vcpu.data_ptr<int64_t>();
+  for (size_t r = 0; r < positions.size(); ++r) {
+    if (!trace.wants_attention(positions[r])) continue;
+    std::vector<AttentionEntryIn> entries;
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t bank_index = vp[r * M + m];
+      if (bank_index < 0) continue;
+      const size_t group = static_cast<size_t>(m / (M / static_cast<int64_t>(note_ids.size())));
+      const int64_t local = (*note_ids[group])[bank_index - bank_offsets[group]];
+      entries.push_back({entry_layer[m], entry_slot[m], local, wp[r * M + m]});
+    }
+    trace.attention_row(layer, cross_layer, positions[r], std::move(entries));
+  }
+}
+
+}  // namespace
+
+MemMambaModel::MemMambaModel(ModelConfig config, Weights weights) : config_(std::move(config)), weights_(std::move(weights)) {
+  config_.validate();
+  for (const ParamSpec& spec : parameter_specs(config_)) {
+    if (!weights_.has(spec.name)) throw std::invalid_argument("weights lack \"" + spec.name + "\"");
+    if (weights_[spec.name].sizes() != torch::IntArrayRef(spec.shape))
+      throw std::invalid_argument("weight \"" + spec.name + "\" has the wrong shape");
+  }
+}
+
+MemMambaModel MemMambaModel::random(const ModelConfig& config, uint64_t seed) {
+  return MemMambaModel(config, Weights::random(config, seed));
+}
+
+torch::Device MemMambaModel::device() const { return weights_["embedding.weight"].device(); }
+
+RunOptions MemMambaModel::default_options() const {
+  RunOptions o;
+  o.memory = MemorySettings::from(config_);
+  return o;
+}
+
+RunState MemMambaModel::new_state(int64_t batch) const {
+  if (batch < 1) throw std::invalid_argument("batch must be at least 1");
+  RunState s;
+  s.batch = batch;
+  const auto dev = device();
+  const auto fopts = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
+  s.retention_sums.resize(static_cast<size_t>(config_.n_layers));
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    s.mixers.push_back(new_mixer_state(config_, batch, dev));
+    LayerMemoryState m;
+    if (config_.memory) {
+      for (int64_t b = 0; b < batch; ++b) {
+        m.takers.emplace_back(config_.pool_slots, config_.summary_dim, config_.note_window);
+        m.pool_vectors.push_back(torch::zeros({config_.pool_slots, config_.summary_dim}, fopts));
+        m.pool_priority.push_back(torch::ones({config_.pool_slots}, fopts));
+      }
+    }
+    s.memory.push_back(std::move(m));
+  }
+  return s;
+}
+
+torch::Tensor MemMambaModel::logits(const torch::Tensor& hidden) const {
+  return torch::matmul(hidden, weights_["embedding.weight"].t());
+}
+
+void MemMambaModel::record_retention(int64_t layer, int64_t pos0, const torch::Tensor& dt, RunState& state,
+                                     const RunOptions& options) const {
+  if (!options.trace || options.retention_sources.empty()) return;
+  torch::NoGradGuard no_grad;
+  auto dt0 = dt.select(0, 0).detach().to(torch::kFloat32);  // [T, Di]
+  const int64_t T = dt0.size(0);
+  auto A = mixer_decay_rates(weights_, layer).detach().to(torch::kFloat32).unsqueeze(0);  // [1, Di, N]
+  auto& sums = state.retention_sums[layer];
+  for (int64_t source : options.retention_sources) {
+    if (source < 0 || source >= pos0 + T) continue;
+    const int64_t last = source + options.retention_horizon;
+    if (last < pos0) continue;
+    std::vector<float> values;
+    torch::Tensor carried;
+    if (source >= pos0) {
+      values.push_back(1.f);
+      carried = torch::zeros({dt0.size(1)}, dt0.options());
+    } else {
+      auto it = sums.find(source);
+      if (it == sums.end()) continue;  // the source was before this run began
+      carried = it->second;
+    }
+    const int64_t t_begin = std::max(source + 1, pos0), t_end = std::min(last, pos0 + T - 1);
+    for (int64_t b0 = t_begin; b0 <= t_end; b0 += 256) {
+      const int64_t n = std::min<int64_t>(256, t_end - b0 + 1);
+      auto cum = dt0.narrow(0, b0 - pos0, n).cumsum(0) + carried;  // [n, Di]
+      auto r = torch::exp(cum.unsqueeze(-1) * A).mean({1, 2});
+      auto rv = to_floats(r);
+      values.insert(values.end(), rv.begin(), rv.end());
+      carried = cum.select(0, n - 1);
+    }
+    sums[source] = carried;
+    if (!values.empty()) options.trace->retention(static_cast<int32_t>(layer), source, std::move(values));
+  }
+}
+
+torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x, RunState& state,
+                                           const RunOptions& options, std::vector<ChunkBank>& banks) const {
+  const ModelConfig& c = config_;
+  const Weights& w = weights_;
+  const std::string p = layer_prefix(layer);
+  const int64_t B = x.size(0), T = x.size(1), K = c.pool_slots, S = c.summary_dim, D = c.d_model;
+  const auto dev = x.device();
+  const bool memory_on = c.memory && options.memory.enabled;
+  TraceBuilder* trace = options.trace;
+  const int64_t pos0 = state.position;
+
+  std::vector<float> rec_importance(T, 0.f), rec_istate(T, 0.f), rec_tok_norm(T, 0.f), rec_lay_norm(T, 0.f);
+  std::vector<uint8_t> rec_flags(T, 0);
+  torch::Tensor xf = x;
+
+  if (memory_on) {
+    LayerMemoryState& mem = state.memory[layer];
+    auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
+    auto s = torch::matmul(u, w[p + "note.summary.weight"].t());  // [B, T, S]
+    const bool learned_rule = options.memory.importance == ImportanceRule::Learned;
+    torch::Tensor learned;
+    if (learned_rule)
+      learned = torch::sigmoid(torch::matmul(u, w[p + "note.importance.weight"]) + w[p + "note.importance.bias"]);
+    auto s_cpu = s.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    torch::Tensor learned_cpu = learned_rule ? learned.detach().to(torch::kCPU, torch::kFloat32).contiguous() : torch::Tensor();
+
+    ChunkBank& bank = banks[layer];
+    bank = ChunkBank{};
+    bank.valid = true;
+    std::vector<torch::Tensor> token_terms;
+    for (int64_t b = 0; b < B; ++b) {
+      NoteTaker& taker = mem.takers[b];
+      // Constants carried in from a window left open by the previous call: its running
+      // max (row T of the extended summaries) and the raw summaries of its tokens.
+      std::vector<float> ext_values(taker.open_max());
+      std::vector<float> ext_importance{std::isfinite(taker.open_priority()) ? taker.open_priority() : 0.f};
+      std::map<int64_t, int64_t> carried_row;
+      for (size_t i = 0; i < taker.open_positions().size(); ++i) {
+        carried_row[taker.open_positions()[i]] = T + 1 + static_cast<int64_t>(i);
+        ext_values.insert(ext_values.end(), taker.open_summaries()[i].begin(), taker.open_summaries()[i].end());
+        ext_importance.push_back(0.f);
+      }
+      auto row_of = [&](int64_t position, bool for_max) -> int64_t {
+        if (position >= pos0) return position - pos0;
+        if (for_max) return T;
+        return carried_row.at(position);
+      };
+
+      std::vector<int64_t> slot_bank(K, -1), note_ids(K, -1);
+      for (int64_t j = 0; j < K; ++j)
+        if (taker.pool().note_id(j) >= 0) { slot_bank[j] = j; note_ids[j] = taker.pool().note_id(j); }
+      auto visible = torch::empty({T, K}, torch::kInt64);
+      int64_t* vis = visible.data_ptr<int64_t>();
+      std::vector<int64_t> ref_token, ref_bank, ref_row;  // novelty references: bank index or extended row
+      std::vector<int64_t> channel_rows, priority_rows, triggered;
+      std::vector<PoolEventRecord> events;
+      std::vector<NoteMade> notes;
+      const float* sp = s_cpu[b].data_ptr<float>();
+      const float* lp = learned_rule ? learned_cpu[b].data_ptr<float>() : nullptr;
+      for (int64_t t = 0; t < T; ++t) {
+        std::copy(slot_bank.begin(), slot_bank.end(), vis + t * K);
+        const size_t made_before = notes.size();
+        const TokenDecision d = taker.observe(sp + t * S, lp ? lp[t] : 0.f, options.memory, events, notes);
+        if (b == 0) {
+          rec_importance[t] = d.importance;
+          rec_istate[t] = d.istate;
+          rec_flags[t] = static_cast<uint8_t>((d.noted ? kNoted : 0) | (d.trigger ? kTriggered : 0));
+        }
+        if (d.reference.kind == ImportanceReference::Kind::Slot) {
+          ref_token.push_back(t); ref_bank.push_back(slot_bank[d.reference.index]); ref_row.push_back(-1);
+        } else if (d.reference.kind == ImportanceReference::Kind::Token) {
+          ref_token.push_back(t); ref_bank.push_back(-1); ref_row.push_back(row_of(d.reference.index, false));
+        }
+        if (d.trigger) {
+          for (int64_t j = 0; j < K; ++j)
+            if (vis[t * K + j] >= 0) { triggered.push_back(t); break; }
+        }
+        for (size_t i = made_before; i < notes.size(); ++i) {
+          const NoteMade& n = notes[i];
+          const int64_t bank_index = static_cast<int64_t>(note_ids.size());
+          note_ids.push_back(n.note_id);
+          for (int64_t ch = 0; ch < S; ++ch) channel_rows.push_back(row_of(n.channel_source[ch], true));
+          priority_rows.push_back(row_of(n.priority_source, true));
+          if (n.slot >= 0) slot_bank[n.slot] = bank_index;
+        }
+      }
+      if (trace && b == 0) {
+        trace->notes_made(static_cast<int32_t>(layer), notes);
+        trace->pool_events(static_cast<int32_t>(layer), events);
+      }
+
+      // The differentiable half: notes gathered from the summaries, importance rebuilt.
+      const int64_t n_new = static_cast<int64_t>(notes.size());
+      const int64_t n_ext = static_cast<int64_t>(ext_importance.size());
+      auto s_b = s[b];
+      auto s_ext = torch::cat({s_b, floats_to_tensor(ext_values, n_ext, S, dev).to(s_b.dtype())}, 0);
+      auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
+      auto new_vectors = n_new > 0 ? s_ext.gather(0, torch::tensor(channel_rows, long_opts).view({n_new, S}).to(dev))
+                                   : torch::zeros({0, S}, s_b.options());
+      auto bank_vectors = torch::cat({mem.pool_vectors[b].to(s_b.dtype()), new_vectors}, 0);
+      auto ext_imp = torch::tensor(ext_importance, torch::kFloat32).to(dev).to(s_b.dtype());
+      torch::Tensor importance;
+      if (learned_rule) {
+        importance = learned[b];
+      } else {
+        importance = torch::ones({T}, s_b.options());
+        if (!ref_token.empty()) {
+          const int64_t nb = bank_vectors.size(0);
+          std::vector<int64_t> ref_index(ref_token.size());
+          for (size_t i = 0; i < ref_token.size(); ++i) ref_index[i] = ref_bank[i] >= 0 ? ref_bank[i] : nb + ref_row[i];
+          auto references = torch::cat({bank_vectors, s_ext}, 0).index_select(0, torch::tensor(ref_index, long_opts).to(dev));
+          auto tok = torch::tensor(ref_token, long_opts).to(dev);
+          auto cos = torch::cosine_similarity(s_b.index_select(0, tok), references, 1, 1e-12);
+          importance = importance.index_put({tok}, 1 - cos);
+        }
+      }
+      auto importance_ext = torch::cat({importance, ext_imp}, 0);
+      auto new_priority = n_new > 0 ? importance_ext.index_select(0, torch::tensor(priority_rows, long_opts).to(dev))
+                                    : torch::zeros({0}, s_b.options());
+      auto bank_priority = torch::cat({mem.pool_priority[b].to(s_b.dtype()), new_priority}, 0);
+      auto visible_dev = visible.to(dev);
+      bank.vectors.push_back(bank_vectors);
+      bank.priority.push_back(bank_priority);
+      bank.visible.push_back(visible_dev);
+      bank.note_ids.push_back(note_ids);
+
+      // The pool carried to the next chunk.
+      auto final_slots = torch::tensor(slot_bank, long_opts).to(dev);
+      auto occupied = final_slots.ge(0);
+      auto safe = final_slots.clamp_min(0);
+      mem.pool_vectors[b] = bank_vectors.index_select(0, safe) * occupied.unsqueeze(1).to(bank_vectors.dtype());
+      mem.pool_priority[b] = torch::where(occupied, bank_priority.index_select(0, safe), torch::ones_like(bank_priority.index_select(0, safe)));
+
+      // Cross-token attention for the triggered tokens.
+      auto context = torch::zeros({T, D}, x.options());
+      if (!triggered.empty()) {
+        auto rows = torch::tensor(triggered, long_opts).to(dev);
+        auto out = slot_attention(c, w, p + "token_attention.", x[b].index_select(0, rows), bank_vectors, bank_priority,
+                                  visible_dev.index_select(0, rows));
+        context = context.index_put({rows}, out.context);
+        if (trace && b == 0) {
+          std::vector<int32_t> entry_layer(K, static_cast<int32_t>(layer)), entry_slot(K);
+          for (int64_t j = 0; j < K; ++j) entry_slot[j] = static_cast<int32_t>(j);
+          std::vector<int64_t> positions(triggered.size());
+          for (size_t i = 0; i < triggered.size(); ++i) positions[i] = pos0 + triggered[i];
+          trace_attention(*trace, static_cast<int32_t>(layer), false, positions, out.weights,
+                          visible.index_select(0, torch::tensor(triggered, long_opts)), entry_layer, entry_slot,
+                          {&bank.note_ids.back()}, {0});
+        }
+      }
+      token_terms.push_back(fusion_term(c, w, p + "token_attention.", x[b], context));
+    }
+    auto token_term = torch::stack(token_terms, 0);
+    xf = x + token_term;
+    if (trace) {
+      auto norms = to_floats(token_term[0].norm(2, -1));
+      std::copy(norms.begin(), norms.end(), rec_tok_norm.begin());
+    }
+
+    if (c.has_cross_layer(layer)) {
+      const int64_t first = std::max<int64_t>(0, layer - c.cross_layer_groups + 1);
+      std::vector<torch::Tensor> layer_terms;
+      for (int64_t b = 0; b < B; ++b) {
+        std::vector<torch::Tensor> vecs, pris, viss;
+        std::vector<int32_t> entry_layer, entry_slot;
+        std::vector<const std::vector<int64_t>*> ids;
+        std::vector<int64_t> offsets;
+        int64_t offset = 0;
+        for (int64_t l = first; l <= layer; ++l) {
+          const ChunkBank& bl = banks[l];
+          if (!bl.valid) continue;
+          vecs.push_back(bl.vectors[b]);
+          pris.push_back(bl.priority[b]);
+          viss.push_back(torch::where(bl.visible[b].ge(0), bl.visible[b] + offset, bl.visible[b]));
+          ids.push_back(&bl.note_ids[b]);
+          offsets.push_back(offset);
+          for (int64_t j = 0; j < K; ++j) { entry_layer.push_back(static_cast<int32_t>(l)); entry_slot.push_back(static_cast<int32_t>(j)); }
+          offset += bl.vectors[b].size(0);
+        }
+        auto visible_union = torch::cat(viss, 1);  // [T, g*K]
+        auto rows_mask = visible_union.ge(0).any(1);
+        auto rows = rows_mask.nonzero().squeeze(1);
+        auto context = torch::zeros({T, D}, x.options());
+        if (rows.numel() > 0) {
+          auto out = slot_attention(c, w, p + "layer_attention.", x[b].index_select(0, rows), torch::cat(vecs, 0),
+                                    torch::cat(pris, 0), visible_union.index_select(0, rows));
+          context = context.index_put({rows}, out.context);
+          if (trace && b == 0) {
+            auto rows_cpu = rows.to(torch::kCPU);
+            std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
+            for (auto& pos : positions) pos += pos0;
+            trace_attention(*trace, static_cast<int32_t>(layer), true, positions, out.weights,
+                            visible_union.index_select(0, rows), entry_layer, entry_slot, ids, offsets);
+          }
+        }
+        layer_terms.push_back(fusion_term(c, w, p + "layer_attention.", x[b], context));
+      }
+      auto layer_term = torch::stack(layer_terms, 0);
+      xf = xf + layer_term;
+      if (trace) {
+        auto norms = to_floats(layer_term[0].norm(2, -1));
+        std::copy(norms.begin(), norms.end(), rec_lay_norm.begin());
+      }
+    }
+  }
+
+  MixerOutput mixed = mixer_forward(c, w, layer, xf, state.mixers[layer]);
+  if (trace) {
+    auto log_decay = to_floats((mixed.dt[0] * mixer_decay_rates(w, layer).mean(1)).mean(-1));
+    trace->layer_tokens(static_cast<int32_t>(layer), pos0, T, rec_importance.data(), rec_istate.data(), rec_flags.data(),
+                        rec_tok_norm.data(), rec_lay_norm.data(), log_decay.data());
+    record_retention(layer, pos0, mixed.dt, state, options);
+  }
+  return mixed.x_next;
+}
+
+torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, RunState& state,
+                                        const RunOptions& options, std::vector<ChunkBank>& banks) const {
+  const ModelConfig& c = config_;
+  const Weights& w = weights_;
+  const std::string p = layer_prefix(layer);
+  const int64_t B = x.size(0), K = c.pool_slots, S = c.summary_dim;
+  const auto dev = x.device();
+  const bool memory_on = c.memory && options.memory.enabled;
+  TraceBuilder* trace = options.trace;
+  const int64_t pos = state.position;
+  float rec_importance = 0, rec_istate = 0, rec_tok_norm = 0, rec_lay_norm = 0;
+  uint8_t rec_flags = 0;
+  torch::Tensor xf = x;
+
+  if (memory_on) {
+    LayerMemoryState& mem = state.memory[layer];
+    auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
+    auto s_cpu = torch::matmul(u, w[p + "note.summary.weight"].t()).to(torch::kCPU, torch::kFloat32).contiguous();
+    const bool learned_rule = options.memory.importance == ImportanceRule::Learned;
+    torch::Tensor learned_cpu;
+    if (learned_rule)
+      learned_cpu = torch::sigmoid(torch::matmul(u, w[p + "note.importance.weight"]) + w[p + "note.importance.bias"])
+                        .to(torch::kCPU, torch::kFloat32).contiguous();
+    ChunkBank& bank = banks[layer];
+    bank = ChunkBank{};
+    bank.valid = true;
+    std::vector<torch::Tensor> contexts;
+    for (int64_t b = 0; b < B; ++b) {
+      NoteTaker& taker = mem.takers[b];
+      // The pool as visible at this token, before this token's window may add a note.
+      std::vector<int64_t> vis(K, -1), note_ids(K, -1);
+      bool any_visible = false;
+      for (int64_t j = 0; j < K; ++j)
+        if (taker.pool().note_id(j) >= 0) { vis[j] = j; note_ids[j] = taker.pool().note_id(j); any_visible = true; }
+      auto visible = torch::tensor(vis, torch::kInt64).view({1, K}).to(dev);
+      bank.vectors.push_back(mem.pool_vectors[b]);
+      bank.priority.push_back(mem.pool_priority[b]);
+      bank.visible.push_back(visible);
+      bank.note_ids.push_back(note_ids);
+
+      std::vector<PoolEventRecord> events;
+      std::vector<NoteMade> notes;
+      const TokenDecision d = taker.observe(s_cpu[b].data_ptr<float>(), learned_rule ? learned_cpu[b].item<float>() : 0.f,
+                                            options.memory, events, notes);
+      auto context = torch::zeros({1, c.d_model}, x.options());
+      if (d.trigger && any_visible) {
+        auto out = slot_attention(c, w, p + "token_attention.", x[b].unsqueeze(0), mem.pool_vectors[b],
+                                  mem.pool_priority[b], visible);
+        context = out.context;
+        if (trace && b == 0) {
+          std::vector<int32_t> entry_layer(K, static_cast<int32_t>(layer)), entry_slot(K);
+          for (int64_t j = 0; j < K; ++j) entry_slot[j] = static_cast<int32_t>(j);
+          trace_attention(*trace, static_cast<int32_t>(layer), false, {pos}, out.weights, visible, entry_layer,
+                          entry_slot, {&bank.note_ids.back()}, {0});
+        }
+      }
+      for (const NoteMade& n : notes) {
+        if (n.slot < 0) continue;
+        auto slot = torch::tensor({static_cast<int64_t>(n.slot)}, torch::kInt64).to(dev);
+        mem.pool_vectors[b] = mem.pool_vectors[b].index_copy(0, slot, floats_to_tensor(n.vector, 1, S, dev));
+        mem.pool_priority[b] = mem.pool_priority[b].index_copy(0, slot, torch::full({1}, n.priority, mem.pool_priority[b].options()));
+      }
+      if (trace && b == 0) {
+        trace->notes_made(static_cast<int32_t>(layer), notes);
+        trace->pool_events(static_cast<int32_t>(layer), events);
+        rec_importance = d.importance;
+        rec_istate = d.istate;
+        rec_flags = static_cast<uint8_t>((d.noted ? kNoted : 0) | (d.trigger ? kTriggered : 0));
+      }
+      contexts.push_back(context);
+    }
+    auto context = torch::cat(contexts, 0);  // [B, D]
+    auto token_term = fusion_term(c, w, p + "token_attention.", x, context);
+    xf = x + token_term;
+    if (trace) rec_tok_norm = token_term[0].norm().item<float>();
+
+    if (c.has_cross_layer(layer)) {
+      const int64_t first = std::max<int64_t>(0, layer - c.cross_layer_groups + 1);
+      std::vector<torch::Tensor> layer_contexts;
+      for (int64_t b = 0; b < B; ++b) {
+        std::vector<torch::Tensor> vecs, pris, viss;
+        std::vector<int32_t> entry_layer, entry_slot;
+        std::vector<const std::vector<int64_t>*> ids;
+        std::vector<int64_t> offsets;
+        int64_t offset = 0;
+        for (int64_t l = first; l <= layer; ++l) {
+          const ChunkBank& bl = banks[l];
+          if (!bl.valid) continue;
+          vecs.push_back(bl.vectors[b]);
+          pris.push_back(bl.priority[b]);
+          viss.push_back(torch::where(bl.visible[b].ge(0), bl.visible[b] + offset, bl.visible[b]));
+          ids.push_back(&bl.note_ids[b]);
+          offsets.push_back(offset);
+          for (int64_t j = 0; j < K; ++j) { entry_layer.push_back(static_cast<int32_t>(l)); entry_slot.push_back(static_cast<int32_t>(j)); }
+          offset += bl.vectors[b].size(0);
+        }
+        auto visible_union = torch::cat(viss, 1);
+        auto ctx = torch::zeros({1, c.d_model}, x.options());
+        if (visible_union.ge(0).any().item<bool>()) {
+          auto out = slot_attention(c, w, p + "layer_attention.", x[b].unsqueeze(0), torch::cat(vecs, 0),
+                                    torch::cat(pris, 0), visible_union);
+          ctx = out.context;
+          if (trace && b == 0)
+            trace_attention(*trace, static_cast<int32_t>(layer), true, {pos}, out.weights, visible_union, entry_layer,
+                            entry_slot, ids, offsets);
+        }
+        layer_contexts.push_back(ctx);
+      }
+      auto layer_term = fusion_term(c, w, p + "layer_attention.", x, torch::cat(layer_contexts, 0));
+      xf = xf + layer_term;
+      if (trace) rec_lay_norm = layer_term[0].norm().item<float>();
+    }
+  }
+
+  MixerOutput mixed = mixer_step(c, w, layer, xf, state.mixers[layer]);
+  if (trace) {
+    const float log_decay = (mixed.dt[0] * mixer_decay_rates(w, layer).mean(1)).mean().item<float>();
+    trace->layer_tokens(static_cast<int32_t>(layer), pos, 1, &rec_importance, &rec_istate, &rec_flags, &rec_tok_norm,
+                        &rec_lay_norm, &log_decay);
+    record_retention(layer, pos, mixed.dt.unsqueeze(1), state, options);
+  }
+  return mixed.x_next;
+}
+
+namespace {
+void check_tokens(const torch::Tensor& tokens, int64_t vocab) {
+  if (tokens.numel() == 0) return;
+  auto lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+  if (lo < 0 || hi >= vocab)
+    throw std::invalid_argument("token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary of " +
+                                std::to_string(vocab));
+}
+}  // namespace
+
+torch::Tensor MemMambaModel::forward(const torch::Tensor& tokens_in, RunState& state, const RunOptions& options) const {
+  if (tokens_in.dim() != 2) throw std::invalid_argument("forward expects tokens of shape [batch, length]");
+  if (tokens_in.size(0) != state.batch) throw std::invalid_argument("token batch does not match the run state");
+  if (options.trace && state.batch != 1) throw std::invalid_argument("tracing needs batch 1");
+  if (options.chunk_tokens < 1) throw std::invalid_argument("chunk_tokens must be positive");
+  auto tokens = tokens_in.to(device(), torch::kInt64);
+  check_tokens(tokens, config_.vocab_size);
+  const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.d_model;
+  std::vector<torch::Tensor> hidden;
+  const auto& embedding = weights_["embedding.weight"];
+  for (int64_t c0 = 0; c0 < T; c0 += options.chunk_tokens) {
+    const int64_t n = std::min(options.chunk_tokens, T - c0);
+    auto x = embedding.index_select(0, tokens.narrow(1, c0, n).reshape({-1})).view({B, n, D});
+    std::vector<ChunkBank> banks(static_cast<size_t>(config_.n_layers));
+    for (int64_t l = 0; l < config_.n_layers; ++l) x = layer_forward(l, x, state, options, banks);
+    auto h = rms_norm(x, weights_["norm_f.weight"], config_.norm_eps);
+    const int64_t pos0 = state.position;
+    state.position += n;
+    if (options.on_hidden) options.on_hidden(pos0, h);
+    if (options.keep_hidden) hidden.push_back(h);
+    if (options.progress && !options.progress(c0 + n, T)) throw Cancelled();
+  }
+  if (!options.keep_hidden) return {};
+  if (hidden.empty()) return torch::zeros({B, 0, D}, embedding.options());
+  return hidden.size() == 1 ? hidden[0] : torch::cat(hidden, 1);
+}
+
+torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& state, const RunOptions& options) const {
+  if (tokens_in.dim() != 1 || tokens_in.size(0) != state.batch)
+    throw std::invalid_argument("step expects one token per sequence of the batch");
+  if (options.trace && state.batch != 1) throw std::invalid_argument("tracing needs batch 1");
+  auto tokens = tokens_in.to(device(), torch::kInt64);
+  check_tokens(tokens, config_.vocab_size);
+  auto x = weights_["embedding.weight"].index_select(0, tokens);  // [B, D]
+  std::vector<ChunkBank> banks(static_cast<size_t>(config_.n_layers));
+  for (int64_t l = 0; l < config_.n_layers; ++l) x = layer_step(l, x, state, options, banks);
+  auto h = rms_norm(x, weights_["norm_f.weight"], config_.norm_eps);
+  if (options.on_hidden) options.on_hidden(state.position, h.unsqueeze(1));
+  state.position += 1;
+  return logits(h);
+}
+
+std::vector<int64_t> generate_greedy(const MemMambaModel& model, const std::vector<int64_t>& prompt,
+                                     int64_t max_new_tokens, const RunOptions& options,
+                                     const std::function<bool(int64_t)>& stop) {
+  if (prompt.empty()) throw std::invalid_argument("generation needs a non-empty prompt");
+  torch::NoGradGuard no_grad;
+  RunState state = model.new_state(1);
+  RunOptions prompt_options = options;
+  torch::Tensor last_hidden;
+  prompt_options.keep_hidden = false;
+  prompt_options.on_hidden = [&](int64_t, const torch::Tensor& h) { last_hidden = h.select(1, h.size(1) - 1); };
+  model.forward(torch::tensor(prompt, torch::kInt64).view({1, -1}), state, prompt_options);
+  std::vector<int64_t> out;
+  auto logits = model.logits(last_hidden);
+  for (int64_t i = 0; i < max_new_tokens; ++i) {
+    const int64_t next = logits.argmax(-1).item<int64_t>();
+    out.push_back(next);
+    if (stop && stop(next)) break;
+    if (i + 1 == max_new_tokens) break;
+    logits = model.step(torch::tensor({next}, torch::kInt64), state, options);
+  }
+  return out;
+}
+
+}  // namespace memmamba

@@ -1,0 +1,92 @@
+// The MemMamba model: embedding, L layers (Note Block, retrieval trigger, cross-token
+// and cross-layer attention, fusion, Mamba mixer), final norm, tied LM head; run as a
+// parallel chunked forward or one token at a time, with the same answer.
+#pragma once
+#include <torch/types.h>
+
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <vector>
+
+#include "model/config.h"
+#include "model/mamba_mixer.h"
+#include "model/note_block.h"
+#include "model/weights.h"
+
+namespace memmamba {
+
+class TraceBuilder;
+
+class Cancelled : public std::runtime_error {
+ public:
+  Cancelled() : std::runtime_error("cancelled") {}
+};
+
+struct LayerMemoryState {
+  // One entry per sequence of the batch.
+  std::vector<NoteTaker> takers;
+  std::vector<torch::Tensor> pool_vectors;   // [K, S], zero rows for empty slots
+  std::vector<torch::Tensor> pool_priority;  // [K], 1 for empty slots (masked anyway)
+};
+
+// Everything one run carries from token to token: O(1) in the sequence length.
+struct RunState {
+  int64_t batch = 1;
+  int64_t position = 0;
+  std::vector<MixerState> mixers;
+  std::vector<LayerMemoryState> memory;
+  std::vector<std::map<int64_t, torch::Tensor>> retention_sums;  // per layer: source -> summed dt [Di]
+};
+
+struct RunOptions {
+  MemorySettings memory;                 // thresholds and switches; MemorySettings::from(config) by default
+  int64_t chunk_tokens = 4096;           // parallel mode works on this many tokens at a time
+  TraceBuilder* trace = nullptr;         // batch 1 only
+  std::vector<int64_t> retention_sources;  // exact retention curves for these positions
+  int64_t retention_horizon = 4096;
+  bool keep_hidden = true;               // return all hidden states (off for very long inputs)
+  // Called with each chunk's final hidden states [B, n, D] and its first position.
+  std::function<void(int64_t pos0, const torch::Tensor& hidden)> on_hidden;
+  // Called after each chunk; returning false cancels (throws Cancelled).
+  std::function<bool(int64_t done, int64_t total)> progress;
+};
+
+class MemMambaModel {
+ public:
+  MemMambaModel(ModelConfig config, Weights weights);
+  static MemMambaModel random(const ModelConfig& config, uint64_t seed);
+
+  const ModelConfig& config() const { return config_; }
+  const Weights& weights() const { return weights_; }
+  Weights& mutable_weights() { return weights_; }
+  torch::Device device() const;
+  void to(const torch::Device& device) { weights_.to(device); }
+  RunOptions default_options() const;
+
+  RunState new_state(int64_t batch) const;
+  // tokens: [B, T] int64. Returns the final hidden states [B, T, D] (after the final norm),
+  // or an empty tensor when options.keep_hidden is off.
+  torch::Tensor forward(const torch::Tensor& tokens, RunState& state, const RunOptions& options) const;
+  // tokens: [B]. Returns logits [B, V].
+  torch::Tensor step(const torch::Tensor& tokens, RunState& state, const RunOptions& options) const;
+  torch::Tensor logits(const torch::Tensor& hidden) const;
+
+ private:
+  torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
+                              std::vector<struct ChunkBank>& banks) const;
+  torch::Tensor layer_step(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
+                           std::vector<struct ChunkBank>& banks) const;
+  void record_retention(int64_t layer, int64_t pos0, const torch::Tensor& dt, RunState& state,
+                        const RunOptions& options) const;
+
+  ModelConfig config_;
+  Weights weights_;
+};
+
+// Greedy decoding in step mode after a parallel pass over the prompt.
+std::vector<int64_t> generate_greedy(const MemMambaModel& model, const std::vector<int64_t>& prompt,
+                                     int64_t max_new_tokens, const RunOptions& options,
+                                     const std::function<bool(int64_t)>& stop = {});
+
+}  // namespace memmamba

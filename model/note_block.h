@@ -1,0 +1,125 @@
+// The sequential half of the Note Block: deciding which tokens are noted, closing
+// windows into notes, and keeping the state pool (priority or FIFO eviction). It is
+// integer and small-vector work on plain floats, shared by the parallel and the step
+// mode so that both take the same decisions. Torch-free.
+#pragma once
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "model/config.h"
+
+namespace memmamba {
+
+// The memory switches a run may change without retraining.
+struct MemorySettings {
+  bool enabled = true;
+  double tau_note = 0.3;
+  double tau_retrieve = 0.5;
+  ImportanceRule importance = ImportanceRule::Novelty;
+  PoolPolicy policy = PoolPolicy::Priority;
+  static MemorySettings from(const ModelConfig& c) {
+    return {c.memory, c.tau_note, c.tau_retrieve, c.importance, c.pool_policy};
+  }
+};
+
+enum class PoolEventKind : uint8_t { Insert = 0, Evict = 1, Drop = 2 };
+
+struct PoolEventRecord {
+  int64_t position;  // the window's last token; the change is visible from position + 1
+  PoolEventKind kind;
+  int32_t slot;      // -1 for Drop
+  int64_t note_id;   // layer-local id, sequential from 0
+  float priority;
+};
+
+struct NoteMade {
+  int64_t note_id;
+  int64_t window;
+  float priority;
+  int64_t priority_source;            // position whose importance is the note's priority
+  std::vector<int64_t> sources;       // noted positions of the window
+  std::vector<int64_t> channel_source;  // per summary channel, the position holding the max
+  std::vector<float> vector;          // the note (element-wise max of the noted summaries)
+  int32_t slot = -1;                  // where it went, -1 when dropped
+};
+
+// What the decision at one token referred to, so the parallel mode can rebuild the
+// importance differentiably: a pool slot, an earlier token of the same window, or nothing.
+struct ImportanceReference {
+  enum class Kind : uint8_t { None, Slot, Token } kind = Kind::None;
+  int64_t index = -1;  // slot index, or absolute token position
+};
+
+struct TokenDecision {
+  float importance = 0;
+  bool noted = false;
+  float istate = 1;
+  bool trigger = false;
+  ImportanceReference reference;
+};
+
+class StatePool {
+ public:
+  StatePool(int64_t slots, int64_t width) : slots_(slots), width_(width), note_id_(slots, -1), priority_(slots, 0.f),
+                                            inserted_(slots, -1), unit_(slots * width, 0.f) {}
+  int64_t slots() const { return slots_; }
+  int64_t occupied() const;
+  int64_t note_id(int64_t slot) const { return note_id_[slot]; }
+  float priority(int64_t slot) const { return priority_[slot]; }
+  int64_t inserted_at(int64_t slot) const { return inserted_[slot]; }
+  // Largest cosine between `unit` (a unit vector) and the occupied slots; slot -1 when empty.
+  std::pair<float, int64_t> best_match(const float* unit) const;
+  // Applies the policy; appends the events; returns the slot taken or -1 when dropped.
+  int64_t insert(int64_t note_id, float priority, int64_t window, const float* unit, PoolPolicy policy,
+                 int64_t position, std::vector<PoolEventRecord>& events);
+
+ private:
+  int64_t slots_, width_;
+  std::vector<int64_t> note_id_;
+  std::vector<float> priority_;
+  std::vector<int64_t> inserted_;  // window index of insertion, for ties and FIFO
+  std::vector<float> unit_;
+};
+
+// One layer's note-taking over one sequence, one token at a time.
+class NoteTaker {
+ public:
+  NoteTaker(int64_t slots, int64_t width, int64_t window);
+
+  // s: the token's candidate summary (width floats); learned_importance is used by the learned rule.
+  // Appends pool events and, when the token closes a window with notes, the note made.
+  TokenDecision observe(const float* s, float learned_importance, const MemorySettings& settings,
+                        std::vector<PoolEventRecord>& events, std::vector<NoteMade>& notes);
+
+  const StatePool& pool() const { return pool_; }
+  int64_t position() const { return position_; }
+  int64_t notes_made() const { return next_note_id_; }
+  // Raw summary of an earlier token of the open window (for the parallel mode's constants).
+  const std::vector<int64_t>& open_positions() const { return open_positions_; }
+  const std::vector<std::vector<float>>& open_summaries() const { return open_summaries_; }
+  // The open window's running max and its sources (the parallel mode needs them as constants).
+  const std::vector<float>& open_max() const { return open_max_; }
+  float open_priority() const { return open_priority_; }
+
+ private:
+  StatePool pool_;
+  int64_t width_, window_;
+  int64_t position_ = 0;
+  int64_t next_note_id_ = 0;
+  float next_istate_ = 1.f;
+  // Open window.
+  std::vector<int64_t> open_positions_;             // every token of the window so far
+  std::vector<std::vector<float>> open_summaries_;  // their raw summaries
+  std::vector<std::vector<float>> open_units_;      // and unit vectors
+  std::vector<int64_t> open_sources_;               // the noted ones
+  std::vector<float> open_max_;
+  std::vector<int64_t> open_channel_source_;
+  float open_priority_ = -std::numeric_limits<float>::infinity();
+  int64_t open_priority_source_ = -1;
+};
+
+// Unit vector of s (zero vector stays zero).
+void normalize_into(const float* s, int64_t width, float* out);
+
+}  // namespace memmamba

@@ -1,0 +1,160 @@
+#include "model/runner.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include "model/trace_builder.h"
+
+namespace memmamba {
+
+namespace {
+// Adds -log p(next token) for each row of a hidden chunk [n, D] starting at pos0.
+void chunk_losses(const MemMambaModel& model, const torch::Tensor& hidden, int64_t pos0,
+                  const std::vector<int32_t>& tokens, std::vector<float>& out) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = hidden.size(0), T = static_cast<int64_t>(tokens.size());
+  for (int64_t r0 = 0; r0 < n; r0 += 1024) {
+    const int64_t rn = std::min<int64_t>(1024, n - r0);
+    const int64_t valid = std::min(rn, T - 1 - (pos0 + r0));  // rows that have a next token
+    if (valid <= 0) break;
+    auto logp = torch::log_softmax(model.logits(hidden.narrow(0, r0, valid)).to(torch::kFloat32), -1);
+    std::vector<int64_t> next(static_cast<size_t>(valid));
+    for (int64_t i = 0; i < valid; ++i) next[i] = tokens[pos0 + r0 + i + 1];
+    auto picked = logp.gather(1, torch::tensor(next, torch::kInt64).to(logp.device()).unsqueeze(1)).squeeze(1).neg();
+    auto cpu = picked.to(torch::kCPU).contiguous();
+    std::copy(cpu.data_ptr<float>(), cpu.data_ptr<float>() + valid, out.begin() + pos0 + r0);
+  }
+}
+}  // namespace
+
+Trace trace_tokens(const MemMambaModel& model, TraceRunRequest request) {
+  torch::NoGradGuard no_grad;
+  const int64_t T = static_cast<int64_t>(request.tokens.size());
+  if (T == 0) throw std::invalid_argument("nothing to run: the text has no tokens");
+  TraceBuilder builder(model.config(), request.trace_options);
+  std::vector<float> loss(static_cast<size_t>(T), std::nanf(""));
+  RunOptions options = request.options;
+  options.trace = &builder;
+  options.keep_hidden = false;
+  options.on_hidden = [&](int64_t pos0, const torch::Tensor& h) { chunk_losses(model, h[0], pos0, request.tokens, loss); };
+  RunState state = model.new_state(1);
+  std::vector<int64_t> ids(request.tokens.begin(), request.tokens.end());
+  model.forward(torch::tensor(ids, torch::kInt64).view({1, T}), state, options);
+
+  builder.losses(0, loss);
+  Trace& t = builder.trace();
+  t.tokens = std::move(request.tokens);
+  t.text = std::move(request.text);
+  t.char_begin = request.char_begin.size() == static_cast<size_t>(T) ? std::move(request.char_begin)
+                                                                     : std::vector<int64_t>(T, -1);
+  t.char_end = request.char_end.size() == static_cast<size_t>(T) ? std::move(request.char_end)
+                                                                 : std::vector<int64_t>(T, -1);
+  Json info = request.run_info.is_object() ? request.run_info : Json::object();
+  info["memory_enabled"] = options.memory.enabled && model.config().memory;
+  info["tau_note"] = options.memory.tau_note;
+  info["tau_retrieve"] = options.memory.tau_retrieve;
+  info["importance"] = to_string(options.memory.importance);
+  info["pool_policy"] = to_string(options.memory.policy);
+  info["device"] = model.device().str();
+  t.run_info = info;
+  return builder.finish();
+}
+
+std::vector<float> token_losses(const MemMambaModel& model, const std::vector<int32_t>& tokens,
+                                const RunOptions& options_in) {
+  torch::NoGradGuard no_grad;
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  std::vector<float> loss(static_cast<size_t>(T), std::nanf(""));
+  RunOptions options = options_in;
+  options.trace = nullptr;
+  options.keep_hidden = false;
+  options.on_hidden = [&](int64_t pos0, const torch::Tensor& h) { chunk_losses(model, h[0], pos0, tokens, loss); };
+  RunState state = model.new_state(1);
+  std::vector<int64_t> ids(tokens.begin(), tokens.end());
+  model.forward(torch::tensor(ids, torch::kInt64).view({1, T}), state, options);
+  return loss;
+}
+
+double current_peak_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";  // resets the peak resident set size (Linux >= 4.0)
+}
+
+std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const std::vector<int64_t>& lengths,
+                                    int64_t step_tokens, bool traced, uint64_t seed,
+                                    const std::function<void(const BenchRow&)>& on_row) {
+  torch::NoGradGuard no_grad;
+  std::vector<BenchRow> rows;
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto random_tokens = [&](int64_t n) {
+    return torch::randint(0, model.config().vocab_size, {1, n}, gen, torch::kInt64);
+  };
+  auto sync = [&] {
+    if (model.device().is_cuda()) torch::cuda::synchronize();
+  };
+  auto time_it = [&](const std::function<void()>& fn) {
+    sync();
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    sync();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  {  // warm-up: first calls allocate and pick kernels
+    RunState st = model.new_state(1);
+    RunOptions o = model.default_options();
+    o.keep_hidden = false;
+    model.forward(random_tokens(256), st, o);
+  }
+  for (int64_t T : lengths) {
+    auto tokens = random_tokens(T);
+    reset_peak_rss();
+    BenchRow row{traced ? "parallel+trace" : "parallel", T, 0, 0, 0};
+    row.seconds = time_it([&] {
+      if (traced) {
+        TraceRunRequest req;
+        req.tokens.assign(tokens.data_ptr<int64_t>(), tokens.data_ptr<int64_t>() + T);
+        req.options = model.default_options();
+        Trace t = trace_tokens(model, std::move(req));
+      } else {
+        RunState st = model.new_state(1);
+        RunOptions o = model.default_options();
+        o.keep_hidden = false;
+        model.forward(tokens, st, o);
+      }
+    });
+    row.tokens_per_second = T / row.seconds;
+    row.peak_rss_mb = current_peak_rss_mb();
+    rows.push_back(row);
+    if (on_row) on_row(row);
+  }
+  if (step_tokens > 0) {
+    auto tokens = random_tokens(step_tokens);
+    RunState st = model.new_state(1);
+    RunOptions o = model.default_options();
+    reset_peak_rss();
+    BenchRow row{"step", step_tokens, 0, 0, 0};
+    row.seconds = time_it([&] {
+      for (int64_t i = 0; i < step_tokens; ++i) model.step(tokens[0].narrow(0, i, 1), st, o);
+    });
+    row.tokens_per_second = step_tokens / row.seconds;
+    row.peak_rss_mb = current_peak_rss_mb();
+    rows.push_back(row);
+    if (on_row) on_row(row);
+  }
+  return rows;
+}
+
+}  // namespace memmamba

@@ -1,0 +1,46 @@
+// Running the model over a tokenized text into a Trace, with per-token loss, and
+// the throughput benchmark. Shared by the CLI and the app.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/memmamba.h"
+#include "model/tokenizer.h"
+#include "model/trace.h"
+
+namespace memmamba {
+
+struct TraceRunRequest {
+  std::string text;                      // may be empty when only tokens are known
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> char_begin, char_end;
+  RunOptions options;                    // memory settings, chunking, retention sources, progress
+  TraceOptions trace_options;
+  Json run_info = Json::object();        // recorded in the trace as given (checkpoint, device, ...)
+};
+
+// Runs the parallel mode with tracing and per-token loss. Throws Cancelled when progress says so.
+Trace trace_tokens(const MemMambaModel& model, TraceRunRequest request);
+
+// Mean next-token loss per position (NaN at the last), without tracing.
+std::vector<float> token_losses(const MemMambaModel& model, const std::vector<int32_t>& tokens,
+                                const RunOptions& options);
+
+struct BenchRow {
+  std::string mode;      // "parallel+trace", "parallel", "step"
+  int64_t tokens;
+  double seconds;
+  double tokens_per_second;
+  double peak_rss_mb;    // peak resident memory during this row
+};
+
+// Times the model on random tokens at each length; step mode over step_tokens tokens.
+std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const std::vector<int64_t>& lengths,
+                                    int64_t step_tokens, bool traced, uint64_t seed,
+                                    const std::function<void(const BenchRow&)>& on_row = {});
+
+double current_peak_rss_mb();
+void reset_peak_rss();
+
+}  // namespace memmamba

@@ -1,0 +1,186 @@
+#include "model/safetensors.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "model/file_io.h"
+#include "model/json.h"
+
+namespace memmamba {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F64: case DType::I64: case DType::U64: return 8;
+    case DType::F32: case DType::I32: case DType::U32: return 4;
+    case DType::F16: case DType::BF16: case DType::I16: case DType::U16: return 2;
+    case DType::I8: case DType::U8: case DType::Bool: return 1;
+  }
+  return 1;
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F64: return "F64";
+    case DType::F32: return "F32";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+    case DType::I64: return "I64";
+    case DType::I32: return "I32";
+    case DType::I16: return "I16";
+    case DType::I8: return "I8";
+    case DType::U8: return "U8";
+    case DType::U16: return "U16";
+    case DType::U32: return "U32";
+    case DType::U64: return "U64";
+    case DType::Bool: return "BOOL";
+  }
+  return "?";
+}
+
+DType dtype_from_name(const std::string& n) {
+  static const std::pair<const char*, DType> table[] = {
+      {"F64", DType::F64}, {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16},
+      {"I64", DType::I64}, {"I32", DType::I32}, {"I16", DType::I16}, {"I8", DType::I8},
+      {"U8", DType::U8},   {"U16", DType::U16}, {"U32", DType::U32}, {"U64", DType::U64},
+      {"BOOL", DType::Bool}};
+  for (const auto& [name, t] : table)
+    if (n == name) return t;
+  throw FormatError("unknown dtype \"" + n + "\"");
+}
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+SafetensorsFile SafetensorsFile::load(const std::string& path) {
+  return parse(read_file(path, uint64_t{1} << 36), path);
+}
+
+SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& origin) {
+  auto fail = [&](const std::string& msg) -> FormatError { return FormatError(origin + ": " + msg); };
+  if (bytes.size() < 8) throw fail("truncated: " + std::to_string(bytes.size()) + " bytes is too short for a safetensors file");
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, bytes.data(), 8);
+  if (header_len > kMaxHeaderBytes)
+    throw fail("header too large: " + std::to_string(header_len) + " bytes (limit " + std::to_string(kMaxHeaderBytes) + ")");
+  if (header_len > bytes.size() - 8)
+    throw fail("truncated: header claims " + std::to_string(header_len) + " bytes but the file holds " +
+               std::to_string(bytes.size() - 8) + " after the length");
+  const uint64_t data_start = 8 + header_len;
+  const uint64_t data_size = bytes.size() - data_start;
+
+  Json header;
+  try {
+    header = Json::parse(bytes.substr(8, header_len));
+  } catch (const JsonError& e) {
+    throw fail(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) throw fail("header is not a JSON object");
+
+  SafetensorsFile f;
+  f.origin_ = origin;
+  struct Span { uint64_t begin, end; std::string name; };
+  std::vector<Span> spans;
+  for (const auto& [name, entry] : header.as_object()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object()) throw fail("__metadata__ is not an object");
+      for (const auto& [k, v] : entry.as_object()) {
+        if (!v.is_string()) throw fail("__metadata__ value \"" + k + "\" is not a string");
+        f.metadata_[k] = v.as_string();
+      }
+      continue;
+    }
+    try {
+      TensorView view;
+      view.dtype = dtype_from_name(entry.at("dtype").as_string("dtype"));
+      uint64_t numel = 1;
+      for (const Json& d : entry.at("shape").as_array("shape")) {
+        int64_t dim = d.as_int("shape entry");
+        if (dim < 0) throw FormatError("negative dimension");
+        if (dim > 0 && numel > (uint64_t{1} << 48) / static_cast<uint64_t>(dim)) throw FormatError("shape too large");
+        numel *= static_cast<uint64_t>(dim);
+        view.shape.push_back(dim);
+      }
+      const auto& offsets = entry.at("data_offsets").as_array("data_offsets");
+      if (offsets.size() != 2) throw FormatError("data_offsets must hold two integers");
+      int64_t begin = offsets[0].as_int("data_offsets"), end = offsets[1].as_int("data_offsets");
+      if (begin < 0 || end < begin) throw FormatError("data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "] are invalid");
+      if (static_cast<uint64_t>(end) > data_size)
+        throw FormatError("data_offsets end " + std::to_string(end) + " is past the end of the data (" + std::to_string(data_size) +
+                          " bytes): the file is truncated or corrupt");
+      view.nbytes = static_cast<uint64_t>(end - begin);
+      if (view.nbytes != numel * dtype_size(view.dtype))
+        throw FormatError("holds " + std::to_string(view.nbytes) + " bytes but shape and dtype need " +
+                          std::to_string(numel * dtype_size(view.dtype)));
+      spans.push_back({static_cast<uint64_t>(begin), static_cast<uint64_t>(end), name});
+      view.data = nullptr;  // set once bytes_ has its final address
+      f.tensors_.emplace(name, std::move(view));
+    } catch (const std::exception& e) {
+      throw fail("tensor \"" + name + "\": " + e.what());
+    }
+  }
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < spans.size(); ++i)
+    if (spans[i].begin < spans[i - 1].end)
+      throw fail("tensors \"" + spans[i - 1].name + "\" and \"" + spans[i].name + "\" overlap");
+  f.bytes_ = std::move(bytes);
+  for (const Span& s : spans) {
+    f.tensors_[s.name].data = reinterpret_cast<const uint8_t*>(f.bytes_.data()) + data_start + s.begin;
+  }
+  return f;
+}
+
+const TensorView& SafetensorsFile::get(const std::string& name, DType expected) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw FormatError(origin_ + ": missing tensor \"" + name + "\"");
+  if (it->second.dtype != expected)
+    throw FormatError(origin_ + ": tensor \"" + name + "\" has dtype " + dtype_name(it->second.dtype) + ", expected " +
+                      dtype_name(expected));
+  return it->second;
+}
+
+void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
+                            uint64_t nbytes) {
+  uint64_t numel = 1;
+  for (int64_t d : shape) numel *= static_cast<uint64_t>(d);
+  if (numel * dtype_size(dtype) != nbytes) throw FormatError("internal: size mismatch writing " + name);
+  Entry e{dtype, std::move(shape), std::string(static_cast<const char*>(data), nbytes)};
+  entries_.emplace_back(name, std::move(e));
+}
+
+std::string SafetensorsWriter::serialize() const {
+  Json header = Json::object();
+  if (!metadata_.empty()) {
+    Json meta = Json::object();
+    for (const auto& [k, v] : metadata_) meta[k] = v;
+    header["__metadata__"] = meta;
+  }
+  uint64_t offset = 0;
+  for (const auto& [name, e] : entries_) {
+    Json entry = Json::object();
+    entry["dtype"] = dtype_name(e.dtype);
+    Json shape = Json::array();
+    for (int64_t d : e.shape) shape.push_back(d);
+    entry["shape"] = shape;
+    entry["data_offsets"] = Json(Json::Array{Json(static_cast<int64_t>(offset)), Json(static_cast<int64_t>(offset + e.data.size()))});
+    header[name] = entry;
+    offset += e.data.size();
+  }
+  std::string h = header.dump();
+  while ((8 + h.size()) % 8 != 0) h += ' ';  // keep arrays 8-byte aligned
+  std::string out(8, '\0');
+  uint64_t len = h.size();
+  std::memcpy(out.data(), &len, 8);
+  out += h;
+  out.reserve(out.size() + offset);
+  for (const auto& entry : entries_) out += entry.second.data;
+  return out;
+}
+
+void SafetensorsWriter::write(const std::string& path) const { write_file_atomic(path, serialize()); }
+
+}  // namespace memmamba

@@ -1,0 +1,88 @@
+// The safetensors container (8-byte little-endian header length, JSON header,
+// raw little-endian arrays), read with every offset and size checked. Torch-free,
+// so traces can be read by the views alone.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace memmamba {
+
+class FormatError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, U16, U32, U64, Bool };
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+DType dtype_from_name(const std::string& name);  // throws FormatError
+
+struct TensorView {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // points into the owning SafetensorsFile
+  uint64_t nbytes = 0;
+  int64_t numel() const;
+};
+
+class SafetensorsFile {
+ public:
+  static constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+
+  // Parses and validates; `origin` names the source in error messages.
+  static SafetensorsFile parse(std::string bytes, const std::string& origin);
+  static SafetensorsFile load(const std::string& path);
+
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  // Throws FormatError naming the file and tensor when missing or of another dtype.
+  const TensorView& get(const std::string& name, DType expected) const;
+  template <typename T>
+  std::vector<T> read_vector(const std::string& name, DType expected) const;
+  const std::string& origin() const { return origin_; }
+
+ private:
+  std::string bytes_;
+  std::string origin_;
+  std::map<std::string, std::string> metadata_;
+  std::map<std::string, TensorView> tensors_;
+};
+
+// Collects arrays and writes them atomically in one file.
+class SafetensorsWriter {
+ public:
+  void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+  // The data is copied, so temporaries may be passed.
+  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data, uint64_t nbytes);
+  template <typename T>
+  void add_vector(const std::string& name, DType dtype, const std::vector<T>& v) {
+    add(name, dtype, {static_cast<int64_t>(v.size())}, v.data(), v.size() * sizeof(T));
+  }
+  void write(const std::string& path) const;
+  std::string serialize() const;
+
+ private:
+  struct Entry {
+    DType dtype;
+    std::vector<int64_t> shape;
+    std::string data;
+  };
+  std::map<std::string, std::string> metadata_;
+  std::vector<std::pair<std::string, Entry>> entries_;
+};
+
+template <typename T>
+std::vector<T> SafetensorsFile::read_vector(const std::string& name, DType expected) const {
+  const TensorView& v = get(name, expected);
+  if (dtype_size(expected) != sizeof(T)) throw FormatError("internal: element size mismatch for " + name);
+  std::vector<T> out(static_cast<size_t>(v.nbytes / sizeof(T)));
+  if (v.nbytes) std::memcpy(out.data(), v.data, v.nbytes);
+  return out;
+}
+
+}  // namespace memmamba

@@ -1,0 +1,202 @@
+#include "model/tokenizer.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <mutex>
+
+#include "model/file_io.h"
+#include <thread>
+
+#ifndef MEMMAMBA_SPM_INSTALL_DIR
+#define MEMMAMBA_SPM_INSTALL_DIR "/usr/lib/memmamba"
+#endif
+
+namespace memmamba {
+
+namespace {
+
+struct ShimApi {
+  void* (*create)();
+  void (*destroy)(void*);
+  int (*load_from_bytes)(void*, const char*, size_t, char*, int);
+  int (*vocab_size)(void*);
+  int64_t (*encode)(void*, const char*, size_t, int32_t**, uint32_t**, uint32_t**, char*, int);
+  char* (*decode)(void*, const int32_t*, size_t);
+  int (*id_to_piece)(void*, int32_t, char*, int);
+  void (*free_buffer)(void*);
+  int (*train)(const char*, char*, int);
+};
+
+std::string executable_dir() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string p(buf, static_cast<size_t>(n));
+  return p.substr(0, p.find_last_of('/'));
+}
+
+std::vector<std::string> module_candidates() {
+  std::vector<std::string> c;
+  if (const char* env = std::getenv("MEMMAMBA_SPM_MODULE")) c.emplace_back(env);
+  const std::string dir = executable_dir();
+  c.push_back(dir + "/../lib/memmamba_spm.so");
+  c.push_back(dir + "/memmamba_spm.so");
+  c.push_back(dir + "/../lib/memmamba/memmamba_spm.so");
+  c.push_back(std::string(MEMMAMBA_SPM_INSTALL_DIR) + "/memmamba_spm.so");
+  return c;
+}
+
+const ShimApi& shim() {
+  static std::once_flag once;
+  static ShimApi api{};
+  static std::string error;
+  std::call_once(once, [] {
+    void* handle = nullptr;
+    std::string tried;
+    for (const std::string& path : module_candidates()) {
+      if (::access(path.c_str(), R_OK) != 0) { tried += " " + path; continue; }
+      // A fresh namespace keeps SentencePiece's protobuf away from LibTorch's.
+      handle = ::dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (handle) break;
+      tried += " " + path + " (" + ::dlerror() + ")";
+    }
+    if (!handle) { error = "the SentencePiece module could not be loaded; tried:" + tried; return; }
+    auto sym = [&](const char* name) {
+      void* p = ::dlsym(handle, name);
+      if (!p) error = std::string("the SentencePiece module lacks ") + name;
+      return p;
+    };
+    api.create = reinterpret_cast<void* (*)()>(sym("mm_spm_create"));
+    api.destroy = reinterpret_cast<void (*)(void*)>(sym("mm_spm_destroy"));
+    api.load_from_bytes = reinterpret_cast<int (*)(void*, const char*, size_t, char*, int)>(sym("mm_spm_load_from_bytes"));
+    api.vocab_size = reinterpret_cast<int (*)(void*)>(sym("mm_spm_vocab_size"));
+    api.encode = reinterpret_cast<int64_t (*)(void*, const char*, size_t, int32_t**, uint32_t**, uint32_t**, char*, int)>(
+        sym("mm_spm_encode"));
+    api.decode = reinterpret_cast<char* (*)(void*, const int32_t*, size_t)>(sym("mm_spm_decode"));
+    api.id_to_piece = reinterpret_cast<int (*)(void*, int32_t, char*, int)>(sym("mm_spm_id_to_piece"));
+    api.free_buffer = reinterpret_cast<void (*)(void*)>(sym("mm_spm_free_buffer"));
+    api.train = reinterpret_cast<int (*)(const char*, char*, int)>(sym("mm_spm_train"));
+  });
+  if (!error.empty()) throw TokenizerError(error);
+  return api;
+}
+
+}  // namespace
+
+std::string sentencepiece_module_path() {
+  for (const std::string& p : module_candidates())
+    if (::access(p.c_str(), R_OK) == 0) return p;
+  return {};
+}
+
+Tokenizer Tokenizer::load(const std::string& model_path) {
+  std::string bytes;
+  try {
+    bytes = read_file(model_path, 256u << 20);
+  } catch (const FileError& e) {
+    throw TokenizerError(std::string("tokenizer: ") + e.what());
+  }
+  if (bytes.empty()) throw TokenizerError("tokenizer: " + model_path + " is empty");
+  const ShimApi& api = shim();
+  Tokenizer t;
+  t.handle_ = api.create();
+  if (!t.handle_) throw TokenizerError("tokenizer: out of memory");
+  char err[512] = {0};
+  if (api.load_from_bytes(t.handle_, bytes.data(), bytes.size(), err, sizeof err) != 0)
+    throw TokenizerError("tokenizer: " + model_path + " is not a SentencePiece model (" + err + ")");
+  if (api.vocab_size(t.handle_) <= 0) throw TokenizerError("tokenizer: " + model_path + " has no pieces");
+  t.path_ = model_path;
+  return t;
+}
+
+Tokenizer::~Tokenizer() {
+  if (handle_) shim().destroy(handle_);
+}
+Tokenizer::Tokenizer(Tokenizer&& o) noexcept : handle_(o.handle_), path_(std::move(o.path_)) { o.handle_ = nullptr; }
+Tokenizer& Tokenizer::operator=(Tokenizer&& o) noexcept {
+  if (this != &o) {
+    if (handle_) shim().destroy(handle_);
+    handle_ = o.handle_;
+    path_ = std::move(o.path_);
+    o.handle_ = nullptr;
+  }
+  return *this;
+}
+
+int64_t Tokenizer::vocab_size() const { return shim().vocab_size(handle_); }
+
+Encoding Tokenizer::encode(const std::string& text, const std::function<bool(uint64_t, uint64_t)>& progress) const {
+  const ShimApi& api = shim();
+  Encoding out;
+  constexpr size_t kPiece = 1 << 16;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = std::min(text.size(), pos + kPiece);
+    if (end < text.size()) {
+      const size_t nl = text.rfind('\n', end);
+      if (nl != std::string::npos && nl > pos) end = nl + 1;
+      else while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;  // whole characters
+    }
+    int32_t* ids = nullptr;
+    uint32_t *begins = nullptr, *ends = nullptr;
+    char err[512] = {0};
+    const int64_t n = api.encode(handle_, text.data() + pos, end - pos, &ids, &begins, &ends, err, sizeof err);
+    if (n < 0) {
+      api.free_buffer(ids); api.free_buffer(begins); api.free_buffer(ends);
+      throw TokenizerError(std::string("tokenizer: encoding failed: ") + err);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      out.ids.push_back(ids[i]);
+      out.begin.push_back(static_cast<int64_t>(pos + begins[i]));
+      out.end.push_back(static_cast<int64_t>(pos + ends[i]));
+    }
+    api.free_buffer(ids); api.free_buffer(begins); api.free_buffer(ends);
+    pos = end;
+    if (progress && !progress(pos, text.size())) throw std::runtime_error("cancelled");
+  }
+  return out;
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
+  const ShimApi& api = shim();
+  const int64_t V = vocab_size();
+  for (int32_t id : ids)
+    if (id < 0 || id >= V) throw TokenizerError("tokenizer: id " + std::to_string(id) + " is outside the vocabulary");
+  char* s = api.decode(handle_, ids.data(), ids.size());
+  if (!s) throw TokenizerError("tokenizer: decoding failed");
+  std::string out(s);
+  api.free_buffer(s);
+  return out;
+}
+
+std::string Tokenizer::piece(int32_t id) const {
+  char buf[256];
+  if (shim().id_to_piece(handle_, id, buf, sizeof buf) != 0) throw TokenizerError("tokenizer: no piece " + std::to_string(id));
+  return buf;
+}
+
+void Tokenizer::train(const std::vector<std::string>& inputs, const std::string& model_prefix, int64_t vocab_size,
+                      int64_t max_sentences) {
+  if (inputs.empty()) throw TokenizerError("tokenizer-train: no input files");
+  if (vocab_size < 64 || vocab_size > 65535) throw TokenizerError("tokenizer-train: vocabulary size must be in [64, 65535]");
+  std::string files;
+  for (const std::string& f : inputs) {
+    file_size_checked(f);
+    if (f.find(',') != std::string::npos || f.find(' ') != std::string::npos)
+      throw TokenizerError("tokenizer-train: file names with commas or spaces are not supported: " + f);
+    files += (files.empty() ? "" : ",") + f;
+  }
+  const std::string args = "--input=" + files + " --model_prefix=" + model_prefix +
+                           " --vocab_size=" + std::to_string(vocab_size) +
+                           " --model_type=unigram --character_coverage=0.9999 --byte_fallback=true"
+                           " --split_digits=true --input_sentence_size=" + std::to_string(max_sentences) +
+                           " --shuffle_input_sentence=true --num_threads=" + std::to_string(std::max(1u, std::thread::hardware_concurrency())) +
+                           " --minloglevel=1";
+  char err[1024] = {0};
+  if (shim().train(args.c_str(), err, sizeof err) != 0) throw TokenizerError(std::string("tokenizer-train: ") + err);
+}
+
+}  // namespace memmamba

@@ -1,0 +1,116 @@
+// What a run records, as plain arrays (no torch, no Qt) so that views can link it
+// alone: per-layer token signals, sparse attention rows, the notes and the pool
+// events (replayable at any token), retention curves and per-token loss. Saved in
+// the safetensors layout and loaded back bit-exactly.
+#pragma once
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/json.h"
+
+namespace memmamba {
+
+constexpr int kTraceFormatVersion = 1;
+
+enum TokenFlag : uint8_t { kNoted = 1, kTriggered = 2, kAttentionRecorded = 4 };
+
+// Sparse rows of attention weights: row r belongs to token `token[r]`, its entries
+// are [offset[r], offset[r+1]).
+struct AttentionRows {
+  std::vector<int64_t> token;
+  std::vector<int64_t> offset{0};
+  std::vector<int32_t> slot;        // slot index in the pool (cross-layer: in the pool of `layer`)
+  std::vector<int32_t> layer;       // pool's layer (cross-layer rows) or the row's own layer
+  std::vector<int64_t> note;        // index into Trace::notes
+  std::vector<float> weight;
+  size_t rows() const { return token.size(); }
+  // Row index of a token, or -1.
+  int64_t find(int64_t position) const;
+};
+
+struct LayerTrace {
+  std::vector<float> importance;
+  std::vector<float> istate;
+  std::vector<uint8_t> flags;             // TokenFlag bits
+  std::vector<float> fusion_token_norm;   // |F_tok(c_tok)| per token
+  std::vector<float> fusion_layer_norm;   // |F_lay(c_lay)| per token (0 where the layer has none)
+  std::vector<float> log_decay;           // mean over channels and states of dt_t * A
+  AttentionRows token_attention;
+  AttentionRows layer_attention;
+};
+
+struct NoteInfo {
+  int32_t layer;
+  int64_t local_id;
+  int64_t window;
+  float priority;
+  std::vector<int64_t> sources;  // noted token positions
+};
+
+struct PoolEvent {
+  int64_t position;  // visible from position + 1
+  int32_t layer;
+  uint8_t kind;      // PoolEventKind: 0 insert, 1 evict, 2 drop
+  int32_t slot;
+  int64_t note;      // index into Trace::notes
+  float priority;
+};
+
+struct RetentionCurve {
+  int32_t layer;
+  int64_t source;
+  std::vector<float> values;  // values[k]: mean retention of the source's contribution k tokens later
+};
+
+struct TraceOptions {
+  int32_t attention_topk = 8;          // slots kept per attention row
+  int64_t detail_begin = 0;            // attention rows only for tokens in [begin, end)
+  int64_t detail_end = std::numeric_limits<int64_t>::max();
+  bool record_attention = true;
+};
+
+struct Trace {
+  Json config;      // the model config
+  Json run_info;    // settings of the run: thresholds, policy, memory switch, checkpoint, device...
+  std::string text;                 // the UTF-8 text that was tokenized (may be empty)
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> char_begin;  // byte offsets of each token in `text` (-1 unknown)
+  std::vector<int64_t> char_end;
+  std::vector<float> loss;          // -log p(tokens[t+1] | ..t); NaN where unknown
+  std::vector<LayerTrace> layers;
+  std::vector<NoteInfo> notes;
+  std::vector<PoolEvent> events;    // ordered by position
+  std::vector<RetentionCurve> retention;
+  TraceOptions options;
+  int64_t pool_slots = 0;
+
+  int64_t length() const { return static_cast<int64_t>(tokens.size()); }
+  // The pool of `layer` as visible at `position`: note index per slot (-1 empty).
+  std::vector<int64_t> pool_at(int32_t layer, int64_t position) const;
+  uint64_t memory_bytes() const;
+
+  void save(const std::string& path) const;
+  static Trace load(const std::string& path);
+};
+
+// Speeds up pool_at for scrubbing: snapshots every `stride` events per layer.
+class PoolReplay {
+ public:
+  explicit PoolReplay(const Trace& trace, int64_t stride = 256);
+  std::vector<int64_t> pool_at(int32_t layer, int64_t position) const;
+
+ private:
+  struct Snapshot {
+    int64_t position;   // state after all events with event.position < position
+    size_t next_event;  // index into the layer's events
+    std::vector<int64_t> slots;
+  };
+  const Trace& trace_;
+  std::vector<std::vector<size_t>> layer_events_;
+  std::vector<std::vector<Snapshot>> snapshots_;
+};
+
+}  // namespace memmamba

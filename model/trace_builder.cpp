@@ -1,0 +1,104 @@
+#include "model/trace_builder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace memmamba {
+
+TraceBuilder::TraceBuilder(const ModelConfig& config, const TraceOptions& options) {
+  trace_.config = config.to_json();
+  trace_.options = options;
+  trace_.options.attention_topk = std::max<int32_t>(1, options.attention_topk);
+  trace_.pool_slots = config.pool_slots;
+  trace_.layers.resize(static_cast<size_t>(config.n_layers));
+  local_to_global_.resize(static_cast<size_t>(config.n_layers));
+}
+
+void TraceBuilder::ensure_length(int64_t n) {
+  if (static_cast<int64_t>(trace_.loss.size()) < n) trace_.loss.resize(n, std::nanf(""));
+  for (LayerTrace& l : trace_.layers) {
+    if (static_cast<int64_t>(l.importance.size()) >= n) continue;
+    l.importance.resize(n, 0.f);
+    l.istate.resize(n, 0.f);
+    l.flags.resize(n, 0);
+    l.fusion_token_norm.resize(n, 0.f);
+    l.fusion_layer_norm.resize(n, 0.f);
+    l.log_decay.resize(n, 0.f);
+  }
+}
+
+void TraceBuilder::layer_tokens(int32_t layer, int64_t pos0, int64_t n, const float* importance, const float* istate,
+                                const uint8_t* flags, const float* token_norm, const float* layer_norm,
+                                const float* log_decay) {
+  ensure_length(pos0 + n);
+  LayerTrace& l = trace_.layers.at(layer);
+  std::copy(importance, importance + n, l.importance.begin() + pos0);
+  std::copy(istate, istate + n, l.istate.begin() + pos0);
+  for (int64_t i = 0; i < n; ++i) l.flags[pos0 + i] = static_cast<uint8_t>(l.flags[pos0 + i] | flags[i]);
+  std::copy(token_norm, token_norm + n, l.fusion_token_norm.begin() + pos0);
+  std::copy(layer_norm, layer_norm + n, l.fusion_layer_norm.begin() + pos0);
+  std::copy(log_decay, log_decay + n, l.log_decay.begin() + pos0);
+}
+
+void TraceBuilder::notes_made(int32_t layer, const std::vector<NoteMade>& notes) {
+  auto& map = local_to_global_.at(layer);
+  for (const NoteMade& n : notes) {
+    if (n.note_id != static_cast<int64_t>(map.size())) throw std::logic_error("trace: notes reported out of order");
+    map.push_back(static_cast<int64_t>(trace_.notes.size()));
+    trace_.notes.push_back({layer, n.note_id, n.window, n.priority, n.sources});
+  }
+}
+
+void TraceBuilder::pool_events(int32_t layer, const std::vector<PoolEventRecord>& events) {
+  const auto& map = local_to_global_.at(layer);
+  for (const PoolEventRecord& e : events)
+    trace_.events.push_back({e.position, layer, static_cast<uint8_t>(e.kind), e.slot, map.at(e.note_id), e.priority});
+}
+
+void TraceBuilder::attention_row(int32_t layer, bool cross_layer, int64_t position,
+                                 std::vector<AttentionEntryIn> entries) {
+  const size_t k = static_cast<size_t>(trace_.options.attention_topk);
+  if (entries.size() > k) {
+    std::partial_sort(entries.begin(), entries.begin() + k, entries.end(),
+                      [](const AttentionEntryIn& a, const AttentionEntryIn& b) { return a.weight > b.weight; });
+    entries.resize(k);
+  }
+  ensure_length(position + 1);
+  LayerTrace& l = trace_.layers.at(layer);
+  AttentionRows& rows = cross_layer ? l.layer_attention : l.token_attention;
+  if (!rows.token.empty() && rows.token.back() >= position) throw std::logic_error("trace: attention rows out of order");
+  rows.token.push_back(position);
+  for (const AttentionEntryIn& e : entries) {
+    rows.slot.push_back(e.slot);
+    rows.layer.push_back(e.layer);
+    rows.note.push_back(local_to_global_.at(e.layer).at(e.local_note));
+    rows.weight.push_back(e.weight);
+  }
+  rows.offset.push_back(static_cast<int64_t>(rows.slot.size()));
+  if (!cross_layer) l.flags[position] |= kAttentionRecorded;
+}
+
+void TraceBuilder::losses(int64_t pos0, const std::vector<float>& loss) {
+  ensure_length(pos0 + static_cast<int64_t>(loss.size()));
+  std::copy(loss.begin(), loss.end(), trace_.loss.begin() + pos0);
+}
+
+void TraceBuilder::retention(int32_t layer, int64_t source, std::vector<float> values) {
+  for (RetentionCurve& r : trace_.retention) {
+    if (r.layer == layer && r.source == source) {
+      r.values.insert(r.values.end(), values.begin(), values.end());
+      return;
+    }
+  }
+  trace_.retention.push_back({layer, source, std::move(values)});
+}
+
+Trace TraceBuilder::finish() {
+  std::stable_sort(trace_.events.begin(), trace_.events.end(),
+                   [](const PoolEvent& a, const PoolEvent& b) { return a.position < b.position; });
+  ensure_length(static_cast<int64_t>(trace_.tokens.size()));
+  return std::move(trace_);
+}
+
+}  // namespace memmamba

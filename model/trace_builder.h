@@ -1,0 +1,48 @@
+// Collects what a run reports into a Trace: the model calls it chunk by chunk
+// (or token by token in step mode) with plain arrays. Torch-free.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/note_block.h"
+#include "model/trace.h"
+
+namespace memmamba {
+
+struct AttentionEntryIn {
+  int32_t layer;   // pool's layer
+  int32_t slot;
+  int64_t local_note;
+  float weight;
+};
+
+class TraceBuilder {
+ public:
+  TraceBuilder(const ModelConfig& config, const TraceOptions& options);
+
+  const TraceOptions& options() const { return trace_.options; }
+  bool wants_attention(int64_t position) const {
+    return trace_.options.record_attention && position >= trace_.options.detail_begin &&
+           position < trace_.options.detail_end;
+  }
+  // Per-token signals of one layer for tokens [pos0, pos0 + n).
+  void layer_tokens(int32_t layer, int64_t pos0, int64_t n, const float* importance, const float* istate,
+                    const uint8_t* flags, const float* token_norm, const float* layer_norm, const float* log_decay);
+  void notes_made(int32_t layer, const std::vector<NoteMade>& notes);
+  void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events);
+  // Entries are reduced to the options' top-k by weight.
+  void attention_row(int32_t layer, bool cross_layer, int64_t position, std::vector<AttentionEntryIn> entries);
+  void losses(int64_t pos0, const std::vector<float>& loss);
+  void retention(int32_t layer, int64_t source, std::vector<float> values);
+
+  // Sorts what needs sorting and hands the trace over.
+  Trace finish();
+  Trace& trace() { return trace_; }
+
+ private:
+  void ensure_length(int64_t n);
+  Trace trace_;
+  std::vector<std::vector<int64_t>> local_to_global_;
+};
+
+}  // namespace memmamba

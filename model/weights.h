@@ -1,0 +1,42 @@
+// The model's named tensors: the one place where parameter names and shapes are
+// defined (checkpoints are checked against it) and where they are initialised.
+#pragma once
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace memmamba {
+
+struct ParamSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
+std::vector<ParamSpec> parameter_specs(const ModelConfig& config);
+int64_t parameter_count(const ModelConfig& config);
+
+class Weights {
+ public:
+  Weights() = default;
+  // Mamba-style initialisation (dt bias from [1e-3, 1e-1], A = 1..N), seeded.
+  static Weights random(const ModelConfig& config, uint64_t seed);
+
+  const torch::Tensor& operator[](const std::string& name) const;
+  bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  void set(const std::string& name, torch::Tensor t) { tensors_[name] = std::move(t); }
+  const std::map<std::string, torch::Tensor>& all() const { return tensors_; }
+  std::vector<torch::Tensor> parameters() const;
+  void to(const torch::Device& device);
+  void set_requires_grad(bool on);
+
+ private:
+  std::map<std::string, torch::Tensor> tensors_;
+};
+
+std::string layer_prefix(int64_t layer);
+
+}  // namespace memmamba
