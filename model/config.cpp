@@ -102,6 +102,7 @@ ModelConfig ModelConfig::from_json(const Json& j) {
       "tau_note", "tau_retrieve", "importance", "pool_policy", "fusion", "memory", "norm_eps",
       "fusion_init_scale"};
   ModelConfig c;
+  if (!j.is_object()) throw std::invalid_argument("a model config must be a JSON object");
   for (const auto& [key, value] : j.as_object("model config")) {
     if (!known.count(key)) throw std::invalid_argument("unknown config key \"" + key + "\"");
     try {

@@ -8,7 +8,7 @@
 namespace memmamba {
 
 struct MixerState {
-  torch::Tensor conv;  // [B, Di, Kc-1], the last inputs of the causal conv
+  torch::Tensor conv;  // [B, Kc-1, Di], the last inputs of the causal conv
   torch::Tensor ssm;   // [B, Di, N], fp32
 };
 
@@ -30,5 +30,9 @@ MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, co
 torch::Tensor mixer_decay_rates(const Weights& w, int64_t layer);
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
+// x @ weight^T. Without autograd, large inputs are split by rows over the intra-op
+// threads (BLAS runs single-threaded beside OpenMP: see configure_cpu_runtime).
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight);
 
 }  // namespace memmamba

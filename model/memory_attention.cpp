@@ -2,11 +2,66 @@
 
 #include <torch/torch.h>
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
+#include <limits>
 
 #include "model/mamba_mixer.h"
 
 namespace memmamba {
+
+namespace {
+// The same attention without autograd, as loops over the visible slots: no [n, M, S]
+// gathers, which dominate the tensor version's time on the CPU.
+void attend_rows_inference(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& values,
+                           const torch::Tensor& log_priority, const torch::Tensor& visible, double scale,
+                           torch::Tensor& context, torch::Tensor& weights) {
+  const int64_t n = queries.size(0), S = queries.size(1), M = visible.size(1);
+  auto q = queries.contiguous(), k = keys.contiguous(), v = values.contiguous(), lp = log_priority.contiguous();
+  auto vis = visible.contiguous();
+  context = torch::zeros({n, S}, queries.options());
+  weights = torch::zeros({n, M}, queries.options());
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  const float* lpp = lp.data_ptr<float>();
+  const int64_t* visp = vis.data_ptr<int64_t>();
+  float* cp = context.data_ptr<float>();
+  float* wp = weights.data_ptr<float>();
+  at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* qr = qp + r * S;
+      float* wr = wp + r * M;
+      float best = -std::numeric_limits<float>::infinity();
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t idx = visp[r * M + m];
+        if (idx < 0) continue;
+        const float* kr = kp + idx * S;
+        float dot = 0.f;
+        for (int64_t i = 0; i < S; ++i) dot += qr[i] * kr[i];
+        wr[m] = dot * static_cast<float>(scale) + lpp[idx];
+        best = std::max(best, wr[m]);
+      }
+      if (best == -std::numeric_limits<float>::infinity()) continue;  // nothing visible
+      float total = 0.f;
+      for (int64_t m = 0; m < M; ++m) {
+        if (visp[r * M + m] < 0) continue;
+        wr[m] = std::exp(wr[m] - best);
+        total += wr[m];
+      }
+      float* cr = cp + r * S;
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t idx = visp[r * M + m];
+        if (idx < 0) continue;
+        wr[m] /= total;
+        const float* vr = vp + idx * S;
+        for (int64_t i = 0; i < S; ++i) cr[i] += wr[m] * vr[i];
+      }
+    }
+  });
+}
+}  // namespace
 
 SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const std::string& prefix,
                                    const torch::Tensor& x_rows, const torch::Tensor& bank,
@@ -15,8 +70,15 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
   auto keys = torch::matmul(bank, w[prefix + "k.weight"].t());    // [nb, S]
   auto values = torch::matmul(bank, w[prefix + "v.weight"].t());  // [nb, S]
   auto log_priority = torch::log(bank_priority.clamp_min(1e-6));
-  auto queries = torch::matmul(rms_norm(x_rows, w[prefix + "norm.weight"], c.norm_eps), w[prefix + "q.weight"].t());
+  auto queries = project(rms_norm(x_rows, w[prefix + "norm.weight"], c.norm_eps), w[prefix + "q.weight"]);
   const double scale = 1.0 / std::sqrt(static_cast<double>(S));
+  const bool needs_grad = torch::GradMode::is_enabled() &&
+                          (queries.requires_grad() || keys.requires_grad() || log_priority.requires_grad());
+  if (!needs_grad && x_rows.device().is_cpu() && x_rows.scalar_type() == torch::kFloat32) {
+    torch::Tensor context, weights;
+    attend_rows_inference(queries, keys, values, log_priority, visible, scale, context, weights);
+    return {project(context, w[prefix + "o.weight"]), weights};
+  }
   constexpr int64_t kRowsPerBlock = 1024;
   std::vector<torch::Tensor> contexts, weights;
   for (int64_t r0 = 0; r0 < n; r0 += kRowsPerBlock) {

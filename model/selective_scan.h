@@ -23,7 +23,8 @@ ScanOutput selective_scan_reference(const torch::Tensor& u, const torch::Tensor&
                                     const torch::Tensor& Bmat, const torch::Tensor& Cmat, const torch::Tensor& Dskip,
                                     const torch::Tensor& initial_state = {});
 
-// Sets the intra-op thread count to the machine's cores (LibTorch may start at 1).
-void use_all_cpu_cores();
+// Call once at start-up: intra-op threads = the machine's cores (LibTorch may start at 1),
+// single-threaded BLAS beside them, and a heap that keeps freed chunk buffers.
+void configure_cpu_runtime();
 
 }  // namespace memmamba

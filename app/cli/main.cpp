@@ -390,7 +390,7 @@ int cmd_tokenizer_train(const std::vector<std::string>& argv) {
 int main(int argc, char** argv) {
   std::signal(SIGINT, on_sigint);
   spdlog::set_pattern("%^%l%$: %v");
-  use_all_cpu_cores();
+  configure_cpu_runtime();
   std::vector<std::string> rest(argv + std::min(argc, 2), argv + argc);
   const std::string cmd = argc >= 2 ? argv[1] : "";
   try {

@@ -1,0 +1,186 @@
+// Parallel (whole-sequence, chunked) and step (recurrent) mode must give the same logits.
+#include <torch/torch.h>
+
+#include <QtTest/QtTest>
+
+#include "model/memmamba.h"
+#include "model/selective_scan.h"
+#include "test_helpers.h"
+
+using namespace memmamba;
+
+namespace {
+torch::Tensor parallel_logits(const MemMambaModel& m, const torch::Tensor& tokens, const RunOptions& o, int64_t chunk) {
+  RunState s = m.new_state(tokens.size(0));
+  RunOptions opts = o;
+  opts.chunk_tokens = chunk;
+  return m.logits(m.forward(tokens, s, opts));
+}
+
+torch::Tensor step_logits(const MemMambaModel& m, const torch::Tensor& tokens, const RunOptions& o) {
+  RunState s = m.new_state(tokens.size(0));
+  std::vector<torch::Tensor> out;
+  for (int64_t t = 0; t < tokens.size(1); ++t) out.push_back(m.step(tokens.select(1, t), s, o));
+  return torch::stack(out, 1);
+}
+
+struct Counts {
+  int64_t notes = 0, evictions = 0, triggered = 0;
+};
+
+// Runs step mode token by token while counting what the pool did in layer 0.
+Counts pool_activity(const MemMambaModel& m, const torch::Tensor& tokens, const RunOptions& o) {
+  RunState s = m.new_state(1);
+  for (int64_t t = 0; t < tokens.size(1); ++t) m.step(tokens.select(1, t), s, o);
+  Counts c;
+  c.notes = s.memory[0].takers[0].notes_made();
+  return c;
+}
+}  // namespace
+
+class TestModelEquivalence : public QObject {
+  Q_OBJECT
+ private Q_SLOTS:
+  void initTestCase() { configure_cpu_runtime(); }
+
+  void parallelEqualsStep_data() {
+    QTest::addColumn<int>("window");
+    QTest::addColumn<QString>("policy");
+    QTest::addColumn<QString>("fusion");
+    QTest::addColumn<QString>("importance");
+    QTest::addColumn<bool>("memory");
+    for (int w : {1, 4})
+      for (const char* policy : {"priority", "fifo"})
+        for (const char* fusion : {"weighted", "residual", "gated"})
+          for (const char* importance : {"novelty", "learned"})
+            QTest::newRow(qPrintable(QString("w%1 %2 %3 %4").arg(w).arg(policy, fusion, importance)))
+                << w << QString(policy) << QString(fusion) << QString(importance) << true;
+    QTest::newRow("mamba only (config)") << 1 << QString("priority") << QString("weighted") << QString("novelty") << false;
+  }
+
+  void parallelEqualsStep() {
+    QFETCH(int, window);
+    QFETCH(QString, policy);
+    QFETCH(QString, fusion);
+    QFETCH(QString, importance);
+    QFETCH(bool, memory);
+    ModelConfig c = testing::tiny_config();
+    c.note_window = window;
+    c.pool_policy = pool_policy_from_string(policy.toStdString());
+    c.fusion = fusion_kind_from_string(fusion.toStdString());
+    c.importance = importance_rule_from_string(importance.toStdString());
+    c.tau_note = importance == "learned" ? 0.45 : 0.2;
+    c.memory = memory;
+    MemMambaModel m = MemMambaModel::random(c, 5);
+    torch::NoGradGuard no_grad;
+    const int64_t T = 12 * window + 3;  // many windows, the last one left open
+    torch::manual_seed(9);
+    auto tokens = torch::randint(0, c.vocab_size, {2, T}, torch::kInt64);
+    RunOptions o = m.default_options();
+    auto par = parallel_logits(m, tokens, o, 1 << 20);
+    auto stp = step_logits(m, tokens, o);
+    const double diff = (par - stp).abs().max().item<double>();
+    QVERIFY2(diff < 1e-4, qPrintable(QString("max |parallel - step| = %1").arg(diff)));
+    // Chunk boundaries inside windows change nothing either.
+    auto chunked = parallel_logits(m, tokens, o, 5);
+    QVERIFY((chunked - par).abs().max().item<double>() < 1e-4);
+    if (memory) {
+      // The case must exercise the pool: more notes than slots.
+      Counts counts = pool_activity(m, tokens.narrow(0, 0, 1), o);
+      QVERIFY2(counts.notes > c.pool_slots, qPrintable(QString("only %1 notes").arg(counts.notes)));
+    }
+  }
+
+  void memorySwitchAtRunTimeMatchesAMambaOnlyRun() {
+    ModelConfig c = testing::tiny_config();
+    MemMambaModel m = MemMambaModel::random(c, 2);
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(1);
+    auto tokens = torch::randint(0, c.vocab_size, {1, 30}, torch::kInt64);
+    RunOptions on = m.default_options(), off = on;
+    off.memory.enabled = false;
+    auto with_memory = parallel_logits(m, tokens, on, 1 << 20);
+    auto without = parallel_logits(m, tokens, off, 1 << 20);
+    QVERIFY((with_memory - without).abs().max().item<double>() > 1e-3);  // memory changes the answer
+    QVERIFY((step_logits(m, tokens, off) - without).abs().max().item<double>() < 1e-4);
+    // A Mamba-only model built from the same weights (memory weights dropped) agrees.
+    ModelConfig plain = c;
+    plain.memory = false;
+    Weights w;
+    for (const ParamSpec& spec : parameter_specs(plain)) w.set(spec.name, m.weights()[spec.name]);
+    MemMambaModel mamba(plain, w);
+    QVERIFY((parallel_logits(mamba, tokens, mamba.default_options(), 1 << 20) - without).abs().max().item<double>() < 1e-6);
+  }
+
+  void overflowingPoolKeepsParallelAndStepEqualOverLongInputs() {
+    ModelConfig c = testing::tiny_config();
+    c.pool_slots = 3;
+    MemMambaModel m = MemMambaModel::random(c, 8);
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(4);
+    auto tokens = torch::randint(0, c.vocab_size, {1, 200}, torch::kInt64);
+    for (double tau2 : {-1.0, 0.05, 0.5}) {  // always, sometimes, rarely triggered
+      RunOptions o = m.default_options();
+      o.memory.tau_retrieve = tau2;
+      const double diff = (parallel_logits(m, tokens, o, 64) - step_logits(m, tokens, o)).abs().max().item<double>();
+      QVERIFY2(diff < 1e-4, qPrintable(QString("tau2 %1: %2").arg(tau2).arg(diff)));
+    }
+  }
+
+  void gradientsReachTheNoteBlock() {
+    for (const char* rule : {"learned", "novelty"}) {
+      ModelConfig c = testing::tiny_config();
+      c.importance = importance_rule_from_string(rule);
+      c.tau_note = std::string(rule) == "learned" ? 0.4 : 0.2;
+      Weights w = Weights::random(c, 3);
+      w.set_requires_grad(true);
+      MemMambaModel m(c, w);
+      torch::manual_seed(2);
+      auto tokens = torch::randint(0, c.vocab_size, {2, 40}, torch::kInt64);
+      RunState s = m.new_state(2);
+      auto logits = m.logits(m.forward(tokens, s, m.default_options()));
+      auto loss = torch::nn::functional::cross_entropy(logits.narrow(1, 0, 39).reshape({-1, c.vocab_size}),
+                                                       tokens.narrow(1, 1, 39).reshape({-1}));
+      loss.backward();
+      auto grad_norm = [&](const std::string& name) {
+        const auto& g = m.weights()[name].grad();
+        return g.defined() ? g.norm().item<double>() : 0.0;
+      };
+      QVERIFY2(grad_norm("layers.0.note.summary.weight") > 0, rule);
+      QVERIFY2(grad_norm("layers.1.token_attention.q.weight") > 0, rule);
+      QVERIFY2(grad_norm("layers.1.layer_attention.k.weight") > 0, rule);
+      QVERIFY2(grad_norm("layers.0.mixer.A_log") > 0, rule);
+      if (std::string(rule) == "learned") QVERIFY(grad_norm("layers.0.note.importance.weight") > 0);
+    }
+  }
+
+  void fastAttentionEqualsTheAutogradPath() {
+    ModelConfig c = testing::tiny_config();
+    Weights w = Weights::random(c, 6);
+    MemMambaModel m(c, w);
+    torch::manual_seed(3);
+    auto tokens = torch::randint(0, c.vocab_size, {1, 50}, torch::kInt64);
+    RunState s1 = m.new_state(1), s2 = m.new_state(1);
+    torch::Tensor fast;
+    {
+      torch::NoGradGuard no_grad;
+      fast = m.logits(m.forward(tokens, s1, m.default_options()));
+    }
+    Weights wg = Weights::random(c, 6);
+    wg.set_requires_grad(true);
+    MemMambaModel mg(c, wg);
+    auto slow = mg.logits(mg.forward(tokens, s2, mg.default_options())).detach();
+    QVERIFY((fast - slow).abs().max().item<double>() < 1e-4);
+  }
+
+  void refusesBadTokens() {
+    MemMambaModel m = MemMambaModel::random(testing::tiny_config(), 1);
+    RunState s = m.new_state(1);
+    auto bad = torch::tensor({{1, 2, 64}}, torch::kInt64);
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, m.forward(bad, s, m.default_options()));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, m.step(torch::tensor({-1}, torch::kInt64), s, m.default_options()));
+  }
+};
+
+QTEST_APPLESS_MAIN(TestModelEquivalence)
+#include "test_model_equivalence.moc"
