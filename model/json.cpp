@@ -194,7 +194,13 @@ class Parser {
       while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') ++pos_;
     }
     std::string tok = s_.substr(start, pos_ - start);
-    if (integral && tok.size() <= 18) return Json(static_cast<int64_t>(std::stoll(tok)));
+    if (integral) {
+      try {
+        return Json(static_cast<int64_t>(std::stoll(tok)));
+      } catch (const std::out_of_range&) {
+        // beyond int64: kept as a double below
+      }
+    }
     double d = std::strtod(tok.c_str(), nullptr);
     if (!std::isfinite(d)) fail("number out of range");
     return Json(d);

@@ -116,7 +116,7 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& ori
       if (view.nbytes != numel * dtype_size(view.dtype))
         throw FormatError("holds " + std::to_string(view.nbytes) + " bytes but shape and dtype need " +
                           std::to_string(numel * dtype_size(view.dtype)));
-      spans.push_back({static_cast<uint64_t>(begin), static_cast<uint64_t>(end), name});
+      if (end > begin) spans.push_back({static_cast<uint64_t>(begin), static_cast<uint64_t>(end), name});
       view.data = nullptr;  // set once bytes_ has its final address
       f.tensors_.emplace(name, std::move(view));
     } catch (const std::exception& e) {
@@ -128,6 +128,7 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& ori
     if (spans[i].begin < spans[i - 1].end)
       throw fail("tensors \"" + spans[i - 1].name + "\" and \"" + spans[i].name + "\" overlap");
   f.bytes_ = std::move(bytes);
+  for (auto& [name, view] : f.tensors_) view.data = reinterpret_cast<const uint8_t*>(f.bytes_.data()) + data_start;
   for (const Span& s : spans) {
     f.tensors_[s.name].data = reinterpret_cast<const uint8_t*>(f.bytes_.data()) + data_start + s.begin;
   }

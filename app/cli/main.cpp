@@ -138,6 +138,23 @@ Tokenizer load_tokenizer(const Args& args, const ModelConfig& config) {
   return t;
 }
 
+// Parses every numeric or named model flag once, so a bad value is a usage error (exit 2)
+// before any file is read.
+void check_model_flags(const Args& args) {
+  args.get_double("tau-note", 0, -1.0, 2.0);
+  args.get_double("tau-retrieve", 0, -1.0, 2.0);
+  args.get_int("chunk", 4096, 1, 1 << 20);
+  args.get_int("random-init", 0, 0, INT64_MAX);
+  try {
+    if (args.has("importance")) importance_rule_from_string(args.get("importance", ""));
+    if (args.has("policy")) pool_policy_from_string(args.get("policy", ""));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  const std::string dev = args.get("device", "cpu");
+  if (dev != "cpu" && dev != "cuda") throw UsageError("--device must be cpu or cuda, not \"" + dev + "\"");
+}
+
 RunOptions run_options(const Args& args, const MemMambaModel& model) {
   RunOptions o = model.default_options();
   if (args.flag("no-memory")) o.memory.enabled = false;
@@ -156,17 +173,22 @@ RunOptions run_options(const Args& args, const MemMambaModel& model) {
 class ProgressBar {
  public:
   explicit ProgressBar(std::string label) : label_(std::move(label)), tty_(::isatty(2)), start_(clock::now()) {}
+  // Redraws in place on a terminal; elsewhere (logs, pipes) prints a line at most every 2 s.
   bool update(int64_t done, int64_t total) {
-    const double secs = std::chrono::duration<double>(clock::now() - start_).count();
+    const auto now = clock::now();
+    const double secs = std::chrono::duration<double>(now - start_).count();
+    const bool finished = done >= total;
+    if (!tty_ && !finished && printed_ && std::chrono::duration<double>(now - last_).count() < 2.0) return !g_interrupted;
+    last_ = now;
+    printed_ = true;
     const double rate = secs > 0 ? done / secs : 0;
     const int width = 30;
     const int filled = total > 0 ? static_cast<int>(width * done / total) : 0;
-    if (tty_ || done == total) {
-      std::fprintf(stderr, "%s%s [%s%s] %3d%% %lld/%lld tokens  %.0f tok/s%s", tty_ ? "\r" : "", label_.c_str(),
-                   std::string(filled, '#').c_str(), std::string(width - filled, ' ').c_str(),
-                   total > 0 ? static_cast<int>(100 * done / total) : 0, static_cast<long long>(done),
-                   static_cast<long long>(total), rate, done == total || !tty_ ? "\n" : "");
-    }
+    std::fprintf(stderr, "%s%s [%s%s] %3d%% %lld/%lld tokens  %.0f tok/s%s", tty_ ? "\r" : "", label_.c_str(),
+                 std::string(filled, '#').c_str(), std::string(width - filled, ' ').c_str(),
+                 total > 0 ? static_cast<int>(100 * done / total) : 0, static_cast<long long>(done),
+                 static_cast<long long>(total), rate, finished || !tty_ ? "\n" : "");
+    std::fflush(stderr);
     return !g_interrupted;
   }
 
@@ -174,7 +196,8 @@ class ProgressBar {
   using clock = std::chrono::steady_clock;
   std::string label_;
   bool tty_;
-  clock::time_point start_;
+  bool printed_ = false;
+  clock::time_point start_, last_;
 };
 
 void print_trace_summary(const Trace& t) {
@@ -254,18 +277,24 @@ int cmd_run(const std::vector<std::string>& argv) {
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string out = args.require("out");
+  check_model_flags(args);
+  const int64_t topk = args.get_int("topk", 8, 1, 4096);
+  const int64_t detail_begin = args.get_int("detail-begin", 0, 0, INT64_MAX);
+  const int64_t detail_end = args.get_int("detail-end", INT64_MAX, 0, INT64_MAX);
+  const auto retention_sources = args.get_int_list("retention-sources", {}, 0, INT64_MAX);
+  const int64_t retention_horizon = args.get_int("retention-horizon", 4096, 1, 1 << 24);
+  const int64_t max_tokens = args.get_int("max-tokens", INT64_MAX, 1, INT64_MAX);
   const std::string text = load_text_file(args.positionals()[0]);
   LoadedModel lm = load_model(args);
   Tokenizer tok = load_tokenizer(args, lm.model.config());
   TraceRunRequest req;
   req.options = run_options(args, lm.model);
-  req.trace_options.attention_topk = static_cast<int32_t>(args.get_int("topk", 8, 1, 4096));
-  req.trace_options.detail_begin = args.get_int("detail-begin", 0, 0, INT64_MAX);
-  req.trace_options.detail_end = args.get_int("detail-end", INT64_MAX, 0, INT64_MAX);
-  req.options.retention_sources = args.get_int_list("retention-sources", {}, 0, INT64_MAX);
-  req.options.retention_horizon = args.get_int("retention-horizon", 4096, 1, 1 << 24);
+  req.trace_options.attention_topk = static_cast<int32_t>(topk);
+  req.trace_options.detail_begin = detail_begin;
+  req.trace_options.detail_end = detail_end;
+  req.options.retention_sources = retention_sources;
+  req.options.retention_horizon = retention_horizon;
   Encoding enc = tok.encode(text);
-  const int64_t max_tokens = args.get_int("max-tokens", INT64_MAX, 1, INT64_MAX);
   if (static_cast<int64_t>(enc.ids.size()) > max_tokens) {
     enc.ids.resize(max_tokens);
     enc.begin.resize(max_tokens);
@@ -302,6 +331,9 @@ int cmd_generate(const std::vector<std::string>& argv) {
                 kModelOptionsHelp);
     return args.flag("help") ? kOk : kUsage;
   }
+  check_model_flags(args);
+  const int64_t max_new_checked = args.get_int("max-new", 32, 1, 1 << 20);
+  (void)max_new_checked;
   const std::string prompt = args.has("prompt-file") ? load_text_file(args.get("prompt-file", ""))
                                                      : normalize_text(args.get("prompt", ""), "--prompt");
   LoadedModel lm = load_model(args);

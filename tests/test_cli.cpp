@@ -1,0 +1,142 @@
+// The memmamba command line: exit codes, messages, outputs, and Ctrl-C leaving nothing behind.
+#include <QtTest/QtTest>
+#include <QProcess>
+#include <csignal>
+
+#include "model/config.h"
+#include "model/trace.h"
+
+using namespace memmamba;
+
+namespace {
+const QString kCli = QStringLiteral(MEMMAMBA_CLI);
+const QString kSource = QStringLiteral(MEMMAMBA_SOURCE_DIR);
+
+struct Result {
+  int code;
+  QString out, err;
+};
+
+Result run_cli(const QStringList& args, int timeout_ms = 120000) {
+  QProcess p;
+  p.start(kCli, args);
+  p.waitForFinished(timeout_ms);
+  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, QString::fromUtf8(p.readAllStandardOutput()),
+          QString::fromUtf8(p.readAllStandardError())};
+}
+}  // namespace
+
+class TestCli : public QObject {
+  Q_OBJECT
+  QTemporaryDir dir_;
+  QString small_config_;
+
+ private Q_SLOTS:
+  void initTestCase() {
+    ModelConfig c;
+    c.d_model = 32;
+    c.n_layers = 2;
+    c.summary_dim = 16;
+    c.pool_slots = 8;
+    small_config_ = dir_.filePath("small.json");
+    c.save(small_config_.toStdString());
+  }
+
+  void helpAndUsageErrors() {
+    QCOMPARE(run_cli({"--help"}).code, 0);
+    for (const char* cmd : {"info", "run", "generate", "bench", "tokenizer-train"}) {
+      Result r = run_cli({cmd, "--help"});
+      QCOMPARE(r.code, 0);
+      QVERIFY2(r.out.contains("usage: memmamba"), cmd);
+    }
+    Result unknown = run_cli({"frobnicate"});
+    QCOMPARE(unknown.code, 2);
+    QVERIFY(unknown.err.contains("unknown command"));
+    QCOMPARE(run_cli({"run"}).code, 2);
+    Result bogus = run_cli({"run", "x.txt", "--out", "y", "--bogus"});
+    QCOMPARE(bogus.code, 2);
+    QVERIFY(bogus.err.contains("unknown option --bogus"));
+    Result range = run_cli({"bench", "--lengths", "1k,0"});
+    QCOMPARE(range.code, 2);
+    QVERIFY(range.err.contains("outside"));
+    Result tau = run_cli({"run", "x.txt", "--out", "y", "--tau-note", "abc", "--random-init", "0"});
+    QCOMPARE(tau.code, 2);
+    Result missing_value = run_cli({"run", "x.txt", "--out"});
+    QCOMPARE(missing_value.code, 2);
+    QVERIFY(missing_value.err.contains("needs a value"));
+  }
+
+  void badInputFilesExitWithThree() {
+    const QString empty = dir_.filePath("empty.txt");
+    QFile f(empty);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.close();
+    const QString out = dir_.filePath("never.trace");
+    Result r = run_cli({"run", empty, "--out", out, "--random-init", "0", "--config", small_config_});
+    QCOMPARE(r.code, 3);
+    QVERIFY(r.err.contains("is empty"));
+    QVERIFY(!QFile::exists(out));
+    Result missing = run_cli({"run", dir_.filePath("absent.txt"), "--out", out, "--random-init", "0"});
+    QCOMPARE(missing.code, 3);
+    QFile g(dir_.filePath("garbage.safetensors"));
+    QVERIFY(g.open(QIODevice::WriteOnly));
+    g.write("\xff\xff\xff\xff\xff\xff\xff\x7f{}");
+    g.close();
+    Result info = run_cli({"info", g.fileName()});
+    QCOMPARE(info.code, 3);
+    QVERIFY(info.err.contains("header too large"));
+    ModelConfig tiny_vocab;
+    tiny_vocab.vocab_size = 100;
+    tiny_vocab.d_model = 16;
+    tiny_vocab.n_layers = 2;
+    const QString tv = dir_.filePath("tv.json");
+    tiny_vocab.save(tv.toStdString());
+    Result mismatch = run_cli({"run", kSource + "/sample_data/The-Time-Machine_35.txt", "--out", out, "--random-init", "0",
+                               "--config", tv});
+    QCOMPARE(mismatch.code, 3);
+    QVERIFY(mismatch.err.contains("do not belong together"));
+  }
+
+  void tracesATextAndSummarisesIt() {
+    const QString out = dir_.filePath("sample.trace");
+    Result r = run_cli({"run", kSource + "/sample_data/The-Time-Machine_35.txt", "--out", out, "--random-init", "3",
+                        "--config", small_config_, "--max-tokens", "600", "--retention-sources", "5,100"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY(r.out.contains("tokens            600"));
+    Trace t = Trace::load(out.toStdString());
+    QCOMPARE(t.length(), int64_t(600));
+    QCOMPARE(t.retention.size(), size_t(4));  // 2 sources x 2 layers
+    QVERIFY(t.text.rfind("\n", 0) != 0);
+    QVERIFY(t.char_end.back() <= static_cast<int64_t>(t.text.size()));
+    Result info = run_cli({"info", out});
+    QCOMPARE(info.code, 0);
+    QVERIFY(info.out.contains("noted%"));
+  }
+
+  void generatesInStepMode() {
+    Result r = run_cli({"generate", "--prompt", "The pass key is 123. The pass key is", "--random-init", "1", "--config",
+                        small_config_, "--max-new", "4"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY(r.err.contains("4 generated"));
+  }
+
+  void interruptLeavesNoFile() {
+    const QString out = dir_.filePath("interrupted.trace");
+    QProcess p;
+    p.start(kCli, {"run", kSource + "/sample_data/The-Time-Machine_35.txt", "--out", out, "--random-init", "0", "--chunk", "512"});
+    QVERIFY(p.waitForStarted());
+    // Wait for the first progress line, then interrupt.
+    QByteArray err;
+    QTRY_VERIFY_WITH_TIMEOUT((err += p.readAllStandardError()).contains("tracing") || p.state() != QProcess::Running, 60000);
+    QCOMPARE(p.state(), QProcess::Running);
+    ::kill(static_cast<pid_t>(p.processId()), SIGINT);
+    QVERIFY(p.waitForFinished(60000));
+    QCOMPARE(p.exitCode(), 130);
+    QVERIFY(!QFile::exists(out));
+    QDir d(dir_.path());
+    QVERIFY(d.entryList({"interrupted.trace*"}).isEmpty());
+  }
+};
+
+QTEST_GUILESS_MAIN(TestCli)
+#include "test_cli.moc"

@@ -1,0 +1,242 @@
+#include <torch/torch.h>
+
+#include <QtTest/QtTest>
+#include <cstring>
+
+#include "model/checkpoint.h"
+#include "model/file_io.h"
+#include "model/memmamba.h"
+#include "model/runner.h"
+#include "model/safetensors.h"
+#include "model/selective_scan.h"
+#include "model/trace.h"
+#include "test_helpers.h"
+
+using namespace memmamba;
+
+namespace {
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+bool same_rows(const AttentionRows& a, const AttentionRows& b) {
+  return same_bits(a.token, b.token) && same_bits(a.offset, b.offset) && same_bits(a.slot, b.slot) &&
+         same_bits(a.layer, b.layer) && same_bits(a.note, b.note) && same_bits(a.weight, b.weight);
+}
+
+Trace make_trace(const MemMambaModel& m, int64_t T, uint64_t seed, int64_t chunk, TraceOptions topts = {},
+                 std::vector<int64_t> sources = {}) {
+  torch::manual_seed(seed);
+  auto tokens = torch::randint(0, m.config().vocab_size, {T}, torch::kInt64);
+  TraceRunRequest req;
+  req.tokens.assign(tokens.data_ptr<int64_t>(), tokens.data_ptr<int64_t>() + T);
+  req.text = std::string(static_cast<size_t>(T), 'x');
+  for (int64_t i = 0; i < T; ++i) { req.char_begin.push_back(i); req.char_end.push_back(i + 1); }
+  req.options = m.default_options();
+  req.options.chunk_tokens = chunk;
+  req.options.retention_sources = std::move(sources);
+  req.options.retention_horizon = 40;
+  req.trace_options = topts;
+  return trace_tokens(m, std::move(req));
+}
+}  // namespace
+
+class TestTrace : public QObject {
+  Q_OBJECT
+  QTemporaryDir dir_;
+
+ private Q_SLOTS:
+  void initTestCase() { configure_cpu_runtime(); }
+
+  void savesAndLoadsBitExactly() {
+    MemMambaModel m = MemMambaModel::random(testing::tiny_config(), 4);
+    Trace t = make_trace(m, 120, 1, 32, {}, {3, 50});
+    QVERIFY(!t.notes.empty() && !t.events.empty() && !t.retention.empty());
+    QVERIFY(t.layers[1].token_attention.rows() > 0 && t.layers[1].layer_attention.rows() > 0);
+    const std::string path = dir_.filePath("t.trace").toStdString();
+    t.save(path);
+    Trace u = Trace::load(path);
+    QCOMPARE(u.config.dump(), t.config.dump());
+    QCOMPARE(u.run_info.dump(), t.run_info.dump());
+    QCOMPARE(u.text, t.text);
+    QVERIFY(same_bits(u.tokens, t.tokens) && same_bits(u.char_begin, t.char_begin) && same_bits(u.loss, t.loss));
+    QVERIFY(std::isnan(u.loss.back()));  // the last token has no next token
+    QCOMPARE(u.layers.size(), t.layers.size());
+    for (size_t l = 0; l < t.layers.size(); ++l) {
+      const LayerTrace &a = t.layers[l], &b = u.layers[l];
+      QVERIFY(same_bits(a.importance, b.importance) && same_bits(a.istate, b.istate) && same_bits(a.flags, b.flags));
+      QVERIFY(same_bits(a.fusion_token_norm, b.fusion_token_norm) && same_bits(a.log_decay, b.log_decay));
+      QVERIFY(same_bits(a.fusion_layer_norm, b.fusion_layer_norm));
+      QVERIFY(same_rows(a.token_attention, b.token_attention) && same_rows(a.layer_attention, b.layer_attention));
+    }
+    QCOMPARE(u.notes.size(), t.notes.size());
+    for (size_t i = 0; i < t.notes.size(); ++i) QVERIFY(u.notes[i].sources == t.notes[i].sources);
+    QCOMPARE(u.events.size(), t.events.size());
+    QCOMPARE(u.retention.size(), t.retention.size());
+    for (size_t i = 0; i < t.retention.size(); ++i) QVERIFY(same_bits(u.retention[i].values, t.retention[i].values));
+  }
+
+  void chunkingDoesNotChangeTheTrace() {
+    MemMambaModel m = MemMambaModel::random(testing::tiny_config(), 4);
+    Trace a = make_trace(m, 100, 2, 1000, {}, {10}), b = make_trace(m, 100, 2, 7, {}, {10});
+    QCOMPARE(a.events.size(), b.events.size());
+    for (size_t l = 0; l < a.layers.size(); ++l) {
+      QVERIFY(a.layers[l].flags == b.layers[l].flags);
+      QCOMPARE(a.layers[l].token_attention.token, b.layers[l].token_attention.token);
+    }
+    QCOMPARE(a.retention.size(), b.retention.size());
+    for (size_t i = 0; i < a.retention.size(); ++i) {
+      QCOMPARE(a.retention[i].values.size(), size_t(41));
+      for (size_t k = 0; k < a.retention[i].values.size(); ++k)
+        QVERIFY(std::fabs(a.retention[i].values[k] - b.retention[i].values[k]) < 1e-5f);
+    }
+  }
+
+  void replayAgreesWithTheRunAndIsCausal() {
+    ModelConfig c = testing::tiny_config();
+    c.note_window = 3;
+    MemMambaModel m = MemMambaModel::random(c, 7);
+    const int64_t T = 150;
+    Trace t = make_trace(m, T, 3, 40);
+    PoolReplay replay(t, 4);
+    for (int32_t l = 0; l < static_cast<int32_t>(c.n_layers); ++l)
+      for (int64_t pos = 0; pos <= T; pos += 1) QVERIFY(replay.pool_at(l, pos) == t.pool_at(l, pos));
+    // The final pool equals the one the model carried (compared by layer-local note ids).
+    torch::manual_seed(3);
+    auto tokens = torch::randint(0, c.vocab_size, {1, T}, torch::kInt64);
+    RunState s = m.new_state(1);
+    {
+      torch::NoGradGuard ng;
+      m.forward(tokens, s, m.default_options());
+    }
+    for (int32_t l = 0; l < static_cast<int32_t>(c.n_layers); ++l) {
+      auto slots = t.pool_at(l, T);
+      for (int64_t j = 0; j < c.pool_slots; ++j) {
+        const int64_t expected = s.memory[l].takers[0].pool().note_id(j);
+        QCOMPARE(slots[j] < 0 ? int64_t(-1) : t.notes[slots[j]].local_id, expected);
+      }
+    }
+    // Causality: every note a token attends to closed its window before the token's window began,
+    // and sits in the slot the replay says it occupies.
+    int64_t rows_checked = 0;
+    for (int32_t l = 0; l < static_cast<int32_t>(c.n_layers); ++l) {
+      const AttentionRows& r = t.layers[l].token_attention;
+      for (size_t i = 0; i < r.rows(); ++i) {
+        const int64_t pos = r.token[i];
+        QVERIFY(t.layers[l].flags[pos] & kTriggered);
+        auto pool = replay.pool_at(l, pos);
+        for (int64_t e = r.offset[i]; e < r.offset[i + 1]; ++e) {
+          const NoteInfo& n = t.notes[r.note[e]];
+          QVERIFY(n.window < pos / c.note_window);
+          for (int64_t src : n.sources) QVERIFY(src < pos);
+          QCOMPARE(pool[r.slot[e]], r.note[e]);
+        }
+        ++rows_checked;
+      }
+    }
+    QVERIFY(rows_checked > 50);
+  }
+
+  void boundedModeKeepsTopSlotsAndARange() {
+    ModelConfig c = testing::tiny_config();
+    c.pool_slots = 6;
+    MemMambaModel m = MemMambaModel::random(c, 5);
+    TraceOptions o;
+    o.attention_topk = 2;
+    o.detail_begin = 30;
+    o.detail_end = 60;
+    Trace t = make_trace(m, 100, 4, 25, o);
+    Trace full = make_trace(m, 100, 4, 25);
+    for (const LayerTrace& l : t.layers) {
+      for (size_t i = 0; i < l.token_attention.rows(); ++i) {
+        QVERIFY(l.token_attention.token[i] >= 30 && l.token_attention.token[i] < 60);
+        QVERIFY(l.token_attention.offset[i + 1] - l.token_attention.offset[i] <= 2);
+      }
+    }
+    QVERIFY(t.memory_bytes() < full.memory_bytes());
+    // The kept entries are the largest weights of the full row.
+    const AttentionRows& a = t.layers[1].token_attention;
+    const AttentionRows& b = full.layers[1].token_attention;
+    QVERIFY(a.rows() > 0);
+    const int64_t rb = b.find(a.token[0]);
+    QVERIFY(rb >= 0);
+    std::vector<float> weights(b.weight.begin() + b.offset[rb], b.weight.begin() + b.offset[rb + 1]);
+    std::sort(weights.rbegin(), weights.rend());
+    QCOMPARE(a.weight[a.offset[0]], weights[0]);
+  }
+
+  void retentionCurveMatchesADirectComputation() {
+    ModelConfig c = testing::tiny_config();
+    c.n_layers = 1;
+    c.cross_layer_groups = 1;
+    c.memory = false;
+    MemMambaModel m = MemMambaModel::random(c, 9);
+    const int64_t T = 60, source = 12;
+    Trace t = make_trace(m, T, 5, 16, {}, {source});
+    QCOMPARE(t.retention.size(), size_t(1));
+    const auto& curve = t.retention[0].values;
+    QCOMPARE(curve.size(), size_t(41));
+    // Direct: dt from the layer's own weights, then mean over channels and states of exp(A * sum dt).
+    torch::NoGradGuard ng;
+    torch::manual_seed(5);
+    auto tokens = torch::randint(0, c.vocab_size, {T}, torch::kInt64);
+    const Weights& w = m.weights();
+    const int64_t Di = c.inner(), R = c.rank();
+    auto x = w["embedding.weight"].index_select(0, tokens);
+    auto h = x * torch::rsqrt(x.pow(2).mean(-1, true) + c.norm_eps) * w["layers.0.mixer.norm.weight"];
+    auto a = torch::matmul(h, w["layers.0.mixer.in_proj.weight"].t()).narrow(1, 0, Di);  // [T, Di]
+    auto padded = torch::cat({torch::zeros({c.conv_kernel - 1, Di}), a}, 0);
+    auto conv = w["layers.0.mixer.conv.bias"].expand({T, Di}).clone();
+    for (int64_t k = 0; k < c.conv_kernel; ++k) conv += padded.narrow(0, k, T) * w["layers.0.mixer.conv.weight"].select(1, k);
+    auto u = torch::silu(conv);
+    auto dt_raw = torch::matmul(u, w["layers.0.mixer.x_proj.weight"].t()).narrow(1, 0, R);
+    auto dt = torch::nn::functional::softplus(torch::matmul(dt_raw, w["layers.0.mixer.dt_proj.weight"].t()) +
+                                              w["layers.0.mixer.dt_proj.bias"]);
+    auto A = -torch::exp(w["layers.0.mixer.A_log"]);
+    for (int64_t k = 0; k <= 40; ++k) {
+      auto summed = k == 0 ? torch::zeros({Di}) : dt.narrow(0, source + 1, k).sum(0);
+      const float expected = torch::exp(summed.unsqueeze(1) * A).mean().item<float>();
+      QVERIFY2(std::fabs(curve[k] - expected) < 1e-5f, qPrintable(QString("k=%1: %2 vs %3").arg(k).arg(curve[k]).arg(expected)));
+    }
+    QCOMPARE(curve[0], 1.f);
+  }
+
+  void refusesBadTraceFiles() {
+    MemMambaModel m = MemMambaModel::random(testing::tiny_config(), 4);
+    Trace t = make_trace(m, 40, 1, 64);
+    const std::string path = dir_.filePath("ok.trace").toStdString();
+    t.save(path);
+    const std::string bytes = read_file(path);
+    auto write = [&](const char* name, const std::string& data) {
+      const std::string p = dir_.filePath(name).toStdString();
+      write_file_atomic(p, data);
+      return p;
+    };
+    QVERIFY_THROWS_EXCEPTION(FormatError, Trace::load(write("cut.trace", bytes.substr(0, bytes.size() - 100))));
+    QVERIFY_THROWS_EXCEPTION(FormatError, Trace::load(write("tiny.trace", bytes.substr(0, 4))));
+    // A checkpoint is not a trace.
+    const std::string ck = dir_.filePath("m.safetensors").toStdString();
+    save_checkpoint(ck, m.config(), m.weights());
+    try {
+      Trace::load(ck);
+      QFAIL("a checkpoint loaded as a trace");
+    } catch (const FormatError& e) {
+      QVERIFY(std::string(e.what()).find("not a MemMamba trace") != std::string::npos);
+    }
+    // Another format version.
+    std::string other = bytes;
+    const size_t at = other.find("\"version\":\"1\"");
+    QVERIFY(at != std::string::npos);
+    other[at + 11] = '9';
+    try {
+      Trace::load(write("v9.trace", other));
+      QFAIL("version 9 accepted");
+    } catch (const FormatError& e) {
+      QVERIFY(std::string(e.what()).find("version 9") != std::string::npos);
+    }
+  }
+};
+
+QTEST_APPLESS_MAIN(TestTrace)
+#include "test_trace.moc"
