@@ -68,8 +68,8 @@ MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer,
   return {xf + project(y, w[p + "out_proj.weight"]), dt};
 }
 
-MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
-                       MixerState& state) {
+MixerOutput mixer_step_tensor_ops(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
+                                  MixerState& state) {
   const std::string p = layer_prefix(layer) + "mixer.";
   const int64_t Di = c.inner(), N = c.d_state, R = c.rank();
   auto h = rms_norm(xf, w[p + "norm.weight"], c.norm_eps);
@@ -89,6 +89,89 @@ MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, co
   auto y = (state.ssm * Cv.unsqueeze(1)).sum(-1) + w[p + "D"] * u;
   y = y * torch::silu(z);
   return {xf + torch::matmul(y, w[p + "out_proj.weight"].t()), dt};
+}
+
+}  // namespace memmamba
+
+namespace memmamba {
+
+MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf_in,
+                       MixerState& state) {
+  if (!xf_in.device().is_cpu() || xf_in.scalar_type() != torch::kFloat32 ||
+      (torch::GradMode::is_enabled() && xf_in.requires_grad()))
+    return mixer_step_tensor_ops(c, w, layer, xf_in, state);
+  const std::string p = layer_prefix(layer) + "mixer.";
+  const int64_t B = xf_in.size(0), D = c.d_model, Di = c.inner(), N = c.d_state, R = c.rank(), Kc = c.conv_kernel;
+  auto xf = xf_in.contiguous();
+  // Pre-norm.
+  auto h = torch::empty({B, D});
+  {
+    const float* x = xf.data_ptr<float>();
+    const float* g = w[p + "norm.weight"].data_ptr<float>();
+    float* o = h.data_ptr<float>();
+    for (int64_t b = 0; b < B; ++b) {
+      double sq = 0;
+      for (int64_t i = 0; i < D; ++i) sq += static_cast<double>(x[b * D + i]) * x[b * D + i];
+      const float inv = static_cast<float>(1.0 / std::sqrt(sq / D + c.norm_eps));
+      for (int64_t i = 0; i < D; ++i) o[b * D + i] = x[b * D + i] * inv * g[i];
+    }
+  }
+  auto az = at::mm(h, w[p + "in_proj.weight"].t()).contiguous();  // [B, 2Di]
+  // Causal conv over the carried window, then SiLU.
+  auto u = torch::empty({B, Di});
+  {
+    state.conv = state.conv.contiguous();
+    float* win = state.conv.data_ptr<float>();  // [B, Kc-1, Di]
+    const float* cw = w[p + "conv.weight"].data_ptr<float>();
+    const float* cb = w[p + "conv.bias"].data_ptr<float>();
+    const float* a = az.data_ptr<float>();
+    float* uo = u.data_ptr<float>();
+    for (int64_t b = 0; b < B; ++b) {
+      float* wb = win + b * (Kc - 1) * Di;
+      for (int64_t d = 0; d < Di; ++d) {
+        const float ad = a[b * 2 * Di + d];
+        float acc = cb[d] + cw[d * Kc + Kc - 1] * ad;
+        for (int64_t k = 0; k < Kc - 1; ++k) acc += cw[d * Kc + k] * wb[k * Di + d];
+        for (int64_t k = 0; k + 1 < Kc - 1; ++k) wb[k * Di + d] = wb[(k + 1) * Di + d];
+        if (Kc > 1) wb[(Kc - 2) * Di + d] = ad;
+        uo[b * Di + d] = acc / (1.f + std::exp(-acc));
+      }
+    }
+  }
+  auto xdbc = at::mm(u, w[p + "x_proj.weight"].t()).contiguous();                           // [B, R+2N]
+  auto dt = at::mm(xdbc.narrow(1, 0, R), w[p + "dt_proj.weight"].t()).contiguous();          // [B, Di]
+  auto y = torch::empty({B, Di});
+  {
+    const float* bias = w[p + "dt_proj.bias"].data_ptr<float>();
+    const float* A_log = w[p + "A_log"].data_ptr<float>();
+    const float* Dskip = w[p + "D"].data_ptr<float>();
+    const float* xd = xdbc.data_ptr<float>();
+    const float* uo = u.data_ptr<float>();
+    const float* a = az.data_ptr<float>();
+    float* dtp = dt.data_ptr<float>();
+    float* yo = y.data_ptr<float>();
+    state.ssm = state.ssm.contiguous();
+    float* hs = state.ssm.data_ptr<float>();  // [B, Di, N]
+    for (int64_t b = 0; b < B; ++b) {
+      const float* Bv = xd + b * (R + 2 * N) + R;
+      const float* Cv = Bv + N;
+      for (int64_t d = 0; d < Di; ++d) {
+        const float raw = dtp[b * Di + d] + bias[d];
+        const float step = raw > 20.f ? raw : std::log1p(std::exp(raw));  // softplus, threshold 20 as in Torch
+        dtp[b * Di + d] = step;
+        const float ud = uo[b * Di + d];
+        float acc = Dskip[d] * ud;
+        float* hd = hs + (b * Di + d) * N;
+        for (int64_t n = 0; n < N; ++n) {
+          hd[n] = std::exp(-step * std::exp(A_log[d * N + n])) * hd[n] + step * ud * Bv[n];
+          acc += Cv[n] * hd[n];
+        }
+        const float z = a[b * 2 * Di + Di + d];
+        yo[b * Di + d] = acc * z / (1.f + std::exp(-z));
+      }
+    }
+  }
+  return {xf + at::mm(y, w[p + "out_proj.weight"].t()), dt};
 }
 
 }  // namespace memmamba

@@ -22,9 +22,12 @@ MixerState new_mixer_state(const ModelConfig& c, int64_t batch, const torch::Dev
 // xf: [B, T, D]; updates the state to the end of the chunk.
 MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
                           MixerState& state);
-// xf: [B, D]; one token.
+// xf: [B, D]; one token. fp32 CPU tensors take a loop implementation (a few matrix-vector
+// products and plain loops: per-op overhead dominates a single token); others take tensor ops.
 MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
                        MixerState& state);
+MixerOutput mixer_step_tensor_ops(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
+                                  MixerState& state);
 
 // A = -exp(A_log) of a layer, [Di, N].
 torch::Tensor mixer_decay_rates(const Weights& w, int64_t layer);

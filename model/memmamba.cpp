@@ -95,6 +95,9 @@ RunState MemMambaModel::new_state(int64_t batch) const {
         m.takers.emplace_back(config_.pool_slots, config_.summary_dim, config_.note_window);
         m.pool_vectors.push_back(torch::zeros({config_.pool_slots, config_.summary_dim}, fopts));
         m.pool_priority.push_back(torch::ones({config_.pool_slots}, fopts));
+        m.slot_keys.emplace_back(config_.pool_slots * config_.summary_dim, 0.f);
+        m.slot_values.emplace_back(config_.pool_slots * config_.summary_dim, 0.f);
+        m.slot_cache_valid.push_back(0);
       }
     }
     s.memory.push_back(std::move(m));
@@ -274,6 +277,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
       auto safe = final_slots.clamp_min(0);
       mem.pool_vectors[b] = bank_vectors.index_select(0, safe) * occupied.unsqueeze(1).to(bank_vectors.dtype());
       mem.pool_priority[b] = torch::where(occupied, bank_priority.index_select(0, safe), torch::ones_like(bank_priority.index_select(0, safe)));
+      mem.slot_cache_valid[b] = 0;
 
       // Cross-token attention for the triggered tokens.
       auto context = torch::zeros({T, D}, x.options());
@@ -358,6 +362,69 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
   return mixed.x_next;
 }
 
+// Step mode's cross-token attention on the CPU, over cached slot keys and values:
+// the same arithmetic as slot_attention, without per-token tensor overhead.
+void MemMambaModel::update_slot_cache(int64_t layer, LayerMemoryState& mem, int64_t b, int64_t slot,
+                                      const float* note) const {
+  const std::string p = layer_prefix(layer) + "token_attention.";
+  const int64_t S = config_.summary_dim;
+  const float* wk = weights_[p + "k.weight"].data_ptr<float>();
+  const float* wv = weights_[p + "v.weight"].data_ptr<float>();
+  float* kr = mem.slot_keys[b].data() + slot * S;
+  float* vr = mem.slot_values[b].data() + slot * S;
+  for (int64_t i = 0; i < S; ++i) {
+    float k = 0.f, v = 0.f;
+    for (int64_t j = 0; j < S; ++j) {
+      k += wk[i * S + j] * note[j];
+      v += wv[i * S + j] * note[j];
+    }
+    kr[i] = k;
+    vr[i] = v;
+  }
+}
+
+torch::Tensor MemMambaModel::step_token_attention(int64_t layer, const torch::Tensor& x_row, LayerMemoryState& mem,
+                                                  int64_t b, const std::vector<int64_t>& visible_slots,
+                                                  const std::vector<float>& priorities,
+                                                  std::vector<float>* weights_out) const {
+  const std::string p = layer_prefix(layer) + "token_attention.";
+  const int64_t K = config_.pool_slots, S = config_.summary_dim;
+  if (!mem.slot_cache_valid[b]) {
+    auto vectors = mem.pool_vectors[b].contiguous();
+    for (int64_t j = 0; j < K; ++j) update_slot_cache(layer, mem, b, j, vectors.data_ptr<float>() + j * S);
+    mem.slot_cache_valid[b] = 1;
+  }
+  auto q_t = at::mv(weights_[p + "q.weight"], rms_norm(x_row, weights_[p + "norm.weight"], config_.norm_eps)).contiguous();
+  const float* q = q_t.data_ptr<float>();
+  const float scale = 1.f / std::sqrt(static_cast<float>(S));
+  std::vector<float> logits(static_cast<size_t>(K), 0.f);
+  float best = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < K; ++j) {
+    if (visible_slots[j] < 0) continue;
+    const float* kr = mem.slot_keys[b].data() + j * S;
+    float dot = 0.f;
+    for (int64_t i = 0; i < S; ++i) dot += q[i] * kr[i];
+    logits[j] = dot * scale + std::log(std::max(priorities[j], 1e-6f));
+    best = std::max(best, logits[j]);
+  }
+  float total = 0.f;
+  for (int64_t j = 0; j < K; ++j) {
+    if (visible_slots[j] < 0) continue;
+    logits[j] = std::exp(logits[j] - best);
+    total += logits[j];
+  }
+  auto ctx_t = torch::zeros({S});
+  float* ctx = ctx_t.data_ptr<float>();
+  for (int64_t j = 0; j < K; ++j) {
+    if (visible_slots[j] < 0) { logits[j] = 0.f; continue; }
+    logits[j] /= total;
+    const float* vr = mem.slot_values[b].data() + j * S;
+    for (int64_t i = 0; i < S; ++i) ctx[i] += logits[j] * vr[i];
+  }
+  if (weights_out) *weights_out = logits;
+  return at::mv(weights_[p + "o.weight"], ctx_t).unsqueeze(0);
+}
+
 torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, RunState& state,
                                         const RunOptions& options, std::vector<ChunkBank>& banks) const {
   const ModelConfig& c = config_;
@@ -368,6 +435,9 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
   const bool memory_on = c.memory && options.memory.enabled;
   TraceBuilder* trace = options.trace;
   const int64_t pos = state.position;
+  const bool fast_cpu = x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
+                        !(torch::GradMode::is_enabled() && x.requires_grad());
+  std::vector<float> attention_weights(static_cast<size_t>(K), 0.f);
   float rec_importance = 0, rec_istate = 0, rec_tok_norm = 0, rec_lay_norm = 0;
   uint8_t rec_flags = 0;
   torch::Tensor xf = x;
@@ -389,9 +459,15 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
       NoteTaker& taker = mem.takers[b];
       // The pool as visible at this token, before this token's window may add a note.
       std::vector<int64_t> vis(K, -1), note_ids(K, -1);
+      std::vector<float> vis_priority(K, 1.f);
       bool any_visible = false;
-      for (int64_t j = 0; j < K; ++j)
-        if (taker.pool().note_id(j) >= 0) { vis[j] = j; note_ids[j] = taker.pool().note_id(j); any_visible = true; }
+      for (int64_t j = 0; j < K; ++j) {
+        if (taker.pool().note_id(j) < 0) continue;
+        vis[j] = j;
+        note_ids[j] = taker.pool().note_id(j);
+        vis_priority[j] = taker.pool().priority(j);
+        any_visible = true;
+      }
       auto visible = torch::tensor(vis, torch::kInt64).view({1, K}).to(dev);
       bank.vectors.push_back(mem.pool_vectors[b]);
       bank.priority.push_back(mem.pool_priority[b]);
@@ -404,18 +480,30 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
                                             options.memory, events, notes);
       auto context = torch::zeros({1, c.d_model}, x.options());
       if (d.trigger && any_visible) {
-        auto out = slot_attention(c, w, p + "token_attention.", x[b].unsqueeze(0), mem.pool_vectors[b],
-                                  mem.pool_priority[b], visible);
-        context = out.context;
-        if (trace && b == 0) {
-          std::vector<int32_t> entry_layer(K, static_cast<int32_t>(layer)), entry_slot(K);
-          for (int64_t j = 0; j < K; ++j) entry_slot[j] = static_cast<int32_t>(j);
-          trace_attention(*trace, static_cast<int32_t>(layer), false, {pos}, out.weights, visible, entry_layer,
-                          entry_slot, {&bank.note_ids.back()}, {0});
+        if (fast_cpu) {
+          context = step_token_attention(layer, x[b], mem, b, vis, vis_priority, trace && b == 0 ? &attention_weights : nullptr);
+          if (trace && b == 0) {
+            std::vector<int32_t> entry_layer(K, static_cast<int32_t>(layer)), entry_slot(K);
+            for (int64_t j = 0; j < K; ++j) entry_slot[j] = static_cast<int32_t>(j);
+            trace_attention(*trace, static_cast<int32_t>(layer), false, {pos},
+                            torch::from_blob(attention_weights.data(), {1, K}, torch::kFloat32), visible, entry_layer,
+                            entry_slot, {&bank.note_ids.back()}, {0});
+          }
+        } else {
+          auto out = slot_attention(c, w, p + "token_attention.", x[b].unsqueeze(0), mem.pool_vectors[b],
+                                    mem.pool_priority[b], visible);
+          context = out.context;
+          if (trace && b == 0) {
+            std::vector<int32_t> entry_layer(K, static_cast<int32_t>(layer)), entry_slot(K);
+            for (int64_t j = 0; j < K; ++j) entry_slot[j] = static_cast<int32_t>(j);
+            trace_attention(*trace, static_cast<int32_t>(layer), false, {pos}, out.weights, visible, entry_layer,
+                            entry_slot, {&bank.note_ids.back()}, {0});
+          }
         }
       }
       for (const NoteMade& n : notes) {
         if (n.slot < 0) continue;
+        if (fast_cpu && mem.slot_cache_valid[b]) update_slot_cache(layer, mem, b, n.slot, n.vector.data());
         auto slot = torch::tensor({static_cast<int64_t>(n.slot)}, torch::kInt64).to(dev);
         mem.pool_vectors[b] = mem.pool_vectors[b].index_copy(0, slot, floats_to_tensor(n.vector, 1, S, dev));
         mem.pool_priority[b] = mem.pool_priority[b].index_copy(0, slot, torch::full({1}, n.priority, mem.pool_priority[b].options()));

@@ -28,6 +28,10 @@ struct LayerMemoryState {
   std::vector<NoteTaker> takers;
   std::vector<torch::Tensor> pool_vectors;   // [K, S], zero rows for empty slots
   std::vector<torch::Tensor> pool_priority;  // [K], 1 for empty slots (masked anyway)
+  // Step mode's cache of each slot's key and value under this layer's token attention
+  // ([K * S] floats per sequence); rebuilt after a parallel chunk changed the pool.
+  std::vector<std::vector<float>> slot_keys, slot_values;
+  std::vector<char> slot_cache_valid;
 };
 
 // Everything one run carries from token to token: O(1) in the sequence length.
@@ -77,6 +81,10 @@ class MemMambaModel {
                               std::vector<struct ChunkBank>& banks) const;
   torch::Tensor layer_step(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
                            std::vector<struct ChunkBank>& banks) const;
+  torch::Tensor step_token_attention(int64_t layer, const torch::Tensor& x_row, LayerMemoryState& mem, int64_t b,
+                                     const std::vector<int64_t>& visible_slots, const std::vector<float>& priorities,
+                                     std::vector<float>* weights_out) const;
+  void update_slot_cache(int64_t layer, LayerMemoryState& mem, int64_t b, int64_t slot, const float* note) const;
   void record_retention(int64_t layer, int64_t pos0, const torch::Tensor& dt, RunState& state,
                         const RunOptions& options) const;
 

@@ -93,7 +93,7 @@ void reset_peak_rss() {
   f << "5";  // resets the peak resident set size (Linux >= 4.0)
 }
 
-std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const std::vector<int64_t>& lengths,
+std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions& base, const std::vector<int64_t>& lengths,
                                     int64_t step_tokens, bool traced, uint64_t seed,
                                     const std::function<void(const BenchRow&)>& on_row) {
   torch::NoGradGuard no_grad;
@@ -114,7 +114,7 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const std::vecto
   };
   {  // warm-up: first calls allocate and pick kernels
     RunState st = model.new_state(1);
-    RunOptions o = model.default_options();
+    RunOptions o = base;
     o.keep_hidden = false;
     model.forward(random_tokens(256), st, o);
   }
@@ -126,11 +126,11 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const std::vecto
       if (traced) {
         TraceRunRequest req;
         req.tokens.assign(tokens.data_ptr<int64_t>(), tokens.data_ptr<int64_t>() + T);
-        req.options = model.default_options();
+        req.options = base;
         Trace t = trace_tokens(model, std::move(req));
       } else {
         RunState st = model.new_state(1);
-        RunOptions o = model.default_options();
+        RunOptions o = base;
         o.keep_hidden = false;
         model.forward(tokens, st, o);
       }
@@ -143,7 +143,7 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const std::vecto
   if (step_tokens > 0) {
     auto tokens = random_tokens(step_tokens);
     RunState st = model.new_state(1);
-    RunOptions o = model.default_options();
+    RunOptions o = base;
     reset_peak_rss();
     BenchRow row{"step", step_tokens, 0, 0, 0};
     row.seconds = time_it([&] {

@@ -36,7 +36,7 @@ struct BenchRow {
 };
 
 // Times the model on random tokens at each length; step mode over step_tokens tokens.
-std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const std::vector<int64_t>& lengths,
+std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions& options, const std::vector<int64_t>& lengths,
                                     int64_t step_tokens, bool traced, uint64_t seed,
                                     const std::function<void(const BenchRow&)>& on_row = {});
 

@@ -173,6 +173,23 @@ class TestModelEquivalence : public QObject {
     QVERIFY((fast - slow).abs().max().item<double>() < 1e-4);
   }
 
+  void loopMixerStepEqualsTheTensorOpsStep() {
+    ModelConfig c = testing::tiny_config();
+    Weights w = Weights::random(c, 12);
+    torch::NoGradGuard no_grad;
+    MixerState a = new_mixer_state(c, 3, torch::kCPU), b = new_mixer_state(c, 3, torch::kCPU);
+    torch::manual_seed(5);
+    for (int t = 0; t < 6; ++t) {
+      auto x = torch::randn({3, c.d_model});
+      auto fast = mixer_step(c, w, 1, x, a);
+      auto ops = mixer_step_tensor_ops(c, w, 1, x, b);
+      QVERIFY((fast.x_next - ops.x_next).abs().max().item<double>() < 1e-5);
+      QVERIFY((fast.dt - ops.dt).abs().max().item<double>() < 1e-5);
+    }
+    QVERIFY((a.ssm - b.ssm).abs().max().item<double>() < 1e-5);
+    QVERIFY((a.conv - b.conv).abs().max().item<double>() < 1e-6);
+  }
+
   void refusesBadTokens() {
     MemMambaModel m = MemMambaModel::random(testing::tiny_config(), 1);
     RunState s = m.new_state(1);

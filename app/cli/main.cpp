@@ -363,16 +363,13 @@ int cmd_bench(const std::vector<std::string>& argv) {
                 kModelOptionsHelp);
     return kOk;
   }
-  Args model_args = args;
-  std::unique_ptr<LoadedModel> lm;
-  if (!args.has("checkpoint") && !args.has("random-init")) {
-    std::vector<std::string> a = argv;
-    a.push_back("--random-init");
-    a.push_back("0");
-    lm = std::make_unique<LoadedModel>(load_model(Args(a, with(kModelOptions, {"lengths", "step-tokens", "seed"}), {"help", "no-trace", "no-memory"})));
-  } else {
-    lm = std::make_unique<LoadedModel>(load_model(args));
-  }
+  check_model_flags(args);
+  // Without a model named, the default small config with random weights: speed does not
+  // depend on what the weights learned.
+  std::vector<std::string> model_argv = argv;
+  if (!args.has("checkpoint") && !args.has("random-init")) model_argv.insert(model_argv.end(), {"--random-init", "0"});
+  const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed"}), {"help", "no-trace", "no-memory"});
+  auto lm = std::make_unique<LoadedModel>(load_model(model_args));
   const auto lengths = args.get_int_list("lengths", {1024, 4096, 16384, 65536}, 16, 1 << 24);
   const int64_t step_tokens = args.get_int("step-tokens", 256, 0, 1 << 20);
   const ModelConfig& c = lm->model.config();
@@ -382,7 +379,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
               static_cast<long long>(parameter_count(c)), lm->model.device().str().c_str(), at::get_num_threads());
   std::printf("%-15s %9s %10s %12s %12s %12s\n", "mode", "tokens", "seconds", "tokens/s", "us/token", "peak RSS MB");
   std::fflush(stdout);
-  run_benchmark(lm->model, lengths, step_tokens, !args.flag("no-trace"), static_cast<uint64_t>(args.get_int("seed", 1, 0, INT64_MAX)),
+  run_benchmark(lm->model, run_options(args, lm->model), lengths, step_tokens, !args.flag("no-trace"), static_cast<uint64_t>(args.get_int("seed", 1, 0, INT64_MAX)),
                 [](const BenchRow& r) {
                   std::printf("%-15s %9lld %10.3f %12.0f %12.2f %12.0f\n", r.mode.c_str(), static_cast<long long>(r.tokens),
                               r.seconds, r.tokens_per_second, 1e6 / r.tokens_per_second, r.peak_rss_mb);
