@@ -16,6 +16,12 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
 
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight) {
   const int64_t rows = x.numel() / std::max<int64_t>(1, x.size(-1));
+  // One row: a matrix-vector product (BLAS's GEMM would repack the whole weight each call).
+  if (rows == 1 && x.dim() >= 1) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = weight.size(0);
+    return at::mv(weight, x.reshape({x.size(-1)})).view(sizes);
+  }
   const bool needs_grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
   if (needs_grad || !x.device().is_cpu() || rows < 512 || at::get_num_threads() < 2)
     return torch::matmul(x, weight.t());
@@ -116,7 +122,7 @@ MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, co
       for (int64_t i = 0; i < D; ++i) o[b * D + i] = x[b * D + i] * inv * g[i];
     }
   }
-  auto az = at::mm(h, w[p + "in_proj.weight"].t()).contiguous();  // [B, 2Di]
+  auto az = project(h, w[p + "in_proj.weight"]).contiguous();  // [B, 2Di]
   // Causal conv over the carried window, then SiLU.
   auto u = torch::empty({B, Di});
   {
@@ -138,8 +144,8 @@ MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, co
       }
     }
   }
-  auto xdbc = at::mm(u, w[p + "x_proj.weight"].t()).contiguous();                           // [B, R+2N]
-  auto dt = at::mm(xdbc.narrow(1, 0, R), w[p + "dt_proj.weight"].t()).contiguous();          // [B, Di]
+  auto xdbc = project(u, w[p + "x_proj.weight"]).contiguous();                           // [B, R+2N]
+  auto dt = project(xdbc.narrow(1, 0, R), w[p + "dt_proj.weight"]).contiguous();          // [B, Di]
   auto y = torch::empty({B, Di});
   {
     const float* bias = w[p + "dt_proj.bias"].data_ptr<float>();
@@ -171,7 +177,7 @@ MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, co
       }
     }
   }
-  return {xf + at::mm(y, w[p + "out_proj.weight"].t()), dt};
+  return {xf + project(y, w[p + "out_proj.weight"]), dt};
 }
 
 }  // namespace memmamba

@@ -106,7 +106,7 @@ RunState MemMambaModel::new_state(int64_t batch) const {
 }
 
 torch::Tensor MemMambaModel::logits(const torch::Tensor& hidden) const {
-  return torch::matmul(hidden, weights_["embedding.weight"].t());
+  return project(hidden, weights_["embedding.weight"]);
 }
 
 void MemMambaModel::record_retention(int64_t layer, int64_t pos0, const torch::Tensor& dt, RunState& state,
@@ -163,7 +163,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
   if (memory_on) {
     LayerMemoryState& mem = state.memory[layer];
     auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
-    auto s = torch::matmul(u, w[p + "note.summary.weight"].t());  // [B, T, S]
+    auto s = project(u, w[p + "note.summary.weight"]);  // [B, T, S]
     const bool learned_rule = options.memory.importance == ImportanceRule::Learned;
     torch::Tensor learned;
     if (learned_rule)
@@ -445,7 +445,7 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
   if (memory_on) {
     LayerMemoryState& mem = state.memory[layer];
     auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
-    auto s_cpu = torch::matmul(u, w[p + "note.summary.weight"].t()).to(torch::kCPU, torch::kFloat32).contiguous();
+    auto s_cpu = project(u, w[p + "note.summary.weight"]).to(torch::kCPU, torch::kFloat32).contiguous();
     const bool learned_rule = options.memory.importance == ImportanceRule::Learned;
     torch::Tensor learned_cpu;
     if (learned_rule)
