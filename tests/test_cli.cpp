@@ -3,6 +3,7 @@
 #include <QProcess>
 #include <csignal>
 
+#include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/trace.h"
 
@@ -111,6 +112,29 @@ class TestCli : public QObject {
     Result info = run_cli({"info", out});
     QCOMPARE(info.code, 0);
     QVERIFY(info.out.contains("noted%"));
+  }
+
+  void readsCheckpoints() {
+    ModelConfig c = ModelConfig::load(small_config_.toStdString());
+    const QString ck = dir_.filePath("small.safetensors");
+    save_checkpoint(ck.toStdString(), c, Weights::random(c, 2), DType::BF16, {{"tokens_seen", "1234"}});
+    Result info = run_cli({"info", ck});
+    QVERIFY2(info.code == 0, qPrintable(info.err));
+    QVERIFY(info.out.contains("storage dtype     BF16"));
+    QVERIFY(info.out.contains("tokens_seen       1234"));
+    QVERIFY(info.out.contains(QString("parameters        %1").arg(parameter_count(c))));
+    Result gen = run_cli({"generate", "--prompt", "Once upon a time", "--checkpoint", ck, "--max-new", "3"});
+    QVERIFY2(gen.code == 0, qPrintable(gen.err));
+    // A trace is not a checkpoint.
+    const QString trace = dir_.filePath("for-checkpoint.trace");
+    QCOMPARE(run_cli({"run", kSource + "/sample_data/Alice-s-Adventures-in-Wonderland_11.txt", "--out", trace, "--checkpoint", ck,
+                      "--max-tokens", "50"}).code, 0);
+    Result wrong = run_cli({"run", kSource + "/sample_data/Alice-s-Adventures-in-Wonderland_11.txt", "--out",
+                            dir_.filePath("x.trace"), "--checkpoint", trace});
+    QCOMPARE(wrong.code, 3);
+    QVERIFY(wrong.err.contains("a trace, not a checkpoint"));
+    Result both = run_cli({"run", "a.txt", "--out", "b", "--checkpoint", ck, "--random-init", "1"});
+    QCOMPARE(both.code, 2);
   }
 
   void generatesInStepMode() {

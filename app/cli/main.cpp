@@ -1,6 +1,5 @@
 // memmamba: the command-line front end of the model library.
 #include <torch/torch.h>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
@@ -13,6 +12,7 @@
 #include "app/cli/cli_args.h"
 #include "model/checkpoint.h"
 #include "model/file_io.h"
+#include "model/log.h"
 #include "model/memmamba.h"
 #include "model/runner.h"
 #include "model/safetensors.h"
@@ -106,7 +106,8 @@ LoadedModel load_model(const Args& args) {
   if (args.has("random-init")) {
     const int64_t seed = args.get_int("random-init", 0, 0, INT64_MAX);
     ModelConfig cfg = args.has("config") ? ModelConfig::load(args.get("config", "")) : ModelConfig{};
-    spdlog::warn("using untrained random weights (seed {}): outputs show the mechanism, not a trained model", seed);
+    log::warn("using untrained random weights (seed " + std::to_string(seed) +
+              "): outputs show the mechanism, not a trained model");
     MemMambaModel m = MemMambaModel::random(cfg, static_cast<uint64_t>(seed));
     m.to(device);
     return {std::move(m), "random-init:" + std::to_string(seed), "", false};
@@ -141,6 +142,9 @@ Tokenizer load_tokenizer(const Args& args, const ModelConfig& config) {
 // Parses every numeric or named model flag once, so a bad value is a usage error (exit 2)
 // before any file is read.
 void check_model_flags(const Args& args) {
+  if (args.has("checkpoint") && args.has("random-init")) throw UsageError("give --checkpoint or --random-init, not both");
+  if (args.has("config") && !args.has("random-init"))
+    throw UsageError("--config only applies to --random-init (a checkpoint carries its config)");
   args.get_double("tau-note", 0, -1.0, 2.0);
   args.get_double("tau-retrieve", 0, -1.0, 2.0);
   args.get_int("chunk", 4096, 1, 1 << 20);
@@ -363,12 +367,12 @@ int cmd_bench(const std::vector<std::string>& argv) {
                 kModelOptionsHelp);
     return kOk;
   }
-  check_model_flags(args);
   // Without a model named, the default small config with random weights: speed does not
   // depend on what the weights learned.
   std::vector<std::string> model_argv = argv;
   if (!args.has("checkpoint") && !args.has("random-init")) model_argv.insert(model_argv.end(), {"--random-init", "0"});
   const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed"}), {"help", "no-trace", "no-memory"});
+  check_model_flags(model_args);
   auto lm = std::make_unique<LoadedModel>(load_model(model_args));
   const auto lengths = args.get_int_list("lengths", {1024, 4096, 16384, 65536}, 16, 1 << 24);
   const int64_t step_tokens = args.get_int("step-tokens", 256, 0, 1 << 20);
@@ -418,7 +422,7 @@ int cmd_tokenizer_train(const std::vector<std::string>& argv) {
 
 int main(int argc, char** argv) {
   std::signal(SIGINT, on_sigint);
-  spdlog::set_pattern("%^%l%$: %v");
+  log::use_plain_console_format();
   configure_cpu_runtime();
   std::vector<std::string> rest(argv + std::min(argc, 2), argv + argc);
   const std::string cmd = argc >= 2 ? argv[1] : "";
