@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -31,6 +32,56 @@ void chunk_losses(const MemMambaModel& model, const torch::Tensor& hidden, int64
   }
 }
 }  // namespace
+
+uint64_t estimate_trace_bytes(const ModelConfig& c, int64_t tokens, const TraceOptions& o) {
+  const uint64_t T = static_cast<uint64_t>(std::max<int64_t>(tokens, 0));
+  const uint64_t L = static_cast<uint64_t>(c.n_layers);
+  uint64_t bytes = T * (4 + 8 + 8 + 4 + 1) + T * L * (5 * 4 + 1);  // tokens, offsets, loss, text; layer signals
+  if (!c.memory) return bytes;
+  // Notes and pool events, as if every window made a note that evicted another one.
+  const uint64_t windows = (T + c.note_window - 1) / c.note_window;
+  bytes += windows * L * (sizeof(NoteInfo) + 8 * c.note_window + 2 * sizeof(PoolEvent));
+  if (!o.record_attention) return bytes;
+  const uint64_t begin = static_cast<uint64_t>(std::clamp<int64_t>(o.detail_begin, 0, tokens));
+  const uint64_t end = static_cast<uint64_t>(std::clamp<int64_t>(o.detail_end, 0, tokens));
+  const uint64_t rows = end > begin ? end - begin : 0;
+  const uint64_t entry = 4 + 4 + 8 + 4;  // slot, layer, note, weight
+  const uint64_t token_width = std::min<uint64_t>(o.attention_topk, c.pool_slots);
+  const uint64_t layer_width = std::min<uint64_t>(o.attention_topk, c.pool_slots * c.cross_layer_groups);
+  uint64_t cross_layers = 0;
+  for (int64_t l = 0; l < c.n_layers; ++l) cross_layers += c.has_cross_layer(l);
+  bytes += rows * L * (16 + token_width * entry) + rows * cross_layers * (16 + layer_width * entry);
+  return bytes;
+}
+
+std::string fit_trace_to_budget(const ModelConfig& c, int64_t tokens, uint64_t budget, TraceOptions& o) {
+  if (estimate_trace_bytes(c, tokens, o) <= budget) return {};
+  const int32_t asked_topk = o.attention_topk;
+  while (o.attention_topk > 2 && estimate_trace_bytes(c, tokens, o) > budget) o.attention_topk /= 2;
+  std::string what;
+  if (o.attention_topk != asked_topk)
+    what = "keeping the top " + std::to_string(o.attention_topk) + " slots per attention row (asked " +
+           std::to_string(asked_topk) + ")";
+  if (estimate_trace_bytes(c, tokens, o) > budget) {
+    // Keep rows only for the last tokens: the ones a question or an answer sits among.
+    const int64_t end = std::min<int64_t>(o.detail_end, tokens);
+    int64_t lo = 0, hi = end - std::max<int64_t>(o.detail_begin, 0);
+    while (lo < hi) {  // the longest range that fits
+      const int64_t mid = (lo + hi + 1) / 2;
+      TraceOptions t = o;
+      t.detail_begin = end - mid;
+      if (estimate_trace_bytes(c, tokens, t) <= budget) lo = mid; else hi = mid - 1;
+    }
+    o.detail_begin = end - lo;
+    o.detail_end = end;
+    what += std::string(what.empty() ? "" : ", and ") + "attention rows only for tokens " + std::to_string(o.detail_begin) +
+            ".." + std::to_string(end);
+  }
+  std::string message = "the full trace would not fit the " + std::to_string(budget >> 20) + " MiB trace budget: " + what;
+  if (estimate_trace_bytes(c, tokens, o) > budget)
+    message += " (per-token signals, notes and pool events are always kept and alone may exceed the budget)";
+  return message;
+}
 
 Trace trace_tokens(const MemMambaModel& model, TraceRunRequest request) {
   torch::NoGradGuard no_grad;

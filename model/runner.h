@@ -20,6 +20,16 @@ struct TraceRunRequest {
   Json run_info = Json::object();        // recorded in the trace as given (checkpoint, device, ...)
 };
 
+// Bytes a trace of `tokens` tokens will hold with these options (per-token signals plus
+// attention rows at their kept width; an upper bound, as if every token triggered).
+uint64_t estimate_trace_bytes(const ModelConfig& config, int64_t tokens, const TraceOptions& options);
+
+// Bounded mode: narrows the options until the estimate fits `budget_bytes`, first by
+// keeping fewer slots per attention row (down to 2), then by keeping attention rows only
+// for the last tokens. Returns a sentence describing what was narrowed (empty if nothing).
+std::string fit_trace_to_budget(const ModelConfig& config, int64_t tokens, uint64_t budget_bytes,
+                                TraceOptions& options);
+
 // Runs the parallel mode with tracing and per-token loss. Throws Cancelled when progress says so.
 Trace trace_tokens(const MemMambaModel& model, TraceRunRequest request);
 

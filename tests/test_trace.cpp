@@ -166,6 +166,28 @@ class TestTrace : public QObject {
     QCOMPARE(a.weight[a.offset[0]], weights[0]);
   }
 
+  void budgetNarrowsTheTraceAndBoundsItsSize() {
+    ModelConfig c = testing::tiny_config();
+    c.pool_slots = 6;
+    MemMambaModel m = MemMambaModel::random(c, 5);
+    const int64_t T = 300;
+    TraceOptions wide;
+    wide.attention_topk = 6;
+    Trace full = make_trace(m, T, 4, 64, wide);
+    const uint64_t full_estimate = estimate_trace_bytes(c, T, wide);
+    QVERIFY2(full.memory_bytes() <= full_estimate, qPrintable(QString("%1 > %2").arg(full.memory_bytes()).arg(full_estimate)));
+    TraceOptions narrowed = wide;
+    QVERIFY(fit_trace_to_budget(c, T, full_estimate, narrowed).empty());  // fits: unchanged
+    const uint64_t budget = full_estimate * 3 / 4;
+    const std::string message = fit_trace_to_budget(c, T, budget, narrowed);
+    QVERIFY(!message.empty());
+    QVERIFY(narrowed.attention_topk < wide.attention_topk || narrowed.detail_begin > 0);
+    QVERIFY(estimate_trace_bytes(c, T, narrowed) <= budget);
+    Trace bounded = make_trace(m, T, 4, 64, narrowed);
+    QVERIFY(bounded.memory_bytes() <= budget);
+    QVERIFY(bounded.memory_bytes() < full.memory_bytes());
+  }
+
   void retentionCurveMatchesADirectComputation() {
     ModelConfig c = testing::tiny_config();
     c.n_layers = 1;

@@ -5,6 +5,14 @@
 
 namespace memmamba::cli {
 
+namespace {
+std::string short_number(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+}  // namespace
+
 Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& options, const std::set<std::string>& flags) {
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
@@ -78,7 +86,7 @@ double Args::get_double(const std::string& name, double fallback, double lo, dou
   }
   if (used != s.size() || s.empty() || !std::isfinite(v)) throw UsageError("--" + name + ": \"" + s + "\" is not a number");
   if (v < lo || v > hi)
-    throw UsageError("--" + name + " = " + s + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    throw UsageError("--" + name + " = " + s + " is outside [" + short_number(lo) + ", " + short_number(hi) + "]");
   return v;
 }
 

@@ -264,7 +264,7 @@ int cmd_info(const std::vector<std::string>& argv) {
 }
 
 int cmd_run(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens"}),
+  Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens", "trace-budget-mb"}),
             {"help", "no-memory"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba run TEXT_FILE --out TRACE [options]\n\n"
@@ -276,7 +276,9 @@ int cmd_run(const std::vector<std::string>& argv) {
                 "  --detail-begin/--detail-end P   attention rows only for tokens in [begin, end)\n"
                 "  --retention-sources P,...  exact retention curves for these token positions\n"
                 "  --retention-horizon N      length of those curves (default 4096)\n"
-                "  --max-tokens N             stop after the first N tokens of the text\n",
+                "  --max-tokens N             stop after the first N tokens of the text\n"
+                "  --trace-budget-mb N        bound the trace's memory (default 2048): fewer slots per\n"
+                "                             attention row, then rows only for the last tokens\n",
                 kModelOptionsHelp);
     return args.flag("help") ? kOk : kUsage;
   }
@@ -288,6 +290,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   const auto retention_sources = args.get_int_list("retention-sources", {}, 0, INT64_MAX);
   const int64_t retention_horizon = args.get_int("retention-horizon", 4096, 1, 1 << 24);
   const int64_t max_tokens = args.get_int("max-tokens", INT64_MAX, 1, INT64_MAX);
+  const int64_t budget_mb = args.get_int("trace-budget-mb", 2048, 1, 1 << 24);
   const std::string text = load_text_file(args.positionals()[0]);
   LoadedModel lm = load_model(args);
   Tokenizer tok = load_tokenizer(args, lm.model.config());
@@ -305,6 +308,9 @@ int cmd_run(const std::vector<std::string>& argv) {
     enc.end.resize(max_tokens);
   }
   if (enc.ids.empty()) throw TextError(args.positionals()[0] + " gives no tokens");
+  const std::string narrowed = fit_trace_to_budget(lm.model.config(), static_cast<int64_t>(enc.ids.size()),
+                                                   static_cast<uint64_t>(budget_mb) << 20, req.trace_options);
+  if (!narrowed.empty()) log::warn(narrowed);
   req.text = text;
   req.tokens = std::move(enc.ids);
   req.char_begin = std::move(enc.begin);
