@@ -34,26 +34,75 @@ std::vector<float> to_floats(const torch::Tensor& t) {
 }
 
 // Sends attention rows of one layer to the trace: weights [n, M] over `visible` [n, M].
+// What one token attention row or a cross-layer union looks at: for each column, the
+// pool's layer and slot, and where the bank's note ids live.
+struct SlotColumns {
+  std::vector<int32_t> layer, slot;
+  std::vector<const std::vector<int64_t>*> note_ids;
+  std::vector<int64_t> bank_offsets;
+};
+
+SlotColumns own_pool_columns(int64_t layer, int64_t K, const std::vector<int64_t>* note_ids) {
+  SlotColumns cols;
+  cols.layer.assign(static_cast<size_t>(K), static_cast<int32_t>(layer));
+  for (int64_t j = 0; j < K; ++j) cols.slot.push_back(static_cast<int32_t>(j));
+  cols.note_ids = {note_ids};
+  cols.bank_offsets = {0};
+  return cols;
+}
+
+// The union of the pools of layers [first, layer] for sequence b, as one bank: vectors,
+// priorities, visible bank indices (offset per layer) and the columns' identities.
+struct PoolUnion {
+  torch::Tensor vectors, priority, visible;
+  SlotColumns columns;
+};
+
+PoolUnion pool_union(const std::vector<ChunkBank>& banks, int64_t first, int64_t layer, int64_t b, int64_t K) {
+  std::vector<torch::Tensor> vecs, pris, viss;
+  PoolUnion u;
+  int64_t offset = 0;
+  for (int64_t l = first; l <= layer; ++l) {
+    const ChunkBank& bl = banks[l];
+    if (!bl.valid) continue;
+    vecs.push_back(bl.vectors[b]);
+    pris.push_back(bl.priority[b]);
+    viss.push_back(torch::where(bl.visible[b].ge(0), bl.visible[b] + offset, bl.visible[b]));
+    u.columns.note_ids.push_back(&bl.note_ids[b]);
+    u.columns.bank_offsets.push_back(offset);
+    for (int64_t j = 0; j < K; ++j) {
+      u.columns.layer.push_back(static_cast<int32_t>(l));
+      u.columns.slot.push_back(static_cast<int32_t>(j));
+    }
+    offset += bl.vectors[b].size(0);
+  }
+  u.vectors = torch::cat(vecs, 0);
+  u.priority = torch::cat(pris, 0);
+  u.visible = torch::cat(viss, 1);
+  return u;
+}
+
+// Sends attention rows to the trace: weights [n, M] over `visible` [n, M] bank indices.
 void trace_attention(TraceBuilder& trace, int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
-                     const torch::Tensor& weights, const torch::Tensor& visible, const std::vector<int32_t>& entry_layer,
-                     const std::vector<int32_t>& entry_slot, const std::vector<const std::vector<int64_t>*>& note_ids,
-                     const std::vector<int64_t>& bank_offsets) {
+                     const torch::Tensor& weights, const torch::Tensor& visible, const SlotColumns& columns) {
   auto wcpu = weights.detach().to(torch::kCPU, torch::kFloat32).contiguous();
   auto vcpu = visible.to(torch::kCPU).contiguous();
   const int64_t M = wcpu.size(1);
+  const int64_t group_width = M / static_cast<int64_t>(columns.note_ids.size());
   const float* wp = wcpu.data_ptr<float>();
   const int64_t* vp = vcpu.data_ptr<int64_t>();
+  std::vector<AttentionEntryIn> entries;
   for (size_t r = 0; r < positions.size(); ++r) {
     if (!trace.wants_attention(positions[r])) continue;
-    std::vector<AttentionEntryIn> entries;
+    entries.clear();
     for (int64_t m = 0; m < M; ++m) {
       const int64_t bank_index = vp[r * M + m];
       if (bank_index < 0) continue;
-      const size_t group = static_cast<size_t>(m / (M / static_cast<int64_t>(note_ids.size())));
-      const int64_t local = (*note_ids[group])[bank_index - bank_offsets[group]];
-      entries.push_back({entry_layer[m], entry_slot[m], local, wp[r * M + m]});
+      const size_t group = static_cast<size_t>(m / group_width);
+      const int64_t local = (*columns.note_ids[group])[bank_index - columns.bank_offsets[group]];
+      entries.push_back({columns.layer[m], columns.slot[m], local, wp[r * M + m]});
     }
-    trace.attention_row(layer, cross_layer, positions[r], std::move(entries));
+    trace.attention_row(layer, cross_layer, positions[r], entries);
   }
 }
 
@@ -287,13 +336,11 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
                                   visible_dev.index_select(0, rows));
         context = context.index_put({rows}, out.context);
         if (trace && b == 0) {
-          std::vector<int32_t> entry_layer(K, static_cast<int32_t>(layer)), entry_slot(K);
-          for (int64_t j = 0; j < K; ++j) entry_slot[j] = static_cast<int32_t>(j);
           std::vector<int64_t> positions(triggered.size());
           for (size_t i = 0; i < triggered.size(); ++i) positions[i] = pos0 + triggered[i];
           trace_attention(*trace, static_cast<int32_t>(layer), false, positions, out.weights,
-                          visible.index_select(0, torch::tensor(triggered, long_opts)), entry_layer, entry_slot,
-                          {&bank.note_ids.back()}, {0});
+                          visible.index_select(0, torch::tensor(triggered, long_opts)),
+                          own_pool_columns(layer, K, &bank.note_ids.back()));
         }
       }
       token_terms.push_back(fusion_term(c, w, p + "token_attention.", x[b], context));
@@ -309,36 +356,19 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
       const int64_t first = std::max<int64_t>(0, layer - c.cross_layer_groups + 1);
       std::vector<torch::Tensor> layer_terms;
       for (int64_t b = 0; b < B; ++b) {
-        std::vector<torch::Tensor> vecs, pris, viss;
-        std::vector<int32_t> entry_layer, entry_slot;
-        std::vector<const std::vector<int64_t>*> ids;
-        std::vector<int64_t> offsets;
-        int64_t offset = 0;
-        for (int64_t l = first; l <= layer; ++l) {
-          const ChunkBank& bl = banks[l];
-          if (!bl.valid) continue;
-          vecs.push_back(bl.vectors[b]);
-          pris.push_back(bl.priority[b]);
-          viss.push_back(torch::where(bl.visible[b].ge(0), bl.visible[b] + offset, bl.visible[b]));
-          ids.push_back(&bl.note_ids[b]);
-          offsets.push_back(offset);
-          for (int64_t j = 0; j < K; ++j) { entry_layer.push_back(static_cast<int32_t>(l)); entry_slot.push_back(static_cast<int32_t>(j)); }
-          offset += bl.vectors[b].size(0);
-        }
-        auto visible_union = torch::cat(viss, 1);  // [T, g*K]
-        auto rows_mask = visible_union.ge(0).any(1);
-        auto rows = rows_mask.nonzero().squeeze(1);
+        const PoolUnion pools = pool_union(banks, first, layer, b, K);  // visible: [T, g*K]
+        auto rows = pools.visible.ge(0).any(1).nonzero().squeeze(1);
         auto context = torch::zeros({T, D}, x.options());
         if (rows.numel() > 0) {
-          auto out = slot_attention(c, w, p + "layer_attention.", x[b].index_select(0, rows), torch::cat(vecs, 0),
-                                    torch::cat(pris, 0), visible_union.index_select(0, rows));
+          auto out = slot_attention(c, w, p + "layer_attention.", x[b].index_select(0, rows), pools.vectors,
+                                    pools.priority, pools.visible.index_select(0, rows));
           context = context.index_put({rows}, out.context);
           if (trace && b == 0) {
             auto rows_cpu = rows.to(torch::kCPU);
             std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
             for (auto& pos : positions) pos += pos0;
             trace_attention(*trace, static_cast<int32_t>(layer), true, positions, out.weights,
-                            visible_union.index_select(0, rows), entry_layer, entry_slot, ids, offsets);
+                            pools.visible.index_select(0, rows), pools.columns);
           }
         }
         layer_terms.push_back(fusion_term(c, w, p + "layer_attention.", x[b], context));
@@ -480,26 +510,19 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
                                             options.memory, events, notes);
       auto context = torch::zeros({1, c.d_model}, x.options());
       if (d.trigger && any_visible) {
+        torch::Tensor weights;
         if (fast_cpu) {
           context = step_token_attention(layer, x[b], mem, b, vis, vis_priority, trace && b == 0 ? &attention_weights : nullptr);
-          if (trace && b == 0) {
-            std::vector<int32_t> entry_layer(K, static_cast<int32_t>(layer)), entry_slot(K);
-            for (int64_t j = 0; j < K; ++j) entry_slot[j] = static_cast<int32_t>(j);
-            trace_attention(*trace, static_cast<int32_t>(layer), false, {pos},
-                            torch::from_blob(attention_weights.data(), {1, K}, torch::kFloat32), visible, entry_layer,
-                            entry_slot, {&bank.note_ids.back()}, {0});
-          }
+          if (trace && b == 0) weights = torch::from_blob(attention_weights.data(), {1, K}, torch::kFloat32);
         } else {
           auto out = slot_attention(c, w, p + "token_attention.", x[b].unsqueeze(0), mem.pool_vectors[b],
                                     mem.pool_priority[b], visible);
           context = out.context;
-          if (trace && b == 0) {
-            std::vector<int32_t> entry_layer(K, static_cast<int32_t>(layer)), entry_slot(K);
-            for (int64_t j = 0; j < K; ++j) entry_slot[j] = static_cast<int32_t>(j);
-            trace_attention(*trace, static_cast<int32_t>(layer), false, {pos}, out.weights, visible, entry_layer,
-                            entry_slot, {&bank.note_ids.back()}, {0});
-          }
+          weights = out.weights;
         }
+        if (trace && b == 0)
+          trace_attention(*trace, static_cast<int32_t>(layer), false, {pos}, weights, visible,
+                          own_pool_columns(layer, K, &bank.note_ids.back()));
       }
       for (const NoteMade& n : notes) {
         if (n.slot < 0) continue;
@@ -526,31 +549,14 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
       const int64_t first = std::max<int64_t>(0, layer - c.cross_layer_groups + 1);
       std::vector<torch::Tensor> layer_contexts;
       for (int64_t b = 0; b < B; ++b) {
-        std::vector<torch::Tensor> vecs, pris, viss;
-        std::vector<int32_t> entry_layer, entry_slot;
-        std::vector<const std::vector<int64_t>*> ids;
-        std::vector<int64_t> offsets;
-        int64_t offset = 0;
-        for (int64_t l = first; l <= layer; ++l) {
-          const ChunkBank& bl = banks[l];
-          if (!bl.valid) continue;
-          vecs.push_back(bl.vectors[b]);
-          pris.push_back(bl.priority[b]);
-          viss.push_back(torch::where(bl.visible[b].ge(0), bl.visible[b] + offset, bl.visible[b]));
-          ids.push_back(&bl.note_ids[b]);
-          offsets.push_back(offset);
-          for (int64_t j = 0; j < K; ++j) { entry_layer.push_back(static_cast<int32_t>(l)); entry_slot.push_back(static_cast<int32_t>(j)); }
-          offset += bl.vectors[b].size(0);
-        }
-        auto visible_union = torch::cat(viss, 1);
+        const PoolUnion pools = pool_union(banks, first, layer, b, K);
         auto ctx = torch::zeros({1, c.d_model}, x.options());
-        if (visible_union.ge(0).any().item<bool>()) {
-          auto out = slot_attention(c, w, p + "layer_attention.", x[b].unsqueeze(0), torch::cat(vecs, 0),
-                                    torch::cat(pris, 0), visible_union);
+        if (pools.visible.ge(0).any().item<bool>()) {
+          auto out = slot_attention(c, w, p + "layer_attention.", x[b].unsqueeze(0), pools.vectors, pools.priority,
+                                    pools.visible);
           ctx = out.context;
           if (trace && b == 0)
-            trace_attention(*trace, static_cast<int32_t>(layer), true, {pos}, out.weights, visible_union, entry_layer,
-                            entry_slot, ids, offsets);
+            trace_attention(*trace, static_cast<int32_t>(layer), true, {pos}, out.weights, pools.visible, pools.columns);
         }
         layer_contexts.push_back(ctx);
       }

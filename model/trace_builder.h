@@ -31,7 +31,7 @@ class TraceBuilder {
   void notes_made(int32_t layer, const std::vector<NoteMade>& notes);
   void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events);
   // Entries are reduced to the options' top-k by weight.
-  void attention_row(int32_t layer, bool cross_layer, int64_t position, std::vector<AttentionEntryIn> entries);
+  void attention_row(int32_t layer, bool cross_layer, int64_t position, std::vector<AttentionEntryIn>& entries);
   void losses(int64_t pos0, const std::vector<float>& loss);
   void retention(int32_t layer, int64_t source, std::vector<float> values);
 
