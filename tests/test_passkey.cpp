@@ -1,0 +1,101 @@
+#include <QtTest/QtTest>
+
+#include "model/eval/passkey.h"
+#include "model/text_input.h"
+#include "model/tokenizer.h"
+
+using namespace memmamba;
+using namespace memmamba::eval;
+
+namespace {
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+}  // namespace
+
+class TestPasskey : public QObject {
+  Q_OBJECT
+  std::unique_ptr<Tokenizer> tok_;
+  std::vector<std::string> sentences_;
+
+ private Q_SLOTS:
+  void initTestCase() {
+    tok_ = std::make_unique<Tokenizer>(Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model"));
+    sentences_ = split_sentences(
+        load_text_file(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/Alice-s-Adventures-in-Wonderland_11.txt"));
+    QVERIFY(sentences_.size() > 500);
+  }
+
+  void splitsSentences() {
+    auto s = split_sentences("One two three four five.  Short one.\nSix seven\neight nine ten! Eleven twelve thirteen fourteen fifteen?");
+    QCOMPARE(s.size(), size_t(3));
+    QCOMPARE(s[1], std::string("Six seven eight nine ten!"));
+  }
+
+  void isDeterministicPerSeed() {
+    PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
+    PasskeyCase a = gen.make(2000, 0.5, 7), b = gen.make(2000, 0.5, 7), c = gen.make(2000, 0.5, 8);
+    QCOMPARE(a.prompt, b.prompt);
+    QCOMPARE(a.key, b.key);
+    QVERIFY(a.prompt != c.prompt);
+  }
+
+  void holdsTheKeyOnceAtTheRequestedDepth_data() {
+    QTest::addColumn<int>("length");
+    QTest::addColumn<double>("depth");
+    QTest::addColumn<int>("haystack");
+    for (int length : {256, 1024, 4096, 16384})
+      for (double depth : {0.0, 0.25, 0.5, 0.75, 1.0})
+        for (int h : {0, 1})
+          QTest::newRow(qPrintable(QString("%1 tokens, depth %2, %3").arg(length).arg(depth).arg(h ? "filler" : "book")))
+              << length << depth << h;
+  }
+  void holdsTheKeyOnceAtTheRequestedDepth() {
+    QFETCH(int, length);
+    QFETCH(double, depth);
+    QFETCH(int, haystack);
+    PasskeyGenerator gen(*tok_, sentences_, haystack ? Haystack::RepeatedFiller : Haystack::BookSentences);
+    for (uint64_t seed = 0; seed < 3; ++seed) {
+      PasskeyCase c = gen.make(length, depth, seed);
+      const std::string key = std::to_string(c.key);
+      QCOMPARE(count_of(c.prompt, PasskeyGenerator::needle(c.key).substr(0, 20)), size_t(1));
+      QCOMPARE(count_of(c.prompt, key), size_t(2));  // both mentions are inside the needle
+      QCOMPARE(c.prompt.substr(c.needle_begin, c.needle_end - c.needle_begin) + " ", PasskeyGenerator::needle(c.key));
+      QVERIFY(c.prompt.rfind(PasskeyGenerator::instruction(), 0) == 0);
+      QVERIFY(c.prompt.size() > 9 && c.prompt.compare(c.prompt.size() - 8, 8, "Answer: ") == 0);
+      const int64_t tokens = static_cast<int64_t>(tok_->encode(c.prompt).ids.size());
+      QVERIFY2(std::abs(tokens - length) <= 8,
+               qPrintable(QString("%1 tokens for a target of %2").arg(tokens).arg(length)));
+      // The needle sits at the sentence boundary nearest the depth: within one sentence.
+      const int64_t needle_token_pos = static_cast<int64_t>(tok_->encode(c.prompt.substr(0, c.needle_begin)).ids.size());
+      const double place = static_cast<double>(needle_token_pos) / tokens;
+      QVERIFY2(std::fabs(place - depth) < 0.02 + 120.0 / length,
+               qPrintable(QString("needle at %1 of the prompt for depth %2").arg(place).arg(depth)));
+      QVERIFY(std::fabs(c.actual_depth - depth) <= 0.5 * 120.0 / std::max(1, length - 120) + 1e-9 || length <= 256);
+    }
+  }
+
+  void scoresAnswers() {
+    QVERIFY(passkey_found("71432", 71432));
+    QVERIFY(passkey_found(" The pass key is 71432.", 71432));
+    QVERIFY(passkey_found("\n71432 is it", 71432));
+    QVERIFY(passkey_found("(7)", 7));
+    QVERIFY(!passkey_found("714320", 71432));
+    QVERIFY(!passkey_found("71432a", 71432));
+    QVERIFY(!passkey_found("7 1 4 3 2", 71432));
+    QVERIFY(!passkey_found("", 71432));
+    QVERIFY(!passkey_found("07", 7));
+  }
+
+  void refusesBadRequests() {
+    PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, gen.make(10, 0.5, 1));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, gen.make(1000, 1.5, 1));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, PasskeyGenerator(*tok_, {}, Haystack::BookSentences));
+  }
+};
+
+QTEST_APPLESS_MAIN(TestPasskey)
+#include "test_passkey.moc"
