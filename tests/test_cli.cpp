@@ -137,6 +137,21 @@ class TestCli : public QObject {
     QCOMPARE(both.code, 2);
   }
 
+  void evaluatesPasskeys() {
+    QCOMPARE(run_cli({"eval", "passkey", "--out", "x", "--depths", "2"}).code, 2);
+    QCOMPARE(run_cli({"eval", "nothing"}).code, 2);
+    QCOMPARE(run_cli({"eval", "passkey", "--out", "x", "--haystack", "sand"}).code, 2);
+    const QString prefix = dir_.filePath("pk");
+    Result r = run_cli({"eval", "passkey", "--out", prefix, "--lengths", "128", "--depths", "0,1", "--samples", "1",
+                        "--random-init", "0", "--config", small_config_, "--max-new", "2"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY(r.out.contains("UNTRAINED"));
+    QVERIFY(QFile::exists(prefix + ".json") && QFile::exists(prefix + ".csv"));
+    QFile csv(prefix + ".csv");
+    QVERIFY(csv.open(QIODevice::ReadOnly));
+    QCOMPARE(csv.readAll().count('\n'), 3);
+  }
+
   void generatesInStepMode() {
     Result r = run_cli({"generate", "--prompt", "The pass key is 123. The pass key is", "--random-init", "1", "--config",
                         small_config_, "--max-new", "4"});

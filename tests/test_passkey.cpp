@@ -1,6 +1,8 @@
 #include <QtTest/QtTest>
 
 #include "model/eval/passkey.h"
+#include "model/eval/passkey_eval.h"
+#include "model/selective_scan.h"
 #include "model/text_input.h"
 #include "model/tokenizer.h"
 
@@ -87,6 +89,49 @@ class TestPasskey : public QObject {
     QVERIFY(!passkey_found("7 1 4 3 2", 71432));
     QVERIFY(!passkey_found("", 71432));
     QVERIFY(!passkey_found("07", 7));
+  }
+
+  void gridRecordsEveryCase() {
+    configure_cpu_runtime();
+    ModelConfig c;
+    c.d_model = 16;
+    c.n_layers = 2;
+    c.summary_dim = 8;
+    c.pool_slots = 4;
+    c.tau_retrieve = -1.0;  // always retrieve, so the answer's attention is recorded
+    MemMambaModel m = MemMambaModel::random(c, 1);
+    PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
+    PasskeyGridOptions o;
+    o.lengths = {128, 256};
+    o.depths = {0.0, 1.0};
+    o.samples = 2;
+    o.max_new_tokens = 3;
+    o.run = m.default_options();
+    int64_t calls = 0;
+    Json r = run_passkey_grid(m, *tok_, gen, o, [&](int64_t done, int64_t total) {
+      ++calls;
+      return done <= total;
+    });
+    QCOMPARE(calls, int64_t(8));
+    QCOMPARE(r.at("cells").as_array().size(), size_t(4));
+    QCOMPARE(r.at("cases").as_array().size(), size_t(8));
+    for (const Json& cs : r.at("cases").as_array()) {
+      // The recorded key positions are the key's digits in the prompt.
+      PasskeyCase again = gen.make(cs.at("length").as_int(), cs.at("depth").as_double(), cs.at("sample").as_int());
+      QCOMPARE(again.key, cs.at("key").as_int());
+      Encoding e = tok_->encode(again.prompt);
+      std::string digits;
+      for (const Json& p : cs.at("key_token_positions").as_array())
+        digits += again.prompt.substr(e.begin[p.as_int()], e.end[p.as_int()] - e.begin[p.as_int()]);
+      QCOMPARE(digits, std::to_string(again.key) + std::to_string(again.key));
+      QCOMPARE(cs.at("layers").as_array().size(), size_t(2));
+      QVERIFY(cs.at("layers").as_array()[0].at("answer_attention").as_array().size() > 0);
+      QCOMPARE(cs.at("hit").as_bool(), passkey_found(cs.at("answer").as_string(), again.key));
+    }
+    const std::string csv = passkey_results_csv(r);
+    QCOMPARE(std::count(csv.begin(), csv.end(), '\n'), 9L);
+    // Cancelling stops the grid.
+    QVERIFY_THROWS_EXCEPTION(Cancelled, run_passkey_grid(m, *tok_, gen, o, [](int64_t, int64_t) { return false; }));
   }
 
   void refusesBadRequests() {

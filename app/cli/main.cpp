@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <unistd.h>
 
 #include "app/cli/cli_args.h"
 #include "model/checkpoint.h"
+#include "model/eval/passkey_eval.h"
 #include "model/file_io.h"
 #include "model/log.h"
 #include "model/memmamba.h"
@@ -43,6 +45,7 @@ commands:
   generate         greedy generation in step mode after a prompt
   bench            tokens/s over sequence lengths (parallel traced, step)
   tokenizer-train  train a SentencePiece tokenizer on text files
+  eval passkey     passkey retrieval over a grid of lengths x depths
 
 exit codes: 0 success, 1 failure while running, 2 bad command line,
             3 bad input file (text, checkpoint, tokenizer, trace), 130 interrupted
@@ -176,7 +179,8 @@ RunOptions run_options(const Args& args, const MemMambaModel& model) {
 
 class ProgressBar {
  public:
-  explicit ProgressBar(std::string label) : label_(std::move(label)), tty_(::isatty(2)), start_(clock::now()) {}
+  explicit ProgressBar(std::string label, std::string unit = "tokens")
+      : label_(std::move(label)), unit_(std::move(unit)), tty_(::isatty(2)), start_(clock::now()) {}
   // Redraws in place on a terminal; elsewhere (logs, pipes) prints a line at most every 2 s.
   bool update(int64_t done, int64_t total) {
     const auto now = clock::now();
@@ -188,17 +192,17 @@ class ProgressBar {
     const double rate = secs > 0 ? done / secs : 0;
     const int width = 30;
     const int filled = total > 0 ? static_cast<int>(width * done / total) : 0;
-    std::fprintf(stderr, "%s%s [%s%s] %3d%% %lld/%lld tokens  %.0f tok/s%s", tty_ ? "\r" : "", label_.c_str(),
+    std::fprintf(stderr, "%s%s [%s%s] %3d%% %lld/%lld %s  %.1f/s%s", tty_ ? "\r" : "", label_.c_str(),
                  std::string(filled, '#').c_str(), std::string(width - filled, ' ').c_str(),
                  total > 0 ? static_cast<int>(100 * done / total) : 0, static_cast<long long>(done),
-                 static_cast<long long>(total), rate, finished || !tty_ ? "\n" : "");
+                 static_cast<long long>(total), unit_.c_str(), rate, finished || !tty_ ? "\n" : "");
     std::fflush(stderr);
     return !g_interrupted;
   }
 
  private:
   using clock = std::chrono::steady_clock;
-  std::string label_;
+  std::string label_, unit_;
   bool tty_;
   bool printed_ = false;
   clock::time_point start_, last_;
@@ -398,6 +402,94 @@ int cmd_bench(const std::vector<std::string>& argv) {
   return kOk;
 }
 
+std::vector<double> parse_depths(const std::string& text) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    double v = -1;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || item.empty() || !(v >= 0.0 && v <= 1.0))
+      throw UsageError("--depths: \"" + item + "\" is not a depth in [0, 1]");
+    out.push_back(v);
+  }
+  if (out.empty()) throw UsageError("--depths needs at least one value");
+  return out;
+}
+
+int cmd_eval(const std::vector<std::string>& argv) {
+  const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out"});
+  Args args(argv, options, {"help", "no-memory"});
+  if (args.flag("help") || args.positionals().size() != 1 || args.positionals()[0] != "passkey") {
+    std::printf("usage: memmamba eval passkey --out PREFIX [options]\n\n"
+                "Passkey retrieval (DeciMamba's format): for each length x depth, --samples prompts with a\n"
+                "5-digit key hidden in book sentences (or the repeated filler), answered greedily in step\n"
+                "mode. Writes PREFIX.json (every case: key token positions, the notes that held the key\n"
+                "and when they entered and left each pool, the answer's slot attention) and PREFIX.csv.\n\n%s"
+                "evaluation options:\n"
+                "  --lengths 1k,2k,4k      prompt lengths in tokens (default 1k,2k,4k)\n"
+                "  --depths 0,0.5,1        needle depths (default 0,0.25,0.5,0.75,1)\n"
+                "  --samples N             cases per cell (default 2)\n"
+                "  --seed N                (default 0)\n"
+                "  --haystack book|filler  book sentences (default) or the Landmark filler\n"
+                "  --book FILE             the haystack's book (default: the bundled Time Machine)\n"
+                "  --max-new N             answer tokens (default 10)\n",
+                kModelOptionsHelp);
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string out = args.require("out");
+  check_model_flags(args);
+  eval::PasskeyGridOptions grid;
+  grid.lengths = args.get_int_list("lengths", grid.lengths, 64, 1 << 24);
+  if (args.has("depths")) grid.depths = parse_depths(args.get("depths", ""));
+  grid.samples = args.get_int("samples", 2, 1, 100000);
+  grid.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
+  grid.max_new_tokens = args.get_int("max-new", 10, 1, 256);
+  const std::string haystack = args.get("haystack", "book");
+  if (haystack != "book" && haystack != "filler") throw UsageError("--haystack must be book or filler");
+  std::string book = args.get("book", "");
+  if (book.empty() && haystack == "book") {
+    book = find_sample_file("The-Time-Machine_35.txt");
+    if (book.empty()) throw UsageError("no bundled book found: pass --book FILE");
+  }
+  const std::vector<std::string> sentences = haystack == "book" ? eval::split_sentences(load_text_file(book)) : std::vector<std::string>{};
+  LoadedModel lm = load_model(args);
+  Tokenizer tok = load_tokenizer(args, lm.model.config());
+  eval::PasskeyGenerator generator(tok, sentences, haystack == "book" ? eval::Haystack::BookSentences : eval::Haystack::RepeatedFiller);
+  grid.run = run_options(args, lm.model);
+  grid.meta["checkpoint"] = lm.source;
+  grid.meta["checkpoint_hash"] = lm.hash;
+  grid.meta["trained"] = lm.trained;
+  grid.meta["tokenizer"] = tok.path();
+  grid.meta["haystack"] = haystack;
+  grid.meta["book"] = book;
+  ProgressBar bar("passkey", "cases");
+  const auto t0 = std::chrono::steady_clock::now();
+  Json results = eval::run_passkey_grid(lm.model, tok, generator, grid, [&](int64_t d, int64_t t) { return bar.update(d, t); });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  results["meta"]["wall_seconds"] = secs;
+  write_file_atomic(out + ".json", results.dump(1) + "\n");
+  write_file_atomic(out + ".csv", eval::passkey_results_csv(results));
+  std::printf("accuracy (%lld samples per cell; %s)\n%10s", static_cast<long long>(grid.samples),
+              lm.trained ? "trained model" : "UNTRAINED random weights: expect ~0", "length");
+  for (double d : grid.depths) std::printf("  %5.2f", d);
+  std::printf("\n");
+  const auto& cells = results.at("cells").as_array();
+  size_t k = 0;
+  for (int64_t length : grid.lengths) {
+    std::printf("%10lld", static_cast<long long>(length));
+    for (size_t d = 0; d < grid.depths.size(); ++d) std::printf("  %5.2f", cells[k++].at("accuracy").as_double());
+    std::printf("\n");
+  }
+  std::printf("wrote %s.json and %s.csv in %.1f s\n", out.c_str(), out.c_str(), secs);
+  return kOk;
+}
+
 int cmd_tokenizer_train(const std::vector<std::string>& argv) {
   Args args(argv, {"out", "vocab", "max-sentences"}, {"help"});
   if (args.flag("help") || args.positionals().empty()) {
@@ -438,6 +530,7 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return cmd_generate(rest);
     if (cmd == "bench") return cmd_bench(rest);
     if (cmd == "tokenizer-train") return cmd_tokenizer_train(rest);
+    if (cmd == "eval") return cmd_eval(rest);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::printf("%s", kMainHelp);
       return kOk;

@@ -1,0 +1,196 @@
+#include "model/eval/passkey_eval.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <set>
+#include <sstream>
+
+#include "model/trace_builder.h"
+
+namespace memmamba::eval {
+
+namespace {
+
+Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyCase& c,
+              const PasskeyGridOptions& options) {
+  torch::NoGradGuard no_grad;
+  const auto t0 = std::chrono::steady_clock::now();
+  Encoding enc = tokenizer.encode(c.prompt);
+  const int64_t T = static_cast<int64_t>(enc.ids.size());
+  // The key's tokens: those inside the digits of either mention in the needle.
+  const std::string key = std::to_string(c.key);
+  std::vector<int64_t> key_positions;
+  for (size_t at = c.prompt.find(key, c.needle_begin); at != std::string::npos && static_cast<int64_t>(at) < c.needle_end;
+       at = c.prompt.find(key, at + 1)) {
+    for (int64_t t = 0; t < T; ++t)
+      if (enc.begin[t] < static_cast<int64_t>(at + key.size()) && enc.end[t] > static_cast<int64_t>(at))
+        key_positions.push_back(t);
+  }
+  const std::set<int64_t> key_set(key_positions.begin(), key_positions.end());
+
+  TraceOptions topts;
+  topts.attention_topk = options.attention_topk;
+  topts.detail_begin = T - 1;  // attention rows only where the answer is produced
+  TraceBuilder builder(model.config(), topts);
+  RunOptions run = options.run;
+  run.trace = &builder;
+  run.keep_hidden = false;
+  torch::Tensor last_hidden;
+  run.on_hidden = [&](int64_t, const torch::Tensor& h) { last_hidden = h.select(1, h.size(1) - 1); };
+  RunState state = model.new_state(1);
+  std::vector<int64_t> ids(enc.ids.begin(), enc.ids.end());
+  model.forward(torch::tensor(ids, torch::kInt64).view({1, T}), state, run);
+  auto logits = model.logits(last_hidden);
+  std::vector<int32_t> answer;
+  RunOptions step_run = run;
+  step_run.on_hidden = nullptr;
+  for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+    const int64_t next = logits.argmax(-1).item<int64_t>();
+    answer.push_back(static_cast<int32_t>(next));
+    if (i + 1 == options.max_new_tokens) break;
+    logits = model.step(torch::tensor({next}, torch::kInt64), state, step_run);
+  }
+  const std::string answer_text = tokenizer.decode(answer);
+  Trace trace = builder.finish();
+
+  Json r = Json::object();
+  r["length"] = c.target_tokens;
+  r["depth"] = c.depth;
+  r["actual_depth"] = c.actual_depth;
+  r["key"] = c.key;
+  r["prompt_tokens"] = T;
+  r["answer"] = answer_text;
+  r["hit"] = passkey_found(answer_text, c.key);
+  Json kp = Json::array();
+  for (int64_t p : key_positions) kp.push_back(p);
+  r["key_token_positions"] = kp;
+  // Notes that hold a key token: per layer, when each entered and left the pool.
+  Json layers = Json::array();
+  for (int32_t l = 0; l < static_cast<int32_t>(model.config().n_layers); ++l) {
+    Json layer = Json::object();
+    Json notes = Json::array();
+    int64_t noted_key_tokens = 0;
+    for (int64_t p : key_positions)
+      if (p < static_cast<int64_t>(trace.layers[l].flags.size()) && (trace.layers[l].flags[p] & kNoted)) ++noted_key_tokens;
+    for (size_t n = 0; n < trace.notes.size(); ++n) {
+      const NoteInfo& note = trace.notes[n];
+      if (note.layer != l) continue;
+      bool holds_key = false;
+      for (int64_t s : note.sources) holds_key |= key_set.count(s) > 0;
+      if (!holds_key) continue;
+      Json nj = Json::object();
+      nj["note"] = static_cast<int64_t>(n);
+      nj["priority"] = static_cast<double>(note.priority);
+      int64_t inserted = -1, evicted = -1;
+      bool dropped = false;
+      for (const PoolEvent& e : trace.events) {
+        if (e.note != static_cast<int64_t>(n)) continue;
+        if (e.kind == 0) inserted = e.position;
+        else if (e.kind == 1) evicted = e.position;
+        else dropped = true;
+      }
+      nj["inserted_at"] = inserted;
+      nj["evicted_at"] = evicted;
+      nj["dropped"] = dropped;
+      nj["in_pool_at_answer"] = inserted >= 0 && (evicted < 0 || evicted >= T - 1);
+      notes.push_back(nj);
+    }
+    layer["key_tokens_noted"] = noted_key_tokens;
+    layer["key_notes"] = notes;
+    // What the answer attended to at the last prompt token (which predicts the first answer token).
+    const AttentionRows& rows = trace.layers[l].token_attention;
+    const int64_t row = rows.find(T - 1);
+    Json attention = Json::array();
+    double key_weight = 0;
+    if (row >= 0) {
+      for (int64_t e = rows.offset[row]; e < rows.offset[row + 1]; ++e) {
+        const NoteInfo& note = trace.notes[rows.note[e]];
+        bool holds_key = false;
+        for (int64_t s : note.sources) holds_key |= key_set.count(s) > 0;
+        if (holds_key) key_weight += rows.weight[e];
+        Json a = Json::object();
+        a["slot"] = static_cast<int64_t>(rows.slot[e]);
+        a["note"] = rows.note[e];
+        a["weight"] = static_cast<double>(rows.weight[e]);
+        a["holds_key"] = holds_key;
+        attention.push_back(a);
+      }
+    }
+    layer["answer_attention"] = attention;
+    layer["answer_weight_on_key_notes"] = key_weight;
+    layers.push_back(layer);
+  }
+  r["layers"] = layers;
+  r["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace
+
+Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyGenerator& generator,
+                      const PasskeyGridOptions& options, const std::function<bool(int64_t, int64_t)>& progress) {
+  if (options.samples < 1) throw std::invalid_argument("passkey: at least one sample per cell");
+  Json cases = Json::array();
+  Json cells = Json::array();
+  const int64_t total = static_cast<int64_t>(options.lengths.size() * options.depths.size()) * options.samples;
+  int64_t done = 0;
+  for (int64_t length : options.lengths) {
+    for (double depth : options.depths) {
+      int64_t hits = 0;
+      for (int64_t s = 0; s < options.samples; ++s) {
+        const PasskeyCase c = generator.make(length, depth, options.seed * 1000003 + static_cast<uint64_t>(s));
+        Json r = run_case(model, tokenizer, c, options);
+        r["sample"] = s;
+        hits += r.at("hit").as_bool();
+        cases.push_back(r);
+        ++done;
+        if (progress && !progress(done, total)) throw Cancelled();
+      }
+      Json cell = Json::object();
+      cell["length"] = length;
+      cell["depth"] = depth;
+      cell["samples"] = options.samples;
+      cell["accuracy"] = static_cast<double>(hits) / static_cast<double>(options.samples);
+      cells.push_back(cell);
+    }
+  }
+  Json out = Json::object();
+  out["evaluation"] = "passkey";
+  out["meta"] = options.meta;
+  out["config"] = model.config().to_json();
+  out["seed"] = static_cast<int64_t>(options.seed);
+  out["device"] = model.device().str();
+  Json settings = Json::object();
+  settings["memory_enabled"] = options.run.memory.enabled && model.config().memory;
+  settings["tau_note"] = options.run.memory.tau_note;
+  settings["tau_retrieve"] = options.run.memory.tau_retrieve;
+  settings["importance"] = to_string(options.run.memory.importance);
+  settings["pool_policy"] = to_string(options.run.memory.policy);
+  settings["max_new_tokens"] = options.max_new_tokens;
+  out["settings"] = settings;
+  out["cells"] = cells;
+  out["cases"] = cases;
+  return out;
+}
+
+std::string passkey_results_csv(const Json& results) {
+  std::ostringstream csv;
+  csv << "length,depth,sample,key,prompt_tokens,actual_depth,hit,answer,seconds\n";
+  for (const Json& c : results.at("cases").as_array()) {
+    std::string answer = c.at("answer").as_string();
+    std::string quoted = "\"";
+    for (char ch : answer) {
+      if (ch == '"') quoted += "\"\"";
+      else if (ch == '\n' || ch == '\r') quoted += ' ';
+      else quoted += ch;
+    }
+    quoted += "\"";
+    csv << c.at("length").as_int() << ',' << c.at("depth").as_double() << ',' << c.at("sample").as_int() << ','
+        << c.at("key").as_int() << ',' << c.at("prompt_tokens").as_int() << ',' << c.at("actual_depth").as_double()
+        << ',' << (c.at("hit").as_bool() ? 1 : 0) << ',' << quoted << ',' << c.at("seconds").as_double() << '\n';
+  }
+  return csv.str();
+}
+
+}  // namespace memmamba::eval

@@ -1,0 +1,34 @@
+// Runs passkey cases through the model (parallel over the prompt, greedy step-mode
+// answer) and keeps what explains each outcome: where the key's tokens are, which notes
+// held them, when those notes entered and left each pool, and what the answer attended to.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/eval/passkey.h"
+#include "model/json.h"
+#include "model/memmamba.h"
+
+namespace memmamba::eval {
+
+struct PasskeyGridOptions {
+  std::vector<int64_t> lengths{1024, 2048, 4096};
+  std::vector<double> depths{0.0, 0.25, 0.5, 0.75, 1.0};
+  int64_t samples = 2;
+  uint64_t seed = 0;
+  int64_t max_new_tokens = 10;
+  RunOptions run;            // memory settings, chunking
+  int32_t attention_topk = 8;
+  Json meta = Json::object();  // checkpoint, hash, device... copied into the result
+};
+
+// Runs every (length, depth, sample) case; `progress(done, total)` may cancel (throws Cancelled).
+Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyGenerator& generator,
+                      const PasskeyGridOptions& options,
+                      const std::function<bool(int64_t done, int64_t total)>& progress = {});
+
+// One CSV row per case (length, depth, sample, key, answer, hit, ...).
+std::string passkey_results_csv(const Json& results);
+
+}  // namespace memmamba::eval
