@@ -144,16 +144,28 @@ const TensorView& SafetensorsFile::get(const std::string& name, DType expected) 
   return it->second;
 }
 
-void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
-                            uint64_t nbytes) {
+namespace {
+uint64_t checked_bytes(const std::string& name, DType dtype, const std::vector<int64_t>& shape, uint64_t nbytes) {
   uint64_t numel = 1;
   for (int64_t d : shape) numel *= static_cast<uint64_t>(d);
   if (numel * dtype_size(dtype) != nbytes) throw FormatError("internal: size mismatch writing " + name);
-  Entry e{dtype, std::move(shape), std::string(static_cast<const char*>(data), nbytes)};
-  entries_.emplace_back(name, std::move(e));
+  return nbytes;
+}
+}  // namespace
+
+void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
+                            uint64_t nbytes) {
+  checked_bytes(name, dtype, shape, nbytes);
+  entries_.emplace_back(name, Entry{dtype, std::move(shape), std::string(static_cast<const char*>(data), nbytes), nullptr, nbytes});
 }
 
-std::string SafetensorsWriter::serialize() const {
+void SafetensorsWriter::add_view(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
+                                 uint64_t nbytes) {
+  checked_bytes(name, dtype, shape, nbytes);
+  entries_.emplace_back(name, Entry{dtype, std::move(shape), {}, static_cast<const char*>(data), nbytes});
+}
+
+std::string SafetensorsWriter::header() const {
   Json header = Json::object();
   if (!metadata_.empty()) {
     Json meta = Json::object();
@@ -167,21 +179,33 @@ std::string SafetensorsWriter::serialize() const {
     Json shape = Json::array();
     for (int64_t d : e.shape) shape.push_back(d);
     entry["shape"] = shape;
-    entry["data_offsets"] = Json(Json::Array{Json(static_cast<int64_t>(offset)), Json(static_cast<int64_t>(offset + e.data.size()))});
+    entry["data_offsets"] = Json(Json::Array{Json(static_cast<int64_t>(offset)), Json(static_cast<int64_t>(offset + e.nbytes))});
     header[name] = entry;
-    offset += e.data.size();
+    offset += e.nbytes;
   }
   std::string h = header.dump();
   while ((8 + h.size()) % 8 != 0) h += ' ';  // keep arrays 8-byte aligned
   std::string out(8, '\0');
   uint64_t len = h.size();
   std::memcpy(out.data(), &len, 8);
-  out += h;
-  out.reserve(out.size() + offset);
-  for (const auto& entry : entries_) out += entry.second.data;
+  return out + h;
+}
+
+std::string SafetensorsWriter::serialize() const {
+  std::string out = header();
+  for (const auto& entry : entries_) out.append(entry.second.bytes(), entry.second.nbytes);
   return out;
 }
 
-void SafetensorsWriter::write(const std::string& path) const { write_file_atomic(path, serialize()); }
+void SafetensorsWriter::write(const std::string& path) const {
+  const std::string head = header();
+  write_file_atomic(path, [&](std::FILE* f) {
+    auto put = [&](const char* data, uint64_t n) {
+      if (n && std::fwrite(data, 1, n, f) != n) throw FileError("cannot write " + path + ": disk full?");
+    };
+    put(head.data(), head.size());
+    for (const auto& entry : entries_) put(entry.second.bytes(), entry.second.nbytes);
+  });
+}
 
 }  // namespace memmamba

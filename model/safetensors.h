@@ -59,9 +59,16 @@ class SafetensorsWriter {
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   // The data is copied, so temporaries may be passed.
   void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data, uint64_t nbytes);
+  // The data is not copied: it must stay alive and unchanged until write() or serialize()
+  // (large traces are written without a second copy in memory).
+  void add_view(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data, uint64_t nbytes);
   template <typename T>
   void add_vector(const std::string& name, DType dtype, const std::vector<T>& v) {
     add(name, dtype, {static_cast<int64_t>(v.size())}, v.data(), v.size() * sizeof(T));
+  }
+  template <typename T>
+  void add_vector_view(const std::string& name, DType dtype, const std::vector<T>& v) {
+    add_view(name, dtype, {static_cast<int64_t>(v.size())}, v.data(), v.size() * sizeof(T));
   }
   void write(const std::string& path) const;
   std::string serialize() const;
@@ -70,8 +77,12 @@ class SafetensorsWriter {
   struct Entry {
     DType dtype;
     std::vector<int64_t> shape;
-    std::string data;
+    std::string owned;               // copied data (used when `view` is null)
+    const char* view = nullptr;      // the caller's data, not copied
+    uint64_t nbytes = 0;
+    const char* bytes() const { return view ? view : owned.data(); }
   };
+  std::string header() const;
   std::map<std::string, std::string> metadata_;
   std::vector<std::pair<std::string, Entry>> entries_;
 };

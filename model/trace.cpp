@@ -78,12 +78,12 @@ uint64_t rows_bytes(const AttentionRows& r) {
 }
 
 void add_rows(SafetensorsWriter& w, const std::string& prefix, const AttentionRows& r) {
-  w.add_vector(prefix + ".token", DType::I64, r.token);
-  w.add_vector(prefix + ".offset", DType::I64, r.offset);
-  w.add_vector(prefix + ".slot", DType::I32, r.slot);
-  w.add_vector(prefix + ".layer", DType::I32, r.layer);
-  w.add_vector(prefix + ".note", DType::I64, r.note);
-  w.add_vector(prefix + ".weight", DType::F32, r.weight);
+  w.add_vector_view(prefix + ".token", DType::I64, r.token);
+  w.add_vector_view(prefix + ".offset", DType::I64, r.offset);
+  w.add_vector_view(prefix + ".slot", DType::I32, r.slot);
+  w.add_vector_view(prefix + ".layer", DType::I32, r.layer);
+  w.add_vector_view(prefix + ".note", DType::I64, r.note);
+  w.add_vector_view(prefix + ".weight", DType::F32, r.weight);
 }
 
 [[noreturn]] void bad(const SafetensorsFile& f, const std::string& msg) {
@@ -140,20 +140,20 @@ void Trace::save(const std::string& path) const {
   w.set_metadata("options", opts.dump());
   w.set_metadata("pool_slots", std::to_string(pool_slots));
   w.set_metadata("layers", std::to_string(layers.size()));
-  w.add("text", DType::U8, {static_cast<int64_t>(text.size())}, text.data(), text.size());
-  w.add_vector("tokens", DType::I32, tokens);
-  w.add_vector("char_begin", DType::I64, char_begin);
-  w.add_vector("char_end", DType::I64, char_end);
-  w.add_vector("loss", DType::F32, loss);
+  w.add_view("text", DType::U8, {static_cast<int64_t>(text.size())}, text.data(), text.size());
+  w.add_vector_view("tokens", DType::I32, tokens);
+  w.add_vector_view("char_begin", DType::I64, char_begin);
+  w.add_vector_view("char_end", DType::I64, char_end);
+  w.add_vector_view("loss", DType::F32, loss);
   for (size_t l = 0; l < layers.size(); ++l) {
     const LayerTrace& lt = layers[l];
     const std::string p = "layers." + std::to_string(l);
-    w.add_vector(p + ".importance", DType::F32, lt.importance);
-    w.add_vector(p + ".istate", DType::F32, lt.istate);
-    w.add_vector(p + ".flags", DType::U8, lt.flags);
-    w.add_vector(p + ".fusion_token_norm", DType::F32, lt.fusion_token_norm);
-    w.add_vector(p + ".fusion_layer_norm", DType::F32, lt.fusion_layer_norm);
-    w.add_vector(p + ".log_decay", DType::F32, lt.log_decay);
+    w.add_vector_view(p + ".importance", DType::F32, lt.importance);
+    w.add_vector_view(p + ".istate", DType::F32, lt.istate);
+    w.add_vector_view(p + ".flags", DType::U8, lt.flags);
+    w.add_vector_view(p + ".fusion_token_norm", DType::F32, lt.fusion_token_norm);
+    w.add_vector_view(p + ".fusion_layer_norm", DType::F32, lt.fusion_layer_norm);
+    w.add_vector_view(p + ".log_decay", DType::F32, lt.log_decay);
     add_rows(w, p + ".token_attention", lt.token_attention);
     add_rows(w, p + ".layer_attention", lt.layer_attention);
   }
@@ -168,12 +168,12 @@ void Trace::save(const std::string& path) const {
     n_src.insert(n_src.end(), n.sources.begin(), n.sources.end());
     n_src_off.push_back(static_cast<int64_t>(n_src.size()));
   }
-  w.add_vector("notes.layer", DType::I32, n_layer);
-  w.add_vector("notes.local_id", DType::I64, n_local);
-  w.add_vector("notes.window", DType::I64, n_window);
-  w.add_vector("notes.priority", DType::F32, n_prio);
-  w.add_vector("notes.sources_offset", DType::I64, n_src_off);
-  w.add_vector("notes.sources", DType::I64, n_src);
+  w.add_vector_view("notes.layer", DType::I32, n_layer);
+  w.add_vector_view("notes.local_id", DType::I64, n_local);
+  w.add_vector_view("notes.window", DType::I64, n_window);
+  w.add_vector_view("notes.priority", DType::F32, n_prio);
+  w.add_vector_view("notes.sources_offset", DType::I64, n_src_off);
+  w.add_vector_view("notes.sources", DType::I64, n_src);
   std::vector<int64_t> e_pos, e_note;
   std::vector<int32_t> e_layer, e_slot;
   std::vector<uint8_t> e_kind;
@@ -186,12 +186,12 @@ void Trace::save(const std::string& path) const {
     e_note.push_back(e.note);
     e_prio.push_back(e.priority);
   }
-  w.add_vector("events.position", DType::I64, e_pos);
-  w.add_vector("events.layer", DType::I32, e_layer);
-  w.add_vector("events.kind", DType::U8, e_kind);
-  w.add_vector("events.slot", DType::I32, e_slot);
-  w.add_vector("events.note", DType::I64, e_note);
-  w.add_vector("events.priority", DType::F32, e_prio);
+  w.add_vector_view("events.position", DType::I64, e_pos);
+  w.add_vector_view("events.layer", DType::I32, e_layer);
+  w.add_vector_view("events.kind", DType::U8, e_kind);
+  w.add_vector_view("events.slot", DType::I32, e_slot);
+  w.add_vector_view("events.note", DType::I64, e_note);
+  w.add_vector_view("events.priority", DType::F32, e_prio);
   std::vector<int32_t> r_layer;
   std::vector<int64_t> r_source, r_off{0};
   std::vector<float> r_values;
@@ -201,10 +201,10 @@ void Trace::save(const std::string& path) const {
     r_values.insert(r_values.end(), r.values.begin(), r.values.end());
     r_off.push_back(static_cast<int64_t>(r_values.size()));
   }
-  w.add_vector("retention.layer", DType::I32, r_layer);
-  w.add_vector("retention.source", DType::I64, r_source);
-  w.add_vector("retention.offset", DType::I64, r_off);
-  w.add_vector("retention.values", DType::F32, r_values);
+  w.add_vector_view("retention.layer", DType::I32, r_layer);
+  w.add_vector_view("retention.source", DType::I64, r_source);
+  w.add_vector_view("retention.offset", DType::I64, r_off);
+  w.add_vector_view("retention.values", DType::F32, r_values);
   w.write(path);
 }
 
