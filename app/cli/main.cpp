@@ -13,6 +13,7 @@
 #include "app/cli/cli_args.h"
 #include "model/checkpoint.h"
 #include "model/eval/passkey_eval.h"
+#include "model/eval/perplexity.h"
 #include "model/file_io.h"
 #include "model/log.h"
 #include "model/memmamba.h"
@@ -46,6 +47,7 @@ commands:
   bench            tokens/s over sequence lengths (parallel traced, step)
   tokenizer-train  train a SentencePiece tokenizer on text files
   eval passkey     passkey retrieval over a grid of lengths x depths
+  eval ppl         perplexity by context length on a book
 
 exit codes: 0 success, 1 failure while running, 2 bad command line,
             3 bad input file (text, checkpoint, tokenizer, trace), 130 interrupted
@@ -422,11 +424,57 @@ std::vector<double> parse_depths(const std::string& text) {
   return out;
 }
 
+int cmd_eval_ppl(const std::vector<std::string>& argv) {
+  Args args(argv, with(kModelOptions, {"lengths", "windows", "scored", "out"}), {"help", "no-memory"});
+  if (args.flag("help") || args.positionals().size() != 2) {
+    std::printf("usage: memmamba eval ppl BOOK.txt --out FILE.json [options]\n\n"
+                "Perplexity by context length: up to --windows windows of each length from the book,\n"
+                "the loss of the last --scored tokens of each; perplexity = exp(mean NLL).\n\n%s"
+                "evaluation options:\n"
+                "  --lengths 1k,2k,...  context lengths (default 1k,2k,4k,10k,20k,30k,40k,60k)\n"
+                "  --windows N          windows per length (default 10)\n"
+                "  --scored N           scored tokens at each window's end (default 100)\n",
+                kModelOptionsHelp);
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string out = args.require("out");
+  check_model_flags(args);
+  eval::PerplexityOptions o;
+  o.lengths = args.get_int_list("lengths", o.lengths, 2, 1 << 24);
+  o.windows = args.get_int("windows", 10, 1, 100000);
+  o.scored = args.get_int("scored", 100, 1, 1 << 20);
+  for (int64_t L : o.lengths)
+    if (L <= o.scored) throw UsageError("--lengths: " + std::to_string(L) + " is not longer than --scored " + std::to_string(o.scored));
+  const std::string book = args.positionals()[1];
+  const std::string text = load_text_file(book);
+  LoadedModel lm = load_model(args);
+  Tokenizer tok = load_tokenizer(args, lm.model.config());
+  Encoding enc = tok.encode(text);
+  o.run = run_options(args, lm.model);
+  o.meta["checkpoint"] = lm.source;
+  o.meta["checkpoint_hash"] = lm.hash;
+  o.meta["trained"] = lm.trained;
+  o.meta["book"] = book;
+  ProgressBar bar("perplexity", "windows");
+  Json r = eval::perplexity_by_length(lm.model, enc.ids, o, [&](int64_t d, int64_t t) { return bar.update(d, t); });
+  write_file_atomic(out, r.dump(1) + "\n");
+  std::printf("%10s %8s %12s %10s\n", "length", "windows", "perplexity", "seconds");
+  for (const Json& row : r.at("lengths").as_array())
+    std::printf("%10lld %8lld %12.2f %10.2f\n", static_cast<long long>(row.at("length").as_int()),
+                static_cast<long long>(row.at("windows").as_int()),
+                row.at("perplexity").is_number() ? row.at("perplexity").as_double() : std::nan(""),
+                row.at("seconds").as_double());
+  std::printf("wrote %s%s\n", out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
+  return kOk;
+}
+
 int cmd_eval(const std::vector<std::string>& argv) {
+  if (!argv.empty() && argv[0] == "ppl") return cmd_eval_ppl(argv);
   const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out"});
   Args args(argv, options, {"help", "no-memory"});
   if (args.flag("help") || args.positionals().size() != 1 || args.positionals()[0] != "passkey") {
-    std::printf("usage: memmamba eval passkey --out PREFIX [options]\n\n"
+    std::printf("usage: memmamba eval passkey --out PREFIX [options]\n"
+                "       memmamba eval ppl BOOK.txt --out FILE.json [options]   (see eval ppl --help)\n\n"
                 "Passkey retrieval (DeciMamba's format): for each length x depth, --samples prompts with a\n"
                 "5-digit key hidden in book sentences (or the repeated filler), answered greedily in step\n"
                 "mode. Writes PREFIX.json (every case: key token positions, the notes that held the key\n"

@@ -1,0 +1,63 @@
+#include "model/eval/perplexity.h"
+
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+
+#include "model/runner.h"
+
+namespace memmamba::eval {
+
+Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>& tokens,
+                          const PerplexityOptions& options, const std::function<bool(int64_t, int64_t)>& progress) {
+  if (options.scored < 1 || options.windows < 1) throw std::invalid_argument("perplexity: windows and scored tokens must be positive");
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  int64_t total = 0;
+  for (int64_t L : options.lengths) total += std::min<int64_t>(options.windows, T / std::max<int64_t>(L, 1));
+  int64_t done = 0;
+  Json rows = Json::array();
+  for (int64_t L : options.lengths) {
+    if (L <= options.scored) throw std::invalid_argument("perplexity: a context length must exceed the scored tokens");
+    const int64_t n_windows = std::min<int64_t>(options.windows, T / L);
+    double nll = 0;
+    int64_t count = 0;
+    Json window_nll = Json::array();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t k = 0; k < n_windows; ++k) {
+      std::vector<int32_t> window(tokens.begin() + k * L, tokens.begin() + (k + 1) * L);
+      const std::vector<float> loss = token_losses(model, window, options.run);
+      double w = 0;
+      // loss[t] scores token t+1: the last `scored` tokens are t+1 in [L - scored, L).
+      for (int64_t t = L - options.scored - 1; t < L - 1; ++t) w += loss[t];
+      nll += w;
+      count += options.scored;
+      window_nll.push_back(w / options.scored);
+      if (progress && !progress(++done, total)) throw Cancelled();
+    }
+    Json row = Json::object();
+    row["length"] = L;
+    row["windows"] = n_windows;
+    row["scored_tokens"] = count;
+    row["mean_nll"] = count ? nll / count : std::nan("");
+    row["perplexity"] = count ? std::exp(nll / count) : std::nan("");
+    row["window_nll"] = window_nll;
+    row["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rows.push_back(row);
+  }
+  Json out = Json::object();
+  out["evaluation"] = "perplexity_by_length";
+  out["meta"] = options.meta;
+  out["config"] = model.config().to_json();
+  out["device"] = model.device().str();
+  out["book_tokens"] = T;
+  out["scored_per_window"] = options.scored;
+  Json settings = Json::object();
+  settings["memory_enabled"] = options.run.memory.enabled && model.config().memory;
+  settings["tau_note"] = options.run.memory.tau_note;
+  settings["tau_retrieve"] = options.run.memory.tau_retrieve;
+  out["settings"] = settings;
+  out["lengths"] = rows;
+  return out;
+}
+
+}  // namespace memmamba::eval

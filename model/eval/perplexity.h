@@ -1,0 +1,27 @@
+// Perplexity by context length (the paper's table 1 protocol, eval-protocols.md): for each
+// context length L, up to `windows` non-overlapping windows of L tokens from the book, the
+// loss of the last `scored` tokens of each window; perplexity = exp(mean NLL).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "model/json.h"
+#include "model/memmamba.h"
+
+namespace memmamba::eval {
+
+struct PerplexityOptions {
+  std::vector<int64_t> lengths{1024, 2048, 4096, 10240, 20480, 30720, 40960, 61440};
+  int64_t windows = 10;
+  int64_t scored = 100;
+  RunOptions run;
+  Json meta = Json::object();
+};
+
+// Lengths longer than the book are reported with zero windows. `progress` may cancel.
+Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>& tokens,
+                          const PerplexityOptions& options,
+                          const std::function<bool(int64_t done, int64_t total)>& progress = {});
+
+}  // namespace memmamba::eval

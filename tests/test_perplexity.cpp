@@ -1,0 +1,57 @@
+#include <torch/torch.h>
+
+#include <QtTest/QtTest>
+
+#include "model/eval/perplexity.h"
+#include "model/selective_scan.h"
+#include "test_helpers.h"
+
+using namespace memmamba;
+
+class TestPerplexity : public QObject {
+  Q_OBJECT
+ private Q_SLOTS:
+  void initTestCase() { configure_cpu_runtime(); }
+
+  void matchesADirectComputation() {
+    ModelConfig c = testing::tiny_config();
+    MemMambaModel m = MemMambaModel::random(c, 3);
+    torch::manual_seed(1);
+    auto t = torch::randint(0, c.vocab_size, {600}, torch::kInt32);
+    std::vector<int32_t> tokens(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + 600);
+    eval::PerplexityOptions o;
+    o.lengths = {128, 256, 1000};
+    o.windows = 2;
+    o.scored = 10;
+    o.run = m.default_options();
+    o.run.chunk_tokens = 50;  // windows cross chunk boundaries
+    Json r = eval::perplexity_by_length(m, tokens, o);
+    const auto& rows = r.at("lengths").as_array();
+    QCOMPARE(rows[0].at("windows").as_int(), int64_t(2));
+    QCOMPARE(rows[1].at("windows").as_int(), int64_t(2));
+    QCOMPARE(rows[2].at("windows").as_int(), int64_t(0));  // longer than the book
+    // Window 1 of length 128: tokens [128, 256), scored targets 246..255.
+    torch::NoGradGuard ng;
+    RunState s = m.new_state(1);
+    auto window = t.narrow(0, 128, 128).to(torch::kInt64).view({1, 128});
+    auto logp = torch::log_softmax(m.logits(m.forward(window, s, m.default_options()))[0], -1);
+    double nll = 0;
+    for (int64_t p = 117; p < 127; ++p) nll -= logp[p][window[0][p + 1].item<int64_t>()].item<double>();
+    const double reported = rows[0].at("window_nll").as_array()[1].as_double();
+    QVERIFY2(std::fabs(reported - nll / 10) < 1e-4, qPrintable(QString("%1 vs %2").arg(reported).arg(nll / 10)));
+    const double mean = (rows[0].at("window_nll").as_array()[0].as_double() + reported) / 2;
+    QVERIFY(std::fabs(rows[0].at("perplexity").as_double() - std::exp(mean)) < 1e-3 * std::exp(mean));
+  }
+
+  void refusesBadOptions() {
+    MemMambaModel m = MemMambaModel::random(testing::tiny_config(), 3);
+    eval::PerplexityOptions o;
+    o.lengths = {50};
+    o.scored = 100;
+    o.run = m.default_options();
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, eval::perplexity_by_length(m, std::vector<int32_t>(200, 1), o));
+  }
+};
+
+QTEST_APPLESS_MAIN(TestPerplexity)
+#include "test_perplexity.moc"
