@@ -600,7 +600,10 @@ torch::Tensor MemMambaModel::forward(const torch::Tensor& tokens_in, RunState& s
     const int64_t n = std::min(options.chunk_tokens, T - c0);
     auto x = embedding.index_select(0, tokens.narrow(1, c0, n).reshape({-1})).view({B, n, D});
     std::vector<ChunkBank> banks(static_cast<size_t>(config_.n_layers));
-    for (int64_t l = 0; l < config_.n_layers; ++l) x = layer_forward(l, x, state, options, banks);
+    for (int64_t l = 0; l < config_.n_layers; ++l) {
+      x = layer_forward(l, x, state, options, banks);
+      if (options.on_layer_output) options.on_layer_output(l, state.position, x);
+    }
     auto h = rms_norm(x, weights_["norm_f.weight"], config_.norm_eps);
     const int64_t pos0 = state.position;
     state.position += n;

@@ -52,6 +52,8 @@ struct RunOptions {
   bool keep_hidden = true;               // return all hidden states (off for very long inputs)
   // Called with each chunk's final hidden states [B, n, D] and its first position.
   std::function<void(int64_t pos0, const torch::Tensor& hidden)> on_hidden;
+  // Called with each layer's output (the residual stream) [B, n, D] in parallel mode.
+  std::function<void(int64_t layer, int64_t pos0, const torch::Tensor& x)> on_layer_output;
   // Called after each chunk; returning false cancels (throws Cancelled).
   std::function<bool(int64_t done, int64_t total)> progress;
 };

@@ -14,6 +14,7 @@
 #include "model/checkpoint.h"
 #include "model/eval/passkey_eval.h"
 #include "model/eval/perplexity.h"
+#include "model/eval/fidelity.h"
 #include "model/file_io.h"
 #include "model/log.h"
 #include "model/memmamba.h"
@@ -48,6 +49,7 @@ commands:
   tokenizer-train  train a SentencePiece tokenizer on text files
   eval passkey     passkey retrieval over a grid of lengths x depths
   eval ppl         perplexity by context length on a book
+  eval fidelity    ETMF (and ETMF_delta) and ECLMF on a book
 
 exit codes: 0 success, 1 failure while running, 2 bad command line,
             3 bad input file (text, checkpoint, tokenizer, trace), 130 interrupted
@@ -468,13 +470,47 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
   return kOk;
 }
 
+int cmd_eval_fidelity(const std::vector<std::string>& argv) {
+  Args args(argv, with(kModelOptions, {"max-tokens", "out"}), {"help", "no-memory"});
+  if (args.flag("help") || args.positionals().size() != 2) {
+    std::printf("usage: memmamba eval fidelity BOOK.txt --out FILE.json [--max-tokens N] [options]\n\n"
+                "Memory fidelity (paper, appendix A.2) on the first N tokens of the book (default 4096):\n"
+                "ETMF and ETMF_delta for delta 8, 16, 32; ECLMF for gaps 2, 5, 10 (null where the model\n"
+                "has too few layers).\n\n%s",
+                kModelOptionsHelp);
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string out = args.require("out");
+  check_model_flags(args);
+  const int64_t max_tokens = args.get_int("max-tokens", 4096, 64, 1 << 20);
+  const std::string book = args.positionals()[1];
+  const std::string text = load_text_file(book);
+  LoadedModel lm = load_model(args);
+  Tokenizer tok = load_tokenizer(args, lm.model.config());
+  Encoding enc = tok.encode(text);
+  if (static_cast<int64_t>(enc.ids.size()) > max_tokens) enc.ids.resize(max_tokens);
+  eval::FidelityOptions o;
+  o.run = run_options(args, lm.model);
+  o.meta["checkpoint"] = lm.source;
+  o.meta["checkpoint_hash"] = lm.hash;
+  o.meta["trained"] = lm.trained;
+  o.meta["book"] = book;
+  Json r = eval::memory_fidelity(lm.model, enc.ids, o);
+  write_file_atomic(out, r.dump(1) + "\n");
+  std::printf("ETMF %.4f   ETMF_delta %s\nECLMF %s\nwrote %s%s\n", r.at("etmf").as_double(), r.at("etmf_delta").dump().c_str(),
+              r.at("eclmf").dump().c_str(), out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
+  return kOk;
+}
+
 int cmd_eval(const std::vector<std::string>& argv) {
   if (!argv.empty() && argv[0] == "ppl") return cmd_eval_ppl(argv);
+  if (!argv.empty() && argv[0] == "fidelity") return cmd_eval_fidelity(argv);
   const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out"});
   Args args(argv, options, {"help", "no-memory"});
   if (args.flag("help") || args.positionals().size() != 1 || args.positionals()[0] != "passkey") {
     std::printf("usage: memmamba eval passkey --out PREFIX [options]\n"
-                "       memmamba eval ppl BOOK.txt --out FILE.json [options]   (see eval ppl --help)\n\n"
+                "       memmamba eval ppl BOOK.txt --out FILE.json [options]   (see eval ppl --help)\n"
+                "       memmamba eval fidelity BOOK.txt --out FILE.json        (see eval fidelity --help)\n\n"
                 "Passkey retrieval (DeciMamba's format): for each length x depth, --samples prompts with a\n"
                 "5-digit key hidden in book sentences (or the repeated filler), answered greedily in step\n"
                 "mode. Writes PREFIX.json (every case: key token positions, the notes that held the key\n"
