@@ -21,6 +21,16 @@ struct MemorySettings {
   static MemorySettings from(const ModelConfig& c) {
     return {c.memory, c.tau_note, c.tau_retrieve, c.importance, c.pool_policy};
   }
+  // As recorded in traces and result files; `model_has_memory` is the config's switch.
+  Json to_json(bool model_has_memory) const {
+    Json j = Json::object();
+    j["memory_enabled"] = enabled && model_has_memory;
+    j["tau_note"] = tau_note;
+    j["tau_retrieve"] = tau_retrieve;
+    j["importance"] = memmamba::to_string(importance);
+    j["pool_policy"] = memmamba::to_string(policy);
+    return j;
+  }
 };
 
 enum class PoolEventKind : uint8_t { Insert = 0, Evict = 1, Drop = 2 };

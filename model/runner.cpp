@@ -106,11 +106,8 @@ Trace trace_tokens(const MemMambaModel& model, TraceRunRequest request) {
   t.char_end = request.char_end.size() == static_cast<size_t>(T) ? std::move(request.char_end)
                                                                  : std::vector<int64_t>(T, -1);
   Json info = request.run_info.is_object() ? request.run_info : Json::object();
-  info["memory_enabled"] = options.memory.enabled && model.config().memory;
-  info["tau_note"] = options.memory.tau_note;
-  info["tau_retrieve"] = options.memory.tau_retrieve;
-  info["importance"] = to_string(options.memory.importance);
-  info["pool_policy"] = to_string(options.memory.policy);
+  const Json settings = options.memory.to_json(model.config().memory);
+  for (const auto& [key, value] : settings.as_object()) info[key] = value;
   info["device"] = model.device().str();
   t.run_info = info;
   return builder.finish();

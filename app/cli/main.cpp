@@ -132,6 +132,16 @@ LoadedModel load_model(const Args& args) {
   return {std::move(m), path, file_hash(path), true};
 }
 
+// Which model produced a result: recorded in every trace and result file.
+Json model_identity(const LoadedModel& lm, const Tokenizer& tok) {
+  Json j = Json::object();
+  j["checkpoint"] = lm.source;
+  j["checkpoint_hash"] = lm.hash;
+  j["trained"] = lm.trained;
+  j["tokenizer"] = tok.path();
+  return j;
+}
+
 Tokenizer load_tokenizer(const Args& args, const ModelConfig& config) {
   std::string path = args.get("tokenizer", "");
   if (path.empty()) {
@@ -323,10 +333,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   req.tokens = std::move(enc.ids);
   req.char_begin = std::move(enc.begin);
   req.char_end = std::move(enc.end);
-  req.run_info["checkpoint"] = lm.source;
-  req.run_info["checkpoint_hash"] = lm.hash;
-  req.run_info["trained"] = lm.trained;
-  req.run_info["tokenizer"] = tok.path();
+  req.run_info = model_identity(lm, tok);
   req.run_info["source_file"] = args.positionals()[0];
   ProgressBar bar("tracing");
   req.options.progress = [&](int64_t done, int64_t total) { return bar.update(done, total); };
@@ -453,9 +460,7 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
   Tokenizer tok = load_tokenizer(args, lm.model.config());
   Encoding enc = tok.encode(text);
   o.run = run_options(args, lm.model);
-  o.meta["checkpoint"] = lm.source;
-  o.meta["checkpoint_hash"] = lm.hash;
-  o.meta["trained"] = lm.trained;
+  o.meta = model_identity(lm, tok);
   o.meta["book"] = book;
   ProgressBar bar("perplexity", "windows");
   Json r = eval::perplexity_by_length(lm.model, enc.ids, o, [&](int64_t d, int64_t t) { return bar.update(d, t); });
@@ -491,9 +496,7 @@ int cmd_eval_fidelity(const std::vector<std::string>& argv) {
   if (static_cast<int64_t>(enc.ids.size()) > max_tokens) enc.ids.resize(max_tokens);
   eval::FidelityOptions o;
   o.run = run_options(args, lm.model);
-  o.meta["checkpoint"] = lm.source;
-  o.meta["checkpoint_hash"] = lm.hash;
-  o.meta["trained"] = lm.trained;
+  o.meta = model_identity(lm, tok);
   o.meta["book"] = book;
   Json r = eval::memory_fidelity(lm.model, enc.ids, o);
   write_file_atomic(out, r.dump(1) + "\n");
@@ -546,10 +549,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   Tokenizer tok = load_tokenizer(args, lm.model.config());
   eval::PasskeyGenerator generator(tok, sentences, haystack == "book" ? eval::Haystack::BookSentences : eval::Haystack::RepeatedFiller);
   grid.run = run_options(args, lm.model);
-  grid.meta["checkpoint"] = lm.source;
-  grid.meta["checkpoint_hash"] = lm.hash;
-  grid.meta["trained"] = lm.trained;
-  grid.meta["tokenizer"] = tok.path();
+  grid.meta = model_identity(lm, tok);
   grid.meta["haystack"] = haystack;
   grid.meta["book"] = book;
   ProgressBar bar("passkey", "cases");

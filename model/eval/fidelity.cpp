@@ -56,6 +56,7 @@ Json memory_fidelity(const MemMambaModel& model, const std::vector<int32_t>& tok
   out["config"] = model.config().to_json();
   out["device"] = model.device().str();
   out["tokens"] = T;
+  out["settings"] = options.run.memory.to_json(model.config().memory);
   out["etmf"] = etmf(E, hidden, tokens, 0);
   Json shifted = Json::object();
   for (int64_t d : options.deltas) shifted[std::to_string(d)] = etmf(E, hidden, tokens, d);

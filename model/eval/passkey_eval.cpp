@@ -161,12 +161,7 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
   out["config"] = model.config().to_json();
   out["seed"] = static_cast<int64_t>(options.seed);
   out["device"] = model.device().str();
-  Json settings = Json::object();
-  settings["memory_enabled"] = options.run.memory.enabled && model.config().memory;
-  settings["tau_note"] = options.run.memory.tau_note;
-  settings["tau_retrieve"] = options.run.memory.tau_retrieve;
-  settings["importance"] = to_string(options.run.memory.importance);
-  settings["pool_policy"] = to_string(options.run.memory.policy);
+  Json settings = options.run.memory.to_json(model.config().memory);
   settings["max_new_tokens"] = options.max_new_tokens;
   out["settings"] = settings;
   out["cells"] = cells;

@@ -51,11 +51,7 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
   out["device"] = model.device().str();
   out["book_tokens"] = T;
   out["scored_per_window"] = options.scored;
-  Json settings = Json::object();
-  settings["memory_enabled"] = options.run.memory.enabled && model.config().memory;
-  settings["tau_note"] = options.run.memory.tau_note;
-  settings["tau_retrieve"] = options.run.memory.tau_retrieve;
-  out["settings"] = settings;
+  out["settings"] = options.run.memory.to_json(model.config().memory);
   out["lengths"] = rows;
   return out;
 }
