@@ -150,6 +150,19 @@ class TestCli : public QObject {
     QFile csv(prefix + ".csv");
     QVERIFY(csv.open(QIODevice::ReadOnly));
     QCOMPARE(csv.readAll().count('\n'), 3);
+    QCOMPARE(run_cli({"eval", "docs", "--out", "x", "--noise", "1000"}).code, 2);
+    const QString docs = dir_.filePath("docs.json");
+    Result d = run_cli({"eval", "docs", "--out", docs, "--noise", "3", "--samples", "1", "--random-init", "0", "--config",
+                        small_config_});
+    QVERIFY2(d.code == 0, qPrintable(d.err));
+    QVERIFY(QFile::exists(docs));
+    const QString ppl = dir_.filePath("ppl.json");
+    Result p = run_cli({"eval", "ppl", kSource + "/sample_data/Alice-s-Adventures-in-Wonderland_11.txt", "--out", ppl,
+                        "--lengths", "512", "--windows", "1", "--random-init", "0", "--config", small_config_});
+    QVERIFY2(p.code == 0, qPrintable(p.err));
+    Result f = run_cli({"eval", "fidelity", kSource + "/sample_data/Alice-s-Adventures-in-Wonderland_11.txt", "--out",
+                        dir_.filePath("fid.json"), "--max-tokens", "256", "--random-init", "0", "--config", small_config_});
+    QVERIFY2(f.code == 0, qPrintable(f.err));
   }
 
   void generatesInStepMode() {

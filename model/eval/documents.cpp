@@ -1,0 +1,93 @@
+#include "model/eval/documents.h"
+
+#include <algorithm>
+#include <cctype>
+#include <random>
+#include <set>
+#include <stdexcept>
+
+namespace memmamba::eval {
+
+namespace {
+const char* kSubjects[] = {"the harbour gate", "the old mill", "the north tower", "the river ferry", "the copper mine",
+                           "the village school", "the lighthouse", "the east bridge", "the grain store", "the chapel bell"};
+const char* kProperties[] = {"code word", "keeper's number", "opening year", "secret colour", "signal count"};
+const char* kWords[] = {"amber", "falcon", "juniper", "marble", "saffron", "thistle", "walnut", "cobalt", "harvest", "lantern"};
+
+std::string collapse(const std::string& text) {
+  std::string out;
+  bool space = false;
+  for (char c : text) {
+    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') { space = !out.empty(); continue; }
+    if (space) out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<std::string> split_paragraphs(const std::string& text, int64_t min_words) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find("\n\n", start);
+    if (end == std::string::npos) end = text.size();
+    std::string p = collapse(text.substr(start, end - start));
+    const int64_t words = p.empty() ? 0 : 1 + std::count(p.begin(), p.end(), ' ');
+    if (words >= min_words) out.push_back(std::move(p));
+    start = end + 2;
+  }
+  return out;
+}
+
+DocumentRetrievalGenerator::DocumentRetrievalGenerator(std::vector<std::string> paragraphs)
+    : paragraphs_(std::move(paragraphs)) {
+  if (paragraphs_.size() < 2) throw std::invalid_argument("documents: the book has too few paragraphs of 30+ words");
+}
+
+DocumentCase DocumentRetrievalGenerator::make(int64_t noise, uint64_t seed) const {
+  if (noise < 0 || noise > 999) throw std::invalid_argument("documents: noise documents must be in [0, 999]");
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(noise) * 7919);
+  auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+  DocumentCase c;
+  c.noise_documents = noise;
+  const std::string subject = kSubjects[pick(std::size(kSubjects))];
+  const std::string property = kProperties[pick(std::size(kProperties))];
+  const std::string value = std::string(kWords[pick(std::size(kWords))]) + "-" + std::to_string(100 + pick(900));
+  c.question = "What is the " + property + " of " + subject + "?";
+  c.fact = "The " + property + " of " + subject + " is " + value + ".";
+  // Distinct ids and paragraphs; the golden document at a random position.
+  std::set<int64_t> used_ids;
+  const int64_t total = noise + 1;
+  while (static_cast<int64_t>(used_ids.size()) < total) used_ids.insert(static_cast<int64_t>(pick(1000)));
+  c.ids.assign(used_ids.begin(), used_ids.end());
+  std::shuffle(c.ids.begin(), c.ids.end(), rng);
+  c.golden_index = static_cast<int64_t>(pick(static_cast<size_t>(total)));
+  c.golden_id = c.ids[c.golden_index];
+  const size_t first = pick(paragraphs_.size());
+  for (int64_t d = 0; d < total; ++d) {
+    std::string doc = paragraphs_[(first + static_cast<size_t>(d)) % paragraphs_.size()];
+    if (d == c.golden_index) {
+      // The fact goes after a sentence boundary inside the paragraph.
+      std::vector<size_t> boundaries{0};
+      for (size_t i = 1; i < doc.size(); ++i)
+        if (doc[i] == ' ' && (doc[i - 1] == '.' || doc[i - 1] == '!' || doc[i - 1] == '?')) boundaries.push_back(i + 1);
+      const size_t at = boundaries[pick(boundaries.size())];
+      doc.insert(at, c.fact + " ");
+    }
+    c.prompt += " <|Query|> " + c.question + " <|Document " + std::to_string(c.ids[d]) + "|> " + doc;
+  }
+  c.prompt += " <|Answer|> <|Document ";
+  return c;
+}
+
+bool document_answer_correct(const std::string& output, int64_t golden_id) {
+  size_t i = 0;
+  while (i < output.size() && output[i] == ' ') ++i;
+  size_t j = i;
+  while (j < output.size() && std::isdigit(static_cast<unsigned char>(output[j]))) ++j;
+  return j > i && output.compare(i, j - i, std::to_string(golden_id)) == 0 && j - i == std::to_string(golden_id).size();
+}
+
+}  // namespace memmamba::eval

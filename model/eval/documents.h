@@ -1,0 +1,39 @@
+// Noisy multi-document retrieval in DeciMamba's "squad_retrieve" format
+// (docs/eval-protocols.md), built from book paragraphs because SQuAD is not available:
+// one paragraph gets an inserted fact that answers the question; n noise paragraphs
+// around it; the model must name the golden document's id.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace memmamba::eval {
+
+struct DocumentCase {
+  int64_t noise_documents = 0;
+  std::string question;
+  std::string fact;            // the sentence inserted into the golden paragraph
+  int64_t golden_id = 0;       // 0..999
+  int64_t golden_index = 0;    // position of the golden document among all documents
+  std::vector<int64_t> ids;    // every document's id, in order
+  std::string prompt;          // ends with " <|Answer|> <|Document "
+};
+
+// Paragraphs separated by blank lines, whitespace collapsed, with at least `min_words` words.
+std::vector<std::string> split_paragraphs(const std::string& text, int64_t min_words = 30);
+
+class DocumentRetrievalGenerator {
+ public:
+  explicit DocumentRetrievalGenerator(std::vector<std::string> paragraphs);
+  // Deterministic in (noise_documents, seed); document ids are distinct.
+  DocumentCase make(int64_t noise_documents, uint64_t seed) const;
+
+ private:
+  std::vector<std::string> paragraphs_;
+};
+
+// Exact match: the output starts (after spaces) with the golden id followed by "|>" or
+// by something that is not a digit.
+bool document_answer_correct(const std::string& output, int64_t golden_id);
+
+}  // namespace memmamba::eval
