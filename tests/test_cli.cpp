@@ -62,6 +62,10 @@ class TestCli : public QObject {
     QVERIFY(range.err.contains("outside"));
     Result tau = run_cli({"run", "x.txt", "--out", "y", "--tau-note", "abc", "--random-init", "0"});
     QCOMPARE(tau.code, 2);
+    QCOMPARE(run_cli({"bench", "--compare", "gpt"}).code, 2);
+    Result compare = run_cli({"bench", "--compare", "transformer", "--lengths", "64,128", "--config", small_config_});
+    QVERIFY2(compare.code == 0, qPrintable(compare.err));
+    QVERIFY(compare.out.contains("Transformer/MemMamba"));
     Result missing_value = run_cli({"run", "x.txt", "--out"});
     QCOMPARE(missing_value.code, 2);
     QVERIFY(missing_value.err.contains("needs a value"));

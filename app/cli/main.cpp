@@ -16,6 +16,7 @@
 #include "model/eval/perplexity.h"
 #include "model/eval/fidelity.h"
 #include "model/eval/documents_eval.h"
+#include "model/eval/transformer_baseline.h"
 #include "model/file_io.h"
 #include "model/log.h"
 #include "model/memmamba.h"
@@ -380,13 +381,51 @@ int cmd_generate(const std::vector<std::string>& argv) {
   return g_interrupted ? kInterrupted : kOk;
 }
 
+// The paper's efficiency claim: latency of MemMamba vs Mamba-only vs a Transformer.
+int bench_compare(const MemMambaModel& model, const RunOptions& options, const std::vector<int64_t>& lengths) {
+  torch::NoGradGuard no_grad;
+  eval::TransformerBaseline transformer(model.config(), 1);
+  auto time_forward = [&](const std::function<void(const torch::Tensor&)>& fn, int64_t T) {
+    auto tokens = torch::randint(0, model.config().vocab_size, {1, T}, torch::kInt64);
+    const auto t0 = std::chrono::steady_clock::now();
+    fn(tokens);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  RunOptions with_memory = options, without = options;
+  without.memory.enabled = false;
+  with_memory.keep_hidden = without.keep_hidden = true;
+  auto memmamba = [&](const RunOptions& o) {
+    return [&model, o](const torch::Tensor& t) {
+      RunState s = model.new_state(1);
+      model.forward(t, s, o);
+    };
+  };
+  auto tf = [&](const torch::Tensor& t) { transformer.forward(t); };
+  time_forward(memmamba(with_memory), 256);  // warm-up
+  time_forward(memmamba(without), 256);
+  time_forward(tf, 256);
+  std::printf("forward latency, batch 1, %s; Transformer: %lld parameters\n", model.device().str().c_str(),
+              static_cast<long long>(transformer.parameter_count()));
+  std::printf("%9s %14s %14s %16s %18s\n", "tokens", "MemMamba s", "Mamba-only s", "Transformer s", "Transformer/MemMamba");
+  for (int64_t T : lengths) {
+    const double a = time_forward(memmamba(with_memory), T);
+    const double b = time_forward(memmamba(without), T);
+    const double c = time_forward(tf, T);
+    std::printf("%9lld %14.3f %14.3f %16.3f %18.2f\n", static_cast<long long>(T), a, b, c, c / a);
+    std::fflush(stdout);
+  }
+  return kOk;
+}
+
 int cmd_bench(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"lengths", "step-tokens", "seed"}), {"help", "no-trace", "no-memory"});
+  Args args(argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare"}), {"help", "no-trace", "no-memory"});
   if (args.flag("help")) {
     std::printf("usage: memmamba bench [--lengths 1k,4k,16k,64k] [--step-tokens N] [--no-trace] [options]\n\n"
                 "Times the parallel forward (traced unless --no-trace, with per-token loss) on random\n"
                 "tokens at each length, and step mode over --step-tokens tokens (default 256).\n"
-                "Without --checkpoint it uses random weights of the default small config (D=256, L=8, V=8192).\n\n%s",
+                "Without --checkpoint it uses random weights of the default small config (D=256, L=8, V=8192).\n"
+                "--compare transformer: forward latency of MemMamba, Mamba-only and a causal Transformer\n"
+                "of the same width and depth (untraced, no LM head) per length.\n\n%s",
                 kModelOptionsHelp);
     return kOk;
   }
@@ -394,11 +433,15 @@ int cmd_bench(const std::vector<std::string>& argv) {
   // depend on what the weights learned.
   std::vector<std::string> model_argv = argv;
   if (!args.has("checkpoint") && !args.has("random-init")) model_argv.insert(model_argv.end(), {"--random-init", "0"});
-  const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed"}), {"help", "no-trace", "no-memory"});
+  const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare"}), {"help", "no-trace", "no-memory"});
   check_model_flags(model_args);
   auto lm = std::make_unique<LoadedModel>(load_model(model_args));
   const auto lengths = args.get_int_list("lengths", {1024, 4096, 16384, 65536}, 16, 1 << 24);
   const int64_t step_tokens = args.get_int("step-tokens", 256, 0, 1 << 20);
+  if (args.has("compare")) {
+    if (args.get("compare", "") != "transformer") throw UsageError("--compare takes \"transformer\"");
+    return bench_compare(lm->model, run_options(model_args, lm->model), lengths);
+  }
   const ModelConfig& c = lm->model.config();
   std::printf("model D=%lld L=%lld V=%lld K=%lld w=%lld, %lld parameters, device %s, %d threads\n",
               static_cast<long long>(c.d_model), static_cast<long long>(c.n_layers), static_cast<long long>(c.vocab_size),
