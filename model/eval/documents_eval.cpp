@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include "model/eval/result.h"
+
 namespace memmamba::eval {
 
 Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, const DocumentRetrievalGenerator& generator,
@@ -43,14 +45,9 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
     level["exact_match"] = static_cast<double>(hits) / static_cast<double>(options.samples);
     levels.push_back(level);
   }
-  Json out = Json::object();
-  out["evaluation"] = "noisy_document_retrieval";
+  Json out = result_header("noisy_document_retrieval", model, options.meta, options.run.memory);
   out["note"] = "built from book paragraphs with an inserted fact (SQuAD is not available)";
-  out["meta"] = options.meta;
-  out["config"] = model.config().to_json();
   out["seed"] = static_cast<int64_t>(options.seed);
-  out["device"] = model.device().str();
-  out["settings"] = options.run.memory.to_json(model.config().memory);
   out["levels"] = levels;
   out["cases"] = cases;
   return out;

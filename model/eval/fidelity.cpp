@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "model/eval/result.h"
 #include "model/mamba_mixer.h"
 
 namespace memmamba::eval {
@@ -50,13 +51,8 @@ Json memory_fidelity(const MemMambaModel& model, const std::vector<int32_t>& tok
   auto hidden = model.forward(torch::tensor(ids, torch::kInt64).view({1, T}), state, run)[0];
   const auto& E = model.weights()["embedding.weight"];
 
-  Json out = Json::object();
-  out["evaluation"] = "memory_fidelity";
-  out["meta"] = options.meta;
-  out["config"] = model.config().to_json();
-  out["device"] = model.device().str();
+  Json out = result_header("memory_fidelity", model, options.meta, options.run.memory);
   out["tokens"] = T;
-  out["settings"] = options.run.memory.to_json(model.config().memory);
   out["etmf"] = etmf(E, hidden, tokens, 0);
   Json shifted = Json::object();
   for (int64_t d : options.deltas) shifted[std::to_string(d)] = etmf(E, hidden, tokens, d);

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "model/eval/result.h"
 #include "model/trace_builder.h"
 
 namespace memmamba::eval {
@@ -155,15 +156,9 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
       cells.push_back(cell);
     }
   }
-  Json out = Json::object();
-  out["evaluation"] = "passkey";
-  out["meta"] = options.meta;
-  out["config"] = model.config().to_json();
+  Json out = result_header("passkey", model, options.meta, options.run.memory);
   out["seed"] = static_cast<int64_t>(options.seed);
-  out["device"] = model.device().str();
-  Json settings = options.run.memory.to_json(model.config().memory);
-  settings["max_new_tokens"] = options.max_new_tokens;
-  out["settings"] = settings;
+  out["settings"]["max_new_tokens"] = options.max_new_tokens;
   out["cells"] = cells;
   out["cases"] = cases;
   return out;

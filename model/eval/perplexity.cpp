@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "model/eval/result.h"
 #include "model/runner.h"
 
 namespace memmamba::eval {
@@ -44,14 +45,9 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
     row["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rows.push_back(row);
   }
-  Json out = Json::object();
-  out["evaluation"] = "perplexity_by_length";
-  out["meta"] = options.meta;
-  out["config"] = model.config().to_json();
-  out["device"] = model.device().str();
+  Json out = result_header("perplexity_by_length", model, options.meta, options.run.memory);
   out["book_tokens"] = T;
   out["scored_per_window"] = options.scored;
-  out["settings"] = options.run.memory.to_json(model.config().memory);
   out["lengths"] = rows;
   return out;
 }
