@@ -126,6 +126,8 @@ torch::Device MemMambaModel::device() const { return weights_["embedding.weight"
 RunOptions MemMambaModel::default_options() const {
   RunOptions o;
   o.memory = MemorySettings::from(config_);
+  // A GPU needs long chunks to be busy; its memory holds them.
+  if (device().is_cuda()) o.chunk_tokens = 65536;
   return o;
 }
 
@@ -148,9 +150,13 @@ RunState MemMambaModel::new_state(int64_t batch) const {
         m.slot_values.emplace_back(config_.pool_slots * config_.summary_dim, 0.f);
         m.slot_cache_valid.push_back(0);
       }
+      if (dev.is_cuda() && config_.note_window == 1 &&
+          cuda_ops::note_pool_available(config_.pool_slots, config_.summary_dim))
+        m.device_pool = cuda_ops::new_device_pool(batch, config_.pool_slots, config_.summary_dim, dev);
     }
     s.memory.push_back(std::move(m));
   }
+  if (dev.is_cuda()) s.device_position = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
   return s;
 }
 
@@ -194,6 +200,141 @@ void MemMambaModel::record_retention(int64_t layer, int64_t pos0, const torch::T
   }
 }
 
+// Per-token figures one layer sends to the trace.
+struct LayerRecords {
+  explicit LayerRecords(int64_t T)
+      : importance(T, 0.f), istate(T, 0.f), tok_norm(T, 0.f), lay_norm(T, 0.f), flags(T, 0) {}
+  std::vector<float> importance, istate, tok_norm, lay_norm;
+  std::vector<uint8_t> flags;
+};
+
+// The Note Block, retrieval trigger and cross-token attention with the bookkeeping on the
+// GPU (model/cuda/note_pool.cu). With windows of one token every token is a candidate
+// note, so the chunk's bank is simply the K carried slots followed by the T summaries:
+// bank index K + t is token t's note, and no host round trip is needed to build it.
+torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor& x, RunState& state,
+                                              const RunOptions& options, std::vector<ChunkBank>& banks,
+                                              LayerRecords& rec) const {
+  const ModelConfig& c = config_;
+  const Weights& w = weights_;
+  const std::string p = layer_prefix(layer);
+  const int64_t B = x.size(0), T = x.size(1), K = c.pool_slots, S = c.summary_dim;
+  LayerMemoryState& mem = state.memory[layer];
+  TraceBuilder* trace = options.trace;
+  const int64_t pos0 = state.position;
+
+  auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
+  auto s = project(u, w[p + "note.summary.weight"]);  // [B, T, S]
+  const bool learned_rule = options.memory.importance == ImportanceRule::Learned;
+  torch::Tensor learned;
+  if (learned_rule)
+    learned = torch::sigmoid(torch::matmul(u, w[p + "note.importance.weight"]) + w[p + "note.importance.bias"]);
+  torch::Tensor ids_before, made_before;
+  if (trace) {
+    ids_before = mem.device_pool.slot_note_id[0].to(torch::kCPU);
+    made_before = mem.device_pool.notes_made.to(torch::kCPU);
+  }
+  const cuda_ops::DevicePoolDecisions d = cuda_ops::note_pool(s, learned, options.memory, mem.device_pool,
+                                                              state.device_position);
+
+  auto pool_vectors = torch::stack(mem.pool_vectors, 0).to(s.dtype());    // [B, K, S]
+  auto pool_priority = torch::stack(mem.pool_priority, 0).to(s.dtype());  // [B, K]
+  auto bank_vectors = torch::cat({pool_vectors, s}, 1);                   // [B, K + T, S]
+  torch::Tensor importance;
+  if (learned_rule) {
+    importance = learned;
+  } else {  // novelty, rebuilt differentiably from the reference the kernel chose
+    auto safe = d.reference.clamp_min(0);
+    auto refs = bank_vectors.gather(1, safe.unsqueeze(-1).expand({B, T, S}));
+    auto cos = torch::cosine_similarity(s, refs, -1, 1e-12);
+    importance = torch::where(d.reference.ge(0), 1 - cos, torch::ones_like(cos));
+  }
+  auto bank_priority = torch::cat({pool_priority, importance.to(s.dtype())}, 1);  // [B, K + T]
+
+  // The pool carried to the next chunk.
+  auto occupied = d.final_bank.ge(0);
+  auto safe_final = d.final_bank.clamp_min(0);
+  auto next_vectors = bank_vectors.gather(1, safe_final.unsqueeze(-1).expand({B, K, S})) *
+                      occupied.unsqueeze(-1).to(bank_vectors.dtype());
+  auto next_priority = torch::where(occupied, bank_priority.gather(1, safe_final), torch::ones({}, bank_priority.options()));
+
+  ChunkBank& bank = banks[layer];
+  bank = ChunkBank{};
+  bank.valid = true;
+  auto triggered = d.flags.bitwise_and(2).ne(0);  // [B, T]
+  std::vector<torch::Tensor> contexts;
+  torch::Tensor weights0;
+  for (int64_t b = 0; b < B; ++b) {
+    bank.vectors.push_back(bank_vectors[b]);
+    bank.priority.push_back(bank_priority[b]);
+    bank.visible.push_back(d.visible[b]);
+    bank.note_ids.emplace_back();
+    auto out = slot_attention(c, w, p + "token_attention.", x[b], bank_vectors[b], bank_priority[b], d.visible[b]);
+    contexts.push_back(out.context * triggered[b].unsqueeze(-1).to(out.context.dtype()));
+    if (b == 0) weights0 = out.weights;
+    mem.pool_vectors[b] = next_vectors[b];
+    mem.pool_priority[b] = next_priority[b];
+    mem.slot_cache_valid[b] = 0;
+  }
+  auto token_term = fusion_term(c, w, p + "token_attention.", x, torch::stack(contexts, 0));
+
+  if (trace) {
+    auto imp = d.importance[0].to(torch::kCPU).contiguous();
+    auto ist = d.istate[0].to(torch::kCPU).contiguous();
+    auto flags = d.flags[0].to(torch::kCPU).contiguous();
+    auto taken = d.slot_taken[0].to(torch::kCPU).contiguous();
+    auto evicted = d.evicted_note[0].to(torch::kCPU).contiguous();
+    auto evicted_priority = d.evicted_priority[0].to(torch::kCPU).contiguous();
+    auto s_host = s[0].detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    const float* ip = imp.data_ptr<float>();
+    const uint8_t* fp = flags.data_ptr<uint8_t>();
+    std::copy(ip, ip + T, rec.importance.begin());
+    std::copy(ist.data_ptr<float>(), ist.data_ptr<float>() + T, rec.istate.begin());
+    for (int64_t t = 0; t < T; ++t)
+      rec.flags[t] = static_cast<uint8_t>(((fp[t] & 1) ? kNoted : 0) | ((fp[t] & 2) ? kTriggered : 0));
+    std::vector<int64_t>& note_ids = bank.note_ids[0];
+    note_ids.assign(static_cast<size_t>(K + T), -1);
+    for (int64_t j = 0; j < K; ++j) note_ids[j] = ids_before.data_ptr<int64_t>()[j];
+    int64_t next_id = made_before.data_ptr<int64_t>()[0];
+    std::vector<NoteMade> notes;
+    std::vector<PoolEventRecord> events;
+    for (int64_t t = 0; t < T; ++t) {
+      if (!(fp[t] & 1)) continue;
+      const int64_t pos = pos0 + t;
+      NoteMade n;
+      n.note_id = next_id++;
+      n.window = pos;
+      n.priority = ip[t];
+      n.priority_source = pos;
+      n.sources = {pos};
+      n.channel_source.assign(static_cast<size_t>(S), pos);
+      n.vector.assign(s_host.data_ptr<float>() + t * S, s_host.data_ptr<float>() + (t + 1) * S);
+      n.slot = taken.data_ptr<int32_t>()[t];
+      if (n.slot >= 0) {
+        note_ids[K + t] = n.note_id;
+        const int64_t gone = evicted.data_ptr<int64_t>()[t];
+        if (gone >= 0)
+          events.push_back({pos, PoolEventKind::Evict, n.slot, gone, evicted_priority.data_ptr<float>()[t]});
+        events.push_back({pos, PoolEventKind::Insert, n.slot, n.note_id, n.priority});
+      } else {
+        events.push_back({pos, PoolEventKind::Drop, -1, n.note_id, n.priority});
+      }
+      notes.push_back(std::move(n));
+    }
+    trace->notes_made(static_cast<int32_t>(layer), notes);
+    trace->pool_events(static_cast<int32_t>(layer), events);
+    auto rows = (triggered[0] & d.visible[0].ge(0).any(1)).nonzero().squeeze(1);
+    auto rows_cpu = rows.to(torch::kCPU);
+    std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
+    for (auto& pos : positions) pos += pos0;
+    trace_attention(*trace, static_cast<int32_t>(layer), false, positions, weights0.index_select(0, rows),
+                    d.visible[0].index_select(0, rows), own_pool_columns(layer, K, &note_ids));
+    auto norms = to_floats(token_term[0].norm(2, -1));
+    std::copy(norms.begin(), norms.end(), rec.tok_norm.begin());
+  }
+  return x + token_term;
+}
+
 torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x, RunState& state,
                                            const RunOptions& options, std::vector<ChunkBank>& banks) const {
   const ModelConfig& c = config_;
@@ -205,11 +346,17 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
   TraceBuilder* trace = options.trace;
   const int64_t pos0 = state.position;
 
-  std::vector<float> rec_importance(T, 0.f), rec_istate(T, 0.f), rec_tok_norm(T, 0.f), rec_lay_norm(T, 0.f);
-  std::vector<uint8_t> rec_flags(T, 0);
+  LayerRecords records(T);
+  std::vector<float>& rec_importance = records.importance;
+  std::vector<float>& rec_istate = records.istate;
+  std::vector<float>& rec_tok_norm = records.tok_norm;
+  std::vector<float>& rec_lay_norm = records.lay_norm;
+  std::vector<uint8_t>& rec_flags = records.flags;
   torch::Tensor xf = x;
 
-  if (memory_on) {
+  if (memory_on && state.memory[layer].device_pool.defined()) {
+    xf = memory_on_device(layer, x, state, options, banks, records);
+  } else if (memory_on) {
     LayerMemoryState& mem = state.memory[layer];
     auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
     auto s = project(u, w[p + "note.summary.weight"]);  // [B, T, S]
@@ -351,14 +498,31 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
       auto norms = to_floats(token_term[0].norm(2, -1));
       std::copy(norms.begin(), norms.end(), rec_tok_norm.begin());
     }
+  }
 
-    if (c.has_cross_layer(layer)) {
+  if (memory_on && c.has_cross_layer(layer)) {
+    {
       const int64_t first = std::max<int64_t>(0, layer - c.cross_layer_groups + 1);
       std::vector<torch::Tensor> layer_terms;
       for (int64_t b = 0; b < B; ++b) {
         const PoolUnion pools = pool_union(banks, first, layer, b, K);  // visible: [T, g*K]
-        auto rows = pools.visible.ge(0).any(1).nonzero().squeeze(1);
         auto context = torch::zeros({T, D}, x.options());
+        if (x.is_cuda()) {
+          // No host round trip: every row attends; rows that see nothing get exactly 0.
+          auto out = slot_attention(c, w, p + "layer_attention.", x[b], pools.vectors, pools.priority, pools.visible);
+          context = out.context;
+          if (trace && b == 0) {
+            auto rows = pools.visible.ge(0).any(1).nonzero().squeeze(1);
+            auto rows_cpu = rows.to(torch::kCPU);
+            std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
+            for (auto& pos : positions) pos += pos0;
+            trace_attention(*trace, static_cast<int32_t>(layer), true, positions, out.weights.index_select(0, rows),
+                            pools.visible.index_select(0, rows), pools.columns);
+          }
+          layer_terms.push_back(fusion_term(c, w, p + "layer_attention.", x[b], context));
+          continue;
+        }
+        auto rows = pools.visible.ge(0).any(1).nonzero().squeeze(1);
         if (rows.numel() > 0) {
           auto out = slot_attention(c, w, p + "layer_attention.", x[b].index_select(0, rows), pools.vectors,
                                     pools.priority, pools.visible.index_select(0, rows));
@@ -607,6 +771,7 @@ torch::Tensor MemMambaModel::forward(const torch::Tensor& tokens_in, RunState& s
     auto h = rms_norm(x, weights_["norm_f.weight"], config_.norm_eps);
     const int64_t pos0 = state.position;
     state.position += n;
+    if (state.device_position.defined()) state.device_position.add_(n);
     if (options.on_hidden) options.on_hidden(pos0, h);
     if (options.keep_hidden) hidden.push_back(h);
     if (options.progress && !options.progress(c0 + n, T)) throw Cancelled();
@@ -620,6 +785,15 @@ torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& stat
   if (tokens_in.dim() != 1 || tokens_in.size(0) != state.batch)
     throw std::invalid_argument("step expects one token per sequence of the batch");
   if (options.trace && state.batch != 1) throw std::invalid_argument("tracing needs batch 1");
+  if (device().is_cuda()) {
+    // On the GPU a step is a parallel pass over one token: the same kernels and the same
+    // device-side pool, so parallel and step mode cannot drift apart.
+    RunOptions one = options;
+    one.progress = nullptr;
+    one.keep_hidden = true;
+    auto h = forward(tokens_in.view({state.batch, 1}), state, one);
+    return logits(h.select(1, 0));
+  }
   auto tokens = tokens_in.to(device(), torch::kInt64);
   check_tokens(tokens, config_.vocab_size);
   auto x = weights_["embedding.weight"].index_select(0, tokens);  // [B, D]

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/cuda/note_pool_op.h"
 #include "model/mamba_mixer.h"
 #include "model/note_block.h"
 #include "model/weights.h"
@@ -32,12 +33,15 @@ struct LayerMemoryState {
   // ([K * S] floats per sequence); rebuilt after a parallel chunk changed the pool.
   std::vector<std::vector<float>> slot_keys, slot_values;
   std::vector<char> slot_cache_valid;
+  // On a GPU with windows of one token, the bookkeeping runs there (takers stay unused).
+  cuda_ops::DevicePool device_pool;
 };
 
 // Everything one run carries from token to token: O(1) in the sequence length.
 struct RunState {
   int64_t batch = 1;
   int64_t position = 0;
+  torch::Tensor device_position;  // int64 [1] on the model's GPU: the position the kernels read
   std::vector<MixerState> mixers;
   std::vector<LayerMemoryState> memory;
   std::vector<std::map<int64_t, torch::Tensor>> retention_sums;  // per layer: source -> summed dt [Di]
@@ -81,6 +85,8 @@ class MemMambaModel {
  private:
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
                               std::vector<struct ChunkBank>& banks) const;
+  torch::Tensor memory_on_device(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
+                                 std::vector<struct ChunkBank>& banks, struct LayerRecords& records) const;
   torch::Tensor layer_step(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
                            std::vector<struct ChunkBank>& banks) const;
   torch::Tensor step_token_attention(int64_t layer, const torch::Tensor& x_row, LayerMemoryState& mem, int64_t b,

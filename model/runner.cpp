@@ -1,4 +1,5 @@
 #include "model/runner.h"
+#include "model/selective_scan.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/cuda.h>
@@ -165,6 +166,31 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions
     RunOptions o = base;
     o.keep_hidden = false;
     model.forward(random_tokens(256), st, o);
+  }
+  if (model.device().is_cuda()) {
+    // The selective scan alone at the peer's shape (Di = 512, N = 16, batch 1).
+    const int64_t Di = 512, N = 16;
+    for (auto type : {torch::kFloat32, torch::kBFloat16}) {
+      for (int64_t T : lengths) {
+        auto f = torch::TensorOptions().device(model.device());
+        auto u = torch::randn({1, T, Di}, f).to(type);
+        auto dt = torch::rand({1, T, Di}, f).mul(0.1).to(type);
+        auto A = -torch::rand({Di, N}, f).add(0.5);
+        auto Bm = torch::randn({1, T, N}, f).to(type), Cm = torch::randn({1, T, N}, f).to(type);
+        auto D = torch::ones({Di}, f);
+        auto h0 = torch::zeros({1, Di, N}, f);
+        selective_scan(u, dt, A, Bm, Cm, D, h0);  // warm-up
+        const int reps = T >= (1 << 20) ? 3 : 10;
+        const double seconds = time_it([&] {
+          for (int i = 0; i < reps; ++i) selective_scan(u, dt, A, Bm, Cm, D, h0);
+        }) / reps;
+        const double element = type == torch::kFloat32 ? 4 : 2;
+        BenchRow row{type == torch::kFloat32 ? "scan fp32" : "scan bf16", T, seconds, T / seconds, 0};
+        row.bandwidth_gbs = (3.0 * T * Di + 2.0 * T * N) * element / seconds / 1e9;
+        rows.push_back(row);
+        if (on_row) on_row(row);
+      }
+    }
   }
   for (int64_t T : lengths) {
     auto tokens = random_tokens(T);

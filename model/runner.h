@@ -43,6 +43,7 @@ struct BenchRow {
   double seconds;
   double tokens_per_second;
   double peak_rss_mb;    // peak resident memory during this row
+  double bandwidth_gbs = 0;  // scan rows: bytes the scan must move (inputs once, y once) per second
 };
 
 // Times the model on random tokens at each length; step mode over step_tokens tokens.

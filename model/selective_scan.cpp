@@ -5,6 +5,7 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <sched.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -323,8 +324,16 @@ void configure_cpu_runtime() {
   // elementwise ops 4.7 GB/s -> 16.6 GB/s on the 2-core machine).
   ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  const unsigned cores = std::thread::hardware_concurrency();
-  if (cores > 0 && at::get_num_threads() != static_cast<int>(cores)) at::set_num_threads(static_cast<int>(cores));
+  // Threads: MEMMAMBA_THREADS when set, else the cores this process may run on (the
+  // affinity mask, which containers narrow; hardware_concurrency counts the whole host).
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  cpu_set_t mask;
+  if (::sched_getaffinity(0, sizeof mask, &mask) == 0) cores = CPU_COUNT(&mask);
+  if (const char* env = std::getenv("MEMMAMBA_THREADS")) {
+    const int wanted = std::atoi(env);
+    if (wanted > 0) cores = wanted;
+  }
+  if (cores > 0 && at::get_num_threads() != cores) at::set_num_threads(cores);
 }
 
 }  // namespace memmamba

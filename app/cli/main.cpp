@@ -69,7 +69,7 @@ const char* kModelOptionsHelp = R"(model options:
   --tau-retrieve X      retrieval threshold tau2 (default: the checkpoint's)
   --importance learned|novelty   importance rule
   --policy priority|fifo         pool eviction policy
-  --chunk N             tokens per parallel chunk (default 4096)
+  --chunk N             tokens per parallel chunk (default 4096 on the CPU, 65536 on a GPU)
 )";
 
 const std::set<std::string> kModelOptions = {"checkpoint", "random-init", "config", "tokenizer", "device",
@@ -190,7 +190,7 @@ RunOptions run_options(const Args& args, const MemMambaModel& model) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
-  o.chunk_tokens = args.get_int("chunk", 4096, 1, 1 << 20);
+  o.chunk_tokens = args.get_int("chunk", o.chunk_tokens, 1, 1 << 20);
   return o;
 }
 
@@ -447,12 +447,15 @@ int cmd_bench(const std::vector<std::string>& argv) {
               static_cast<long long>(c.d_model), static_cast<long long>(c.n_layers), static_cast<long long>(c.vocab_size),
               static_cast<long long>(c.pool_slots), static_cast<long long>(c.note_window),
               static_cast<long long>(parameter_count(c)), lm->model.device().str().c_str(), at::get_num_threads());
-  std::printf("%-15s %9s %10s %12s %12s %12s\n", "mode", "tokens", "seconds", "tokens/s", "us/token", "peak RSS MB");
+  std::printf("%-15s %9s %10s %12s %12s %12s %10s\n", "mode", "tokens", "seconds", "tokens/s", "us/token", "peak RSS MB",
+              "scan GB/s");
   std::fflush(stdout);
   run_benchmark(lm->model, run_options(args, lm->model), lengths, step_tokens, !args.flag("no-trace"), static_cast<uint64_t>(args.get_int("seed", 1, 0, INT64_MAX)),
                 [](const BenchRow& r) {
-                  std::printf("%-15s %9lld %10.3f %12.0f %12.2f %12.0f\n", r.mode.c_str(), static_cast<long long>(r.tokens),
-                              r.seconds, r.tokens_per_second, 1e6 / r.tokens_per_second, r.peak_rss_mb);
+                  std::printf("%-15s %9lld %10.4f %12.0f %12.4f %12.0f %10s\n", r.mode.c_str(),
+                              static_cast<long long>(r.tokens), r.seconds, r.tokens_per_second,
+                              1e6 / r.tokens_per_second, r.peak_rss_mb,
+                              r.bandwidth_gbs > 0 ? std::to_string(static_cast<int>(r.bandwidth_gbs)).c_str() : "-");
                   std::fflush(stdout);
                 });
   return kOk;

@@ -1,0 +1,181 @@
+// The Torch side of the CUDA kernels: checks, dtypes, work space from Torch's caching
+// allocator, the current stream, and errors turned into exceptions. Built only when
+// Torch has CUDA (MEMMAMBA_WITH_CUDA).
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/torch.h>
+
+#include <string>
+
+#include "model/cuda/kernels.h"
+#include "model/cuda/note_pool_op.h"
+#include "model/cuda/scan_dispatch.h"
+
+namespace memmamba {
+namespace {
+
+namespace ck = cuda_kernels;
+
+void check_launch(const char* what) {
+  const std::string error = ck::last_error();
+  TORCH_CHECK(error.empty(), what, ": ", error);
+}
+
+ck::ElementType element_type(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kFloat32: return ck::ElementType::F32;
+    case torch::kBFloat16: return ck::ElementType::BF16;
+    case torch::kFloat16: return ck::ElementType::F16;
+    default: TORCH_CHECK(false, "the CUDA scan takes fp32, bf16 or fp16 inputs, not ", t.scalar_type());
+  }
+}
+
+struct PreparedScan {
+  torch::Tensor u, delta, A, Bm, Cm, D, h0;
+  ck::ScanProblem problem;
+};
+
+PreparedScan prepare(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                     const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dskip,
+                     const torch::Tensor& h0) {
+  PreparedScan p;
+  const auto type = u.scalar_type();
+  p.u = u.contiguous();
+  p.delta = delta.to(type).contiguous();
+  p.Bm = Bm.to(type).contiguous();
+  p.Cm = Cm.to(type).contiguous();
+  p.A = A.to(torch::kFloat32).contiguous();
+  p.D = Dskip.to(torch::kFloat32).contiguous();
+  const int64_t B = u.size(0), T = u.size(1), Di = u.size(2), N = A.size(1);
+  p.h0 = h0.defined() ? h0.to(torch::kFloat32).contiguous() : torch::zeros({B, Di, N}, u.options().dtype(torch::kFloat32));
+  for (const auto* t : {&p.delta, &p.A, &p.Bm, &p.Cm, &p.D, &p.h0})
+    TORCH_CHECK(t->device() == p.u.device(), "selective_scan: all inputs must be on ", p.u.device());
+  p.problem = {B, T, Di, N, element_type(p.u), p.u.data_ptr(), p.delta.data_ptr(), p.A.data_ptr<float>(),
+               p.Bm.data_ptr(), p.Cm.data_ptr(), p.D.data_ptr<float>(), p.h0.data_ptr<float>()};
+  return p;
+}
+
+void* current_stream() { return static_cast<void*>(at::cuda::getCurrentCUDAStream().stream()); }
+
+}  // namespace
+
+namespace cuda_scan {
+
+bool available() { return torch::cuda::is_available(); }
+
+ScanOutput forward(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A, const torch::Tensor& Bm,
+                   const torch::Tensor& Cm, const torch::Tensor& Dskip, const torch::Tensor& h0) {
+  const c10::cuda::CUDAGuard guard(u.device());
+  PreparedScan p = prepare(u, delta, A, Bm, Cm, Dskip, h0);
+  const auto& s = p.problem;
+  auto y = torch::empty_like(p.u);
+  auto last = torch::empty({s.batch, s.channels, s.state}, p.h0.options());
+  if (s.length == 0) {
+    last.copy_(p.h0);
+    return {y, last};
+  }
+  const int64_t chunks = ck::scan_forward_chunks(s.batch, s.length, s.channels);
+  auto workspace = torch::empty({chunks > 1 ? ck::scan_workspace_floats(s.batch, chunks, s.channels, s.state) : 1},
+                                p.h0.options());
+  ck::scan_forward(s, chunks, workspace.data_ptr<float>(), y.data_ptr(), last.data_ptr<float>(), current_stream());
+  check_launch("selective scan forward");
+  return {y, last};
+}
+
+std::vector<torch::Tensor> backward(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                                    const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dskip,
+                                    const torch::Tensor& h0, const torch::Tensor& dy_in, const torch::Tensor& dlast_in) {
+  const c10::cuda::CUDAGuard guard(u.device());
+  PreparedScan p = prepare(u, delta, A, Bm, Cm, Dskip, h0);
+  const auto& s = p.problem;
+  const auto f32 = p.h0.options();
+  auto dy = dy_in.defined() ? dy_in.to(torch::kFloat32).contiguous() : torch::zeros({s.batch, s.length, s.channels}, f32);
+  auto dlast = dlast_in.defined() ? dlast_in.to(torch::kFloat32).contiguous() : torch::Tensor();
+  auto du = torch::zeros({s.batch, s.length, s.channels}, f32);
+  auto ddelta = torch::zeros({s.batch, s.length, s.channels}, f32);
+  auto dh0 = torch::empty({s.batch, s.channels, s.state}, f32);
+  if (s.length == 0) {
+    if (dlast.defined()) dh0.copy_(dlast); else dh0.zero_();
+    return {du, ddelta, torch::zeros_like(p.A), torch::zeros({s.batch, 0, s.state}, f32),
+            torch::zeros({s.batch, 0, s.state}, f32), torch::zeros_like(p.D), dh0};
+  }
+  const int64_t chunks = ck::scan_backward_chunks(s.length);
+  const int64_t warps = (s.channels + 31) / 32;
+  auto workspace = torch::empty({ck::scan_workspace_floats(s.batch, chunks, s.channels, s.state)}, f32);
+  auto workspace2 = torch::empty({s.batch * chunks * s.state * s.channels}, f32);
+  auto dA_parts = torch::empty({s.batch * chunks, s.state, s.channels}, f32);
+  auto dD_parts = torch::empty({s.batch * chunks, s.channels}, f32);
+  auto dB_parts = torch::empty({s.batch, warps, s.length, s.state}, f32);
+  auto dC_parts = torch::empty({s.batch, warps, s.length, s.state}, f32);
+  ck::scan_backward(s, dy.data_ptr<float>(), dlast.defined() ? dlast.data_ptr<float>() : nullptr, chunks,
+                    workspace.data_ptr<float>(), workspace2.data_ptr<float>(), du.data_ptr<float>(),
+                    ddelta.data_ptr<float>(), dA_parts.data_ptr<float>(), dD_parts.data_ptr<float>(),
+                    dB_parts.data_ptr<float>(), dC_parts.data_ptr<float>(), dh0.data_ptr<float>(), current_stream());
+  check_launch("selective scan backward");
+  return {du, ddelta, dA_parts.sum(0).t().contiguous(), dB_parts.sum(1), dC_parts.sum(1), dD_parts.sum(0), dh0};
+}
+
+}  // namespace cuda_scan
+
+namespace cuda_ops {
+
+bool note_pool_available(int64_t slots, int64_t width) {
+  return torch::cuda::is_available() && ck::note_pool_supported(slots, width);
+}
+
+DevicePoolDecisions note_pool(const torch::Tensor& summaries_in, const torch::Tensor& learned_in,
+                              const MemorySettings& settings, DevicePool& pool, const torch::Tensor& position) {
+  TORCH_CHECK(summaries_in.is_cuda() && summaries_in.dim() == 3, "note_pool: summaries must be [B, T, S] on a GPU");
+  const c10::cuda::CUDAGuard guard(summaries_in.device());
+  const int64_t B = summaries_in.size(0), T = summaries_in.size(1), S = summaries_in.size(2);
+  const int64_t K = pool.slot_unit.size(1);
+  TORCH_CHECK(ck::note_pool_supported(K, S), "note_pool: ", K, " slots of width ", S, " exceed the kernel's 64 x 64");
+  auto summaries = summaries_in.detach().to(torch::kFloat32).contiguous();
+  torch::Tensor learned;
+  if (settings.importance == ImportanceRule::Learned) {
+    TORCH_CHECK(learned_in.defined(), "note_pool: the learned rule needs importances");
+    learned = learned_in.detach().to(torch::kFloat32).contiguous();
+  }
+  const auto dev = summaries.device();
+  auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
+  auto i64 = f32.dtype(torch::kInt64);
+  DevicePoolDecisions d;
+  d.importance = torch::empty({B, T}, f32);
+  d.istate = torch::empty({B, T}, f32);
+  d.flags = torch::empty({B, T}, f32.dtype(torch::kUInt8));
+  d.reference = torch::empty({B, T}, i64);
+  d.visible = torch::empty({B, T, K}, i64);
+  d.slot_taken = torch::empty({B, T}, f32.dtype(torch::kInt32));
+  d.evicted_note = torch::empty({B, T}, i64);
+  d.evicted_priority = torch::empty({B, T}, f32);
+  d.final_bank = torch::empty({B, K}, i64);
+  ck::NotePoolProblem p{};
+  p.batch = B; p.length = T; p.slots = K; p.width = S;
+  p.summaries = summaries.data_ptr<float>();
+  p.learned = learned.defined() ? learned.data_ptr<float>() : nullptr;
+  p.tau_note = static_cast<float>(settings.tau_note);
+  p.tau_retrieve = static_cast<float>(settings.tau_retrieve);
+  p.fifo = settings.policy == PoolPolicy::Fifo;
+  p.position = position.data_ptr<int64_t>();
+  p.slot_unit = pool.slot_unit.data_ptr<float>();
+  p.slot_priority = pool.slot_priority.data_ptr<float>();
+  p.slot_inserted = pool.slot_inserted.data_ptr<int64_t>();
+  p.slot_note_id = pool.slot_note_id.data_ptr<int64_t>();
+  p.next_istate = pool.next_istate.data_ptr<float>();
+  p.notes_made = pool.notes_made.data_ptr<int64_t>();
+  p.importance = d.importance.data_ptr<float>();
+  p.istate = d.istate.data_ptr<float>();
+  p.flags = d.flags.data_ptr<uint8_t>();
+  p.reference = d.reference.data_ptr<int64_t>();
+  p.visible = d.visible.data_ptr<int64_t>();
+  p.slot_taken = d.slot_taken.data_ptr<int32_t>();
+  p.evicted_note = d.evicted_note.data_ptr<int64_t>();
+  p.evicted_priority = d.evicted_priority.data_ptr<float>();
+  p.final_bank = d.final_bank.data_ptr<int64_t>();
+  ck::note_pool(p, current_stream());
+  check_launch("note pool");
+  return d;
+}
+
+}  // namespace cuda_ops
+}  // namespace memmamba

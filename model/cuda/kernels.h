@@ -1,0 +1,73 @@
+// Launchers of the CUDA kernels, on raw device pointers and a stream: no Torch types,
+// so that nvcc compiles the kernels without LibTorch's headers (model/cuda/cuda_ops.cpp
+// is the Torch side). Element types: 0 = fp32, 1 = bf16, 2 = fp16.
+#pragma once
+#include <cstdint>
+
+namespace memmamba::cuda_kernels {
+
+enum class ElementType : int { F32 = 0, BF16 = 1, F16 = 2 };
+
+struct ScanProblem {
+  int64_t batch, length, channels, state;
+  ElementType type;  // of u, delta, B, C and y
+  const void* u;     // [B, T, Di]
+  const void* delta; // [B, T, Di]
+  const float* A;    // [Di, N]
+  const void* Bm;    // [B, T, N]
+  const void* Cm;    // [B, T, N]
+  const float* D;    // [Di]
+  const float* h0;   // [B, Di, N]
+};
+
+// Time chunks the forward splits the sequence into, so that batch 1 fills the GPU.
+int64_t scan_forward_chunks(int64_t batch, int64_t length, int64_t channels);
+// Work space: floats for `chunks` chunks (chunk-local states and summed step sizes).
+int64_t scan_workspace_floats(int64_t batch, int64_t chunks, int64_t channels, int64_t state);
+
+// y: [B, T, Di] of the problem's type; last: [B, Di, N] fp32.
+void scan_forward(const ScanProblem& p, int64_t chunks, float* workspace, void* y, float* last, void* stream);
+
+// Backward. dy: [B, T, Di] fp32; dlast: [B, Di, N] fp32 (may be null).
+// Outputs (fp32): du, ddelta [B, T, Di]; dA_parts [B * chunks, N, Di]; dD_parts [B * chunks, Di];
+// dB_parts, dC_parts [B, Di / 32 (rounded up), T, N]; dh0 [B, Di, N]. Partial sums are
+// summed by the caller, so the result does not depend on the order of atomics.
+int64_t scan_backward_chunks(int64_t length);
+void scan_backward(const ScanProblem& p, const float* dy, const float* dlast, int64_t chunks, float* workspace,
+                   float* workspace2, float* du, float* ddelta, float* dA_parts, float* dD_parts, float* dB_parts,
+                   float* dC_parts, float* dh0, void* stream);
+
+// The Note Block's sequential bookkeeping for windows of one token (see note_pool.cu).
+struct NotePoolProblem {
+  int64_t batch, length, slots, width;
+  const float* summaries;   // [B, T, S]
+  const float* learned;     // [B, T] or null (novelty rule)
+  float tau_note, tau_retrieve;
+  bool fifo;
+  const int64_t* position;  // [1] absolute position of token 0 (a device scalar, so CUDA graphs can replay)
+  // Pool state, updated in place: per sequence K slots.
+  float* slot_unit;         // [B, K, S] unit vectors of the notes
+  float* slot_priority;     // [B, K]
+  int64_t* slot_inserted;   // [B, K] position of insertion (-1 empty)
+  int64_t* slot_note_id;    // [B, K] layer-local note id (-1 empty)
+  float* next_istate;       // [B]
+  int64_t* notes_made;      // [B]
+  // Outputs per token.
+  float* importance;        // [B, T]
+  float* istate;            // [B, T]
+  uint8_t* flags;           // [B, T] bit 0 noted, bit 1 trigger
+  int64_t* reference;       // [B, T] bank index of the novelty reference, -1 none
+  int64_t* visible;         // [B, T, K] bank index per slot (-1 empty); bank = K carried slots, then T tokens
+  int32_t* slot_taken;      // [B, T] slot the token's note went to, -1 none
+  int64_t* evicted_note;    // [B, T] note id evicted by that insert, -1 none
+  float* evicted_priority;  // [B, T]
+  int64_t* final_bank;      // [B, K] bank index each slot holds after the chunk (-1 empty)
+};
+// Returns false (and launches nothing) when the shape is outside what the kernel holds.
+bool note_pool_supported(int64_t slots, int64_t width);
+void note_pool(const NotePoolProblem& p, void* stream);
+
+// Last CUDA error as text ("" when none), checked by the caller after launches.
+const char* last_error();
+
+}  // namespace memmamba::cuda_kernels
