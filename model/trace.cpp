@@ -57,7 +57,7 @@ std::vector<int64_t> PoolReplay::pool_at(int32_t layer, int64_t position) const 
   auto it = std::upper_bound(snaps.begin(), snaps.end(), position,
                              [](int64_t p, const Snapshot& s) { return p < s.position; });
   const Snapshot& snap = *(it - 1);
-  std::vector<int64_t> slots = snap.slots;
+  std::vector<int64_t> slots = snap.slot_notes;
   const auto& idx = layer_events_[layer];
   for (size_t k = snap.next_event; k < idx.size(); ++k) {
     const PoolEvent& e = trace_.events[idx[k]];

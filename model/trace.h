@@ -106,7 +106,7 @@ class PoolReplay {
   struct Snapshot {
     int64_t position;   // state after all events with event.position < position
     size_t next_event;  // index into the layer's events
-    std::vector<int64_t> slots;
+    std::vector<int64_t> slot_notes;  // not "slots": a Qt keyword where views include this
   };
   const Trace& trace_;
   std::vector<std::vector<size_t>> layer_events_;

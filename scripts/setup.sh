@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(build-essential cmake ninja-build ccache pkg-config
-          qt6-base-dev libqcustomplot-dev libqcustomplot2.1-qt6 libtorch-dev
+          qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libtorch-dev
           libsentencepiece-dev sentencepiece libspdlog-dev libopenblas0-pthread xvfb xauth)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -21,6 +21,7 @@
 #include "model/log.h"
 #include "model/memmamba.h"
 #include "model/runner.h"
+#include "model/sample_files.h"
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
 #include "model/text_input.h"
@@ -78,22 +79,6 @@ const std::set<std::string> kModelOptions = {"checkpoint", "random-init", "confi
 std::set<std::string> with(std::set<std::string> base, std::initializer_list<std::string> more) {
   base.insert(more.begin(), more.end());
   return base;
-}
-
-// Bundled files: next to the source tree (build/bin/../../sample_data) or installed.
-std::string find_sample_file(const std::string& name) {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  std::vector<fs::path> dirs;
-  if (!ec) {
-    dirs.push_back(exe.parent_path() / "../../sample_data");
-    dirs.push_back(exe.parent_path() / "../share/memmamba/sample_data");
-  }
-  dirs.push_back("sample_data");
-  dirs.push_back("/usr/share/memmamba/sample_data");
-  for (const auto& d : dirs)
-    if (fs::exists(d / name, ec)) return fs::weakly_canonical(d / name, ec).string();
-  return {};
 }
 
 struct LoadedModel {

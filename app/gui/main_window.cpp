@@ -1,0 +1,634 @@
+#include "app/gui/main_window.h"
+
+#include <QApplication>
+#include <QCloseEvent>
+#include <QComboBox>
+#include <QDialog>
+#include <QDialogButtonBox>
+#include <QDir>
+#include <QDockWidget>
+#include <QDoubleSpinBox>
+#include <QDragEnterEvent>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QFutureWatcher>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSettings>
+#include <QSpinBox>
+#include <QStatusBar>
+#include <QStyleFactory>
+#include <QTextBrowser>
+#include <QToolBar>
+#include <QtConcurrent/QtConcurrentRun>
+#include <qcustomplot.h>
+
+#include "model/log.h"
+#include "views/attention_view.h"
+#include "views/book_view.h"
+#include "views/decay_view.h"
+#include "views/plot_export.h"
+#include "views/pool_view.h"
+#include "views/retrieval_panel.h"
+#include "views/timeline_bar.h"
+#include "views/trace_document.h"
+#include "views/trigger_view.h"
+
+namespace memmamba::app {
+
+namespace {
+
+constexpr int kMaxRecent = 10;
+
+const char* kTour =
+    "<h3>A short tour</h3>"
+    "<ol>"
+    "<li><b>The book</b> (centre): orange tokens are the notes of the current layer, darker = more important; "
+    "dotted underlines mark tokens where the retrieval trigger fired. Click any token to select it everywhere.</li>"
+    "<li><b>Timeline</b> (bottom): drag, step with the arrows, or press Play to watch the pools fill and evict. "
+    "Change the layer there too.</li>"
+    "<li><b>State pool</b>: the K slots of this layer at the current token, what text each holds, its priority and age. "
+    "Green rows just changed. Below: which note held each slot over the whole run.</li>"
+    "<li><b>Thresholds</b>: where notes (tau1) and retrievals (tau2) fire in every layer. Move tau1/tau2 and "
+    "re-run to see the effect.</li>"
+    "<li><b>Attention</b>: what the current token read from the pool, by slot and by the source position of each note.</li>"
+    "<li><b>Decay</b>: how fast the SSM forgets the selected token, per layer; the paper's |A|^k view beside it.</li>"
+    "<li><b>Passkey</b>: hide a key in a long text, run it, and see whether it was noted, kept and attended to. "
+    "Load an evaluation grid and click a cell to open that case.</li>"
+    "<li><b>Export</b> (File menu): any figure as PNG, SVG or PDF at a chosen size, with its data as CSV.</li>"
+    "</ol>";
+
+}  // namespace
+
+MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
+  setWindowTitle(tr("MemMamba Explorer"));
+  setAcceptDrops(true);
+  setDockOptions(QMainWindow::AnimatedDocks | QMainWindow::AllowTabbedDocks | QMainWindow::AllowNestedDocks);
+  document_ = new views::TraceDocument(this);
+  book_ = new views::BookView(document_, this);
+  setCentralWidget(book_);
+  timeline_ = new views::TimelineBar(document_, this);
+  auto* timeline_bar = new QToolBar(tr("Timeline"), this);
+  timeline_bar->setObjectName(QStringLiteral("timeline"));
+  timeline_bar->addWidget(timeline_);
+  addToolBar(Qt::BottomToolBarArea, timeline_bar);
+
+  pool_ = new views::PoolView(document_, this);
+  triggers_ = new views::TriggerView(document_, this);
+  attention_ = new views::AttentionView(document_, this);
+  decay_ = new views::DecayView(document_, this);
+  retrieval_ = new views::RetrievalPanel(document_, this);
+  log_ = new QPlainTextEdit(this);
+  log_->setReadOnly(true);
+  log_->setMaximumBlockCount(5000);
+  tour_ = new QTextBrowser(this);
+  tour_->setHtml(QString::fromUtf8(kTour));
+  auto dock = [this](QWidget* w, const QString& title, const QString& name, Qt::DockWidgetArea area) {
+    auto* d = new QDockWidget(title, this);
+    d->setObjectName(name);
+    d->setWidget(w);
+    addDockWidget(area, d);
+    return d;
+  };
+  auto* pool_dock = dock(pool_, tr("State pool"), QStringLiteral("pool"), Qt::RightDockWidgetArea);
+  auto* trig_dock = dock(triggers_, tr("Thresholds"), QStringLiteral("triggers"), Qt::BottomDockWidgetArea);
+  auto* att_dock = dock(attention_, tr("Attention"), QStringLiteral("attention"), Qt::RightDockWidgetArea);
+  auto* decay_dock = dock(decay_, tr("Decay"), QStringLiteral("decay"), Qt::BottomDockWidgetArea);
+  auto* ret_dock = dock(retrieval_, tr("Passkey"), QStringLiteral("retrieval"), Qt::LeftDockWidgetArea);
+  auto* log_dock = dock(log_, tr("Log"), QStringLiteral("log"), Qt::BottomDockWidgetArea);
+  tour_dock_ = dock(tour_, tr("Tour"), QStringLiteral("tour"), Qt::LeftDockWidgetArea);
+  tabifyDockWidget(pool_dock, att_dock);
+  tabifyDockWidget(trig_dock, decay_dock);
+  tabifyDockWidget(decay_dock, log_dock);
+  tabifyDockWidget(tour_dock_, ret_dock);
+  pool_dock->raise();
+  trig_dock->raise();
+  tour_dock_->raise();
+
+  device_label_ = new QLabel(this);
+  speed_label_ = new QLabel(this);
+  progress_ = new QProgressBar(this);
+  progress_->setMaximumWidth(240);
+  progress_->setVisible(false);
+  cancel_ = new QPushButton(tr("Cancel"), this);
+  cancel_->setVisible(false);
+  statusBar()->addWidget(device_label_);
+  statusBar()->addPermanentWidget(speed_label_);
+  statusBar()->addPermanentWidget(progress_);
+  statusBar()->addPermanentWidget(cancel_);
+  connect(cancel_, &QPushButton::clicked, this, &MainWindow::cancelRun);
+
+  qRegisterMetaType<RunRequest>();
+  qRegisterMetaType<RunResult>();
+  worker_ = new RunWorker;
+  worker_->moveToThread(&worker_thread_);
+  connect(&worker_thread_, &QThread::finished, worker_, &QObject::deleteLater);
+  connect(this, &MainWindow::runRequested, worker_, &RunWorker::run, Qt::QueuedConnection);
+  connect(worker_, &RunWorker::finished, this, &MainWindow::onRunFinished, Qt::QueuedConnection);
+  connect(worker_, &RunWorker::failed, this, &MainWindow::onRunFailed, Qt::QueuedConnection);
+  connect(worker_, &RunWorker::progress, this,
+          [this](qint64 done, qint64 total, double tps, const QString& stage) {
+            progress_->setRange(0, total > 0 ? 1000 : 0);
+            if (total > 0) progress_->setValue(static_cast<int>(1000.0 * static_cast<double>(done) / static_cast<double>(total)));
+            progress_->setFormat(stage + QStringLiteral(" %p%"));
+            speed_label_->setText(tps > 0 ? tr("%L1 tok/s").arg(tps, 0, 'f', 0) : stage);
+          },
+          Qt::QueuedConnection);
+  worker_thread_.start();
+
+  connect(triggers_, &views::TriggerView::rerunRequested, this, [this](double t1, double t2) {
+    if (current_text_.isEmpty()) {
+      QMessageBox::information(this, tr("Re-run"), tr("Open a text first: a loaded trace has no text file to re-run."));
+      return;
+    }
+    RunRequest r;
+    r.kind = RunRequest::Kind::Text;
+    r.text_path = current_text_;
+    r.override_thresholds = true;
+    r.tau_note = t1;
+    r.tau_retrieve = t2;
+    r.label = QFileInfo(current_text_).fileName() + tr(" (tau1 %1, tau2 %2)").arg(t1).arg(t2);
+    startRun(r);
+  });
+  connect(retrieval_, &views::RetrievalPanel::caseRequested, this, &MainWindow::runPasskey);
+  connect(retrieval_, &views::RetrievalPanel::caseSelected, this, &MainWindow::runPasskey);
+
+  memmamba::log::set_extra_sink([this](memmamba::log::Level level, const std::string& message) {
+    const char* names[] = {"debug", "info", "warning", "error"};
+    const QString line = QStringLiteral("%1: %2").arg(QLatin1String(names[static_cast<int>(level)]), QString::fromStdString(message));
+    QMetaObject::invokeMethod(this, [this, line] { appendLog(line); }, Qt::QueuedConnection);
+  });
+
+  buildMenus();
+  QSettings settings;
+  checkpoint_ = settings.value(QStringLiteral("model/checkpoint")).toString();
+  tokenizer_ = settings.value(QStringLiteral("model/tokenizer")).toString();
+  cuda_ = settings.value(QStringLiteral("model/cuda"), cudaAvailable()).toBool() && cudaAvailable();
+  resize(1500, 950);
+  restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
+  restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
+  setDarkPalette(settings.value(QStringLiteral("view/dark"), false).toBool());
+  setModelChoice(checkpoint_, tokenizer_, cuda_);
+}
+
+MainWindow::~MainWindow() {
+  memmamba::log::set_extra_sink({});
+  worker_->cancel();
+  worker_thread_.quit();
+  worker_thread_.wait();
+}
+
+void MainWindow::setModelChoice(const QString& checkpoint, const QString& tokenizer, bool cuda) {
+  checkpoint_ = checkpoint;
+  tokenizer_ = tokenizer;
+  cuda_ = cuda && cudaAvailable();
+  device_label_->setText(tr("Device: %1%2   Model: %3")
+                             .arg(cuda_ ? tr("CUDA GPU") : tr("CPU"))
+                             .arg(cudaAvailable() || cuda_ ? QString() : tr(" (no CUDA GPU found)"))
+                             .arg(checkpoint_.isEmpty() ? tr("bundled") : QFileInfo(checkpoint_).fileName()));
+}
+
+void MainWindow::buildMenus() {
+  QMenu* file = menuBar()->addMenu(tr("&File"));
+  file->addAction(tr("&Open text..."), QKeySequence::Open, this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open a text"), QString(), tr("Text (*.txt);;All files (*)"));
+    if (!path.isEmpty()) runText(path);
+  });
+  file->addAction(tr("Open &trace..."), QKeySequence(tr("Ctrl+Shift+O")), this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open a trace"), QString(), tr("Traces (*.trace);;All files (*)"));
+    if (!path.isEmpty()) openTrace(path);
+  });
+  recent_menu_ = file->addMenu(tr("Open &recent"));
+  rebuildRecentMenu();
+  file->addAction(tr("&Save trace as..."), QKeySequence::SaveAs, this, &MainWindow::saveTraceAs);
+  file->addSeparator();
+  file->addAction(tr("&Export figure..."), QKeySequence(tr("Ctrl+E")), this, &MainWindow::exportDialog);
+  file->addAction(tr("Export &all figures..."), QKeySequence(tr("Ctrl+Shift+E")), this, &MainWindow::exportAllDialog);
+  file->addSeparator();
+  file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
+
+  QMenu* run = menuBar()->addMenu(tr("&Run"));
+  run->addAction(tr("&Model, tokenizer and device..."), this, &MainWindow::chooseModel);
+  run->addAction(tr("&Re-run the current text"), QKeySequence(tr("F5")), this, [this] {
+    if (!current_text_.isEmpty()) runText(current_text_);
+  });
+  run->addAction(tr("Add a &Mamba-only comparison"), this, &MainWindow::runComparison);
+  run->addAction(tr("&Cancel"), QKeySequence(tr("Esc")), this, &MainWindow::cancelRun);
+
+  QMenu* view = menuBar()->addMenu(tr("&View"));
+  for (QDockWidget* d : findChildren<QDockWidget*>()) view->addAction(d->toggleViewAction());
+  view->addSeparator();
+  auto* play = view->addAction(tr("&Play / pause"), QKeySequence(Qt::Key_Space), this,
+                               [this] { timeline_->setPlaying(!timeline_->playing()); });
+  play->setShortcutContext(Qt::ApplicationShortcut);
+  view->addAction(tr("Step &forward"), QKeySequence(Qt::ALT | Qt::Key_Right), this, [this] { timeline_->stepBy(1); });
+  view->addAction(tr("Step &back"), QKeySequence(Qt::ALT | Qt::Key_Left), this, [this] { timeline_->stepBy(-1); });
+  view->addAction(tr("Next &layer"), QKeySequence(tr("Ctrl+Down")), this, [this] { document_->setLayer(document_->layer() + 1); });
+  view->addAction(tr("Previous la&yer"), QKeySequence(tr("Ctrl+Up")), this, [this] { document_->setLayer(document_->layer() - 1); });
+  view->addSeparator();
+  auto* dark = view->addAction(tr("&Dark palette"));
+  dark->setCheckable(true);
+  dark->setChecked(QSettings().value(QStringLiteral("view/dark"), false).toBool());
+  connect(dark, &QAction::toggled, this, &MainWindow::setDarkPalette);
+
+  QMenu* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(tr("&Tour"), this, [this] { showTour(true); });
+  help->addAction(tr("&About MemMamba Explorer"), this, [this] {
+    QMessageBox::about(this, tr("About MemMamba Explorer"),
+                       tr("<h3>MemMamba Explorer %1</h3><p>Runs the MemMamba model (a Mamba state-space model that "
+                          "takes notes while it reads) on long texts and shows what its memory does: state pools, "
+                          "note and retrieval thresholds, attention to notes, forgetting, passkey retrieval.</p>"
+                          "<p>Qt %2, QCustomPlot, LibTorch, SentencePiece.</p>")
+                           .arg(QApplication::applicationVersion(), QLatin1String(qVersion())));
+  });
+}
+
+void MainWindow::showTour(bool show) {
+  tour_dock_->setVisible(show);
+  if (show) tour_dock_->raise();
+}
+
+void MainWindow::setDarkPalette(bool dark) {
+  QApplication::setStyle(QStyleFactory::create(QStringLiteral("Fusion")));
+  QPalette p = QApplication::style()->standardPalette();
+  if (dark) {
+    p.setColor(QPalette::Window, QColor(45, 45, 48));
+    p.setColor(QPalette::WindowText, QColor(230, 230, 230));
+    p.setColor(QPalette::Base, QColor(30, 30, 32));
+    p.setColor(QPalette::AlternateBase, QColor(45, 45, 48));
+    p.setColor(QPalette::Text, QColor(230, 230, 230));
+    p.setColor(QPalette::Button, QColor(55, 55, 58));
+    p.setColor(QPalette::ButtonText, QColor(230, 230, 230));
+    p.setColor(QPalette::Highlight, QColor(60, 120, 200));
+    p.setColor(QPalette::ToolTipBase, QColor(60, 60, 60));
+    p.setColor(QPalette::ToolTipText, QColor(230, 230, 230));
+  }
+  QApplication::setPalette(p);
+  QSettings().setValue(QStringLiteral("view/dark"), dark);
+  const QColor fg = p.color(QPalette::WindowText), bg = p.color(QPalette::Base);
+  for (QCustomPlot* plot : findChildren<QCustomPlot*>()) {
+    plot->setBackground(bg);
+    for (QCPAxis* a : {plot->xAxis, plot->yAxis}) {
+      if (!a) continue;
+      a->setBasePen(QPen(fg));
+      a->setTickPen(QPen(fg));
+      a->setSubTickPen(QPen(fg));
+      a->setTickLabelColor(fg);
+      a->setLabelColor(fg);
+    }
+    plot->legend->setBrush(bg);
+    plot->legend->setTextColor(fg);
+    plot->replot();
+  }
+  if (document_->hasTrace()) Q_EMIT document_->traceChanged();
+}
+
+void MainWindow::appendLog(const QString& line) { log_->appendPlainText(line); }
+
+void MainWindow::openPath(const QString& path) {
+  if (path.endsWith(QLatin1String(".trace"), Qt::CaseInsensitive)) openTrace(path);
+  else runText(path);
+}
+
+void MainWindow::openTrace(const QString& path) {
+  if (running_) { QMessageBox::information(this, tr("Busy"), tr("A run is in progress: cancel it first.")); return; }
+  running_ = true;
+  progress_->setVisible(true);
+  progress_->setRange(0, 0);
+  progress_->setFormat(tr("loading trace"));
+  appendLog(tr("loading %1").arg(path));
+  auto* watcher = new QFutureWatcher<std::shared_ptr<const Trace>>(this);
+  auto error = std::make_shared<QString>();
+  connect(watcher, &QFutureWatcher<std::shared_ptr<const Trace>>::finished, this, [this, watcher, error, path] {
+    running_ = false;
+    progress_->setVisible(false);
+    auto trace = watcher->result();
+    watcher->deleteLater();
+    if (!trace) {
+      appendLog(tr("error: %1").arg(*error));
+      QMessageBox::warning(this, tr("Open trace"), *error);
+      Q_EMIT runFailed(*error);
+      return;
+    }
+    current_text_.clear();
+    if (trace->run_info.is_object() && trace->run_info.contains("source_file") && trace->run_info.at("source_file").is_string())
+      current_text_ = QString::fromStdString(trace->run_info.at("source_file").as_string());
+    if (!current_text_.isEmpty() && !QFileInfo::exists(current_text_)) current_text_.clear();
+    document_->setTrace(trace, path);
+    setWindowTitle(tr("%1 - MemMamba Explorer").arg(QFileInfo(path).fileName()));
+    addRecent(path);
+    appendLog(tr("opened %1: %L2 tokens, %3 layers").arg(path).arg(trace->length()).arg(trace->layers.size()));
+    Q_EMIT traceLoaded();
+  });
+  watcher->setFuture(QtConcurrent::run([path, error]() -> std::shared_ptr<const Trace> {
+    try {
+      return std::make_shared<Trace>(Trace::load(path.toStdString()));
+    } catch (const std::exception& e) {
+      *error = QString::fromStdString(e.what());
+      return nullptr;
+    }
+  }));
+}
+
+void MainWindow::runText(const QString& path) {
+  RunRequest r;
+  r.kind = RunRequest::Kind::Text;
+  r.text_path = path;
+  r.label = QFileInfo(path).fileName();
+  startRun(r);
+}
+
+void MainWindow::runPasskey(qint64 length, double depth, qint64 key, quint64 seed) {
+  RunRequest r;
+  r.kind = RunRequest::Kind::Passkey;
+  r.text_path = current_text_;
+  r.length = length;
+  r.depth = depth;
+  r.key = key;
+  r.seed = seed;
+  r.label = tr("passkey %1 tokens, depth %2").arg(length).arg(depth);
+  startRun(r);
+}
+
+void MainWindow::startRun(RunRequest request) {
+  if (running_) {
+    QMessageBox::information(this, tr("Busy"), tr("A run is in progress: cancel it first."));
+    return;
+  }
+  request.checkpoint = checkpoint_;
+  request.tokenizer = tokenizer_;
+  request.cuda = cuda_;
+  running_ = true;
+  progress_->setVisible(true);
+  progress_->setRange(0, 0);
+  cancel_->setVisible(true);
+  appendLog(tr("running %1 on the %2").arg(request.label, cuda_ ? tr("GPU") : tr("CPU")));
+  Q_EMIT runRequested(request);
+}
+
+void MainWindow::cancelRun() {
+  if (running_) worker_->cancel();
+}
+
+void MainWindow::onRunFinished(const RunResult& result) {
+  running_ = false;
+  progress_->setVisible(false);
+  cancel_->setVisible(false);
+  speed_label_->setText(tr("%L1 tokens in %2 s").arg(result.trace->length()).arg(result.seconds, 0, 'f', 1));
+  appendLog(tr("done: %1, %L2 tokens in %3 s (%4)").arg(result.request.label).arg(result.trace->length())
+                .arg(result.seconds, 0, 'f', 1).arg(result.model_description));
+  if (comparison_pending_) {
+    comparison_pending_ = false;
+    document_->setComparison(result.trace, tr("Mamba-only"));
+    return;
+  }
+  if (result.request.kind == RunRequest::Kind::Text) {
+    current_text_ = result.request.text_path;
+    addRecent(result.request.text_path);
+  }
+  const qint64 keep = document_->position();
+  document_->setTrace(result.trace, result.request.label);
+  setWindowTitle(tr("%1 - MemMamba Explorer").arg(result.request.label));
+  if (result.request.kind == RunRequest::Kind::Passkey) {
+    document_->setPosition(result.trace->length() - 1);  // the answer token
+    try {
+      retrieval_->showCase(Json::parse(result.case_json.toStdString()));
+    } catch (const std::exception&) {
+    }
+  } else {
+    document_->setPosition(keep);
+  }
+  Q_EMIT traceLoaded();
+}
+
+void MainWindow::onRunFailed(const QString& message, bool cancelled) {
+  running_ = false;
+  comparison_pending_ = false;
+  progress_->setVisible(false);
+  cancel_->setVisible(false);
+  speed_label_->setText(cancelled ? tr("cancelled") : tr("failed"));
+  appendLog(cancelled ? tr("run cancelled") : tr("error: %1").arg(message));
+  if (!cancelled) QMessageBox::warning(this, tr("Run failed"), message);
+  Q_EMIT runFailed(message);
+}
+
+void MainWindow::runComparison() {
+  if (current_text_.isEmpty()) {
+    QMessageBox::information(this, tr("Comparison"), tr("Open a text first."));
+    return;
+  }
+  RunRequest r;
+  r.kind = RunRequest::Kind::Text;
+  r.text_path = current_text_;
+  r.memory = false;
+  r.label = QFileInfo(current_text_).fileName() + tr(" (Mamba-only)");
+  comparison_pending_ = true;
+  startRun(r);
+}
+
+void MainWindow::chooseModel() {
+  QDialog dialog(this);
+  dialog.setWindowTitle(tr("Model, tokenizer and device"));
+  auto* form = new QFormLayout(&dialog);
+  auto* checkpoint = new QLineEdit(checkpoint_, &dialog);
+  checkpoint->setPlaceholderText(tr("bundled model"));
+  auto* tokenizer = new QLineEdit(tokenizer_, &dialog);
+  tokenizer->setPlaceholderText(tr("bundled tokenizer"));
+  auto browse = [&dialog](QLineEdit* edit, const QString& filter) {
+    auto* b = new QPushButton(QObject::tr("Browse..."), &dialog);
+    QObject::connect(b, &QPushButton::clicked, &dialog, [edit, filter, &dialog] {
+      const QString p = QFileDialog::getOpenFileName(&dialog, QString(), QString(), filter);
+      if (!p.isEmpty()) edit->setText(p);
+    });
+    return b;
+  };
+  auto row = [&](QLineEdit* e, const QString& filter) {
+    auto* w = new QWidget(&dialog);
+    auto* l = new QHBoxLayout(w);
+    l->setContentsMargins(0, 0, 0, 0);
+    l->addWidget(e, 1);
+    l->addWidget(browse(e, filter));
+    return w;
+  };
+  form->addRow(tr("Checkpoint"), row(checkpoint, tr("Checkpoints (*.safetensors)")));
+  form->addRow(tr("Tokenizer"), row(tokenizer, tr("SentencePiece models (*.model)")));
+  auto* device = new QComboBox(&dialog);
+  device->addItem(tr("CPU"));
+  if (cudaAvailable()) device->addItem(tr("CUDA GPU"));
+  device->setCurrentIndex(cuda_ && cudaAvailable() ? 1 : 0);
+  form->addRow(tr("Device"), device);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, &dialog);
+  form->addRow(buttons);
+  connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
+  connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
+  if (dialog.exec() != QDialog::Accepted) return;
+  for (const auto& [edit, what] : {std::pair{checkpoint, tr("checkpoint")}, std::pair{tokenizer, tr("tokenizer")}}) {
+    if (!edit->text().isEmpty() && !QFileInfo(edit->text()).isFile()) {
+      QMessageBox::warning(this, tr("Model"), tr("The %1 %2 is not a readable file.").arg(what, edit->text()));
+      return;
+    }
+  }
+  setModelChoice(checkpoint->text(), tokenizer->text(), device->currentIndex() == 1);
+  QSettings s;
+  s.setValue(QStringLiteral("model/checkpoint"), checkpoint_);
+  s.setValue(QStringLiteral("model/tokenizer"), tokenizer_);
+  s.setValue(QStringLiteral("model/cuda"), cuda_);
+}
+
+void MainWindow::addRecent(const QString& path) {
+  QSettings s;
+  QStringList recent = s.value(QStringLiteral("recent")).toStringList();
+  const QString abs = QFileInfo(path).absoluteFilePath();
+  recent.removeAll(abs);
+  recent.prepend(abs);
+  while (recent.size() > kMaxRecent) recent.removeLast();
+  s.setValue(QStringLiteral("recent"), recent);
+  rebuildRecentMenu();
+}
+
+void MainWindow::rebuildRecentMenu() {
+  recent_menu_->clear();
+  const QStringList recent = QSettings().value(QStringLiteral("recent")).toStringList();
+  for (const QString& p : recent) recent_menu_->addAction(p, this, [this, p] { openPath(p); });
+  recent_menu_->setEnabled(!recent.isEmpty());
+}
+
+void MainWindow::saveTraceAs() {
+  const Trace* t = document_->trace();
+  if (!t) return;
+  QString path = QFileDialog::getSaveFileName(this, tr("Save trace"), QString(), tr("Traces (*.trace)"));
+  if (path.isEmpty()) return;
+  if (!path.endsWith(QLatin1String(".trace"))) path += QStringLiteral(".trace");
+  try {
+    t->save(path.toStdString());  // written to a temporary name and renamed
+    appendLog(tr("saved %1").arg(path));
+  } catch (const std::exception& e) {
+    QMessageBox::warning(this, tr("Save trace"), QString::fromStdString(e.what()));
+  }
+}
+
+std::vector<std::pair<QString, views::PlotPanel*>> MainWindow::panels() const {
+  return {{QStringLiteral("pool"), pool_}, {QStringLiteral("thresholds"), triggers_}, {QStringLiteral("attention"), attention_},
+          {QStringLiteral("decay"), decay_}, {QStringLiteral("passkey"), retrieval_}};
+}
+
+QStringList MainWindow::figureNames() const {
+  QStringList out;
+  for (const auto& [name, panel] : panels())
+    for (const views::Figure& f : panel->figures()) out << name + QLatin1Char('/') + f.name;
+  return out;
+}
+
+QString MainWindow::exportFigure(const QString& name, const QString& path, int width, int height, double scale) {
+  for (const auto& [panel_name, panel] : panels())
+    for (const views::Figure& f : panel->figures())
+      if (panel_name + QLatin1Char('/') + f.name == name) {
+        if (path.endsWith(QLatin1String(".csv"), Qt::CaseInsensitive)) return views::writeTextAtomically(path, panel->csv(f.name));
+        bool known = false;
+        const auto format = views::formatForPath(path, &known);
+        if (!known) return tr("%1: choose a .png, .svg, .pdf or .csv file name").arg(path);
+        return views::exportFigure(f.plot, path, format, {width, height, scale});
+      }
+  return tr("no figure named %1").arg(name);
+}
+
+QString MainWindow::exportAll(const QString& directory, int width, int height, double scale) {
+  QDir dir(directory);
+  if (!dir.exists() && !QDir().mkpath(directory)) return tr("cannot create %1").arg(directory);
+  QStringList errors;
+  const QString stem = QStringLiteral("t%1-L%2-").arg(document_->position()).arg(document_->layer());
+  for (const QString& name : figureNames()) {
+    const QString base = dir.filePath(stem + QString(name).replace(QLatin1Char('/'), QLatin1Char('-')));
+    for (const char* ext : {".png", ".svg", ".pdf", ".csv"}) {
+      const QString e = exportFigure(name, base + QLatin1String(ext), width, height, scale);
+      if (!e.isEmpty()) errors << e;
+    }
+  }
+  return errors.join(QLatin1Char('\n'));
+}
+
+void MainWindow::exportDialog() {
+  QDialog dialog(this);
+  dialog.setWindowTitle(tr("Export figure"));
+  auto* form = new QFormLayout(&dialog);
+  auto* figure = new QComboBox(&dialog);
+  figure->addItems(figureNames());
+  auto* width = new QSpinBox(&dialog);
+  width->setRange(100, 20000);
+  width->setValue(QSettings().value(QStringLiteral("export/width"), 1600).toInt());
+  auto* height = new QSpinBox(&dialog);
+  height->setRange(100, 20000);
+  height->setValue(QSettings().value(QStringLiteral("export/height"), 900).toInt());
+  auto* scale = new QDoubleSpinBox(&dialog);
+  scale->setRange(0.5, 8);
+  scale->setValue(QSettings().value(QStringLiteral("export/scale"), 2.0).toDouble());
+  scale->setToolTip(tr("PNG pixel ratio: 2 gives 192 dpi at the same layout"));
+  form->addRow(tr("Figure"), figure);
+  form->addRow(tr("Width (px / pt)"), width);
+  form->addRow(tr("Height (px / pt)"), height);
+  form->addRow(tr("PNG scale"), scale);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Save | QDialogButtonBox::Cancel, &dialog);
+  form->addRow(buttons);
+  connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
+  connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
+  if (dialog.exec() != QDialog::Accepted) return;
+  QSettings s;
+  s.setValue(QStringLiteral("export/width"), width->value());
+  s.setValue(QStringLiteral("export/height"), height->value());
+  s.setValue(QStringLiteral("export/scale"), scale->value());
+  const QString path = QFileDialog::getSaveFileName(this, tr("Export figure"), QString(figure->currentText()).replace(QLatin1Char('/'), QLatin1Char('-')) + QStringLiteral(".png"),
+                                                    tr("PNG (*.png);;SVG (*.svg);;PDF (*.pdf);;CSV data (*.csv)"));
+  if (path.isEmpty()) return;
+  const QString error = exportFigure(figure->currentText(), path, width->value(), height->value(), scale->value());
+  if (!error.isEmpty()) QMessageBox::warning(this, tr("Export"), error);
+  else appendLog(tr("exported %1").arg(path));
+}
+
+void MainWindow::exportAllDialog() {
+  const QString dir = QFileDialog::getExistingDirectory(this, tr("Export all figures into"));
+  if (dir.isEmpty()) return;
+  QSettings s;
+  const QString error = exportAll(dir, s.value(QStringLiteral("export/width"), 1600).toInt(),
+                                  s.value(QStringLiteral("export/height"), 900).toInt(),
+                                  s.value(QStringLiteral("export/scale"), 2.0).toDouble());
+  if (!error.isEmpty()) QMessageBox::warning(this, tr("Export"), error);
+  else appendLog(tr("exported every figure to %1").arg(dir));
+}
+
+void MainWindow::saveScreenshots(const QString& directory) {
+  QDir().mkpath(directory);
+  grab().save(QDir(directory).filePath(QStringLiteral("main-window.png")));
+  for (QDockWidget* d : findChildren<QDockWidget*>()) {
+    if (!d->widget()) continue;
+    d->setVisible(true);
+    d->raise();
+    QApplication::processEvents();
+    d->widget()->grab().save(QDir(directory).filePath(d->objectName() + QStringLiteral(".png")));
+  }
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+  QSettings s;
+  s.setValue(QStringLiteral("window/geometry"), saveGeometry());
+  s.setValue(QStringLiteral("window/state"), saveState());
+  worker_->cancel();
+  event->accept();
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
+  if (event->mimeData()->hasUrls()) event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* event) {
+  const auto urls = event->mimeData()->urls();
+  if (!urls.isEmpty() && urls.first().isLocalFile()) openPath(urls.first().toLocalFile());
+}
+
+}  // namespace memmamba::app

@@ -1,0 +1,108 @@
+// The Explorer's main window: the book in the centre, the views in dock panels, the
+// timeline at the bottom; runs go to a worker thread with progress and Cancel.
+#pragma once
+#include <QMainWindow>
+#include <QStringList>
+#include <QThread>
+
+#include <memory>
+
+#include "app/gui/run_worker.h"
+
+class QLabel;
+class QProgressBar;
+class QPushButton;
+class QPlainTextEdit;
+class QMenu;
+class QTextBrowser;
+
+namespace memmamba::views {
+class TraceDocument;
+class BookView;
+class TimelineBar;
+class PoolView;
+class TriggerView;
+class AttentionView;
+class DecayView;
+class RetrievalPanel;
+class PlotPanel;
+}  // namespace memmamba::views
+
+namespace memmamba::app {
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+ public:
+  explicit MainWindow(QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  void setModelChoice(const QString& checkpoint, const QString& tokenizer, bool cuda);
+  // Opens a .trace file (loaded off the GUI thread) or runs the model on a text file.
+  void openPath(const QString& path);
+  void openTrace(const QString& path);
+  void runText(const QString& path);
+  void runPasskey(qint64 length, double depth, qint64 key, quint64 seed);
+  void cancelRun();
+  bool running() const { return running_; }
+  // Every figure of every view, for export ("panel/figure").
+  QStringList figureNames() const;
+  QString exportFigure(const QString& name, const QString& path, int width, int height, double scale);
+  // Writes PNG, SVG, PDF and CSV of every figure into `directory`; returns errors ("" = none).
+  QString exportAll(const QString& directory, int width, int height, double scale);
+  void saveScreenshots(const QString& directory);
+  views::TraceDocument* document() const { return document_; }
+  views::RetrievalPanel* retrievalPanel() const { return retrieval_; }
+  views::TimelineBar* timeline() const { return timeline_; }
+  void showTour(bool show);
+  void setDarkPalette(bool dark);
+
+ Q_SIGNALS:
+  void traceLoaded();
+  void runFailed(const QString& message);
+  void runRequested(const memmamba::app::RunRequest& request);
+
+ protected:
+  void closeEvent(QCloseEvent* event) override;
+  void dragEnterEvent(QDragEnterEvent* event) override;
+  void dropEvent(QDropEvent* event) override;
+
+ private:
+  void buildMenus();
+  void startRun(RunRequest request);
+  void onRunFinished(const RunResult& result);
+  void onRunFailed(const QString& message, bool cancelled);
+  void addRecent(const QString& path);
+  void rebuildRecentMenu();
+  void exportDialog();
+  void exportAllDialog();
+  void saveTraceAs();
+  void chooseModel();
+  void runComparison();
+  void appendLog(const QString& line);
+  std::vector<std::pair<QString, views::PlotPanel*>> panels() const;
+
+  views::TraceDocument* document_;
+  views::BookView* book_;
+  views::TimelineBar* timeline_;
+  views::PoolView* pool_;
+  views::TriggerView* triggers_;
+  views::AttentionView* attention_;
+  views::DecayView* decay_;
+  views::RetrievalPanel* retrieval_;
+  QPlainTextEdit* log_;
+  QTextBrowser* tour_;
+  QDockWidget* tour_dock_ = nullptr;
+  QLabel* device_label_;
+  QLabel* speed_label_;
+  QProgressBar* progress_;
+  QPushButton* cancel_;
+  QMenu* recent_menu_ = nullptr;
+  QThread worker_thread_;
+  RunWorker* worker_;
+  bool running_ = false;
+  QString checkpoint_, tokenizer_, current_text_;
+  bool cuda_ = false;
+  bool comparison_pending_ = false;
+};
+
+}  // namespace memmamba::app

@@ -1,0 +1,231 @@
+#include "app/gui/run_worker.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <optional>
+
+#include "model/checkpoint.h"
+#include "model/eval/passkey.h"
+#include "model/file_io.h"
+#include "model/log.h"
+#include "model/memmamba.h"
+#include "model/runner.h"
+#include "model/selective_scan.h"
+#include "model/sample_files.h"
+#include "model/text_input.h"
+#include "model/tokenizer.h"
+
+namespace memmamba::app {
+
+struct RunWorker::Loaded {
+  std::optional<MemMambaModel> model;
+  std::string checkpoint_key;  // what `model` was loaded from, with its device
+  std::string model_source;
+  bool trained = false;
+  std::optional<Tokenizer> tokenizer;
+  std::string tokenizer_path;
+};
+
+bool cudaAvailable() { return torch::cuda::is_available(); }
+
+void configureRuntime() { configure_cpu_runtime(); }
+
+RunWorker::RunWorker(QObject* parent) : QObject(parent), loaded_(std::make_unique<Loaded>()) {}
+RunWorker::~RunWorker() = default;
+
+namespace {
+
+std::string loadText(const QString& path) {
+  std::string text = load_text_file(path.toStdString());
+  return text;
+}
+
+}  // namespace
+
+void RunWorker::run(const RunRequest& request) {
+  cancel_ = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    torch::NoGradGuard no_grad;
+    // Model.
+    std::string checkpoint = request.checkpoint.toStdString();
+    if (checkpoint.empty()) checkpoint = find_sample_file("memmamba-small.safetensors");
+    const std::string key = (checkpoint.empty() ? std::string("random:0") : checkpoint) + (request.cuda ? "@cuda" : "@cpu");
+    if (!loaded_->model || loaded_->checkpoint_key != key) {
+      Q_EMIT progress(0, 0, 0, tr("loading the model"));
+      loaded_->model.reset();
+      if (request.cuda && !torch::cuda::is_available()) throw std::runtime_error("no CUDA device is available to this build");
+      if (checkpoint.empty()) {
+        log::warn("no bundled model found: using untrained random weights (seed 0)");
+        loaded_->model.emplace(MemMambaModel::random(ModelConfig{}, 0));
+        loaded_->model_source = "untrained random weights (seed 0)";
+        loaded_->trained = false;
+      } else {
+        Checkpoint ck = load_checkpoint(checkpoint);
+        loaded_->model.emplace(ck.config, std::move(ck.weights));
+        loaded_->model_source = checkpoint;
+        loaded_->trained = true;
+      }
+      if (request.cuda) loaded_->model->to(torch::Device(torch::kCUDA));
+      loaded_->checkpoint_key = key;
+    }
+    const MemMambaModel& model = *loaded_->model;
+    // Tokenizer.
+    std::string tok_path = request.tokenizer.toStdString();
+    if (tok_path.empty()) tok_path = find_sample_file("tokenizer.model");
+    if (tok_path.empty()) throw std::runtime_error("no tokenizer chosen and none bundled: choose one under Run > Model");
+    if (!loaded_->tokenizer || loaded_->tokenizer_path != tok_path) {
+      loaded_->tokenizer.reset();
+      loaded_->tokenizer.emplace(Tokenizer::load(tok_path));
+      loaded_->tokenizer_path = tok_path;
+    }
+    const Tokenizer& tok = *loaded_->tokenizer;
+    if (tok.vocab_size() > model.config().vocab_size)
+      throw std::runtime_error("the tokenizer has " + std::to_string(tok.vocab_size()) + " pieces but the model's vocabulary " +
+                               std::to_string(model.config().vocab_size) + ": they do not belong together");
+
+    TraceRunRequest req;
+    req.options = model.default_options();
+    req.options.memory.enabled = request.memory;
+    if (request.override_thresholds) {
+      req.options.memory.tau_note = request.tau_note;
+      req.options.memory.tau_retrieve = request.tau_retrieve;
+    }
+    std::string text;
+    eval::PasskeyCase passkey;
+    if (request.kind == RunRequest::Kind::Text) {
+      Q_EMIT progress(0, 0, 0, tr("reading and tokenizing"));
+      text = loadText(request.text_path);
+    } else {
+      std::string book = request.text_path.isEmpty() ? std::string() : loadText(request.text_path);
+      if (book.empty()) {
+        const std::string sample = find_sample_file("The-Time-Machine_35.txt");
+        if (!sample.empty()) book = load_text_file(sample);
+      }
+      const auto sentences = eval::split_sentences(book);
+      eval::PasskeyGenerator generator(tok, sentences, sentences.empty() ? eval::Haystack::RepeatedFiller
+                                                                         : eval::Haystack::BookSentences);
+      Q_EMIT progress(0, 0, 0, tr("building the passkey prompt"));
+      passkey = generator.make(request.length, request.depth, request.seed);
+      if (request.key >= 10000 && request.key <= 99999 && request.key != passkey.key) {
+        // The user's key in place of the generated one (same digit count: offsets hold).
+        const std::string from = std::to_string(passkey.key), to = std::to_string(request.key);
+        for (size_t at = passkey.prompt.find(from); at != std::string::npos; at = passkey.prompt.find(from, at + to.size()))
+          passkey.prompt.replace(at, from.size(), to);
+        passkey.key = request.key;
+      }
+      text = passkey.prompt;
+    }
+    Encoding enc = tok.encode(text, [this](uint64_t, uint64_t) { return !cancel_.load(); });
+    if (cancel_) throw Cancelled();
+    if (enc.ids.empty()) throw std::runtime_error("the text gives no tokens");
+    if (static_cast<qint64>(enc.ids.size()) > request.max_tokens) {
+      enc.ids.resize(request.max_tokens);
+      enc.begin.resize(request.max_tokens);
+      enc.end.resize(request.max_tokens);
+      log::warn("the text was cut to its first " + std::to_string(request.max_tokens) + " tokens");
+    }
+    const int64_t T = static_cast<int64_t>(enc.ids.size());
+    const std::string narrowed = fit_trace_to_budget(model.config(), T, static_cast<uint64_t>(request.trace_budget_mb) << 20,
+                                                     req.trace_options);
+    if (!narrowed.empty()) log::warn(narrowed);
+    req.text = std::move(text);
+    req.tokens = enc.ids;
+    req.char_begin = std::move(enc.begin);
+    req.char_end = std::move(enc.end);
+    req.run_info["checkpoint"] = loaded_->model_source;
+    req.run_info["trained"] = loaded_->trained;
+    req.run_info["tokenizer"] = tok_path;
+    req.run_info["source_file"] = request.text_path.toStdString();
+    const auto run_start = std::chrono::steady_clock::now();
+    req.options.progress = [&](int64_t done, int64_t total) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+      Q_EMIT progress(done, total, s > 0 ? static_cast<double>(done) / s : 0.0, tr("running the model"));
+      return !cancel_.load();
+    };
+    auto trace = std::make_shared<Trace>(trace_tokens(model, std::move(req)));
+
+    RunResult result;
+    result.request = request;
+    result.model_description = QString::fromStdString(loaded_->model_source) + QStringLiteral(" on ") +
+                               QString::fromStdString(model.device().str());
+    if (request.kind == RunRequest::Kind::Passkey) {
+      Q_EMIT progress(T, T, 0, tr("generating the answer"));
+      RunOptions gen = model.default_options();
+      gen.memory.enabled = request.memory;
+      if (request.override_thresholds) {
+        gen.memory.tau_note = request.tau_note;
+        gen.memory.tau_retrieve = request.tau_retrieve;
+      }
+      std::vector<int64_t> prompt(trace->tokens.begin(), trace->tokens.end());
+      const auto out = generate_greedy(model, prompt, 8, gen);
+      const std::string answer = tok.decode(std::vector<int32_t>(out.begin(), out.end()));
+      // Which tokens hold the key, and what happened to them in each layer.
+      std::vector<int64_t> key_positions;
+      for (int64_t t = 0; t < trace->length(); ++t)
+        if (trace->char_end[t] > passkey.needle_begin && trace->char_begin[t] < passkey.needle_end) {
+          const std::string piece = trace->text.substr(trace->char_begin[t], trace->char_end[t] - trace->char_begin[t]);
+          if (piece.find_first_of("0123456789") != std::string::npos) key_positions.push_back(t);
+        }
+      Json record = Json::object();
+      record["length"] = static_cast<int64_t>(request.length);
+      record["depth"] = request.depth;
+      record["actual_depth"] = passkey.actual_depth;
+      record["key"] = passkey.key;
+      record["answer"] = answer;
+      record["hit"] = eval::passkey_found(answer, passkey.key);
+      record["prompt_tokens"] = trace->length();
+      Json kp = Json::array();
+      for (int64_t p : key_positions) kp.push_back(p);
+      record["key_token_positions"] = kp;
+      Json layers = Json::array();
+      const int64_t last = trace->length() - 1;
+      for (int32_t l = 0; l < static_cast<int32_t>(trace->layers.size()); ++l) {
+        int64_t noted = 0;
+        for (int64_t p : key_positions) noted += (trace->layers[l].flags[p] & kNoted) != 0;
+        Json layer = Json::object();
+        layer["key_tokens_noted"] = noted;
+        Json notes = Json::array();
+        const auto pool = trace->pool_at(l, last);
+        std::vector<int64_t> key_notes;
+        for (size_t n = 0; n < trace->notes.size(); ++n) {
+          const NoteInfo& note = trace->notes[n];
+          if (note.layer != l) continue;
+          bool holds = false;
+          for (int64_t s : note.sources)
+            holds = holds || std::find(key_positions.begin(), key_positions.end(), s) != key_positions.end();
+          if (!holds) continue;
+          key_notes.push_back(static_cast<int64_t>(n));
+          Json nj = Json::object();
+          nj["note"] = static_cast<int64_t>(n);
+          nj["in_pool_at_answer"] = std::find(pool.begin(), pool.end(), static_cast<int64_t>(n)) != pool.end();
+          notes.push_back(nj);
+        }
+        layer["key_notes"] = notes;
+        const AttentionRows& rows = trace->layers[l].token_attention;
+        const int64_t r = rows.find(last);
+        if (r >= 0) {
+          double w = 0;
+          for (int64_t e = rows.offset[r]; e < rows.offset[r + 1]; ++e)
+            if (std::find(key_notes.begin(), key_notes.end(), rows.note[e]) != key_notes.end()) w += rows.weight[e];
+          layer["answer_weight_on_key_notes"] = w;
+        } else {
+          layer["answer_weight_on_key_notes"] = Json();
+        }
+        layers.push_back(layer);
+      }
+      record["layers"] = layers;
+      result.case_json = QString::fromStdString(record.dump(1));
+    }
+    result.trace = std::move(trace);
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    Q_EMIT finished(result);
+  } catch (const Cancelled&) {
+    Q_EMIT failed(tr("cancelled"), true);
+  } catch (const std::exception& e) {
+    Q_EMIT failed(QString::fromStdString(e.what()), false);
+  }
+}
+
+}  // namespace memmamba::app

@@ -1,0 +1,74 @@
+// Runs the model off the GUI thread: traces a text, or builds, traces and answers a
+// passkey case. Torch stays in run_worker.cpp; this header is Qt and the trace only.
+// The loaded model and tokenizer are kept between runs (reloaded when the choice changes).
+#pragma once
+#include <QObject>
+#include <QString>
+
+#include <atomic>
+#include <memory>
+
+#include "model/trace.h"
+
+namespace memmamba::app {
+
+struct RunRequest {
+  enum class Kind { Text, Passkey } kind = Kind::Text;
+  QString label;            // shown in the window title and the log
+  QString text_path;        // Text: the book; Passkey: the haystack's book
+  QString checkpoint;       // empty: the bundled model (random weights when none is bundled)
+  QString tokenizer;        // empty: the bundled tokenizer
+  bool cuda = false;
+  bool memory = true;       // false: Mamba-only at run time
+  bool override_thresholds = false;
+  double tau_note = 0.3, tau_retrieve = 0.5;
+  qint64 max_tokens = 2'000'000;
+  qint64 trace_budget_mb = 2048;
+  // Passkey.
+  qint64 length = 4096;
+  double depth = 0.5;
+  qint64 key = 0;           // 0: the generator's key
+  quint64 seed = 0;
+};
+
+struct RunResult {
+  std::shared_ptr<const Trace> trace;
+  RunRequest request;
+  QString model_description;  // checkpoint (or "untrained random weights") and device
+  QString case_json;          // Passkey: the case record (answer, truth, key notes)
+  double seconds = 0;
+};
+
+class RunWorker : public QObject {
+  Q_OBJECT
+ public:
+  explicit RunWorker(QObject* parent = nullptr);
+  ~RunWorker() override;
+  void cancel() { cancel_ = true; }
+
+ public Q_SLOTS:
+  void run(const memmamba::app::RunRequest& request);
+
+ Q_SIGNALS:
+  void progress(qint64 done, qint64 total, double tokens_per_second, const QString& stage);
+  void finished(const memmamba::app::RunResult& result);
+  void failed(const QString& message, bool cancelled);
+
+ private:
+  struct Loaded;
+  std::unique_ptr<Loaded> loaded_;
+  std::atomic<bool> cancel_{false};
+};
+
+// Whether this build and machine can run on a GPU.
+bool cudaAvailable();
+
+}  // namespace memmamba::app
+
+Q_DECLARE_METATYPE(memmamba::app::RunRequest)
+Q_DECLARE_METATYPE(memmamba::app::RunResult)
+
+namespace memmamba::app {
+// Threads, BLAS and heap set up for the model (see configure_cpu_runtime); call at start-up.
+void configureRuntime();
+}  // namespace memmamba::app

@@ -1,0 +1,213 @@
+// The views on a real (small) trace: each renders the right number of items, follows
+// the document, exports valid PNG/SVG/PDF and CSV atomically, the passkey grid
+// navigates, and a run on the worker thread can be cancelled.
+// Torch headers first: Qt's keyword macros (kept on for qcustomplot.h) break them.
+#include "model/memmamba.h"
+#include "model/runner.h"
+
+#include <QDir>
+#include <QFile>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QtTest/QtTest>
+#include <qcustomplot.h>
+
+#include <memory>
+
+#include "app/gui/run_worker.h"
+#include "tests/test_helpers.h"
+#include "views/attention_view.h"
+#include "views/book_view.h"
+#include "views/decay_view.h"
+#include "views/plot_export.h"
+#include "views/pool_view.h"
+#include "views/retrieval_panel.h"
+#include "views/timeline_bar.h"
+#include "views/trace_document.h"
+#include "views/trigger_view.h"
+
+using namespace memmamba;
+
+class TestViews : public QObject {
+  Q_OBJECT
+ private:
+  std::shared_ptr<const Trace> trace_;
+  int64_t T_ = 300;
+
+ private Q_SLOTS:
+  void initTestCase() {
+    ModelConfig c = testing::tiny_config();
+    MemMambaModel model = MemMambaModel::random(c, 3);
+    TraceRunRequest req;
+    for (int64_t t = 0; t < T_; ++t) {
+      const std::string word = "w" + std::to_string(t % 37) + " ";
+      req.char_begin.push_back(static_cast<int64_t>(req.text.size()));
+      req.text += word;
+      req.char_end.push_back(static_cast<int64_t>(req.text.size()));
+      req.tokens.push_back(static_cast<int32_t>((t * 13 + t / 7) % c.vocab_size));
+    }
+    req.options = model.default_options();
+    req.options.retention_sources = {10};
+    trace_ = std::make_shared<Trace>(trace_tokens(model, std::move(req)));
+    QVERIFY(!trace_->notes.empty());
+  }
+
+  void poolAndTriggerViewsCountItems() {
+    views::TraceDocument doc;
+    views::PoolView pool(&doc);
+    views::TriggerView triggers(&doc);
+    doc.setTrace(trace_, QStringLiteral("test"));
+    QCOMPARE(pool.slotRows(), static_cast<int>(trace_->pool_slots));
+    QCOMPARE(pool.occupancyColumns(), static_cast<int>(T_));
+    QCOMPARE(triggers.rasterRows(), static_cast<int>(trace_->layers.size()));
+    QCOMPARE(triggers.rasterColumns(), static_cast<int>(T_));
+    // The pool shown at the last token equals the replayed pool.
+    doc.setPosition(T_ - 1);
+    int expected = 0;
+    for (int64_t n : trace_->pool_at(0, T_ - 1)) expected += n >= 0;
+    QCOMPARE(pool.occupiedRows(), expected);
+    QVERIFY(expected > 0);
+    // Stepping over a token whose note was inserted flashes exactly the slots that changed.
+    int64_t insert_at = -1;
+    for (const PoolEvent& e : trace_->events)
+      if (e.layer == 0 && e.kind == 0 && e.position > 20) { insert_at = e.position; break; }
+    QVERIFY(insert_at > 0);
+    doc.setPosition(insert_at);      // the pool before the insert is visible here
+    doc.setPosition(insert_at + 1);  // and the insert from here on
+    QVERIFY(pool.changedRows() >= 1);
+  }
+
+  void bookAttentionDecayFollowTheDocument() {
+    views::TraceDocument doc;
+    views::BookView book(&doc);
+    views::AttentionView attention(&doc);
+    views::DecayView decay(&doc);
+    doc.setTrace(trace_, QStringLiteral("test"));
+    doc.setPosition(T_ - 1);
+    int64_t noted = 0;
+    for (int64_t t = book.renderedBegin(); t < book.renderedEnd(); ++t) noted += (trace_->layers[0].flags[t] & kNoted) != 0;
+    QCOMPARE(book.highlightedNotes(), noted);
+    QCOMPARE(book.renderedEnd(), T_);
+    int64_t recorded = 0;
+    for (int64_t t = std::max<int64_t>(0, T_ - 120); t < T_; ++t) recorded += trace_->layers[0].token_attention.find(t) >= 0;
+    QCOMPARE(static_cast<int64_t>(attention.heatmapRows()), recorded);
+    QCOMPARE(decay.curves(), static_cast<int>(trace_->layers.size()));
+    doc.setPosition(10);  // a recorded retention source: exact curves in every layer
+    QCOMPARE(decay.exactCurves(), static_cast<int>(trace_->layers.size()));
+    QVERIFY(book.findNext(QStringLiteral("w5 ")));
+    QCOMPARE(trace_->text.substr(trace_->char_begin[doc.position()], 3), std::string("w5 "));
+  }
+
+  void exportWritesValidFiles() {
+    views::TraceDocument doc;
+    views::TriggerView triggers(&doc);
+    doc.setTrace(trace_, QStringLiteral("test"));
+    QTemporaryDir dir;
+    QCustomPlot* plot = triggers.figures().front().plot;
+    const struct { const char* name; views::ImageFormat format; QByteArray magic; } cases[] = {
+        {"f.png", views::ImageFormat::Png, QByteArray("\x89PNG", 4)},
+        {"f.svg", views::ImageFormat::Svg, QByteArray("<?xml")},
+        {"f.pdf", views::ImageFormat::Pdf, QByteArray("%PDF")}};
+    for (const auto& c : cases) {
+      const QString path = dir.filePath(QLatin1String(c.name));
+      QCOMPARE(views::exportFigure(plot, path, c.format, {800, 500, 2.0}), QString());
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::ReadOnly));
+      const QByteArray bytes = f.readAll();
+      QVERIFY2(bytes.startsWith(c.magic), c.name);
+      QVERIFY(bytes.size() > 500);
+    }
+    QImage png(dir.filePath(QStringLiteral("f.png")));
+    QCOMPARE(png.size(), QSize(1600, 1000));  // 800 x 500 at scale 2
+    const QString csv = triggers.csv(QStringLiteral("trigger-raster"));
+    QCOMPARE(csv.count(QLatin1Char('\n')), 1 + static_cast<int>(T_ * trace_->layers.size()));
+    // A failed export leaves nothing behind and says why.
+    const QString bad = dir.filePath(QStringLiteral("missing/f.png"));
+    QVERIFY(!views::exportFigure(plot, bad, views::ImageFormat::Png, {800, 500, 1.0}).isEmpty());
+    QVERIFY(!QFile::exists(bad));
+    QVERIFY(!views::exportFigure(plot, dir.filePath(QStringLiteral("g.png")), views::ImageFormat::Png, {0, 500, 1.0}).isEmpty());
+    QCOMPARE(QDir(dir.path()).entryList(QDir::Files).size(), 3);
+  }
+
+  void gridCellNavigates() {
+    views::TraceDocument doc;
+    views::RetrievalPanel panel(&doc);
+    Json r = Json::object();
+    Json cells = Json::array(), cases = Json::array();
+    for (int64_t L : {1024, 4096})
+      for (double d : {0.0, 0.5, 1.0}) {
+        Json cell = Json::object();
+        cell["length"] = L;
+        cell["depth"] = d;
+        cell["accuracy"] = L == 1024 ? 1.0 : 0.5;
+        cells.push_back(cell);
+        Json k = Json::object();
+        k["length"] = L;
+        k["depth"] = d;
+        k["sample"] = int64_t{0};
+        k["key"] = int64_t{12345};
+        k["answer"] = std::string("12345");
+        k["hit"] = true;
+        k["prompt_tokens"] = L;
+        k["actual_depth"] = d;
+        cases.push_back(k);
+      }
+    r["cells"] = cells;
+    r["cases"] = cases;
+    r["seed"] = int64_t{7};
+    QCOMPARE(panel.setGrid(r), QString());
+    QCOMPARE(panel.gridLengths(), 2);
+    QCOMPARE(panel.gridDepths(), 3);
+    QSignalSpy spy(&panel, &views::RetrievalPanel::caseSelected);
+    panel.selectCell(1, 2);
+    QCOMPARE(spy.count(), 1);
+    QCOMPARE(spy.at(0).at(0).toLongLong(), 4096);
+    QCOMPARE(spy.at(0).at(1).toDouble(), 1.0);
+    QCOMPARE(spy.at(0).at(3).toULongLong(), 7ULL * 1000003ULL);
+    QVERIFY(!panel.setGrid(Json::object()).isEmpty());  // not a grid: refused with a reason
+    QCOMPARE(panel.gridLengths(), 2);                    // and the old grid stays
+  }
+
+  void timelinePlaysAndReportsFrames() {
+    views::TraceDocument doc;
+    views::TimelineBar timeline(&doc);
+    views::PoolView pool(&doc);
+    views::TriggerView triggers(&doc);
+    views::AttentionView attention(&doc);
+    views::BookView book(&doc);
+    doc.setTrace(trace_, QStringLiteral("test"));
+    doc.setPosition(0);
+    timeline.stepBy(3);
+    QCOMPARE(doc.position(), int64_t{3});
+    for (int i = 0; i < 60; ++i) timeline.advanceFrame();  // 100 tok/s at 30 frames/s: ~3 tokens a frame
+    QVERIFY(doc.position() > 150);
+    qInfo("frame time over %lld frames with every view: mean %.2f ms, worst %.2f ms", static_cast<long long>(timeline.frames()),
+          timeline.meanFrameMs(), timeline.worstFrameMs());
+  }
+
+  void runCanBeCancelled() {
+    app::RunWorker worker;
+    app::RunRequest request;
+    request.kind = app::RunRequest::Kind::Text;
+    request.text_path = QStringLiteral(MEMMAMBA_SOURCE_DIR "/sample_data/The-Time-Machine_35.txt");
+    request.tokenizer = QStringLiteral(MEMMAMBA_SOURCE_DIR "/sample_data/tokenizer.model");
+    QSignalSpy failed(&worker, &app::RunWorker::failed);
+    QSignalSpy finished(&worker, &app::RunWorker::finished);
+    connect(&worker, &app::RunWorker::progress, &worker, [&worker](qint64 done, qint64, double, const QString&) {
+      if (done > 0) worker.cancel();
+    });
+    worker.run(request);
+    QCOMPARE(finished.count(), 0);
+    QCOMPARE(failed.count(), 1);
+    QCOMPARE(failed.at(0).at(1).toBool(), true);
+    // A bad text file fails with a message, not a crash.
+    request.text_path = QStringLiteral("/nonexistent/book.txt");
+    worker.run(request);
+    QCOMPARE(failed.count(), 2);
+    QCOMPARE(failed.at(1).at(1).toBool(), false);
+    QVERIFY(failed.at(1).at(0).toString().contains(QStringLiteral("book.txt")));
+  }
+};
+
+QTEST_MAIN(TestViews)
+#include "test_views.moc"

@@ -1,0 +1,158 @@
+#include "views/attention_view.h"
+
+#include <QLabel>
+#include <QSplitter>
+#include <QVBoxLayout>
+#include <qcustomplot.h>
+
+#include <algorithm>
+
+#include "views/trace_document.h"
+
+namespace memmamba::views {
+
+AttentionView::AttentionView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  caption_ = new QLabel(this);
+  caption_->setWordWrap(true);
+  caption_->setTextFormat(Qt::PlainText);
+  layout->addWidget(caption_);
+  auto* split = new QSplitter(Qt::Vertical, this);
+  heat_ = new QCustomPlot(this);
+  heat_->setObjectName(QStringLiteral("attention-token-slot"));
+  sources_ = new QCustomPlot(this);
+  sources_->setObjectName(QStringLiteral("attention-sources"));
+  split->addWidget(heat_);
+  split->addWidget(sources_);
+  layout->addWidget(split, 1);
+  connect(sources_, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent* e) {
+    document_->setPosition(static_cast<qint64>(std::lround(sources_->xAxis->pixelToCoord(e->position().x()))));
+  });
+  connect(heat_, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent* e) {
+    document_->setPosition(static_cast<qint64>(std::lround(heat_->yAxis->pixelToCoord(e->position().y()))));
+  });
+  connect(document_, &TraceDocument::traceChanged, this, &AttentionView::refresh);
+  connect(document_, &TraceDocument::layerChanged, this, &AttentionView::refresh);
+  connect(document_, &TraceDocument::positionChanged, this, &AttentionView::refresh);
+}
+
+std::vector<Figure> AttentionView::figures() const {
+  return {{QStringLiteral("attention-token-slot"), heat_}, {QStringLiteral("attention-sources"), sources_}};
+}
+
+QString AttentionView::csv(const QString& figure) const {
+  const Trace* t = document_->trace();
+  if (!t) return {};
+  const int layer = document_->layer();
+  const int64_t pos = document_->position();
+  QString out = QStringLiteral("kind,token,pool_layer,slot,note,source_position,weight\n");
+  auto rows_of = [&](const AttentionRows& rows, const QString& kind, int64_t from, int64_t to) {
+    for (size_t r = 0; r < rows.rows(); ++r) {
+      if (rows.token[r] < from || rows.token[r] > to) continue;
+      for (int64_t e = rows.offset[r]; e < rows.offset[r + 1]; ++e) {
+        const int64_t note = rows.note[e];
+        const int64_t src = note >= 0 && !t->notes[note].sources.empty() ? t->notes[note].sources.front() : -1;
+        out += QStringLiteral("%1,%2,%3,%4,%5,%6,%7\n").arg(kind).arg(rows.token[r]).arg(rows.layer[e]).arg(rows.slot[e])
+                   .arg(note).arg(src).arg(rows.weight[e], 0, 'g', 6);
+      }
+    }
+  };
+  if (figure == QLatin1String("attention-token-slot")) {
+    rows_of(t->layers[layer].token_attention, QStringLiteral("token"), pos - window_, pos);
+  } else {
+    rows_of(t->layers[layer].token_attention, QStringLiteral("token"), pos, pos);
+    rows_of(t->layers[layer].layer_attention, QStringLiteral("cross-layer"), pos, pos);
+  }
+  return out;
+}
+
+void AttentionView::refresh() {
+  heat_->clearPlottables();
+  heat_->clearItems();
+  sources_->clearPlottables();
+  sources_->clearItems();
+  heat_rows_ = source_bars_ = 0;
+  const Trace* t = document_->trace();
+  if (!t || t->length() == 0) { heat_->replot(); sources_->replot(); caption_->clear(); return; }
+  const int layer = document_->layer();
+  const int64_t pos = document_->position(), K = std::max<int64_t>(1, t->pool_slots);
+  const AttentionRows& rows = t->layers[layer].token_attention;
+
+  // Token -> slot heatmap over the last `window_` tokens.
+  const int64_t first = std::max<int64_t>(0, pos - window_ + 1);
+  auto* map = new QCPColorMap(heat_->xAxis, heat_->yAxis);
+  const int n = static_cast<int>(pos - first + 1);
+  map->data()->setSize(static_cast<int>(K), n);
+  map->data()->setRange(QCPRange(0, static_cast<double>(K - 1)), QCPRange(static_cast<double>(first), static_cast<double>(pos)));
+  for (int64_t tok = first; tok <= pos; ++tok) {
+    const int64_t r = rows.find(tok);
+    if (r < 0) continue;
+    ++heat_rows_;
+    for (int64_t e = rows.offset[r]; e < rows.offset[r + 1]; ++e)
+      if (rows.slot[e] >= 0 && rows.slot[e] < K) map->data()->setCell(rows.slot[e], static_cast<int>(tok - first), rows.weight[e]);
+  }
+  QCPColorGradient g;
+  applyViridis(g);
+  map->setGradient(g);
+  map->setDataRange(QCPRange(0, 1));
+  map->setInterpolate(false);
+  heat_->xAxis->setLabel(tr("pool slot (layer %1)").arg(layer));
+  heat_->yAxis->setLabel(tr("token (attention rows recorded)"));
+  heat_->xAxis->setRange(-0.5, static_cast<double>(K) - 0.5);
+  heat_->yAxis->setRange(static_cast<double>(first) - 0.5, static_cast<double>(pos) + 0.5);
+  heat_->yAxis->setRangeReversed(true);
+  heat_->replot(QCustomPlot::rpQueuedReplot);
+
+  // The current token's weights by source position.
+  auto bars = [&](const AttentionRows& rr, const QColor& colour, const QString& name) {
+    const int64_t r = rr.find(pos);
+    if (r < 0) return 0.0;
+    QVector<double> x, y;
+    double on_total = 0;
+    for (int64_t e = rr.offset[r]; e < rr.offset[r + 1]; ++e) {
+      const int64_t note = rr.note[e];
+      if (note < 0 || t->notes[note].sources.empty()) continue;
+      x << static_cast<double>(t->notes[note].sources.front());
+      y << rr.weight[e];
+      on_total += rr.weight[e];
+    }
+    auto* b = new QCPBars(sources_->xAxis, sources_->yAxis);
+    b->setName(name);
+    b->setPen(QPen(colour));
+    b->setBrush(colour);
+    b->setWidthType(QCPBars::wtAbsolute);
+    b->setWidth(3);
+    b->setData(x, y);
+    source_bars_ += static_cast<int>(x.size());
+    return on_total;
+  };
+  bars(rows, QColor(33, 145, 140), tr("cross-token"));
+  bars(t->layers[layer].layer_attention, QColor(200, 80, 160), tr("cross-layer"));
+  sources_->legend->setVisible(true);
+  sources_->xAxis->setLabel(tr("source position of the attended note (current token %L1)").arg(pos));
+  sources_->yAxis->setLabel(tr("weight"));
+  sources_->xAxis->setRange(0, static_cast<double>(std::max<int64_t>(pos, 1)));
+  sources_->yAxis->setRange(0, 1.05);
+  auto* now = new QCPItemStraightLine(sources_);
+  now->point1->setCoords(static_cast<double>(pos), 0);
+  now->point2->setCoords(static_cast<double>(pos), 1);
+  now->setPen(QPen(QColor(230, 40, 80), 1.2, Qt::DashLine));
+  sources_->replot(QCustomPlot::rpQueuedReplot);
+
+  const bool triggered = (t->layers[layer].flags[pos] & kTriggered) != 0;
+  const int64_t r = rows.find(pos);
+  QString top;
+  if (r >= 0) {
+    int64_t best = -1;
+    float w = -1;
+    for (int64_t e = rows.offset[r]; e < rows.offset[r + 1]; ++e)
+      if (rows.weight[e] > w) { w = rows.weight[e]; best = rows.note[e]; }
+    top = tr("strongest: %1 (%2)").arg(document_->noteLabel(best)).arg(w, 0, 'f', 3);
+  }
+  caption_->setText(tr("Token %L1 %2 in layer %3. %4").arg(pos).arg(document_->context(pos, 3))
+                        .arg(layer).arg(triggered ? (r >= 0 ? top : tr("triggered, no row recorded (outside the detail range or pool empty)"))
+                                                  : tr("retrieval not triggered: no cross-token attention")));
+}
+
+}  // namespace memmamba::views

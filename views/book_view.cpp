@@ -1,0 +1,141 @@
+#include "views/book_view.h"
+
+#include <QEvent>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMouseEvent>
+#include <QScrollBar>
+#include <QTextBlock>
+#include <QTextBrowser>
+#include <QTextCharFormat>
+#include <QTextCursor>
+#include <QVBoxLayout>
+
+#include <algorithm>
+
+#include "views/trace_document.h"
+
+namespace memmamba::views {
+
+BookView::BookView(TraceDocument* document, QWidget* parent) : QWidget(parent), document_(document) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  auto* bar = new QHBoxLayout;
+  search_ = new QLineEdit(this);
+  search_->setPlaceholderText(tr("Find in text (Enter: next)"));
+  search_->setClearButtonEnabled(true);
+  status_ = new QLabel(this);
+  bar->addWidget(search_, 1);
+  bar->addWidget(status_);
+  layout->addLayout(bar);
+  text_ = new QTextBrowser(this);
+  text_->setOpenLinks(false);
+  text_->setReadOnly(true);
+  text_->viewport()->installEventFilter(this);
+  text_->setMouseTracking(false);
+  layout->addWidget(text_, 1);
+  connect(search_, &QLineEdit::returnPressed, this, [this] {
+    if (!search_->text().isEmpty() && !findNext(search_->text())) status_->setText(tr("not found"));
+  });
+  connect(document_, &TraceDocument::traceChanged, this, [this] { begin_ = end_ = 0; rebuild(); });
+  connect(document_, &TraceDocument::layerChanged, this, [this] { rebuild(); });
+  connect(document_, &TraceDocument::positionChanged, this, [this] { onPosition(); });
+}
+
+bool BookView::findNext(const QString& needle) {
+  const Trace* t = document_->trace();
+  if (!t || t->text.empty() || needle.isEmpty()) return false;
+  const std::string n = needle.toStdString();
+  const int64_t pos = document_->position();
+  const int64_t from = pos + 1 < t->length() ? t->char_begin[pos + 1] : 0;
+  size_t hit = t->text.find(n, static_cast<size_t>(std::max<int64_t>(0, from)));
+  if (hit == std::string::npos) hit = t->text.find(n);
+  if (hit == std::string::npos) return false;
+  const int64_t token = document_->tokenAtByte(static_cast<int64_t>(hit));
+  status_->setText(tr("token %1").arg(token));
+  document_->setPosition(token);
+  return true;
+}
+
+void BookView::onPosition() { rebuild(); }
+
+void BookView::rebuild() {
+  const Trace* t = document_->trace();
+  token_start_.clear();
+  highlighted_ = 0;
+  if (!t || t->length() == 0) {
+    text_->clear();
+    begin_ = end_ = 0;
+    return;
+  }
+  const int64_t pos = document_->position();
+  const int layer = document_->layer();
+  begin_ = std::max<int64_t>(0, pos - window_tokens_);
+  end_ = std::min<int64_t>(t->length(), pos + window_tokens_);
+  const LayerTrace& lt = t->layers[layer];
+  const int scroll = text_->verticalScrollBar()->value();
+  const bool same_window = layer == layer_;
+  layer_ = layer;
+
+  QTextDocument* doc = text_->document();
+  doc->clear();
+  QTextCursor cursor(doc);
+  const bool dark = palette().color(QPalette::Base).lightness() < 128;
+  QTextCharFormat plain;
+  plain.setForeground(palette().color(QPalette::Text));
+  int current_offset = 0;
+  cursor.beginEditBlock();
+  for (int64_t i = begin_; i < end_; ++i) {
+    QTextCharFormat f = plain;
+    const uint8_t flags = lt.flags[i];
+    if (flags & kNoted) {
+      const float imp = std::clamp(lt.importance[i], 0.f, 1.f);
+      QColor c = dark ? QColor(255, 170, 40) : QColor(255, 150, 0);
+      c.setAlphaF(0.15 + 0.75 * imp);
+      f.setBackground(c);
+      ++highlighted_;
+    }
+    if (flags & kTriggered) {
+      f.setUnderlineStyle(QTextCharFormat::DotLine);
+      f.setUnderlineColor(dark ? QColor(120, 180, 255) : QColor(30, 90, 200));
+    }
+    if (i == pos) {
+      f.setFontWeight(QFont::Bold);
+      f.setForeground(dark ? QColor(255, 255, 255) : QColor(0, 0, 0));
+      f.setBackground(dark ? QColor(200, 40, 80) : QColor(255, 120, 150));
+      current_offset = cursor.position();
+    }
+    token_start_.push_back(cursor.position());
+    QString piece = document_->tokenText(i);
+    if (t->text.empty()) piece += QLatin1Char(' ');
+    cursor.insertText(piece, f);
+  }
+  cursor.endEditBlock();
+  QTextCursor c(doc);
+  c.setPosition(current_offset);
+  text_->setTextCursor(c);
+  if (same_window) text_->verticalScrollBar()->setValue(scroll);
+  text_->ensureCursorVisible();
+  status_->setText(tr("layer %1: %2 noted of %3 shown").arg(layer).arg(highlighted_).arg(end_ - begin_));
+}
+
+int64_t BookView::tokenAtCursor(int cursor_position) const {
+  if (token_start_.empty()) return -1;
+  auto it = std::upper_bound(token_start_.begin(), token_start_.end(), cursor_position);
+  const int64_t index = std::max<int64_t>(0, static_cast<int64_t>(it - token_start_.begin()) - 1);
+  return begin_ + index;
+}
+
+bool BookView::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == text_->viewport() && event->type() == QEvent::MouseButtonRelease) {
+    auto* me = static_cast<QMouseEvent*>(event);
+    const int at = text_->cursorForPosition(me->position().toPoint()).position();
+    const int64_t token = tokenAtCursor(at > 0 ? at - 1 : at);
+    if (token >= 0) document_->setPosition(token);
+    return true;
+  }
+  return QWidget::eventFilter(watched, event);
+}
+
+}  // namespace memmamba::views

@@ -1,0 +1,144 @@
+#include "views/decay_view.h"
+
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QSplitter>
+#include <QVBoxLayout>
+#include <qcustomplot.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "views/trace_document.h"
+
+namespace memmamba::views {
+
+namespace {
+
+QColor layerColour(int layer, int layers) {
+  QCPColorGradient g;
+  applyViridis(g);
+  return g.color(layers > 1 ? static_cast<double>(layer) / (layers - 1) * 0.9 : 0.0, QCPRange(0, 1));
+}
+
+// Retention of `source` at distances 0..horizon in one layer: exact when recorded.
+QVector<double> retention(const Trace& t, int layer, int64_t source, int64_t horizon, bool* exact) {
+  for (const RetentionCurve& c : t.retention)
+    if (c.layer == layer && c.source == source) {
+      *exact = true;
+      return QVector<double>(c.values.begin(), c.values.begin() + std::min<int64_t>(c.values.size(), horizon + 1));
+    }
+  *exact = false;
+  QVector<double> out{1.0};
+  double sum = 0;
+  const auto& ld = t.layers[layer].log_decay;
+  for (int64_t k = 1; k <= horizon && source + k < t.length(); ++k) {
+    sum += ld[source + k];
+    out << std::exp(sum);
+  }
+  return out;
+}
+
+double meanLogDecay(const Trace& t, int layer) {
+  const auto& ld = t.layers[layer].log_decay;
+  if (ld.empty()) return 0;
+  double s = 0;
+  for (float v : ld) s += v;
+  return s / static_cast<double>(ld.size());
+}
+
+}  // namespace
+
+DecayView::DecayView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  caption_ = new QLabel(this);
+  caption_->setWordWrap(true);
+  caption_->setTextFormat(Qt::PlainText);
+  layout->addWidget(caption_);
+  auto* split = new QSplitter(Qt::Horizontal, this);
+  selected_ = new QCustomPlot(this);
+  selected_->setObjectName(QStringLiteral("decay-selected-token"));
+  average_ = new QCustomPlot(this);
+  average_->setObjectName(QStringLiteral("decay-a-power-k"));
+  split->addWidget(selected_);
+  split->addWidget(average_);
+  layout->addWidget(split, 1);
+  for (QCustomPlot* p : {selected_, average_}) {
+    p->yAxis->setScaleType(QCPAxis::stLogarithmic);
+    p->yAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
+    p->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
+  }
+  connect(document_, &TraceDocument::traceChanged, this, &DecayView::refresh);
+  connect(document_, &TraceDocument::comparisonChanged, this, &DecayView::refresh);
+  connect(document_, &TraceDocument::positionChanged, this, &DecayView::refresh);
+  connect(document_, &TraceDocument::layerChanged, this, &DecayView::refresh);
+}
+
+int DecayView::curves() const { return selected_->graphCount(); }
+
+std::vector<Figure> DecayView::figures() const {
+  return {{QStringLiteral("decay-selected-token"), selected_}, {QStringLiteral("decay-a-power-k"), average_}};
+}
+
+QString DecayView::csv(const QString& figure) const {
+  QString out;
+  const QCustomPlot* p = figure == QLatin1String("decay-a-power-k") ? average_ : selected_;
+  out = QStringLiteral("curve,distance,retention\n");
+  for (int i = 0; i < p->graphCount(); ++i) {
+    const QCPGraph* g = p->graph(i);
+    for (auto it = g->data()->constBegin(); it != g->data()->constEnd(); ++it)
+      out += QStringLiteral("\"%1\",%2,%3\n").arg(g->name()).arg(it->key).arg(it->value, 0, 'g', 8);
+  }
+  return out;
+}
+
+void DecayView::refresh() {
+  selected_->clearGraphs();
+  average_->clearGraphs();
+  exact_ = 0;
+  const Trace* t = document_->trace();
+  if (!t || t->length() == 0) { selected_->replot(); average_->replot(); caption_->clear(); return; }
+  const int64_t pos = document_->position();
+  const int layers = document_->layers();
+  auto draw = [&](const Trace& trace, const QString& tag, Qt::PenStyle style) {
+    for (int l = 0; l < static_cast<int>(trace.layers.size()); ++l) {
+      bool exact = false;
+      const QVector<double> r = retention(trace, l, pos, horizon_, &exact);
+      exact_ += exact && style == Qt::SolidLine;
+      QVector<double> x(r.size());
+      for (int i = 0; i < r.size(); ++i) x[i] = i;
+      auto* g = selected_->addGraph();
+      g->setName(QStringLiteral("%1L%2%3").arg(tag).arg(l).arg(exact ? QString() : QStringLiteral(" ~")));
+      QPen pen(layerColour(l, layers), l == document_->layer() ? 2.5 : 1.2, style);
+      g->setPen(pen);
+      g->setData(x, r, true);
+      const double a = std::exp(meanLogDecay(trace, l));
+      QVector<double> xa, ya;
+      for (int64_t k = 0; k <= horizon_; k += 8) { xa << static_cast<double>(k); ya << std::max(1e-30, std::pow(a, k)); }
+      auto* ga = average_->addGraph();
+      ga->setName(QStringLiteral("%1L%2 |A|=%3").arg(tag).arg(l).arg(a, 0, 'f', 4));
+      ga->setPen(pen);
+      ga->setData(xa, ya, true);
+    }
+  };
+  draw(*t, QString(), Qt::SolidLine);
+  if (const Trace* c = document_->comparison()) draw(*c, document_->comparisonLabel() + QStringLiteral(" "), Qt::DashLine);
+  for (QCustomPlot* p : {selected_, average_}) {
+    p->legend->setVisible(true);
+    p->legend->setFont(QFont(font().family(), 7));
+    p->xAxis->setLabel(tr("distance in tokens"));
+    p->xAxis->setRange(0, static_cast<double>(horizon_));
+    p->yAxis->setRange(1e-6, 1.5);
+  }
+  selected_->yAxis->setLabel(tr("retention of token %L1").arg(pos));
+  average_->yAxis->setLabel(tr("mean decay |A|^k"));
+  selected_->replot(QCustomPlot::rpQueuedReplot);
+  average_->replot(QCustomPlot::rpQueuedReplot);
+  caption_->setText(tr("Token %L1 %2: %3 of %4 layers have exact curves (run with retention sources to record more); "
+                       "\"~\" marks exp(sum of mean log-decay), an approximation.%5")
+                        .arg(pos).arg(document_->context(pos, 3)).arg(exact_).arg(layers)
+                        .arg(document_->comparison() ? tr(" Dashed: %1.").arg(document_->comparisonLabel()) : QString()));
+}
+
+}  // namespace memmamba::views

@@ -1,0 +1,31 @@
+// How fast the SSM forgets. Left: retention of the selected token's contribution versus
+// distance, per layer: exact curves where the run recorded them (retention sources),
+// else exp of the summed mean log-decay (a geometric-mean approximation, labelled so).
+// Right: the paper's |A^k| view, the per-layer mean decay raised to the distance, on a
+// log scale. A comparison trace (e.g. the same text Mamba-only) is drawn dashed.
+#pragma once
+#include "views/plot_panel.h"
+
+class QLabel;
+
+namespace memmamba::views {
+
+class DecayView : public PlotPanel {
+  Q_OBJECT
+ public:
+  explicit DecayView(TraceDocument* document, QWidget* parent = nullptr);
+  std::vector<Figure> figures() const override;
+  QString csv(const QString& figure) const override;
+  int curves() const;
+  int exactCurves() const { return exact_; }
+
+ private:
+  void refresh();
+  QCustomPlot* selected_;
+  QCustomPlot* average_;
+  QLabel* caption_;
+  int exact_ = 0;
+  int64_t horizon_ = 2048;
+};
+
+}  // namespace memmamba::views

@@ -1,0 +1,86 @@
+#include "views/plot_export.h"
+
+#include <QBuffer>
+#include <QFileInfo>
+#include <QPainter>
+#include <QPdfWriter>
+#include <QSaveFile>
+#include <QSvgGenerator>
+#include <qcustomplot.h>
+
+namespace memmamba::views {
+
+namespace {
+
+QString commit(QSaveFile& file, const QByteArray& bytes) {
+  if (file.write(bytes) != bytes.size()) {
+    file.cancelWriting();
+    return QStringLiteral("could not write %1: %2").arg(file.fileName(), file.errorString());
+  }
+  if (!file.commit()) return QStringLiteral("could not save %1: %2").arg(file.fileName(), file.errorString());
+  return {};
+}
+
+}  // namespace
+
+ImageFormat formatForPath(const QString& path, bool* known) {
+  const QString suffix = QFileInfo(path).suffix().toLower();
+  if (known) *known = suffix == QLatin1String("png") || suffix == QLatin1String("svg") || suffix == QLatin1String("pdf");
+  if (suffix == QLatin1String("svg")) return ImageFormat::Svg;
+  if (suffix == QLatin1String("pdf")) return ImageFormat::Pdf;
+  return ImageFormat::Png;
+}
+
+QString exportFigure(QCustomPlot* plot, const QString& path, ImageFormat format, const ExportSize& size) {
+  if (!plot) return QStringLiteral("no figure to export");
+  if (size.width < 16 || size.height < 16 || size.width > 20000 || size.height > 20000 || !(size.scale > 0.1) ||
+      size.scale > 8)
+    return QStringLiteral("export size %1 x %2 at scale %3 is out of range").arg(size.width).arg(size.height).arg(size.scale);
+  QByteArray bytes;
+  QBuffer buffer(&bytes);
+  buffer.open(QIODevice::WriteOnly);
+  switch (format) {
+    case ImageFormat::Png: {
+      const QPixmap pixmap = plot->toPixmap(size.width, size.height, size.scale);
+      if (pixmap.isNull() || !pixmap.save(&buffer, "PNG")) return QStringLiteral("could not render the PNG");
+      break;
+    }
+    case ImageFormat::Svg: {
+      QSvgGenerator svg;
+      svg.setOutputDevice(&buffer);
+      svg.setSize(QSize(size.width, size.height));
+      svg.setViewBox(QRect(0, 0, size.width, size.height));
+      svg.setTitle(plot->objectName());
+      QCPPainter painter;
+      if (!painter.begin(&svg)) return QStringLiteral("could not start the SVG");
+      plot->toPainter(&painter, size.width, size.height);
+      painter.end();
+      break;
+    }
+    case ImageFormat::Pdf: {
+      QPdfWriter pdf(&buffer);
+      pdf.setResolution(72);
+      pdf.setPageSize(QPageSize(QSizeF(size.width, size.height), QPageSize::Point));
+      pdf.setPageMargins(QMarginsF(0, 0, 0, 0));
+      pdf.setCreator(QStringLiteral("MemMamba Explorer"));
+      QCPPainter painter;
+      if (!painter.begin(&pdf)) return QStringLiteral("could not start the PDF");
+      plot->toPainter(&painter, size.width, size.height);
+      painter.end();
+      break;
+    }
+  }
+  buffer.close();
+  QSaveFile file(path);
+  if (!file.open(QIODevice::WriteOnly)) return QStringLiteral("could not open %1: %2").arg(path, file.errorString());
+  return commit(file, bytes);
+}
+
+QString writeTextAtomically(const QString& path, const QString& text) {
+  QSaveFile file(path);
+  if (!file.open(QIODevice::WriteOnly | QIODevice::Text))
+    return QStringLiteral("could not open %1: %2").arg(path, file.errorString());
+  return commit(file, text.toUtf8());
+}
+
+}  // namespace memmamba::views

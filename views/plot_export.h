@@ -1,0 +1,23 @@
+// Writing figures and their data. Every file is written to a temporary name and renamed
+// (QSaveFile), so an interrupted export never leaves half a file under the final name.
+#pragma once
+#include <QString>
+
+class QCustomPlot;
+
+namespace memmamba::views {
+
+enum class ImageFormat { Png, Svg, Pdf };
+
+struct ExportSize {
+  int width = 1600;   // pixels (PNG) or points (SVG, PDF)
+  int height = 900;
+  double scale = 1.0; // PNG: pixel ratio, so 2.0 doubles the resolution at the same layout
+};
+
+// Returns an empty string on success, else why it failed.
+QString exportFigure(QCustomPlot* plot, const QString& path, ImageFormat format, const ExportSize& size);
+QString writeTextAtomically(const QString& path, const QString& text);
+ImageFormat formatForPath(const QString& path, bool* known = nullptr);
+
+}  // namespace memmamba::views

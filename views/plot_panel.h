@@ -1,0 +1,36 @@
+// Base of every view that draws plots: names its figures and the data behind them, so
+// the app can export any figure (PNG, SVG, PDF) and its CSV without knowing the view.
+#pragma once
+#include <QString>
+#include <QWidget>
+
+#include <vector>
+
+class QCustomPlot;
+class QCPColorGradient;
+
+namespace memmamba::views {
+
+class TraceDocument;
+
+struct Figure {
+  QString name;       // file-name friendly: "pool-occupancy"
+  QCustomPlot* plot;  // owned by the view
+};
+
+class PlotPanel : public QWidget {
+  Q_OBJECT
+ public:
+  PlotPanel(TraceDocument* document, QWidget* parent);
+  virtual std::vector<Figure> figures() const = 0;
+  // The numbers drawn in a figure, as CSV with a header row.
+  virtual QString csv(const QString& figure) const = 0;
+
+ protected:
+  TraceDocument* document_;
+};
+
+// A perceptual colour map (viridis stops; QCustomPlot 2.1 has none built in).
+void applyViridis(QCPColorGradient& gradient);
+
+}  // namespace memmamba::views

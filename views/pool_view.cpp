@@ -1,0 +1,180 @@
+#include "views/pool_view.h"
+
+#include <QHeaderView>
+#include <QLabel>
+#include <QSplitter>
+#include <QTableWidget>
+#include <QVBoxLayout>
+#include <qcustomplot.h>
+
+#include <cmath>
+#include <limits>
+
+#include "views/trace_document.h"
+
+namespace memmamba::views {
+
+namespace {
+constexpr int kMaxColumns = 2000;  // occupancy map columns (tokens are binned beyond this)
+}
+
+PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  summary_ = new QLabel(this);
+  layout->addWidget(summary_);
+  auto* split = new QSplitter(Qt::Vertical, this);
+  table_ = new QTableWidget(this);
+  table_->setColumnCount(5);
+  table_->setHorizontalHeaderLabels({tr("Slot"), tr("Note source"), tr("Priority"), tr("Age"), tr("Inserted at")});
+  table_->horizontalHeader()->setSectionResizeMode(1, QHeaderView::Stretch);
+  table_->verticalHeader()->hide();
+  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  split->addWidget(table_);
+  plot_ = new QCustomPlot(this);
+  plot_->setObjectName(QStringLiteral("pool-occupancy"));
+  plot_->setMinimumHeight(160);
+  split->addWidget(plot_);
+  layout->addWidget(split, 1);
+  connect(table_, &QTableWidget::cellDoubleClicked, this, [this](int row, int) {
+    const auto* item = table_->item(row, 4);
+    if (item && !item->text().isEmpty()) document_->setPosition(item->text().toLongLong());
+  });
+  connect(plot_, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent* e) {
+    if (!map_) return;
+    document_->setPosition(static_cast<qint64>(plot_->xAxis->pixelToCoord(e->position().x())));
+  });
+  connect(document_, &TraceDocument::traceChanged, this, [this] { rebuildMap(); updateSlots(); });
+  connect(document_, &TraceDocument::layerChanged, this, [this] { rebuildMap(); updateSlots(); });
+  connect(document_, &TraceDocument::positionChanged, this, &PoolView::updateSlots);
+}
+
+int PoolView::slotRows() const { return table_->rowCount(); }
+
+std::vector<Figure> PoolView::figures() const { return {{QStringLiteral("pool-occupancy"), plot_}}; }
+
+QString PoolView::csv(const QString&) const {
+  QString out = QStringLiteral("slot,token_begin,token_end,priority\n");
+  for (size_t j = 0; j < cells_.size(); ++j)
+    for (size_t c = 0; c < cells_[j].size(); ++c) {
+      const float v = cells_[j][c];
+      out += QStringLiteral("%1,%2,%3,%4\n").arg(j).arg(static_cast<qint64>(c) * bin_).arg(static_cast<qint64>(c + 1) * bin_)
+                 .arg(std::isnan(v) ? QString() : QString::number(v, 'g', 6));
+    }
+  return out;
+}
+
+void PoolView::rebuildMap() {
+  plot_->clearPlottables();
+  plot_->clearItems();
+  plot_->plotLayout()->clear();
+  auto* rect = new QCPAxisRect(plot_);
+  plot_->plotLayout()->addElement(0, 0, rect);
+  plot_->xAxis = rect->axis(QCPAxis::atBottom);
+  plot_->yAxis = rect->axis(QCPAxis::atLeft);
+  map_ = nullptr;
+  cursor_ = nullptr;
+  cells_.clear();
+  columns_ = 0;
+  const Trace* t = document_->trace();
+  if (!t || t->length() == 0 || t->pool_slots == 0) { plot_->replot(); return; }
+  const int layer = document_->layer();
+  const int64_t T = t->length(), K = t->pool_slots;
+  bin_ = std::max<int64_t>(1, (T + kMaxColumns - 1) / kMaxColumns);
+  columns_ = static_cast<int>((T + bin_ - 1) / bin_);
+  cells_.assign(static_cast<size_t>(K), std::vector<float>(static_cast<size_t>(columns_), std::nanf("")));
+  // Walk the layer's events once: each slot holds a note over [insert+1, evict].
+  std::vector<int64_t> held(static_cast<size_t>(K), -1), since(static_cast<size_t>(K), 0);
+  auto fill = [&](int64_t slot, int64_t note, int64_t from, int64_t to) {
+    if (note < 0 || from >= to) return;
+    const float p = t->notes[note].priority;
+    for (int64_t c = from / bin_; c <= (to - 1) / bin_ && c < columns_; ++c) cells_[slot][c] = p;
+  };
+  for (const PoolEvent& e : t->events) {
+    if (e.layer != layer || e.slot < 0 || e.slot >= K) continue;
+    if (e.kind == 0) {  // insert (an evict before it closes the old interval)
+      fill(e.slot, held[e.slot], since[e.slot], e.position + 1);
+      held[e.slot] = e.note;
+      since[e.slot] = e.position + 1;
+    }
+  }
+  for (int64_t j = 0; j < K; ++j) fill(j, held[j], since[j], T);
+
+  map_ = new QCPColorMap(plot_->xAxis, plot_->yAxis);
+  map_->data()->setSize(columns_, static_cast<int>(K));
+  map_->data()->setRange(QCPRange(0, static_cast<double>(T)), QCPRange(0, static_cast<double>(K - 1)));
+  for (int j = 0; j < K; ++j)
+    for (int c = 0; c < columns_; ++c) map_->data()->setCell(c, j, cells_[j][c]);
+  QCPColorGradient g;
+  applyViridis(g);
+  g.setNanHandling(QCPColorGradient::nhTransparent);
+  map_->setGradient(g);
+  map_->setDataRange(QCPRange(0, 1));
+  auto* scale = new QCPColorScale(plot_);
+  plot_->plotLayout()->addElement(0, 1, scale);
+  scale->setLabel(tr("note priority"));
+  map_->setColorScale(scale);
+  map_->setGradient(g);
+  map_->setDataRange(QCPRange(0, 1));
+  plot_->xAxis->setLabel(tr("token position"));
+  plot_->yAxis->setLabel(tr("slot (layer %1)").arg(layer));
+  plot_->xAxis->setRange(0, static_cast<double>(T));
+  plot_->yAxis->setRange(-0.5, static_cast<double>(K) - 0.5);
+  cursor_ = new QCPItemStraightLine(plot_);
+  cursor_->setPen(QPen(QColor(230, 40, 80), 1.5));
+  plot_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
+  rect->setRangeDrag(Qt::Horizontal);
+  rect->setRangeZoom(Qt::Horizontal);
+}
+
+void PoolView::updateSlots() {
+  const Trace* t = document_->trace();
+  occupied_ = changed_ = 0;
+  if (!t || t->length() == 0) {
+    table_->setRowCount(0);
+    summary_->clear();
+    plot_->replot();
+    return;
+  }
+  const int layer = document_->layer();
+  const int64_t pos = document_->position();
+  // The pool the current token attends to (notes made before it).
+  const std::vector<int64_t> pool = document_->poolAt(layer, pos);
+  const bool comparable = layer == previous_layer_ && previous_.size() == pool.size();
+  table_->setRowCount(static_cast<int>(pool.size()));
+  const QColor flash = palette().color(QPalette::Base).lightness() < 128 ? QColor(40, 110, 50) : QColor(190, 240, 190);
+  for (int j = 0; j < static_cast<int>(pool.size()); ++j) {
+    const int64_t note = pool[j];
+    const bool changed = comparable && previous_[j] != note;
+    changed_ += changed;
+    QStringList cells;
+    if (note >= 0) {
+      ++occupied_;
+      const NoteInfo& n = t->notes[note];
+      const int64_t inserted = n.sources.empty() ? n.window : n.sources.back();
+      cells = {QString::number(j), document_->noteLabel(note), QString::number(n.priority, 'f', 3),
+               QString::number(pos - inserted), QString::number(inserted)};
+      if (changed && previous_[j] >= 0) cells[1] += tr("   (replaced: %1)").arg(document_->noteLabel(previous_[j]));
+    } else {
+      cells = {QString::number(j), tr("(empty)"), QString(), QString(), QString()};
+    }
+    for (int c = 0; c < 5; ++c) {
+      auto* item = table_->item(j, c);
+      if (!item) { item = new QTableWidgetItem; table_->setItem(j, c, item); }
+      item->setText(cells[c]);
+      item->setBackground(changed ? QBrush(flash) : QBrush());
+    }
+  }
+  previous_ = pool;
+  previous_layer_ = layer;
+  summary_->setText(tr("Layer %1 at token %L2: %3 of %4 slots hold notes; %5 changed since the last frame")
+                        .arg(layer).arg(pos).arg(occupied_).arg(pool.size()).arg(changed_));
+  if (cursor_) {
+    cursor_->point1->setCoords(static_cast<double>(pos), 0);
+    cursor_->point2->setCoords(static_cast<double>(pos), 1);
+  }
+  plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+}  // namespace memmamba::views

@@ -1,0 +1,45 @@
+// The current layer's state pool: the K slots at the current token (source text,
+// priority, age), with the slots that changed since the previous frame flashed (green:
+// a note came in; the text of the note it replaced is shown struck through), and the
+// slots x tokens occupancy map of the whole run (colour = priority of the note held).
+#pragma once
+#include <QString>
+
+#include <vector>
+
+#include "views/plot_panel.h"
+
+class QTableWidget;
+class QCPColorMap;
+class QCPItemStraightLine;
+class QLabel;
+
+namespace memmamba::views {
+
+class PoolView : public PlotPanel {
+  Q_OBJECT
+ public:
+  explicit PoolView(TraceDocument* document, QWidget* parent = nullptr);
+  std::vector<Figure> figures() const override;
+  QString csv(const QString& figure) const override;
+  int slotRows() const;
+  int occupiedRows() const { return occupied_; }
+  int changedRows() const { return changed_; }
+  int occupancyColumns() const { return columns_; }
+
+ private:
+  void rebuildMap();
+  void updateSlots();
+  QTableWidget* table_;
+  QLabel* summary_;
+  QCustomPlot* plot_;
+  QCPColorMap* map_ = nullptr;
+  QCPItemStraightLine* cursor_ = nullptr;
+  std::vector<int64_t> previous_;
+  int previous_layer_ = -1;
+  int occupied_ = 0, changed_ = 0, columns_ = 0;
+  std::vector<std::vector<float>> cells_;  // [slot][column] priority of the note held, NaN empty
+  int64_t bin_ = 1;
+};
+
+}  // namespace memmamba::views

@@ -1,0 +1,249 @@
+#include "views/retrieval_panel.h"
+
+#include <QDoubleSpinBox>
+#include <QFile>
+#include <QFileDialog>
+#include <QMessageBox>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QTextBrowser>
+#include <QVBoxLayout>
+#include <qcustomplot.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "views/trace_document.h"
+
+namespace memmamba::views {
+
+namespace {
+constexpr qint64 kMaxGridBytes = 512LL << 20;
+
+int indexOf(const std::vector<double>& v, double x) {
+  for (size_t i = 0; i < v.size(); ++i)
+    if (std::abs(v[i] - x) < 1e-9) return static_cast<int>(i);
+  return -1;
+}
+}  // namespace
+
+RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  auto* form = new QFormLayout;
+  length_ = new QSpinBox(this);
+  length_->setRange(64, 1 << 24);
+  length_->setSingleStep(1024);
+  length_->setValue(4096);
+  length_->setSuffix(tr(" tokens"));
+  depth_ = new QDoubleSpinBox(this);
+  depth_->setRange(0, 1);
+  depth_->setSingleStep(0.1);
+  depth_->setValue(0.5);
+  key_ = new QSpinBox(this);
+  key_->setRange(0, 99999);
+  key_->setSpecialValueText(tr("random"));
+  key_->setToolTip(tr("Five-digit key (10000-99999); 'random' draws one from the seed"));
+  seed_ = new QSpinBox(this);
+  seed_->setRange(0, 1000000);
+  form->addRow(tr("Length"), length_);
+  form->addRow(tr("Depth"), depth_);
+  form->addRow(tr("Key"), key_);
+  form->addRow(tr("Seed"), seed_);
+  auto* buttons = new QHBoxLayout;
+  auto* run = new QPushButton(tr("Run passkey case"), this);
+  auto* load = new QPushButton(tr("Load evaluation grid..."), this);
+  buttons->addWidget(run);
+  buttons->addWidget(load);
+  layout->addLayout(form);
+  layout->addLayout(buttons);
+  grid_label_ = new QLabel(tr("No grid loaded: run `memmamba eval passkey` and load its JSON."), this);
+  grid_label_->setWordWrap(true);
+  layout->addWidget(grid_label_);
+  auto* split = new QSplitter(Qt::Vertical, this);
+  grid_ = new QCustomPlot(this);
+  grid_->setObjectName(QStringLiteral("passkey-grid"));
+  grid_->setMinimumHeight(160);
+  details_ = new QTextBrowser(this);
+  split->addWidget(grid_);
+  split->addWidget(details_);
+  layout->addWidget(split, 1);
+  connect(run, &QPushButton::clicked, this, [this] {
+    const int key = key_->value();
+    if (key != 0 && key < 10000) {
+      details_->setPlainText(tr("The key must have five digits (10000-99999), or be 'random'."));
+      return;
+    }
+    Q_EMIT caseRequested(length_->value(), depth_->value(), key, static_cast<quint64>(seed_->value()));
+  });
+  connect(load, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, tr("Load passkey grid"), QString(), tr("JSON (*.json)"));
+    if (path.isEmpty()) return;
+    const QString error = loadGrid(path);
+    if (!error.isEmpty()) QMessageBox::warning(this, tr("Passkey grid"), error);
+  });
+  connect(grid_, &QCustomPlot::mousePress, this, [this](QMouseEvent* e) {
+    if (lengths_.empty()) return;
+    const int li = static_cast<int>(std::lround(grid_->yAxis->pixelToCoord(e->position().y())));
+    const int di = static_cast<int>(std::lround(grid_->xAxis->pixelToCoord(e->position().x())));
+    if (li >= 0 && li < gridLengths() && di >= 0 && di < gridDepths()) selectCell(li, di);
+  });
+}
+
+std::vector<Figure> RetrievalPanel::figures() const { return {{QStringLiteral("passkey-grid"), grid_}}; }
+
+QString RetrievalPanel::csv(const QString&) const {
+  QString out = QStringLiteral("length,depth,accuracy\n");
+  for (size_t i = 0; i < lengths_.size(); ++i)
+    for (size_t j = 0; j < depths_.size(); ++j)
+      out += QStringLiteral("%1,%2,%3\n").arg(lengths_[i]).arg(depths_[j])
+                 .arg(std::isnan(accuracy_[i][j]) ? QString() : QString::number(accuracy_[i][j]));
+  return out;
+}
+
+QString RetrievalPanel::loadGrid(const QString& path) {
+  QFile file(path);
+  if (!file.open(QIODevice::ReadOnly)) return tr("cannot open %1: %2").arg(path, file.errorString());
+  if (file.size() > kMaxGridBytes) return tr("%1 is too large for a passkey grid (%2 MB)").arg(path).arg(file.size() >> 20);
+  try {
+    const QString error = setGrid(Json::parse(file.readAll().toStdString()));
+    if (error.isEmpty()) grid_label_->setText(tr("Grid: %1 (click a cell)").arg(path));
+    return error.isEmpty() ? QString() : tr("%1: %2").arg(path, error);
+  } catch (const std::exception& e) {
+    return tr("%1 is not valid JSON: %2").arg(path, QString::fromStdString(e.what()));
+  }
+}
+
+QString RetrievalPanel::setGrid(const Json& results) {
+  try {
+    if (!results.is_object() || !results.contains("cells") || !results.contains("cases"))
+      return tr("not a passkey result (no \"cells\" and \"cases\"): produce one with `memmamba eval passkey`");
+    std::vector<int64_t> lengths;
+    std::vector<double> depths;
+    for (const Json& c : results.at("cells").as_array("cells")) {
+      const int64_t L = c.at("length").as_int("length");
+      const double d = c.at("depth").as_double("depth");
+      if (std::find(lengths.begin(), lengths.end(), L) == lengths.end()) lengths.push_back(L);
+      if (indexOf(depths, d) < 0) depths.push_back(d);
+    }
+    if (lengths.empty()) return tr("the grid has no cells");
+    std::sort(lengths.begin(), lengths.end());
+    std::sort(depths.begin(), depths.end());
+    std::vector<std::vector<double>> acc(lengths.size(), std::vector<double>(depths.size(), std::nan("")));
+    for (const Json& c : results.at("cells").as_array("cells")) {
+      const auto li = std::find(lengths.begin(), lengths.end(), c.at("length").as_int()) - lengths.begin();
+      acc[li][indexOf(depths, c.at("depth").as_double())] = c.at("accuracy").as_double("accuracy");
+    }
+    results_ = results;
+    lengths_ = std::move(lengths);
+    depths_ = std::move(depths);
+    accuracy_ = std::move(acc);
+  } catch (const std::exception& e) {
+    return tr("malformed passkey result: %1").arg(QString::fromStdString(e.what()));
+  }
+  drawGrid();
+  return {};
+}
+
+void RetrievalPanel::drawGrid() {
+  grid_->clearPlottables();
+  grid_->clearItems();
+  auto* map = new QCPColorMap(grid_->xAxis, grid_->yAxis);
+  const int nl = gridLengths(), nd = gridDepths();
+  map->data()->setSize(nd, nl);
+  map->data()->setRange(QCPRange(0, std::max(0, nd - 1)), QCPRange(0, std::max(0, nl - 1)));
+  for (int i = 0; i < nl; ++i)
+    for (int j = 0; j < nd; ++j) {
+      map->data()->setCell(j, i, accuracy_[i][j]);
+      auto* label = new QCPItemText(grid_);
+      label->position->setCoords(j, i);
+      label->setText(std::isnan(accuracy_[i][j]) ? QStringLiteral("-") : QString::number(accuracy_[i][j], 'f', 2));
+      label->setColor(accuracy_[i][j] > 0.6 ? Qt::black : Qt::white);
+    }
+  QCPColorGradient g;
+  applyViridis(g);
+  g.setNanHandling(QCPColorGradient::nhTransparent);
+  map->setGradient(g);
+  map->setDataRange(QCPRange(0, 1));
+  map->setInterpolate(false);
+  auto lengthTicks = QSharedPointer<QCPAxisTickerText>::create();
+  for (int i = 0; i < nl; ++i) {
+    const int64_t L = lengths_[i];
+    lengthTicks->addTick(i, L >= 1024 && L % 1024 == 0 ? QStringLiteral("%1k").arg(L / 1024) : QString::number(L));
+  }
+  auto depthTicks = QSharedPointer<QCPAxisTickerText>::create();
+  for (int j = 0; j < nd; ++j) depthTicks->addTick(j, QString::number(depths_[j], 'g', 3));
+  grid_->yAxis->setTicker(lengthTicks);
+  grid_->xAxis->setTicker(depthTicks);
+  grid_->xAxis->setLabel(tr("needle depth"));
+  grid_->yAxis->setLabel(tr("context length (tokens)"));
+  grid_->xAxis->setRange(-0.5, nd - 0.5);
+  grid_->yAxis->setRange(-0.5, nl - 0.5);
+  grid_->replot();
+}
+
+void RetrievalPanel::selectCell(int li, int di) {
+  if (li < 0 || li >= gridLengths() || di < 0 || di >= gridDepths()) return;
+  const int64_t L = lengths_[li];
+  const double depth = depths_[di];
+  QString html = tr("<h3>%1 tokens, depth %2: accuracy %3</h3>").arg(L).arg(depth).arg(accuracy_[li][di]);
+  const Json* first = nullptr;
+  for (const Json& c : results_.at("cases").as_array()) {
+    if (c.at("length").as_int() != L || std::abs(c.at("depth").as_double() - depth) > 1e-9) continue;
+    if (!first) first = &c;
+    html += tr("<p>sample %1: key <b>%2</b>, answer <b>%3</b> &mdash; %4</p>")
+                .arg(c.contains("sample") ? c.at("sample").as_int() : 0)
+                .arg(c.at("key").as_int())
+                .arg(QString::fromStdString(c.at("answer").as_string()).toHtmlEscaped())
+                .arg(c.at("hit").as_bool() ? tr("found") : tr("<span style='color:#d03050'>missed</span>"));
+  }
+  if (!first) details_->setHtml(html);
+  if (first) {
+    const uint64_t seed = results_.contains("seed") ? static_cast<uint64_t>(results_.at("seed").as_int()) : 0;
+    const uint64_t sample = first->contains("sample") ? static_cast<uint64_t>(first->at("sample").as_int()) : 0;
+    Q_EMIT caseSelected(L, depth, first->at("key").as_int(), seed * 1000003 + sample);
+    showCase(*first, html);
+  }
+}
+
+void RetrievalPanel::showCase(const Json& r, const QString& preface) {
+  try {
+    QString html = preface + tr("<h3>Passkey case: %1 tokens, depth %2</h3>")
+                       .arg(r.at("prompt_tokens").as_int()).arg(r.at("actual_depth").as_double(), 0, 'f', 3);
+    const bool hit = r.at("hit").as_bool();
+    html += tr("<p>Truth <b>%1</b> &nbsp; answer <b>%2</b> &nbsp; %3</p>")
+                .arg(r.at("key").as_int())
+                .arg(QString::fromStdString(r.at("answer").as_string()).toHtmlEscaped())
+                .arg(hit ? tr("<span style='color:#20a060'>found</span>") : tr("<span style='color:#d03050'>missed</span>"));
+    if (r.contains("layers")) {
+      html += tr("<table border=1 cellspacing=0 cellpadding=3><tr><th>layer</th><th>key tokens noted</th>"
+                 "<th>key notes in pool at answer</th><th>answer weight on key notes</th></tr>");
+      int layer = 0;
+      for (const Json& l : r.at("layers").as_array()) {
+        int in_pool = 0, total = 0;
+        if (l.contains("key_notes"))
+          for (const Json& n : l.at("key_notes").as_array()) {
+            ++total;
+            in_pool += n.at("in_pool_at_answer").as_bool();
+          }
+        html += QStringLiteral("<tr><td>%1</td><td>%2</td><td>%3 / %4</td><td>%5</td></tr>")
+                    .arg(layer++)
+                    .arg(l.contains("key_tokens_noted") ? l.at("key_tokens_noted").as_int() : 0)
+                    .arg(in_pool).arg(total)
+                    .arg(l.contains("answer_weight_on_key_notes") && l.at("answer_weight_on_key_notes").is_number()
+                             ? QString::number(l.at("answer_weight_on_key_notes").as_double(), 'f', 3)
+                             : QStringLiteral("-"));
+      }
+      html += QStringLiteral("</table>");
+    }
+    details_->setHtml(html);
+  } catch (const std::exception& e) {
+    details_->setPlainText(tr("This case record is incomplete: %1").arg(QString::fromStdString(e.what())));
+  }
+}
+
+}  // namespace memmamba::views

@@ -1,0 +1,57 @@
+// Passkey retrieval: build one case (length, depth, key) for the app to run and trace, or
+// load an evaluation grid (`memmamba eval passkey` output) and show it as a length x
+// depth accuracy heatmap. Clicking a cell lists its cases and asks the app to open the
+// first one in every view at the answer token; the answer is shown beside the truth
+// with where the key was noted, whether its notes survived, and what the answer attended to.
+#pragma once
+#include <QString>
+
+#include <vector>
+
+#include "model/json.h"
+#include "views/plot_panel.h"
+
+class QSpinBox;
+class QDoubleSpinBox;
+class QTextBrowser;
+class QLabel;
+
+namespace memmamba::views {
+
+class RetrievalPanel : public PlotPanel {
+  Q_OBJECT
+ public:
+  explicit RetrievalPanel(TraceDocument* document, QWidget* parent = nullptr);
+  std::vector<Figure> figures() const override;
+  QString csv(const QString& figure) const override;
+
+  // Returns "" on success, else why the file is not a passkey grid.
+  QString loadGrid(const QString& path);
+  QString setGrid(const Json& results);
+  int gridLengths() const { return static_cast<int>(lengths_.size()); }
+  int gridDepths() const { return static_cast<int>(depths_.size()); }
+  // Selects a cell as a click would: lists its cases and emits caseSelected for the first.
+  void selectCell(int length_index, int depth_index);
+  // Shows one case's record (from a grid or from a single run).
+  void showCase(const Json& record, const QString& preface = {});
+
+ Q_SIGNALS:
+  void caseRequested(qint64 length, double depth, qint64 key, quint64 seed);
+  void caseSelected(qint64 length, double depth, qint64 key, quint64 seed);
+
+ private:
+  void drawGrid();
+  QSpinBox* length_;
+  QDoubleSpinBox* depth_;
+  QSpinBox* key_;
+  QSpinBox* seed_;
+  QCustomPlot* grid_;
+  QTextBrowser* details_;
+  QLabel* grid_label_;
+  Json results_;
+  std::vector<int64_t> lengths_;
+  std::vector<double> depths_;
+  std::vector<std::vector<double>> accuracy_;  // [length][depth], NaN missing
+};
+
+}  // namespace memmamba::views

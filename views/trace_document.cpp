@@ -1,0 +1,85 @@
+#include "views/trace_document.h"
+
+#include <algorithm>
+
+namespace memmamba::views {
+
+TraceDocument::TraceDocument(QObject* parent) : QObject(parent) {}
+
+void TraceDocument::setTrace(std::shared_ptr<const Trace> trace, const QString& source) {
+  replay_.reset();
+  trace_ = std::move(trace);
+  source_ = source;
+  if (trace_) replay_ = std::make_unique<PoolReplay>(*trace_);
+  position_ = trace_ && trace_->length() > 0 ? std::min<int64_t>(position_, trace_->length() - 1) : 0;
+  layer_ = std::clamp(layer_, 0, std::max(0, layers() - 1));
+  comparison_.reset();
+  Q_EMIT traceChanged();
+  Q_EMIT comparisonChanged();
+  Q_EMIT layerChanged(layer_);
+  Q_EMIT positionChanged(position_);
+}
+
+void TraceDocument::setComparison(std::shared_ptr<const Trace> trace, const QString& label) {
+  comparison_ = std::move(trace);
+  comparison_label_ = label;
+  Q_EMIT comparisonChanged();
+}
+
+void TraceDocument::setPosition(qint64 position) {
+  if (!hasTrace()) return;
+  position = std::clamp<qint64>(position, 0, length() - 1);
+  if (position == position_) return;
+  position_ = position;
+  Q_EMIT positionChanged(position_);
+}
+
+void TraceDocument::setLayer(int layer) {
+  if (!hasTrace()) return;
+  layer = std::clamp(layer, 0, layers() - 1);
+  if (layer == layer_) return;
+  layer_ = layer;
+  Q_EMIT layerChanged(layer_);
+}
+
+std::vector<int64_t> TraceDocument::poolAt(int layer, int64_t position) const {
+  if (!replay_) return {};
+  return replay_->pool_at(layer, position);
+}
+
+int64_t TraceDocument::tokenAtByte(int64_t byte) const {
+  if (!trace_ || trace_->char_begin.empty()) return -1;
+  const auto& begin = trace_->char_begin;
+  auto it = std::upper_bound(begin.begin(), begin.end(), byte);
+  if (it == begin.begin()) return 0;
+  return static_cast<int64_t>(it - begin.begin()) - 1;
+}
+
+QString TraceDocument::tokenText(int64_t t) const {
+  if (!trace_ || t < 0 || t >= trace_->length()) return {};
+  if (t < static_cast<int64_t>(trace_->char_begin.size()) && trace_->char_begin[t] >= 0 && !trace_->text.empty()) {
+    const int64_t b = trace_->char_begin[t], e = std::min<int64_t>(trace_->char_end[t], trace_->text.size());
+    if (e > b) return QString::fromUtf8(trace_->text.data() + b, static_cast<qsizetype>(e - b));
+    return {};
+  }
+  return QStringLiteral("#%1").arg(trace_->tokens[t]);
+}
+
+QString TraceDocument::context(int64_t position, int radius) const {
+  if (!trace_ || position < 0 || position >= length()) return {};
+  QString out;
+  for (int64_t t = std::max<int64_t>(0, position - radius); t <= std::min(length() - 1, position + radius); ++t) {
+    const QString piece = tokenText(t);
+    out += t == position ? QStringLiteral("[") + piece + QStringLiteral("]") : piece;
+  }
+  return out.simplified();
+}
+
+QString TraceDocument::noteLabel(int64_t note) const {
+  if (!trace_ || note < 0 || note >= static_cast<int64_t>(trace_->notes.size())) return {};
+  const NoteInfo& n = trace_->notes[note];
+  if (n.sources.empty()) return QStringLiteral("note %1").arg(note);
+  return QStringLiteral("@%1 %2").arg(n.sources.front()).arg(context(n.sources.front(), 3));
+}
+
+}  // namespace memmamba::views

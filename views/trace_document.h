@@ -1,0 +1,64 @@
+// The shared selection every view follows: the loaded trace (and an optional comparison
+// trace, e.g. the same text run Mamba-only), the current token, the current layer.
+// Views read it and never own data; the app sets it.
+#pragma once
+#include <QObject>
+#include <QString>
+
+#include <memory>
+#include <vector>
+
+#include "model/trace.h"
+
+namespace memmamba::views {
+
+class TraceDocument : public QObject {
+  Q_OBJECT
+ public:
+  explicit TraceDocument(QObject* parent = nullptr);
+
+  void setTrace(std::shared_ptr<const Trace> trace, const QString& source);
+  void setComparison(std::shared_ptr<const Trace> trace, const QString& label);
+  const Trace* trace() const { return trace_.get(); }
+  std::shared_ptr<const Trace> sharedTrace() const { return trace_; }
+  const Trace* comparison() const { return comparison_.get(); }
+  QString comparisonLabel() const { return comparison_label_; }
+  QString source() const { return source_; }
+  bool hasTrace() const { return trace_ && trace_->length() > 0; }
+
+  int64_t length() const { return trace_ ? trace_->length() : 0; }
+  int layers() const { return trace_ ? static_cast<int>(trace_->layers.size()) : 0; }
+  int64_t slotCount() const { return trace_ ? trace_->pool_slots : 0; }
+  int64_t position() const { return position_; }
+  int layer() const { return layer_; }
+
+  // Note index per slot of the current layer's pool as visible at `position` (-1 empty).
+  std::vector<int64_t> poolAt(int layer, int64_t position) const;
+  // The token whose bytes contain `byte` (the nearest before it), -1 without text.
+  int64_t tokenAtByte(int64_t byte) const;
+  // The token's text as it appears in the book (or its id when the trace has no text).
+  QString tokenText(int64_t position) const;
+  // Up to `radius` tokens of context around a position, the token itself in [brackets].
+  QString context(int64_t position, int radius = 4) const;
+  // A note's source text (its first noted token in context).
+  QString noteLabel(int64_t note) const;
+
+ public Q_SLOTS:
+  void setPosition(qint64 position);
+  void setLayer(int layer);
+
+ Q_SIGNALS:
+  void traceChanged();
+  void comparisonChanged();
+  void positionChanged(qint64 position);
+  void layerChanged(int layer);
+
+ private:
+  std::shared_ptr<const Trace> trace_, comparison_;
+  std::unique_ptr<PoolReplay> replay_;
+  QString source_, comparison_label_;
+  int64_t position_ = 0;
+  int layer_ = 0;
+};
+
+}  // namespace memmamba::views

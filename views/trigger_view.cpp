@@ -1,0 +1,196 @@
+#include "views/trigger_view.h"
+
+#include <QDoubleSpinBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QPushButton>
+#include <QSplitter>
+#include <QVBoxLayout>
+#include <qcustomplot.h>
+
+#include <algorithm>
+
+#include "views/trace_document.h"
+
+namespace memmamba::views {
+
+namespace {
+constexpr int kMaxColumns = 3000;
+}
+
+TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  auto* bar = new QHBoxLayout;
+  auto spin = [this, bar](const QString& label, const QString& tip) {
+    bar->addWidget(new QLabel(label, this));
+    auto* s = new QDoubleSpinBox(this);
+    s->setRange(-1.0, 2.0);
+    s->setSingleStep(0.05);
+    s->setDecimals(3);
+    s->setToolTip(tip);
+    bar->addWidget(s);
+    return s;
+  };
+  tau_note_ = spin(tr("tau1 (note)"), tr("A token is noted when its importance exceeds tau1"));
+  tau_retrieve_ = spin(tr("tau2 (retrieve)"), tr("Cross-token attention runs when I_state exceeds tau2"));
+  rerun_ = new QPushButton(tr("Re-run with these thresholds"), this);
+  bar->addWidget(rerun_);
+  bar->addStretch(1);
+  layout->addLayout(bar);
+  auto* split = new QSplitter(Qt::Vertical, this);
+  raster_ = new QCustomPlot(this);
+  raster_->setObjectName(QStringLiteral("trigger-raster"));
+  signals_ = new QCustomPlot(this);
+  signals_->setObjectName(QStringLiteral("threshold-signals"));
+  split->addWidget(raster_);
+  split->addWidget(signals_);
+  layout->addWidget(split, 1);
+  connect(rerun_, &QPushButton::clicked, this, [this] { Q_EMIT rerunRequested(tau_note_->value(), tau_retrieve_->value()); });
+  connect(raster_, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent* e) {
+    document_->setPosition(static_cast<qint64>(raster_->xAxis->pixelToCoord(e->position().x())));
+    const int layer = static_cast<int>(std::lround(raster_->yAxis->pixelToCoord(e->position().y())));
+    document_->setLayer(layer);
+  });
+  connect(document_, &TraceDocument::traceChanged, this, [this] {
+    const Trace* t = document_->trace();
+    if (t) {
+      const Json& info = t->run_info;
+      if (info.is_object() && info.contains("tau_note") && info.at("tau_note").is_number())
+        tau_note_->setValue(info.at("tau_note").as_double());
+      if (info.is_object() && info.contains("tau_retrieve") && info.at("tau_retrieve").is_number())
+        tau_retrieve_->setValue(info.at("tau_retrieve").as_double());
+    }
+    rebuildRaster();
+    updateSignals();
+  });
+  connect(document_, &TraceDocument::layerChanged, this, &TriggerView::updateSignals);
+  connect(document_, &TraceDocument::positionChanged, this, &TriggerView::updateSignals);
+}
+
+void TriggerView::setThresholds(double tau_note, double tau_retrieve) {
+  tau_note_->setValue(tau_note);
+  tau_retrieve_->setValue(tau_retrieve);
+  updateSignals();
+}
+
+std::vector<Figure> TriggerView::figures() const {
+  return {{QStringLiteral("trigger-raster"), raster_}, {QStringLiteral("threshold-signals"), signals_}};
+}
+
+QString TriggerView::csv(const QString& figure) const {
+  const Trace* t = document_->trace();
+  if (!t) return {};
+  if (figure == QLatin1String("trigger-raster")) {
+    QString out = QStringLiteral("layer,token,noted,triggered,importance,istate\n");
+    for (size_t l = 0; l < t->layers.size(); ++l)
+      for (int64_t i = 0; i < t->length(); ++i) {
+        const auto& lt = t->layers[l];
+        out += QStringLiteral("%1,%2,%3,%4,%5,%6\n").arg(l).arg(i).arg((lt.flags[i] & kNoted) ? 1 : 0)
+                   .arg((lt.flags[i] & kTriggered) ? 1 : 0).arg(lt.importance[i], 0, 'g', 6).arg(lt.istate[i], 0, 'g', 6);
+      }
+    return out;
+  }
+  const int layer = document_->layer();
+  const int64_t pos = document_->position();
+  QString out = QStringLiteral("layer,token,importance,istate,tau_note,tau_retrieve\n");
+  for (int64_t i = std::max<int64_t>(0, pos - window_); i <= std::min(t->length() - 1, pos + window_); ++i)
+    out += QStringLiteral("%1,%2,%3,%4,%5,%6\n").arg(layer).arg(i).arg(t->layers[layer].importance[i], 0, 'g', 6)
+               .arg(t->layers[layer].istate[i], 0, 'g', 6).arg(tau_note_->value()).arg(tau_retrieve_->value());
+  return out;
+}
+
+void TriggerView::rebuildRaster() {
+  raster_->clearPlottables();
+  raster_->clearItems();
+  map_ = nullptr;
+  cursor_ = nullptr;
+  rows_ = columns_ = 0;
+  const Trace* t = document_->trace();
+  if (!t || t->length() == 0) { raster_->replot(); return; }
+  const int64_t T = t->length();
+  rows_ = static_cast<int>(t->layers.size());
+  bin_ = std::max<int64_t>(1, (T + kMaxColumns - 1) / kMaxColumns);
+  columns_ = static_cast<int>((T + bin_ - 1) / bin_);
+  map_ = new QCPColorMap(raster_->xAxis, raster_->yAxis);
+  map_->data()->setSize(columns_, rows_);
+  map_->data()->setRange(QCPRange(0, static_cast<double>(T)), QCPRange(0, std::max(0, rows_ - 1)));
+  // Cell value: 0 nothing, 1 noted, 2 triggered, 3 both (binned: the fraction-weighted code).
+  for (int l = 0; l < rows_; ++l) {
+    const auto& flags = t->layers[l].flags;
+    for (int c = 0; c < columns_; ++c) {
+      double noted = 0, trig = 0;
+      const int64_t a = c * bin_, b = std::min(T, a + bin_);
+      for (int64_t i = a; i < b; ++i) { noted += (flags[i] & kNoted) != 0; trig += (flags[i] & kTriggered) != 0; }
+      map_->data()->setCell(c, l, (noted / (b - a)) + 2 * (trig / (b - a)));
+    }
+  }
+  QCPColorGradient g;
+  g.setColorStopAt(0.0, palette().color(QPalette::Base));
+  g.setColorStopAt(1.0 / 3, QColor(255, 150, 0));
+  g.setColorStopAt(2.0 / 3, QColor(40, 110, 220));
+  g.setColorStopAt(1.0, QColor(150, 40, 160));
+  g.setLevelCount(4);
+  map_->setGradient(g);
+  map_->setDataRange(QCPRange(0, 3));
+  map_->setInterpolate(false);
+  raster_->xAxis->setLabel(tr("token position   (orange: noted, blue: retrieval triggered, purple: both)"));
+  raster_->yAxis->setLabel(tr("layer"));
+  raster_->xAxis->setRange(0, static_cast<double>(T));
+  raster_->yAxis->setRange(-0.5, rows_ - 0.5);
+  raster_->yAxis->setRangeReversed(true);
+  cursor_ = new QCPItemStraightLine(raster_);
+  cursor_->setPen(QPen(QColor(230, 40, 80), 1.5));
+  raster_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
+  raster_->axisRect()->setRangeDrag(Qt::Horizontal);
+  raster_->axisRect()->setRangeZoom(Qt::Horizontal);
+  raster_->replot();
+}
+
+void TriggerView::updateSignals() {
+  signals_->clearGraphs();
+  signals_->clearItems();
+  const Trace* t = document_->trace();
+  if (!t || t->length() == 0) { signals_->replot(); return; }
+  const int layer = document_->layer();
+  const int64_t pos = document_->position();
+  const int64_t a = std::max<int64_t>(0, pos - window_), b = std::min(t->length() - 1, pos + window_);
+  QVector<double> x, imp, ist;
+  for (int64_t i = a; i <= b; ++i) {
+    x << static_cast<double>(i);
+    imp << t->layers[layer].importance[i];
+    ist << t->layers[layer].istate[i];
+  }
+  auto* gi = signals_->addGraph();
+  gi->setName(tr("importance I_t"));
+  gi->setPen(QPen(QColor(255, 140, 0), 1.2));
+  gi->setData(x, imp, true);
+  auto* gs = signals_->addGraph();
+  gs->setName(tr("I_state"));
+  gs->setPen(QPen(QColor(40, 110, 220), 1.2));
+  gs->setData(x, ist, true);
+  auto hline = [this](double y, const QColor& c) {
+    auto* line = new QCPItemStraightLine(signals_);
+    line->point1->setCoords(0, y);
+    line->point2->setCoords(1, y);
+    line->setPen(QPen(c, 1, Qt::DashLine));
+  };
+  hline(tau_note_->value(), QColor(255, 140, 0));
+  hline(tau_retrieve_->value(), QColor(40, 110, 220));
+  auto* now = new QCPItemStraightLine(signals_);
+  now->point1->setCoords(static_cast<double>(pos), 0);
+  now->point2->setCoords(static_cast<double>(pos), 1);
+  now->setPen(QPen(QColor(230, 40, 80), 1.5));
+  signals_->legend->setVisible(true);
+  signals_->xAxis->setLabel(tr("token position (layer %1; dashed: tau1, tau2)").arg(layer));
+  signals_->xAxis->setRange(static_cast<double>(a), static_cast<double>(std::max(b, a + 1)));
+  signals_->yAxis->setRange(-0.05, 1.05);
+  signals_->replot(QCustomPlot::rpQueuedReplot);
+  if (cursor_) {
+    cursor_->point1->setCoords(static_cast<double>(pos), 0);
+    cursor_->point2->setCoords(static_cast<double>(pos), 1);
+    raster_->replot(QCustomPlot::rpQueuedReplot);
+  }
+}
+
+}  // namespace memmamba::views

@@ -1,0 +1,42 @@
+// Where the thresholds fire: a layers x tokens raster (noted, triggered, both), and for
+// the current layer the importance and I_state signals around the current token against
+// tau1 and tau2. The tau sliders ask the app to re-run the model with new thresholds.
+#pragma once
+#include "views/plot_panel.h"
+
+class QDoubleSpinBox;
+class QPushButton;
+class QCPColorMap;
+class QCPItemStraightLine;
+
+namespace memmamba::views {
+
+class TriggerView : public PlotPanel {
+  Q_OBJECT
+ public:
+  explicit TriggerView(TraceDocument* document, QWidget* parent = nullptr);
+  std::vector<Figure> figures() const override;
+  QString csv(const QString& figure) const override;
+  int rasterRows() const { return rows_; }
+  int rasterColumns() const { return columns_; }
+  void setThresholds(double tau_note, double tau_retrieve);
+  int64_t signalWindow() const { return window_; }
+
+ Q_SIGNALS:
+  void rerunRequested(double tau_note, double tau_retrieve);
+
+ private:
+  void rebuildRaster();
+  void updateSignals();
+  QCustomPlot* raster_;
+  QCustomPlot* signals_;
+  QDoubleSpinBox* tau_note_;
+  QDoubleSpinBox* tau_retrieve_;
+  QPushButton* rerun_;
+  QCPColorMap* map_ = nullptr;
+  QCPItemStraightLine* cursor_ = nullptr;
+  int rows_ = 0, columns_ = 0;
+  int64_t bin_ = 1, window_ = 400;
+};
+
+}  // namespace memmamba::views
