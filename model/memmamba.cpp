@@ -106,6 +106,28 @@ void trace_attention(TraceBuilder& trace, int32_t layer, bool cross_layer, const
   }
 }
 
+// Absolute positions of row indices (a 1-D int64 tensor) of a chunk starting at pos0.
+std::vector<int64_t> positions_of(const torch::Tensor& rows, int64_t pos0) {
+  auto rows_cpu = rows.to(torch::kCPU).contiguous();
+  std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
+  for (auto& pos : positions) pos += pos0;
+  return positions;
+}
+
+// The Note Block's inputs: candidate summaries s = W_N RMSNorm(x), and the learned
+// importance (undefined unless the learned rule is on).
+struct NoteInputs {
+  torch::Tensor s, learned;
+};
+NoteInputs note_inputs(const ModelConfig& c, const Weights& w, const std::string& p, const torch::Tensor& x,
+                       bool learned_rule) {
+  auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
+  NoteInputs in{project(u, w[p + "note.summary.weight"]), {}};
+  if (learned_rule)
+    in.learned = torch::sigmoid(torch::matmul(u, w[p + "note.importance.weight"]) + w[p + "note.importance.bias"]);
+  return in;
+}
+
 }  // namespace
 
 MemMambaModel::MemMambaModel(ModelConfig config, Weights weights) : config_(std::move(config)), weights_(std::move(weights)) {
@@ -223,12 +245,10 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
   TraceBuilder* trace = options.trace;
   const int64_t pos0 = state.position;
 
-  auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
-  auto s = project(u, w[p + "note.summary.weight"]);  // [B, T, S]
   const bool learned_rule = options.memory.importance == ImportanceRule::Learned;
-  torch::Tensor learned;
-  if (learned_rule)
-    learned = torch::sigmoid(torch::matmul(u, w[p + "note.importance.weight"]) + w[p + "note.importance.bias"]);
+  const NoteInputs in = note_inputs(c, w, p, x, learned_rule);
+  const torch::Tensor& s = in.s;  // [B, T, S]
+  const torch::Tensor& learned = in.learned;
   torch::Tensor ids_before, made_before;
   if (trace) {
     ids_before = mem.device_pool.slot_note_id[0].to(torch::kCPU);
@@ -324,9 +344,7 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
     trace->notes_made(static_cast<int32_t>(layer), notes);
     trace->pool_events(static_cast<int32_t>(layer), events);
     auto rows = (triggered[0] & d.visible[0].ge(0).any(1)).nonzero().squeeze(1);
-    auto rows_cpu = rows.to(torch::kCPU);
-    std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
-    for (auto& pos : positions) pos += pos0;
+    const std::vector<int64_t> positions = positions_of(rows, pos0);
     trace_attention(*trace, static_cast<int32_t>(layer), false, positions, weights0.index_select(0, rows),
                     d.visible[0].index_select(0, rows), own_pool_columns(layer, K, &note_ids));
     auto norms = to_floats(token_term[0].norm(2, -1));
@@ -358,12 +376,10 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
     xf = memory_on_device(layer, x, state, options, banks, records);
   } else if (memory_on) {
     LayerMemoryState& mem = state.memory[layer];
-    auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
-    auto s = project(u, w[p + "note.summary.weight"]);  // [B, T, S]
     const bool learned_rule = options.memory.importance == ImportanceRule::Learned;
-    torch::Tensor learned;
-    if (learned_rule)
-      learned = torch::sigmoid(torch::matmul(u, w[p + "note.importance.weight"]) + w[p + "note.importance.bias"]);
+    const NoteInputs in = note_inputs(c, w, p, x, learned_rule);
+    const torch::Tensor& s = in.s;  // [B, T, S]
+    const torch::Tensor& learned = in.learned;
     auto s_cpu = s.detach().to(torch::kCPU, torch::kFloat32).contiguous();
     torch::Tensor learned_cpu = learned_rule ? learned.detach().to(torch::kCPU, torch::kFloat32).contiguous() : torch::Tensor();
 
@@ -513,9 +529,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
           context = out.context;
           if (trace && b == 0) {
             auto rows = pools.visible.ge(0).any(1).nonzero().squeeze(1);
-            auto rows_cpu = rows.to(torch::kCPU);
-            std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
-            for (auto& pos : positions) pos += pos0;
+            const std::vector<int64_t> positions = positions_of(rows, pos0);
             trace_attention(*trace, static_cast<int32_t>(layer), true, positions, out.weights.index_select(0, rows),
                             pools.visible.index_select(0, rows), pools.columns);
           }
@@ -528,9 +542,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
                                     pools.priority, pools.visible.index_select(0, rows));
           context = context.index_put({rows}, out.context);
           if (trace && b == 0) {
-            auto rows_cpu = rows.to(torch::kCPU);
-            std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
-            for (auto& pos : positions) pos += pos0;
+            const std::vector<int64_t> positions = positions_of(rows, pos0);
             trace_attention(*trace, static_cast<int32_t>(layer), true, positions, out.weights,
                             pools.visible.index_select(0, rows), pools.columns);
           }
@@ -638,13 +650,11 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
 
   if (memory_on) {
     LayerMemoryState& mem = state.memory[layer];
-    auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
-    auto s_cpu = project(u, w[p + "note.summary.weight"]).to(torch::kCPU, torch::kFloat32).contiguous();
     const bool learned_rule = options.memory.importance == ImportanceRule::Learned;
+    const NoteInputs in = note_inputs(c, w, p, x, learned_rule);
+    auto s_cpu = in.s.to(torch::kCPU, torch::kFloat32).contiguous();
     torch::Tensor learned_cpu;
-    if (learned_rule)
-      learned_cpu = torch::sigmoid(torch::matmul(u, w[p + "note.importance.weight"]) + w[p + "note.importance.bias"])
-                        .to(torch::kCPU, torch::kFloat32).contiguous();
+    if (learned_rule) learned_cpu = in.learned.to(torch::kCPU, torch::kFloat32).contiguous();
     ChunkBank& bank = banks[layer];
     bank = ChunkBank{};
     bank.valid = true;
