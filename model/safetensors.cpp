@@ -1,4 +1,9 @@
 #include "model/safetensors.h"
+#include <string_view>
+#include <cerrno>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <fcntl.h>
 
 #include <algorithm>
 #include <cstring>
@@ -57,10 +62,30 @@ int64_t TensorView::numel() const {
 }
 
 SafetensorsFile SafetensorsFile::load(const std::string& path) {
-  return parse(read_file(path, uint64_t{1} << 36), path);
+  constexpr uint64_t kMapAbove = uint64_t{64} << 20;
+  const uint64_t size = file_size_checked(path);
+  if (size < kMapAbove) return parse(read_file(path, uint64_t{1} << 36), path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw FileError("cannot open " + path + ": " + std::strerror(errno));
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int map_errno = errno;
+  ::close(fd);
+  if (map == MAP_FAILED) throw FileError("cannot map " + path + ": " + std::strerror(map_errno));
+  ::madvise(map, size, MADV_SEQUENTIAL);
+  std::shared_ptr<const void> owner(map, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
+  return parse_bytes(std::move(owner), static_cast<const char*>(map), size, path);
 }
 
 SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& origin) {
+  auto owned = std::make_shared<const std::string>(std::move(bytes));
+  const char* data = owned->data();
+  const uint64_t size = owned->size();
+  return parse_bytes(std::shared_ptr<const void>(owned, owned.get()), data, size, origin);
+}
+
+SafetensorsFile SafetensorsFile::parse_bytes(std::shared_ptr<const void> owner, const char* data, uint64_t size,
+                                             const std::string& origin) {
+  const std::string_view bytes(data, size);
   auto fail = [&](const std::string& msg) -> FormatError { return FormatError(origin + ": " + msg); };
   if (bytes.size() < 8) throw fail("truncated: " + std::to_string(bytes.size()) + " bytes is too short for a safetensors file");
   uint64_t header_len = 0;
@@ -75,7 +100,7 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& ori
 
   Json header;
   try {
-    header = Json::parse(bytes.substr(8, header_len));
+    header = Json::parse(std::string(bytes.substr(8, header_len)));
   } catch (const JsonError& e) {
     throw fail(std::string("header is not valid JSON: ") + e.what());
   }
@@ -127,10 +152,10 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& ori
   for (size_t i = 1; i < spans.size(); ++i)
     if (spans[i].begin < spans[i - 1].end)
       throw fail("tensors \"" + spans[i - 1].name + "\" and \"" + spans[i].name + "\" overlap");
-  f.bytes_ = std::move(bytes);
-  for (auto& [name, view] : f.tensors_) view.data = reinterpret_cast<const uint8_t*>(f.bytes_.data()) + data_start;
+  f.storage_ = std::move(owner);
+  for (auto& [name, view] : f.tensors_) view.data = reinterpret_cast<const uint8_t*>(data) + data_start;
   for (const Span& s : spans) {
-    f.tensors_[s.name].data = reinterpret_cast<const uint8_t*>(f.bytes_.data()) + data_start + s.begin;
+    f.tensors_[s.name].data = reinterpret_cast<const uint8_t*>(data) + data_start + s.begin;
   }
   return f;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -35,6 +36,8 @@ class SafetensorsFile {
 
   // Parses and validates; `origin` names the source in error messages.
   static SafetensorsFile parse(std::string bytes, const std::string& origin);
+  // Reads the file; large files are memory-mapped instead of copied (a 1M-token trace
+  // is over a gigabyte: mapping saves that copy and its time), small ones read.
   static SafetensorsFile load(const std::string& path);
 
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -47,7 +50,9 @@ class SafetensorsFile {
   const std::string& origin() const { return origin_; }
 
  private:
-  std::string bytes_;
+  static SafetensorsFile parse_bytes(std::shared_ptr<const void> owner, const char* bytes, uint64_t size,
+                                     const std::string& origin);
+  std::shared_ptr<const void> storage_;  // the bytes (a string or a file mapping) the views point into
   std::string origin_;
   std::map<std::string, std::string> metadata_;
   std::map<std::string, TensorView> tensors_;

@@ -1,6 +1,8 @@
 #include "model/trace.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 
 #include "model/safetensors.h"
@@ -69,6 +71,37 @@ std::vector<int64_t> PoolReplay::pool_at(int32_t layer, int64_t position) const 
 }
 
 namespace {
+
+// A typed, read-only view of a tensor in the file (no copy: large traces are mapped).
+template <typename T>
+struct ArrayView {
+  const T* data = nullptr;
+  size_t n = 0;
+  std::vector<T> copy;  // only when the file's bytes are not aligned for T
+  size_t size() const { return n; }
+  const T& operator[](size_t i) const { return data[i]; }
+  const T& front() const { return data[0]; }
+  const T& back() const { return data[n - 1]; }
+  const T* begin() const { return data; }
+};
+
+template <typename T>
+ArrayView<T> view_of(const SafetensorsFile& f, const std::string& name, DType dtype) {
+  const TensorView& v = f.get(name, dtype);
+  if (dtype_size(dtype) != sizeof(T)) throw FormatError("internal: element size mismatch for " + name);
+  ArrayView<T> out;
+  out.n = static_cast<size_t>(v.nbytes / sizeof(T));
+  // Tensor data starts at 8 + header length, which need not be aligned for T: copy then.
+  if (reinterpret_cast<uintptr_t>(v.data) % alignof(T) == 0) {
+    out.data = reinterpret_cast<const T*>(v.data);
+  } else {
+    out.copy.resize(out.n);
+    if (v.nbytes) std::memcpy(out.copy.data(), v.data, v.nbytes);
+    out.data = out.copy.data();
+  }
+  return out;
+}
+
 template <typename T>
 uint64_t bytes_of(const std::vector<T>& v) { return v.size() * sizeof(T); }
 
@@ -257,12 +290,12 @@ Trace Trace::load(const std::string& path) {
     if (t.char_begin[i] < -1 || t.char_end[i] < t.char_begin[i] || t.char_end[i] > static_cast<int64_t>(t.text.size()))
       bad(f, "token offsets point outside the text");
 
-  std::vector<int32_t> n_layer = f.read_vector<int32_t>("notes.layer", DType::I32);
-  std::vector<int64_t> n_local = f.read_vector<int64_t>("notes.local_id", DType::I64);
-  std::vector<int64_t> n_window = f.read_vector<int64_t>("notes.window", DType::I64);
-  std::vector<float> n_prio = f.read_vector<float>("notes.priority", DType::F32);
-  std::vector<int64_t> n_off = f.read_vector<int64_t>("notes.sources_offset", DType::I64);
-  std::vector<int64_t> n_src = f.read_vector<int64_t>("notes.sources", DType::I64);
+  const ArrayView<int32_t> n_layer = view_of<int32_t>(f, "notes.layer", DType::I32);
+  const ArrayView<int64_t> n_local = view_of<int64_t>(f, "notes.local_id", DType::I64);
+  const ArrayView<int64_t> n_window = view_of<int64_t>(f, "notes.window", DType::I64);
+  const ArrayView<float> n_prio = view_of<float>(f, "notes.priority", DType::F32);
+  const ArrayView<int64_t> n_off = view_of<int64_t>(f, "notes.sources_offset", DType::I64);
+  const ArrayView<int64_t> n_src = view_of<int64_t>(f, "notes.sources", DType::I64);
   const size_t n_notes = n_layer.size();
   if (n_local.size() != n_notes || n_window.size() != n_notes || n_prio.size() != n_notes ||
       n_off.size() != n_notes + 1 || n_off.front() != 0 || static_cast<size_t>(n_off.back()) != n_src.size())
@@ -278,12 +311,12 @@ Trace Trace::load(const std::string& path) {
     t.notes.push_back(std::move(n));
   }
 
-  std::vector<int64_t> e_pos = f.read_vector<int64_t>("events.position", DType::I64);
-  std::vector<int32_t> e_layer = f.read_vector<int32_t>("events.layer", DType::I32);
-  std::vector<uint8_t> e_kind = f.read_vector<uint8_t>("events.kind", DType::U8);
-  std::vector<int32_t> e_slot = f.read_vector<int32_t>("events.slot", DType::I32);
-  std::vector<int64_t> e_note = f.read_vector<int64_t>("events.note", DType::I64);
-  std::vector<float> e_prio = f.read_vector<float>("events.priority", DType::F32);
+  const ArrayView<int64_t> e_pos = view_of<int64_t>(f, "events.position", DType::I64);
+  const ArrayView<int32_t> e_layer = view_of<int32_t>(f, "events.layer", DType::I32);
+  const ArrayView<uint8_t> e_kind = view_of<uint8_t>(f, "events.kind", DType::U8);
+  const ArrayView<int32_t> e_slot = view_of<int32_t>(f, "events.slot", DType::I32);
+  const ArrayView<int64_t> e_note = view_of<int64_t>(f, "events.note", DType::I64);
+  const ArrayView<float> e_prio = view_of<float>(f, "events.priority", DType::F32);
   const size_t n_events = e_pos.size();
   if (e_layer.size() != n_events || e_kind.size() != n_events || e_slot.size() != n_events ||
       e_note.size() != n_events || e_prio.size() != n_events)

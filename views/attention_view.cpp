@@ -137,7 +137,7 @@ void AttentionView::refresh() {
   auto* now = new QCPItemStraightLine(sources_);
   now->point1->setCoords(static_cast<double>(pos), 0);
   now->point2->setCoords(static_cast<double>(pos), 1);
-  now->setPen(QPen(QColor(230, 40, 80), 1.2, Qt::DashLine));
+  now->setPen(QPen(QColor(230, 40, 80), 1, Qt::DashLine));
   sources_->replot(QCustomPlot::rpQueuedReplot);
 
   const bool triggered = (t->layers[layer].flags[pos] & kTriggered) != 0;

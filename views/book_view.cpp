@@ -58,12 +58,68 @@ bool BookView::findNext(const QString& needle) {
   return true;
 }
 
-void BookView::onPosition() { rebuild(); }
+void BookView::onPosition() {
+  // Within the middle of the laid-out window only two tokens change style (the old and the
+  // new current token): restyle those instead of laying the window out again.
+  const int64_t pos = document_->position();
+  const int64_t margin = window_tokens_ / 4;
+  const bool inside = pos >= begin_ && pos < end_ && (pos - begin_ >= margin || begin_ == 0) &&
+                      (end_ - pos > margin || end_ == document_->length());
+  if (!inside || layer_ != document_->layer() || current_ < begin_ || current_ >= end_) {
+    rebuild();
+    return;
+  }
+  const int64_t previous = current_;
+  current_ = pos;
+  restyle(previous);
+  restyle(pos);
+  QTextCursor c(text_->document());
+  c.setPosition(token_start_[pos - begin_]);
+  text_->setTextCursor(c);
+  text_->ensureCursorVisible();
+}
+
+QTextCharFormat BookView::formatFor(int64_t i) const {
+  const Trace* t = document_->trace();
+  const LayerTrace& lt = t->layers[document_->layer()];
+  const bool dark = palette().color(QPalette::Base).lightness() < 128;
+  QTextCharFormat f;
+  f.setForeground(palette().color(QPalette::Text));
+  const uint8_t flags = lt.flags[i];
+  if (flags & kNoted) {
+    const float imp = std::clamp(lt.importance[i], 0.f, 1.f);
+    QColor c = dark ? QColor(255, 170, 40) : QColor(255, 150, 0);
+    c.setAlphaF(0.15 + 0.75 * imp);
+    f.setBackground(c);
+  }
+  if (flags & kTriggered) {
+    f.setUnderlineStyle(QTextCharFormat::DotLine);
+    f.setUnderlineColor(dark ? QColor(120, 180, 255) : QColor(30, 90, 200));
+  }
+  if (i == current_) {
+    f.setFontWeight(QFont::Bold);
+    f.setForeground(dark ? QColor(255, 255, 255) : QColor(0, 0, 0));
+    f.setBackground(dark ? QColor(200, 40, 80) : QColor(255, 120, 150));
+  }
+  return f;
+}
+
+void BookView::restyle(int64_t i) {
+  if (i < begin_ || i >= end_) return;
+  const size_t k = static_cast<size_t>(i - begin_);
+  const int from = token_start_[k];
+  const int to = k + 1 < token_start_.size() ? token_start_[k + 1] : text_->document()->characterCount() - 1;
+  QTextCursor c(text_->document());
+  c.setPosition(from);
+  c.setPosition(to, QTextCursor::KeepAnchor);
+  c.setCharFormat(formatFor(i));
+}
 
 void BookView::rebuild() {
   const Trace* t = document_->trace();
   token_start_.clear();
   highlighted_ = 0;
+  current_ = -1;
   if (!t || t->length() == 0) {
     text_->clear();
     begin_ = end_ = 0;
@@ -74,48 +130,26 @@ void BookView::rebuild() {
   begin_ = std::max<int64_t>(0, pos - window_tokens_);
   end_ = std::min<int64_t>(t->length(), pos + window_tokens_);
   const LayerTrace& lt = t->layers[layer];
-  const int scroll = text_->verticalScrollBar()->value();
-  const bool same_window = layer == layer_;
   layer_ = layer;
+  current_ = pos;
 
   QTextDocument* doc = text_->document();
   doc->clear();
   QTextCursor cursor(doc);
-  const bool dark = palette().color(QPalette::Base).lightness() < 128;
-  QTextCharFormat plain;
-  plain.setForeground(palette().color(QPalette::Text));
   int current_offset = 0;
   cursor.beginEditBlock();
   for (int64_t i = begin_; i < end_; ++i) {
-    QTextCharFormat f = plain;
-    const uint8_t flags = lt.flags[i];
-    if (flags & kNoted) {
-      const float imp = std::clamp(lt.importance[i], 0.f, 1.f);
-      QColor c = dark ? QColor(255, 170, 40) : QColor(255, 150, 0);
-      c.setAlphaF(0.15 + 0.75 * imp);
-      f.setBackground(c);
-      ++highlighted_;
-    }
-    if (flags & kTriggered) {
-      f.setUnderlineStyle(QTextCharFormat::DotLine);
-      f.setUnderlineColor(dark ? QColor(120, 180, 255) : QColor(30, 90, 200));
-    }
-    if (i == pos) {
-      f.setFontWeight(QFont::Bold);
-      f.setForeground(dark ? QColor(255, 255, 255) : QColor(0, 0, 0));
-      f.setBackground(dark ? QColor(200, 40, 80) : QColor(255, 120, 150));
-      current_offset = cursor.position();
-    }
+    highlighted_ += (lt.flags[i] & kNoted) != 0;
+    if (i == pos) current_offset = cursor.position();
     token_start_.push_back(cursor.position());
     QString piece = document_->tokenText(i);
     if (t->text.empty()) piece += QLatin1Char(' ');
-    cursor.insertText(piece, f);
+    cursor.insertText(piece, formatFor(i));
   }
   cursor.endEditBlock();
   QTextCursor c(doc);
   c.setPosition(current_offset);
   text_->setTextCursor(c);
-  if (same_window) text_->verticalScrollBar()->setValue(scroll);
   text_->ensureCursorVisible();
   status_->setText(tr("layer %1: %2 noted of %3 shown").arg(layer).arg(highlighted_).arg(end_ - begin_));
 }

@@ -3,6 +3,7 @@
 // one is laid out, so a 1M-token book scrolls as fast as a short one. Clicking a token
 // selects it everywhere; the search box finds text and jumps to it.
 #pragma once
+#include <QTextCharFormat>
 #include <QWidget>
 
 #include <vector>
@@ -33,15 +34,18 @@ class BookView : public QWidget {
  private:
   void rebuild();
   void onPosition();
+  void restyle(int64_t token);
+  QTextCharFormat formatFor(int64_t token) const;
   int64_t tokenAtCursor(int cursor_position) const;
 
   TraceDocument* document_;
   QTextBrowser* text_;
   QLineEdit* search_;
   QLabel* status_;
-  int64_t window_tokens_ = 600;
+  int64_t window_tokens_ = 300;
   int64_t begin_ = 0, end_ = 0, highlighted_ = 0;
   int layer_ = -1;
+  int64_t current_ = -1;  // the token styled as current
   std::vector<int> token_start_;  // per rendered token, its offset in the document
 };
 

@@ -69,10 +69,11 @@ DecayView::DecayView(TraceDocument* document, QWidget* parent) : PlotPanel(docum
     p->yAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
     p->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   }
-  connect(document_, &TraceDocument::traceChanged, this, &DecayView::refresh);
-  connect(document_, &TraceDocument::comparisonChanged, this, &DecayView::refresh);
-  connect(document_, &TraceDocument::positionChanged, this, &DecayView::refresh);
-  connect(document_, &TraceDocument::layerChanged, this, &DecayView::refresh);
+  // The |A|^k view does not depend on the token: redrawn only when the trace or layer changes.
+  connect(document_, &TraceDocument::traceChanged, this, [this] { refresh(true); });
+  connect(document_, &TraceDocument::comparisonChanged, this, [this] { refresh(true); });
+  connect(document_, &TraceDocument::layerChanged, this, [this] { refresh(true); });
+  connect(document_, &TraceDocument::positionChanged, this, [this] { refresh(false); });
 }
 
 int DecayView::curves() const { return selected_->graphCount(); }
@@ -93,9 +94,9 @@ QString DecayView::csv(const QString& figure) const {
   return out;
 }
 
-void DecayView::refresh() {
+void DecayView::refresh(bool average_too) {
   selected_->clearGraphs();
-  average_->clearGraphs();
+  if (average_too) average_->clearGraphs();
   exact_ = 0;
   const Trace* t = document_->trace();
   if (!t || t->length() == 0) { selected_->replot(); average_->replot(); caption_->clear(); return; }
@@ -110,9 +111,10 @@ void DecayView::refresh() {
       for (int i = 0; i < r.size(); ++i) x[i] = i;
       auto* g = selected_->addGraph();
       g->setName(QStringLiteral("%1L%2%3").arg(tag).arg(l).arg(exact ? QString() : QStringLiteral(" ~")));
-      QPen pen(layerColour(l, layers), l == document_->layer() ? 2.5 : 1.2, style);
+      QPen pen(layerColour(l, layers), l == document_->layer() ? 2 : 1, style);
       g->setPen(pen);
       g->setData(x, r, true);
+      if (!average_too) continue;
       const double a = std::exp(meanLogDecay(trace, l));
       QVector<double> xa, ya;
       for (int64_t k = 0; k <= horizon_; k += 8) { xa << static_cast<double>(k); ya << std::max(1e-30, std::pow(a, k)); }
@@ -125,6 +127,7 @@ void DecayView::refresh() {
   draw(*t, QString(), Qt::SolidLine);
   if (const Trace* c = document_->comparison()) draw(*c, document_->comparisonLabel() + QStringLiteral(" "), Qt::DashLine);
   for (QCustomPlot* p : {selected_, average_}) {
+    if (p == average_ && !average_too) continue;
     p->legend->setVisible(true);
     p->legend->setFont(QFont(font().family(), 7));
     p->xAxis->setLabel(tr("distance in tokens"));
@@ -134,7 +137,7 @@ void DecayView::refresh() {
   selected_->yAxis->setLabel(tr("retention of token %L1").arg(pos));
   average_->yAxis->setLabel(tr("mean decay |A|^k"));
   selected_->replot(QCustomPlot::rpQueuedReplot);
-  average_->replot(QCustomPlot::rpQueuedReplot);
+  if (average_too) average_->replot(QCustomPlot::rpQueuedReplot);
   caption_->setText(tr("Token %L1 %2: %3 of %4 layers have exact curves (run with retention sources to record more); "
                        "\"~\" marks exp(sum of mean log-decay), an approximation.%5")
                         .arg(pos).arg(document_->context(pos, 3)).arg(exact_).arg(layers)

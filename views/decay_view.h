@@ -20,7 +20,7 @@ class DecayView : public PlotPanel {
   int exactCurves() const { return exact_; }
 
  private:
-  void refresh();
+  void refresh(bool average_too);
   QCustomPlot* selected_;
   QCustomPlot* average_;
   QLabel* caption_;

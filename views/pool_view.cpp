@@ -122,7 +122,7 @@ void PoolView::rebuildMap() {
   plot_->xAxis->setRange(0, static_cast<double>(T));
   plot_->yAxis->setRange(-0.5, static_cast<double>(K) - 0.5);
   cursor_ = new QCPItemStraightLine(plot_);
-  cursor_->setPen(QPen(QColor(230, 40, 80), 1.5));
+  cursor_->setPen(QPen(QColor(230, 40, 80), 2));
   plot_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   rect->setRangeDrag(Qt::Horizontal);
   rect->setRangeZoom(Qt::Horizontal);

@@ -140,7 +140,7 @@ void TriggerView::rebuildRaster() {
   raster_->yAxis->setRange(-0.5, rows_ - 0.5);
   raster_->yAxis->setRangeReversed(true);
   cursor_ = new QCPItemStraightLine(raster_);
-  cursor_->setPen(QPen(QColor(230, 40, 80), 1.5));
+  cursor_->setPen(QPen(QColor(230, 40, 80), 2));
   raster_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   raster_->axisRect()->setRangeDrag(Qt::Horizontal);
   raster_->axisRect()->setRangeZoom(Qt::Horizontal);
@@ -163,11 +163,11 @@ void TriggerView::updateSignals() {
   }
   auto* gi = signals_->addGraph();
   gi->setName(tr("importance I_t"));
-  gi->setPen(QPen(QColor(255, 140, 0), 1.2));
+  gi->setPen(QPen(QColor(255, 140, 0), 1));
   gi->setData(x, imp, true);
   auto* gs = signals_->addGraph();
   gs->setName(tr("I_state"));
-  gs->setPen(QPen(QColor(40, 110, 220), 1.2));
+  gs->setPen(QPen(QColor(40, 110, 220), 1));
   gs->setData(x, ist, true);
   auto hline = [this](double y, const QColor& c) {
     auto* line = new QCPItemStraightLine(signals_);
@@ -180,7 +180,7 @@ void TriggerView::updateSignals() {
   auto* now = new QCPItemStraightLine(signals_);
   now->point1->setCoords(static_cast<double>(pos), 0);
   now->point2->setCoords(static_cast<double>(pos), 1);
-  now->setPen(QPen(QColor(230, 40, 80), 1.5));
+  now->setPen(QPen(QColor(230, 40, 80), 2));
   signals_->legend->setVisible(true);
   signals_->xAxis->setLabel(tr("token position (layer %1; dashed: tau1, tau2)").arg(layer));
   signals_->xAxis->setRange(static_cast<double>(a), static_cast<double>(std::max(b, a + 1)));
