@@ -22,6 +22,8 @@
 #include "model/memmamba.h"
 #include "model/runner.h"
 #include "model/sample_files.h"
+#include "model/train/token_shards.h"
+#include "model/train/trainer.h"
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
 #include "model/text_input.h"
@@ -50,6 +52,8 @@ commands:
   generate         greedy generation in step mode after a prompt
   bench            tokens/s over sequence lengths (parallel traced, step)
   tokenizer-train  train a SentencePiece tokenizer on text files
+  data             tokenize books into training shards (train / held-out split by book)
+  train            train a model on shards (AdamW, warm-up + cosine, checkpoints, resume)
   eval passkey     passkey retrieval over a grid of lengths x depths
   eval ppl         perplexity by context length on a book
   eval fidelity    ETMF (and ETMF_delta) and ECLMF on a book
@@ -671,6 +675,103 @@ int cmd_tokenizer_train(const std::vector<std::string>& argv) {
   return kOk;
 }
 
+
+int cmd_data(const std::vector<std::string>& argv) {
+  Args args(argv, {"out", "tokenizer", "heldout", "seed"}, {"help"});
+  if (args.flag("help") || args.positionals().size() != 1) {
+    std::printf("usage: memmamba data BOOKS_DIR --out DIR [--tokenizer T] [--heldout 4] [--seed 0]\n\n"
+                "Tokenizes every .txt book into DIR/train.tokens and DIR/heldout.tokens (uint16 ids;\n"
+                "--heldout books, chosen by a seeded hash of their names, are kept out of training)\n"
+                "and writes DIR/manifest.json naming the books of each split.\n");
+    return args.flag("help") ? kOk : kUsage;
+  }
+  std::string tok_path = args.get("tokenizer", "");
+  if (tok_path.empty()) tok_path = find_sample_file("tokenizer.model");
+  if (tok_path.empty()) throw UsageError("no tokenizer given and none bundled: pass --tokenizer FILE");
+  Tokenizer tok = Tokenizer::load(tok_path);
+  DataSplitOptions o;
+  o.heldout_books = args.get_int("heldout", 4, 0, 100000);
+  o.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
+  const std::string out = args.require("out");
+  Json m = build_token_shards(tok, args.positionals()[0], out, o, [](const std::string& book, int64_t done, int64_t total) {
+    std::fprintf(stderr, "\r[%lld/%lld] %-60s", static_cast<long long>(done + 1), static_cast<long long>(total), book.c_str());
+  });
+  std::fprintf(stderr, "\n");
+  std::printf("wrote %s: %lld training tokens (%zu books), %lld held-out tokens (%zu books)\n", out.c_str(),
+              static_cast<long long>(m.at("train_tokens").as_int()), m.at("train_books").as_array().size(),
+              static_cast<long long>(m.at("heldout_tokens").as_int()), m.at("heldout_books").as_array().size());
+  return kOk;
+}
+
+int cmd_train(const std::vector<std::string>& argv) {
+  Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
+                   "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
+                   "passkey-fraction", "tokenizer"},
+            {"help", "resume", "fp32", "mamba-only"});
+  if (args.flag("help")) {
+    std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
+                "Trains on DIR/train.tokens (from `memmamba data`), evaluating on DIR/heldout.tokens.\n"
+                "Writes OUT/model.safetensors, OUT/train-state.safetensors and OUT/metrics.csv.\n\n"
+                "  --config FILE         model config (default: the small config); --mamba-only: memory off\n"
+                "  --device cpu|cuda     (default cpu); bf16 autocast on CUDA unless --fp32\n"
+                "  --seq-len 1024 --batch 8 --accumulation 1 --steps 1000\n"
+                "  --lr 1e-3 --warmup 100 --schedule cosine|constant --weight-decay 0.1 --clip 1.0\n"
+                "  --eval-every 200 --eval-batches 4 --checkpoint-every 500 --seed 0\n"
+                "  --passkey-fraction 0.25  share of sequences that are passkey examples (haystacks\n"
+                "                        from the bundled sample books; --tokenizer for their tokens)\n"
+                "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
+                "Ctrl-C stops after saving a checkpoint.\n");
+    return kOk;
+  }
+  TrainOptions o;
+  o.data_dir = args.require("data");
+  o.out_dir = args.require("out");
+  if (args.has("config")) o.config = ModelConfig::load(args.get("config", ""));
+  if (args.flag("mamba-only")) o.config.memory = false;
+  o.config.validate();
+  const std::string dev = args.get("device", "cpu");
+  if (dev != "cpu" && dev != "cuda") throw UsageError("--device must be cpu or cuda, not \"" + dev + "\"");
+  o.cuda = dev == "cuda";
+  if (o.cuda && !torch::cuda::is_available()) throw UsageError("--device cuda: no CUDA device is available to this build");
+  o.bf16 = !args.flag("fp32");
+  o.resume = args.flag("resume");
+  o.seq_len = args.get_int("seq-len", o.seq_len, 8, 1 << 22);
+  o.batch = args.get_int("batch", o.batch, 1, 1 << 16);
+  o.accumulation = args.get_int("accumulation", o.accumulation, 1, 1 << 16);
+  if (o.batch % o.accumulation != 0) throw UsageError("--batch must be a multiple of --accumulation");
+  o.steps = args.get_int("steps", o.steps, 1, int64_t{1} << 40);
+  o.lr = args.get_double("lr", o.lr, 1e-7, 1.0);
+  o.warmup = args.get_int("warmup", o.warmup, 0, int64_t{1} << 40);
+  const std::string schedule = args.get("schedule", "cosine");
+  if (schedule != "cosine" && schedule != "constant") throw UsageError("--schedule must be cosine or constant");
+  o.cosine = schedule == "cosine";
+  o.weight_decay = args.get_double("weight-decay", o.weight_decay, 0.0, 10.0);
+  o.clip = args.get_double("clip", o.clip, 1e-6, 1e6);
+  o.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
+  o.eval_every = args.get_int("eval-every", o.eval_every, 0, int64_t{1} << 40);
+  o.eval_batches = args.get_int("eval-batches", o.eval_batches, 1, 1 << 20);
+  o.checkpoint_every = args.get_int("checkpoint-every", o.checkpoint_every, 0, int64_t{1} << 40);
+  o.passkey_fraction = args.get_double("passkey-fraction", o.passkey_fraction, 0.0, 1.0);
+  if (o.passkey_fraction > 0) {
+    o.passkey_tokenizer = args.get("tokenizer", "");
+    if (o.passkey_tokenizer.empty()) o.passkey_tokenizer = find_sample_file("tokenizer.model");
+    if (o.passkey_tokenizer.empty()) throw UsageError("passkey examples need --tokenizer");
+    for (const char* book : {"The-Time-Machine_35.txt", "Alice-s-Adventures-in-Wonderland_11.txt"}) {
+      const std::string p = find_sample_file(book);
+      if (!p.empty()) o.passkey_books.push_back(p);
+    }
+  }
+  const int64_t last = train_model(o, [](const TrainProgress& p) {
+    std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  |g| %.2f  %.0f tok/s", static_cast<long long>(p.step),
+                 static_cast<long long>(p.steps), p.loss, p.lr, p.grad_norm, p.tokens_per_second);
+    if (!std::isnan(p.eval_loss)) std::fprintf(stderr, "  held-out %.4f  notes %.3f", p.eval_loss, p.note_rate);
+    std::fprintf(stderr, "\n");
+    return !g_interrupted.load();
+  });
+  std::printf("stopped at step %lld; wrote %s/model.safetensors\n", static_cast<long long>(last), o.out_dir.c_str());
+  return g_interrupted ? kInterrupted : kOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -685,6 +786,8 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return cmd_generate(rest);
     if (cmd == "bench") return cmd_bench(rest);
     if (cmd == "tokenizer-train") return cmd_tokenizer_train(rest);
+    if (cmd == "data") return cmd_data(rest);
+    if (cmd == "train") return cmd_train(rest);
     if (cmd == "eval") return cmd_eval(rest);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::printf("%s", kMainHelp);

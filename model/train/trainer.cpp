@@ -1,0 +1,333 @@
+#include "model/train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+
+#include "model/checkpoint.h"
+#include "model/eval/passkey.h"
+#include "model/file_io.h"
+#include "model/log.h"
+#include "model/memmamba.h"
+#include "model/runner.h"
+#include "model/safetensors.h"
+#include "model/text_input.h"
+#include "model/tokenizer.h"
+#include "model/train/token_shards.h"
+
+namespace memmamba {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// bf16 autocast on CUDA; the API moved between LibTorch 1.x and 2.x.
+struct AutocastGuard {
+  explicit AutocastGuard(bool on) : on_(on) {
+    if (!on_) return;
+#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+#endif
+  }
+  ~AutocastGuard() {
+    if (!on_) return;
+#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_enabled(false);
+#endif
+    at::autocast::clear_cache();
+  }
+  bool on_;
+};
+
+// Weight decay for matrices only (not norms, biases, D, A_log, dt bias, fusion scales).
+bool decays(const std::string& name, const torch::Tensor& t) {
+  return t.dim() >= 2 && name.find("A_log") == std::string::npos;
+}
+
+struct AdamW {
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> params, m, v;
+  int64_t step = 0;
+
+  void step_with(double lr, const TrainOptions& o) {
+    torch::NoGradGuard no_grad;
+    ++step;
+    const double c1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
+    const double c2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
+    for (size_t i = 0; i < params.size(); ++i) {
+      torch::Tensor& p = params[i];
+      if (!p.grad().defined()) continue;
+      const torch::Tensor g = p.grad();
+      m[i].mul_(o.beta1).add_(g, 1.0 - o.beta1);
+      v[i].mul_(o.beta2).addcmul_(g, g, 1.0 - o.beta2);
+      if (decays(names[i], p)) p.mul_(1.0 - lr * o.weight_decay);
+      auto denom = (v[i] / c2).sqrt_().add_(o.eps);
+      p.addcdiv_(m[i], denom, -lr / c1);
+    }
+  }
+};
+
+double lr_at(int64_t step, const TrainOptions& o) {
+  if (o.warmup > 0 && step < o.warmup) return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup);
+  if (!o.cosine) return o.lr;
+  const double span = std::max<int64_t>(1, o.steps - o.warmup);
+  const double progress = std::min(1.0, static_cast<double>(step - o.warmup) / span);
+  const double min_lr = o.lr * o.min_lr_ratio;
+  return min_lr + 0.5 * (o.lr - min_lr) * (1.0 + std::cos(M_PI * progress));
+}
+
+// Every batch is a function of (seed, step, micro-batch): resuming needs no sampler state.
+class BatchMaker {
+ public:
+  BatchMaker(const TrainOptions& o, const TokenShard& train) : o_(o), train_(train) {
+    if (o.passkey_fraction > 0) {
+      if (o.passkey_tokenizer.empty()) throw std::invalid_argument("passkey examples need a tokenizer");
+      tokenizer_.emplace(Tokenizer::load(o.passkey_tokenizer));
+      std::vector<std::string> sentences;
+      for (const std::string& b : o.passkey_books) {
+        auto s = eval::split_sentences(load_text_file(b));
+        sentences.insert(sentences.end(), s.begin(), s.end());
+      }
+      generator_.emplace(*tokenizer_, sentences,
+                         sentences.empty() ? eval::Haystack::RepeatedFiller : eval::Haystack::BookSentences);
+    }
+    if (static_cast<int64_t>(train_.tokens.size()) < o.seq_len + 2)
+      throw std::invalid_argument("the training shard holds fewer tokens than one sequence");
+  }
+
+  // [rows, seq_len + 1] int64 on the CPU.
+  torch::Tensor make(int64_t step, int64_t micro, int64_t rows, int* passkeys) const {
+    std::mt19937_64 rng(o_.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step) * 4099 + static_cast<uint64_t>(micro));
+    const int64_t L = o_.seq_len + 1;
+    auto out = torch::empty({rows, L}, torch::kInt64);
+    int64_t* dst = out.data_ptr<int64_t>();
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    const uint64_t span = train_.tokens.size() - static_cast<uint64_t>(L);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t* row = dst + r * L;
+      const uint64_t start = rng() % span;
+      for (int64_t i = 0; i < L; ++i) row[i] = train_.tokens[start + i];
+      if (generator_ && unit(rng) < o_.passkey_fraction) {
+        // A passkey example (prompt, then the key) at a random length and depth, placed at
+        // the end of the row; book text fills whatever is left before it.
+        const int64_t min_len = std::min<int64_t>(256, L / 2);
+        const int64_t target = min_len + static_cast<int64_t>(rng() % static_cast<uint64_t>(std::max<int64_t>(1, L - 24 - min_len)));
+        const eval::PasskeyCase c = generator_->make(target, unit(rng), rng());
+        Encoding enc = tokenizer_->encode(c.prompt + std::to_string(c.key) + "\n");
+        const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
+        for (int64_t i = 0; i < n; ++i) row[L - n + i] = enc.ids[enc.ids.size() - n + i];
+        if (passkeys) ++*passkeys;
+      }
+    }
+    return out;
+  }
+
+ private:
+  const TrainOptions& o_;
+  const TokenShard& train_;
+  std::optional<Tokenizer> tokenizer_;
+  std::optional<eval::PasskeyGenerator> generator_;
+};
+
+torch::Tensor sequence_loss(const MemMambaModel& model, const torch::Tensor& batch) {
+  const int64_t rows = batch.size(0), T = batch.size(1) - 1;
+  RunState state = model.new_state(rows);
+  RunOptions o = model.default_options();
+  o.chunk_tokens = T;
+  auto hidden = model.forward(batch.narrow(1, 0, T), state, o);
+  auto logits = model.logits(hidden);
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32),
+                                              batch.narrow(1, 1, T).reshape({-1}).to(logits.device()));
+}
+
+std::string state_path(const TrainOptions& o) { return (fs::path(o.out_dir) / "train-state.safetensors").string(); }
+std::string model_path(const TrainOptions& o) { return (fs::path(o.out_dir) / "model.safetensors").string(); }
+
+void save_all(const TrainOptions& o, const MemMambaModel& model, const AdamW& opt, int64_t tokens) {
+  Weights cpu;
+  for (const auto& [name, t] : model.weights().all()) cpu.set(name, t.detach().to(torch::kCPU, torch::kFloat32));
+  SafetensorsWriter w;
+  w.set_metadata("format", "memmamba-train-state");
+  w.set_metadata("step", std::to_string(opt.step));
+  w.set_metadata("tokens", std::to_string(tokens));
+  w.set_metadata("seed", std::to_string(o.seed));
+  std::vector<torch::Tensor> keep;
+  for (size_t i = 0; i < opt.params.size(); ++i) {
+    for (const auto& [kind, t] : {std::pair{"m", &opt.m[i]}, std::pair{"v", &opt.v[i]}}) {
+      keep.push_back(t->detach().to(torch::kCPU, torch::kFloat32).contiguous());
+      std::vector<int64_t> shape(keep.back().sizes().begin(), keep.back().sizes().end());
+      w.add(std::string(kind) + "." + opt.names[i], DType::F32, shape, keep.back().data_ptr(), keep.back().nbytes());
+    }
+  }
+  // The state first, then the model: a model file is only ever newer than or equal to its state.
+  w.write(state_path(o));
+  save_checkpoint(model_path(o), model.config(), cpu, DType::F32,
+                  {{"step", std::to_string(opt.step)}, {"tokens", std::to_string(tokens)}});
+}
+
+}  // namespace
+
+int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainProgress&)>& on_step) {
+  if (o.seq_len < 8 || o.batch < 1 || o.accumulation < 1 || o.batch % o.accumulation != 0 || o.steps < 1)
+    throw std::invalid_argument("training needs seq_len >= 8, steps >= 1, and batch a positive multiple of accumulation");
+  if (o.cuda && !torch::cuda::is_available()) throw std::invalid_argument("--device cuda: no CUDA device is available");
+  const torch::Device device = o.cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  const TokenShard train = TokenShard::load((fs::path(o.data_dir) / "train.tokens").string());
+  const TokenShard heldout = TokenShard::load((fs::path(o.data_dir) / "heldout.tokens").string());
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  if (ec) throw FileError("cannot create " + o.out_dir + ": " + ec.message());
+
+  torch::manual_seed(o.seed);
+  std::optional<MemMambaModel> model;
+  int64_t start_step = 0, tokens = 0;
+  AdamW opt;
+  if (o.resume) {
+    Checkpoint ck = load_checkpoint(model_path(o));
+    model.emplace(ck.config, std::move(ck.weights));
+  } else {
+    model.emplace(MemMambaModel::random(o.config, o.seed));
+  }
+  if (train.vocab_size > model->config().vocab_size)
+    throw std::invalid_argument("the shards' vocabulary (" + std::to_string(train.vocab_size) +
+                                ") is larger than the model's (" + std::to_string(model->config().vocab_size) + ")");
+  model->to(device);
+  for (const auto& [name, t] : model->weights().all()) {
+    auto p = t.detach().clone().set_requires_grad(true);
+    model->mutable_weights().set(name, p);
+    opt.names.push_back(name);
+    opt.params.push_back(p);
+    opt.m.push_back(torch::zeros_like(p));
+    opt.v.push_back(torch::zeros_like(p));
+  }
+  if (o.resume) {
+    SafetensorsFile st = SafetensorsFile::load(state_path(o));
+    if (!st.metadata().count("format") || st.metadata().at("format") != "memmamba-train-state")
+      throw FormatError(state_path(o) + ": not a training state");
+    start_step = std::stoll(st.metadata().at("step"));
+    tokens = std::stoll(st.metadata().at("tokens"));
+    Checkpoint ck = load_checkpoint(model_path(o));
+    if (!ck.metadata.count("step") || std::stoll(ck.metadata.at("step")) != start_step)
+      throw FormatError(model_path(o) + " and its training state are from different steps");
+    for (size_t i = 0; i < opt.params.size(); ++i) {
+      for (auto [kind, t] : std::vector<std::pair<const char*, torch::Tensor*>>{{"m", &opt.m[i]}, {"v", &opt.v[i]}}) {
+        const TensorView& view = st.get(std::string(kind) + "." + opt.names[i], DType::F32);
+        if (static_cast<int64_t>(view.nbytes / 4) != t->numel())
+          throw FormatError(state_path(o) + ": optimizer state for " + opt.names[i] + " has the wrong size");
+        auto cpu = torch::empty(t->sizes(), torch::kFloat32);
+        std::memcpy(cpu.data_ptr(), view.data, view.nbytes);
+        t->copy_(cpu);
+      }
+    }
+    opt.step = start_step;
+    log::info("resumed at step " + std::to_string(start_step));
+  }
+
+  BatchMaker batches(o, train);
+  const int64_t micro_rows = o.batch / o.accumulation;
+  const std::string metrics = (fs::path(o.out_dir) / "metrics.csv").string();
+  {
+    // Keep the rows up to the resumed step; a fresh run starts the file.
+    std::vector<std::string> kept;
+    if (o.resume) {
+      std::ifstream in(metrics);
+      std::string line;
+      while (std::getline(in, line)) {
+        if (kept.empty()) { kept.push_back(line); continue; }
+        if (std::stoll(line.substr(0, line.find(','))) <= start_step) kept.push_back(line);
+      }
+    }
+    if (kept.empty()) kept.push_back("step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows");
+    std::string text;
+    for (const auto& l : kept) text += l + "\n";
+    write_file_atomic(metrics, text);
+  }
+  std::ofstream csv(metrics, std::ios::app);
+
+  auto evaluate = [&](double* note_rate) {
+    torch::NoGradGuard no_grad;
+    double total = 0;
+    std::mt19937_64 rng(o.seed + 77);
+    const uint64_t span = heldout.tokens.size() > static_cast<size_t>(o.seq_len + 1) ? heldout.tokens.size() - o.seq_len - 1 : 0;
+    if (span == 0) return std::nan("");
+    for (int64_t b = 0; b < o.eval_batches; ++b) {
+      auto batch = torch::empty({micro_rows, o.seq_len + 1}, torch::kInt64);
+      for (int64_t r = 0; r < micro_rows; ++r) {
+        const uint64_t s = rng() % span;
+        for (int64_t i = 0; i <= o.seq_len; ++i) batch[r][i] = static_cast<int64_t>(heldout.tokens[s + i]);
+      }
+      AutocastGuard autocast(o.cuda && o.bf16);
+      total += sequence_loss(*model, batch.to(device)).item<double>();
+    }
+    if (note_rate && model->config().memory) {
+      TraceRunRequest req;
+      for (int64_t i = 0; i < std::min<int64_t>(o.seq_len, static_cast<int64_t>(heldout.tokens.size())); ++i)
+        req.tokens.push_back(heldout.tokens[i]);
+      req.options = model->default_options();
+      req.trace_options.record_attention = false;
+      Trace t = trace_tokens(*model, std::move(req));
+      double noted = 0, all = 0;
+      for (const LayerTrace& l : t.layers)
+        for (uint8_t f : l.flags) { noted += (f & kNoted) != 0; all += 1; }
+      *note_rate = all > 0 ? noted / all : 0;
+    }
+    return total / static_cast<double>(o.eval_batches);
+  };
+
+  int64_t step = start_step;
+  auto t_last = std::chrono::steady_clock::now();
+  for (; step < o.steps; ++step) {
+    const double lr = lr_at(step, o);
+    double loss_sum = 0;
+    int passkeys = 0;
+    for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
+    for (int64_t micro = 0; micro < o.accumulation; ++micro) {
+      auto batch = batches.make(step, micro, micro_rows, &passkeys).to(device);
+      torch::Tensor loss;
+      {
+        AutocastGuard autocast(o.cuda && o.bf16);
+        loss = sequence_loss(*model, batch);
+      }
+      if (!std::isfinite(loss.item<double>()))
+        throw std::runtime_error("the loss became " + std::to_string(loss.item<double>()) + " at step " +
+                                 std::to_string(step) + ": lower the learning rate or resume from the last checkpoint");
+      (loss / static_cast<double>(o.accumulation)).backward();
+      loss_sum += loss.item<double>();
+    }
+    const double grad_norm = torch::nn::utils::clip_grad_norm_(opt.params, o.clip);
+    opt.step_with(lr, o);
+    tokens += o.batch * o.seq_len;
+    const auto now = std::chrono::steady_clock::now();
+    if (o.cuda) torch::cuda::synchronize();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_last).count();
+    t_last = now;
+    TrainProgress pr{step + 1, o.steps, tokens, loss_sum / static_cast<double>(o.accumulation), lr, grad_norm,
+                     static_cast<double>(o.batch * o.seq_len) / std::max(secs, 1e-9), std::nan(""), std::nan("")};
+    const bool last = step + 1 == o.steps;
+    if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last) pr.eval_loss = evaluate(&pr.note_rate);
+    csv << pr.step << ',' << pr.tokens << ',' << pr.loss << ',' << pr.lr << ',' << pr.grad_norm << ','
+        << pr.tokens_per_second << ',' << pr.eval_loss << ',' << pr.note_rate << ',' << passkeys << '\n';
+    csv.flush();
+    const bool keep_going = !on_step || on_step(pr);
+    if (last || !keep_going || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0)) save_all(o, *model, opt, tokens);
+    if (!keep_going) return step + 1;
+  }
+  return step;
+}
+
+}  // namespace memmamba

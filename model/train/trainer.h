@@ -1,0 +1,47 @@
+// Training MemMamba (or its Mamba-only twin) with the model library's own forward pass:
+// AdamW with decoupled weight decay, warm-up then cosine or constant learning rate,
+// gradient clipping, accumulation, bf16 autocast on CUDA (fp32 master weights, fp32 scan
+// state), held-out evaluation, passkey examples mixed into the batches, checkpoints with
+// a training state that resumes bit for bit (every batch is a function of seed and step).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace memmamba {
+
+struct TrainOptions {
+  std::string data_dir;         // train.tokens, heldout.tokens (memmamba data)
+  std::string out_dir;          // model.safetensors, train-state.safetensors, metrics.csv
+  ModelConfig config;           // used when starting fresh
+  bool resume = false;          // continue from out_dir's training state
+  int64_t seq_len = 1024;
+  int64_t batch = 8;            // sequences per optimizer step (over all micro-batches)
+  int64_t accumulation = 1;     // micro-batches per step
+  int64_t steps = 1000;
+  double lr = 1e-3, min_lr_ratio = 0.1, weight_decay = 0.1, clip = 1.0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  int64_t warmup = 100;
+  bool cosine = true;
+  bool bf16 = true;             // autocast on CUDA; ignored on the CPU
+  bool cuda = false;
+  uint64_t seed = 0;
+  int64_t eval_every = 200, eval_batches = 4, checkpoint_every = 500;
+  double passkey_fraction = 0.25;  // share of sequences that are passkey examples
+  std::string passkey_tokenizer;   // needed when passkey_fraction > 0
+  std::vector<std::string> passkey_books;  // haystack sentences (empty: the repeated filler)
+};
+
+struct TrainProgress {
+  int64_t step, steps, tokens;
+  double loss, lr, grad_norm, tokens_per_second, note_rate;
+  double eval_loss;  // NaN when not evaluated at this step
+};
+
+// Runs to options.steps; `on_step` returning false stops after saving a checkpoint.
+// Returns the last step done.
+int64_t train_model(const TrainOptions& options, const std::function<bool(const TrainProgress&)>& on_step = {});
+
+}  // namespace memmamba
