@@ -54,6 +54,7 @@ commands:
   tokenizer-train  train a SentencePiece tokenizer on text files
   data             tokenize books into training shards (train / held-out split by book)
   train            train a model on shards (AdamW, warm-up + cosine, checkpoints, resume)
+  convert          rewrite a checkpoint in another storage type (f32, bf16, f16)
   eval passkey     passkey retrieval over a grid of lengths x depths
   eval ppl         perplexity by context length on a book
   eval fidelity    ETMF (and ETMF_delta) and ECLMF on a book
@@ -676,6 +677,26 @@ int cmd_tokenizer_train(const std::vector<std::string>& argv) {
 }
 
 
+int cmd_convert(const std::vector<std::string>& argv) {
+  Args args(argv, {"dtype"}, {"help"});
+  if (args.flag("help") || args.positionals().size() != 2) {
+    std::printf("usage: memmamba convert IN.safetensors OUT.safetensors [--dtype bf16|f16|f32]\n\n"
+                "Rewrites a checkpoint with its tensors stored as --dtype (default bf16), keeping its metadata.\n");
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string dtype = args.get("dtype", "bf16");
+  DType storage = DType::BF16;
+  if (dtype == "f32") storage = DType::F32;
+  else if (dtype == "f16") storage = DType::F16;
+  else if (dtype != "bf16") throw UsageError("--dtype must be bf16, f16 or f32");
+  const std::string in = args.positionals()[0], out = args.positionals()[1];
+  if (fs::exists(out) && fs::equivalent(in, out)) throw UsageError("OUT must differ from IN");
+  Checkpoint ck = load_checkpoint(in);
+  save_checkpoint(out, ck.config, ck.weights, storage, ck.metadata);
+  std::printf("wrote %s (%s)\n", out.c_str(), dtype.c_str());
+  return kOk;
+}
+
 int cmd_data(const std::vector<std::string>& argv) {
   Args args(argv, {"out", "tokenizer", "heldout", "seed"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 1) {
@@ -787,6 +808,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return cmd_bench(rest);
     if (cmd == "tokenizer-train") return cmd_tokenizer_train(rest);
     if (cmd == "data") return cmd_data(rest);
+    if (cmd == "convert") return cmd_convert(rest);
     if (cmd == "train") return cmd_train(rest);
     if (cmd == "eval") return cmd_eval(rest);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
