@@ -27,6 +27,7 @@ PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(documen
   table_ = new QTableWidget(this);
   table_->setColumnCount(5);
   table_->setHorizontalHeaderLabels({tr("Slot"), tr("Note source"), tr("Priority"), tr("Age"), tr("Inserted at")});
+  for (int c : {0, 2, 3, 4}) table_->horizontalHeader()->setSectionResizeMode(c, QHeaderView::ResizeToContents);
   table_->horizontalHeader()->setSectionResizeMode(1, QHeaderView::Stretch);
   table_->verticalHeader()->hide();
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);

@@ -322,6 +322,8 @@ void MainWindow::openTrace(const QString& path) {
       current_text_ = QString::fromStdString(trace->run_info.at("source_file").as_string());
     if (!current_text_.isEmpty() && !QFileInfo::exists(current_text_)) current_text_.clear();
     document_->setTrace(trace, path);
+    // A trace opens where the pools are already full (the first tokens show them empty).
+    if (document_->position() == 0) document_->setPosition(std::min<int64_t>(trace->length() - 1, 2000));
     setWindowTitle(tr("%1 - MemMamba Explorer").arg(QFileInfo(path).fileName()));
     addRecent(path);
     appendLog(tr("opened %1: %L2 tokens, %3 layers").arg(path).arg(trace->length()).arg(trace->layers.size()));
