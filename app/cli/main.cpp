@@ -727,7 +727,7 @@ int cmd_data(const std::vector<std::string>& argv) {
 int cmd_train(const std::vector<std::string>& argv) {
   Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
-                   "passkey-fraction", "tokenizer"},
+                   "passkey-fraction", "tokenizer", "init"},
             {"help", "resume", "fp32", "mamba-only"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -741,6 +741,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --passkey-fraction 0.25  share of sequences that are passkey examples (haystacks\n"
                 "                        from the bundled sample books; --tokenizer for their tokens)\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
+                "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
                 "Ctrl-C stops after saving a checkpoint.\n");
     return kOk;
   }
@@ -756,6 +757,10 @@ int cmd_train(const std::vector<std::string>& argv) {
   if (o.cuda && !torch::cuda::is_available()) throw UsageError("--device cuda: no CUDA device is available to this build");
   o.bf16 = !args.flag("fp32");
   o.resume = args.flag("resume");
+  o.init_checkpoint = args.get("init", "");
+  if (!o.init_checkpoint.empty() && o.resume) throw UsageError("give --init or --resume, not both");
+  if (!o.init_checkpoint.empty() && (args.has("config") || args.flag("mamba-only")))
+    throw UsageError("--init takes the checkpoint's config: drop --config and --mamba-only");
   o.seq_len = args.get_int("seq-len", o.seq_len, 8, 1 << 22);
   o.batch = args.get_int("batch", o.batch, 1, 1 << 16);
   o.accumulation = args.get_int("accumulation", o.accumulation, 1, 1 << 16);

@@ -122,10 +122,10 @@ class BatchMaker {
       int64_t* row = dst + r * L;
       const uint64_t start = rng() % span;
       for (int64_t i = 0; i < L; ++i) row[i] = train_.tokens[start + i];
-      if (generator_ && unit(rng) < o_.passkey_fraction) {
+      if (generator_ && L >= 128 && unit(rng) < o_.passkey_fraction) {  // prompts need >= 64 tokens
         // A passkey example (prompt, then the key) at a random length and depth, placed at
         // the end of the row; book text fills whatever is left before it.
-        const int64_t min_len = std::min<int64_t>(256, L / 2);
+        const int64_t min_len = std::max<int64_t>(64, std::min<int64_t>(256, L / 2));
         const int64_t target = min_len + static_cast<int64_t>(rng() % static_cast<uint64_t>(std::max<int64_t>(1, L - 24 - min_len)));
         const eval::PasskeyCase c = generator_->make(target, unit(rng), rng());
         Encoding enc = tokenizer_->encode(c.prompt + std::to_string(c.key) + "\n");
@@ -200,6 +200,10 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   if (o.resume) {
     Checkpoint ck = load_checkpoint(model_path(o));
     model.emplace(ck.config, std::move(ck.weights));
+  } else if (!o.init_checkpoint.empty()) {
+    Checkpoint ck = load_checkpoint(o.init_checkpoint);
+    model.emplace(ck.config, std::move(ck.weights));
+    log::info("starting from " + o.init_checkpoint);
   } else {
     model.emplace(MemMambaModel::random(o.config, o.seed));
   }

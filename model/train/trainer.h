@@ -18,6 +18,7 @@ struct TrainOptions {
   std::string out_dir;          // model.safetensors, train-state.safetensors, metrics.csv
   ModelConfig config;           // used when starting fresh
   bool resume = false;          // continue from out_dir's training state
+  std::string init_checkpoint;  // start from these weights (and their config), fresh optimizer
   int64_t seq_len = 1024;
   int64_t batch = 8;            // sequences per optimizer step (over all micro-batches)
   int64_t accumulation = 1;     // micro-batches per step
