@@ -1,6 +1,8 @@
 #include "model/trace.h"
 
 #include <algorithm>
+#include <exception>
+#include <future>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -300,17 +302,6 @@ Trace Trace::load(const std::string& path) {
   if (n_local.size() != n_notes || n_window.size() != n_notes || n_prio.size() != n_notes ||
       n_off.size() != n_notes + 1 || n_off.front() != 0 || static_cast<size_t>(n_off.back()) != n_src.size())
     bad(f, "note arrays are inconsistent");
-  t.notes.reserve(n_notes);
-  for (size_t i = 0; i < n_notes; ++i) {
-    if (n_off[i + 1] < n_off[i]) bad(f, "note sources offsets decrease");
-    if (n_layer[i] < 0 || n_layer[i] >= n_layers) bad(f, "a note belongs to a layer that does not exist");
-    NoteInfo n{n_layer[i], n_local[i], n_window[i], n_prio[i],
-               std::vector<int64_t>(n_src.begin() + n_off[i], n_src.begin() + n_off[i + 1])};
-    for (int64_t s : n.sources)
-      if (s < 0 || static_cast<size_t>(s) >= T) bad(f, "a note's source lies outside the text");
-    t.notes.push_back(std::move(n));
-  }
-
   const ArrayView<int64_t> e_pos = view_of<int64_t>(f, "events.position", DType::I64);
   const ArrayView<int32_t> e_layer = view_of<int32_t>(f, "events.layer", DType::I32);
   const ArrayView<uint8_t> e_kind = view_of<uint8_t>(f, "events.kind", DType::U8);
@@ -321,33 +312,61 @@ Trace Trace::load(const std::string& path) {
   if (e_layer.size() != n_events || e_kind.size() != n_events || e_slot.size() != n_events ||
       e_note.size() != n_events || e_prio.size() != n_events)
     bad(f, "event arrays differ in length");
-  t.events.reserve(n_events);
-  for (size_t i = 0; i < n_events; ++i) {
-    if (i > 0 && e_pos[i] < e_pos[i - 1]) bad(f, "events are not ordered by position");
-    if (e_layer[i] < 0 || e_layer[i] >= n_layers || e_kind[i] > 2 || e_slot[i] < -1 || e_slot[i] >= t.pool_slots ||
-        (e_kind[i] != 2 && e_slot[i] < 0) || e_note[i] < 0 || static_cast<size_t>(e_note[i]) >= n_notes)
-      bad(f, "event " + std::to_string(i) + " is out of range");
-    t.events.push_back({e_pos[i], e_layer[i], e_kind[i], e_slot[i], e_note[i], e_prio[i]});
-  }
-
+  // Notes, events and each layer are independent: read them on parallel threads (a 1M-token
+  // trace holds millions of notes and events and gigabytes of rows).
   t.layers.resize(static_cast<size_t>(n_layers));
+  std::vector<std::future<void>> parts;
+  parts.push_back(std::async(std::launch::async, [&] {
+    t.notes.reserve(n_notes);
+    for (size_t i = 0; i < n_notes; ++i) {
+      if (n_off[i + 1] < n_off[i]) bad(f, "note sources offsets decrease");
+      if (n_layer[i] < 0 || n_layer[i] >= n_layers) bad(f, "a note belongs to a layer that does not exist");
+      NoteInfo n{n_layer[i], n_local[i], n_window[i], n_prio[i],
+                 std::vector<int64_t>(n_src.begin() + n_off[i], n_src.begin() + n_off[i + 1])};
+      for (int64_t s : n.sources)
+        if (s < 0 || static_cast<size_t>(s) >= T) bad(f, "a note's source lies outside the text");
+      t.notes.push_back(std::move(n));
+    }
+  }));
+  parts.push_back(std::async(std::launch::async, [&] {
+    t.events.reserve(n_events);
+    for (size_t i = 0; i < n_events; ++i) {
+      if (i > 0 && e_pos[i] < e_pos[i - 1]) bad(f, "events are not ordered by position");
+      if (e_layer[i] < 0 || e_layer[i] >= n_layers || e_kind[i] > 2 || e_slot[i] < -1 || e_slot[i] >= t.pool_slots ||
+          (e_kind[i] != 2 && e_slot[i] < 0) || e_note[i] < 0 || static_cast<size_t>(e_note[i]) >= n_notes)
+        bad(f, "event " + std::to_string(i) + " is out of range");
+      t.events.push_back({e_pos[i], e_layer[i], e_kind[i], e_slot[i], e_note[i], e_prio[i]});
+    }
+  }));
   for (int64_t l = 0; l < n_layers; ++l) {
-    LayerTrace& lt = t.layers[l];
-    const std::string p = "layers." + std::to_string(l);
-    lt.importance = f.read_vector<float>(p + ".importance", DType::F32);
-    lt.istate = f.read_vector<float>(p + ".istate", DType::F32);
-    lt.flags = f.read_vector<uint8_t>(p + ".flags", DType::U8);
-    lt.fusion_token_norm = f.read_vector<float>(p + ".fusion_token_norm", DType::F32);
-    lt.fusion_layer_norm = f.read_vector<float>(p + ".fusion_layer_norm", DType::F32);
-    lt.log_decay = f.read_vector<float>(p + ".log_decay", DType::F32);
-    if (lt.importance.size() != T || lt.istate.size() != T || lt.flags.size() != T ||
-        lt.fusion_token_norm.size() != T || lt.fusion_layer_norm.size() != T || lt.log_decay.size() != T)
-      bad(f, "layer " + std::to_string(l) + " arrays do not match the token count");
-    lt.token_attention = read_rows(f, p + ".token_attention", n_notes, static_cast<int64_t>(T));
-    lt.layer_attention = read_rows(f, p + ".layer_attention", n_notes, static_cast<int64_t>(T));
-    for (int32_t s : lt.token_attention.slot)
-      if (s < 0 || s >= t.pool_slots) bad(f, "attention slot out of range");
+    parts.push_back(std::async(std::launch::async, [&, l] {
+      LayerTrace& lt = t.layers[l];
+      const std::string p = "layers." + std::to_string(l);
+      lt.importance = f.read_vector<float>(p + ".importance", DType::F32);
+      lt.istate = f.read_vector<float>(p + ".istate", DType::F32);
+      lt.flags = f.read_vector<uint8_t>(p + ".flags", DType::U8);
+      lt.fusion_token_norm = f.read_vector<float>(p + ".fusion_token_norm", DType::F32);
+      lt.fusion_layer_norm = f.read_vector<float>(p + ".fusion_layer_norm", DType::F32);
+      lt.log_decay = f.read_vector<float>(p + ".log_decay", DType::F32);
+      if (lt.importance.size() != T || lt.istate.size() != T || lt.flags.size() != T ||
+          lt.fusion_token_norm.size() != T || lt.fusion_layer_norm.size() != T || lt.log_decay.size() != T)
+        bad(f, "layer " + std::to_string(l) + " arrays do not match the token count");
+      lt.token_attention = read_rows(f, p + ".token_attention", n_notes, static_cast<int64_t>(T));
+      lt.layer_attention = read_rows(f, p + ".layer_attention", n_notes, static_cast<int64_t>(T));
+      for (int32_t s : lt.token_attention.slot)
+        if (s < 0 || s >= t.pool_slots) bad(f, "attention slot out of range");
+    }));
   }
+  // Wait for all of them before rethrowing the first failure: they use this frame's views.
+  std::exception_ptr failure;
+  for (auto& part : parts) {
+    try {
+      part.get();
+    } catch (...) {
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
 
   std::vector<int32_t> r_layer = f.read_vector<int32_t>("retention.layer", DType::I32);
   std::vector<int64_t> r_source = f.read_vector<int64_t>("retention.source", DType::I64);
