@@ -207,6 +207,35 @@ class TestViews : public QObject {
     QCOMPARE(failed.at(1).at(1).toBool(), false);
     QVERIFY(failed.at(1).at(0).toString().contains(QStringLiteral("book.txt")));
   }
+
+  void passkeyCaseRunsAndExplainsItself() {
+    app::RunWorker worker;
+    app::RunRequest request;
+    request.kind = app::RunRequest::Kind::Passkey;
+    request.text_path = QStringLiteral(MEMMAMBA_SOURCE_DIR "/sample_data/The-Time-Machine_35.txt");
+    request.tokenizer = QStringLiteral(MEMMAMBA_SOURCE_DIR "/sample_data/tokenizer.model");
+    request.length = 600;
+    request.depth = 0.5;
+    request.key = 24680;
+    QSignalSpy finished(&worker, &app::RunWorker::finished);
+    QSignalSpy failed(&worker, &app::RunWorker::failed);
+    worker.run(request);
+    QCOMPARE(failed.count(), 0);
+    QCOMPARE(finished.count(), 1);
+    const auto result = finished.at(0).at(0).value<app::RunResult>();
+    QVERIFY(std::abs(result.trace->length() - 600) <= 16);
+    QVERIFY(result.trace->text.find("24680") != std::string::npos);  // the user's key is in the prompt
+    const Json record = Json::parse(result.case_json.toStdString());
+    QCOMPARE(record.at("key").as_int(), int64_t{24680});
+    QVERIFY(record.at("key_token_positions").as_array().size() >= 5);  // digits are single tokens
+    for (const Json& p : record.at("key_token_positions").as_array()) {
+      const int64_t t = p.as_int();
+      const std::string piece = result.trace->text.substr(result.trace->char_begin[t], result.trace->char_end[t] - result.trace->char_begin[t]);
+      QVERIFY(piece.find_first_of("0123456789") != std::string::npos);
+    }
+    QCOMPARE(record.at("layers").as_array().size(), result.trace->layers.size());
+    QCOMPARE(record.at("hit").as_bool(), record.at("answer").as_string().find("24680") != std::string::npos);
+  }
 };
 
 QTEST_MAIN(TestViews)
