@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "model/cuda/step_graph.h"
 #include "model/memory_attention.h"
 #include "model/trace_builder.h"
 
@@ -761,12 +762,18 @@ void check_tokens(const torch::Tensor& tokens, int64_t vocab) {
 }  // namespace
 
 torch::Tensor MemMambaModel::forward(const torch::Tensor& tokens_in, RunState& state, const RunOptions& options) const {
+  state.step_graph.reset();  // a parallel pass replaces the state tensors a captured step reads
+  return forward_impl(tokens_in, state, options, false);
+}
+
+torch::Tensor MemMambaModel::forward_impl(const torch::Tensor& tokens_in, RunState& state, const RunOptions& options,
+                                          bool tokens_checked) const {
   if (tokens_in.dim() != 2) throw std::invalid_argument("forward expects tokens of shape [batch, length]");
   if (tokens_in.size(0) != state.batch) throw std::invalid_argument("token batch does not match the run state");
   if (options.trace && state.batch != 1) throw std::invalid_argument("tracing needs batch 1");
   if (options.chunk_tokens < 1) throw std::invalid_argument("chunk_tokens must be positive");
   auto tokens = tokens_in.to(device(), torch::kInt64);
-  check_tokens(tokens, config_.vocab_size);
+  if (!tokens_checked) check_tokens(tokens, config_.vocab_size);
   const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.d_model;
   std::vector<torch::Tensor> hidden;
   const auto& embedding = weights_["embedding.weight"];
@@ -797,12 +804,38 @@ torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& stat
   if (options.trace && state.batch != 1) throw std::invalid_argument("tracing needs batch 1");
   if (device().is_cuda()) {
     // On the GPU a step is a parallel pass over one token: the same kernels and the same
-    // device-side pool, so parallel and step mode cannot drift apart.
+    // device-side pool, so parallel and step mode cannot drift apart. Without tracing or
+    // callbacks it runs as a captured CUDA graph (model/cuda/step_graph.h).
+    auto host_tokens = tokens_in.to(torch::kCPU, torch::kInt64);
+    check_tokens(host_tokens, config_.vocab_size);
     RunOptions one = options;
     one.progress = nullptr;
     one.keep_hidden = true;
-    auto h = forward(tokens_in.view({state.batch, 1}), state, one);
-    return logits(h.select(1, 0));
+    auto direct = [&](const torch::Tensor& tokens) {
+      auto h = forward_impl(tokens.view({state.batch, 1}), state, one, true);
+      return logits(h.select(1, 0));
+    };
+    if (options.trace || options.on_hidden || !cuda_ops::step_graphs_available()) {
+      state.step_graph.reset();
+      return direct(host_tokens);
+    }
+    const Json settings = options.memory.to_json(config_.memory);
+    const std::string key = settings.dump() + "/" + std::to_string(state.batch);
+    const int64_t before = state.position;
+    auto out = cuda_ops::run_step_graph(state.step_graph, key, host_tokens, direct, [&state] {
+      std::vector<torch::Tensor*> slots;
+      for (auto& m : state.mixers) {
+        slots.push_back(&m.conv);
+        slots.push_back(&m.ssm);
+      }
+      for (auto& mem : state.memory) {
+        for (auto& t : mem.pool_vectors) slots.push_back(&t);
+        for (auto& t : mem.pool_priority) slots.push_back(&t);
+      }
+      return slots;
+    });
+    if (state.position == before) state.position += 1;  // a replay runs no host code
+    return out;
   }
   auto tokens = tokens_in.to(device(), torch::kInt64);
   check_tokens(tokens, config_.vocab_size);

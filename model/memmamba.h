@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -42,6 +43,7 @@ struct RunState {
   int64_t batch = 1;
   int64_t position = 0;
   torch::Tensor device_position;  // int64 [1] on the model's GPU: the position the kernels read
+  std::shared_ptr<void> step_graph;  // GPU step mode's captured CUDA graph (model/cuda/step_graph.h)
   std::vector<MixerState> mixers;
   std::vector<LayerMemoryState> memory;
   std::vector<std::map<int64_t, torch::Tensor>> retention_sums;  // per layer: source -> summed dt [Di]
@@ -85,6 +87,8 @@ class MemMambaModel {
  private:
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
                               std::vector<struct ChunkBank>& banks) const;
+  torch::Tensor forward_impl(const torch::Tensor& tokens, RunState& state, const RunOptions& options,
+                             bool tokens_checked) const;
   torch::Tensor memory_on_device(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
                                  std::vector<struct ChunkBank>& banks, struct LayerRecords& records) const;
   torch::Tensor layer_step(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
