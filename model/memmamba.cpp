@@ -815,7 +815,11 @@ torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& stat
       auto h = forward_impl(tokens.view({state.batch, 1}), state, one, true);
       return logits(h.select(1, 0));
     };
-    if (options.trace || options.on_hidden || !cuda_ops::step_graphs_available()) {
+    // Capturable only when no host bookkeeping runs (windows of one token, or memory off).
+    bool device_only = true;
+    if (config_.memory && options.memory.enabled)
+      for (const auto& mem : state.memory) device_only = device_only && mem.device_pool.defined();
+    if (options.trace || options.on_hidden || !device_only || !cuda_ops::step_graphs_available()) {
       state.step_graph.reset();
       return direct(host_tokens);
     }
