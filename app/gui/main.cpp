@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   window.show();
   const QString shots = parser.value(screenshots);
   if (!shots.isEmpty()) {
+    window.setBatchMode(true);
     auto finish = [&window, shots] {
       QTimer::singleShot(300, &window, [&window, shots] {
         window.saveScreenshots(shots);

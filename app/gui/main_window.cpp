@@ -30,6 +30,8 @@
 #include <QtConcurrent/QtConcurrentRun>
 #include <qcustomplot.h>
 
+#include <cstdio>
+
 #include "model/log.h"
 #include "views/attention_view.h"
 #include "views/book_view.h"
@@ -292,6 +294,14 @@ void MainWindow::setDarkPalette(bool dark) {
 
 void MainWindow::appendLog(const QString& line) { log_->appendPlainText(line); }
 
+void MainWindow::complain(const QString& title, const QString& message) {
+  if (batch_) {  // no one to close a dialog: say it on stderr (the caller exits)
+    std::fprintf(stderr, "%s: %s\n", qPrintable(title), qPrintable(message));
+    return;
+  }
+  QMessageBox::warning(this, title, message);
+}
+
 void MainWindow::openPath(const QString& path) {
   if (path.endsWith(QLatin1String(".trace"), Qt::CaseInsensitive)) openTrace(path);
   else runText(path);
@@ -313,7 +323,7 @@ void MainWindow::openTrace(const QString& path) {
     watcher->deleteLater();
     if (!trace) {
       appendLog(tr("error: %1").arg(*error));
-      QMessageBox::warning(this, tr("Open trace"), *error);
+      complain(tr("Open trace"), *error);
       Q_EMIT runFailed(*error);
       return;
     }
@@ -417,7 +427,7 @@ void MainWindow::onRunFailed(const QString& message, bool cancelled) {
   cancel_->setVisible(false);
   speed_label_->setText(cancelled ? tr("cancelled") : tr("failed"));
   appendLog(cancelled ? tr("run cancelled") : tr("error: %1").arg(message));
-  if (!cancelled) QMessageBox::warning(this, tr("Run failed"), message);
+  if (!cancelled) complain(tr("Run failed"), message);
   Q_EMIT runFailed(message);
 }
 

@@ -54,6 +54,8 @@ class MainWindow : public QMainWindow {
   views::RetrievalPanel* retrievalPanel() const { return retrieval_; }
   views::TimelineBar* timeline() const { return timeline_; }
   void showTour(bool show);
+  // Batch use (screenshots): errors go to stderr instead of dialogs nobody could close.
+  void setBatchMode(bool batch) { batch_ = batch; }
   void setDarkPalette(bool dark);
 
  Q_SIGNALS:
@@ -79,6 +81,7 @@ class MainWindow : public QMainWindow {
   void chooseModel();
   void runComparison();
   void appendLog(const QString& line);
+  void complain(const QString& title, const QString& message);
   std::vector<std::pair<QString, views::PlotPanel*>> panels() const;
 
   views::TraceDocument* document_;
@@ -103,6 +106,7 @@ class MainWindow : public QMainWindow {
   QString checkpoint_, tokenizer_, current_text_;
   bool cuda_ = false;
   bool comparison_pending_ = false;
+  bool batch_ = false;
 };
 
 }  // namespace memmamba::app
