@@ -1,8 +1,6 @@
 #include "views/attention_view.h"
 
 #include <QLabel>
-#include <QSplitter>
-#include <QVBoxLayout>
 #include <qcustomplot.h>
 
 #include <algorithm>
@@ -12,20 +10,8 @@
 namespace memmamba::views {
 
 AttentionView::AttentionView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
-  auto* layout = new QVBoxLayout(this);
-  layout->setContentsMargins(0, 0, 0, 0);
-  caption_ = new QLabel(this);
-  caption_->setWordWrap(true);
-  caption_->setTextFormat(Qt::PlainText);
-  layout->addWidget(caption_);
-  auto* split = new QSplitter(Qt::Vertical, this);
-  heat_ = new QCustomPlot(this);
-  heat_->setObjectName(QStringLiteral("attention-token-slot"));
-  sources_ = new QCustomPlot(this);
-  sources_->setObjectName(QStringLiteral("attention-sources"));
-  split->addWidget(heat_);
-  split->addWidget(sources_);
-  layout->addWidget(split, 1);
+  caption_ = captionOverTwoPlots(Qt::Vertical, QStringLiteral("attention-token-slot"), heat_,
+                                 QStringLiteral("attention-sources"), sources_);
   connect(sources_, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent* e) {
     document_->setPosition(static_cast<qint64>(std::lround(sources_->xAxis->pixelToCoord(e->position().x()))));
   });

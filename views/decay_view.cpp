@@ -2,8 +2,6 @@
 
 #include <QHBoxLayout>
 #include <QLabel>
-#include <QSplitter>
-#include <QVBoxLayout>
 #include <qcustomplot.h>
 
 #include <algorithm>
@@ -50,20 +48,8 @@ double meanLogDecay(const Trace& t, int layer) {
 }  // namespace
 
 DecayView::DecayView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
-  auto* layout = new QVBoxLayout(this);
-  layout->setContentsMargins(0, 0, 0, 0);
-  caption_ = new QLabel(this);
-  caption_->setWordWrap(true);
-  caption_->setTextFormat(Qt::PlainText);
-  layout->addWidget(caption_);
-  auto* split = new QSplitter(Qt::Horizontal, this);
-  selected_ = new QCustomPlot(this);
-  selected_->setObjectName(QStringLiteral("decay-selected-token"));
-  average_ = new QCustomPlot(this);
-  average_->setObjectName(QStringLiteral("decay-a-power-k"));
-  split->addWidget(selected_);
-  split->addWidget(average_);
-  layout->addWidget(split, 1);
+  caption_ = captionOverTwoPlots(Qt::Horizontal, QStringLiteral("decay-selected-token"), selected_,
+                                 QStringLiteral("decay-a-power-k"), average_);
   for (QCustomPlot* p : {selected_, average_}) {
     p->yAxis->setScaleType(QCPAxis::stLogarithmic);
     p->yAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));

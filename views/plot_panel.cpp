@@ -1,5 +1,8 @@
 #include "views/plot_panel.h"
 
+#include <QLabel>
+#include <QSplitter>
+#include <QVBoxLayout>
 #include <qcustomplot.h>
 
 #include "views/trace_document.h"
@@ -7,6 +10,25 @@
 namespace memmamba::views {
 
 PlotPanel::PlotPanel(TraceDocument* document, QWidget* parent) : QWidget(parent), document_(document) {}
+
+QLabel* PlotPanel::captionOverTwoPlots(Qt::Orientation orientation, const QString& first_name, QCustomPlot*& first,
+                                       const QString& second_name, QCustomPlot*& second) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  auto* caption = new QLabel(this);
+  caption->setWordWrap(true);
+  caption->setTextFormat(Qt::PlainText);
+  layout->addWidget(caption);
+  auto* split = new QSplitter(orientation, this);
+  first = new QCustomPlot(this);
+  first->setObjectName(first_name);
+  second = new QCustomPlot(this);
+  second->setObjectName(second_name);
+  split->addWidget(first);
+  split->addWidget(second);
+  layout->addWidget(split, 1);
+  return caption;
+}
 
 void applyViridis(QCPColorGradient& gradient) {
   gradient.clearColorStops();

@@ -8,6 +8,7 @@
 
 class QCustomPlot;
 class QCPColorGradient;
+class QLabel;
 
 namespace memmamba::views {
 
@@ -27,6 +28,11 @@ class PlotPanel : public QWidget {
   virtual QString csv(const QString& figure) const = 0;
 
  protected:
+  // Lays the panel out as a plain-text caption above two new plots side by side (or stacked),
+  // named for export; returns the caption.
+  QLabel* captionOverTwoPlots(Qt::Orientation orientation, const QString& first_name, QCustomPlot*& first,
+                              const QString& second_name, QCustomPlot*& second);
+
   TraceDocument* document_;
 };
 

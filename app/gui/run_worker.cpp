@@ -7,6 +7,7 @@
 
 #include "model/checkpoint.h"
 #include "model/eval/passkey.h"
+#include "model/eval/passkey_eval.h"
 #include "model/file_io.h"
 #include "model/log.h"
 #include "model/memmamba.h"
@@ -33,15 +34,6 @@ void configureRuntime() { configure_cpu_runtime(); }
 
 RunWorker::RunWorker(QObject* parent) : QObject(parent), loaded_(std::make_unique<Loaded>()) {}
 RunWorker::~RunWorker() = default;
-
-namespace {
-
-std::string loadText(const QString& path) {
-  std::string text = load_text_file(path.toStdString());
-  return text;
-}
-
-}  // namespace
 
 void RunWorker::run(const RunRequest& request) {
   cancel_ = false;
@@ -85,20 +77,21 @@ void RunWorker::run(const RunRequest& request) {
       throw std::runtime_error("the tokenizer has " + std::to_string(tok.vocab_size()) + " pieces but the model's vocabulary " +
                                std::to_string(model.config().vocab_size) + ": they do not belong together");
 
-    TraceRunRequest req;
-    req.options = model.default_options();
-    req.options.memory.enabled = request.memory;
+    RunOptions run = model.default_options();
+    run.memory.enabled = request.memory;
     if (request.override_thresholds) {
-      req.options.memory.tau_note = request.tau_note;
-      req.options.memory.tau_retrieve = request.tau_retrieve;
+      run.memory.tau_note = request.tau_note;
+      run.memory.tau_retrieve = request.tau_retrieve;
     }
+    TraceRunRequest req;
+    req.options = run;
     std::string text;
     eval::PasskeyCase passkey;
     if (request.kind == RunRequest::Kind::Text) {
       Q_EMIT progress(0, 0, 0, tr("reading and tokenizing"));
-      text = loadText(request.text_path);
+      text = load_text_file(request.text_path.toStdString());
     } else {
-      std::string book = request.text_path.isEmpty() ? std::string() : loadText(request.text_path);
+      std::string book = request.text_path.isEmpty() ? std::string() : load_text_file(request.text_path.toStdString());
       if (book.empty()) {
         const std::string sample = find_sample_file("The-Time-Machine_35.txt");
         if (!sample.empty()) book = load_text_file(sample);
@@ -152,70 +145,12 @@ void RunWorker::run(const RunRequest& request) {
                                QString::fromStdString(model.device().str());
     if (request.kind == RunRequest::Kind::Passkey) {
       Q_EMIT progress(T, T, 0, tr("generating the answer"));
-      RunOptions gen = model.default_options();
-      gen.memory.enabled = request.memory;
-      if (request.override_thresholds) {
-        gen.memory.tau_note = request.tau_note;
-        gen.memory.tau_retrieve = request.tau_retrieve;
-      }
       std::vector<int64_t> prompt(trace->tokens.begin(), trace->tokens.end());
-      const auto out = generate_greedy(model, prompt, 8, gen);
+      const auto out = generate_greedy(model, prompt, 8, run);
       const std::string answer = tok.decode(std::vector<int32_t>(out.begin(), out.end()));
-      // Which tokens hold the key, and what happened to them in each layer.
-      std::vector<int64_t> key_positions;
-      for (int64_t t = 0; t < trace->length(); ++t)
-        if (trace->char_end[t] > passkey.needle_begin && trace->char_begin[t] < passkey.needle_end) {
-          const std::string piece = trace->text.substr(trace->char_begin[t], trace->char_end[t] - trace->char_begin[t]);
-          if (piece.find_first_of("0123456789") != std::string::npos) key_positions.push_back(t);
-        }
-      Json record = Json::object();
-      record["length"] = static_cast<int64_t>(request.length);
-      record["depth"] = request.depth;
-      record["actual_depth"] = passkey.actual_depth;
-      record["key"] = passkey.key;
-      record["answer"] = answer;
-      record["hit"] = eval::passkey_found(answer, passkey.key);
-      record["prompt_tokens"] = trace->length();
-      Json kp = Json::array();
-      for (int64_t p : key_positions) kp.push_back(p);
-      record["key_token_positions"] = kp;
-      Json layers = Json::array();
-      const int64_t last = trace->length() - 1;
-      for (int32_t l = 0; l < static_cast<int32_t>(trace->layers.size()); ++l) {
-        int64_t noted = 0;
-        for (int64_t p : key_positions) noted += (trace->layers[l].flags[p] & kNoted) != 0;
-        Json layer = Json::object();
-        layer["key_tokens_noted"] = noted;
-        Json notes = Json::array();
-        const auto pool = trace->pool_at(l, last);
-        std::vector<int64_t> key_notes;
-        for (size_t n = 0; n < trace->notes.size(); ++n) {
-          const NoteInfo& note = trace->notes[n];
-          if (note.layer != l) continue;
-          bool holds = false;
-          for (int64_t s : note.sources)
-            holds = holds || std::find(key_positions.begin(), key_positions.end(), s) != key_positions.end();
-          if (!holds) continue;
-          key_notes.push_back(static_cast<int64_t>(n));
-          Json nj = Json::object();
-          nj["note"] = static_cast<int64_t>(n);
-          nj["in_pool_at_answer"] = std::find(pool.begin(), pool.end(), static_cast<int64_t>(n)) != pool.end();
-          notes.push_back(nj);
-        }
-        layer["key_notes"] = notes;
-        const AttentionRows& rows = trace->layers[l].token_attention;
-        const int64_t r = rows.find(last);
-        if (r >= 0) {
-          double w = 0;
-          for (int64_t e = rows.offset[r]; e < rows.offset[r + 1]; ++e)
-            if (std::find(key_notes.begin(), key_notes.end(), rows.note[e]) != key_notes.end()) w += rows.weight[e];
-          layer["answer_weight_on_key_notes"] = w;
-        } else {
-          layer["answer_weight_on_key_notes"] = Json();
-        }
-        layers.push_back(layer);
-      }
-      record["layers"] = layers;
+      // Where the key's tokens are and what became of them: the evaluation's own record.
+      const Json record = eval::passkey_case_record(
+          passkey, *trace, trace->length(), eval::passkey_key_positions(passkey, trace->char_begin, trace->char_end), answer);
       result.case_json = QString::fromStdString(record.dump(1));
     }
     result.trace = std::move(trace);

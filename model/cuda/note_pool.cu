@@ -152,10 +152,8 @@ __global__ void note_pool_kernel(NotePoolProblem p) {
         if (target == j0) { pri0 = importance; ins0 = pos0 + t; id0 = notes_made; bank0 = bank; }
         if (target == j1) { pri1 = importance; ins1 = pos0 + t; id1 = notes_made; bank1 = bank; }
         for (int k = lane; k < S; k += 32) units[target][k] = token_unit[k];
-        ++notes_made;
-      } else {
-        ++notes_made;  // a dropped note still took an id, as in NoteTaker
       }
+      ++notes_made;  // a dropped note still takes an id, as in NoteTaker
     }
     if (lane == 0) {
       const int64_t i = b * T + t;

@@ -11,55 +11,29 @@
 
 namespace memmamba::eval {
 
-namespace {
-
-Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyCase& c,
-              const PasskeyGridOptions& options) {
-  torch::NoGradGuard no_grad;
-  const auto t0 = std::chrono::steady_clock::now();
-  Encoding enc = tokenizer.encode(c.prompt);
-  const int64_t T = static_cast<int64_t>(enc.ids.size());
+std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
+                                           const std::vector<int64_t>& end) {
   // The key's tokens: those inside the digits of either mention in the needle.
   const std::string key = std::to_string(c.key);
+  const int64_t T = static_cast<int64_t>(begin.size());
   std::vector<int64_t> key_positions;
   for (size_t at = c.prompt.find(key, c.needle_begin); at != std::string::npos && static_cast<int64_t>(at) < c.needle_end;
        at = c.prompt.find(key, at + 1)) {
     for (int64_t t = 0; t < T; ++t)
-      if (enc.begin[t] < static_cast<int64_t>(at + key.size()) && enc.end[t] > static_cast<int64_t>(at))
-        key_positions.push_back(t);
+      if (begin[t] < static_cast<int64_t>(at + key.size()) && end[t] > static_cast<int64_t>(at)) key_positions.push_back(t);
   }
+  return key_positions;
+}
+
+Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t prompt_tokens,
+                         const std::vector<int64_t>& key_positions, const std::string& answer_text) {
   const std::set<int64_t> key_set(key_positions.begin(), key_positions.end());
-
-  TraceOptions topts;
-  topts.attention_topk = options.attention_topk;
-  topts.detail_begin = T - 1;  // attention rows only where the answer is produced
-  TraceBuilder builder(model.config(), topts);
-  RunOptions run = options.run;
-  run.trace = &builder;
-  run.keep_hidden = false;
-  torch::Tensor last_hidden;
-  run.on_hidden = [&](int64_t, const torch::Tensor& h) { last_hidden = h.select(1, h.size(1) - 1); };
-  RunState state = model.new_state(1);
-  std::vector<int64_t> ids(enc.ids.begin(), enc.ids.end());
-  model.forward(torch::tensor(ids, torch::kInt64).view({1, T}), state, run);
-  auto logits = model.logits(last_hidden);
-  std::vector<int32_t> answer;
-  RunOptions step_run = run;
-  step_run.on_hidden = nullptr;
-  for (int64_t i = 0; i < options.max_new_tokens; ++i) {
-    const int64_t next = logits.argmax(-1).item<int64_t>();
-    answer.push_back(static_cast<int32_t>(next));
-    if (i + 1 == options.max_new_tokens) break;
-    logits = model.step(torch::tensor({next}, torch::kInt64), state, step_run);
-  }
-  const std::string answer_text = tokenizer.decode(answer);
-  Trace trace = builder.finish();
-
   Json r = Json::object();
   r["length"] = c.target_tokens;
   r["depth"] = c.depth;
   r["actual_depth"] = c.actual_depth;
   r["key"] = c.key;
+  const int64_t T = prompt_tokens;  // the trace may go on through the generated answer
   r["prompt_tokens"] = T;
   r["answer"] = answer_text;
   r["hit"] = passkey_found(answer_text, c.key);
@@ -68,7 +42,7 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
   r["key_token_positions"] = kp;
   // Notes that hold a key token: per layer, when each entered and left the pool.
   Json layers = Json::array();
-  for (int32_t l = 0; l < static_cast<int32_t>(model.config().n_layers); ++l) {
+  for (int32_t l = 0; l < static_cast<int32_t>(trace.layers.size()); ++l) {
     Json layer = Json::object();
     Json notes = Json::array();
     int64_t noted_key_tokens = 0;
@@ -123,6 +97,44 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
     layers.push_back(layer);
   }
   r["layers"] = layers;
+  return r;
+}
+
+namespace {
+
+Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyCase& c,
+              const PasskeyGridOptions& options) {
+  torch::NoGradGuard no_grad;
+  const auto t0 = std::chrono::steady_clock::now();
+  Encoding enc = tokenizer.encode(c.prompt);
+  const int64_t T = static_cast<int64_t>(enc.ids.size());
+  const std::vector<int64_t> key_positions = passkey_key_positions(c, enc.begin, enc.end);
+  TraceOptions topts;
+  topts.attention_topk = options.attention_topk;
+  topts.detail_begin = T - 1;  // attention rows only where the answer is produced
+  TraceBuilder builder(model.config(), topts);
+  RunOptions run = options.run;
+  run.trace = &builder;
+  run.keep_hidden = false;
+  torch::Tensor last_hidden;
+  run.on_hidden = [&](int64_t, const torch::Tensor& h) { last_hidden = h.select(1, h.size(1) - 1); };
+  RunState state = model.new_state(1);
+  std::vector<int64_t> ids(enc.ids.begin(), enc.ids.end());
+  model.forward(torch::tensor(ids, torch::kInt64).view({1, T}), state, run);
+  auto logits = model.logits(last_hidden);
+  std::vector<int32_t> answer;
+  RunOptions step_run = run;
+  step_run.on_hidden = nullptr;
+  for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+    const int64_t next = logits.argmax(-1).item<int64_t>();
+    answer.push_back(static_cast<int32_t>(next));
+    if (i + 1 == options.max_new_tokens) break;
+    logits = model.step(torch::tensor({next}, torch::kInt64), state, step_run);
+  }
+  const std::string answer_text = tokenizer.decode(answer);
+  Trace trace = builder.finish();
+
+  Json r = passkey_case_record(c, trace, T, key_positions, answer_text);
   r["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

@@ -9,6 +9,7 @@
 #include "model/eval/passkey.h"
 #include "model/json.h"
 #include "model/memmamba.h"
+#include "model/trace.h"
 
 namespace memmamba::eval {
 
@@ -22,6 +23,15 @@ struct PasskeyGridOptions {
   int32_t attention_topk = 8;
   Json meta = Json::object();  // checkpoint, hash, device... copied into the result
 };
+
+// The tokens of the key's digits in the needle, from the prompt's token byte ranges.
+std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
+                                           const std::vector<int64_t>& end);
+// One case's record from its trace (the prompt's first `prompt_tokens` tokens, maybe more) and the answer: truth, answer, hit,
+// key token positions and, per layer, the notes holding the key (inserted, evicted, dropped,
+// in the pool at the answer) and the answer's attention with its weight on key notes.
+Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t prompt_tokens,
+                         const std::vector<int64_t>& key_positions, const std::string& answer_text);
 
 // Runs every (length, depth, sample) case; `progress(done, total)` may cancel (throws Cancelled).
 Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyGenerator& generator,

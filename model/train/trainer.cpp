@@ -91,6 +91,11 @@ double lr_at(int64_t step, const TrainOptions& o) {
   return min_lr + 0.5 * (o.lr - min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 
+// Copies tokens [start, start + n) of a shard into an int64 row.
+void copy_window(const TokenShard& shard, uint64_t start, int64_t n, int64_t* row) {
+  for (int64_t i = 0; i < n; ++i) row[i] = shard.tokens[start + static_cast<uint64_t>(i)];
+}
+
 // Every batch is a function of (seed, step, micro-batch): resuming needs no sampler state.
 class BatchMaker {
  public:
@@ -120,8 +125,7 @@ class BatchMaker {
     const uint64_t span = train_.tokens.size() - static_cast<uint64_t>(L);
     for (int64_t r = 0; r < rows; ++r) {
       int64_t* row = dst + r * L;
-      const uint64_t start = rng() % span;
-      for (int64_t i = 0; i < L; ++i) row[i] = train_.tokens[start + i];
+      copy_window(train_, rng() % span, L, row);
       if (generator_ && L >= 128 && unit(rng) < o_.passkey_fraction) {  // prompts need >= 64 tokens
         // A passkey example (prompt, then the key) at a random length and depth, placed at
         // the end of the row; book text fills whatever is left before it.
@@ -271,10 +275,8 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     if (span == 0) return std::nan("");
     for (int64_t b = 0; b < o.eval_batches; ++b) {
       auto batch = torch::empty({micro_rows, o.seq_len + 1}, torch::kInt64);
-      for (int64_t r = 0; r < micro_rows; ++r) {
-        const uint64_t s = rng() % span;
-        for (int64_t i = 0; i <= o.seq_len; ++i) batch[r][i] = static_cast<int64_t>(heldout.tokens[s + i]);
-      }
+      for (int64_t r = 0; r < micro_rows; ++r)
+        copy_window(heldout, rng() % span, o.seq_len + 1, batch.data_ptr<int64_t>() + r * (o.seq_len + 1));
       AutocastGuard autocast(o.cuda && o.bf16);
       total += sequence_loss(*model, batch.to(device)).item<double>();
     }
@@ -307,18 +309,19 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
         AutocastGuard autocast(o.cuda && o.bf16);
         loss = sequence_loss(*model, batch);
       }
-      if (!std::isfinite(loss.item<double>()))
-        throw std::runtime_error("the loss became " + std::to_string(loss.item<double>()) + " at step " +
-                                 std::to_string(step) + ": lower the learning rate or resume from the last checkpoint");
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value))
+        throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step) +
+                                 ": lower the learning rate or resume from the last checkpoint");
       (loss / static_cast<double>(o.accumulation)).backward();
-      loss_sum += loss.item<double>();
+      loss_sum += loss_value;
     }
     const double grad_norm = torch::nn::utils::clip_grad_norm_(opt.params, o.clip);
     opt.step_with(lr, o);
     tokens += o.batch * o.seq_len;
-    const auto now = std::chrono::steady_clock::now();
     if (o.cuda) torch::cuda::synchronize();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_last).count();
+    const auto now = std::chrono::steady_clock::now();
+    const double secs = std::chrono::duration<double>(now - t_last).count();
     t_last = now;
     TrainProgress pr{step + 1, o.steps, tokens, loss_sum / static_cast<double>(o.accumulation), lr, grad_norm,
                      static_cast<double>(o.batch * o.seq_len) / std::max(secs, 1e-9), std::nan(""), std::nan("")};
