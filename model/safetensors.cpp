@@ -190,6 +190,17 @@ void SafetensorsWriter::add_view(const std::string& name, DType dtype, std::vect
   entries_.emplace_back(name, Entry{dtype, std::move(shape), {}, static_cast<const char*>(data), nbytes});
 }
 
+std::vector<const std::pair<std::string, SafetensorsWriter::Entry>*> SafetensorsWriter::data_order() const {
+  // Widest elements first: with the 8-byte aligned header every array then starts at an
+  // offset aligned for its type, so readers can use the mapped bytes in place.
+  std::vector<const std::pair<std::string, Entry>*> order;
+  for (const auto& entry : entries_) order.push_back(&entry);
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    return dtype_size(a->second.dtype) > dtype_size(b->second.dtype);
+  });
+  return order;
+}
+
 std::string SafetensorsWriter::header() const {
   Json header = Json::object();
   if (!metadata_.empty()) {
@@ -198,7 +209,8 @@ std::string SafetensorsWriter::header() const {
     header["__metadata__"] = meta;
   }
   uint64_t offset = 0;
-  for (const auto& [name, e] : entries_) {
+  for (const auto* item : data_order()) {
+    const auto& [name, e] = *item;
     Json entry = Json::object();
     entry["dtype"] = dtype_name(e.dtype);
     Json shape = Json::array();
@@ -218,7 +230,7 @@ std::string SafetensorsWriter::header() const {
 
 std::string SafetensorsWriter::serialize() const {
   std::string out = header();
-  for (const auto& entry : entries_) out.append(entry.second.bytes(), entry.second.nbytes);
+  for (const auto* entry : data_order()) out.append(entry->second.bytes(), entry->second.nbytes);
   return out;
 }
 
@@ -229,7 +241,7 @@ void SafetensorsWriter::write(const std::string& path) const {
       if (n && std::fwrite(data, 1, n, f) != n) throw FileError("cannot write " + path + ": disk full?");
     };
     put(head.data(), head.size());
-    for (const auto& entry : entries_) put(entry.second.bytes(), entry.second.nbytes);
+    for (const auto* entry : data_order()) put(entry->second.bytes(), entry->second.nbytes);
   });
 }
 

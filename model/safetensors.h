@@ -48,6 +48,8 @@ class SafetensorsFile {
   template <typename T>
   std::vector<T> read_vector(const std::string& name, DType expected) const;
   const std::string& origin() const { return origin_; }
+  // Owns the bytes every TensorView points into: keep it to use views after this object.
+  const std::shared_ptr<const void>& storage() const { return storage_; }
 
  private:
   static SafetensorsFile parse_bytes(std::shared_ptr<const void> owner, const char* bytes, uint64_t size,
@@ -71,9 +73,11 @@ class SafetensorsWriter {
   void add_vector(const std::string& name, DType dtype, const std::vector<T>& v) {
     add(name, dtype, {static_cast<int64_t>(v.size())}, v.data(), v.size() * sizeof(T));
   }
-  template <typename T>
-  void add_vector_view(const std::string& name, DType dtype, const std::vector<T>& v) {
-    add_view(name, dtype, {static_cast<int64_t>(v.size())}, v.data(), v.size() * sizeof(T));
+  // Any contiguous container with data() and size() (std::vector, Column).
+  template <typename Container>
+  void add_vector_view(const std::string& name, DType dtype, const Container& v) {
+    add_view(name, dtype, {static_cast<int64_t>(v.size())}, v.data(),
+             v.size() * sizeof(typename Container::value_type));
   }
   void write(const std::string& path) const;
   std::string serialize() const;
@@ -88,6 +92,7 @@ class SafetensorsWriter {
     const char* bytes() const { return view ? view : owned.data(); }
   };
   std::string header() const;
+  std::vector<const std::pair<std::string, Entry>*> data_order() const;
   std::map<std::string, std::string> metadata_;
   std::vector<std::pair<std::string, Entry>> entries_;
 };

@@ -1,5 +1,8 @@
 #include "model/text_input.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "model/file_io.h"
 
 namespace memmamba {
@@ -29,9 +32,15 @@ size_t utf8_sequence(const std::string& s, size_t i) {
 
 std::string normalize_text(const std::string& bytes, const std::string& origin) {
   size_t start = 0;
-  if (bytes.size() >= 3 && bytes.compare(0, 3, "\xEF\xBB\xBF") == 0) start = 3;
+  // Every leading BOM (files concatenated from BOM-marked parts carry several).
+  while (bytes.size() >= start + 3 && bytes.compare(start, 3, "\xEF\xBB\xBF") == 0) start += 3;
   if (bytes.size() >= 2 && ((bytes[0] == '\xFF' && bytes[1] == '\xFE') || (bytes[0] == '\xFE' && bytes[1] == '\xFF')))
     throw TextError(origin + " is UTF-16; save it as UTF-8 and open it again");
+  // Binary files (images, archives) usually fail UTF-8 at their first bytes: a NUL early on
+  // names them for what they are.
+  if (const void* nul = std::memchr(bytes.data() + start, 0, std::min<size_t>(bytes.size() - start, 1 << 16)))
+    throw TextError(origin + " looks like a binary file (a NUL byte at offset " +
+                    std::to_string(static_cast<const char*>(nul) - bytes.data()) + "), not UTF-8 text");
   std::string out;
   out.reserve(bytes.size() - start);
   size_t line = 1, nonspace = 0;

@@ -5,10 +5,13 @@
 
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <string_view>
+#include <thread>
+#include <vector>
 
 #include "model/file_io.h"
-#include <thread>
 
 #ifndef MEMMAMBA_SPM_INSTALL_DIR
 #define MEMMAMBA_SPM_INSTALL_DIR "/usr/lib/memmamba"
@@ -92,6 +95,102 @@ std::string sentencepiece_module_path() {
   return {};
 }
 
+namespace {
+
+// SentencePiece trusts the normalization table inside a model file: a corrupt one that
+// still parses makes every later encode read out of bounds (found by fuzz_tokenizer). The
+// table is checked here first, reading just enough of the protobuf wire format to find it.
+bool read_varint(std::string_view& in, uint64_t& value) {
+  value = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (in.empty()) return false;
+    const auto byte = static_cast<uint8_t>(in.front());
+    in.remove_prefix(1);
+    value |= static_cast<uint64_t>(byte & 0x7F) << shift;
+    if (!(byte & 0x80)) return true;
+  }
+  return false;
+}
+
+// Calls `on_bytes(field, payload)` for every length-delimited field of a message; false
+// when the message is malformed.
+template <typename OnBytes>
+bool for_each_bytes_field(std::string_view message, OnBytes&& on_bytes) {
+  while (!message.empty()) {
+    uint64_t key = 0, n = 0;
+    if (!read_varint(message, key)) return false;
+    switch (key & 7) {
+      case 0: if (!read_varint(message, n)) return false; break;
+      case 1: if (message.size() < 8) return false; message.remove_prefix(8); break;
+      case 5: if (message.size() < 4) return false; message.remove_prefix(4); break;
+      case 2:
+        if (!read_varint(message, n) || n > message.size()) return false;
+        on_bytes(static_cast<uint32_t>(key >> 3), message.substr(0, n));
+        message.remove_prefix(n);
+        break;
+      default: return false;  // groups (3, 4) and unknown wire types: not in this format
+    }
+  }
+  return true;
+}
+
+// The table is a uint32 trie size, a Darts double-array trie and the NUL-separated
+// replacement strings. Every node reachable by any byte must lie inside the trie and every
+// value must start a NUL-terminated string inside the strings: what the library's lookup reads.
+std::string charsmap_problem(std::string_view blob) {
+  if (blob.empty()) return {};
+  uint32_t trie_bytes = 0;
+  if (blob.size() <= 4) return "too short";
+  std::memcpy(&trie_bytes, blob.data(), 4);
+  if (trie_bytes >= blob.size() - 4 || trie_bytes % 4 != 0 || trie_bytes == 0) return "bad trie size";
+  const size_t units = trie_bytes / 4;
+  std::vector<uint32_t> trie(units);
+  std::memcpy(trie.data(), blob.data() + 4, trie_bytes);
+  const std::string_view strings = blob.substr(4 + trie_bytes);
+  if (strings.back() != '\0') return "replacement strings are not terminated";
+  auto offset = [](uint32_t u) { return static_cast<size_t>((u >> 10) << ((u & (1u << 9)) >> 6)); };
+  auto label = [](uint32_t u) { return u & ((1u << 31) | 0xFFu); };
+  std::vector<uint8_t> seen(units, 0);
+  std::vector<size_t> stack{0};
+  seen[0] = 1;
+  while (!stack.empty()) {
+    const size_t node = stack.back();
+    stack.pop_back();
+    const size_t base = node ^ offset(trie[node]);
+    for (uint32_t c = 0; c < 256; ++c) {
+      const size_t child = base ^ c;
+      if (child >= units) return "trie node out of range";
+      if (label(trie[child]) != c) continue;
+      const size_t leaf = child ^ offset(trie[child]);
+      if (leaf >= units) return "trie node out of range";
+      if ((trie[child] >> 8) & 1u) {
+        if ((trie[leaf] & 0x7FFFFFFFu) >= strings.size()) return "replacement out of range";
+      }
+      if (!seen[child]) {
+        seen[child] = 1;
+        stack.push_back(child);
+      }
+    }
+  }
+  return {};
+}
+
+// Empty when the model's normalizer and denormalizer tables are sound (or absent).
+std::string normalization_problem(std::string_view model) {
+  std::string problem;
+  const bool parsed = for_each_bytes_field(model, [&](uint32_t field, std::string_view spec) {
+    if (field != 3 && field != 5) return;  // ModelProto.normalizer_spec, .denormalizer_spec
+    const bool spec_parsed = for_each_bytes_field(spec, [&](uint32_t f, std::string_view charsmap) {
+      if (f == 2 && problem.empty()) problem = charsmap_problem(charsmap);  // precompiled_charsmap
+    });
+    if (!spec_parsed && problem.empty()) problem = "malformed normalizer";
+  });
+  if (!parsed && problem.empty()) problem = "malformed protobuf";
+  return problem;
+}
+
+}  // namespace
+
 Tokenizer Tokenizer::load(const std::string& model_path) {
   std::string bytes;
   try {
@@ -99,7 +198,14 @@ Tokenizer Tokenizer::load(const std::string& model_path) {
   } catch (const FileError& e) {
     throw TokenizerError(std::string("tokenizer: ") + e.what());
   }
+  return from_bytes(bytes, model_path);
+}
+
+Tokenizer Tokenizer::from_bytes(const std::string& bytes, const std::string& model_path) {
   if (bytes.empty()) throw TokenizerError("tokenizer: " + model_path + " is empty");
+  const std::string problem = normalization_problem(bytes);
+  if (!problem.empty())
+    throw TokenizerError("tokenizer: " + model_path + " is not a SentencePiece model or is corrupt (" + problem + ")");
   const ShimApi& api = shim();
   Tokenizer t;
   t.handle_ = api.create();

@@ -25,6 +25,8 @@ struct Encoding {
 class Tokenizer {
  public:
   static Tokenizer load(const std::string& model_path);
+  // A serialized model in memory; `origin` names it in errors.
+  static Tokenizer from_bytes(const std::string& bytes, const std::string& origin);
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;

@@ -75,16 +75,19 @@ std::vector<int64_t> PoolReplay::pool_at(int32_t layer, int64_t position) const 
 namespace {
 
 // A typed, read-only view of a tensor in the file (no copy: large traces are mapped).
+// `keep` owns the memory `data` points into, so columns can view slices of it.
 template <typename T>
 struct ArrayView {
   const T* data = nullptr;
   size_t n = 0;
-  std::vector<T> copy;  // only when the file's bytes are not aligned for T
+  std::shared_ptr<const void> keep;
   size_t size() const { return n; }
   const T& operator[](size_t i) const { return data[i]; }
   const T& front() const { return data[0]; }
   const T& back() const { return data[n - 1]; }
   const T* begin() const { return data; }
+  Column<T> slice(size_t first, size_t count) const { return Column<T>::mapped(data + first, count, keep); }
+  Column<T> column() const { return slice(0, n); }
 };
 
 template <typename T>
@@ -93,19 +96,21 @@ ArrayView<T> view_of(const SafetensorsFile& f, const std::string& name, DType dt
   if (dtype_size(dtype) != sizeof(T)) throw FormatError("internal: element size mismatch for " + name);
   ArrayView<T> out;
   out.n = static_cast<size_t>(v.nbytes / sizeof(T));
-  // Tensor data starts at 8 + header length, which need not be aligned for T: copy then.
+  // Files written by this build keep every array aligned for its type; others are copied.
   if (reinterpret_cast<uintptr_t>(v.data) % alignof(T) == 0) {
     out.data = reinterpret_cast<const T*>(v.data);
+    out.keep = f.storage();
   } else {
-    out.copy.resize(out.n);
-    if (v.nbytes) std::memcpy(out.copy.data(), v.data, v.nbytes);
-    out.data = out.copy.data();
+    auto copy = std::make_shared<std::vector<T>>(out.n);
+    if (v.nbytes) std::memcpy(copy->data(), v.data, v.nbytes);
+    out.data = copy->data();
+    out.keep = std::move(copy);
   }
   return out;
 }
 
-template <typename T>
-uint64_t bytes_of(const std::vector<T>& v) { return v.size() * sizeof(T); }
+template <typename Container>
+uint64_t bytes_of(const Container& v) { return v.size() * sizeof(typename Container::value_type); }
 
 uint64_t rows_bytes(const AttentionRows& r) {
   return bytes_of(r.token) + bytes_of(r.offset) + bytes_of(r.slot) + bytes_of(r.layer) + bytes_of(r.note) +
@@ -127,12 +132,12 @@ void add_rows(SafetensorsWriter& w, const std::string& prefix, const AttentionRo
 
 AttentionRows read_rows(const SafetensorsFile& f, const std::string& prefix, size_t n_notes, int64_t length) {
   AttentionRows r;
-  r.token = f.read_vector<int64_t>(prefix + ".token", DType::I64);
-  r.offset = f.read_vector<int64_t>(prefix + ".offset", DType::I64);
-  r.slot = f.read_vector<int32_t>(prefix + ".slot", DType::I32);
-  r.layer = f.read_vector<int32_t>(prefix + ".layer", DType::I32);
-  r.note = f.read_vector<int64_t>(prefix + ".note", DType::I64);
-  r.weight = f.read_vector<float>(prefix + ".weight", DType::F32);
+  r.token = view_of<int64_t>(f, prefix + ".token", DType::I64).column();
+  r.offset = view_of<int64_t>(f, prefix + ".offset", DType::I64).column();
+  r.slot = view_of<int32_t>(f, prefix + ".slot", DType::I32).column();
+  r.layer = view_of<int32_t>(f, prefix + ".layer", DType::I32).column();
+  r.note = view_of<int64_t>(f, prefix + ".note", DType::I64).column();
+  r.weight = view_of<float>(f, prefix + ".weight", DType::F32).column();
   const size_t entries = r.slot.size();
   if (r.offset.size() != r.token.size() + 1 || r.offset.front() != 0 || static_cast<size_t>(r.offset.back()) != entries)
     bad(f, prefix + " offsets do not match its rows and entries");
@@ -243,8 +248,13 @@ void Trace::save(const std::string& path) const {
   w.write(path);
 }
 
-Trace Trace::load(const std::string& path) {
-  SafetensorsFile f = SafetensorsFile::load(path);
+Trace Trace::load(const std::string& path) { return from_safetensors(SafetensorsFile::load(path)); }
+
+Trace Trace::parse(std::string bytes, const std::string& origin) {
+  return from_safetensors(SafetensorsFile::parse(std::move(bytes), origin));
+}
+
+Trace Trace::from_safetensors(const SafetensorsFile& f) {
   const auto& meta = f.metadata();
   auto meta_get = [&](const std::string& key) -> const std::string& {
     auto it = meta.find(key);
@@ -319,10 +329,11 @@ Trace Trace::load(const std::string& path) {
   parts.push_back(std::async(std::launch::async, [&] {
     t.notes.reserve(n_notes);
     for (size_t i = 0; i < n_notes; ++i) {
-      if (n_off[i + 1] < n_off[i]) bad(f, "note sources offsets decrease");
+      if (n_off[i + 1] < n_off[i] || static_cast<size_t>(n_off[i + 1]) > n_src.size())
+        bad(f, "note sources offsets decrease or run past the sources");
       if (n_layer[i] < 0 || n_layer[i] >= n_layers) bad(f, "a note belongs to a layer that does not exist");
       NoteInfo n{n_layer[i], n_local[i], n_window[i], n_prio[i],
-                 std::vector<int64_t>(n_src.begin() + n_off[i], n_src.begin() + n_off[i + 1])};
+                 n_src.slice(static_cast<size_t>(n_off[i]), static_cast<size_t>(n_off[i + 1] - n_off[i]))};
       for (int64_t s : n.sources)
         if (s < 0 || static_cast<size_t>(s) >= T) bad(f, "a note's source lies outside the text");
       t.notes.push_back(std::move(n));

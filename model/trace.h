@@ -9,9 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "model/column.h"
 #include "model/json.h"
 
 namespace memmamba {
+
+class SafetensorsFile;
 
 constexpr int kTraceFormatVersion = 1;
 
@@ -20,12 +23,12 @@ enum TokenFlag : uint8_t { kNoted = 1, kTriggered = 2, kAttentionRecorded = 4 };
 // Sparse rows of attention weights: row r belongs to token `token[r]`, its entries
 // are [offset[r], offset[r+1]).
 struct AttentionRows {
-  std::vector<int64_t> token;
-  std::vector<int64_t> offset{0};
-  std::vector<int32_t> slot;        // slot index in the pool (cross-layer: in the pool of `layer`)
-  std::vector<int32_t> layer;       // pool's layer (cross-layer rows) or the row's own layer
-  std::vector<int64_t> note;        // index into Trace::notes
-  std::vector<float> weight;
+  Column<int64_t> token;
+  Column<int64_t> offset{0};
+  Column<int32_t> slot;        // slot index in the pool (cross-layer: in the pool of `layer`)
+  Column<int32_t> layer;       // pool's layer (cross-layer rows) or the row's own layer
+  Column<int64_t> note;        // index into Trace::notes
+  Column<float> weight;
   size_t rows() const { return token.size(); }
   // Row index of a token, or -1.
   int64_t find(int64_t position) const;
@@ -47,7 +50,7 @@ struct NoteInfo {
   int64_t local_id;
   int64_t window;
   float priority;
-  std::vector<int64_t> sources;  // noted token positions
+  Column<int64_t> sources;  // noted token positions
 };
 
 struct PoolEvent {
@@ -94,6 +97,11 @@ struct Trace {
 
   void save(const std::string& path) const;
   static Trace load(const std::string& path);
+  // The same from bytes in memory (`origin` names them in errors).
+  static Trace parse(std::string bytes, const std::string& origin);
+
+ private:
+  static Trace from_safetensors(const SafetensorsFile& f);
 };
 
 // Speeds up pool_at for scrubbing: snapshots every `stride` events per layer.

@@ -66,6 +66,13 @@ class TestFidelity : public QObject {
     QCOMPARE(r.at("eclmf").at("2").at("per_layer").as_array().size(), size_t(4));
     QCOMPARE(r.at("eclmf").at("5").at("per_layer").as_array().size(), size_t(1));
     QVERIFY(r.at("eclmf").at("10").is_null());
+    // Per-layer ETMF reads each layer through the final norm and head: the last layer's
+    // value is the model's own ETMF, and every value is a mean cosine.
+    const Json::Array& per_layer = r.at("etmf_per_layer").as_array();
+    QCOMPARE(per_layer.size(), size_t(6));
+    QVERIFY(std::abs(per_layer.back().as_double() - r.at("etmf").as_double()) < 1e-5);
+    for (const Json& v : per_layer) QVERIFY(v.as_double() >= -1.0 && v.as_double() <= 1.0);
+    QVERIFY(per_layer.front().as_double() != per_layer.back().as_double());
   }
 };
 

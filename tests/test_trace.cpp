@@ -15,9 +15,10 @@
 using namespace memmamba;
 
 namespace {
-template <typename T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+template <typename Container>
+bool same_bits(const Container& a, const Container& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(typename Container::value_type)) == 0);
 }
 
 bool same_rows(const AttentionRows& a, const AttentionRows& b) {
@@ -56,7 +57,13 @@ class TestTrace : public QObject {
     QVERIFY(t.layers[1].token_attention.rows() > 0 && t.layers[1].layer_attention.rows() > 0);
     const std::string path = dir_.filePath("t.trace").toStdString();
     t.save(path);
-    Trace u = Trace::load(path);
+    Trace u = [&] {
+      // Rows and note sources view the loaded file in place; they keep it alive after the
+      // loader and every other copy are gone.
+      Trace first = Trace::load(path);
+      return Trace(first);
+    }();
+    QVERIFY(u.layers[1].token_attention.weight.is_mapped() && u.notes.front().sources.is_mapped());
     QCOMPARE(u.config.dump(), t.config.dump());
     QCOMPARE(u.run_info.dump(), t.run_info.dump());
     QCOMPARE(u.text, t.text);

@@ -2,6 +2,7 @@
 // the document, exports valid PNG/SVG/PDF and CSV atomically, the passkey grid
 // navigates, and a run on the worker thread can be cancelled.
 // Torch headers first: Qt's keyword macros (kept on for qcustomplot.h) break them.
+#include "model/eval/fidelity.h"
 #include "model/memmamba.h"
 #include "model/runner.h"
 
@@ -14,6 +15,7 @@
 
 #include <memory>
 
+#include "app/gui/main_window.h"
 #include "app/gui/run_worker.h"
 #include "tests/test_helpers.h"
 #include "views/attention_view.h"
@@ -94,8 +96,36 @@ class TestViews : public QObject {
     QCOMPARE(decay.curves(), static_cast<int>(trace_->layers.size()));
     doc.setPosition(10);  // a recorded retention source: exact curves in every layer
     QCOMPARE(decay.exactCurves(), static_cast<int>(trace_->layers.size()));
+    QCOMPARE(decay.fidelityCurves(), 0);  // not measured in this run
     QVERIFY(book.findNext(QStringLiteral("w5 ")));
     QCOMPARE(trace_->text.substr(trace_->char_begin[doc.position()], 3), std::string("w5 "));
+  }
+
+  void decayViewShowsMeasuredFidelityPerLayer() {
+    // A run that measured fidelity keeps it in run_info (saved with the trace); the decay
+    // view draws ETMF and one ECLMF curve per gap that fits the model, the comparison dashed.
+    auto with_fidelity = std::make_shared<Trace>(*trace_);
+    MemMambaModel model = MemMambaModel::random(testing::tiny_config(), 3);
+    eval::FidelityOptions fo;
+    fo.run = model.default_options();
+    std::vector<int32_t> head(trace_->tokens.begin(), trace_->tokens.begin() + 64);
+    with_fidelity->run_info["fidelity"] = eval::memory_fidelity(model, head, fo);
+    int expected = 1;
+    for (const auto& [gap, record] : with_fidelity->run_info.at("fidelity").at("eclmf").as_object())
+      expected += record.is_object() ? 1 : 0;
+    QTemporaryDir dir;
+    const std::string path = dir.filePath(QStringLiteral("f.trace")).toStdString();
+    with_fidelity->save(path);
+    auto loaded = std::make_shared<const Trace>(Trace::load(path));
+    views::TraceDocument doc;
+    views::DecayView decay(&doc);
+    doc.setTrace(loaded, QStringLiteral("with fidelity"));
+    QCOMPARE(decay.fidelityCurves(), expected);
+    doc.setComparison(loaded, QStringLiteral("again"));
+    QCOMPARE(decay.fidelityCurves(), 2 * expected);
+    QCOMPARE(decay.csv(QStringLiteral("memory-fidelity")).count(QLatin1Char('\n')),
+             1 + 2 * (static_cast<int>(trace_->layers.size()) +
+                      static_cast<int>(with_fidelity->run_info.at("fidelity").at("eclmf").at("2").at("per_layer").as_array().size())));
   }
 
   void exportWritesValidFiles() {
@@ -206,6 +236,39 @@ class TestViews : public QObject {
     QCOMPARE(failed.count(), 2);
     QCOMPARE(failed.at(1).at(1).toBool(), false);
     QVERIFY(failed.at(1).at(0).toString().contains(QStringLiteral("book.txt")));
+  }
+
+  void corruptSettingsLeaveTheAppUsable() {
+    // Settings mangled by hand or by a crash: binary junk, a model path that is gone, values
+    // of the wrong type. The window opens on defaults and still loads a trace.
+    QStandardPaths::setTestModeEnabled(true);
+    QCoreApplication::setOrganizationName(QStringLiteral("MemMambaTest"));
+    QCoreApplication::setApplicationName(QStringLiteral("SettingsTest"));
+    const QString ini = QSettings().fileName();
+    QDir().mkpath(QFileInfo(ini).path());
+    {
+      QFile f(ini);
+      QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+      f.write("\x00\xff\xfe garbage \x01\n[model]\ncheckpoint=/nonexistent/gone.safetensors\ntokenizer=@Variant(\x7f\x7f)\n"
+              "cuda=maybe\n[window]\ngeometry=@ByteArray(not a geometry)\nstate=42\n[export]\nwidth=wide\nheight=-5\n"
+              "scale=nan\n[view]\ndark=perhaps\nrecent=@Invalid()\n");
+    }
+    {
+      app::MainWindow window;
+      window.setBatchMode(true);
+      window.show();
+      QCOMPARE(window.checkpointChoice(), QString());  // the missing model is dropped
+      QCOMPARE(window.tokenizerChoice(), QString());
+      QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+      QTemporaryDir dir;
+      const QString path = dir.filePath(QStringLiteral("t.trace"));
+      trace_->save(path.toStdString());
+      window.openTrace(path);
+      QVERIFY(loaded.wait(20000));
+      QCOMPARE(window.document()->trace()->length(), trace_->length());
+    }
+    QVERIFY(!QSettings().contains(QStringLiteral("model/checkpoint")));
+    QFile::remove(ini);
   }
 
   void passkeyCaseRunsAndExplainsItself() {

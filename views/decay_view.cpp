@@ -2,6 +2,7 @@
 
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QSplitter>
 #include <qcustomplot.h>
 
 #include <algorithm>
@@ -50,14 +51,17 @@ double meanLogDecay(const Trace& t, int layer) {
 DecayView::DecayView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
   caption_ = captionOverTwoPlots(Qt::Horizontal, QStringLiteral("decay-selected-token"), selected_,
                                  QStringLiteral("decay-a-power-k"), average_);
+  fidelity_ = new QCustomPlot(this);
+  fidelity_->setObjectName(QStringLiteral("memory-fidelity"));
+  if (auto* split = qobject_cast<QSplitter*>(average_->parentWidget())) split->addWidget(fidelity_);
   for (QCustomPlot* p : {selected_, average_}) {
     p->yAxis->setScaleType(QCPAxis::stLogarithmic);
     p->yAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
     p->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   }
   // The |A|^k view does not depend on the token: redrawn only when the trace or layer changes.
-  connect(document_, &TraceDocument::traceChanged, this, [this] { refresh(true); });
-  connect(document_, &TraceDocument::comparisonChanged, this, [this] { refresh(true); });
+  connect(document_, &TraceDocument::traceChanged, this, [this] { refresh(true); refreshFidelity(); });
+  connect(document_, &TraceDocument::comparisonChanged, this, [this] { refresh(true); refreshFidelity(); });
   connect(document_, &TraceDocument::layerChanged, this, [this] { refresh(true); });
   connect(document_, &TraceDocument::positionChanged, this, [this] { refresh(false); });
 }
@@ -65,13 +69,19 @@ DecayView::DecayView(TraceDocument* document, QWidget* parent) : PlotPanel(docum
 int DecayView::curves() const { return selected_->graphCount(); }
 
 std::vector<Figure> DecayView::figures() const {
-  return {{QStringLiteral("decay-selected-token"), selected_}, {QStringLiteral("decay-a-power-k"), average_}};
+  return {{QStringLiteral("decay-selected-token"), selected_},
+          {QStringLiteral("decay-a-power-k"), average_},
+          {QStringLiteral("memory-fidelity"), fidelity_}};
 }
+
+int DecayView::fidelityCurves() const { return fidelity_->graphCount(); }
 
 QString DecayView::csv(const QString& figure) const {
   QString out;
-  const QCustomPlot* p = figure == QLatin1String("decay-a-power-k") ? average_ : selected_;
-  out = QStringLiteral("curve,distance,retention\n");
+  const QCustomPlot* p = figure == QLatin1String("decay-a-power-k") ? average_
+                         : figure == QLatin1String("memory-fidelity") ? fidelity_
+                                                                      : selected_;
+  out = p == fidelity_ ? QStringLiteral("curve,layer,score\n") : QStringLiteral("curve,distance,retention\n");
   for (int i = 0; i < p->graphCount(); ++i) {
     const QCPGraph* g = p->graph(i);
     for (auto it = g->data()->constBegin(); it != g->data()->constEnd(); ++it)
@@ -128,6 +138,75 @@ void DecayView::refresh(bool average_too) {
                        "\"~\" marks exp(sum of mean log-decay), an approximation.%5")
                         .arg(pos).arg(document_->context(pos, 3)).arg(exact_).arg(layers)
                         .arg(document_->comparison() ? tr(" Dashed: %1.").arg(document_->comparisonLabel()) : QString()));
+}
+
+namespace {
+// One fidelity result's curves: ETMF per layer and ECLMF per gap from each starting layer.
+// Returns how many curves it drew; a malformed record draws nothing (it is only shown).
+int drawFidelity(QCustomPlot* plot, const Json& fidelity, const QString& tag, Qt::PenStyle style) {
+  int drawn = 0;
+  auto curve = [&](const Json& values, const QString& name, const QColor& colour) {
+    if (!values.is_array()) return;
+    QVector<double> x, y;
+    const Json::Array& items = values.as_array();
+    for (size_t l = 0; l < items.size(); ++l) {
+      if (!items[l].is_number()) continue;
+      x << static_cast<double>(l);
+      y << items[l].as_double();
+    }
+    if (x.isEmpty()) return;
+    auto* g = plot->addGraph();
+    g->setName(tag + name);
+    g->setPen(QPen(colour, 1, style));
+    g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 5));
+    g->setData(x, y, true);
+    ++drawn;
+  };
+  try {
+    if (fidelity.contains("etmf_per_layer")) curve(fidelity.at("etmf_per_layer"), QStringLiteral("ETMF"), QColor(68, 1, 84));
+    if (fidelity.contains("eclmf") && fidelity.at("eclmf").is_object()) {
+      const QColor colours[] = {QColor(33, 145, 140), QColor(94, 201, 98), QColor(220, 170, 20), QColor(200, 80, 160)};
+      int k = 0;
+      for (const auto& [gap, record] : fidelity.at("eclmf").as_object()) {
+        if (record.is_object() && record.contains("per_layer"))
+          curve(record.at("per_layer"), QStringLiteral("ECLMF G=%1").arg(QString::fromStdString(gap)), colours[k % 4]);
+        ++k;
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  return drawn;
+}
+
+const Json* fidelityOf(const Trace* t) {
+  if (!t || !t->run_info.is_object() || !t->run_info.contains("fidelity")) return nullptr;
+  const Json& f = t->run_info.at("fidelity");
+  return f.is_object() ? &f : nullptr;
+}
+}  // namespace
+
+void DecayView::refreshFidelity() {
+  fidelity_->clearGraphs();
+  fidelity_->clearItems();
+  const Trace* t = document_->trace();
+  int drawn = 0;
+  if (const Json* f = fidelityOf(t)) drawn += drawFidelity(fidelity_, *f, QString(), Qt::SolidLine);
+  if (const Json* f = fidelityOf(document_->comparison()))
+    drawn += drawFidelity(fidelity_, *f, document_->comparisonLabel() + QStringLiteral(" "), Qt::DashLine);
+  fidelity_->xAxis->setLabel(tr("layer (ECLMF: from this layer to layer + G)"));
+  fidelity_->yAxis->setLabel(tr("memory fidelity"));
+  fidelity_->xAxis->setRange(-0.5, std::max(1, document_->layers()) - 0.5);
+  fidelity_->xAxis->setTicker(QSharedPointer<QCPAxisTickerFixed>(new QCPAxisTickerFixed));
+  fidelity_->yAxis->setRange(-0.1, 1.05);
+  fidelity_->legend->setVisible(drawn > 0);
+  fidelity_->legend->setFont(QFont(font().family(), 7));
+  if (drawn == 0 && t) {
+    auto* note = new QCPItemText(fidelity_);
+    note->position->setType(QCPItemPosition::ptAxisRectRatio);
+    note->position->setCoords(0.5, 0.5);
+    note->setText(tr("ETMF / ECLMF not measured for this run:\nRun > Measure memory fidelity"));
+  }
+  fidelity_->replot(QCustomPlot::rpQueuedReplot);
 }
 
 }  // namespace memmamba::views

@@ -2,7 +2,9 @@
 // distance, per layer: exact curves where the run recorded them (retention sources),
 // else exp of the summed mean log-decay (a geometric-mean approximation, labelled so).
 // Right: the paper's |A^k| view, the per-layer mean decay raised to the distance, on a
-// log scale. A comparison trace (e.g. the same text Mamba-only) is drawn dashed.
+// log scale. Third: memory fidelity per layer (ETMF through the final norm and head, ECLMF
+// per gap from each layer) when the run measured it (run_info "fidelity").
+// A comparison trace (e.g. the same text Mamba-only) is drawn dashed.
 #pragma once
 #include "views/plot_panel.h"
 
@@ -18,11 +20,14 @@ class DecayView : public PlotPanel {
   QString csv(const QString& figure) const override;
   int curves() const;
   int exactCurves() const { return exact_; }
+  int fidelityCurves() const;
 
  private:
   void refresh(bool average_too);
+  void refreshFidelity();
   QCustomPlot* selected_;
   QCustomPlot* average_;
+  QCustomPlot* fidelity_;
   QLabel* caption_;
   int exact_ = 0;
   int64_t horizon_ = 2048;

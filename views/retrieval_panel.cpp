@@ -21,16 +21,6 @@
 
 namespace memmamba::views {
 
-namespace {
-constexpr qint64 kMaxGridBytes = 512LL << 20;
-
-int indexOf(const std::vector<double>& v, double x) {
-  for (size_t i = 0; i < v.size(); ++i)
-    if (std::abs(v[i] - x) < 1e-9) return static_cast<int>(i);
-  return -1;
-}
-}  // namespace
-
 RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
@@ -106,47 +96,32 @@ QString RetrievalPanel::csv(const QString&) const {
 }
 
 QString RetrievalPanel::loadGrid(const QString& path) {
-  QFile file(path);
-  if (!file.open(QIODevice::ReadOnly)) return tr("cannot open %1: %2").arg(path, file.errorString());
-  if (file.size() > kMaxGridBytes) return tr("%1 is too large for a passkey grid (%2 MB)").arg(path).arg(file.size() >> 20);
   try {
-    const QString error = setGrid(Json::parse(file.readAll().toStdString()));
-    if (error.isEmpty()) grid_label_->setText(tr("Grid: %1 (click a cell)").arg(path));
-    return error.isEmpty() ? QString() : tr("%1: %2").arg(path, error);
+    Json results;
+    eval::PasskeyGrid grid = eval::load_passkey_grid(path.toStdString(), &results);
+    adoptGrid(std::move(results), std::move(grid));
+    grid_label_->setText(tr("Grid: %1 (click a cell)").arg(path));
+    return {};
   } catch (const std::exception& e) {
-    return tr("%1 is not valid JSON: %2").arg(path, QString::fromStdString(e.what()));
+    return QString::fromStdString(e.what());
   }
 }
 
 QString RetrievalPanel::setGrid(const Json& results) {
   try {
-    if (!results.is_object() || !results.contains("cells") || !results.contains("cases"))
-      return tr("not a passkey result (no \"cells\" and \"cases\"): produce one with `memmamba eval passkey`");
-    std::vector<int64_t> lengths;
-    std::vector<double> depths;
-    for (const Json& c : results.at("cells").as_array("cells")) {
-      const int64_t L = c.at("length").as_int("length");
-      const double d = c.at("depth").as_double("depth");
-      if (std::find(lengths.begin(), lengths.end(), L) == lengths.end()) lengths.push_back(L);
-      if (indexOf(depths, d) < 0) depths.push_back(d);
-    }
-    if (lengths.empty()) return tr("the grid has no cells");
-    std::sort(lengths.begin(), lengths.end());
-    std::sort(depths.begin(), depths.end());
-    std::vector<std::vector<double>> acc(lengths.size(), std::vector<double>(depths.size(), std::nan("")));
-    for (const Json& c : results.at("cells").as_array("cells")) {
-      const auto li = std::find(lengths.begin(), lengths.end(), c.at("length").as_int()) - lengths.begin();
-      acc[li][indexOf(depths, c.at("depth").as_double())] = c.at("accuracy").as_double("accuracy");
-    }
-    results_ = results;
-    lengths_ = std::move(lengths);
-    depths_ = std::move(depths);
-    accuracy_ = std::move(acc);
+    adoptGrid(results, eval::parse_passkey_grid(results));
+    return {};
   } catch (const std::exception& e) {
-    return tr("malformed passkey result: %1").arg(QString::fromStdString(e.what()));
+    return QString::fromStdString(e.what());
   }
+}
+
+void RetrievalPanel::adoptGrid(Json results, eval::PasskeyGrid grid) {
+  results_ = std::move(results);
+  lengths_ = std::move(grid.lengths);
+  depths_ = std::move(grid.depths);
+  accuracy_ = std::move(grid.accuracy);
   drawGrid();
-  return {};
 }
 
 void RetrievalPanel::drawGrid() {

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "model/eval/passkey_grid.h"
 #include "model/json.h"
 #include "views/plot_panel.h"
 
@@ -48,6 +49,7 @@ class RetrievalPanel : public PlotPanel {
   QCustomPlot* grid_;
   QTextBrowser* details_;
   QLabel* grid_label_;
+  void adoptGrid(Json results, eval::PasskeyGrid grid);
   Json results_;
   std::vector<int64_t> lengths_;
   std::vector<double> depths_;

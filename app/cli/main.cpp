@@ -55,6 +55,7 @@ commands:
   data             tokenize books into training shards (train / held-out split by book)
   train            train a model on shards (AdamW, warm-up + cosine, checkpoints, resume)
   convert          rewrite a checkpoint in another storage type (f32, bf16, f16)
+  init             write a checkpoint of untrained random weights for a config
   eval passkey     passkey retrieval over a grid of lengths x depths
   eval ppl         perplexity by context length on a book
   eval fidelity    ETMF (and ETMF_delta) and ECLMF on a book
@@ -697,6 +698,29 @@ int cmd_convert(const std::vector<std::string>& argv) {
   return kOk;
 }
 
+int cmd_init(const std::vector<std::string>& argv) {
+  Args args(argv, {"config", "seed", "dtype"}, {"help"});
+  if (args.flag("help") || args.positionals().size() != 1) {
+    std::printf("usage: memmamba init OUT.safetensors [--config FILE] [--seed 0] [--dtype f32|bf16|f16]\n\n"
+                "Writes untrained random weights of the config (default: the small model), e.g. a\n"
+                "starting point for `memmamba train --init` or a small checkpoint for tests.\n");
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string dtype = args.get("dtype", "f32");
+  DType storage = DType::F32;
+  if (dtype == "bf16") storage = DType::BF16;
+  else if (dtype == "f16") storage = DType::F16;
+  else if (dtype != "f32") throw UsageError("--dtype must be f32, bf16 or f16");
+  const ModelConfig config = args.has("config") ? ModelConfig::load(args.get("config", "")) : ModelConfig{};
+  const int64_t seed = args.get_int("seed", 0, 0, INT64_MAX);
+  const MemMambaModel model = MemMambaModel::random(config, static_cast<uint64_t>(seed));
+  const std::string out = args.positionals()[0];
+  save_checkpoint(out, model.config(), model.weights(), storage,
+                  {{"description", "untrained random weights (memmamba init, seed " + std::to_string(seed) + ")"}});
+  std::printf("wrote %s (%s, untrained)\n", out.c_str(), dtype.c_str());
+  return kOk;
+}
+
 int cmd_data(const std::vector<std::string>& argv) {
   Args args(argv, {"out", "tokenizer", "heldout", "seed"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 1) {
@@ -814,6 +838,7 @@ int main(int argc, char** argv) {
     if (cmd == "tokenizer-train") return cmd_tokenizer_train(rest);
     if (cmd == "data") return cmd_data(rest);
     if (cmd == "convert") return cmd_convert(rest);
+    if (cmd == "init") return cmd_init(rest);
     if (cmd == "train") return cmd_train(rest);
     if (cmd == "eval") return cmd_eval(rest);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {

@@ -170,8 +170,21 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
   buildMenus();
   QSettings settings;
-  checkpoint_ = settings.value(QStringLiteral("model/checkpoint")).toString();
-  tokenizer_ = settings.value(QStringLiteral("model/tokenizer")).toString();
+  // Settings are a file the user (or a crash) may have mangled: a saved model path that no
+  // longer names a readable file falls back to the bundled one, with a note in the log.
+  auto savedFile = [&](const QString& key) {
+    const QVariant v = settings.value(key);
+    const QString path = v.typeId() == QMetaType::QString ? v.toString() : QString();
+    if (!path.isEmpty() && !(QFileInfo(path).isFile() && QFileInfo(path).isReadable())) {
+      appendLog(tr("warning: the saved %1 %2 is not a readable file; using the bundled one").arg(key, path));
+      settings.remove(key);
+      return QString();
+    }
+    if (v.isValid() && path.isEmpty()) settings.remove(key);
+    return path;
+  };
+  checkpoint_ = savedFile(QStringLiteral("model/checkpoint"));
+  tokenizer_ = savedFile(QStringLiteral("model/tokenizer"));
   cuda_ = settings.value(QStringLiteral("model/cuda"), cudaAvailable()).toBool() && cudaAvailable();
   resize(1500, 950);
   restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
@@ -222,6 +235,18 @@ void MainWindow::buildMenus() {
     if (!current_text_.isEmpty()) runText(current_text_);
   });
   run->addAction(tr("Add a &Mamba-only comparison"), this, &MainWindow::runComparison);
+  run->addAction(tr("Measure memory &fidelity (ETMF, ECLMF)"), this, [this] {
+    if (current_text_.isEmpty()) {
+      QMessageBox::information(this, tr("Memory fidelity"), tr("Open a text first."));
+      return;
+    }
+    RunRequest r;
+    r.kind = RunRequest::Kind::Text;
+    r.text_path = current_text_;
+    r.fidelity = true;
+    r.label = QFileInfo(current_text_).fileName();
+    startRun(r);
+  });
   run->addAction(tr("&Cancel"), QKeySequence(tr("Esc")), this, &MainWindow::cancelRun);
 
   QMenu* view = menuBar()->addMenu(tr("&View"));
@@ -440,6 +465,9 @@ void MainWindow::runComparison() {
   r.kind = RunRequest::Kind::Text;
   r.text_path = current_text_;
   r.memory = false;
+  // Measured for the comparison too when the current run has it, so both sit side by side.
+  const Trace* current = document_->trace();
+  r.fidelity = current && current->run_info.is_object() && current->run_info.contains("fidelity");
   r.label = QFileInfo(current_text_).fileName() + tr(" (Mamba-only)");
   comparison_pending_ = true;
   startRun(r);

@@ -44,6 +44,8 @@ class MainWindow : public QMainWindow {
   void runPasskey(qint64 length, double depth, qint64 key, quint64 seed);
   void cancelRun();
   bool running() const { return running_; }
+  QString checkpointChoice() const { return checkpoint_; }
+  QString tokenizerChoice() const { return tokenizer_; }
   // Every figure of every view, for export ("panel/figure").
   QStringList figureNames() const;
   QString exportFigure(const QString& name, const QString& path, int width, int height, double scale);

@@ -7,6 +7,7 @@
 
 #include "model/checkpoint.h"
 #include "model/eval/passkey.h"
+#include "model/eval/fidelity.h"
 #include "model/eval/passkey_eval.h"
 #include "model/file_io.h"
 #include "model/log.h"
@@ -138,6 +139,15 @@ void RunWorker::run(const RunRequest& request) {
       return !cancel_.load();
     };
     auto trace = std::make_shared<Trace>(trace_tokens(model, std::move(req)));
+    if (request.fidelity) {
+      if (cancel_) throw Cancelled();
+      const int64_t n = std::min<int64_t>(trace->length(), std::max<qint64>(2, request.fidelity_tokens));
+      Q_EMIT progress(0, 0, 0, tr("measuring memory fidelity on %L1 tokens").arg(n));
+      eval::FidelityOptions fo;
+      fo.run = run;
+      Json fidelity = eval::memory_fidelity(model, std::vector<int32_t>(trace->tokens.begin(), trace->tokens.begin() + n), fo);
+      trace->run_info["fidelity"] = fidelity;
+    }
 
     RunResult result;
     result.request = request;

@@ -24,6 +24,8 @@ struct RunRequest {
   double tau_note = 0.3, tau_retrieve = 0.5;
   qint64 max_tokens = 2'000'000;
   qint64 trace_budget_mb = 2048;
+  bool fidelity = false;            // also measure ETMF / ECLMF (run_info "fidelity")
+  qint64 fidelity_tokens = 4096;    // on this many leading tokens (hidden states are kept)
   // Passkey.
   qint64 length = 4096;
   double depth = 0.5;

@@ -59,6 +59,13 @@ Json memory_fidelity(const MemMambaModel& model, const std::vector<int32_t>& tok
   out["etmf_delta"] = shifted;
   std::vector<torch::Tensor> states;
   for (auto& chunks : layer_states) states.push_back(torch::cat(chunks, 0));
+  // ETMF of each layer's output read through the final norm and the tied head (a logit
+  // lens): how much of the current token each layer's state still identifies.
+  Json etmf_layers = Json::array();
+  for (int64_t l = 0; l < L; ++l)
+    etmf_layers.push_back(etmf(E, rms_norm(states[l], model.weights()["norm_f.weight"], model.config().norm_eps),
+                               tokens, 0));
+  out["etmf_per_layer"] = etmf_layers;
   Json eclmf = Json::object();
   for (int64_t G : options.gaps) {
     if (G >= L) {

@@ -1,7 +1,8 @@
 // Memory-fidelity metrics of the paper's appendix A.2:
 // - ETMF: mean cosine between E[x_j] and the expected embedding under the model's
 //   prediction (softmax, temperature 1, over the tied embedding) from the last layer at j;
-//   ETMF_delta pairs E[x_i] with the reconstruction at i + delta.
+//   ETMF_delta pairs E[x_i] with the reconstruction at i + delta; etmf_per_layer reads
+//   each layer's output through the final norm and the tied head.
 // - ECLMF_G: ridge regression (lambda 1e-4) from layer l's states to layer l+G's,
 //   score 1 - ||Y - XW||_F / (||X||_F + 1e-6), mean over the layers l that have an l+G.
 #pragma once

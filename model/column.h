@@ -1,0 +1,74 @@
+// A read-only array that either owns its elements (while a trace is built) or views
+// them in place inside a memory-mapped trace file (when one is loaded): a 1M-token trace
+// holds gigabytes of attention rows, and copying them into fresh vectors took most of
+// its opening time. The mapping stays alive as long as any column that views it.
+#pragma once
+#include <cstddef>
+#include <initializer_list>
+#include <memory>
+#include <vector>
+
+namespace memmamba {
+
+template <typename T>
+class Column {
+ public:
+  using value_type = T;
+  using const_iterator = const T*;
+
+  Column() = default;
+  Column(std::initializer_list<T> init) : owned_(init) {}
+  Column(std::vector<T> values) : owned_(std::move(values)) {}  // NOLINT: implicit on purpose
+  template <typename It>
+  Column(It first, It last) : owned_(first, last) {}
+
+  // Views `n` elements at `data`; `keep_alive` owns the memory they live in.
+  static Column mapped(const T* data, size_t n, std::shared_ptr<const void> keep_alive) {
+    Column c;
+    c.view_ = data;
+    c.view_size_ = n;
+    c.keep_alive_ = std::move(keep_alive);
+    return c;
+  }
+
+  size_t size() const { return view_ ? view_size_ : owned_.size(); }
+  bool empty() const { return size() == 0; }
+  const T* data() const { return view_ ? view_ : owned_.data(); }
+  const T* begin() const { return data(); }
+  const T* end() const { return data() + size(); }
+  const T& operator[](size_t i) const { return data()[i]; }
+  const T& front() const { return data()[0]; }
+  const T& back() const { return data()[size() - 1]; }
+  bool is_mapped() const { return view_ != nullptr; }
+
+  // Building: a mapped column is copied into owned storage first.
+  std::vector<T>& owned() {
+    if (view_) {
+      owned_.assign(view_, view_ + view_size_);
+      view_ = nullptr;
+      view_size_ = 0;
+      keep_alive_.reset();
+    }
+    return owned_;
+  }
+  void push_back(const T& value) { owned().push_back(value); }
+  void reserve(size_t n) { owned().reserve(n); }
+  void clear() { owned().clear(); }
+
+  std::vector<T> to_vector() const { return std::vector<T>(begin(), end()); }
+  friend bool operator==(const Column& a, const Column& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!(a[i] == b[i])) return false;
+    return true;
+  }
+  friend bool operator!=(const Column& a, const Column& b) { return !(a == b); }
+
+ private:
+  std::vector<T> owned_;
+  const T* view_ = nullptr;
+  size_t view_size_ = 0;
+  std::shared_ptr<const void> keep_alive_;
+};
+
+}  // namespace memmamba

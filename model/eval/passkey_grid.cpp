@@ -1,0 +1,69 @@
+#include "model/eval/passkey_grid.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "model/file_io.h"
+
+namespace memmamba::eval {
+
+namespace {
+int index_of(const std::vector<double>& values, double x) {
+  for (size_t i = 0; i < values.size(); ++i)
+    if (std::abs(values[i] - x) < 1e-9) return static_cast<int>(i);
+  return -1;
+}
+}  // namespace
+
+PasskeyGrid parse_passkey_grid(const Json& results) {
+  if (!results.is_object() || !results.contains("cells") || !results.contains("cases"))
+    throw std::invalid_argument("not a passkey result (no \"cells\" and \"cases\"): produce one with `memmamba eval passkey`");
+  PasskeyGrid grid;
+  try {
+    const Json::Array& cells = results.at("cells").as_array("cells");
+    for (const Json& c : cells) {
+      const int64_t length = c.at("length").as_int("length");
+      const double depth = c.at("depth").as_double("depth");
+      const double accuracy = c.at("accuracy").as_double("accuracy");
+      if (length <= 0) throw std::invalid_argument("a cell has length " + std::to_string(length));
+      if (!(depth >= 0.0 && depth <= 1.0)) throw std::invalid_argument("a cell's depth is outside [0, 1]");
+      if (!(accuracy >= 0.0 && accuracy <= 1.0)) throw std::invalid_argument("a cell's accuracy is outside [0, 1]");
+      if (std::find(grid.lengths.begin(), grid.lengths.end(), length) == grid.lengths.end()) grid.lengths.push_back(length);
+      if (index_of(grid.depths, depth) < 0) grid.depths.push_back(depth);
+      if (grid.lengths.size() > kMaxGridLengths || grid.depths.size() > kMaxGridDepths)
+        throw std::invalid_argument("the grid has more than " + std::to_string(kMaxGridLengths) + " lengths or " +
+                                    std::to_string(kMaxGridDepths) + " depths");
+    }
+    if (grid.lengths.empty()) throw std::invalid_argument("the grid has no cells");
+    std::sort(grid.lengths.begin(), grid.lengths.end());
+    std::sort(grid.depths.begin(), grid.depths.end());
+    grid.accuracy.assign(grid.lengths.size(), std::vector<double>(grid.depths.size(), std::nan("")));
+    for (const Json& c : cells) {
+      const auto li = std::find(grid.lengths.begin(), grid.lengths.end(), c.at("length").as_int()) - grid.lengths.begin();
+      grid.accuracy[static_cast<size_t>(li)][static_cast<size_t>(index_of(grid.depths, c.at("depth").as_double()))] =
+          c.at("accuracy").as_double();
+    }
+    results.at("cases").as_array("cases");
+  } catch (const std::invalid_argument&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(std::string("malformed passkey result: ") + e.what());
+  }
+  return grid;
+}
+
+PasskeyGrid load_passkey_grid(const std::string& path, Json* results) {
+  const std::string bytes = read_file(path, kMaxGridFileBytes);
+  Json parsed;
+  try {
+    parsed = Json::parse(bytes);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(path + " is not valid JSON: " + e.what());
+  }
+  PasskeyGrid grid = parse_passkey_grid(parsed);
+  if (results) *results = std::move(parsed);
+  return grid;
+}
+
+}  // namespace memmamba::eval

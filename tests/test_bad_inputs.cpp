@@ -1,0 +1,334 @@
+// The bad-input catalogue: every kind of file or flag a user can hand the project, broken in
+// the ways files get broken, must be refused with a message that names the problem, and the
+// next good input must still work. Each case asserts a fragment of its message; the whole
+// catalogue (case, message) is written to bad-inputs.md next to this test for the docs.
+#include <torch/torch.h>
+
+#include <QtTest/QtTest>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/eval/passkey_grid.h"
+#include "model/file_io.h"
+#include "model/json.h"
+#include "model/safetensors.h"
+#include "model/selective_scan.h"
+#include "model/text_input.h"
+#include "model/tokenizer.h"
+#include "model/trace.h"
+
+using namespace memmamba;
+
+namespace {
+
+const std::string kCorpus = std::string(MEMMAMBA_SOURCE_DIR) + "/tests/fuzz/corpus/";
+const std::string kGoodCheckpoint = kCorpus + "checkpoint/tiny.safetensors";
+const std::string kGoodTokenizer = kCorpus + "tokenizer/tiny.model";
+const std::string kGoodTrace = kCorpus + "trace/tiny.trace";
+
+struct Outcome {
+  bool refused = false;
+  std::string message;
+};
+
+// Runs `body`; a refusal is any exception with a message (what the app shows).
+Outcome attempt(const std::function<void()>& body) {
+  try {
+    body();
+    return {false, {}};
+  } catch (const std::exception& e) {
+    return {true, e.what()};
+  }
+}
+
+// Rewrites a safetensors file, letting `edit` change each tensor (return false to drop it)
+// and `meta` change the metadata.
+std::string rebuild(const std::string& path,
+                    const std::function<bool(const std::string&, DType&, std::vector<int64_t>&, std::string&)>& edit,
+                    const std::function<void(std::map<std::string, std::string>&)>& meta = {}) {
+  const SafetensorsFile f = SafetensorsFile::load(path);
+  SafetensorsWriter w;
+  std::map<std::string, std::string> m = f.metadata();
+  if (meta) meta(m);
+  for (const auto& [k, v] : m) w.set_metadata(k, v);
+  for (const auto& [name, view] : f.tensors()) {
+    DType dtype = view.dtype;
+    std::vector<int64_t> shape = view.shape;
+    std::string data(reinterpret_cast<const char*>(view.data), view.nbytes);
+    if (!edit(name, dtype, shape, data)) continue;
+    w.add(name, dtype, shape, data.data(), data.size());
+  }
+  return w.serialize();
+}
+
+}  // namespace
+
+class TestBadInputs : public QObject {
+  Q_OBJECT
+  QTemporaryDir dir_;
+  QString catalogue_;
+  int cases_ = 0;
+
+  std::string path(const char* name) const { return dir_.filePath(QString::fromUtf8(name)).toStdString(); }
+  std::string write(const char* name, const std::string& bytes) const {
+    const std::string p = path(name);
+    std::ofstream(p, std::ios::binary) << bytes;
+    return p;
+  }
+  static std::string read(const std::string& p) { return read_file(p); }
+
+  // One catalogue entry: the input must be refused with a message containing `fragment`.
+  void refuse(const QString& kind, const QString& what, const std::function<void()>& body, const std::string& fragment) {
+    const Outcome o = attempt(body);
+    QVERIFY2(o.refused, qPrintable(kind + QStringLiteral(": ") + what + QStringLiteral(" was accepted")));
+    QVERIFY2(o.message.find(fragment) != std::string::npos,
+             qPrintable(kind + QStringLiteral(": ") + what + QStringLiteral(" said \"") + QString::fromStdString(o.message) +
+                        QStringLiteral("\", expected \"") + QString::fromStdString(fragment) + QStringLiteral("\"")));
+    record(kind, what, QString::fromStdString(o.message));
+  }
+  void record(const QString& kind, const QString& what, QString message) {
+    message.replace(dir_.path() + QLatin1Char('/'), QString());
+    message.replace(QString::fromStdString(kCorpus), QString());
+    message.replace(QLatin1Char('|'), QStringLiteral("\\|"));
+    message.replace(QLatin1Char('\n'), QLatin1Char(' '));
+    catalogue_ += QStringLiteral("| %1 | %2 | %3 |\n").arg(kind, what, message.trimmed());
+    ++cases_;
+  }
+
+  // A CLI case: exit status `code` and `fragment` on stderr.
+  void cli(const QString& what, const QStringList& args, int code, const QString& fragment) {
+    QProcess p;
+    p.start(QStringLiteral(MEMMAMBA_CLI), args);
+    QVERIFY(p.waitForFinished(120000));
+    const QString err = QString::fromUtf8(p.readAllStandardError());
+    QVERIFY2(p.exitCode() == code, qPrintable(what + QStringLiteral(": exit ") + QString::number(p.exitCode()) + QStringLiteral(" ") + err));
+    QVERIFY2(err.contains(fragment), qPrintable(what + QStringLiteral(": ") + err));
+    const QStringList lines = err.split(QLatin1Char('\n'), Qt::SkipEmptyParts);
+    QString message = lines.isEmpty() ? QString() : lines.last();
+    for (const QString& l : lines)
+      if (l.startsWith(QLatin1String("error"))) message = l;
+    record(QStringLiteral("CLI flag"), what + QStringLiteral(" (exit %1)").arg(code), message);
+  }
+
+ private Q_SLOTS:
+  void initTestCase() {
+    configure_cpu_runtime();
+    QVERIFY(dir_.isValid());
+    catalogue_ = QStringLiteral("| input | case | message |\n| --- | --- | --- |\n");
+  }
+
+  void texts() {
+    refuse("text", "empty file", [&] { load_text_file(write("empty.txt", "")); }, "empty");
+    refuse("text", "binary (PNG bytes)", [&] { load_text_file(write("image.txt", std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16))); },
+           "binary");
+    refuse("text", "invalid UTF-8", [&] { load_text_file(write("latin1.txt", "caf\xe9 au lait\n")); }, "UTF-8");
+    refuse("text", "truncated UTF-8 sequence at the end", [&] { load_text_file(write("cut.txt", "na\xc3")); }, "UTF-8");
+    refuse("text", "UTF-8 overlong encoding", [&] { load_text_file(write("overlong.txt", "a\xc0\xafz")); }, "UTF-8");
+    refuse("text", "a directory", [&] { load_text_file(dir_.path().toStdString()); }, "is a directory");
+    refuse("text", "missing file", [&] { load_text_file(path("nowhere.txt")); }, "No such file");
+    const std::string link = path("dangling.txt");
+    QCOMPARE(::symlink(path("gone.txt").c_str(), link.c_str()), 0);
+    refuse("text", "dangling symbolic link", [&] { load_text_file(link); }, "cannot open");
+    const std::string fifo = path("pipe.txt");
+    QCOMPARE(::mkfifo(fifo.c_str(), 0600), 0);
+    refuse("text", "a named pipe (would block a reader)", [&] { load_text_file(fifo); }, "not a regular file");
+    // 2 GiB without writing 2 GiB: a sparse file is refused by its size before any read.
+    const std::string huge = path("huge.txt");
+    {
+      std::ofstream(huge) << "x";
+      QCOMPARE(::truncate(huge.c_str(), static_cast<off_t>(2) << 30), 0);
+    }
+    refuse("text", "2 GiB file", [&] { load_text_file(huge); }, "more than the limit");
+    if (::geteuid() != 0) {  // root reads whatever the mode says
+      const std::string locked = write("locked.txt", "secret\n");
+      ::chmod(locked.c_str(), 0);
+      refuse("text", "unreadable (mode 000)", [&] { load_text_file(locked); }, "Permission denied");
+    }
+    // Still usable: a good text right after.
+    QCOMPARE(load_text_file(write("good.txt", "\xef\xbb\xbf" "fine\r\n")), std::string("fine\n"));
+  }
+
+  void checkpoints() {
+    const std::string good = read(kGoodCheckpoint);
+    refuse("checkpoint", "truncated (half the file)", [&] { parse_checkpoint(good.substr(0, good.size() / 2), "half"); },
+           "half");
+    refuse("checkpoint", "4 bytes", [&] { parse_checkpoint(good.substr(0, 4), "tiny"); }, "too short");
+    std::string hostile = good;
+    const uint64_t huge_header = ~uint64_t{0} >> 1;
+    std::memcpy(hostile.data(), &huge_header, 8);
+    refuse("checkpoint", "header length 2^63", [&] { parse_checkpoint(hostile, "hostile"); }, "header too large");
+    uint64_t past_end = good.size();
+    std::memcpy(hostile.data(), &past_end, 8);
+    refuse("checkpoint", "header length past the end of the file", [&] { parse_checkpoint(hostile, "past"); }, "truncated");
+    refuse("checkpoint", "header is not JSON", [&] {
+      std::string b = good;
+      b[8] = '!';
+      parse_checkpoint(b, "notjson");
+    }, "notjson");
+    refuse("checkpoint", "wrong shape", [&] {
+      parse_checkpoint(rebuild(kGoodCheckpoint, [](const std::string& n, DType&, std::vector<int64_t>& shape, std::string& data) {
+        if (n == "embedding.weight") { shape[0] -= 1; data.resize(data.size() - static_cast<size_t>(shape[1]) * 4); }
+        return true;
+      }), "shape");
+    }, "has shape");
+    refuse("checkpoint", "wrong dtype (I32 weights)", [&] {
+      parse_checkpoint(rebuild(kGoodCheckpoint, [](const std::string& n, DType& dtype, std::vector<int64_t>&, std::string&) {
+        if (n == "norm_f.weight") dtype = DType::I32;
+        return true;
+      }), "dtype");
+    }, "weights must be F32, BF16 or F16");
+    refuse("checkpoint", "NaN weights", [&] {
+      parse_checkpoint(rebuild(kGoodCheckpoint, [](const std::string& n, DType&, std::vector<int64_t>&, std::string& data) {
+        if (n == "norm_f.weight") { const float nan = std::nanf(""); std::memcpy(data.data(), &nan, 4); }
+        return true;
+      }), "nan");
+    }, "NaN or infinite");
+    refuse("checkpoint", "a tensor the config needs is missing", [&] {
+      parse_checkpoint(rebuild(kGoodCheckpoint, [](const std::string& n, DType&, std::vector<int64_t>&, std::string&) {
+        return n != "norm_f.weight";
+      }), "missing");
+    }, "missing tensor");
+    refuse("checkpoint", "config metadata says 3 layers, weights hold 2", [&] {
+      parse_checkpoint(rebuild(kGoodCheckpoint, [](auto&&...) { return true; }, [](std::map<std::string, std::string>& m) {
+        Json c = Json::parse(m.at("config"));
+        c["n_layers"] = 3;
+        m["config"] = c.dump();
+      }), "mismatch");
+    }, "missing tensor");
+    refuse("checkpoint", "config metadata with an unknown key", [&] {
+      parse_checkpoint(rebuild(kGoodCheckpoint, [](auto&&...) { return true; }, [](std::map<std::string, std::string>& m) {
+        Json c = Json::parse(m.at("config"));
+        c["d_modle"] = 16;
+        m["config"] = c.dump();
+      }), "typo");
+    }, "d_modle");
+    refuse("checkpoint", "no config (a foreign safetensors file)", [&] {
+      parse_checkpoint(rebuild(kGoodCheckpoint, [](auto&&...) { return true; }, [](std::map<std::string, std::string>& m) {
+        m.erase("config");
+      }), "foreign");
+    }, "no model config");
+    refuse("checkpoint", "a trace given as a checkpoint", [&] { load_checkpoint(kGoodTrace); }, "this is a trace");
+    QVERIFY(load_checkpoint(kGoodCheckpoint).weights.has("norm_f.weight"));  // still usable
+  }
+
+  void tokenizers() {
+    refuse("tokenizer", "missing file", [&] { Tokenizer::load(path("none.model")); }, "cannot open");
+    refuse("tokenizer", "empty file", [&] { Tokenizer::load(write("empty.model", "")); }, "is empty");
+    refuse("tokenizer", "corrupt (random bytes)", [&] {
+      std::string junk(4096, '\0');
+      for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 2654435761u) >> 13);
+      Tokenizer::load(write("junk.model", junk));
+    }, "not a SentencePiece model");
+    refuse("tokenizer", "truncated model", [&] {
+      const std::string good = read(kGoodTokenizer);
+      Tokenizer::load(write("cut.model", good.substr(0, good.size() / 3)));
+    }, "not a SentencePiece model");
+    refuse("tokenizer", "corrupt normalization table that SentencePiece parses (a fuzz find: encoding read out of bounds)",
+           [&] { Tokenizer::load(kCorpus + "tokenizer/corrupt-charsmap.model"); }, "corrupt");
+    // The vocabulary check happens where a model and a tokenizer meet: the CLI and the app.
+    cli(QStringLiteral("tokenizer of 8192 pieces with a 400-token model"),
+        {QStringLiteral("run"), QString::fromStdString(kCorpus + "text/ascii.txt"), QStringLiteral("--out"),
+         QString::fromStdString(path("x.trace")), QStringLiteral("--checkpoint"), QString::fromStdString(kGoodCheckpoint)},
+        3, QStringLiteral("do not belong together"));
+    QVERIFY(!QFile::exists(QString::fromStdString(path("x.trace"))));
+    QVERIFY(Tokenizer::load(kGoodTokenizer).vocab_size() == 400);
+  }
+
+  void traces() {
+    const std::string good = read(kGoodTrace);
+    refuse("trace", "truncated", [&] { Trace::parse(good.substr(0, good.size() - 100), "cut.trace"); }, "cut.trace");
+    refuse("trace", "from another format version", [&] {
+      Trace::parse(rebuild(kGoodTrace, [](auto&&...) { return true; },
+                           [](std::map<std::string, std::string>& m) { m["version"] = "99"; }), "v99.trace");
+    }, "version 99 is not supported");
+    refuse("trace", "a checkpoint opened as a trace", [&] { Trace::load(kGoodCheckpoint); }, "not a MemMamba trace");
+    refuse("trace", "an event pointing at a note that does not exist", [&] {
+      Trace::parse(rebuild(kGoodTrace, [](const std::string& n, DType&, std::vector<int64_t>&, std::string& data) {
+        if (n == "events.note" && data.size() >= 8) { const int64_t bad = 1 << 30; std::memcpy(data.data(), &bad, 8); }
+        return true;
+      }), "events.trace");
+    }, "out of range");
+    refuse("trace", "a note source outside the text", [&] {
+      Trace::parse(rebuild(kGoodTrace, [](const std::string& n, DType&, std::vector<int64_t>&, std::string& data) {
+        if (n == "notes.sources" && data.size() >= 8) { const int64_t bad = -7; std::memcpy(data.data(), &bad, 8); }
+        return true;
+      }), "sources.trace");
+    }, "outside the text");
+    refuse("trace", "per-token arrays of different lengths", [&] {
+      Trace::parse(rebuild(kGoodTrace, [](const std::string& n, DType&, std::vector<int64_t>& shape, std::string& data) {
+        if (n == "loss") { shape[0] -= 1; data.resize(data.size() - 4); }
+        return true;
+      }), "lengths.trace");
+    }, "differ in length");
+    QVERIFY(Trace::load(kGoodTrace).length() > 0);
+  }
+
+  void configsAndResults() {
+    refuse("config", "unknown key", [&] { ModelConfig::from_json(Json::parse(R"({"d_modle": 16})")); }, "d_modle");
+    refuse("config", "negative width", [&] { ModelConfig::from_json(Json::parse(R"({"d_model": -4})")).validate(); }, "d_model");
+    refuse("config", "a string where a number belongs", [&] { ModelConfig::from_json(Json::parse(R"({"n_layers": "8"})")); },
+           "n_layers");
+    refuse("config", "10,000 nested arrays (stack bomb)", [&] { Json::parse(std::string(10000, '[') + std::string(10000, ']')); },
+           "deep");
+    refuse("evaluation result", "not JSON", [&] { eval::load_passkey_grid(write("grid.json", "{cells: oops")); },
+           "not valid JSON");
+    refuse("evaluation result", "JSON of another kind", [&] { eval::parse_passkey_grid(Json::parse(R"({"ppl": 3})")); },
+           "not a passkey result");
+    refuse("evaluation result", "accuracy 7", [&] {
+      eval::parse_passkey_grid(Json::parse(R"({"cells": [{"length": 1000, "depth": 0.5, "accuracy": 7}], "cases": []})"));
+    }, "accuracy is outside");
+    refuse("evaluation result", "100,000 distinct lengths (a 10^10-cell grid)", [&] {
+      Json cells = Json::array();
+      for (int i = 0; i < 100000; ++i) {
+        Json c = Json::object();
+        c["length"] = 64 + i;
+        c["depth"] = (i % 1000) / 1000.0;
+        c["accuracy"] = 1.0;
+        cells.push_back(c);
+      }
+      Json r = Json::object();
+      r["cells"] = cells;
+      r["cases"] = Json::array();
+      eval::parse_passkey_grid(r);
+    }, "more than 256 lengths");
+  }
+
+  void cliFlags() {
+    const QString text = QString::fromStdString(kCorpus + "text/ascii.txt"), out = QString::fromStdString(path("o.trace"));
+    const QStringList tiny = {QStringLiteral("--checkpoint"), QString::fromStdString(kGoodCheckpoint), QStringLiteral("--tokenizer"),
+                              QString::fromStdString(kGoodTokenizer)};
+    auto run = [&](const QStringList& extra) { return QStringList{QStringLiteral("run"), text, QStringLiteral("--out"), out} + tiny + extra; };
+    cli(QStringLiteral("--max-tokens -5"), run({QStringLiteral("--max-tokens"), QStringLiteral("-5")}), 2, QStringLiteral("max-tokens"));
+    cli(QStringLiteral("--topk 0"), run({QStringLiteral("--topk"), QStringLiteral("0")}), 2, QStringLiteral("topk"));
+    cli(QStringLiteral("--tau-note 5"), run({QStringLiteral("--tau-note"), QStringLiteral("5")}), 2, QStringLiteral("tau-note"));
+    cli(QStringLiteral("--tau-retrieve nan"), run({QStringLiteral("--tau-retrieve"), QStringLiteral("nan")}), 2, QStringLiteral("tau-retrieve"));
+    cli(QStringLiteral("--chunk abc"), run({QStringLiteral("--chunk"), QStringLiteral("abc")}), 2, QStringLiteral("chunk"));
+    cli(QStringLiteral("unknown flag --colour"), run({QStringLiteral("--colour"), QStringLiteral("red")}), 2, QStringLiteral("colour"));
+    cli(QStringLiteral("--device tpu"), run({QStringLiteral("--device"), QStringLiteral("tpu")}), 2, QStringLiteral("device"));
+    cli(QStringLiteral("eval passkey --lengths 10"),
+        QStringList{QStringLiteral("eval"), QStringLiteral("passkey"), QStringLiteral("--out"), QString::fromStdString(path("g")),
+                    QStringLiteral("--lengths"), QStringLiteral("10")} + tiny,
+        2, QStringLiteral("lengths"));
+    cli(QStringLiteral("train --lr -1"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--lr"), QStringLiteral("-1")},
+        2, QStringLiteral("lr"));
+    QVERIFY(!QFile::exists(out));  // nothing half-written by any of them
+  }
+
+  void cleanupTestCase() {
+    QVERIFY2(cases_ >= 30, qPrintable(QStringLiteral("only %1 cases").arg(cases_)));
+    QFile f(QStringLiteral("bad-inputs.md"));
+    if (f.open(QIODevice::WriteOnly | QIODevice::Truncate)) f.write(catalogue_.toUtf8());
+  }
+};
+
+QTEST_GUILESS_MAIN(TestBadInputs)
+#include "test_bad_inputs.moc"
