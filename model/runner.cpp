@@ -10,6 +10,8 @@
 #include <cmath>
 #include <fstream>
 
+#include "model/cuda/scan_dispatch.h"
+#include "model/log.h"
 #include "model/trace_builder.h"
 
 namespace memmamba {
@@ -84,7 +86,56 @@ std::string fit_trace_to_budget(const ModelConfig& c, int64_t tokens, uint64_t b
   return message;
 }
 
+namespace {
+
+bool is_device_out_of_memory(const c10::Error& e) {
+  return std::string(e.what()).find("out of memory") != std::string::npos;
+}
+
+// Runs `attempt(model, chunk_tokens)`; when the GPU runs out of memory, frees Torch's cache
+// and retries with half the chunk (down to kMinChunk), then on a CPU copy of the model, with
+// a warning each time. CPU runs and other errors pass through.
+Trace trace_tokens_once(const MemMambaModel& model, TraceRunRequest request);
+std::vector<float> token_losses_once(const MemMambaModel& model, const std::vector<int32_t>& tokens,
+                                     const RunOptions& options_in);
+
+template <typename Result, typename Attempt>
+Result with_memory_fallback(const MemMambaModel& model, int64_t chunk_tokens, Attempt&& attempt) {
+  constexpr int64_t kMinChunk = 512;
+  int64_t chunk = chunk_tokens;
+  while (true) {
+    try {
+      return attempt(model, chunk);
+    } catch (const c10::Error& e) {
+      if (!model.device().is_cuda() || !is_device_out_of_memory(e)) throw;
+    }
+    cuda_memory::release_cached();
+    if (chunk > kMinChunk) {
+      chunk = std::max<int64_t>(kMinChunk, chunk / 2);
+      log::warn("the GPU ran out of memory: running again in chunks of " + std::to_string(chunk) + " tokens");
+      continue;
+    }
+    log::warn("the GPU ran out of memory even in chunks of " + std::to_string(chunk) +
+              " tokens: running on the CPU instead (slower)");
+    MemMambaModel on_cpu(model.config(), model.weights());
+    on_cpu.to(torch::kCPU);
+    return attempt(on_cpu, chunk_tokens);
+  }
+}
+
+}  // namespace
+
 Trace trace_tokens(const MemMambaModel& model, TraceRunRequest request) {
+  const int64_t chunk = request.options.chunk_tokens;
+  return with_memory_fallback<Trace>(model, chunk, [&](const MemMambaModel& m, int64_t chunk_tokens) {
+    TraceRunRequest attempt = request;  // the first try may have consumed nothing: keep the original
+    attempt.options.chunk_tokens = chunk_tokens;
+    return trace_tokens_once(m, std::move(attempt));
+  });
+}
+
+namespace {
+Trace trace_tokens_once(const MemMambaModel& model, TraceRunRequest request) {
   torch::NoGradGuard no_grad;
   const int64_t T = static_cast<int64_t>(request.tokens.size());
   if (T == 0) throw std::invalid_argument("nothing to run: the text has no tokens");
@@ -113,9 +164,20 @@ Trace trace_tokens(const MemMambaModel& model, TraceRunRequest request) {
   t.run_info = info;
   return builder.finish();
 }
+}  // namespace
 
 std::vector<float> token_losses(const MemMambaModel& model, const std::vector<int32_t>& tokens,
-                                const RunOptions& options_in) {
+                                const RunOptions& options) {
+  return with_memory_fallback<std::vector<float>>(model, options.chunk_tokens, [&](const MemMambaModel& m, int64_t chunk) {
+    RunOptions attempt = options;
+    attempt.chunk_tokens = chunk;
+    return token_losses_once(m, tokens, attempt);
+  });
+}
+
+namespace {
+std::vector<float> token_losses_once(const MemMambaModel& model, const std::vector<int32_t>& tokens,
+                                     const RunOptions& options_in) {
   torch::NoGradGuard no_grad;
   const int64_t T = static_cast<int64_t>(tokens.size());
   std::vector<float> loss(static_cast<size_t>(T), std::nanf(""));
@@ -128,6 +190,7 @@ std::vector<float> token_losses(const MemMambaModel& model, const std::vector<in
   model.forward(torch::tensor(ids, torch::kInt64).view({1, T}), state, options);
   return loss;
 }
+}  // namespace
 
 double current_peak_rss_mb() {
   std::ifstream f("/proc/self/status");

@@ -101,10 +101,15 @@ void DecayView::refresh(bool average_too) {
   auto draw = [&](const Trace& trace, const QString& tag, Qt::PenStyle style) {
     for (int l = 0; l < static_cast<int>(trace.layers.size()); ++l) {
       bool exact = false;
-      const QVector<double> r = retention(trace, l, pos, horizon_, &exact);
+      const QVector<double> full = retention(trace, l, pos, horizon_, &exact);
       exact_ += exact && style == Qt::SolidLine;
-      QVector<double> x(r.size());
-      for (int i = 0; i < r.size(); ++i) x[i] = i;
+      // Every distance up to 64, then every 4th: the curves are smooth there and a frame
+      // draws 8-16 of them (the CSV export holds what is drawn).
+      QVector<double> x, r;
+      x.reserve(full.size());
+      r.reserve(full.size());
+      for (int i = 0; i < full.size(); i += i < 64 ? 1 : 4) { x << i; r << full[i]; }
+      if (!full.isEmpty() && x.back() != full.size() - 1) { x << full.size() - 1; r << full.back(); }
       auto* g = selected_->addGraph();
       g->setName(QStringLiteral("%1L%2%3").arg(tag).arg(l).arg(exact ? QString() : QStringLiteral(" ~")));
       QPen pen(layerColour(l, layers), l == document_->layer() ? 2 : 1, style);

@@ -27,7 +27,9 @@ PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(documen
   table_ = new QTableWidget(this);
   table_->setColumnCount(5);
   table_->setHorizontalHeaderLabels({tr("Slot"), tr("Note source"), tr("Priority"), tr("Age"), tr("Inserted at")});
-  for (int c : {0, 2, 3, 4}) table_->horizontalHeader()->setSectionResizeMode(c, QHeaderView::ResizeToContents);
+  // Fixed widths (sized per trace in fitColumns): "resize to contents" re-measured every
+  // row on every frame while scrubbing.
+  for (int c : {0, 2, 3, 4}) table_->horizontalHeader()->setSectionResizeMode(c, QHeaderView::Interactive);
   table_->horizontalHeader()->setSectionResizeMode(1, QHeaderView::Stretch);
   table_->verticalHeader()->hide();
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
@@ -46,7 +48,7 @@ PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(documen
     if (!map_) return;
     document_->setPosition(static_cast<qint64>(plot_->xAxis->pixelToCoord(e->position().x())));
   });
-  connect(document_, &TraceDocument::traceChanged, this, [this] { rebuildMap(); updateSlots(); });
+  connect(document_, &TraceDocument::traceChanged, this, [this] { rebuildMap(); fitColumns(); updateSlots(); });
   connect(document_, &TraceDocument::layerChanged, this, [this] { rebuildMap(); updateSlots(); });
   connect(document_, &TraceDocument::positionChanged, this, &PoolView::updateSlots);
 }
@@ -64,6 +66,17 @@ QString PoolView::csv(const QString&) const {
                  .arg(std::isnan(v) ? QString() : QString::number(v, 'g', 6));
     }
   return out;
+}
+
+void PoolView::fitColumns() {
+  const Trace* t = document_->trace();
+  const QFontMetrics fm(table_->font());
+  const QString widest = QString(QString::number(t ? std::max<int64_t>(t->length(), 99999) : 99999).size() + 1, QLatin1Char('8'));
+  const int pad = 2 * fm.horizontalAdvance(QLatin1Char('M'));
+  table_->setColumnWidth(0, std::max(fm.horizontalAdvance(tr("Slot")), fm.horizontalAdvance(QStringLiteral("888"))) + pad);
+  table_->setColumnWidth(2, std::max(fm.horizontalAdvance(tr("Priority")), fm.horizontalAdvance(QStringLiteral("8.888"))) + pad);
+  table_->setColumnWidth(3, std::max(fm.horizontalAdvance(tr("Age")), fm.horizontalAdvance(widest)) + pad);
+  table_->setColumnWidth(4, std::max(fm.horizontalAdvance(tr("Inserted at")), fm.horizontalAdvance(widest)) + pad);
 }
 
 void PoolView::rebuildMap() {
@@ -122,11 +135,17 @@ void PoolView::rebuildMap() {
   plot_->yAxis->setLabel(tr("slot (layer %1)").arg(layer));
   plot_->xAxis->setRange(0, static_cast<double>(T));
   plot_->yAxis->setRange(-0.5, static_cast<double>(K) - 0.5);
+  // The cursor lives on a buffered layer of its own: moving it repaints that layer only,
+  // not the whole occupancy map.
+  if (!plot_->layer(QStringLiteral("cursor"))) plot_->addLayer(QStringLiteral("cursor"), nullptr, QCustomPlot::limAbove);
+  plot_->layer(QStringLiteral("cursor"))->setMode(QCPLayer::lmBuffered);
   cursor_ = new QCPItemStraightLine(plot_);
+  cursor_->setLayer(QStringLiteral("cursor"));
   cursor_->setPen(QPen(QColor(230, 40, 80), 2));
   plot_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   rect->setRangeDrag(Qt::Horizontal);
   rect->setRangeZoom(Qt::Horizontal);
+  plot_->replot(QCustomPlot::rpQueuedReplot);
 }
 
 void PoolView::updateSlots() {
@@ -163,8 +182,9 @@ void PoolView::updateSlots() {
     for (int c = 0; c < 5; ++c) {
       auto* item = table_->item(j, c);
       if (!item) { item = new QTableWidgetItem; table_->setItem(j, c, item); }
-      item->setText(cells[c]);
-      item->setBackground(changed ? QBrush(flash) : QBrush());
+      if (item->text() != cells[c]) item->setText(cells[c]);  // unchanged cells cost no relayout
+      const QBrush background = changed ? QBrush(flash) : QBrush();
+      if (item->background() != background) item->setBackground(background);
     }
   }
   previous_ = pool;
@@ -174,8 +194,10 @@ void PoolView::updateSlots() {
   if (cursor_) {
     cursor_->point1->setCoords(static_cast<double>(pos), 0);
     cursor_->point2->setCoords(static_cast<double>(pos), 1);
+    cursor_->layer()->replot();
+  } else {
+    plot_->replot(QCustomPlot::rpQueuedReplot);
   }
-  plot_->replot(QCustomPlot::rpQueuedReplot);
 }
 
 }  // namespace memmamba::views

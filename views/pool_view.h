@@ -29,6 +29,7 @@ class PoolView : public PlotPanel {
 
  private:
   void rebuildMap();
+  void fitColumns();
   void updateSlots();
   QTableWidget* table_;
   QLabel* summary_;

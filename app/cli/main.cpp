@@ -751,7 +751,7 @@ int cmd_data(const std::vector<std::string>& argv) {
 int cmd_train(const std::vector<std::string>& argv) {
   Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
-                   "passkey-fraction", "tokenizer", "init"},
+                   "passkey-fraction", "tokenizer", "init", "haystack", "tau-note"},
             {"help", "resume", "fp32", "mamba-only"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -764,6 +764,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --eval-every 200 --eval-batches 4 --checkpoint-every 500 --seed 0\n"
                 "  --passkey-fraction 0.25  share of sequences that are passkey examples (haystacks\n"
                 "                        from the bundled sample books; --tokenizer for their tokens)\n"
+                "  --haystack book|filler  passkey haystacks: book sentences (default) or the repeated filler\n"
+                "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
                 "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
                 "Ctrl-C stops after saving a checkpoint.\n");
@@ -806,10 +808,17 @@ int cmd_train(const std::vector<std::string>& argv) {
     o.passkey_tokenizer = args.get("tokenizer", "");
     if (o.passkey_tokenizer.empty()) o.passkey_tokenizer = find_sample_file("tokenizer.model");
     if (o.passkey_tokenizer.empty()) throw UsageError("passkey examples need --tokenizer");
-    for (const char* book : {"The-Time-Machine_35.txt", "Alice-s-Adventures-in-Wonderland_11.txt"}) {
-      const std::string p = find_sample_file(book);
-      if (!p.empty()) o.passkey_books.push_back(p);
-    }
+    const std::string haystack = args.get("haystack", "book");
+    if (haystack != "book" && haystack != "filler") throw UsageError("--haystack must be book or filler");
+    if (haystack == "book")
+      for (const char* book : {"The-Time-Machine_35.txt", "Alice-s-Adventures-in-Wonderland_11.txt"}) {
+        const std::string p = find_sample_file(book);
+        if (!p.empty()) o.passkey_books.push_back(p);
+      }
+  }
+  if (args.has("tau-note")) {
+    if (o.init_checkpoint.empty()) throw UsageError("--tau-note goes with --init (a fresh model takes tau_note from --config)");
+    o.init_tau_note = args.get_double("tau-note", 0.3, -1.0, 2.0);
   }
   const int64_t last = train_model(o, [](const TrainProgress& p) {
     std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  |g| %.2f  %.0f tok/s", static_cast<long long>(p.step),

@@ -2,6 +2,7 @@
 // allocator, the current stream, and errors turned into exceptions. Built only when
 // Torch has CUDA (MEMMAMBA_WITH_CUDA).
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/torch.h>
 
@@ -178,4 +179,30 @@ DevicePoolDecisions note_pool(const torch::Tensor& summaries_in, const torch::Te
 }
 
 }  // namespace cuda_ops
+namespace cuda_memory {
+
+void release_cached() {
+  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+}
+
+int64_t peak_allocated_bytes() {
+  if (!torch::cuda::is_available()) return 0;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
+  return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+}
+
+void reset_peak() {
+  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device());
+}
+
+void set_limit_bytes(int64_t bytes) {
+  if (!torch::cuda::is_available()) return;
+  size_t free_bytes = 0, total_bytes = 0;
+  C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const double fraction = bytes <= 0 ? 1.0 : std::min(1.0, static_cast<double>(bytes) / static_cast<double>(total_bytes));
+  c10::cuda::CUDACachingAllocator::setMemoryFraction(fraction, c10::cuda::current_device());
+}
+
+}  // namespace cuda_memory
+
 }  // namespace memmamba

@@ -206,6 +206,10 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     model.emplace(ck.config, std::move(ck.weights));
   } else if (!o.init_checkpoint.empty()) {
     Checkpoint ck = load_checkpoint(o.init_checkpoint);
+    if (!std::isnan(o.init_tau_note)) {
+      ck.config.tau_note = o.init_tau_note;
+      ck.config.validate();
+    }
     model.emplace(ck.config, std::move(ck.weights));
     log::info("starting from " + o.init_checkpoint);
   } else {

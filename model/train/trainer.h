@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@ struct TrainOptions {
   ModelConfig config;           // used when starting fresh
   bool resume = false;          // continue from out_dir's training state
   std::string init_checkpoint;  // start from these weights (and their config), fresh optimizer
+  double init_tau_note = std::numeric_limits<double>::quiet_NaN();  // with init: a new tau1 for the config
   int64_t seq_len = 1024;
   int64_t batch = 8;            // sequences per optimizer step (over all micro-batches)
   int64_t accumulation = 1;     // micro-batches per step

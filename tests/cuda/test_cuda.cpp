@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/cuda/scan_dispatch.h"
 #include "model/memmamba.h"
 #include "model/runner.h"
 #include "model/selective_scan.h"
@@ -203,6 +204,55 @@ void traces_agree() {
   check(same_pool, "GPU trace pool replay == CPU at positions 100, 1200, 2499");
 }
 
+// The GPU running out of memory: a run that does not fit retries in smaller chunks, and
+// when even the smallest chunk does not fit it runs on the CPU; the trace is the same.
+void out_of_memory_falls_back() {
+  torch::NoGradGuard no_grad;
+  ModelConfig c;
+  c.vocab_size = 512;
+  MemMambaModel dev = MemMambaModel::random(c, 6);
+  dev.to(torch::Device(torch::kCUDA));
+  std::vector<int32_t> tokens(40000);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + i / 13) % 512);
+  auto run = [&](int64_t chunk) {
+    TraceRunRequest req;
+    req.tokens = tokens;
+    req.options = dev.default_options();
+    req.options.chunk_tokens = chunk;
+    req.trace_options.record_attention = false;
+    return trace_tokens(dev, std::move(req));
+  };
+  auto peak_of = [&](int64_t chunk) {
+    cuda_memory::release_cached();
+    cuda_memory::reset_peak();
+    Trace t = run(chunk);
+    return std::make_pair(std::move(t), cuda_memory::peak_allocated_bytes());
+  };
+  auto [reference, peak_big] = peak_of(40000);
+  auto [small, peak_small] = peak_of(2048);
+  std::printf("peak GPU memory: chunk 40000 %.1f MB, chunk 2048 %.1f MB\n", peak_big / 1048576.0, peak_small / 1048576.0);
+  auto same = [&](const Trace& t) {
+    bool ok = t.events.size() == reference.events.size() && t.notes.size() == reference.notes.size();
+    for (size_t l = 0; ok && l < t.layers.size(); ++l) ok = t.layers[l].flags == reference.layers[l].flags;
+    return ok;
+  };
+  // A limit between the two peaks: the 40000-token chunk cannot fit, smaller ones can.
+  cuda_memory::release_cached();
+  cuda_memory::set_limit_bytes((peak_big + peak_small) / 2);
+  Trace chunked = run(40000);
+  check(same(chunked) && chunked.run_info.at("device").as_string().rfind("cuda", 0) == 0,
+        "out of GPU memory: retried in smaller chunks on the GPU, same trace (" + std::to_string(chunked.events.size()) +
+            " events)");
+  // A limit below the weights themselves: nothing fits, the run goes to the CPU.
+  cuda_memory::release_cached();
+  cuda_memory::set_limit_bytes(peak_small / 50);
+  Trace on_cpu = run(40000);
+  cuda_memory::set_limit_bytes(0);
+  check(same(on_cpu) && on_cpu.run_info.at("device").as_string() == "cpu",
+        "out of GPU memory at every chunk: ran on the CPU, same trace (device " +
+            on_cpu.run_info.at("device").as_string() + ")");
+}
+
 }  // namespace
 
 int main() {
@@ -215,6 +265,7 @@ int main() {
   scan_backward_matches_autograd();
   model_gpu_matches_cpu_and_step();
   traces_agree();
+  out_of_memory_falls_back();
   std::printf("%d failure(s)\n", failures);
   return failures == 0 ? 0 : 1;
 }
