@@ -11,4 +11,4 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:suppression
 export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp"
 cd build-asan
-QT_QPA_PLATFORM=offscreen ctest --output-on-failure --timeout 1800 -j "$(nproc)" -LE cuda
+QT_QPA_PLATFORM=offscreen ctest --output-on-failure --timeout 1800 -j "$(nproc)" -LE "cuda|soak"

@@ -266,6 +266,16 @@ class TestViews : public QObject {
       window.openTrace(path);
       QVERIFY(loaded.wait(20000));
       QCOMPARE(window.document()->trace()->length(), trace_->length());
+      // "Export all" cancelled part-way leaves only whole files, and the next one completes.
+      QTemporaryDir out;
+      const QString stopped = window.exportAll(out.filePath(QStringLiteral("a")), 400, 300, 1.0,
+                                               [](int done, int) { return done < 5; });
+      QVERIFY(stopped.contains(QStringLiteral("cancelled after 5")));
+      const QStringList written = QDir(out.filePath(QStringLiteral("a"))).entryList(QDir::Files);
+      QCOMPARE(written.size(), 5);
+      for (const QString& f : written) QVERIFY(QFileInfo(QDir(out.filePath(QStringLiteral("a"))).filePath(f)).size() > 0);
+      QCOMPARE(window.exportAll(out.filePath(QStringLiteral("b")), 400, 300, 1.0), QString());
+      QCOMPARE(QDir(out.filePath(QStringLiteral("b"))).entryList(QDir::Files).size(), 4 * window.figureNames().size());
     }
     QVERIFY(!QSettings().contains(QStringLiteral("model/checkpoint")));
     QFile::remove(ini);

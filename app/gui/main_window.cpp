@@ -20,6 +20,7 @@
 #include <QMimeData>
 #include <QPlainTextEdit>
 #include <QProgressBar>
+#include <QProgressDialog>
 #include <QPushButton>
 #include <QSettings>
 #include <QSpinBox>
@@ -29,6 +30,8 @@
 #include <QToolBar>
 #include <QtConcurrent/QtConcurrentRun>
 #include <qcustomplot.h>
+
+#include <algorithm>
 
 #include <cstdio>
 
@@ -579,18 +582,31 @@ QString MainWindow::exportFigure(const QString& name, const QString& path, int w
   return tr("no figure named %1").arg(name);
 }
 
-QString MainWindow::exportAll(const QString& directory, int width, int height, double scale) {
+QString MainWindow::exportAll(const QString& directory, int width, int height, double scale,
+                              const std::function<bool(int, int)>& progress) {
   QDir dir(directory);
   if (!dir.exists() && !QDir().mkpath(directory)) return tr("cannot create %1").arg(directory);
   QStringList errors;
   const QString stem = QStringLiteral("t%1-L%2-").arg(document_->position()).arg(document_->layer());
-  for (const QString& name : figureNames()) {
+  const QStringList names = figureNames();
+  const char* const extensions[] = {".png", ".svg", ".pdf", ".csv"};
+  const int total = static_cast<int>(names.size()) * 4;
+  int done = 0;
+  for (const QString& name : names) {
     const QString base = dir.filePath(stem + QString(name).replace(QLatin1Char('/'), QLatin1Char('-')));
-    for (const char* ext : {".png", ".svg", ".pdf", ".csv"}) {
+    for (const char* ext : extensions) {
+      // Each file is written whole (QSaveFile) before the next starts: cancelling leaves
+      // complete files only.
+      if (progress && !progress(done, total)) {
+        errors << tr("cancelled after %1 of %2 files").arg(done).arg(total);
+        return errors.join(QLatin1Char('\n'));
+      }
       const QString e = exportFigure(name, base + QLatin1String(ext), width, height, scale);
       if (!e.isEmpty()) errors << e;
+      ++done;
     }
   }
+  if (progress) progress(done, total);
   return errors.join(QLatin1Char('\n'));
 }
 
@@ -635,9 +651,19 @@ void MainWindow::exportAllDialog() {
   const QString dir = QFileDialog::getExistingDirectory(this, tr("Export all figures into"));
   if (dir.isEmpty()) return;
   QSettings s;
-  const QString error = exportAll(dir, s.value(QStringLiteral("export/width"), 1600).toInt(),
-                                  s.value(QStringLiteral("export/height"), 900).toInt(),
-                                  s.value(QStringLiteral("export/scale"), 2.0).toDouble());
+  // Settings may hold anything: sizes are clamped to what the export dialog allows.
+  const int width = std::clamp(s.value(QStringLiteral("export/width"), 1600).toInt(), 100, 20000);
+  const int height = std::clamp(s.value(QStringLiteral("export/height"), 900).toInt(), 100, 20000);
+  double scale = s.value(QStringLiteral("export/scale"), 2.0).toDouble();
+  if (!(scale >= 0.5 && scale <= 8.0)) scale = 2.0;
+  QProgressDialog dialog(tr("Exporting every figure..."), tr("Cancel"), 0, 1, this);
+  dialog.setWindowModality(Qt::WindowModal);
+  dialog.setMinimumDuration(300);
+  const QString error = exportAll(dir, width, height, scale, [&dialog](int done, int total) {
+    dialog.setMaximum(total);
+    dialog.setValue(done);  // processes events: the Cancel button works between files
+    return !dialog.wasCanceled();
+  });
   if (!error.isEmpty()) QMessageBox::warning(this, tr("Export"), error);
   else appendLog(tr("exported every figure to %1").arg(dir));
 }

@@ -5,6 +5,8 @@
 #include <QStringList>
 #include <QThread>
 
+#include <functional>
+
 #include <memory>
 
 #include "app/gui/run_worker.h"
@@ -50,7 +52,9 @@ class MainWindow : public QMainWindow {
   QStringList figureNames() const;
   QString exportFigure(const QString& name, const QString& path, int width, int height, double scale);
   // Writes PNG, SVG, PDF and CSV of every figure into `directory`; returns errors ("" = none).
-  QString exportAll(const QString& directory, int width, int height, double scale);
+  // `progress(done, total)` is asked before each file; returning false stops there.
+  QString exportAll(const QString& directory, int width, int height, double scale,
+                    const std::function<bool(int, int)>& progress = {});
   void saveScreenshots(const QString& directory);
   views::TraceDocument* document() const { return document_; }
   views::RetrievalPanel* retrievalPanel() const { return retrieval_; }

@@ -261,7 +261,12 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       std::string line;
       while (std::getline(in, line)) {
         if (kept.empty()) { kept.push_back(line); continue; }
-        if (std::stoll(line.substr(0, line.find(','))) <= start_step) kept.push_back(line);
+        // A line cut by a crash (or edited by hand) is dropped, not fatal: the log is rebuilt.
+        try {
+          if (std::stoll(line.substr(0, line.find(','))) <= start_step) kept.push_back(line);
+        } catch (const std::exception&) {
+          log::warn("metrics.csv: dropping a malformed line while resuming");
+        }
       }
     }
     if (kept.empty()) kept.push_back("step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows");
