@@ -13,7 +13,7 @@ if [ ! -e sample_data/memmamba-small.safetensors ]; then
 fi
 book=sample_data/The-Time-Machine_35.txt
 if [ ! -e build/sample.trace ] || [ "$book" -nt build/sample.trace ] || [ build/bin/memmamba -nt build/sample.trace ]; then
-  ./build/bin/memmamba run "$book" --out build/sample.trace --retention-sources 100,1000 "${model_args[@]}" "$@"
+  ./build/bin/memmamba run "$book" --out build/sample.trace --retention-sources 100,1000 --fidelity 4096 "${model_args[@]}" "$@"
 fi
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   exec ./build/bin/memmamba-explorer --trace build/sample.trace

@@ -98,6 +98,9 @@ void DecayView::refresh(bool average_too) {
   if (!t || t->length() == 0) { selected_->replot(); average_->replot(); caption_->clear(); return; }
   const int64_t pos = document_->position();
   const int layers = document_->layers();
+  // The x range follows the curves (down to 1e-6), not the recorded horizon: a fast-forgetting
+  // model's curves would otherwise sit in the first pixels.
+  double reach = 0, reach_average = 0;
   auto draw = [&](const Trace& trace, const QString& tag, Qt::PenStyle style) {
     for (int l = 0; l < static_cast<int>(trace.layers.size()); ++l) {
       bool exact = false;
@@ -110,6 +113,8 @@ void DecayView::refresh(bool average_too) {
       r.reserve(full.size());
       for (int i = 0; i < full.size(); i += i < 64 ? 1 : 4) { x << i; r << full[i]; }
       if (!full.isEmpty() && x.back() != full.size() - 1) { x << full.size() - 1; r << full.back(); }
+      for (int i = r.size() - 1; i >= 0; --i)
+        if (r[i] > 1e-6) { reach = std::max(reach, x[i]); break; }
       auto* g = selected_->addGraph();
       g->setName(QStringLiteral("%1L%2%3").arg(tag).arg(l).arg(exact ? QString() : QStringLiteral(" ~")));
       QPen pen(layerColour(l, layers), l == document_->layer() ? 2 : 1, style);
@@ -117,8 +122,10 @@ void DecayView::refresh(bool average_too) {
       g->setData(x, r, true);
       if (!average_too) continue;
       const double a = std::exp(meanLogDecay(trace, l));
+      reach_average = std::max(reach_average, a >= 1.0 ? static_cast<double>(horizon_)
+                                              : a > 0 ? std::log(1e-6) / std::log(a) : 0.0);
       QVector<double> xa, ya;
-      for (int64_t k = 0; k <= horizon_; k += 8) { xa << static_cast<double>(k); ya << std::max(1e-30, std::pow(a, k)); }
+      for (int64_t k = 0; k <= horizon_; k += k < 256 ? 1 : 8) { xa << static_cast<double>(k); ya << std::max(1e-30, std::pow(a, k)); }
       auto* ga = average_->addGraph();
       ga->setName(QStringLiteral("%1L%2 |A|=%3").arg(tag).arg(l).arg(a, 0, 'f', 4));
       ga->setPen(pen);
@@ -132,7 +139,8 @@ void DecayView::refresh(bool average_too) {
     p->legend->setVisible(true);
     p->legend->setFont(QFont(font().family(), 7));
     p->xAxis->setLabel(tr("distance in tokens"));
-    p->xAxis->setRange(0, static_cast<double>(horizon_));
+    const double r = p == selected_ ? reach : reach_average;
+    p->xAxis->setRange(0, std::clamp(r * 1.25, 32.0, static_cast<double>(horizon_)));
     p->yAxis->setRange(1e-6, 1.5);
   }
   selected_->yAxis->setLabel(tr("retention of token %L1").arg(pos));
@@ -202,7 +210,17 @@ void DecayView::refreshFidelity() {
   fidelity_->yAxis->setLabel(tr("memory fidelity"));
   fidelity_->xAxis->setRange(-0.5, std::max(1, document_->layers()) - 0.5);
   fidelity_->xAxis->setTicker(QSharedPointer<QCPAxisTickerFixed>(new QCPAxisTickerFixed));
+  // ECLMF can go below zero (the regression does worse than predicting nothing): show it all.
   fidelity_->yAxis->setRange(-0.1, 1.05);
+  if (drawn > 0) {
+    bool found = false;
+    double lo = -0.1, hi = 1.05;
+    for (int i = 0; i < fidelity_->graphCount(); ++i) {
+      const QCPRange r = fidelity_->graph(i)->getValueRange(found);
+      if (found) { lo = std::min(lo, r.lower - 0.05); hi = std::max(hi, r.upper + 0.05); }
+    }
+    fidelity_->yAxis->setRange(lo, hi);
+  }
   fidelity_->legend->setVisible(drawn > 0);
   fidelity_->legend->setFont(QFont(font().family(), 7));
   if (drawn == 0 && t) {

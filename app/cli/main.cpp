@@ -276,7 +276,7 @@ int cmd_info(const std::vector<std::string>& argv) {
 }
 
 int cmd_run(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens", "trace-budget-mb"}),
+  Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens", "trace-budget-mb", "fidelity"}),
             {"help", "no-memory"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba run TEXT_FILE --out TRACE [options]\n\n"
@@ -290,7 +290,9 @@ int cmd_run(const std::vector<std::string>& argv) {
                 "  --retention-horizon N      length of those curves (default 4096)\n"
                 "  --max-tokens N             stop after the first N tokens of the text\n"
                 "  --trace-budget-mb N        bound the trace's memory (default 2048): fewer slots per\n"
-                "                             attention row, then rows only for the last tokens\n",
+                "                             attention row, then rows only for the last tokens\n"
+                "  --fidelity N               also measure ETMF / ECLMF per layer on the first N tokens\n"
+                "                             (kept in the trace; the Explorer's decay view draws them)\n",
                 kModelOptionsHelp);
     return args.flag("help") ? kOk : kUsage;
   }
@@ -303,6 +305,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   const int64_t retention_horizon = args.get_int("retention-horizon", 4096, 1, 1 << 24);
   const int64_t max_tokens = args.get_int("max-tokens", INT64_MAX, 1, INT64_MAX);
   const int64_t budget_mb = args.get_int("trace-budget-mb", 2048, 1, 1 << 24);
+  const int64_t fidelity_tokens = args.get_int("fidelity", 0, 0, 1 << 20);
   const std::string text = load_text_file(args.positionals()[0]);
   LoadedModel lm = load_model(args);
   Tokenizer tok = load_tokenizer(args, lm.model.config());
@@ -332,8 +335,17 @@ int cmd_run(const std::vector<std::string>& argv) {
   ProgressBar bar("tracing");
   req.options.progress = [&](int64_t done, int64_t total) { return bar.update(done, total); };
   const auto t0 = std::chrono::steady_clock::now();
+  const RunOptions fidelity_run = req.options;
   Trace trace = trace_tokens(lm.model, std::move(req));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (fidelity_tokens >= 2) {
+    eval::FidelityOptions fo;
+    fo.run = fidelity_run;
+    fo.run.progress = nullptr;
+    const int64_t n = std::min<int64_t>(fidelity_tokens, trace.length());
+    trace.run_info["fidelity"] =
+        eval::memory_fidelity(lm.model, std::vector<int32_t>(trace.tokens.begin(), trace.tokens.begin() + n), fo);
+  }
   trace.save(out);
   std::printf("wrote %s (%.1f MB) in %.2f s, %.0f tokens/s\n", out.c_str(), trace.memory_bytes() / 1e6, secs,
               trace.length() / secs);
