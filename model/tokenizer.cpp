@@ -3,7 +3,9 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -295,14 +297,28 @@ void Tokenizer::train(const std::vector<std::string>& inputs, const std::string&
       throw TokenizerError("tokenizer-train: file names with commas or spaces are not supported: " + f);
     files += (files.empty() ? "" : ",") + f;
   }
-  const std::string args = "--input=" + files + " --model_prefix=" + model_prefix +
+  if (model_prefix.empty() || model_prefix.find(' ') != std::string::npos || model_prefix.find(',') != std::string::npos)
+    throw TokenizerError("tokenizer-train: the output prefix must be non-empty, without spaces or commas: \"" +
+                         model_prefix + "\"");
+  // SentencePiece writes PREFIX.model and PREFIX.vocab itself: it writes them under a
+  // temporary prefix here, renamed into place only when training succeeded.
+  const std::string partial = model_prefix + ".partial-" + std::to_string(::getpid());
+  const std::string args = "--input=" + files + " --model_prefix=" + partial +
                            " --vocab_size=" + std::to_string(vocab_size) +
                            " --model_type=unigram --character_coverage=0.9999 --byte_fallback=true"
                            " --split_digits=true --input_sentence_size=" + std::to_string(max_sentences) +
                            " --shuffle_input_sentence=true --num_threads=" + std::to_string(std::max(1u, std::thread::hardware_concurrency())) +
                            " --minloglevel=1";
   char err[1024] = {0};
-  if (shim().train(args.c_str(), err, sizeof err) != 0) throw TokenizerError(std::string("tokenizer-train: ") + err);
+  const int status = shim().train(args.c_str(), err, sizeof err);
+  if (status != 0) {
+    std::remove((partial + ".model").c_str());
+    std::remove((partial + ".vocab").c_str());
+    throw TokenizerError(std::string("tokenizer-train: ") + err);
+  }
+  for (const char* ext : {".vocab", ".model"})
+    if (std::rename((partial + ext).c_str(), (model_prefix + ext).c_str()) != 0)
+      throw TokenizerError("tokenizer-train: cannot write " + model_prefix + ext + ": " + std::strerror(errno));
 }
 
 }  // namespace memmamba
