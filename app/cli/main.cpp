@@ -763,7 +763,7 @@ int cmd_data(const std::vector<std::string>& argv) {
 int cmd_train(const std::vector<std::string>& argv) {
   Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
-                   "passkey-fraction", "tokenizer", "init", "haystack", "tau-note"},
+                   "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone"},
             {"help", "resume", "fp32", "mamba-only"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -778,6 +778,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "                        from the bundled sample books; --tokenizer for their tokens)\n"
                 "  --haystack book|filler  passkey haystacks: book sentences (default) or the repeated filler\n"
                 "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
+                "  --init-backbone M     with --init: take M's tensors of the same names (e.g. a Mamba's mixers)\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
                 "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
                 "Ctrl-C stops after saving a checkpoint.\n");
@@ -827,6 +828,10 @@ int cmd_train(const std::vector<std::string>& argv) {
         const std::string p = find_sample_file(book);
         if (!p.empty()) o.passkey_books.push_back(p);
       }
+  }
+  if (args.has("init-backbone")) {
+    if (o.init_checkpoint.empty()) throw UsageError("--init-backbone goes with --init");
+    o.init_backbone = args.get("init-backbone", "");
   }
   if (args.has("tau-note")) {
     if (o.init_checkpoint.empty()) throw UsageError("--tau-note goes with --init (a fresh model takes tau_note from --config)");

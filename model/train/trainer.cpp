@@ -210,6 +210,19 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       ck.config.tau_note = o.init_tau_note;
       ck.config.validate();
     }
+    if (!o.init_backbone.empty()) {
+      const Checkpoint backbone = load_checkpoint(o.init_backbone);
+      int replaced = 0;
+      for (const auto& [name, t] : backbone.weights.all()) {
+        if (!ck.weights.has(name)) continue;
+        if (!ck.weights[name].sizes().equals(t.sizes()))
+          throw std::invalid_argument("--init-backbone: tensor \"" + name + "\" has another shape than in " + o.init_checkpoint);
+        ck.weights.set(name, t.clone());
+        ++replaced;
+      }
+      if (replaced == 0) throw std::invalid_argument("--init-backbone: " + o.init_backbone + " shares no tensor with " + o.init_checkpoint);
+      log::info("took " + std::to_string(replaced) + " tensors from " + o.init_backbone);
+    }
     model.emplace(ck.config, std::move(ck.weights));
     log::info("starting from " + o.init_checkpoint);
   } else {

@@ -20,6 +20,9 @@ struct TrainOptions {
   ModelConfig config;           // used when starting fresh
   bool resume = false;          // continue from out_dir's training state
   std::string init_checkpoint;  // start from these weights (and their config), fresh optimizer
+  // With init: tensors of this checkpoint replace those of the same name and shape (e.g. a
+  // Mamba model's mixers, embedding and final norm under a MemMamba's memory).
+  std::string init_backbone;
   double init_tau_note = std::numeric_limits<double>::quiet_NaN();  // with init: a new tau1 for the config
   int64_t seq_len = 1024;
   int64_t batch = 8;            // sequences per optimizer step (over all micro-batches)
