@@ -115,14 +115,15 @@ void TriggerView::rebuildRaster() {
   map_ = new QCPColorMap(raster_->xAxis, raster_->yAxis);
   map_->data()->setSize(columns_, rows_);
   map_->data()->setRange(QCPRange(0, static_cast<double>(T)), QCPRange(0, std::max(0, rows_ - 1)));
-  // Cell value: 0 nothing, 1 noted, 2 triggered, 3 both (binned: the fraction-weighted code).
+  // Cell value: 0 nothing, 1 noted, 2 triggered, 3 both; a bin of several tokens shows what
+  // happened to any of them (fractions would blend "partly triggered" into the "noted" colour).
   for (int l = 0; l < rows_; ++l) {
     const auto& flags = t->layers[l].flags;
     for (int c = 0; c < columns_; ++c) {
       double noted = 0, trig = 0;
       const int64_t a = c * bin_, b = std::min(T, a + bin_);
       for (int64_t i = a; i < b; ++i) { noted += (flags[i] & kNoted) != 0; trig += (flags[i] & kTriggered) != 0; }
-      map_->data()->setCell(c, l, (noted / (b - a)) + 2 * (trig / (b - a)));
+      map_->data()->setCell(c, l, (noted > 0 ? 1.0 : 0.0) + (trig > 0 ? 2.0 : 0.0));
     }
   }
   QCPColorGradient g;
