@@ -690,6 +690,14 @@ int cmd_tokenizer_train(const std::vector<std::string>& argv) {
 }
 
 
+// A checkpoint's storage type from --dtype.
+DType storage_dtype(const std::string& name) {
+  if (name == "f32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  throw UsageError("--dtype must be f32, bf16 or f16, not \"" + name + "\"");
+}
+
 int cmd_convert(const std::vector<std::string>& argv) {
   Args args(argv, {"dtype"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 2) {
@@ -698,10 +706,7 @@ int cmd_convert(const std::vector<std::string>& argv) {
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string dtype = args.get("dtype", "bf16");
-  DType storage = DType::BF16;
-  if (dtype == "f32") storage = DType::F32;
-  else if (dtype == "f16") storage = DType::F16;
-  else if (dtype != "bf16") throw UsageError("--dtype must be bf16, f16 or f32");
+  const DType storage = storage_dtype(dtype);
   const std::string in = args.positionals()[0], out = args.positionals()[1];
   if (fs::exists(out) && fs::equivalent(in, out)) throw UsageError("OUT must differ from IN");
   Checkpoint ck = load_checkpoint(in);
@@ -719,10 +724,7 @@ int cmd_init(const std::vector<std::string>& argv) {
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string dtype = args.get("dtype", "f32");
-  DType storage = DType::F32;
-  if (dtype == "bf16") storage = DType::BF16;
-  else if (dtype == "f16") storage = DType::F16;
-  else if (dtype != "f32") throw UsageError("--dtype must be f32, bf16 or f16");
+  const DType storage = storage_dtype(dtype);
   const ModelConfig config = args.has("config") ? ModelConfig::load(args.get("config", "")) : ModelConfig{};
   const int64_t seed = args.get_int("seed", 0, 0, INT64_MAX);
   const MemMambaModel model = MemMambaModel::random(config, static_cast<uint64_t>(seed));

@@ -153,13 +153,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
       QMessageBox::information(this, tr("Re-run"), tr("Open a text first: a loaded trace has no text file to re-run."));
       return;
     }
-    RunRequest r;
-    r.kind = RunRequest::Kind::Text;
-    r.text_path = current_text_;
+    RunRequest r = textRequest(current_text_);
     r.override_thresholds = true;
     r.tau_note = t1;
     r.tau_retrieve = t2;
-    r.label = QFileInfo(current_text_).fileName() + tr(" (tau1 %1, tau2 %2)").arg(t1).arg(t2);
+    r.label += tr(" (tau1 %1, tau2 %2)").arg(t1).arg(t2);
     startRun(r);
   });
   connect(retrieval_, &views::RetrievalPanel::caseRequested, this, &MainWindow::runPasskey);
@@ -243,11 +241,8 @@ void MainWindow::buildMenus() {
       QMessageBox::information(this, tr("Memory fidelity"), tr("Open a text first."));
       return;
     }
-    RunRequest r;
-    r.kind = RunRequest::Kind::Text;
-    r.text_path = current_text_;
+    RunRequest r = textRequest(current_text_);
     r.fidelity = true;
-    r.label = QFileInfo(current_text_).fileName();
     startRun(r);
   });
   run->addAction(tr("&Cancel"), QKeySequence(tr("Esc")), this, &MainWindow::cancelRun);
@@ -377,13 +372,15 @@ void MainWindow::openTrace(const QString& path) {
   }));
 }
 
-void MainWindow::runText(const QString& path) {
+RunRequest MainWindow::textRequest(const QString& path) const {
   RunRequest r;
   r.kind = RunRequest::Kind::Text;
   r.text_path = path;
   r.label = QFileInfo(path).fileName();
-  startRun(r);
+  return r;
 }
+
+void MainWindow::runText(const QString& path) { startRun(textRequest(path)); }
 
 void MainWindow::runPasskey(qint64 length, double depth, qint64 key, quint64 seed) {
   RunRequest r;
@@ -464,14 +461,12 @@ void MainWindow::runComparison() {
     QMessageBox::information(this, tr("Comparison"), tr("Open a text first."));
     return;
   }
-  RunRequest r;
-  r.kind = RunRequest::Kind::Text;
-  r.text_path = current_text_;
+  RunRequest r = textRequest(current_text_);
   r.memory = false;
   // Measured for the comparison too when the current run has it, so both sit side by side.
   const Trace* current = document_->trace();
   r.fidelity = current && current->run_info.is_object() && current->run_info.contains("fidelity");
-  r.label = QFileInfo(current_text_).fileName() + tr(" (Mamba-only)");
+  r.label += tr(" (Mamba-only)");
   comparison_pending_ = true;
   startRun(r);
 }

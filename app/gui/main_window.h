@@ -77,6 +77,7 @@ class MainWindow : public QMainWindow {
  private:
   void buildMenus();
   void startRun(RunRequest request);
+  RunRequest textRequest(const QString& path) const;  // a Text run of `path`, labelled by its name
   void onRunFinished(const RunResult& result);
   void onRunFailed(const QString& message, bool cancelled);
   void addRecent(const QString& path);
