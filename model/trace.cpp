@@ -332,6 +332,8 @@ Trace Trace::from_safetensors(const SafetensorsFile& f) {
       if (n_off[i + 1] < n_off[i] || static_cast<size_t>(n_off[i + 1]) > n_src.size())
         bad(f, "note sources offsets decrease or run past the sources");
       if (n_layer[i] < 0 || n_layer[i] >= n_layers) bad(f, "a note belongs to a layer that does not exist");
+      if (n_local[i] < 0 || n_window[i] < 0 || static_cast<uint64_t>(n_window[i]) > T)
+        bad(f, "a note's id or window is out of range");
       NoteInfo n{n_layer[i], n_local[i], n_window[i], n_prio[i],
                  n_src.slice(static_cast<size_t>(n_off[i]), static_cast<size_t>(n_off[i + 1] - n_off[i]))};
       for (int64_t s : n.sources)
