@@ -21,6 +21,9 @@ struct ChunkBank {
   std::vector<torch::Tensor> priority;            // [nb]
   std::vector<torch::Tensor> visible;             // [T, K] int64
   std::vector<std::vector<int64_t>> note_ids;     // bank index -> layer-local note id
+  // [nb] int64: the position a note made in this chunk came from, -1 for carried slots.
+  // Filled only when a run taps its attention (RunOptions::on_attention).
+  std::vector<torch::Tensor> source;
 };
 
 namespace {
@@ -56,11 +59,12 @@ SlotColumns own_pool_columns(int64_t layer, int64_t K, const std::vector<int64_t
 // priorities, visible bank indices (offset per layer) and the columns' identities.
 struct PoolUnion {
   torch::Tensor vectors, priority, visible;
+  torch::Tensor source;  // [nb] when every bank has sources, else undefined
   SlotColumns columns;
 };
 
 PoolUnion pool_union(const std::vector<ChunkBank>& banks, int64_t first, int64_t layer, int64_t b, int64_t K) {
-  std::vector<torch::Tensor> vecs, pris, viss;
+  std::vector<torch::Tensor> vecs, pris, viss, srcs;
   PoolUnion u;
   int64_t offset = 0;
   for (int64_t l = first; l <= layer; ++l) {
@@ -69,6 +73,7 @@ PoolUnion pool_union(const std::vector<ChunkBank>& banks, int64_t first, int64_t
     vecs.push_back(bl.vectors[b]);
     pris.push_back(bl.priority[b]);
     viss.push_back(torch::where(bl.visible[b].ge(0), bl.visible[b] + offset, bl.visible[b]));
+    if (b < static_cast<int64_t>(bl.source.size())) srcs.push_back(bl.source[b]);
     u.columns.note_ids.push_back(&bl.note_ids[b]);
     u.columns.bank_offsets.push_back(offset);
     for (int64_t j = 0; j < K; ++j) {
@@ -80,7 +85,27 @@ PoolUnion pool_union(const std::vector<ChunkBank>& banks, int64_t first, int64_t
   u.vectors = torch::cat(vecs, 0);
   u.priority = torch::cat(pris, 0);
   u.visible = torch::cat(viss, 1);
+  if (!srcs.empty() && srcs.size() == vecs.size()) u.source = torch::cat(srcs, 0);
   return u;
+}
+
+// Hands one attention to RunOptions::on_attention, with each visible slot's source position.
+void tap_attention(const RunOptions& options, int64_t layer, bool cross_layer, int64_t b, int64_t pos0,
+                   const torch::Tensor& rows, const torch::Tensor& weights, const torch::Tensor& visible,
+                   const torch::Tensor& bank_source, const torch::Tensor& applied) {
+  AttentionTap tap;
+  tap.layer = layer;
+  tap.cross_layer = cross_layer;
+  tap.sequence = b;
+  tap.pos0 = pos0;
+  tap.rows = rows;
+  tap.weights = weights;
+  tap.source = bank_source.defined()
+                   ? torch::where(visible.ge(0), bank_source.index_select(0, visible.clamp_min(0).reshape({-1})).view_as(visible),
+                                  torch::full({}, -1, visible.options()))
+                   : torch::full_like(visible, -1);
+  tap.applied = applied;
+  options.on_attention(tap);
 }
 
 // Sends attention rows to the trace: weights [n, M] over `visible` [n, M] bank indices.
@@ -292,6 +317,12 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
     bank.note_ids.emplace_back();
     auto out = slot_attention(c, w, p + "token_attention.", x[b], bank_vectors[b], bank_priority[b], d.visible[b]);
     contexts.push_back(out.context * triggered[b].unsqueeze(-1).to(out.context.dtype()));
+    if (options.on_attention) {
+      auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(x.device());
+      bank.source.push_back(torch::cat({torch::full({K}, -1, long_opts), pos0 + torch::arange(T, long_opts)}, 0));
+      tap_attention(options, layer, false, b, pos0, torch::arange(T, long_opts), out.weights, d.visible[b],
+                    bank.source.back(), triggered[b]);
+    }
     if (b == 0) weights0 = out.weights;
     mem.pool_vectors[b] = next_vectors[b];
     mem.pool_priority[b] = next_priority[b];
@@ -412,7 +443,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
       auto visible = torch::empty({T, K}, torch::kInt64);
       int64_t* vis = visible.data_ptr<int64_t>();
       std::vector<int64_t> ref_token, ref_bank, ref_row;  // novelty references: bank index or extended row
-      std::vector<int64_t> channel_rows, priority_rows, triggered;
+      std::vector<int64_t> channel_rows, priority_rows, triggered, note_source;
       std::vector<PoolEventRecord> events;
       std::vector<NoteMade> notes;
       const float* sp = s_cpu[b].data_ptr<float>();
@@ -441,6 +472,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
           note_ids.push_back(n.note_id);
           for (int64_t ch = 0; ch < S; ++ch) channel_rows.push_back(row_of(n.channel_source[ch], true));
           priority_rows.push_back(row_of(n.priority_source, true));
+          note_source.push_back(n.priority_source);
           if (n.slot >= 0) slot_bank[n.slot] = bank_index;
         }
       }
@@ -483,6 +515,11 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
       bank.priority.push_back(bank_priority);
       bank.visible.push_back(visible_dev);
       bank.note_ids.push_back(note_ids);
+      if (options.on_attention) {
+        std::vector<int64_t> source(static_cast<size_t>(K), -1);
+        source.insert(source.end(), note_source.begin(), note_source.end());
+        bank.source.push_back(torch::tensor(source, long_opts).to(dev));
+      }
 
       // The pool carried to the next chunk.
       auto final_slots = torch::tensor(slot_bank, long_opts).to(dev);
@@ -499,6 +536,9 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
         auto out = slot_attention(c, w, p + "token_attention.", x[b].index_select(0, rows), bank_vectors, bank_priority,
                                   visible_dev.index_select(0, rows));
         context = context.index_put({rows}, out.context);
+        if (options.on_attention)
+          tap_attention(options, layer, false, b, pos0, rows, out.weights, visible_dev.index_select(0, rows),
+                        bank.source.back(), torch::ones({rows.size(0)}, torch::TensorOptions().dtype(torch::kBool).device(dev)));
         if (trace && b == 0) {
           std::vector<int64_t> positions(triggered.size());
           for (size_t i = 0; i < triggered.size(); ++i) positions[i] = pos0 + triggered[i];
@@ -528,6 +568,9 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
           // No host round trip: every row attends; rows that see nothing get exactly 0.
           auto out = slot_attention(c, w, p + "layer_attention.", x[b], pools.vectors, pools.priority, pools.visible);
           context = out.context;
+          if (options.on_attention)
+            tap_attention(options, layer, true, b, pos0, torch::arange(T, pools.visible.options()), out.weights,
+                          pools.visible, pools.source, pools.visible.ge(0).any(1));
           if (trace && b == 0) {
             auto rows = pools.visible.ge(0).any(1).nonzero().squeeze(1);
             const std::vector<int64_t> positions = positions_of(rows, pos0);
@@ -542,6 +585,9 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
           auto out = slot_attention(c, w, p + "layer_attention.", x[b].index_select(0, rows), pools.vectors,
                                     pools.priority, pools.visible.index_select(0, rows));
           context = context.index_put({rows}, out.context);
+          if (options.on_attention)
+            tap_attention(options, layer, true, b, pos0, rows, out.weights, pools.visible.index_select(0, rows),
+                          pools.source, torch::ones({rows.size(0)}, torch::TensorOptions().dtype(torch::kBool).device(dev)));
           if (trace && b == 0) {
             const std::vector<int64_t> positions = positions_of(rows, pos0);
             trace_attention(*trace, static_cast<int32_t>(layer), true, positions, out.weights,

@@ -49,6 +49,21 @@ struct RunState {
   std::vector<std::map<int64_t, torch::Tensor>> retention_sums;  // per layer: source -> summed dt [Di]
 };
 
+// One attention's weights over the state-pool slots, as the parallel mode computed them
+// (differentiable when training): for the trainer's retrieval loss and for diagnostics.
+struct AttentionTap {
+  int64_t layer = 0;
+  bool cross_layer = false;  // false: cross-token attention over the layer's own pool
+  int64_t sequence = 0;      // row of the batch
+  int64_t pos0 = 0;          // absolute position of the chunk's first token
+  torch::Tensor rows;        // [n] int64: chunk rows that attended
+  torch::Tensor weights;     // [n, M] attention weights, 0 where nothing is visible
+  // [n, M] int64: the position each visible slot's note came from (its priority source);
+  // -1 for empty slots and for notes carried in from an earlier chunk.
+  torch::Tensor source;
+  torch::Tensor applied;     // [n] bool: the context reached the stream (retrieval trigger)
+};
+
 struct RunOptions {
   MemorySettings memory;                 // thresholds and switches; MemorySettings::from(config) by default
   int64_t chunk_tokens = 4096;           // parallel mode works on this many tokens at a time
@@ -60,6 +75,8 @@ struct RunOptions {
   std::function<void(int64_t pos0, const torch::Tensor& hidden)> on_hidden;
   // Called with each layer's output (the residual stream) [B, n, D] in parallel mode.
   std::function<void(int64_t layer, int64_t pos0, const torch::Tensor& x)> on_layer_output;
+  // Called, in parallel mode, for every cross-token and cross-layer attention of each sequence.
+  std::function<void(const AttentionTap&)> on_attention;
   // Called after each chunk; returning false cancels (throws Cancelled).
   std::function<bool(int64_t done, int64_t total)> progress;
 };

@@ -1,5 +1,6 @@
 // The trainer: shards round-trip and refuse corrupt files; a tiny CPU run lowers the loss;
-// resuming from a checkpoint continues with exactly the losses of an uninterrupted run.
+// resuming from a checkpoint continues with exactly the losses of an uninterrupted run; the
+// retrieval loss points at the key's notes, and its gradient teaches the pool attention.
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
@@ -7,6 +8,7 @@
 #include <fstream>
 #include <vector>
 
+#include "model/memmamba.h"
 #include "model/safetensors.h"
 #include "model/train/token_shards.h"
 #include "model/train/trainer.h"
@@ -124,6 +126,138 @@ class TestTrainer : public QObject {
     TrainOptions c = tinyRun(dir.path(), dir.filePath(QStringLiteral("nothing")), 4);
     c.resume = true;
     QVERIFY_THROWS_EXCEPTION(std::exception, train_model(c));
+  }
+
+  void retrievalTargetsPointAtTheKeyInTheNeedle() {
+    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+    const eval::PasskeyGenerator gen(tok, {}, eval::Haystack::RepeatedFiller);
+    for (uint64_t seed : {1u, 2u, 3u, 4u}) {
+      const eval::PasskeyCase c = gen.make(600, 0.3 + 0.1 * static_cast<double>(seed), seed);
+      const std::string key = std::to_string(c.key);
+      const std::string text = c.prompt + key + "\n";
+      const Encoding enc = tok.encode(text);
+      const auto n = static_cast<int64_t>(enc.ids.size());
+      const int64_t row_length = n + 37, shift = 37;  // book text before the example
+      RetrievalTargets t;
+      add_retrieval_targets(c, enc, 2, row_length, t);
+      QVERIFY(!t.row.empty());
+      const auto answer = static_cast<int64_t>(c.prompt.size());
+      const auto first = static_cast<int64_t>(c.prompt.find(key, static_cast<size_t>(c.needle_begin)));
+      const auto second = static_cast<int64_t>(c.prompt.find(key, static_cast<size_t>(first) + key.size()));
+      QVERIFY(first > 0 && second > first && second < c.needle_end);
+      std::string answered;
+      for (size_t i = 0; i < t.row.size(); ++i) {
+        QCOMPARE(t.row[i], int64_t{2});
+        const int64_t a = t.query[i] + 1 - shift;  // the answer token this position predicts
+        QVERIFY(a > 0 && a < n);
+        QVERIFY(enc.end[a] > answer && enc.begin[a] < answer + static_cast<int64_t>(key.size()));
+        const int64_t offset = std::max(enc.begin[a], answer) - answer;
+        answered += text.substr(static_cast<size_t>(answer + offset), 1);
+        // Both needle tokens hold the same digit at the same place of the key, before the query.
+        for (auto [pos, copy] : {std::pair{t.first[i], first}, std::pair{t.second[i], second}}) {
+          QVERIFY(pos >= 0 && pos < t.query[i]);
+          const int64_t k = pos - shift;
+          QVERIFY(enc.begin[k] <= copy + offset && copy + offset < enc.end[k]);
+          QCOMPARE(text[static_cast<size_t>(copy + offset)], key[static_cast<size_t>(offset)]);
+        }
+      }
+      QCOMPARE(answered.front(), key.front());  // the first piece is supervised
+      // A row too short to hold the needle gets no targets.
+      RetrievalTargets cut;
+      const int64_t answer_token = std::upper_bound(enc.end.begin(), enc.end.end(), answer) - enc.end.begin();
+      add_retrieval_targets(c, enc, 0, n - answer_token + 3, cut);
+      QVERIFY(cut.row.empty());
+    }
+  }
+
+  void attentionTapTeachesTheReadOut() {
+    // A loss on the tapped attention weights (as the retrieval loss builds it) moves the
+    // attention onto the chosen note; the sources the tap reports are noted, earlier tokens.
+    ModelConfig c = testing::tiny_config();
+    c.pool_slots = 64;
+    c.tau_retrieve = -1;  // always read
+    MemMambaModel model = MemMambaModel::random(c, 11);
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 48; ++i) ids.push_back((i * 37 + 5) % 64);
+    auto tokens = torch::tensor(ids, torch::kInt64).view({1, -1});
+    const std::string q = "layers.0.token_attention.q.weight", k = "layers.0.token_attention.k.weight";
+    for (const std::string& name : {q, k}) model.mutable_weights().set(name, model.weights()[name].clone().set_requires_grad(true));
+    const int64_t row = 40;
+    int64_t target = -1;
+    auto mass_on_target = [&](bool check_sources) {
+      torch::Tensor mass;
+      RunState state = model.new_state(1);
+      RunOptions o = model.default_options();
+      o.on_attention = [&](const AttentionTap& tap) {
+        if (check_sources) {
+          auto rows = tap.rows.view({-1, 1}).expand_as(tap.source);
+          QVERIFY(tap.source.lt(rows).logical_or(tap.source.eq(-1)).all().item<bool>());  // causal
+          QVERIFY(tap.weights.masked_select(tap.source.eq(-1)).abs().sum().item<double>() < 1e-6);
+        }
+        if (tap.layer != 0 || tap.cross_layer) return;
+        auto r = tap.rows.eq(row).nonzero();
+        QCOMPARE(r.size(0), int64_t{1});
+        auto src = tap.source[r[0][0]], w = tap.weights[r[0][0]];
+        if (target < 0) target = src.masked_select(src.ge(0))[0].item<int64_t>();  // the oldest visible note
+        mass = (w * src.eq(target).to(w.dtype())).sum();
+      };
+      model.forward(tokens, state, o);
+      return mass;
+    };
+    const double before = mass_on_target(true).item<double>();
+    QVERIFY(target >= 0);
+    for (int step = 0; step < 60; ++step) {
+      auto loss = -torch::log(mass_on_target(false) + 1e-6);
+      auto grads = torch::autograd::grad({loss}, {model.weights()[q], model.weights()[k]});
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < 2; ++i) {
+        const std::string& name = i == 0 ? q : k;
+        model.mutable_weights().set(name, (model.weights()[name] - 0.5 * grads[i]).detach().set_requires_grad(true));
+      }
+    }
+    const double after = mass_on_target(false).item<double>();
+    qInfo("attention on note %lld from position %lld: %.3f -> %.3f", static_cast<long long>(target),
+          static_cast<long long>(row), before, after);
+    QVERIFY(after > 0.8 && after > before + 0.3);
+  }
+
+  void retrievalLossRunsInTheTrainer() {
+    QTemporaryDir dir;
+    writeShards(dir.path());
+    TrainOptions o = tinyRun(dir.path(), dir.filePath(QStringLiteral("run")), 3);
+    o.config.vocab_size = 8192;  // passkey rows use the sample tokenizer
+    o.config.pool_slots = 256;   // nothing is evicted within a row
+    o.config.tau_retrieve = -1;
+    o.seq_len = 256;
+    o.batch = 2;
+    o.accumulation = 1;
+    o.passkey_fraction = 1;
+    o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+    o.retrieval_loss_weight = 1;
+    std::vector<TrainProgress> steps;
+    train_model(o, [&](const TrainProgress& p) { steps.push_back(p); return true; });
+    QCOMPARE(steps.size(), size_t{3});
+    for (const TrainProgress& p : steps) {
+      qInfo("step %lld: loss %.3f retrieval %.3f key attention %.3f coverage %.2f", static_cast<long long>(p.step), p.loss,
+            p.retrieval_loss, p.key_attention, p.retrieval_coverage);
+      QVERIFY(std::isfinite(p.retrieval_loss) && p.retrieval_loss > 0);
+      QVERIFY(p.key_attention > 0 && p.key_attention < 1);
+      QVERIFY(p.retrieval_coverage > 0 && p.retrieval_coverage <= 1);
+    }
+    std::ifstream csv(dir.filePath(QStringLiteral("run/metrics.csv")).toStdString());
+    std::string header, line, last;
+    std::getline(csv, header);
+    while (std::getline(csv, line)) last = line;
+    QVERIFY(QString::fromStdString(header).endsWith(QStringLiteral("retrieval_loss,key_attention,retrieval_coverage")));
+    QCOMPARE(QString::fromStdString(last).split(',').size(), QString::fromStdString(header).split(',').size());
+    // Mamba-only models have nothing to read: the loss is refused quietly (NaN columns).
+    TrainOptions m = o;
+    m.out_dir = dir.filePath(QStringLiteral("mamba")).toStdString();
+    m.config.memory = false;
+    m.steps = 1;
+    bool all_nan = true;
+    train_model(m, [&](const TrainProgress& p) { all_nan = all_nan && std::isnan(p.retrieval_loss); return true; });
+    QVERIFY(all_nan);
   }
 };
 

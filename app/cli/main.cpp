@@ -765,7 +765,8 @@ int cmd_data(const std::vector<std::string>& argv) {
 int cmd_train(const std::vector<std::string>& argv) {
   Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
-                   "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone"},
+                   "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
+                   "tau-retrieve", "retrieval-loss"},
             {"help", "resume", "fp32", "mamba-only"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -780,7 +781,10 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "                        from the bundled sample books; --tokenizer for their tokens)\n"
                 "  --haystack book|filler  passkey haystacks: book sentences (default) or the repeated filler\n"
                 "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
+                "  --tau-retrieve X      with --init: train with this retrieval threshold tau2 (saved in the config)\n"
                 "  --init-backbone M     with --init: take M's tensors of the same names (e.g. a Mamba's mixers)\n"
+                "  --retrieval-loss W    weight of the retrieval loss (memory models, passkey rows): each answer\n"
+                "                        piece of the key is taught to attend to that piece's note (default 0)\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
                 "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
                 "Ctrl-C stops after saving a checkpoint.\n");
@@ -839,9 +843,19 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (o.init_checkpoint.empty()) throw UsageError("--tau-note goes with --init (a fresh model takes tau_note from --config)");
     o.init_tau_note = args.get_double("tau-note", 0.3, -1.0, 2.0);
   }
+  if (args.has("tau-retrieve")) {
+    if (o.init_checkpoint.empty()) throw UsageError("--tau-retrieve goes with --init (a fresh model takes tau_retrieve from --config)");
+    o.init_tau_retrieve = args.get_double("tau-retrieve", 0.5, -1.0, 2.0);
+  }
+  o.retrieval_loss_weight = args.get_double("retrieval-loss", 0.0, 0.0, 1e3);
+  if (o.retrieval_loss_weight > 0 && o.passkey_fraction <= 0)
+    throw UsageError("--retrieval-loss needs passkey rows (--passkey-fraction > 0)");
   const int64_t last = train_model(o, [](const TrainProgress& p) {
     std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  |g| %.2f  %.0f tok/s", static_cast<long long>(p.step),
                  static_cast<long long>(p.steps), p.loss, p.lr, p.grad_norm, p.tokens_per_second);
+    if (!std::isnan(p.retrieval_loss))
+      std::fprintf(stderr, "  retrieval %.3f  key attention %.3f  coverage %.2f", p.retrieval_loss, p.key_attention,
+                   p.retrieval_coverage);
     if (!std::isnan(p.eval_loss)) std::fprintf(stderr, "  held-out %.4f  notes %.3f", p.eval_loss, p.note_rate);
     std::fprintf(stderr, "\n");
     return !g_interrupted.load();

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -96,6 +98,15 @@ void copy_window(const TokenShard& shard, uint64_t start, int64_t n, int64_t* ro
   for (int64_t i = 0; i < n; ++i) row[i] = shard.tokens[start + static_cast<uint64_t>(i)];
 }
 
+// Index of the token holding byte `byte` of the encoded text, or -1.
+int64_t token_at_byte(const Encoding& enc, int64_t byte) {
+  auto it = std::upper_bound(enc.end.begin(), enc.end.end(), byte);
+  if (it == enc.end.end()) return -1;
+  const int64_t i = it - enc.end.begin();
+  return enc.begin[static_cast<size_t>(i)] <= byte ? i : -1;
+}
+
+
 // Every batch is a function of (seed, step, micro-batch): resuming needs no sampler state.
 class BatchMaker {
  public:
@@ -116,7 +127,7 @@ class BatchMaker {
   }
 
   // [rows, seq_len + 1] int64 on the CPU.
-  torch::Tensor make(int64_t step, int64_t micro, int64_t rows, int* passkeys) const {
+  torch::Tensor make(int64_t step, int64_t micro, int64_t rows, int* passkeys, RetrievalTargets* targets = nullptr) const {
     std::mt19937_64 rng(o_.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step) * 4099 + static_cast<uint64_t>(micro));
     const int64_t L = o_.seq_len + 1;
     auto out = torch::empty({rows, L}, torch::kInt64);
@@ -136,6 +147,7 @@ class BatchMaker {
         const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
         for (int64_t i = 0; i < n; ++i) row[L - n + i] = enc.ids[enc.ids.size() - n + i];
         if (passkeys) ++*passkeys;
+        if (targets) add_retrieval_targets(c, enc, r, L, *targets);
       }
     }
     return out;
@@ -148,15 +160,81 @@ class BatchMaker {
   std::optional<eval::PasskeyGenerator> generator_;
 };
 
-torch::Tensor sequence_loss(const MemMambaModel& model, const torch::Tensor& batch) {
+struct RetrievalStats {
+  torch::Tensor loss_sum, mass_sum, used;  // scalars on the device (undefined when nothing was tapped)
+  int64_t candidates = 0;                  // answer pieces x attentions that could have been supervised
+};
+
+// The retrieval loss: at each answer position that predicts a piece of the key, minus the log
+// of the attention mass that each pool attention puts on the notes of that piece in the
+// needle (only where such a note is visible and the attention reaches the stream).
+std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& targets, int64_t T,
+                                                       const torch::Device& device, RetrievalStats& stats) {
+  struct PerRow { torch::Tensor query, first, second; int64_t count; };
+  auto per_row = std::make_shared<std::map<int64_t, PerRow>>();
+  auto opts = torch::TensorOptions().dtype(torch::kInt64);
+  std::map<int64_t, std::vector<int64_t>> q, a, b;
+  for (size_t i = 0; i < targets.row.size(); ++i) {
+    q[targets.row[i]].push_back(targets.query[i]);
+    a[targets.row[i]].push_back(targets.first[i]);
+    b[targets.row[i]].push_back(targets.second[i]);
+  }
+  for (auto& [row, qs] : q)
+    (*per_row)[row] = {torch::tensor(qs, opts).to(device), torch::tensor(a[row], opts).to(device),
+                       torch::tensor(b[row], opts).to(device), static_cast<int64_t>(qs.size())};
+  return [per_row, T, &stats](const AttentionTap& tap) {
+    auto it = per_row->find(tap.sequence);
+    if (it == per_row->end() || tap.pos0 != 0) return;  // training runs each row as one chunk
+    const PerRow& t = it->second;
+    const int64_t n = tap.rows.size(0);
+    auto row_of = torch::full({T}, -1, tap.rows.options()).index_put_({tap.rows}, torch::arange(n, tap.rows.options()));
+    auto tr = row_of.index_select(0, t.query);
+    auto safe = tr.clamp_min(0);
+    auto weights = tap.weights.index_select(0, safe).to(torch::kFloat32);
+    auto source = tap.source.index_select(0, safe);
+    auto hit = source.ge(0) & (source.eq(t.first.unsqueeze(1)) | source.eq(t.second.unsqueeze(1)));
+    auto mass = (weights * hit.to(torch::kFloat32)).sum(1);
+    auto use = (tr.ge(0) & hit.any(1) & tap.applied.index_select(0, safe)).to(torch::kFloat32);
+    auto loss = (-(mass + 1e-6).log() * use).sum();
+    auto mass_used = (mass.detach() * use).sum();
+    auto used = use.sum();
+    stats.loss_sum = stats.loss_sum.defined() ? stats.loss_sum + loss : loss;
+    stats.mass_sum = stats.mass_sum.defined() ? stats.mass_sum + mass_used : mass_used;
+    stats.used = stats.used.defined() ? stats.used + used : used;
+    stats.candidates += t.count;
+  };
+}
+
+struct SequenceLoss {
+  torch::Tensor total;  // what backward() sees
+  torch::Tensor lm;
+  double retrieval = std::nan(""), key_attention = std::nan(""), coverage = std::nan("");
+};
+
+SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batch, const RetrievalTargets* targets = nullptr,
+                           double retrieval_weight = 0) {
   const int64_t rows = batch.size(0), T = batch.size(1) - 1;
   RunState state = model.new_state(rows);
   RunOptions o = model.default_options();
   o.chunk_tokens = T;
+  RetrievalStats stats;
+  const bool tapped = targets && !targets->row.empty() && model.config().memory && retrieval_weight > 0;
+  if (tapped) o.on_attention = retrieval_tap(*targets, T, batch.device(), stats);
   auto hidden = model.forward(batch.narrow(1, 0, T), state, o);
   auto logits = model.logits(hidden);
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32),
-                                              batch.narrow(1, 1, T).reshape({-1}).to(logits.device()));
+  SequenceLoss out;
+  out.lm = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32),
+                                                batch.narrow(1, 1, T).reshape({-1}).to(logits.device()));
+  out.total = out.lm;
+  if (tapped && stats.used.defined()) {
+    const double used = stats.used.item<double>();
+    auto retrieval = stats.loss_sum / std::max(used, 1.0);
+    out.total = out.lm + retrieval_weight * retrieval;
+    out.retrieval = retrieval.item<double>();
+    out.key_attention = used > 0 ? stats.mass_sum.item<double>() / used : std::nan("");
+    out.coverage = used / static_cast<double>(std::max<int64_t>(stats.candidates, 1));
+  }
+  return out;
 }
 
 std::string state_path(const TrainOptions& o) { return (fs::path(o.out_dir) / "train-state.safetensors").string(); }
@@ -186,6 +264,29 @@ void save_all(const TrainOptions& o, const MemMambaModel& model, const AdamW& op
 
 }  // namespace
 
+void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
+                           RetrievalTargets& out) {
+  const std::string key = std::to_string(c.key);
+  const auto klen = static_cast<int64_t>(key.size());
+  const int64_t first = static_cast<int64_t>(c.prompt.find(key, static_cast<size_t>(c.needle_begin)));
+  const int64_t second = static_cast<int64_t>(c.prompt.find(key, static_cast<size_t>(first + klen)));
+  const int64_t answer = static_cast<int64_t>(c.prompt.size());
+  const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
+  auto at = [&](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
+  for (size_t i = 0; i < enc.ids.size(); ++i) {
+    if (enc.end[i] <= answer || enc.begin[i] >= answer + klen) continue;  // not a piece of the answer's key
+    const int64_t offset = std::max(enc.begin[i], answer) - answer;
+    const int64_t query = at(static_cast<int64_t>(i)) - 1;
+    const int64_t a = first >= 0 ? at(token_at_byte(enc, first + offset)) : -1;
+    const int64_t b = second >= 0 ? at(token_at_byte(enc, second + offset)) : -1;
+    if (query < 0 || (a < 0 && b < 0)) continue;
+    out.row.push_back(row);
+    out.query.push_back(query);
+    out.first.push_back(a);
+    out.second.push_back(b);
+  }
+}
+
 int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainProgress&)>& on_step) {
   if (o.seq_len < 8 || o.batch < 1 || o.accumulation < 1 || o.batch % o.accumulation != 0 || o.steps < 1)
     throw std::invalid_argument("training needs seq_len >= 8, steps >= 1, and batch a positive multiple of accumulation");
@@ -206,10 +307,9 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     model.emplace(ck.config, std::move(ck.weights));
   } else if (!o.init_checkpoint.empty()) {
     Checkpoint ck = load_checkpoint(o.init_checkpoint);
-    if (!std::isnan(o.init_tau_note)) {
-      ck.config.tau_note = o.init_tau_note;
-      ck.config.validate();
-    }
+    if (!std::isnan(o.init_tau_note)) ck.config.tau_note = o.init_tau_note;
+    if (!std::isnan(o.init_tau_retrieve)) ck.config.tau_retrieve = o.init_tau_retrieve;
+    ck.config.validate();
     if (!o.init_backbone.empty()) {
       const Checkpoint backbone = load_checkpoint(o.init_backbone);
       int replaced = 0;
@@ -282,7 +382,9 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
         }
       }
     }
-    if (kept.empty()) kept.push_back("step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows");
+    if (kept.empty())
+      kept.push_back("step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows,"
+                     "retrieval_loss,key_attention,retrieval_coverage");
     std::string text;
     for (const auto& l : kept) text += l + "\n";
     write_file_atomic(metrics, text);
@@ -300,7 +402,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       for (int64_t r = 0; r < micro_rows; ++r)
         copy_window(heldout, rng() % span, o.seq_len + 1, batch.data_ptr<int64_t>() + r * (o.seq_len + 1));
       AutocastGuard autocast(o.cuda && o.bf16);
-      total += sequence_loss(*model, batch.to(device)).item<double>();
+      total += sequence_loss(*model, batch.to(device)).lm.item<double>();
     }
     if (note_rate && model->config().memory) {
       TraceRunRequest req;
@@ -321,17 +423,25 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   auto t_last = std::chrono::steady_clock::now();
   for (; step < o.steps; ++step) {
     const double lr = lr_at(step, o);
-    double loss_sum = 0;
-    int passkeys = 0;
+    double loss_sum = 0, retrieval_sum = 0, key_attention_sum = 0, coverage_sum = 0;
+    int passkeys = 0, retrieval_micro = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
-      auto batch = batches.make(step, micro, micro_rows, &passkeys).to(device);
-      torch::Tensor loss;
+      RetrievalTargets targets;
+      auto batch = batches.make(step, micro, micro_rows, &passkeys, &targets).to(device);
+      SequenceLoss losses;
       {
         AutocastGuard autocast(o.cuda && o.bf16);
-        loss = sequence_loss(*model, batch);
+        losses = sequence_loss(*model, batch, &targets, o.retrieval_loss_weight);
       }
-      const double loss_value = loss.item<double>();
+      const torch::Tensor& loss = losses.total;
+      const double loss_value = losses.lm.item<double>();
+      if (!std::isnan(losses.retrieval)) {
+        retrieval_sum += losses.retrieval;
+        if (!std::isnan(losses.key_attention)) key_attention_sum += losses.key_attention;
+        coverage_sum += losses.coverage;
+        ++retrieval_micro;
+      }
       if (!std::isfinite(loss_value))
         throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step) +
                                  ": lower the learning rate or resume from the last checkpoint");
@@ -347,10 +457,16 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     t_last = now;
     TrainProgress pr{step + 1, o.steps, tokens, loss_sum / static_cast<double>(o.accumulation), lr, grad_norm,
                      static_cast<double>(o.batch * o.seq_len) / std::max(secs, 1e-9), std::nan(""), std::nan("")};
+    if (retrieval_micro > 0) {
+      pr.retrieval_loss = retrieval_sum / retrieval_micro;
+      pr.key_attention = key_attention_sum / retrieval_micro;
+      pr.retrieval_coverage = coverage_sum / retrieval_micro;
+    }
     const bool last = step + 1 == o.steps;
     if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last) pr.eval_loss = evaluate(&pr.note_rate);
     csv << pr.step << ',' << pr.tokens << ',' << pr.loss << ',' << pr.lr << ',' << pr.grad_norm << ','
-        << pr.tokens_per_second << ',' << pr.eval_loss << ',' << pr.note_rate << ',' << passkeys << '\n';
+        << pr.tokens_per_second << ',' << pr.eval_loss << ',' << pr.note_rate << ',' << passkeys << ','
+        << pr.retrieval_loss << ',' << pr.key_attention << ',' << pr.retrieval_coverage << '\n';
     csv.flush();
     const bool keep_going = !on_step || on_step(pr);
     if (last || !keep_going || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0)) save_all(o, *model, opt, tokens);

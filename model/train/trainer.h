@@ -6,11 +6,14 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
+#include "model/eval/passkey.h"
+#include "model/tokenizer.h"
 
 namespace memmamba {
 
@@ -24,6 +27,7 @@ struct TrainOptions {
   // Mamba model's mixers, embedding and final norm under a MemMamba's memory).
   std::string init_backbone;
   double init_tau_note = std::numeric_limits<double>::quiet_NaN();  // with init: a new tau1 for the config
+  double init_tau_retrieve = std::numeric_limits<double>::quiet_NaN();  // with init: a new tau2
   int64_t seq_len = 1024;
   int64_t batch = 8;            // sequences per optimizer step (over all micro-batches)
   int64_t accumulation = 1;     // micro-batches per step
@@ -38,13 +42,32 @@ struct TrainOptions {
   double passkey_fraction = 0.25;  // share of sequences that are passkey examples
   std::string passkey_tokenizer;   // needed when passkey_fraction > 0
   std::vector<std::string> passkey_books;  // haystack sentences (empty: the repeated filler)
+  // Weight of the retrieval loss (MemMamba only): on passkey rows, each answer position that
+  // predicts a piece of the key is taught to put its pool attention on that piece's note.
+  double retrieval_loss_weight = 0;
 };
 
 struct TrainProgress {
   int64_t step, steps, tokens;
   double loss, lr, grad_norm, tokens_per_second, note_rate;
   double eval_loss;  // NaN when not evaluated at this step
+  // Retrieval loss, mean attention mass on the key's notes, and the share of answer pieces x
+  // pool attentions where a key note was visible and read; NaN without the retrieval loss.
+  double retrieval_loss = std::nan(""), key_attention = std::nan(""), retrieval_coverage = std::nan("");
 };
+
+// Where a passkey row's answer predicts each piece of the key (`query`: the input position
+// before the piece) and where the same bytes of the key stand in the needle's two copies
+// (`first`, `second`): the notes a retrieval should read. Positions are within the row;
+// -1 where a copy was cut off.
+struct RetrievalTargets {
+  std::vector<int64_t> row, query, first, second;
+};
+
+// Appends the targets of case `c` encoded as `enc` (prompt, key, newline), whose last tokens
+// fill the end of batch row `row` of `row_length` tokens.
+void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
+                           RetrievalTargets& out);
 
 // Runs to options.steps; `on_step` returning false stops after saving a checkpoint.
 // Returns the last step done.
