@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <map>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -253,6 +255,55 @@ void out_of_memory_falls_back() {
             on_cpu.run_info.at("device").as_string() + ")");
 }
 
+// The trainer's attention taps: for every layer, sequence and kind, the weight each applied
+// row puts on each source position is the same on the GPU (device bookkeeping) and the CPU.
+void attention_taps_agree() {
+  torch::NoGradGuard no_grad;
+  ModelConfig c;  // default: K = 50, S = 64, w = 1
+  c.tau_note = 0.5;
+  const int64_t T = 700;
+  MemMambaModel cpu = MemMambaModel::random(c, 5);
+  MemMambaModel dev = MemMambaModel::random(c, 5);
+  dev.to(torch::Device(torch::kCUDA));
+  auto tokens = torch::randint(0, c.vocab_size, {2, T}, torch::kInt64);
+  auto dense_maps = [&](const MemMambaModel& m) {
+    std::map<std::tuple<int64_t, bool, int64_t>, torch::Tensor> maps;  // (layer, cross, seq) -> [T, T]
+    RunOptions o = m.default_options();
+    o.chunk_tokens = T;
+    o.on_attention = [&](const AttentionTap& tap) {
+      auto w = tap.weights.to(torch::kCPU, torch::kFloat64), src = tap.source.to(torch::kCPU);
+      auto rows = tap.rows.to(torch::kCPU), applied = tap.applied.to(torch::kCPU);
+      auto dense = torch::zeros({T, T}, torch::kFloat64);
+      auto d = dense.accessor<double, 2>();
+      auto wa = w.accessor<double, 2>();
+      auto sa = src.accessor<int64_t, 2>();
+      auto ra = rows.accessor<int64_t, 1>();
+      auto aa = applied.accessor<bool, 1>();
+      for (int64_t i = 0; i < rows.size(0); ++i) {
+        if (!aa[i]) continue;
+        for (int64_t j = 0; j < src.size(1); ++j)
+          if (sa[i][j] >= 0) d[ra[i]][sa[i][j]] += wa[i][j];
+      }
+      maps[{tap.layer, tap.cross_layer, tap.sequence}] = dense;
+    };
+    RunState st = m.new_state(2);
+    m.forward(m.device().is_cuda() ? tokens.to(m.device()) : tokens, st, o);
+    return maps;
+  };
+  const auto a = dense_maps(cpu), b = dense_maps(dev);
+  double worst = 0, mass = 0;
+  bool same_keys = a.size() == b.size() && !a.empty();
+  for (const auto& [key, ta] : a) {
+    auto it = b.find(key);
+    if (it == b.end()) { same_keys = false; continue; }
+    worst = std::max(worst, (ta - it->second).abs().max().item<double>());
+    mass += ta.sum().item<double>();
+  }
+  check(same_keys && worst < 1e-3 && mass > 100, "GPU attention taps == CPU (" + std::to_string(a.size()) +
+                                                     " attentions, mass " + std::to_string(mass) +
+                                                     ", max diff " + std::to_string(worst) + ")");
+}
+
 }  // namespace
 
 int main() {
@@ -265,6 +316,7 @@ int main() {
   scan_backward_matches_autograd();
   model_gpu_matches_cpu_and_step();
   traces_agree();
+  attention_taps_agree();
   out_of_memory_falls_back();
   std::printf("%d failure(s)\n", failures);
   return failures == 0 ? 0 : 1;
