@@ -234,6 +234,7 @@ class TestTrainer : public QObject {
     o.passkey_fraction = 1;
     o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
     o.retrieval_loss_weight = 1;
+    o.answer_loss_weight = 1;
     std::vector<TrainProgress> steps;
     train_model(o, [&](const TrainProgress& p) { steps.push_back(p); return true; });
     QCOMPARE(steps.size(), size_t{3});
@@ -243,12 +244,13 @@ class TestTrainer : public QObject {
       QVERIFY(std::isfinite(p.retrieval_loss) && p.retrieval_loss > 0);
       QVERIFY(p.key_attention > 0 && p.key_attention < 1);
       QVERIFY(p.retrieval_coverage > 0 && p.retrieval_coverage <= 1);
+      QVERIFY(p.answer_loss > 1 && p.answer_loss < 20);  // an untrained model does not know the key
     }
     std::ifstream csv(dir.filePath(QStringLiteral("run/metrics.csv")).toStdString());
     std::string header, line, last;
     std::getline(csv, header);
     while (std::getline(csv, line)) last = line;
-    QVERIFY(QString::fromStdString(header).endsWith(QStringLiteral("retrieval_loss,key_attention,retrieval_coverage")));
+    QVERIFY(QString::fromStdString(header).endsWith(QStringLiteral("retrieval_loss,key_attention,retrieval_coverage,answer_loss")));
     QCOMPARE(QString::fromStdString(last).split(',').size(), QString::fromStdString(header).split(',').size());
     // Mamba-only models have nothing to read: the loss is refused quietly (NaN columns).
     TrainOptions m = o;

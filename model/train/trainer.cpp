@@ -208,11 +208,11 @@ std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& t
 struct SequenceLoss {
   torch::Tensor total;  // what backward() sees
   torch::Tensor lm;
-  double retrieval = std::nan(""), key_attention = std::nan(""), coverage = std::nan("");
+  double retrieval = std::nan(""), key_attention = std::nan(""), coverage = std::nan(""), answer = std::nan("");
 };
 
 SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batch, const RetrievalTargets* targets = nullptr,
-                           double retrieval_weight = 0) {
+                           double retrieval_weight = 0, double answer_weight = 0) {
   const int64_t rows = batch.size(0), T = batch.size(1) - 1;
   RunState state = model.new_state(rows);
   RunOptions o = model.default_options();
@@ -226,10 +226,21 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   out.lm = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32),
                                                 batch.narrow(1, 1, T).reshape({-1}).to(logits.device()));
   out.total = out.lm;
+  if (targets && !targets->row.empty() && answer_weight > 0) {
+    // The key's pieces are a handful of a row's thousands of tokens: weigh them on their own.
+    auto opts = torch::TensorOptions().dtype(torch::kInt64);
+    auto rows = torch::tensor(targets->row, opts).to(logits.device());
+    auto query = torch::tensor(targets->query, opts).to(logits.device());
+    auto answer_logits = logits.index({rows, query}).to(torch::kFloat32);
+    auto labels = batch.to(logits.device()).index({rows, query + 1});
+    auto answer = torch::nn::functional::cross_entropy(answer_logits, labels);
+    out.total = out.total + answer_weight * answer;
+    out.answer = answer.item<double>();
+  }
   if (tapped && stats.used.defined()) {
     const double used = stats.used.item<double>();
     auto retrieval = stats.loss_sum / std::max(used, 1.0);
-    out.total = out.lm + retrieval_weight * retrieval;
+    out.total = out.total + retrieval_weight * retrieval;
     out.retrieval = retrieval.item<double>();
     out.key_attention = used > 0 ? stats.mass_sum.item<double>() / used : std::nan("");
     out.coverage = used / static_cast<double>(std::max<int64_t>(stats.candidates, 1));
@@ -384,7 +395,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     }
     if (kept.empty())
       kept.push_back("step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows,"
-                     "retrieval_loss,key_attention,retrieval_coverage");
+                     "retrieval_loss,key_attention,retrieval_coverage,answer_loss");
     std::string text;
     for (const auto& l : kept) text += l + "\n";
     write_file_atomic(metrics, text);
@@ -423,8 +434,8 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   auto t_last = std::chrono::steady_clock::now();
   for (; step < o.steps; ++step) {
     const double lr = lr_at(step, o);
-    double loss_sum = 0, retrieval_sum = 0, key_attention_sum = 0, coverage_sum = 0;
-    int passkeys = 0, retrieval_micro = 0;
+    double loss_sum = 0, retrieval_sum = 0, key_attention_sum = 0, coverage_sum = 0, answer_sum = 0;
+    int passkeys = 0, retrieval_micro = 0, answer_micro = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
       RetrievalTargets targets;
@@ -432,10 +443,14 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       SequenceLoss losses;
       {
         AutocastGuard autocast(o.cuda && o.bf16);
-        losses = sequence_loss(*model, batch, &targets, o.retrieval_loss_weight);
+        losses = sequence_loss(*model, batch, &targets, o.retrieval_loss_weight, o.answer_loss_weight);
       }
       const torch::Tensor& loss = losses.total;
       const double loss_value = losses.lm.item<double>();
+      if (!std::isnan(losses.answer)) {
+        answer_sum += losses.answer;
+        ++answer_micro;
+      }
       if (!std::isnan(losses.retrieval)) {
         retrieval_sum += losses.retrieval;
         if (!std::isnan(losses.key_attention)) key_attention_sum += losses.key_attention;
@@ -462,11 +477,12 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       pr.key_attention = key_attention_sum / retrieval_micro;
       pr.retrieval_coverage = coverage_sum / retrieval_micro;
     }
+    if (answer_micro > 0) pr.answer_loss = answer_sum / answer_micro;
     const bool last = step + 1 == o.steps;
     if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last) pr.eval_loss = evaluate(&pr.note_rate);
     csv << pr.step << ',' << pr.tokens << ',' << pr.loss << ',' << pr.lr << ',' << pr.grad_norm << ','
         << pr.tokens_per_second << ',' << pr.eval_loss << ',' << pr.note_rate << ',' << passkeys << ','
-        << pr.retrieval_loss << ',' << pr.key_attention << ',' << pr.retrieval_coverage << '\n';
+        << pr.retrieval_loss << ',' << pr.key_attention << ',' << pr.retrieval_coverage << ',' << pr.answer_loss << '\n';
     csv.flush();
     const bool keep_going = !on_step || on_step(pr);
     if (last || !keep_going || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0)) save_all(o, *model, opt, tokens);

@@ -45,6 +45,8 @@ struct TrainOptions {
   // Weight of the retrieval loss (MemMamba only): on passkey rows, each answer position that
   // predicts a piece of the key is taught to put its pool attention on that piece's note.
   double retrieval_loss_weight = 0;
+  // Weight of an extra cross-entropy on the answer's key pieces of passkey rows (any model).
+  double answer_loss_weight = 0;
 };
 
 struct TrainProgress {
@@ -54,6 +56,7 @@ struct TrainProgress {
   // Retrieval loss, mean attention mass on the key's notes, and the share of answer pieces x
   // pool attentions where a key note was visible and read; NaN without the retrieval loss.
   double retrieval_loss = std::nan(""), key_attention = std::nan(""), retrieval_coverage = std::nan("");
+  double answer_loss = std::nan("");  // cross-entropy on the answers' key pieces, with --answer-loss
 };
 
 // Where a passkey row's answer predicts each piece of the key (`query`: the input position
