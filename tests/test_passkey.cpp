@@ -89,6 +89,11 @@ class TestPasskey : public QObject {
     QVERIFY(!passkey_found("7 1 4 3 2", 71432));
     QVERIFY(!passkey_found("", 71432));
     QVERIFY(!passkey_found("07", 7));
+    QCOMPARE(passkey_digits_right("13672 is the pass key", 14872), int64_t{3});
+    QCOMPARE(passkey_digits_right("14872.", 14872), int64_t{5});
+    QCOMPARE(passkey_digits_right("the key: 148", 14872), int64_t{3});
+    QCOMPARE(passkey_digits_right("99999 no 14000", 14872), int64_t{2});
+    QCOMPARE(passkey_digits_right("", 14872), int64_t{0});
   }
 
   void gridRecordsEveryCase() {

@@ -659,6 +659,15 @@ int cmd_eval(const std::vector<std::string>& argv) {
     for (size_t d = 0; d < grid.depths.size(); ++d) std::printf("  %5.2f", cells[k++].at("accuracy").as_double());
     std::printf("\n");
   }
+  std::printf("key digits in place (share, partial credit)\n%10s", "length");
+  for (double d : grid.depths) std::printf("  %5.2f", d);
+  std::printf("\n");
+  k = 0;
+  for (int64_t length : grid.lengths) {
+    std::printf("%10lld", static_cast<long long>(length));
+    for (size_t d = 0; d < grid.depths.size(); ++d) std::printf("  %5.2f", cells[k++].at("digit_accuracy").as_double());
+    std::printf("\n");
+  }
   std::printf("wrote %s.json and %s.csv in %.1f s\n", out.c_str(), out.c_str(), secs);
   return kOk;
 }

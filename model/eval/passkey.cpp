@@ -154,4 +154,20 @@ bool passkey_found(const std::string& output, int64_t key) {
   return false;
 }
 
+int64_t passkey_digits_right(const std::string& output, int64_t key) {
+  const std::string k = std::to_string(key);
+  std::istringstream words(output);
+  std::string w;
+  int64_t best = 0;
+  while (words >> w) {
+    size_t b = 0, e = w.size();
+    while (b < e && !std::isalnum(static_cast<unsigned char>(w[b]))) ++b;
+    while (e > b && !std::isalnum(static_cast<unsigned char>(w[e - 1]))) --e;
+    int64_t right = 0;
+    for (size_t i = 0; i < k.size() && b + i < e; ++i) right += w[b + i] == k[i];
+    best = std::max(best, right);
+  }
+  return best;
+}
+
 }  // namespace memmamba::eval

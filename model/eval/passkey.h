@@ -52,4 +52,8 @@ class PasskeyGenerator {
 // (punctuation around a word is ignored).
 bool passkey_found(const std::string& output, int64_t key);
 
+// Partial credit, for failures that are nearly right: the most digits of the key that one
+// word of the output has in their places (0 to the key's length).
+int64_t passkey_digits_right(const std::string& output, int64_t key);
+
 }  // namespace memmamba::eval

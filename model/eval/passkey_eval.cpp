@@ -37,6 +37,7 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
   r["prompt_tokens"] = T;
   r["answer"] = answer_text;
   r["hit"] = passkey_found(answer_text, c.key);
+  r["digits_right"] = passkey_digits_right(answer_text, c.key);
   Json kp = Json::array();
   for (int64_t p : key_positions) kp.push_back(p);
   r["key_token_positions"] = kp;
@@ -151,11 +152,13 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
   for (int64_t length : options.lengths) {
     for (double depth : options.depths) {
       int64_t hits = 0;
+      double digit_share = 0;
       for (int64_t s = 0; s < options.samples; ++s) {
         const PasskeyCase c = generator.make(length, depth, options.seed * 1000003 + static_cast<uint64_t>(s));
         Json r = run_case(model, tokenizer, c, options);
         r["sample"] = s;
         hits += r.at("hit").as_bool();
+        digit_share += static_cast<double>(r.at("digits_right").as_int()) / static_cast<double>(std::to_string(c.key).size());
         cases.push_back(r);
         ++done;
         if (progress && !progress(done, total)) throw Cancelled();
@@ -165,6 +168,7 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
       cell["depth"] = depth;
       cell["samples"] = options.samples;
       cell["accuracy"] = static_cast<double>(hits) / static_cast<double>(options.samples);
+      cell["digit_accuracy"] = digit_share / static_cast<double>(options.samples);
       cells.push_back(cell);
     }
   }
@@ -178,7 +182,7 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
 
 std::string passkey_results_csv(const Json& results) {
   std::ostringstream csv;
-  csv << "length,depth,sample,key,prompt_tokens,actual_depth,hit,answer,seconds\n";
+  csv << "length,depth,sample,key,prompt_tokens,actual_depth,hit,answer,seconds,digits_right\n";
   for (const Json& c : results.at("cases").as_array()) {
     std::string answer = c.at("answer").as_string();
     std::string quoted = "\"";
@@ -190,7 +194,8 @@ std::string passkey_results_csv(const Json& results) {
     quoted += "\"";
     csv << c.at("length").as_int() << ',' << c.at("depth").as_double() << ',' << c.at("sample").as_int() << ','
         << c.at("key").as_int() << ',' << c.at("prompt_tokens").as_int() << ',' << c.at("actual_depth").as_double()
-        << ',' << (c.at("hit").as_bool() ? 1 : 0) << ',' << quoted << ',' << c.at("seconds").as_double() << '\n';
+        << ',' << (c.at("hit").as_bool() ? 1 : 0) << ',' << quoted << ',' << c.at("seconds").as_double() << ','
+        << (c.contains("digits_right") ? c.at("digits_right").as_int() : 0) << '\n';
   }
   return csv.str();
 }
