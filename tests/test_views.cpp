@@ -170,6 +170,7 @@ class TestViews : public QObject {
         cell["length"] = L;
         cell["depth"] = d;
         cell["accuracy"] = L == 1024 ? 1.0 : 0.5;
+        if (L == 4096) cell["digit_accuracy"] = 0.7;  // the 1k row is from an older file: no partial credit
         cells.push_back(cell);
         Json k = Json::object();
         k["length"] = L;
@@ -194,6 +195,30 @@ class TestViews : public QObject {
     QCOMPARE(spy.at(0).at(0).toLongLong(), 4096);
     QCOMPARE(spy.at(0).at(1).toDouble(), 1.0);
     QCOMPARE(spy.at(0).at(3).toULongLong(), 7ULL * 1000003ULL);
+    // Partial credit: the heatmap switches measure; cells without it are blank, not zero.
+    auto* grid = panel.findChild<QCustomPlot*>(QStringLiteral("passkey-grid"));
+    auto cellValue = [&](int depth, int length) {
+      auto* map = qobject_cast<QCPColorMap*>(grid->plottable(0));
+      return map->data()->cell(depth, length);
+    };
+    QCOMPARE(cellValue(2, 1), 0.5);
+    panel.setShowDigits(true);
+    QVERIFY(panel.showsDigits());
+    QCOMPARE(cellValue(2, 1), 0.7);
+    QVERIFY(std::isnan(cellValue(0, 0)));
+    const QStringList rows = panel.csv(QStringLiteral("passkey-grid")).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(rows.first(), QStringLiteral("length,depth,accuracy,digit_accuracy"));
+    QVERIFY(rows.contains(QStringLiteral("4096,1,0.5,0.7")));
+    QVERIFY(rows.contains(QStringLiteral("1024,0,1,")));
+    Json bad = Json::object(), bad_cell = Json::object(), bad_cells = Json::array();
+    bad_cell["length"] = int64_t{1024};
+    bad_cell["depth"] = 0.5;
+    bad_cell["accuracy"] = 1.0;
+    bad_cell["digit_accuracy"] = 3.0;
+    bad_cells.push_back(bad_cell);
+    bad["cells"] = bad_cells;
+    bad["cases"] = Json::array();
+    QVERIFY(panel.setGrid(bad).contains(QStringLiteral("digit_accuracy")));
     QVERIFY(!panel.setGrid(Json::object()).isEmpty());  // not a grid: refused with a reason
     QCOMPARE(panel.gridLengths(), 2);                    // and the old grid stays
   }

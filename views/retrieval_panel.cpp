@@ -1,5 +1,6 @@
 #include "views/retrieval_panel.h"
 
+#include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFile>
 #include <QFileDialog>
@@ -47,8 +48,13 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
   auto* buttons = new QHBoxLayout;
   auto* run = new QPushButton(tr("Run passkey case"), this);
   auto* load = new QPushButton(tr("Load evaluation grid..."), this);
+  measure_ = new QComboBox(this);
+  measure_->addItem(tr("Exact key"));
+  measure_->addItem(tr("Key digits in place"));
+  measure_->setToolTip(tr("Exact match of the key, or partial credit: the share of its digits the answer has in place"));
   buttons->addWidget(run);
   buttons->addWidget(load);
+  buttons->addWidget(measure_);
   layout->addLayout(form);
   layout->addLayout(buttons);
   grid_label_ = new QLabel(tr("No grid loaded: run `memmamba eval passkey` and load its JSON."), this);
@@ -70,6 +76,7 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
     }
     Q_EMIT caseRequested(length_->value(), depth_->value(), key, static_cast<quint64>(seed_->value()));
   });
+  connect(measure_, &QComboBox::currentIndexChanged, this, [this](int i) { setShowDigits(i == 1); });
   connect(load, &QPushButton::clicked, this, [this] {
     const QString path = QFileDialog::getOpenFileName(this, tr("Load passkey grid"), QString(), tr("JSON (*.json)"));
     if (path.isEmpty()) return;
@@ -87,12 +94,19 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
 std::vector<Figure> RetrievalPanel::figures() const { return {{QStringLiteral("passkey-grid"), grid_}}; }
 
 QString RetrievalPanel::csv(const QString&) const {
-  QString out = QStringLiteral("length,depth,accuracy\n");
+  QString out = QStringLiteral("length,depth,accuracy,digit_accuracy\n");
+  auto number = [](double v) { return std::isnan(v) ? QString() : QString::number(v); };
   for (size_t i = 0; i < lengths_.size(); ++i)
     for (size_t j = 0; j < depths_.size(); ++j)
-      out += QStringLiteral("%1,%2,%3\n").arg(lengths_[i]).arg(depths_[j])
-                 .arg(std::isnan(accuracy_[i][j]) ? QString() : QString::number(accuracy_[i][j]));
+      out += QStringLiteral("%1,%2,%3,%4\n").arg(lengths_[i]).arg(depths_[j])
+                 .arg(number(accuracy_[i][j]), number(digit_accuracy_[i][j]));
   return out;
+}
+
+void RetrievalPanel::setShowDigits(bool digits) {
+  show_digits_ = digits;
+  if (measure_->currentIndex() != (digits ? 1 : 0)) measure_->setCurrentIndex(digits ? 1 : 0);
+  if (!lengths_.empty()) drawGrid();
 }
 
 QString RetrievalPanel::loadGrid(const QString& path) {
@@ -121,6 +135,7 @@ void RetrievalPanel::adoptGrid(Json results, eval::PasskeyGrid grid) {
   lengths_ = std::move(grid.lengths);
   depths_ = std::move(grid.depths);
   accuracy_ = std::move(grid.accuracy);
+  digit_accuracy_ = std::move(grid.digit_accuracy);
   drawGrid();
 }
 
@@ -131,13 +146,14 @@ void RetrievalPanel::drawGrid() {
   const int nl = gridLengths(), nd = gridDepths();
   map->data()->setSize(nd, nl);
   map->data()->setRange(QCPRange(0, std::max(0, nd - 1)), QCPRange(0, std::max(0, nl - 1)));
+  const auto& values = show_digits_ ? digit_accuracy_ : accuracy_;
   for (int i = 0; i < nl; ++i)
     for (int j = 0; j < nd; ++j) {
-      map->data()->setCell(j, i, accuracy_[i][j]);
+      map->data()->setCell(j, i, values[i][j]);
       auto* label = new QCPItemText(grid_);
       label->position->setCoords(j, i);
-      label->setText(std::isnan(accuracy_[i][j]) ? QStringLiteral("-") : QString::number(accuracy_[i][j], 'f', 2));
-      label->setColor(accuracy_[i][j] > 0.6 ? Qt::black : Qt::white);
+      label->setText(std::isnan(values[i][j]) ? QStringLiteral("-") : QString::number(values[i][j], 'f', 2));
+      label->setColor(values[i][j] > 0.6 ? Qt::black : Qt::white);
     }
   QCPColorGradient g;
   applyViridis(g);
@@ -166,6 +182,8 @@ void RetrievalPanel::selectCell(int li, int di) {
   const int64_t L = lengths_[li];
   const double depth = depths_[di];
   QString html = tr("<h3>%1 tokens, depth %2: accuracy %3</h3>").arg(L).arg(depth).arg(accuracy_[li][di]);
+  if (!std::isnan(digit_accuracy_[li][di]))
+    html += tr("<p>Key digits in place: %1</p>").arg(digit_accuracy_[li][di], 0, 'f', 2);
   const Json* first = nullptr;
   for (const Json& c : results_.at("cases").as_array()) {
     if (c.at("length").as_int() != L || std::abs(c.at("depth").as_double() - depth) > 1e-9) continue;

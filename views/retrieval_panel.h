@@ -16,6 +16,7 @@ class QSpinBox;
 class QDoubleSpinBox;
 class QTextBrowser;
 class QLabel;
+class QComboBox;
 
 namespace memmamba::views {
 
@@ -31,6 +32,9 @@ class RetrievalPanel : public PlotPanel {
   QString setGrid(const Json& results);
   int gridLengths() const { return static_cast<int>(lengths_.size()); }
   int gridDepths() const { return static_cast<int>(depths_.size()); }
+  // The heatmap shows exact-match accuracy, or the share of key digits in place.
+  void setShowDigits(bool digits);
+  bool showsDigits() const { return show_digits_; }
   // Selects a cell as a click would: lists its cases and emits caseSelected for the first.
   void selectCell(int length_index, int depth_index);
   // Shows one case's record (from a grid or from a single run).
@@ -54,6 +58,9 @@ class RetrievalPanel : public PlotPanel {
   std::vector<int64_t> lengths_;
   std::vector<double> depths_;
   std::vector<std::vector<double>> accuracy_;  // [length][depth], NaN missing
+  std::vector<std::vector<double>> digit_accuracy_;
+  QComboBox* measure_;
+  bool show_digits_ = false;
 };
 
 }  // namespace memmamba::views

@@ -39,10 +39,17 @@ PasskeyGrid parse_passkey_grid(const Json& results) {
     std::sort(grid.lengths.begin(), grid.lengths.end());
     std::sort(grid.depths.begin(), grid.depths.end());
     grid.accuracy.assign(grid.lengths.size(), std::vector<double>(grid.depths.size(), std::nan("")));
+    grid.digit_accuracy = grid.accuracy;
     for (const Json& c : cells) {
-      const auto li = std::find(grid.lengths.begin(), grid.lengths.end(), c.at("length").as_int()) - grid.lengths.begin();
-      grid.accuracy[static_cast<size_t>(li)][static_cast<size_t>(index_of(grid.depths, c.at("depth").as_double()))] =
-          c.at("accuracy").as_double();
+      const auto li = static_cast<size_t>(std::find(grid.lengths.begin(), grid.lengths.end(), c.at("length").as_int()) -
+                                          grid.lengths.begin());
+      const auto di = static_cast<size_t>(index_of(grid.depths, c.at("depth").as_double()));
+      grid.accuracy[li][di] = c.at("accuracy").as_double();
+      if (c.contains("digit_accuracy")) {  // absent from older result files
+        const double digits = c.at("digit_accuracy").as_double("digit_accuracy");
+        if (!(digits >= 0.0 && digits <= 1.0)) throw std::invalid_argument("a cell's digit_accuracy is outside [0, 1]");
+        grid.digit_accuracy[li][di] = digits;
+      }
     }
     results.at("cases").as_array("cases");
   } catch (const std::invalid_argument&) {

@@ -13,6 +13,8 @@ struct PasskeyGrid {
   std::vector<int64_t> lengths;               // ascending
   std::vector<double> depths;                 // ascending
   std::vector<std::vector<double>> accuracy;  // [length][depth], NaN where the grid has no cell
+  // Mean share of the key's digits in place (partial credit); NaN where the file has none.
+  std::vector<std::vector<double>> digit_accuracy;
 };
 
 // Bounds that keep a hostile file from asking for a huge matrix.
