@@ -296,6 +296,8 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
     importance = torch::where(d.reference.ge(0), 1 - cos, torch::ones_like(cos));
   }
   auto bank_priority = torch::cat({pool_priority, importance.to(s.dtype())}, 1);  // [B, K + T]
+  if (options.on_importance)
+    for (int64_t b = 0; b < B; ++b) options.on_importance(layer, b, pos0, importance[b]);
 
   // The pool carried to the next chunk.
   auto occupied = d.final_bank.ge(0);
@@ -506,6 +508,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
           importance = importance.index_put({tok}, 1 - cos);
         }
       }
+      if (options.on_importance) options.on_importance(layer, b, pos0, importance);
       auto importance_ext = torch::cat({importance, ext_imp}, 0);
       auto new_priority = n_new > 0 ? importance_ext.index_select(0, torch::tensor(priority_rows, long_opts).to(dev))
                                     : torch::zeros({0}, s_b.options());

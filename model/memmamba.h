@@ -77,6 +77,9 @@ struct RunOptions {
   std::function<void(int64_t layer, int64_t pos0, const torch::Tensor& x)> on_layer_output;
   // Called, in parallel mode, for every cross-token and cross-layer attention of each sequence.
   std::function<void(const AttentionTap&)> on_attention;
+  // Called, in parallel mode, with each layer's importance [T] for one sequence (differentiable
+  // when training): what the note threshold tau1 is compared with.
+  std::function<void(int64_t layer, int64_t sequence, int64_t pos0, const torch::Tensor& importance)> on_importance;
   // Called after each chunk; returning false cancels (throws Cancelled).
   std::function<bool(int64_t done, int64_t total)> progress;
 };

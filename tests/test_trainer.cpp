@@ -221,6 +221,44 @@ class TestTrainer : public QObject {
     QVERIFY(after > 0.8 && after > before + 0.3);
   }
 
+  void importanceTapTeachesSelection() {
+    // A hinge on the tapped importance (as the selection loss builds it) lifts a token that
+    // was not noted over the threshold: novelty stays differentiable through the summaries.
+    ModelConfig c = testing::tiny_config();
+    c.pool_slots = 64;
+    c.tau_note = 0.6;
+    MemMambaModel model = MemMambaModel::random(c, 3);
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 40; ++i) ids.push_back(i % 5 == 0 ? 7 : (i * 13 + 1) % 64);  // token 7 repeats
+    auto tokens = torch::tensor(ids, torch::kInt64).view({1, -1});
+    const std::string w = "layers.1.note.summary.weight";
+    model.mutable_weights().set(w, model.weights()[w].clone().set_requires_grad(true));
+    const int64_t position = 35;  // a repeat of token 7: not novel
+    auto importance_at = [&] {
+      torch::Tensor value;
+      RunState state = model.new_state(1);
+      RunOptions o = model.default_options();
+      o.on_importance = [&](int64_t layer, int64_t, int64_t, const torch::Tensor& imp) {
+        QCOMPARE(imp.size(0), int64_t{40});
+        if (layer == 1) value = imp[position];
+      };
+      model.forward(tokens, state, o);
+      return value;
+    };
+    const double before = importance_at().item<double>();
+    double after = before;
+    for (int step = 0; step < 80 && after <= c.tau_note + 0.05; ++step) {
+      auto loss = torch::relu(c.tau_note + 0.1 - importance_at());
+      auto grad = torch::autograd::grad({loss}, {model.weights()[w]})[0];
+      torch::NoGradGuard no_grad;
+      model.mutable_weights().set(w, (model.weights()[w] - 0.5 * grad).detach().set_requires_grad(true));
+      after = importance_at().item<double>();
+    }
+    qInfo("importance of a repeated token in layer 1: %.3f -> %.3f (tau1 %.2f)", before, after, c.tau_note);
+    QVERIFY(before < c.tau_note);
+    QVERIFY(after > c.tau_note);
+  }
+
   void retrievalLossRunsInTheTrainer() {
     QTemporaryDir dir;
     writeShards(dir.path());
@@ -235,6 +273,7 @@ class TestTrainer : public QObject {
     o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
     o.retrieval_loss_weight = 1;
     o.answer_loss_weight = 1;
+    o.note_loss_weight = 1;
     std::vector<TrainProgress> steps;
     train_model(o, [&](const TrainProgress& p) { steps.push_back(p); return true; });
     QCOMPARE(steps.size(), size_t{3});
@@ -245,12 +284,13 @@ class TestTrainer : public QObject {
       QVERIFY(p.key_attention > 0 && p.key_attention < 1);
       QVERIFY(p.retrieval_coverage > 0 && p.retrieval_coverage <= 1);
       QVERIFY(p.answer_loss > 1 && p.answer_loss < 20);  // an untrained model does not know the key
+      QVERIFY(p.note_loss >= 0 && p.note_loss < 2 && p.key_noted >= 0 && p.key_noted <= 1);
     }
     std::ifstream csv(dir.filePath(QStringLiteral("run/metrics.csv")).toStdString());
     std::string header, line, last;
     std::getline(csv, header);
     while (std::getline(csv, line)) last = line;
-    QVERIFY(QString::fromStdString(header).endsWith(QStringLiteral("retrieval_loss,key_attention,retrieval_coverage,answer_loss")));
+    QVERIFY(QString::fromStdString(header).endsWith(QStringLiteral("retrieval_loss,key_attention,retrieval_coverage,answer_loss,note_loss,key_noted")));
     QCOMPARE(QString::fromStdString(last).split(',').size(), QString::fromStdString(header).split(',').size());
     // Mamba-only models have nothing to read: the loss is refused quietly (NaN columns).
     TrainOptions m = o;

@@ -775,7 +775,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
-                   "tau-retrieve", "retrieval-loss", "answer-loss"},
+                   "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss"},
             {"help", "resume", "fp32", "mamba-only"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -795,6 +795,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --retrieval-loss W    weight of the retrieval loss (memory models, passkey rows): each answer\n"
                 "                        piece of the key is taught to attend to that piece's note (default 0)\n"
                 "  --answer-loss W       weight of an extra cross-entropy on the passkey answers' key pieces (default 0)\n"
+                "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
+                "                        the note threshold in every layer (memory models, default 0)\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
                 "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
                 "Ctrl-C stops after saving a checkpoint.\n");
@@ -859,12 +861,14 @@ int cmd_train(const std::vector<std::string>& argv) {
   }
   o.retrieval_loss_weight = args.get_double("retrieval-loss", 0.0, 0.0, 1e3);
   o.answer_loss_weight = args.get_double("answer-loss", 0.0, 0.0, 1e3);
-  if ((o.retrieval_loss_weight > 0 || o.answer_loss_weight > 0) && o.passkey_fraction <= 0)
-    throw UsageError("--retrieval-loss and --answer-loss need passkey rows (--passkey-fraction > 0)");
+  o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);
+  if ((o.retrieval_loss_weight > 0 || o.answer_loss_weight > 0 || o.note_loss_weight > 0) && o.passkey_fraction <= 0)
+    throw UsageError("--retrieval-loss, --answer-loss and --note-loss need passkey rows (--passkey-fraction > 0)");
   const int64_t last = train_model(o, [](const TrainProgress& p) {
     std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  |g| %.2f  %.0f tok/s", static_cast<long long>(p.step),
                  static_cast<long long>(p.steps), p.loss, p.lr, p.grad_norm, p.tokens_per_second);
     if (!std::isnan(p.answer_loss)) std::fprintf(stderr, "  answer %.3f", p.answer_loss);
+    if (!std::isnan(p.note_loss)) std::fprintf(stderr, "  selection %.3f  key noted %.2f", p.note_loss, p.key_noted);
     if (!std::isnan(p.retrieval_loss))
       std::fprintf(stderr, "  retrieval %.3f  key attention %.3f  coverage %.2f", p.retrieval_loss, p.key_attention,
                    p.retrieval_coverage);

@@ -209,10 +209,43 @@ struct SequenceLoss {
   torch::Tensor total;  // what backward() sees
   torch::Tensor lm;
   double retrieval = std::nan(""), key_attention = std::nan(""), coverage = std::nan(""), answer = std::nan("");
+  double note = std::nan(""), key_noted = std::nan("");
 };
 
+// The selection loss: the needle's key tokens (its first copy) should clear the note threshold
+// by a margin in every layer: mean over layers and key tokens of max(0, tau1 + margin - I_t).
+struct SelectionStats {
+  torch::Tensor loss_sum, noted;
+  int64_t count = 0;
+};
+
+std::function<void(int64_t, int64_t, int64_t, const torch::Tensor&)> selection_tap(const RetrievalTargets& targets,
+                                                                                   double tau_note, const torch::Device& device,
+                                                                                   SelectionStats& stats) {
+  constexpr double kMargin = 0.05;
+  std::map<int64_t, std::vector<int64_t>> positions;
+  for (size_t i = 0; i < targets.row.size(); ++i)
+    if (targets.first[i] >= 0) positions[targets.row[i]].push_back(targets.first[i]);
+  auto per_row = std::make_shared<std::map<int64_t, torch::Tensor>>();
+  for (auto& [row, p] : positions) {
+    std::sort(p.begin(), p.end());
+    p.erase(std::unique(p.begin(), p.end()), p.end());
+    (*per_row)[row] = torch::tensor(p, torch::TensorOptions().dtype(torch::kInt64)).to(device);
+  }
+  return [per_row, tau_note, &stats](int64_t, int64_t sequence, int64_t pos0, const torch::Tensor& importance) {
+    auto it = per_row->find(sequence);
+    if (it == per_row->end() || pos0 != 0) return;
+    auto value = importance.index_select(0, it->second).to(torch::kFloat32);
+    auto loss = torch::relu(tau_note + kMargin - value).sum();
+    auto noted = value.detach().gt(tau_note).sum().to(torch::kFloat32);
+    stats.loss_sum = stats.loss_sum.defined() ? stats.loss_sum + loss : loss;
+    stats.noted = stats.noted.defined() ? stats.noted + noted : noted;
+    stats.count += it->second.size(0);
+  };
+}
+
 SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batch, const RetrievalTargets* targets = nullptr,
-                           double retrieval_weight = 0, double answer_weight = 0) {
+                           double retrieval_weight = 0, double answer_weight = 0, double note_weight = 0) {
   const int64_t rows = batch.size(0), T = batch.size(1) - 1;
   RunState state = model.new_state(rows);
   RunOptions o = model.default_options();
@@ -220,6 +253,9 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   RetrievalStats stats;
   const bool tapped = targets && !targets->row.empty() && model.config().memory && retrieval_weight > 0;
   if (tapped) o.on_attention = retrieval_tap(*targets, T, batch.device(), stats);
+  SelectionStats selection;
+  const bool selecting = targets && !targets->row.empty() && model.config().memory && note_weight > 0;
+  if (selecting) o.on_importance = selection_tap(*targets, o.memory.tau_note, batch.device(), selection);
   auto hidden = model.forward(batch.narrow(1, 0, T), state, o);
   auto logits = model.logits(hidden);
   SequenceLoss out;
@@ -236,6 +272,12 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
     auto answer = torch::nn::functional::cross_entropy(answer_logits, labels);
     out.total = out.total + answer_weight * answer;
     out.answer = answer.item<double>();
+  }
+  if (selecting && selection.count > 0) {
+    auto note = selection.loss_sum / static_cast<double>(selection.count);
+    out.total = out.total + note_weight * note;
+    out.note = note.item<double>();
+    out.key_noted = selection.noted.item<double>() / static_cast<double>(selection.count);
   }
   if (tapped && stats.used.defined()) {
     const double used = stats.used.item<double>();
@@ -395,7 +437,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     }
     if (kept.empty())
       kept.push_back("step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows,"
-                     "retrieval_loss,key_attention,retrieval_coverage,answer_loss");
+                     "retrieval_loss,key_attention,retrieval_coverage,answer_loss,note_loss,key_noted");
     std::string text;
     for (const auto& l : kept) text += l + "\n";
     write_file_atomic(metrics, text);
@@ -434,8 +476,9 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   auto t_last = std::chrono::steady_clock::now();
   for (; step < o.steps; ++step) {
     const double lr = lr_at(step, o);
-    double loss_sum = 0, retrieval_sum = 0, key_attention_sum = 0, coverage_sum = 0, answer_sum = 0;
-    int passkeys = 0, retrieval_micro = 0, answer_micro = 0;
+    double loss_sum = 0, retrieval_sum = 0, key_attention_sum = 0, coverage_sum = 0, answer_sum = 0, note_sum = 0,
+           key_noted_sum = 0;
+    int passkeys = 0, retrieval_micro = 0, answer_micro = 0, note_micro = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
       RetrievalTargets targets;
@@ -443,10 +486,15 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       SequenceLoss losses;
       {
         AutocastGuard autocast(o.cuda && o.bf16);
-        losses = sequence_loss(*model, batch, &targets, o.retrieval_loss_weight, o.answer_loss_weight);
+        losses = sequence_loss(*model, batch, &targets, o.retrieval_loss_weight, o.answer_loss_weight, o.note_loss_weight);
       }
       const torch::Tensor& loss = losses.total;
       const double loss_value = losses.lm.item<double>();
+      if (!std::isnan(losses.note)) {
+        note_sum += losses.note;
+        key_noted_sum += losses.key_noted;
+        ++note_micro;
+      }
       if (!std::isnan(losses.answer)) {
         answer_sum += losses.answer;
         ++answer_micro;
@@ -478,11 +526,16 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       pr.retrieval_coverage = coverage_sum / retrieval_micro;
     }
     if (answer_micro > 0) pr.answer_loss = answer_sum / answer_micro;
+    if (note_micro > 0) {
+      pr.note_loss = note_sum / note_micro;
+      pr.key_noted = key_noted_sum / note_micro;
+    }
     const bool last = step + 1 == o.steps;
     if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last) pr.eval_loss = evaluate(&pr.note_rate);
     csv << pr.step << ',' << pr.tokens << ',' << pr.loss << ',' << pr.lr << ',' << pr.grad_norm << ','
         << pr.tokens_per_second << ',' << pr.eval_loss << ',' << pr.note_rate << ',' << passkeys << ','
-        << pr.retrieval_loss << ',' << pr.key_attention << ',' << pr.retrieval_coverage << ',' << pr.answer_loss << '\n';
+        << pr.retrieval_loss << ',' << pr.key_attention << ',' << pr.retrieval_coverage << ',' << pr.answer_loss << ','
+        << pr.note_loss << ',' << pr.key_noted << '\n';
     csv.flush();
     const bool keep_going = !on_step || on_step(pr);
     if (last || !keep_going || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0)) save_all(o, *model, opt, tokens);

@@ -47,6 +47,9 @@ struct TrainOptions {
   double retrieval_loss_weight = 0;
   // Weight of an extra cross-entropy on the answer's key pieces of passkey rows (any model).
   double answer_loss_weight = 0;
+  // Weight of the selection loss (MemMamba only): the needle's key tokens are taught to clear
+  // the note threshold tau1 (by 0.05) in every layer.
+  double note_loss_weight = 0;
 };
 
 struct TrainProgress {
@@ -57,6 +60,8 @@ struct TrainProgress {
   // pool attentions where a key note was visible and read; NaN without the retrieval loss.
   double retrieval_loss = std::nan(""), key_attention = std::nan(""), retrieval_coverage = std::nan("");
   double answer_loss = std::nan("");  // cross-entropy on the answers' key pieces, with --answer-loss
+  // Selection loss and the share of key tokens x layers noted, with --note-loss.
+  double note_loss = std::nan(""), key_noted = std::nan("");
 };
 
 // Where a passkey row's answer predicts each piece of the key (`query`: the input position
