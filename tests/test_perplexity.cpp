@@ -41,6 +41,28 @@ class TestPerplexity : public QObject {
     QVERIFY2(std::fabs(reported - nll / 10) < 1e-4, qPrintable(QString("%1 vs %2").arg(reported).arg(nll / 10)));
     const double mean = (rows[0].at("window_nll").as_array()[0].as_double() + reported) / 2;
     QVERIFY(std::fabs(rows[0].at("perplexity").as_double() - std::exp(mean)) < 1e-3 * std::exp(mean));
+
+    // By position: the two 256-token windows (the longest that fits) score positions 128 and
+    // 256 alike; position 128 of window 0 is tokens [0, 128) with the same targets as row 0's
+    // window 0, and position 256 is exactly row 1.
+    QCOMPARE(r.at("positions_window_length").as_int(), int64_t(256));
+    const auto& positions = r.at("positions").as_array();
+    QCOMPARE(positions.size(), size_t{2});
+    QCOMPARE(positions[0].at("position").as_int(), int64_t(128));
+    QCOMPARE(positions[0].at("windows").as_int(), int64_t(2));
+    QVERIFY(std::fabs(positions[1].at("perplexity").as_double() - rows[1].at("perplexity").as_double()) <
+            1e-6 * rows[1].at("perplexity").as_double());
+    RunState s0 = m.new_state(1), s1 = m.new_state(1);
+    double nll128 = 0;
+    for (int64_t start : {0, 256}) {
+      RunState& st = start == 0 ? s0 : s1;
+      auto w = t.narrow(0, start, 128).to(torch::kInt64).view({1, 128});
+      auto lp = torch::log_softmax(m.logits(m.forward(w, st, m.default_options()))[0], -1);
+      for (int64_t p = 117; p < 127; ++p) nll128 -= lp[p][w[0][p + 1].item<int64_t>()].item<double>();
+    }
+    const double expected = std::exp(nll128 / 20);
+    QVERIFY2(std::fabs(positions[0].at("perplexity").as_double() - expected) < 1e-3 * expected,
+             qPrintable(QString("%1 vs %2").arg(positions[0].at("perplexity").as_double()).arg(expected)));
   }
 
   void refusesBadOptions() {

@@ -522,6 +522,13 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
                 static_cast<long long>(row.at("windows").as_int()),
                 row.at("perplexity").is_number() ? row.at("perplexity").as_double() : std::nan(""),
                 row.at("seconds").as_double());
+  if (!r.at("positions").as_array().empty()) {
+    std::printf("by position, in the %lld-token windows:\n%10s %8s %12s\n",
+                static_cast<long long>(r.at("positions_window_length").as_int()), "position", "windows", "perplexity");
+    for (const Json& row : r.at("positions").as_array())
+      std::printf("%10lld %8lld %12.2f\n", static_cast<long long>(row.at("position").as_int()),
+                  static_cast<long long>(row.at("windows").as_int()), row.at("perplexity").as_double());
+  }
   std::printf("wrote %s%s\n", out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
   return kOk;
 }

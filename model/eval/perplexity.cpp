@@ -17,6 +17,12 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
   for (int64_t L : options.lengths) total += std::min<int64_t>(options.windows, T / std::max<int64_t>(L, 1));
   int64_t done = 0;
   Json rows = Json::array();
+  // The windows of the longest length that fits, kept to score every shorter position in the
+  // same text: the loss at position p with all p tokens before it as context.
+  int64_t longest = 0;
+  for (int64_t L : options.lengths)
+    if (T / std::max<int64_t>(L, 1) >= 1) longest = std::max(longest, L);
+  std::vector<std::vector<float>> longest_losses;
   for (int64_t L : options.lengths) {
     if (L <= options.scored) throw std::invalid_argument("perplexity: a context length must exceed the scored tokens");
     const int64_t n_windows = std::min<int64_t>(options.windows, T / L);
@@ -27,6 +33,7 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
     for (int64_t k = 0; k < n_windows; ++k) {
       std::vector<int32_t> window(tokens.begin() + k * L, tokens.begin() + (k + 1) * L);
       const std::vector<float> loss = token_losses(model, window, options.run);
+      if (L == longest && static_cast<int64_t>(longest_losses.size()) < n_windows) longest_losses.push_back(loss);
       double w = 0;
       // loss[t] scores token t+1: the last `scored` tokens are t+1 in [L - scored, L).
       for (int64_t t = L - options.scored - 1; t < L - 1; ++t) w += loss[t];
@@ -49,6 +56,25 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
   out["book_tokens"] = T;
   out["scored_per_window"] = options.scored;
   out["lengths"] = rows;
+  // Perplexity by position within the same windows: tokens [L - scored, L) of each window of
+  // the longest length, for every L; shorter lengths no longer differ in the text they score.
+  Json positions = Json::array();
+  for (int64_t L : options.lengths) {
+    if (longest_losses.empty() || L > longest) continue;
+    double nll = 0;
+    int64_t count = 0;
+    for (const std::vector<float>& loss : longest_losses)
+      for (int64_t t = L - options.scored - 1; t < L - 1; ++t) { nll += loss[static_cast<size_t>(t)]; ++count; }
+    Json row = Json::object();
+    row["position"] = L;
+    row["windows"] = static_cast<int64_t>(longest_losses.size());
+    row["scored_tokens"] = count;
+    row["mean_nll"] = nll / static_cast<double>(count);
+    row["perplexity"] = std::exp(nll / static_cast<double>(count));
+    positions.push_back(row);
+  }
+  out["positions"] = positions;
+  out["positions_window_length"] = longest;
   return out;
 }
 

@@ -1,6 +1,8 @@
 // Perplexity by context length (the paper's table 1 protocol, eval-protocols.md): for each
 // context length L, up to `windows` non-overlapping windows of L tokens from the book, the
-// loss of the last `scored` tokens of each window; perplexity = exp(mean NLL).
+// loss of the last `scored` tokens of each window; perplexity = exp(mean NLL). Also, under
+// "positions", perplexity by position within the same windows (those of the longest length
+// that fits): the tokens ending at each length L, so every row scores the same windows.
 #pragma once
 #include <cstdint>
 #include <functional>
