@@ -3,6 +3,7 @@
 // navigates, and a run on the worker thread can be cancelled.
 // Torch headers first: Qt's keyword macros (kept on for qcustomplot.h) break them.
 #include "model/eval/fidelity.h"
+#include "model/eval/passkey.h"
 #include "model/memmamba.h"
 #include "model/runner.h"
 
@@ -10,6 +11,7 @@
 #include <QFile>
 #include <QSignalSpy>
 #include <QTemporaryDir>
+#include <QTextBrowser>
 #include <QtTest/QtTest>
 #include <qcustomplot.h>
 
@@ -333,6 +335,16 @@ class TestViews : public QObject {
     }
     QCOMPARE(record.at("layers").as_array().size(), result.trace->layers.size());
     QCOMPARE(record.at("hit").as_bool(), record.at("answer").as_string().find("24680") != std::string::npos);
+    QCOMPARE(record.at("digits_right").as_int(), eval::passkey_digits_right(record.at("answer").as_string(), 24680));
+    // A near miss says how near it was.
+    views::TraceDocument doc;
+    views::RetrievalPanel panel(&doc);
+    Json miss = record;
+    miss["answer"] = std::string("24880 is the pass key");
+    miss["hit"] = false;
+    miss["digits_right"] = int64_t{4};
+    panel.showCase(miss);
+    QVERIFY(panel.findChild<QTextBrowser*>()->toPlainText().contains(QStringLiteral("Key digits in place: 4 of 5")));
   }
 };
 

@@ -212,6 +212,10 @@ void RetrievalPanel::showCase(const Json& r, const QString& preface) {
                 .arg(r.at("key").as_int())
                 .arg(QString::fromStdString(r.at("answer").as_string()).toHtmlEscaped())
                 .arg(hit ? tr("<span style='color:#20a060'>found</span>") : tr("<span style='color:#d03050'>missed</span>"));
+    if (!hit && r.contains("digits_right"))
+      html += tr("<p>Key digits in place: %1 of %2</p>")
+                  .arg(r.at("digits_right").as_int())
+                  .arg(QString::number(r.at("key").as_int()).size());
     if (r.contains("layers")) {
       html += tr("<table border=1 cellspacing=0 cellpadding=3><tr><th>layer</th><th>key tokens noted</th>"
                  "<th>key notes in pool at answer</th><th>answer weight on key notes</th></tr>");
