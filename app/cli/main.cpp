@@ -655,26 +655,23 @@ int cmd_eval(const std::vector<std::string>& argv) {
   results["meta"]["wall_seconds"] = secs;
   write_file_atomic(out + ".json", results.dump(1) + "\n");
   write_file_atomic(out + ".csv", eval::passkey_results_csv(results));
-  std::printf("accuracy (%lld samples per cell; %s)\n%10s", static_cast<long long>(grid.samples),
-              lm.trained ? "trained model" : "UNTRAINED random weights: expect ~0", "length");
-  for (double d : grid.depths) std::printf("  %5.2f", d);
-  std::printf("\n");
   const auto& cells = results.at("cells").as_array();
-  size_t k = 0;
-  for (int64_t length : grid.lengths) {
-    std::printf("%10lld", static_cast<long long>(length));
-    for (size_t d = 0; d < grid.depths.size(); ++d) std::printf("  %5.2f", cells[k++].at("accuracy").as_double());
+  auto print_table = [&](const char* field) {  // lengths down, depths across
+    std::printf("%10s", "length");
+    for (double d : grid.depths) std::printf("  %5.2f", d);
     std::printf("\n");
-  }
-  std::printf("key digits in place (share, partial credit)\n%10s", "length");
-  for (double d : grid.depths) std::printf("  %5.2f", d);
-  std::printf("\n");
-  k = 0;
-  for (int64_t length : grid.lengths) {
-    std::printf("%10lld", static_cast<long long>(length));
-    for (size_t d = 0; d < grid.depths.size(); ++d) std::printf("  %5.2f", cells[k++].at("digit_accuracy").as_double());
-    std::printf("\n");
-  }
+    size_t k = 0;
+    for (int64_t length : grid.lengths) {
+      std::printf("%10lld", static_cast<long long>(length));
+      for (size_t d = 0; d < grid.depths.size(); ++d) std::printf("  %5.2f", cells[k++].at(field).as_double());
+      std::printf("\n");
+    }
+  };
+  std::printf("accuracy (%lld samples per cell; %s)\n", static_cast<long long>(grid.samples),
+              lm.trained ? "trained model" : "UNTRAINED random weights: expect ~0");
+  print_table("accuracy");
+  std::printf("key digits in place (share, partial credit)\n");
+  print_table("digit_accuracy");
   std::printf("wrote %s.json and %s.csv in %.1f s\n", out.c_str(), out.c_str(), secs);
   return kOk;
 }

@@ -160,6 +160,21 @@ class BatchMaker {
   std::optional<eval::PasskeyGenerator> generator_;
 };
 
+// Adds `value` to a running device-side sum that starts undefined.
+void accumulate(torch::Tensor& sum, const torch::Tensor& value) { sum = sum.defined() ? sum + value : value; }
+
+// Mean of the figures a step's micro-batches report; NaN ones (nothing measured) are skipped.
+struct StepMean {
+  double sum = 0;
+  int count = 0;
+  void add(double value) {
+    if (std::isnan(value)) return;
+    sum += value;
+    ++count;
+  }
+  double value() const { return count > 0 ? sum / count : std::nan(""); }
+};
+
 struct RetrievalStats {
   torch::Tensor loss_sum, mass_sum, used;  // scalars on the device (undefined when nothing was tapped)
   int64_t candidates = 0;                  // answer pieces x attentions that could have been supervised
@@ -198,9 +213,9 @@ std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& t
     auto loss = (-(mass + 1e-6).log() * use).sum();
     auto mass_used = (mass.detach() * use).sum();
     auto used = use.sum();
-    stats.loss_sum = stats.loss_sum.defined() ? stats.loss_sum + loss : loss;
-    stats.mass_sum = stats.mass_sum.defined() ? stats.mass_sum + mass_used : mass_used;
-    stats.used = stats.used.defined() ? stats.used + used : used;
+    accumulate(stats.loss_sum, loss);
+    accumulate(stats.mass_sum, mass_used);
+    accumulate(stats.used, used);
     stats.candidates += t.count;
   };
 }
@@ -238,8 +253,8 @@ std::function<void(int64_t, int64_t, int64_t, const torch::Tensor&)> selection_t
     auto value = importance.index_select(0, it->second).to(torch::kFloat32);
     auto loss = torch::relu(tau_note + kMargin - value).sum();
     auto noted = value.detach().gt(tau_note).sum().to(torch::kFloat32);
-    stats.loss_sum = stats.loss_sum.defined() ? stats.loss_sum + loss : loss;
-    stats.noted = stats.noted.defined() ? stats.noted + noted : noted;
+    accumulate(stats.loss_sum, loss);
+    accumulate(stats.noted, noted);
     stats.count += it->second.size(0);
   };
 }
@@ -250,11 +265,12 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   RunState state = model.new_state(rows);
   RunOptions o = model.default_options();
   o.chunk_tokens = T;
+  const bool has_targets = targets && !targets->row.empty();
   RetrievalStats stats;
-  const bool tapped = targets && !targets->row.empty() && model.config().memory && retrieval_weight > 0;
+  const bool tapped = has_targets && model.config().memory && retrieval_weight > 0;
   if (tapped) o.on_attention = retrieval_tap(*targets, T, batch.device(), stats);
   SelectionStats selection;
-  const bool selecting = targets && !targets->row.empty() && model.config().memory && note_weight > 0;
+  const bool selecting = has_targets && model.config().memory && note_weight > 0;
   if (selecting) o.on_importance = selection_tap(*targets, o.memory.tau_note, batch.device(), selection);
   auto hidden = model.forward(batch.narrow(1, 0, T), state, o);
   auto logits = model.logits(hidden);
@@ -262,7 +278,7 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   out.lm = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32),
                                                 batch.narrow(1, 1, T).reshape({-1}).to(logits.device()));
   out.total = out.lm;
-  if (targets && !targets->row.empty() && answer_weight > 0) {
+  if (has_targets && answer_weight > 0) {
     // The key's pieces are a handful of a row's thousands of tokens: weigh them on their own.
     auto opts = torch::TensorOptions().dtype(torch::kInt64);
     auto rows = torch::tensor(targets->row, opts).to(logits.device());
@@ -476,9 +492,9 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   auto t_last = std::chrono::steady_clock::now();
   for (; step < o.steps; ++step) {
     const double lr = lr_at(step, o);
-    double loss_sum = 0, retrieval_sum = 0, key_attention_sum = 0, coverage_sum = 0, answer_sum = 0, note_sum = 0,
-           key_noted_sum = 0;
-    int passkeys = 0, retrieval_micro = 0, answer_micro = 0, note_micro = 0;
+    double loss_sum = 0;
+    StepMean retrieval, key_attention, coverage, answer, note, key_noted;
+    int passkeys = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
       RetrievalTargets targets;
@@ -490,21 +506,12 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       }
       const torch::Tensor& loss = losses.total;
       const double loss_value = losses.lm.item<double>();
-      if (!std::isnan(losses.note)) {
-        note_sum += losses.note;
-        key_noted_sum += losses.key_noted;
-        ++note_micro;
-      }
-      if (!std::isnan(losses.answer)) {
-        answer_sum += losses.answer;
-        ++answer_micro;
-      }
-      if (!std::isnan(losses.retrieval)) {
-        retrieval_sum += losses.retrieval;
-        if (!std::isnan(losses.key_attention)) key_attention_sum += losses.key_attention;
-        coverage_sum += losses.coverage;
-        ++retrieval_micro;
-      }
+      retrieval.add(losses.retrieval);
+      key_attention.add(losses.key_attention);
+      coverage.add(losses.coverage);
+      answer.add(losses.answer);
+      note.add(losses.note);
+      key_noted.add(losses.key_noted);
       if (!std::isfinite(loss_value))
         throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step) +
                                  ": lower the learning rate or resume from the last checkpoint");
@@ -520,16 +527,12 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     t_last = now;
     TrainProgress pr{step + 1, o.steps, tokens, loss_sum / static_cast<double>(o.accumulation), lr, grad_norm,
                      static_cast<double>(o.batch * o.seq_len) / std::max(secs, 1e-9), std::nan(""), std::nan("")};
-    if (retrieval_micro > 0) {
-      pr.retrieval_loss = retrieval_sum / retrieval_micro;
-      pr.key_attention = key_attention_sum / retrieval_micro;
-      pr.retrieval_coverage = coverage_sum / retrieval_micro;
-    }
-    if (answer_micro > 0) pr.answer_loss = answer_sum / answer_micro;
-    if (note_micro > 0) {
-      pr.note_loss = note_sum / note_micro;
-      pr.key_noted = key_noted_sum / note_micro;
-    }
+    pr.retrieval_loss = retrieval.value();
+    pr.key_attention = key_attention.value();
+    pr.retrieval_coverage = coverage.value();
+    pr.answer_loss = answer.value();
+    pr.note_loss = note.value();
+    pr.key_noted = key_noted.value();
     const bool last = step + 1 == o.steps;
     if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last) pr.eval_loss = evaluate(&pr.note_rate);
     csv << pr.step << ',' << pr.tokens << ',' << pr.loss << ',' << pr.lr << ',' << pr.grad_norm << ','
