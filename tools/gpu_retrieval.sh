@@ -2,8 +2,9 @@
 # Teaching the read-out: MemMamba-small (the shipped one unless INIT is set) trains on passkey
 # rows at T with the retrieval loss of weight W (each answer piece of the key is taught to
 # attend to that piece's note), tau2 = TAU2; then the passkey grid. Metrics, the grid and a
-# bf16 checkpoint go to $OUT/NAME-*. ANSWER weighs an extra loss on the answer's key pieces, NOTE the selection loss.
-#   [ANSWER=A] [NOTE=N] [INIT=M] tools/gpu_retrieval.sh NAME STEPS T W TAU2 LR [PASSKEY_FRACTION] [LENGTHS]
+# bf16 checkpoint go to $OUT/NAME-*. ANSWER weighs an extra loss on the answer's key pieces, NOTE the selection loss;
+# GRID=0 skips the grid (the fp32 checkpoint stays in /tmp/NAME for a later call on the same machine).
+#   [ANSWER=A] [NOTE=N] [INIT=M] [GRID=0] tools/gpu_retrieval.sh NAME STEPS T W TAU2 LR [PASSKEY_FRACTION] [LENGTHS]
 set -euo pipefail
 name=$1 steps=$2 T=$3 weight=$4 tau2=$5 lr=$6 fraction=${7:-1.0} lengths=${8:-1024,4096,16384,65536}
 cli=build-gpu/bin/memmamba
@@ -13,11 +14,12 @@ mkdir -p "$out"
 batch=$(( T >= 8192 ? 4 : 8 ))
 start=$(date +%s)
 "$cli" train --data shards --device cuda --passkey-fraction "$fraction" --haystack filler --seq-len "$T" --batch "$batch" \
-  --lr "$lr" --schedule constant --warmup 10 --steps "$steps" --eval-every 0 --checkpoint-every 0 --eval-batches 1 \
+  --lr "$lr" --schedule constant --warmup 10 --steps "$steps" --eval-every 0 --checkpoint-every 100 --eval-batches 1 \
   --init "$init" --tau-retrieve "$tau2" --retrieval-loss "$weight" --answer-loss "${ANSWER:-0}" --note-loss "${NOTE:-0}" --out /tmp/$name 2>&1 | awk 'NR % 25 == 0' | cut -c1-160
 echo "$name: $(( $(date +%s) - start )) s of training"
 cp /tmp/$name/metrics.csv "$out/$name-metrics.csv"
 "$cli" convert /tmp/$name/model.safetensors "$out/$name-bf16.safetensors" --dtype bf16 >/dev/null
+[ "${GRID:-1}" = 0 ] && exit 0
 "$cli" eval passkey --checkpoint /tmp/$name/model.safetensors --device cuda --haystack filler \
   --lengths "$lengths" --depths 0.1,0.5,0.9 --samples 2 --out "$out/$name-filler" 2>&1 | tail -n 8
 rm -f "$out/$name-filler.csv"
