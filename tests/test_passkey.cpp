@@ -131,6 +131,36 @@ class TestPasskey : public QObject {
       QCOMPARE(digits, std::to_string(again.key) + std::to_string(again.key));
       QCOMPARE(cs.at("layers").as_array().size(), size_t(2));
       QVERIFY(cs.at("layers").as_array()[0].at("answer_attention").as_array().size() > 0);
+      // One read per answer position (the last prompt token and each generated token but the
+      // last); the first agrees with the recorded answer attention.
+      QCOMPARE(cs.at("answer_pieces").as_array().size(), size_t(3));
+      const int64_t prompt_tokens = cs.at("prompt_tokens").as_int();
+      const std::vector<Json>& key_positions = cs.at("key_token_positions").as_array();
+      QCOMPARE(key_positions.size(), 2 * std::to_string(again.key).size());  // the tokenizer splits digits
+      for (const Json& layer : cs.at("layers").as_array()) {
+        const std::vector<Json>& reads = layer.at("answer_reads").as_array();
+        QCOMPARE(reads.size(), size_t(3));
+        for (size_t i = 0; i < reads.size(); ++i) {
+          QCOMPARE(reads[i].at("position").as_int(), prompt_tokens - 1 + static_cast<int64_t>(i));
+          QVERIFY(reads[i].at("top_key_weight").as_double() <= reads[i].at("weight_on_key_notes").as_double() + 1e-9);
+          const int64_t source = reads[i].at("top_key_source").as_int();
+          if (source < 0) {
+            QCOMPARE(reads[i].at("key_digit").as_int(), int64_t{-1});
+            continue;
+          }
+          const auto at = std::find_if(key_positions.begin(), key_positions.end(),
+                                       [&](const Json& p) { return p.as_int() == source; });
+          QVERIFY(at != key_positions.end());
+          QCOMPARE(reads[i].at("key_digit").as_int(),
+                   static_cast<int64_t>(at - key_positions.begin()) % static_cast<int64_t>(std::to_string(again.key).size()));
+        }
+        double top = 0;
+        for (const Json& a : layer.at("answer_attention").as_array())
+          if (a.at("holds_key").as_bool()) top = std::max(top, a.at("weight").as_double());
+        QCOMPARE(reads[0].at("top_key_weight").as_double(), top);
+        QVERIFY(std::abs(reads[0].at("weight_on_key_notes").as_double() -
+                         layer.at("answer_weight_on_key_notes").as_double()) < 1e-9);
+      }
       QCOMPARE(cs.at("hit").as_bool(), passkey_found(cs.at("answer").as_string(), again.key));
     }
     const std::string csv = passkey_results_csv(r);

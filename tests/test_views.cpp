@@ -345,6 +345,32 @@ class TestViews : public QObject {
     miss["digits_right"] = int64_t{4};
     panel.showCase(miss);
     QVERIFY(panel.findChild<QTextBrowser*>()->toPlainText().contains(QStringLiteral("Key digits in place: 4 of 5")));
+    // What each answer token read: the model's reads are shown, and a read of the key's third
+    // digit names that digit.
+    Json read = Json::object();
+    read["position"] = record.at("prompt_tokens").as_int();
+    read["weight_on_key_notes"] = 0.93;
+    read["top_key_source"] = record.at("key_token_positions").as_array()[2].as_int();
+    read["top_key_weight"] = 0.9;
+    read["key_digit"] = int64_t{2};
+    Json faint = Json::object();  // (copies of a Json share their object, so a new one)
+    faint["position"] = record.at("prompt_tokens").as_int() - 1;
+    faint["weight_on_key_notes"] = 0.01;
+    faint["top_key_source"] = record.at("key_token_positions").as_array()[0].as_int();
+    faint["top_key_weight"] = 0.01;
+    faint["key_digit"] = int64_t{0};
+    Json reads = Json::array();
+    reads.push_back(faint);
+    reads.push_back(read);
+    miss["layers"].mutable_array()[0]["answer_reads"] = reads;
+    Json pieces = Json::array();
+    for (const char* p : {"\u2581", "2", "4"}) pieces.push_back(std::string(p));
+    miss["answer_pieces"] = pieces;
+    panel.showCase(miss);
+    const QString text = panel.findChild<QTextBrowser*>()->toPlainText();
+    QVERIFY2(text.contains(QStringLiteral("What each answer token read")), qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("6 (digit 3) 0.90")), qPrintable(text));
+    QVERIFY2(!text.contains(QStringLiteral("2 (digit 1)")), qPrintable(text));  // a read under 0.05 is not shown
   }
 };
 

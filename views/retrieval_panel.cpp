@@ -203,6 +203,58 @@ void RetrievalPanel::selectCell(int li, int di) {
   }
 }
 
+QString RetrievalPanel::answerReadsTable(const Json& r) const {
+  // Which key token each answer token read in each layer (the key note with the most weight).
+  const QString key = QString::number(r.at("key").as_int());
+  // Up to two tokens past the key's length, as far as any layer has reads (a run in the app
+  // records only the last prompt token; the evaluation records every generated token).
+  int columns = 0;
+  for (const Json& l : r.at("layers").as_array())
+    if (l.contains("answer_reads")) columns = std::max(columns, static_cast<int>(l.at("answer_reads").as_array().size()));
+  columns = std::min(columns, static_cast<int>(key.size()) + 2);
+  QString rows;
+  int layer = 0;
+  for (const Json& l : r.at("layers").as_array()) {
+    const int this_layer = layer++;
+    if (!l.contains("answer_reads")) continue;
+    const auto& reads = l.at("answer_reads").as_array();
+    QString cells;
+    bool any = false;
+    for (int i = 0; i < columns; ++i) {
+      if (i >= static_cast<int>(reads.size())) {
+        cells += QStringLiteral("<td></td>");
+        continue;
+      }
+      const Json& read = reads[static_cast<size_t>(i)];
+      const double weight = read.at("top_key_weight").as_double();
+      const int64_t digit = read.at("key_digit").as_int();
+      if (weight < 0.05) {
+        cells += QStringLiteral("<td>-</td>");
+        continue;
+      }
+      any = true;
+      const QString what = digit >= 0 && digit < key.size()
+                               ? tr("%1 (digit %2)").arg(key[static_cast<int>(digit)]).arg(digit + 1)
+                               : tr("token %1").arg(read.at("top_key_source").as_int());
+      cells += QStringLiteral("<td>%1 %2</td>").arg(what).arg(weight, 0, 'f', 2);
+    }
+    if (any) rows += QStringLiteral("<tr><td>%1</td>%2</tr>").arg(this_layer).arg(cells);
+  }
+  if (rows.isEmpty()) return {};
+  QString header = tr("<tr><th>layer</th>");
+  const bool has_pieces = r.contains("answer_pieces");
+  for (int i = 0; i < columns; ++i) {
+    QString produced = tr("answer token %1").arg(i + 1);
+    if (has_pieces && i < static_cast<int>(r.at("answer_pieces").as_array().size()))
+      produced = QString::fromStdString(r.at("answer_pieces").as_array()[static_cast<size_t>(i)].as_string()).toHtmlEscaped();
+    header += QStringLiteral("<th>%1</th>").arg(produced);
+  }
+  header += QStringLiteral("</tr>");
+  return tr("<p>What each answer token read: the key note with the most attention, and its weight "
+            "(columns: the token produced; - where the key notes got under 0.05)</p>") +
+         QStringLiteral("<table border=1 cellspacing=0 cellpadding=3>") + header + rows + QStringLiteral("</table>");
+}
+
 void RetrievalPanel::showCase(const Json& r, const QString& preface) {
   try {
     QString html = preface + tr("<h3>Passkey case: %1 tokens, depth %2</h3>")
@@ -236,6 +288,7 @@ void RetrievalPanel::showCase(const Json& r, const QString& preface) {
                              : QStringLiteral("-"));
       }
       html += QStringLiteral("</table>");
+      html += answerReadsTable(r);
     }
     details_->setHtml(html);
   } catch (const std::exception& e) {

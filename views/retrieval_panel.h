@@ -39,6 +39,8 @@ class RetrievalPanel : public PlotPanel {
   void selectCell(int length_index, int depth_index);
   // Shows one case's record (from a grid or from a single run).
   void showCase(const Json& record, const QString& preface = {});
+  // Which key token each answer token read, per layer (empty where the record has no reads).
+  QString answerReadsTable(const Json& record) const;
 
  Q_SIGNALS:
   void caseRequested(qint64 length, double depth, qint64 key, quint64 seed);

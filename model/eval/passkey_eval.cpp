@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <sstream>
@@ -24,6 +25,49 @@ std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vect
   }
   return key_positions;
 }
+
+namespace {
+
+// Per answer position (the last prompt token, then each generated token), the key note that
+// position's attention weighs most: which token of the key it read, and how much weight all
+// key notes got. Where each mention of the key is one token per digit (the bundled tokenizer
+// splits digits), `key_digit` is that token's digit index in the key, else -1.
+Json answer_reads(const AttentionRows& rows, const std::vector<NoteInfo>& notes, int64_t prompt_tokens,
+                  const std::vector<int64_t>& key_positions, int64_t key) {
+  const int64_t digits = static_cast<int64_t>(std::to_string(key).size());
+  const bool one_token_per_digit = static_cast<int64_t>(key_positions.size()) == 2 * digits;
+  Json reads = Json::array();
+  for (int64_t position = prompt_tokens - 1;; ++position) {
+    const int64_t row = rows.find(position);
+    if (row < 0) break;
+    double on_key = 0, top_weight = 0;
+    int64_t top_source = -1;
+    for (int64_t e = rows.offset[row]; e < rows.offset[row + 1]; ++e) {
+      for (int64_t s : notes[rows.note[e]].sources) {
+        if (std::find(key_positions.begin(), key_positions.end(), s) == key_positions.end()) continue;
+        on_key += rows.weight[e];
+        if (rows.weight[e] > top_weight) {
+          top_weight = rows.weight[e];
+          top_source = s;
+        }
+        break;
+      }
+    }
+    Json read = Json::object();
+    read["position"] = position;
+    read["weight_on_key_notes"] = on_key;
+    read["top_key_source"] = top_source;
+    read["top_key_weight"] = top_weight;
+    int64_t digit = -1;
+    if (top_source >= 0 && one_token_per_digit)
+      digit = (std::find(key_positions.begin(), key_positions.end(), top_source) - key_positions.begin()) % digits;
+    read["key_digit"] = digit;
+    reads.push_back(read);
+  }
+  return reads;
+}
+
+}  // namespace
 
 Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t prompt_tokens,
                          const std::vector<int64_t>& key_positions, const std::string& answer_text) {
@@ -95,6 +139,7 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
     }
     layer["answer_attention"] = attention;
     layer["answer_weight_on_key_notes"] = key_weight;
+    layer["answer_reads"] = answer_reads(rows, trace.notes, T, key_positions, c.key);
     layers.push_back(layer);
   }
   r["layers"] = layers;
@@ -136,6 +181,9 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
   Trace trace = builder.finish();
 
   Json r = passkey_case_record(c, trace, T, key_positions, answer_text);
+  Json pieces = Json::array();
+  for (int32_t id : answer) pieces.push_back(tokenizer.piece(id));  // "▁" marks a space
+  r["answer_pieces"] = pieces;
   r["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
