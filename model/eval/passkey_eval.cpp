@@ -28,12 +28,19 @@ std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vect
 
 namespace {
 
+// The first of a note's source positions that is a key token, or -1: whether the note holds the key.
+int64_t key_source(const NoteInfo& note, const std::set<int64_t>& key_set) {
+  for (int64_t s : note.sources)
+    if (key_set.count(s) > 0) return s;
+  return -1;
+}
+
 // Per answer position (the last prompt token, then each generated token), the key note that
 // position's attention weighs most: which token of the key it read, and how much weight all
 // key notes got. Where each mention of the key is one token per digit (the bundled tokenizer
 // splits digits), `key_digit` is that token's digit index in the key, else -1.
 Json answer_reads(const AttentionRows& rows, const std::vector<NoteInfo>& notes, int64_t prompt_tokens,
-                  const std::vector<int64_t>& key_positions, int64_t key) {
+                  const std::vector<int64_t>& key_positions, const std::set<int64_t>& key_set, int64_t key) {
   const int64_t digits = static_cast<int64_t>(std::to_string(key).size());
   const bool one_token_per_digit = static_cast<int64_t>(key_positions.size()) == 2 * digits;
   Json reads = Json::array();
@@ -43,14 +50,12 @@ Json answer_reads(const AttentionRows& rows, const std::vector<NoteInfo>& notes,
     double on_key = 0, top_weight = 0;
     int64_t top_source = -1;
     for (int64_t e = rows.offset[row]; e < rows.offset[row + 1]; ++e) {
-      for (int64_t s : notes[rows.note[e]].sources) {
-        if (std::find(key_positions.begin(), key_positions.end(), s) == key_positions.end()) continue;
-        on_key += rows.weight[e];
-        if (rows.weight[e] > top_weight) {
-          top_weight = rows.weight[e];
-          top_source = s;
-        }
-        break;
+      const int64_t source = key_source(notes[rows.note[e]], key_set);
+      if (source < 0) continue;
+      on_key += rows.weight[e];
+      if (rows.weight[e] > top_weight) {
+        top_weight = rows.weight[e];
+        top_source = source;
       }
     }
     Json read = Json::object();
@@ -96,9 +101,7 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
     for (size_t n = 0; n < trace.notes.size(); ++n) {
       const NoteInfo& note = trace.notes[n];
       if (note.layer != l) continue;
-      bool holds_key = false;
-      for (int64_t s : note.sources) holds_key |= key_set.count(s) > 0;
-      if (!holds_key) continue;
+      if (key_source(note, key_set) < 0) continue;
       Json nj = Json::object();
       nj["note"] = static_cast<int64_t>(n);
       nj["priority"] = static_cast<double>(note.priority);
@@ -126,8 +129,7 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
     if (row >= 0) {
       for (int64_t e = rows.offset[row]; e < rows.offset[row + 1]; ++e) {
         const NoteInfo& note = trace.notes[rows.note[e]];
-        bool holds_key = false;
-        for (int64_t s : note.sources) holds_key |= key_set.count(s) > 0;
+        const bool holds_key = key_source(note, key_set) >= 0;
         if (holds_key) key_weight += rows.weight[e];
         Json a = Json::object();
         a["slot"] = static_cast<int64_t>(rows.slot[e]);
@@ -139,7 +141,7 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
     }
     layer["answer_attention"] = attention;
     layer["answer_weight_on_key_notes"] = key_weight;
-    layer["answer_reads"] = answer_reads(rows, trace.notes, T, key_positions, c.key);
+    layer["answer_reads"] = answer_reads(rows, trace.notes, T, key_positions, key_set, c.key);
     layers.push_back(layer);
   }
   r["layers"] = layers;
