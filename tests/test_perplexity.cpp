@@ -63,6 +63,26 @@ class TestPerplexity : public QObject {
     const double expected = std::exp(nll128 / 20);
     QVERIFY2(std::fabs(positions[0].at("perplexity").as_double() - expected) < 1e-3 * expected,
              qPrintable(QString("%1 vs %2").arg(positions[0].at("perplexity").as_double()).arg(expected)));
+    QVERIFY(!r.contains("by_context"));  // only when asked
+
+    // By context: the targets of the 256-token windows (tokens 246..255 and 502..511) scored
+    // after 128 tokens of context, [128, 256) and [384, 512); after 256 they are row 1.
+    o.by_context = true;
+    Json rc = eval::perplexity_by_length(m, tokens, o);
+    const auto& by_context = rc.at("by_context").as_array();
+    QCOMPARE(by_context.size(), size_t{2});
+    QCOMPARE(by_context[0].at("context").as_int(), int64_t(128));
+    QCOMPARE(by_context[0].at("scored_tokens").as_int(), int64_t(20));
+    double nll_context = reported * 10;  // row 0's window 1 is [128, 256)
+    RunState s2 = m.new_state(1);
+    auto late = t.narrow(0, 384, 128).to(torch::kInt64).view({1, 128});
+    auto lp = torch::log_softmax(m.logits(m.forward(late, s2, m.default_options()))[0], -1);
+    for (int64_t p = 117; p < 127; ++p) nll_context -= lp[p][late[0][p + 1].item<int64_t>()].item<double>();
+    const double expected_context = std::exp(nll_context / 20);
+    QVERIFY2(std::fabs(by_context[0].at("perplexity").as_double() - expected_context) < 1e-3 * expected_context,
+             qPrintable(QString("%1 vs %2").arg(by_context[0].at("perplexity").as_double()).arg(expected_context)));
+    QVERIFY(std::fabs(by_context[1].at("perplexity").as_double() - rows[1].at("perplexity").as_double()) <
+            1e-6 * rows[1].at("perplexity").as_double());
   }
 
   void refusesBadOptions() {

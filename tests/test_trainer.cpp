@@ -134,7 +134,7 @@ class TestTrainer : public QObject {
     for (uint64_t seed : {1u, 2u, 3u, 4u}) {
       const eval::PasskeyCase c = gen.make(600, 0.3 + 0.1 * static_cast<double>(seed), seed);
       const std::string key = std::to_string(c.key);
-      const std::string text = c.prompt + key + "\n";
+      const std::string text = passkey_training_text(c);
       const Encoding enc = tok.encode(text);
       const auto n = static_cast<int64_t>(enc.ids.size());
       const int64_t row_length = n + 37, shift = 37;  // book text before the example
@@ -162,6 +162,16 @@ class TestTrainer : public QObject {
         }
       }
       QCOMPARE(answered.front(), key.front());  // the first piece is supervised
+      // The answer's end is taught too: one position, predicting the first piece after the key.
+      QCOMPARE(t.end_row, std::vector<int64_t>{2});
+      QCOMPARE(t.end_query.size(), size_t{1});
+      const int64_t after = t.end_query[0] + 1 - shift;
+      QVERIFY(after > 0 && after < n);
+      QVERIFY(enc.begin[after] >= answer + static_cast<int64_t>(key.size()));
+      QVERIFY(enc.begin[after - 1] < answer + static_cast<int64_t>(key.size()));
+      QVERIFY(t.end_query[0] > t.query.back());
+      QCOMPARE(text.substr(static_cast<size_t>(answer) + key.size()), std::string(" is the pass key."));
+      QVERIFY(text.substr(static_cast<size_t>(enc.begin[after]), static_cast<size_t>(enc.end[after] - enc.begin[after])).find("is") != std::string::npos);
       // A row too short to hold the needle gets no targets.
       RetrievalTargets cut;
       const int64_t answer_token = std::upper_bound(enc.end.begin(), enc.end.end(), answer) - enc.end.begin();

@@ -334,7 +334,7 @@ class TestViews : public QObject {
       QVERIFY(piece.find_first_of("0123456789") != std::string::npos);
     }
     QCOMPARE(record.at("layers").as_array().size(), result.trace->layers.size());
-    QCOMPARE(record.at("hit").as_bool(), record.at("answer").as_string().find("24680") != std::string::npos);
+    QCOMPARE(record.at("hit").as_bool(), eval::passkey_found(record.at("answer").as_string(), 24680));
     QCOMPARE(record.at("digits_right").as_int(), eval::passkey_digits_right(record.at("answer").as_string(), 24680));
     // A near miss says how near it was.
     views::TraceDocument doc;
@@ -362,6 +362,7 @@ class TestViews : public QObject {
     Json reads = Json::array();
     reads.push_back(faint);
     reads.push_back(read);
+    for (Json& layer : miss["layers"].mutable_array()) layer["answer_reads"] = Json::array();  // the model's own reads out
     miss["layers"].mutable_array()[0]["answer_reads"] = reads;
     Json pieces = Json::array();
     for (const char* p : {"\u2581", "2", "4"}) pieces.push_back(std::string(p));

@@ -485,7 +485,7 @@ std::vector<double> parse_depths(const std::string& text) {
 }
 
 int cmd_eval_ppl(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"lengths", "windows", "scored", "out"}), {"help", "no-memory"});
+  Args args(argv, with(kModelOptions, {"lengths", "windows", "scored", "out"}), {"help", "no-memory", "by-context"});
   if (args.flag("help") || args.positionals().size() != 2) {
     std::printf("usage: memmamba eval ppl BOOK.txt --out FILE.json [options]\n\n"
                 "Perplexity by context length: up to --windows windows of each length from the book,\n"
@@ -493,7 +493,9 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
                 "evaluation options:\n"
                 "  --lengths 1k,2k,...  context lengths (default 1k,2k,4k,10k,20k,30k,40k,60k)\n"
                 "  --windows N          windows per length (default 10)\n"
-                "  --scored N           scored tokens at each window's end (default 100)\n",
+                "  --scored N           scored tokens at each window's end (default 100)\n"
+                "  --by-context         also score the same tokens (the ends of the longest windows)\n"
+                "                       after each length of context: rows that differ in context alone\n",
                 kModelOptionsHelp);
     return args.flag("help") ? kOk : kUsage;
   }
@@ -503,6 +505,7 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
   o.lengths = args.get_int_list("lengths", o.lengths, 2, 1 << 24);
   o.windows = args.get_int("windows", 10, 1, 100000);
   o.scored = args.get_int("scored", 100, 1, 1 << 20);
+  o.by_context = args.flag("by-context");
   for (int64_t L : o.lengths)
     if (L <= o.scored) throw UsageError("--lengths: " + std::to_string(L) + " is not longer than --scored " + std::to_string(o.scored));
   const std::string book = args.positionals()[1];
@@ -527,6 +530,12 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
                 static_cast<long long>(r.at("positions_window_length").as_int()), "position", "windows", "perplexity");
     for (const Json& row : r.at("positions").as_array())
       std::printf("%10lld %8lld %12.2f\n", static_cast<long long>(row.at("position").as_int()),
+                  static_cast<long long>(row.at("windows").as_int()), row.at("perplexity").as_double());
+  }
+  if (r.contains("by_context") && !r.at("by_context").as_array().empty()) {
+    std::printf("the same tokens after each length of context:\n%10s %8s %12s\n", "context", "windows", "perplexity");
+    for (const Json& row : r.at("by_context").as_array())
+      std::printf("%10lld %8lld %12.2f\n", static_cast<long long>(row.at("context").as_int()),
                   static_cast<long long>(row.at("windows").as_int()), row.at("perplexity").as_double());
   }
   std::printf("wrote %s%s\n", out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
@@ -798,7 +807,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --init-backbone M     with --init: take M's tensors of the same names (e.g. a Mamba's mixers)\n"
                 "  --retrieval-loss W    weight of the retrieval loss (memory models, passkey rows): each answer\n"
                 "                        piece of the key is taught to attend to that piece's note (default 0)\n"
-                "  --answer-loss W       weight of an extra cross-entropy on the passkey answers' key pieces (default 0)\n"
+                "  --answer-loss W       weight of an extra cross-entropy on the passkey answers' key pieces and\n"
+                "                        the piece after the key, where the answer stops (default 0)\n"
                 "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
                 "                        the note threshold in every layer (memory models, default 0)\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"

@@ -13,15 +13,18 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
                           const PerplexityOptions& options, const std::function<bool(int64_t, int64_t)>& progress) {
   if (options.scored < 1 || options.windows < 1) throw std::invalid_argument("perplexity: windows and scored tokens must be positive");
   const int64_t T = static_cast<int64_t>(tokens.size());
-  int64_t total = 0;
-  for (int64_t L : options.lengths) total += std::min<int64_t>(options.windows, T / std::max<int64_t>(L, 1));
-  int64_t done = 0;
-  Json rows = Json::array();
   // The windows of the longest length that fits, kept to score every shorter position in the
   // same text: the loss at position p with all p tokens before it as context.
   int64_t longest = 0;
   for (int64_t L : options.lengths)
     if (T / std::max<int64_t>(L, 1) >= 1) longest = std::max(longest, L);
+  int64_t total = 0;
+  for (int64_t L : options.lengths) {
+    total += std::min<int64_t>(options.windows, T / std::max<int64_t>(L, 1));
+    if (options.by_context && L < longest) total += std::min<int64_t>(options.windows, T / longest);
+  }
+  int64_t done = 0;
+  Json rows = Json::array();
   std::vector<std::vector<float>> longest_losses;
   for (int64_t L : options.lengths) {
     if (L <= options.scored) throw std::invalid_argument("perplexity: a context length must exceed the scored tokens");
@@ -75,6 +78,33 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
   }
   out["positions"] = positions;
   out["positions_window_length"] = longest;
+  if (!options.by_context) return out;
+  // The same scored tokens with less context: window k of the longest length ends at
+  // (k + 1) * longest; its last `scored` tokens are scored again after only L tokens.
+  Json by_context = Json::array();
+  for (int64_t L : options.lengths) {
+    if (longest_losses.empty() || L > longest) continue;
+    double nll = 0;
+    int64_t count = 0;
+    for (size_t k = 0; k < longest_losses.size(); ++k) {
+      std::vector<float> loss = longest_losses[k];
+      if (L < longest) {
+        const int64_t end = static_cast<int64_t>(k + 1) * longest;
+        loss = token_losses(model, std::vector<int32_t>(tokens.begin() + (end - L), tokens.begin() + end), options.run);
+        if (progress && !progress(++done, total)) throw Cancelled();
+      }
+      const int64_t n = static_cast<int64_t>(loss.size());
+      for (int64_t t = n - options.scored - 1; t < n - 1; ++t) { nll += loss[static_cast<size_t>(t)]; ++count; }
+    }
+    Json row = Json::object();
+    row["context"] = L;
+    row["windows"] = static_cast<int64_t>(longest_losses.size());
+    row["scored_tokens"] = count;
+    row["mean_nll"] = nll / static_cast<double>(count);
+    row["perplexity"] = std::exp(nll / static_cast<double>(count));
+    by_context.push_back(row);
+  }
+  out["by_context"] = by_context;
   return out;
 }
 

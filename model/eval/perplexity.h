@@ -3,6 +3,9 @@
 // loss of the last `scored` tokens of each window; perplexity = exp(mean NLL). Also, under
 // "positions", perplexity by position within the same windows (those of the longest length
 // that fits): the tokens ending at each length L, so every row scores the same windows.
+// With `by_context`, also "by_context": the same tokens (the last `scored` of each of those
+// windows) scored with only the L tokens before their end as context, for every L: the rows
+// differ in context alone, not in the text they score.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -17,6 +20,7 @@ struct PerplexityOptions {
   std::vector<int64_t> lengths{1024, 2048, 4096, 10240, 20480, 30720, 40960, 61440};
   int64_t windows = 10;
   int64_t scored = 100;
+  bool by_context = false;
   RunOptions run;
   Json meta = Json::object();
 };

@@ -143,7 +143,7 @@ class BatchMaker {
         const int64_t min_len = std::max<int64_t>(64, std::min<int64_t>(256, L / 2));
         const int64_t target = min_len + static_cast<int64_t>(rng() % static_cast<uint64_t>(std::max<int64_t>(1, L - 24 - min_len)));
         const eval::PasskeyCase c = generator_->make(target, unit(rng), rng());
-        Encoding enc = tokenizer_->encode(c.prompt + std::to_string(c.key) + "\n");
+        Encoding enc = tokenizer_->encode(passkey_training_text(c));
         const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
         for (int64_t i = 0; i < n; ++i) row[L - n + i] = enc.ids[enc.ids.size() - n + i];
         if (passkeys) ++*passkeys;
@@ -281,8 +281,11 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   if (has_targets && answer_weight > 0) {
     // The key's pieces are a handful of a row's thousands of tokens: weigh them on their own.
     auto opts = torch::TensorOptions().dtype(torch::kInt64);
-    auto rows = torch::tensor(targets->row, opts).to(logits.device());
-    auto query = torch::tensor(targets->query, opts).to(logits.device());
+    std::vector<int64_t> row_list = targets->row, query_list = targets->query;
+    row_list.insert(row_list.end(), targets->end_row.begin(), targets->end_row.end());
+    query_list.insert(query_list.end(), targets->end_query.begin(), targets->end_query.end());
+    auto rows = torch::tensor(row_list, opts).to(logits.device());
+    auto query = torch::tensor(query_list, opts).to(logits.device());
     auto answer_logits = logits.index({rows, query}).to(torch::kFloat32);
     auto labels = batch.to(logits.device()).index({rows, query + 1});
     auto answer = torch::nn::functional::cross_entropy(answer_logits, labels);
@@ -333,6 +336,10 @@ void save_all(const TrainOptions& o, const MemMambaModel& model, const AdamW& op
 
 }  // namespace
 
+std::string passkey_training_text(const eval::PasskeyCase& c) {
+  return c.prompt + std::to_string(c.key) + " is the pass key.";
+}
+
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
                            RetrievalTargets& out) {
   const std::string key = std::to_string(c.key);
@@ -353,6 +360,15 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
     out.query.push_back(query);
     out.first.push_back(a);
     out.second.push_back(b);
+  }
+  for (size_t i = 0; i < enc.ids.size(); ++i) {
+    if (enc.begin[i] < answer + klen) continue;
+    const int64_t query = at(static_cast<int64_t>(i)) - 1;
+    if (query >= 0) {
+      out.end_row.push_back(row);
+      out.end_query.push_back(query);
+    }
+    break;  // only the first piece after the key
   }
 }
 

@@ -59,7 +59,7 @@ struct TrainProgress {
   // Retrieval loss, mean attention mass on the key's notes, and the share of answer pieces x
   // pool attentions where a key note was visible and read; NaN without the retrieval loss.
   double retrieval_loss = std::nan(""), key_attention = std::nan(""), retrieval_coverage = std::nan("");
-  double answer_loss = std::nan("");  // cross-entropy on the answers' key pieces, with --answer-loss
+  double answer_loss = std::nan("");  // cross-entropy on the answers' key pieces and end, with --answer-loss
   // Selection loss and the share of key tokens x layers noted, with --note-loss.
   double note_loss = std::nan(""), key_noted = std::nan("");
 };
@@ -67,12 +67,22 @@ struct TrainProgress {
 // Where a passkey row's answer predicts each piece of the key (`query`: the input position
 // before the piece) and where the same bytes of the key stand in the needle's two copies
 // (`first`, `second`): the notes a retrieval should read. Positions are within the row;
-// -1 where a copy was cut off.
+// -1 where a copy was cut off. `end_row`/`end_query`: where the answer predicts the piece right
+// after the key, which the answer loss teaches too so that an answer stops after the key's
+// last digit (without it the models ran on: "1487218." for 14872).
 struct RetrievalTargets {
   std::vector<int64_t> row, query, first, second;
+  std::vector<int64_t> end_row, end_query;
 };
 
-// Appends the targets of case `c` encoded as `enc` (prompt, key, newline), whose last tokens
+// The text of a passkey training row: the prompt, the key, and " is the pass key." (the
+// needle's own words). What follows the key gives the answer an end to learn: a newline is
+// dropped by the tokenizer's normalisation, so that nothing followed the key, and the models
+// ran on ("1487218." for 14872); a bare full stop taught "24680." and then a letter with no
+// space ("24680.d"), which is no whitespace-separated answer.
+std::string passkey_training_text(const eval::PasskeyCase& c);
+
+// Appends the targets of case `c` encoded as `enc` (passkey_training_text), whose last tokens
 // fill the end of batch row `row` of `row_length` tokens.
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
                            RetrievalTargets& out);
