@@ -320,6 +320,10 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--lr"), QStringLiteral("-1")},
         2, QStringLiteral("lr"));
+    cli(QStringLiteral("train --answer-end 7"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--answer-end"), QStringLiteral("7 more")},
+        2, QStringLiteral("answer-end"));
     QVERIFY(!QFile::exists(out));  // nothing half-written by any of them
   }
 

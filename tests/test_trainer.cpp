@@ -170,8 +170,7 @@ class TestTrainer : public QObject {
       QVERIFY(enc.begin[after] >= answer + static_cast<int64_t>(key.size()));
       QVERIFY(enc.begin[after - 1] < answer + static_cast<int64_t>(key.size()));
       QVERIFY(t.end_query[0] > t.query.back());
-      QCOMPARE(text.substr(static_cast<size_t>(answer) + key.size()), std::string(" is the pass key."));
-      QVERIFY(text.substr(static_cast<size_t>(enc.begin[after]), static_cast<size_t>(enc.end[after] - enc.begin[after])).find("is") != std::string::npos);
+      QCOMPARE(text.substr(static_cast<size_t>(enc.begin[after])), std::string("."));
       // A row too short to hold the needle gets no targets.
       RetrievalTargets cut;
       const int64_t answer_token = std::upper_bound(enc.end.begin(), enc.end.end(), answer) - enc.end.begin();

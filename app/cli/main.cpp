@@ -788,7 +788,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
-                   "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss"},
+                   "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end"},
             {"help", "resume", "fp32", "mamba-only"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -809,6 +809,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "                        piece of the key is taught to attend to that piece's note (default 0)\n"
                 "  --answer-loss W       weight of an extra cross-entropy on the passkey answers' key pieces and\n"
                 "                        the piece after the key, where the answer stops (default 0)\n"
+                "  --answer-end TEXT     what follows the key in a passkey row (default \".\")\n"
                 "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
                 "                        the note threshold in every layer (memory models, default 0)\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
@@ -860,6 +861,12 @@ int cmd_train(const std::vector<std::string>& argv) {
         const std::string p = find_sample_file(book);
         if (!p.empty()) o.passkey_books.push_back(p);
       }
+  }
+  if (args.has("answer-end")) {
+    o.passkey_answer_end = args.get("answer-end", ".");
+    if (o.passkey_answer_end.empty() || o.passkey_answer_end.size() > 200 ||
+        std::isdigit(static_cast<unsigned char>(o.passkey_answer_end[0])))
+      throw UsageError("--answer-end must be 1 to 200 characters that do not begin with a digit (it follows the key)");
   }
   if (args.has("init-backbone")) {
     if (o.init_checkpoint.empty()) throw UsageError("--init-backbone goes with --init");

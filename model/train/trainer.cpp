@@ -143,7 +143,7 @@ class BatchMaker {
         const int64_t min_len = std::max<int64_t>(64, std::min<int64_t>(256, L / 2));
         const int64_t target = min_len + static_cast<int64_t>(rng() % static_cast<uint64_t>(std::max<int64_t>(1, L - 24 - min_len)));
         const eval::PasskeyCase c = generator_->make(target, unit(rng), rng());
-        Encoding enc = tokenizer_->encode(passkey_training_text(c));
+        Encoding enc = tokenizer_->encode(passkey_training_text(c, o_.passkey_answer_end));
         const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
         for (int64_t i = 0; i < n; ++i) row[L - n + i] = enc.ids[enc.ids.size() - n + i];
         if (passkeys) ++*passkeys;
@@ -336,8 +336,8 @@ void save_all(const TrainOptions& o, const MemMambaModel& model, const AdamW& op
 
 }  // namespace
 
-std::string passkey_training_text(const eval::PasskeyCase& c) {
-  return c.prompt + std::to_string(c.key) + " is the pass key.";
+std::string passkey_training_text(const eval::PasskeyCase& c, const std::string& answer_end) {
+  return c.prompt + std::to_string(c.key) + answer_end;
 }
 
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,

@@ -42,6 +42,7 @@ struct TrainOptions {
   double passkey_fraction = 0.25;  // share of sequences that are passkey examples
   std::string passkey_tokenizer;   // needed when passkey_fraction > 0
   std::vector<std::string> passkey_books;  // haystack sentences (empty: the repeated filler)
+  std::string passkey_answer_end = ".";     // what follows the key in a passkey row (passkey_training_text)
   // Weight of the retrieval loss (MemMamba only): on passkey rows, each answer position that
   // predicts a piece of the key is taught to put its pool attention on that piece's note.
   double retrieval_loss_weight = 0;
@@ -75,12 +76,11 @@ struct RetrievalTargets {
   std::vector<int64_t> end_row, end_query;
 };
 
-// The text of a passkey training row: the prompt, the key, and " is the pass key." (the
-// needle's own words). What follows the key gives the answer an end to learn: a newline is
-// dropped by the tokenizer's normalisation, so that nothing followed the key, and the models
-// ran on ("1487218." for 14872); a bare full stop taught "24680." and then a letter with no
-// space ("24680.d"), which is no whitespace-separated answer.
-std::string passkey_training_text(const eval::PasskeyCase& c);
+// The text of a passkey training row: the prompt, the key and `answer_end`. What follows the
+// key gives the answer an end to learn; the answer loss teaches its first piece. (The rows once
+// ended in a newline, which the tokenizer's normalisation drops: nothing followed the key and
+// the models ran on, "1487218." for 14872. docs/model.md compares "." with " is the pass key.")
+std::string passkey_training_text(const eval::PasskeyCase& c, const std::string& answer_end = ".");
 
 // Appends the targets of case `c` encoded as `enc` (passkey_training_text), whose last tokens
 // fill the end of batch row `row` of `row_length` tokens.
