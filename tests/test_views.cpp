@@ -65,6 +65,15 @@ class TestViews : public QObject {
     QCOMPARE(pool.occupancyColumns(), static_cast<int>(T_));
     QCOMPARE(triggers.rasterRows(), static_cast<int>(trace_->layers.size()));
     QCOMPARE(triggers.rasterColumns(), static_cast<int>(T_));
+    // A negative tau2 has no line on the plot (I_state >= 0), so the axis says what it means.
+    auto* signals_plot = triggers.findChild<QCustomPlot*>(QStringLiteral("threshold-signals"));
+    QVERIFY(signals_plot);
+    triggers.setThresholds(0.75, -1.0);
+    doc.setPosition(5);
+    QVERIFY2(signals_plot->xAxis->label().contains(QStringLiteral("retrieval at every token")), qPrintable(signals_plot->xAxis->label()));
+    triggers.setThresholds(0.75, 0.5);
+    doc.setPosition(6);
+    QVERIFY(!signals_plot->xAxis->label().contains(QStringLiteral("every token")));
     // The pool shown at the last token equals the replayed pool.
     doc.setPosition(T_ - 1);
     int expected = 0;

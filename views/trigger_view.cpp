@@ -183,7 +183,13 @@ void TriggerView::updateSignals() {
   now->point2->setCoords(static_cast<double>(pos), 1);
   now->setPen(QPen(QColor(230, 40, 80), 2));
   signals_->legend->setVisible(true);
-  signals_->xAxis->setLabel(tr("token position (layer %1; dashed: tau1, tau2)").arg(layer));
+  // I_state is never below 0, so a negative tau2 (the bundled model's) reads at every token;
+  // its line would fall off the plot, so the label says so instead.
+  signals_->xAxis->setLabel(tau_retrieve_->value() < 0
+                                ? tr("token position (layer %1; dashed: tau1; tau2 %2 < 0: retrieval at every token)")
+                                      .arg(layer)
+                                      .arg(tau_retrieve_->value())
+                                : tr("token position (layer %1; dashed: tau1, tau2)").arg(layer));
   signals_->xAxis->setRange(static_cast<double>(a), static_cast<double>(std::max(b, a + 1)));
   signals_->yAxis->setRange(-0.05, 1.05);
   signals_->replot(QCustomPlot::rpQueuedReplot);
