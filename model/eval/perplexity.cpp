@@ -8,6 +8,27 @@
 #include "model/runner.h"
 
 namespace memmamba::eval {
+namespace {
+
+// Sum of the losses that score tokens [end - scored, end): loss[t] scores token t + 1.
+double scored_nll(const std::vector<float>& loss, int64_t end, int64_t scored) {
+  double nll = 0;
+  for (int64_t t = end - scored - 1; t < end - 1; ++t) nll += loss[static_cast<size_t>(t)];
+  return nll;
+}
+
+// One pooled row of the positions or by_context table; `key` names what L is.
+Json pooled_row(const char* key, int64_t L, int64_t windows, double nll, int64_t count) {
+  Json row = Json::object();
+  row[key] = L;
+  row["windows"] = windows;
+  row["scored_tokens"] = count;
+  row["mean_nll"] = nll / static_cast<double>(count);
+  row["perplexity"] = std::exp(nll / static_cast<double>(count));
+  return row;
+}
+
+}  // namespace
 
 Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>& tokens,
                           const PerplexityOptions& options, const std::function<bool(int64_t, int64_t)>& progress) {
@@ -37,9 +58,7 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
       std::vector<int32_t> window(tokens.begin() + k * L, tokens.begin() + (k + 1) * L);
       const std::vector<float> loss = token_losses(model, window, options.run);
       if (L == longest && static_cast<int64_t>(longest_losses.size()) < n_windows) longest_losses.push_back(loss);
-      double w = 0;
-      // loss[t] scores token t+1: the last `scored` tokens are t+1 in [L - scored, L).
-      for (int64_t t = L - options.scored - 1; t < L - 1; ++t) w += loss[t];
+      const double w = scored_nll(loss, L, options.scored);
       nll += w;
       count += options.scored;
       window_nll.push_back(w / options.scored);
@@ -65,16 +84,9 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
   for (int64_t L : options.lengths) {
     if (longest_losses.empty() || L > longest) continue;
     double nll = 0;
-    int64_t count = 0;
-    for (const std::vector<float>& loss : longest_losses)
-      for (int64_t t = L - options.scored - 1; t < L - 1; ++t) { nll += loss[static_cast<size_t>(t)]; ++count; }
-    Json row = Json::object();
-    row["position"] = L;
-    row["windows"] = static_cast<int64_t>(longest_losses.size());
-    row["scored_tokens"] = count;
-    row["mean_nll"] = nll / static_cast<double>(count);
-    row["perplexity"] = std::exp(nll / static_cast<double>(count));
-    positions.push_back(row);
+    for (const std::vector<float>& loss : longest_losses) nll += scored_nll(loss, L, options.scored);
+    const auto windows = static_cast<int64_t>(longest_losses.size());
+    positions.push_back(pooled_row("position", L, windows, nll, windows * options.scored));
   }
   out["positions"] = positions;
   out["positions_window_length"] = longest;
@@ -85,24 +97,18 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
   for (int64_t L : options.lengths) {
     if (longest_losses.empty() || L > longest) continue;
     double nll = 0;
-    int64_t count = 0;
     for (size_t k = 0; k < longest_losses.size(); ++k) {
-      std::vector<float> loss = longest_losses[k];
-      if (L < longest) {
-        const int64_t end = static_cast<int64_t>(k + 1) * longest;
-        loss = token_losses(model, std::vector<int32_t>(tokens.begin() + (end - L), tokens.begin() + end), options.run);
-        if (progress && !progress(++done, total)) throw Cancelled();
+      if (L == longest) {
+        nll += scored_nll(longest_losses[k], L, options.scored);
+        continue;
       }
-      const int64_t n = static_cast<int64_t>(loss.size());
-      for (int64_t t = n - options.scored - 1; t < n - 1; ++t) { nll += loss[static_cast<size_t>(t)]; ++count; }
+      const int64_t end = static_cast<int64_t>(k + 1) * longest;
+      nll += scored_nll(token_losses(model, std::vector<int32_t>(tokens.begin() + (end - L), tokens.begin() + end), options.run), L,
+                        options.scored);
+      if (progress && !progress(++done, total)) throw Cancelled();
     }
-    Json row = Json::object();
-    row["context"] = L;
-    row["windows"] = static_cast<int64_t>(longest_losses.size());
-    row["scored_tokens"] = count;
-    row["mean_nll"] = nll / static_cast<double>(count);
-    row["perplexity"] = std::exp(nll / static_cast<double>(count));
-    by_context.push_back(row);
+    const auto windows = static_cast<int64_t>(longest_losses.size());
+    by_context.push_back(pooled_row("context", L, windows, nll, windows * options.scored));
   }
   out["by_context"] = by_context;
   return out;
