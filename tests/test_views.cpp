@@ -74,6 +74,8 @@ class TestViews : public QObject {
     triggers.setThresholds(0.75, 0.5);
     doc.setPosition(6);
     QVERIFY(!signals_plot->xAxis->label().contains(QStringLiteral("every token")));
+    auto* raster = triggers.findChild<QCustomPlot*>(QStringLiteral("trigger-raster"));
+    QVERIFY(raster && !raster->xAxis->label().contains(QStringLiteral("every token")));
     // The pool shown at the last token equals the replayed pool.
     doc.setPosition(T_ - 1);
     int expected = 0;
@@ -232,6 +234,45 @@ class TestViews : public QObject {
     QVERIFY(panel.setGrid(bad).contains(QStringLiteral("digit_accuracy")));
     QVERIFY(!panel.setGrid(Json::object()).isEmpty());  // not a grid: refused with a reason
     QCOMPARE(panel.gridLengths(), 2);                    // and the old grid stays
+  }
+
+  void rasterOfARunThatReadsEverywhereShowsTheNotes() {
+    // With tau2 below every I_state the read runs at every token; the raster then shows the
+    // notes alone (cells 0 or 1) instead of a solid "triggered" colour, and says so.
+    ModelConfig c = testing::tiny_config();
+    c.tau_retrieve = -1;
+    MemMambaModel model = MemMambaModel::random(c, 3);
+    TraceRunRequest req;
+    for (int64_t t = 0; t < 200; ++t) {
+      req.char_begin.push_back(static_cast<int64_t>(req.text.size()));
+      req.text += "w" + std::to_string(t % 23) + " ";
+      req.char_end.push_back(static_cast<int64_t>(req.text.size()));
+      req.tokens.push_back(static_cast<int32_t>((t * 13 + t / 5) % c.vocab_size));
+    }
+    req.options = model.default_options();
+    auto trace = std::make_shared<Trace>(trace_tokens(model, std::move(req)));
+    views::TraceDocument doc;
+    views::TriggerView triggers(&doc);
+    doc.setTrace(trace, QStringLiteral("reads everywhere"));
+    auto* raster = triggers.findChild<QCustomPlot*>(QStringLiteral("trigger-raster"));
+    QVERIFY2(raster->xAxis->label().contains(QStringLiteral("every token of every layer")), qPrintable(raster->xAxis->label()));
+    auto* map = qobject_cast<QCPColorMap*>(raster->plottable(0));
+    QVERIFY(map);
+    int noted_cells = 0;
+    for (int l = 0; l < triggers.rasterRows(); ++l)
+      for (int col = 0; col < triggers.rasterColumns(); ++col) {
+        const double v = map->data()->cell(col, l);
+        QVERIFY(v == 0.0 || v == 1.0);
+        noted_cells += v == 1.0;
+      }
+    int64_t noted = 0;
+    for (const auto& layer : trace->layers)
+      for (auto f : layer.flags) noted += (f & kNoted) != 0;
+    QCOMPARE(static_cast<int64_t>(noted_cells), noted);  // 200 tokens, one column each
+    // The default run of the suite's trace (tau2 0.5) keeps the triggered colours.
+    doc.setTrace(trace_, QStringLiteral("test"));
+    raster = triggers.findChild<QCustomPlot*>(QStringLiteral("trigger-raster"));
+    QVERIFY(!raster->xAxis->label().contains(QStringLiteral("every token")));
   }
 
   void timelinePlaysAndReportsFrames() {

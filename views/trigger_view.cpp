@@ -115,6 +115,13 @@ void TriggerView::rebuildRaster() {
   map_ = new QCPColorMap(raster_->xAxis, raster_->yAxis);
   map_->data()->setSize(columns_, rows_);
   map_->data()->setRange(QCPRange(0, static_cast<double>(T)), QCPRange(0, std::max(0, rows_ - 1)));
+  // A run whose retrieval fired at every token of every layer (tau2 below any I_state, as the
+  // bundled model is trained) would paint the raster solid blue and hide the notes: then the
+  // raster shows the notes alone and its label says why.
+  bool reads_everywhere = true;
+  for (const auto& layer : t->layers)
+    reads_everywhere = reads_everywhere && std::all_of(layer.flags.begin(), layer.flags.begin() + T,
+                                                       [](auto f) { return (f & kTriggered) != 0; });
   // Cell value: 0 nothing, 1 noted, 2 triggered, 3 both; a bin of several tokens shows what
   // happened to any of them (fractions would blend "partly triggered" into the "noted" colour).
   for (int l = 0; l < rows_; ++l) {
@@ -123,7 +130,7 @@ void TriggerView::rebuildRaster() {
       double noted = 0, trig = 0;
       const int64_t a = c * bin_, b = std::min(T, a + bin_);
       for (int64_t i = a; i < b; ++i) { noted += (flags[i] & kNoted) != 0; trig += (flags[i] & kTriggered) != 0; }
-      map_->data()->setCell(c, l, (noted > 0 ? 1.0 : 0.0) + (trig > 0 ? 2.0 : 0.0));
+      map_->data()->setCell(c, l, (noted > 0 ? 1.0 : 0.0) + (trig > 0 && !reads_everywhere ? 2.0 : 0.0));
     }
   }
   QCPColorGradient g;
@@ -135,7 +142,9 @@ void TriggerView::rebuildRaster() {
   map_->setGradient(g);
   map_->setDataRange(QCPRange(0, 3));
   map_->setInterpolate(false);
-  raster_->xAxis->setLabel(tr("token position   (orange: noted, blue: retrieval triggered, purple: both)"));
+  raster_->xAxis->setLabel(reads_everywhere
+                               ? tr("token position   (orange: noted; retrieval ran at every token of every layer)")
+                               : tr("token position   (orange: noted, blue: retrieval triggered, purple: both)"));
   raster_->yAxis->setLabel(tr("layer"));
   raster_->xAxis->setRange(0, static_cast<double>(T));
   raster_->yAxis->setRange(-0.5, rows_ - 0.5);
