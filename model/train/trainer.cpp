@@ -361,15 +361,13 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
     out.first.push_back(a);
     out.second.push_back(b);
   }
-  for (size_t i = 0; i < enc.ids.size(); ++i) {
-    if (enc.begin[i] < answer + klen) continue;
-    const int64_t query = at(static_cast<int64_t>(i)) - 1;
-    if (query >= 0) {
-      out.end_row.push_back(row);
-      out.end_query.push_back(query);
-    }
-    break;  // only the first piece after the key
-  }
+  // The answer's end: the first piece that begins after the key (pieces are in text order).
+  const auto after = std::lower_bound(enc.begin.begin(), enc.begin.end(), answer + klen);
+  if (after == enc.begin.end()) return;
+  const int64_t end_query = at(after - enc.begin.begin()) - 1;
+  if (end_query < 0) return;
+  out.end_row.push_back(row);
+  out.end_query.push_back(end_query);
 }
 
 int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainProgress&)>& on_step) {
