@@ -324,6 +324,10 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--answer-end"), QStringLiteral("7 more")},
         2, QStringLiteral("answer-end"));
+    cli(QStringLiteral("train --passkey-min-length 20"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-min-length"), QStringLiteral("20")},
+        2, QStringLiteral("passkey-min-length"));
     QVERIFY(!QFile::exists(out));  // nothing half-written by any of them
   }
 

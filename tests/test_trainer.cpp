@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <vector>
 
 #include "model/memmamba.h"
@@ -266,6 +267,30 @@ class TestTrainer : public QObject {
     qInfo("importance of a repeated token in layer 1: %.3f -> %.3f (tau1 %.2f)", before, after, c.tau_note);
     QVERIFY(before < c.tau_note);
     QVERIFY(after > c.tau_note);
+  }
+
+  void passkeyExamplesSpanTheirLengths() {
+    TrainOptions o;
+    const int64_t row = 16385;
+    int64_t lo = row, hi = 0;
+    std::mt19937_64 rng(3);
+    for (int i = 0; i < 2000; ++i) {
+      const int64_t n = passkey_example_tokens(o, row, rng());
+      lo = std::min(lo, n);
+      hi = std::max(hi, n);
+    }
+    QVERIFY(lo >= 256 && lo < 256 + 200);  // the default shortest is 256 tokens
+    QVERIFY(hi <= row - 24 && hi > row - 24 - 200);
+    o.passkey_min_tokens = 12000;  // long examples only: the key lies far from its answer
+    lo = row;
+    for (int i = 0; i < 2000; ++i) lo = std::min(lo, passkey_example_tokens(o, row, rng()));
+    QVERIFY(lo >= 12000 && lo < 12000 + 50);
+    o.passkey_min_tokens = 1 << 20;  // longer than the row: every example fills it
+    QCOMPARE(passkey_example_tokens(o, row, rng()), row - 25);
+    QCOMPARE(passkey_example_tokens(o, 128, 0), int64_t{103});
+    TrainOptions tiny = tinyRun(QStringLiteral("."), QStringLiteral("."), 1);
+    tiny.passkey_min_tokens = 10;  // too short to hold a prompt
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, train_model(tiny, [](const TrainProgress&) { return true; }));
   }
 
   void retrievalLossRunsInTheTrainer() {

@@ -788,7 +788,8 @@ int cmd_train(const std::vector<std::string>& argv) {
   Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
-                   "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end"},
+                   "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
+                   "passkey-min-length"},
             {"help", "resume", "fp32", "mamba-only"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -802,6 +803,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --passkey-fraction 0.25  share of sequences that are passkey examples (haystacks\n"
                 "                        from the bundled sample books; --tokenizer for their tokens)\n"
                 "  --haystack book|filler  passkey haystacks: book sentences (default) or the repeated filler\n"
+                "  --passkey-min-length N  shortest passkey example in tokens (default min(256, seq-len / 2));\n"
+                "                        lengths are uniform from N to the row, depths uniform\n"
                 "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
                 "  --tau-retrieve X      with --init: train with this retrieval threshold tau2 (saved in the config)\n"
                 "  --init-backbone M     with --init: take M's tensors of the same names (e.g. a Mamba's mixers)\n"
@@ -861,6 +864,11 @@ int cmd_train(const std::vector<std::string>& argv) {
         const std::string p = find_sample_file(book);
         if (!p.empty()) o.passkey_books.push_back(p);
       }
+  }
+  if (args.has("passkey-min-length")) {
+    if (o.passkey_fraction <= 0) throw UsageError("--passkey-min-length needs passkey rows (--passkey-fraction > 0)");
+    if (o.seq_len < 128) throw UsageError("--passkey-min-length: rows of fewer than 128 tokens hold no passkey example");
+    o.passkey_min_tokens = args.get_int("passkey-min-length", 256, 64, o.seq_len - 24);
   }
   if (args.has("answer-end")) {
     o.passkey_answer_end = args.get("answer-end", ".");

@@ -140,8 +140,7 @@ class BatchMaker {
       if (generator_ && L >= 128 && unit(rng) < o_.passkey_fraction) {  // prompts need >= 64 tokens
         // A passkey example (prompt, then the key) at a random length and depth, placed at
         // the end of the row; book text fills whatever is left before it.
-        const int64_t min_len = std::max<int64_t>(64, std::min<int64_t>(256, L / 2));
-        const int64_t target = min_len + static_cast<int64_t>(rng() % static_cast<uint64_t>(std::max<int64_t>(1, L - 24 - min_len)));
+        const int64_t target = passkey_example_tokens(o_, L, rng());
         const eval::PasskeyCase c = generator_->make(target, unit(rng), rng());
         Encoding enc = tokenizer_->encode(passkey_training_text(c, o_.passkey_answer_end));
         const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
@@ -336,6 +335,13 @@ void save_all(const TrainOptions& o, const MemMambaModel& model, const AdamW& op
 
 }  // namespace
 
+int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64_t random) {
+  const int64_t L = row_tokens;
+  const int64_t min_len = o.passkey_min_tokens > 0 ? std::min<int64_t>(o.passkey_min_tokens, L - 25)
+                                                   : std::max<int64_t>(64, std::min<int64_t>(256, L / 2));
+  return min_len + static_cast<int64_t>(random % static_cast<uint64_t>(std::max<int64_t>(1, L - 24 - min_len)));
+}
+
 std::string passkey_training_text(const eval::PasskeyCase& c, const std::string& answer_end) {
   return c.prompt + std::to_string(c.key) + answer_end;
 }
@@ -374,6 +380,8 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   if (o.seq_len < 8 || o.batch < 1 || o.accumulation < 1 || o.batch % o.accumulation != 0 || o.steps < 1)
     throw std::invalid_argument("training needs seq_len >= 8, steps >= 1, and batch a positive multiple of accumulation");
   if (o.cuda && !torch::cuda::is_available()) throw std::invalid_argument("--device cuda: no CUDA device is available");
+  if (o.passkey_min_tokens < 0 || (o.passkey_min_tokens > 0 && o.passkey_min_tokens < 64))
+    throw std::invalid_argument("passkey examples need at least 64 tokens (passkey_min_tokens)");
   const torch::Device device = o.cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   const TokenShard train = TokenShard::load((fs::path(o.data_dir) / "train.tokens").string());
   const TokenShard heldout = TokenShard::load((fs::path(o.data_dir) / "heldout.tokens").string());

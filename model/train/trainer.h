@@ -43,6 +43,9 @@ struct TrainOptions {
   std::string passkey_tokenizer;   // needed when passkey_fraction > 0
   std::vector<std::string> passkey_books;  // haystack sentences (empty: the repeated filler)
   std::string passkey_answer_end = ".";     // what follows the key in a passkey row (passkey_training_text)
+  // Shortest passkey example in tokens (0: min(256, seq_len / 2)); longer examples put the key
+  // further from its answer, beyond what the SSM's state alone still carries.
+  int64_t passkey_min_tokens = 0;
   // Weight of the retrieval loss (MemMamba only): on passkey rows, each answer position that
   // predicts a piece of the key is taught to put its pool attention on that piece's note.
   double retrieval_loss_weight = 0;
@@ -75,6 +78,10 @@ struct RetrievalTargets {
   std::vector<int64_t> row, query, first, second;
   std::vector<int64_t> end_row, end_query;
 };
+
+// The length in tokens of a passkey example in a row of `row_tokens` (>= 128) tokens, from a
+// uniform random draw: between passkey_min_tokens (or its default) and row_tokens - 24.
+int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64_t random);
 
 // The text of a passkey training row: the prompt, the key and `answer_end`. What follows the
 // key gives the answer an end to learn; the answer loss teaches its first piece. (The rows once
