@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "model/checkpoint.h"
 #include "model/memmamba.h"
 #include "model/safetensors.h"
 #include "model/train/token_shards.h"
@@ -107,6 +108,34 @@ class TestTrainer : public QObject {
     QVERIFY(std::isfinite(eval_loss) && eval_loss < first);
     QVERIFY(QFile::exists(dir.filePath(QStringLiteral("run/model.safetensors"))));
     QVERIFY(QFile::exists(dir.filePath(QStringLiteral("run/metrics.csv"))));
+  }
+
+  void frozenFusionScalesStayAsLoaded() {
+    QTemporaryDir dir;
+    writeShards(dir.path());
+    TrainOptions first = tinyRun(dir.path(), dir.filePath(QStringLiteral("first")), 3);
+    train_model(first, [](const TrainProgress&) { return true; });
+    const std::string start = dir.filePath(QStringLiteral("first/model.safetensors")).toStdString();
+    auto run_from_start = [&](const QString& out, bool freeze) {
+      TrainOptions o = tinyRun(dir.path(), dir.filePath(out), 5);
+      o.init_checkpoint = start;
+      o.freeze_fusion_scales = freeze;
+      train_model(o, [](const TrainProgress&) { return true; });
+      return load_checkpoint((dir.filePath(out) + QStringLiteral("/model.safetensors")).toStdString()).weights;
+    };
+    const Weights before = load_checkpoint(start).weights, frozen = run_from_start(QStringLiteral("frozen"), true),
+                  free = run_from_start(QStringLiteral("free"), false);
+    int scales = 0;
+    for (const auto& [name, t] : before.all()) {
+      const bool is_scale = QString::fromStdString(name).endsWith(QStringLiteral("fusion.scale"));
+      scales += is_scale;
+      if (is_scale) {
+        QVERIFY2(torch::equal(frozen[name], t), name.c_str());
+        QVERIFY2(!torch::equal(free[name], t), name.c_str());  // would move if not frozen
+      }
+    }
+    QVERIFY(scales > 0);
+    QVERIFY(!torch::equal(frozen["embedding.weight"], before["embedding.weight"]));  // the rest trains
   }
 
   void resumeContinuesBitForBit() {

@@ -790,7 +790,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length"},
-            {"help", "resume", "fp32", "mamba-only"});
+            {"help", "resume", "fp32", "mamba-only", "freeze-fusion"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
                 "Trains on DIR/train.tokens (from `memmamba data`), evaluating on DIR/heldout.tokens.\n"
@@ -815,6 +815,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --answer-end TEXT     what follows the key in a passkey row (default \".\")\n"
                 "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
                 "                        the note threshold in every layer (memory models, default 0)\n"
+                "  --freeze-fusion       hold the memory's fusion scales (its read-out's loudness) as loaded\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
                 "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
                 "Ctrl-C stops after saving a checkpoint.\n");
@@ -832,6 +833,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   if (o.cuda && !torch::cuda::is_available()) throw UsageError("--device cuda: no CUDA device is available to this build");
   o.bf16 = !args.flag("fp32");
   o.resume = args.flag("resume");
+  o.freeze_fusion_scales = args.flag("freeze-fusion");
   o.init_checkpoint = args.get("init", "");
   if (!o.init_checkpoint.empty() && o.resume) throw UsageError("give --init or --resume, not both");
   if (!o.init_checkpoint.empty() && (args.has("config") || args.flag("mamba-only")))
