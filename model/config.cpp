@@ -68,6 +68,7 @@ void ModelConfig::validate() const {
   check_real("tau_retrieve", tau_retrieve, -1.0, 2.0);
   check_real("norm_eps", norm_eps, 1e-12, 1.0);
   check_real("fusion_init_scale", fusion_init_scale, -10.0, 10.0);
+  check_real("fusion_gain", fusion_gain, 0.0, 100.0);
 }
 
 Json ModelConfig::to_json() const {
@@ -92,6 +93,7 @@ Json ModelConfig::to_json() const {
   j["memory"] = memory;
   j["norm_eps"] = norm_eps;
   j["fusion_init_scale"] = fusion_init_scale;
+  j["fusion_gain"] = fusion_gain;
   return j;
 }
 
@@ -100,7 +102,7 @@ ModelConfig ModelConfig::from_json(const Json& j) {
       "vocab_size", "d_model", "n_layers", "d_inner", "d_state", "dt_rank", "conv_kernel",
       "summary_dim", "pool_slots", "note_window", "cross_layer_period", "cross_layer_groups",
       "tau_note", "tau_retrieve", "importance", "pool_policy", "fusion", "memory", "norm_eps",
-      "fusion_init_scale"};
+      "fusion_init_scale", "fusion_gain"};
   ModelConfig c;
   if (!j.is_object()) throw std::invalid_argument("a model config must be a JSON object");
   for (const auto& [key, value] : j.as_object("model config")) {
@@ -126,6 +128,7 @@ ModelConfig ModelConfig::from_json(const Json& j) {
       else if (key == "memory") c.memory = value.as_bool(key);
       else if (key == "norm_eps") c.norm_eps = value.as_double(key);
       else if (key == "fusion_init_scale") c.fusion_init_scale = value.as_double(key);
+      else if (key == "fusion_gain") c.fusion_gain = value.as_double(key);
     } catch (const JsonError& e) {
       throw std::invalid_argument(std::string("config: ") + e.what());
     }

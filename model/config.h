@@ -39,6 +39,9 @@ struct ModelConfig {
   bool memory = true;             // false: a Mamba-only model (no memory weights at all)
   double norm_eps = 1e-5;
   double fusion_init_scale = 0.1; // initial per-channel scale of the weighted fusion
+  // Run-time loudness of the memory's read-out: every fusion term is multiplied by it (1 as
+  // trained). Long contexts need a louder read-out than short training rows teach (docs/model.md).
+  double fusion_gain = 1.0;
 
   int64_t inner() const { return d_inner > 0 ? d_inner : 2 * d_model; }
   int64_t rank() const { return dt_rank > 0 ? dt_rank : (d_model + 15) / 16; }

@@ -330,7 +330,7 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
     mem.pool_priority[b] = next_priority[b];
     mem.slot_cache_valid[b] = 0;
   }
-  auto token_term = fusion_term(c, w, p + "token_attention.", x, torch::stack(contexts, 0));
+  auto token_term = fusion_term(c, w, p + "token_attention.", x, torch::stack(contexts, 0), options.memory.fusion_gain);
 
   if (trace) {
     auto imp = d.importance[0].to(torch::kCPU).contiguous();
@@ -550,7 +550,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
                           own_pool_columns(layer, K, &bank.note_ids.back()));
         }
       }
-      token_terms.push_back(fusion_term(c, w, p + "token_attention.", x[b], context));
+      token_terms.push_back(fusion_term(c, w, p + "token_attention.", x[b], context, options.memory.fusion_gain));
     }
     auto token_term = torch::stack(token_terms, 0);
     xf = x + token_term;
@@ -580,7 +580,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
             trace_attention(*trace, static_cast<int32_t>(layer), true, positions, out.weights.index_select(0, rows),
                             pools.visible.index_select(0, rows), pools.columns);
           }
-          layer_terms.push_back(fusion_term(c, w, p + "layer_attention.", x[b], context));
+          layer_terms.push_back(fusion_term(c, w, p + "layer_attention.", x[b], context, options.memory.fusion_gain));
           continue;
         }
         auto rows = pools.visible.ge(0).any(1).nonzero().squeeze(1);
@@ -597,7 +597,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
                             pools.visible.index_select(0, rows), pools.columns);
           }
         }
-        layer_terms.push_back(fusion_term(c, w, p + "layer_attention.", x[b], context));
+        layer_terms.push_back(fusion_term(c, w, p + "layer_attention.", x[b], context, options.memory.fusion_gain));
       }
       auto layer_term = torch::stack(layer_terms, 0);
       xf = xf + layer_term;
@@ -765,7 +765,7 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
       contexts.push_back(context);
     }
     auto context = torch::cat(contexts, 0);  // [B, D]
-    auto token_term = fusion_term(c, w, p + "token_attention.", x, context);
+    auto token_term = fusion_term(c, w, p + "token_attention.", x, context, options.memory.fusion_gain);
     xf = x + token_term;
     if (trace) rec_tok_norm = token_term[0].norm().item<float>();
 
@@ -784,7 +784,7 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
         }
         layer_contexts.push_back(ctx);
       }
-      auto layer_term = fusion_term(c, w, p + "layer_attention.", x, torch::cat(layer_contexts, 0));
+      auto layer_term = fusion_term(c, w, p + "layer_attention.", x, torch::cat(layer_contexts, 0), options.memory.fusion_gain);
       xf = xf + layer_term;
       if (trace) rec_lay_norm = layer_term[0].norm().item<float>();
     }

@@ -103,7 +103,8 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
 }
 
 torch::Tensor fusion_term(const ModelConfig& c, const Weights& w, const std::string& prefix, const torch::Tensor& x,
-                          const torch::Tensor& context) {
+                          const torch::Tensor& context, double gain) {
+  if (gain != 1.0) return fusion_term(c, w, prefix, x, context, 1.0) * gain;
   switch (c.fusion) {
     case FusionKind::Weighted: return context * w[prefix + "fusion.scale"];
     case FusionKind::Residual: return context;

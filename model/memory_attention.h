@@ -23,8 +23,9 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
                                    const torch::Tensor& x_rows, const torch::Tensor& bank,
                                    const torch::Tensor& bank_priority, const torch::Tensor& visible);
 
-// F(c) of the configured fusion; x is the layer input at the same rows.
+// gain * F(c) of the configured fusion; x is the layer input at the same rows. The gain is a
+// run-time loudness of the memory's read-out (MemorySettings::fusion_gain, 1 as trained).
 torch::Tensor fusion_term(const ModelConfig& c, const Weights& w, const std::string& prefix, const torch::Tensor& x,
-                          const torch::Tensor& context);
+                          const torch::Tensor& context, double gain = 1.0);
 
 }  // namespace memmamba

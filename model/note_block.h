@@ -18,8 +18,9 @@ struct MemorySettings {
   double tau_retrieve = 0.5;
   ImportanceRule importance = ImportanceRule::Novelty;
   PoolPolicy policy = PoolPolicy::Priority;
+  double fusion_gain = 1.0;  // multiplies the memory's fusion terms (ModelConfig::fusion_gain)
   static MemorySettings from(const ModelConfig& c) {
-    return {c.memory, c.tau_note, c.tau_retrieve, c.importance, c.pool_policy};
+    return {c.memory, c.tau_note, c.tau_retrieve, c.importance, c.pool_policy, c.fusion_gain};
   }
   // As recorded in traces and result files; `model_has_memory` is the config's switch.
   Json to_json(bool model_has_memory) const {
@@ -29,6 +30,7 @@ struct MemorySettings {
     j["tau_retrieve"] = tau_retrieve;
     j["importance"] = memmamba::to_string(importance);
     j["pool_policy"] = memmamba::to_string(policy);
+    j["fusion_gain"] = fusion_gain;
     return j;
   }
 };

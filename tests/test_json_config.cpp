@@ -39,12 +39,15 @@ class TestJsonConfig : public QObject {
     c.pool_policy = PoolPolicy::Fifo;
     c.fusion = FusionKind::Gated;
     c.tau_note = 0.25;
+    c.fusion_gain = 2.5;
     QTemporaryDir dir;
     const std::string path = dir.filePath("c.json").toStdString();
     c.save(path);
     ModelConfig d = ModelConfig::load(path);
     QVERIFY(c == d);
     QCOMPARE(d.note_window, int64_t(4));
+    QCOMPARE(d.fusion_gain, 2.5);
+    QCOMPARE(ModelConfig::from_json(Json::parse("{}")).fusion_gain, 1.0);  // older checkpoints: as trained
     QCOMPARE(d.inner(), int64_t(512));
     QCOMPARE(d.rank(), int64_t(16));
   }
@@ -55,6 +58,8 @@ class TestJsonConfig : public QObject {
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"d_model\": \"big\"}"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"pool_policy\": \"lru\"}"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"note_window\": 0}"));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"fusion_gain\": -1}"));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"fusion_gain\": 1e9}"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"cross_layer_groups\": 9, \"n_layers\": 8}"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("[1, 2]"));
     QCOMPARE(load("{\"n_layers\": 2, \"memory\": false}").memory, false);

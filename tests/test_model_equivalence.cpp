@@ -112,6 +112,37 @@ class TestModelEquivalence : public QObject {
     QVERIFY((parallel_logits(mamba, tokens, mamba.default_options(), 1 << 20) - without).abs().max().item<double>() < 1e-6);
   }
 
+  void fusionGainEqualsScaledFusionWeights() {
+    ModelConfig c = testing::tiny_config();
+    c.tau_retrieve = -1;  // every token reads, so the gain touches every position
+    MemMambaModel m = MemMambaModel::random(c, 3);
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(2);
+    auto tokens = torch::randint(0, c.vocab_size, {1, 40}, torch::kInt64);
+    RunOptions loud = m.default_options();
+    loud.memory.fusion_gain = 3;
+    Weights scaled;
+    int scales = 0;
+    for (const auto& [name, t] : m.weights().all()) {
+      const bool is_scale = QString::fromStdString(name).endsWith(QStringLiteral("fusion.scale"));
+      scales += is_scale;
+      scaled.set(name, is_scale ? t * 3 : t);
+    }
+    QVERIFY(scales > 0);
+    MemMambaModel louder_weights(c, scaled);
+    auto by_gain = parallel_logits(m, tokens, loud, 1 << 20);
+    auto by_weights = parallel_logits(louder_weights, tokens, louder_weights.default_options(), 1 << 20);
+    QVERIFY((by_gain - by_weights).abs().max().item<double>() < 1e-4);
+    QVERIFY((step_logits(m, tokens, loud) - by_gain).abs().max().item<double>() < 1e-4);
+    QVERIFY((parallel_logits(m, tokens, m.default_options(), 1 << 20) - by_gain).abs().max().item<double>() > 1e-3);
+    // Gain 0 silences the memory's read-out: every token still reads, and adds nothing, so the
+    // logits are those of the same weights with memory off.
+    RunOptions silent = m.default_options(), off = silent;
+    silent.memory.fusion_gain = 0;
+    off.memory.enabled = false;
+    QVERIFY((parallel_logits(m, tokens, silent, 1 << 20) - parallel_logits(m, tokens, off, 1 << 20)).abs().max().item<double>() < 1e-5);
+  }
+
   void overflowingPoolKeepsParallelAndStepEqualOverLongInputs() {
     ModelConfig c = testing::tiny_config();
     c.pool_slots = 3;

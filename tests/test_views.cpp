@@ -9,6 +9,7 @@
 
 #include <QDir>
 #include <QFile>
+#include <QPushButton>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTextBrowser>
@@ -76,6 +77,24 @@ class TestViews : public QObject {
     QVERIFY(!signals_plot->xAxis->label().contains(QStringLiteral("every token")));
     auto* raster = triggers.findChild<QCustomPlot*>(QStringLiteral("trigger-raster"));
     QVERIFY(raster && !raster->xAxis->label().contains(QStringLiteral("every token")));
+    // The read-out gain the trace ran with is shown, and a re-run asks for what the boxes say.
+    QCOMPARE(triggers.fusionGain(), trace_->run_info.at("fusion_gain").as_double());
+    {
+      auto louder = std::make_shared<Trace>(*trace_);
+      louder->run_info["fusion_gain"] = 2.5;
+      views::TraceDocument other;
+      views::TriggerView view(&other);
+      other.setTrace(louder, QStringLiteral("louder"));
+      QCOMPARE(view.fusionGain(), 2.5);
+      QSignalSpy rerun(&view, &views::TriggerView::rerunRequested);
+      QPushButton* button = nullptr;
+      for (auto* b : view.findChildren<QPushButton*>())
+        if (b->text().startsWith(QStringLiteral("Re-run"))) button = b;
+      QVERIFY(button);
+      button->click();
+      QCOMPARE(rerun.count(), 1);
+      QCOMPARE(rerun.at(0).at(2).toDouble(), 2.5);
+    }
     // The pool shown at the last token equals the replayed pool.
     doc.setPosition(T_ - 1);
     int expected = 0;

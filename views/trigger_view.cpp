@@ -34,7 +34,13 @@ TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(d
   };
   tau_note_ = spin(tr("tau1 (note)"), tr("A token is noted when its importance exceeds tau1"));
   tau_retrieve_ = spin(tr("tau2 (retrieve)"), tr("Cross-token attention runs when I_state exceeds tau2"));
-  rerun_ = new QPushButton(tr("Re-run with these thresholds"), this);
+  fusion_gain_ = spin(tr("read-out gain"),
+                      tr("How loud the memory's read-out is: every fusion term is multiplied by it (1 as trained; "
+                         "the bundled MemMamba-small uses 3, which long contexts need)"));
+  fusion_gain_->setRange(0.0, 100.0);
+  fusion_gain_->setSingleStep(0.5);
+  fusion_gain_->setValue(1.0);
+  rerun_ = new QPushButton(tr("Re-run with these settings"), this);
   bar->addWidget(rerun_);
   bar->addStretch(1);
   layout->addLayout(bar);
@@ -46,7 +52,8 @@ TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(d
   split->addWidget(raster_);
   split->addWidget(signals_);
   layout->addWidget(split, 1);
-  connect(rerun_, &QPushButton::clicked, this, [this] { Q_EMIT rerunRequested(tau_note_->value(), tau_retrieve_->value()); });
+  connect(rerun_, &QPushButton::clicked, this, [this] { Q_EMIT rerunRequested(tau_note_->value(), tau_retrieve_->value(), fusion_gain_->value());
+  });
   connect(raster_, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent* e) {
     document_->setPosition(static_cast<qint64>(raster_->xAxis->pixelToCoord(e->position().x())));
     const int layer = static_cast<int>(std::lround(raster_->yAxis->pixelToCoord(e->position().y())));
@@ -60,6 +67,9 @@ TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(d
         tau_note_->setValue(info.at("tau_note").as_double());
       if (info.is_object() && info.contains("tau_retrieve") && info.at("tau_retrieve").is_number())
         tau_retrieve_->setValue(info.at("tau_retrieve").as_double());
+      // Traces written before the gain existed ran as trained (gain 1).
+      const bool has_gain = info.is_object() && info.contains("fusion_gain") && info.at("fusion_gain").is_number();
+      fusion_gain_->setValue(has_gain ? info.at("fusion_gain").as_double() : 1.0);
     }
     rebuildRaster();
     updateSignals();
@@ -67,6 +77,8 @@ TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(d
   connect(document_, &TraceDocument::layerChanged, this, &TriggerView::updateSignals);
   connect(document_, &TraceDocument::positionChanged, this, &TriggerView::updateSignals);
 }
+
+double TriggerView::fusionGain() const { return fusion_gain_->value(); }
 
 void TriggerView::setThresholds(double tau_note, double tau_retrieve) {
   tau_note_->setValue(tau_note);

@@ -20,10 +20,11 @@ class TriggerView : public PlotPanel {
   int rasterRows() const { return rows_; }
   int rasterColumns() const { return columns_; }
   void setThresholds(double tau_note, double tau_retrieve);
+  double fusionGain() const;
   int64_t signalWindow() const { return window_; }
 
  Q_SIGNALS:
-  void rerunRequested(double tau_note, double tau_retrieve);
+  void rerunRequested(double tau_note, double tau_retrieve, double fusion_gain);
 
  private:
   void rebuildRaster();
@@ -32,6 +33,7 @@ class TriggerView : public PlotPanel {
   QCustomPlot* signals_;
   QDoubleSpinBox* tau_note_;
   QDoubleSpinBox* tau_retrieve_;
+  QDoubleSpinBox* fusion_gain_;
   QPushButton* rerun_;
   QCPColorMap* map_ = nullptr;
   QCPItemStraightLine* cursor_ = nullptr;

@@ -74,13 +74,15 @@ const char* kModelOptionsHelp = R"(model options:
   --no-memory           run as Mamba only (Note Block and attentions off)
   --tau-note X          note threshold tau1 (default: the checkpoint's)
   --tau-retrieve X      retrieval threshold tau2 (default: the checkpoint's)
+  --fusion-gain X       loudness of the memory's read-out, 0 to 100 (default: the checkpoint's)
   --importance learned|novelty   importance rule
   --policy priority|fifo         pool eviction policy
   --chunk N             tokens per parallel chunk (default 4096 on the CPU, 65536 on a GPU)
 )";
 
 const std::set<std::string> kModelOptions = {"checkpoint", "random-init", "config", "tokenizer", "device",
-                                             "tau-note",   "tau-retrieve", "importance", "policy", "chunk"};
+                                             "tau-note",   "tau-retrieve", "importance", "policy", "chunk",
+                                             "fusion-gain"};
 
 std::set<std::string> with(std::set<std::string> base, std::initializer_list<std::string> more) {
   base.insert(more.begin(), more.end());
@@ -158,6 +160,7 @@ void check_model_flags(const Args& args) {
     throw UsageError("--config only applies to --random-init (a checkpoint carries its config)");
   args.get_double("tau-note", 0, -1.0, 2.0);
   args.get_double("tau-retrieve", 0, -1.0, 2.0);
+  args.get_double("fusion-gain", 1, 0.0, 100.0);
   args.get_int("chunk", 4096, 1, 1 << 20);
   args.get_int("random-init", 0, 0, INT64_MAX);
   try {
@@ -175,6 +178,7 @@ RunOptions run_options(const Args& args, const MemMambaModel& model) {
   if (args.flag("no-memory")) o.memory.enabled = false;
   o.memory.tau_note = args.get_double("tau-note", o.memory.tau_note, -1.0, 2.0);
   o.memory.tau_retrieve = args.get_double("tau-retrieve", o.memory.tau_retrieve, -1.0, 2.0);
+  o.memory.fusion_gain = args.get_double("fusion-gain", o.memory.fusion_gain, 0.0, 100.0);
   try {
     if (args.has("importance")) o.memory.importance = importance_rule_from_string(args.get("importance", ""));
     if (args.has("policy")) o.memory.policy = pool_policy_from_string(args.get("policy", ""));
@@ -721,17 +725,23 @@ DType storage_dtype(const std::string& name) {
 }
 
 int cmd_convert(const std::vector<std::string>& argv) {
-  Args args(argv, {"dtype"}, {"help"});
+  Args args(argv, {"dtype", "fusion-gain"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 2) {
-    std::printf("usage: memmamba convert IN.safetensors OUT.safetensors [--dtype bf16|f16|f32]\n\n"
-                "Rewrites a checkpoint with its tensors stored as --dtype (default bf16), keeping its metadata.\n");
+    std::printf("usage: memmamba convert IN.safetensors OUT.safetensors [--dtype bf16|f16|f32] [--fusion-gain X]\n\n"
+                "Rewrites a checkpoint with its tensors stored as --dtype (default bf16), keeping its metadata;\n"
+                "--fusion-gain sets the config's default loudness of the memory's read-out (0 to 100).\n");
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string dtype = args.get("dtype", "bf16");
   const DType storage = storage_dtype(dtype);
   const std::string in = args.positionals()[0], out = args.positionals()[1];
   if (fs::exists(out) && fs::equivalent(in, out)) throw UsageError("OUT must differ from IN");
+  const double gain = args.get_double("fusion-gain", 1.0, 0.0, 100.0);
   Checkpoint ck = load_checkpoint(in);
+  if (args.has("fusion-gain")) {
+    if (!ck.config.memory) throw UsageError("--fusion-gain: " + in + " is a Mamba-only model (no memory to fuse)");
+    ck.config.fusion_gain = gain;
+  }
   save_checkpoint(out, ck.config, ck.weights, storage, ck.metadata);
   std::printf("wrote %s (%s)\n", out.c_str(), dtype.c_str());
   return kOk;

@@ -148,7 +148,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
           Qt::QueuedConnection);
   worker_thread_.start();
 
-  connect(triggers_, &views::TriggerView::rerunRequested, this, [this](double t1, double t2) {
+  connect(triggers_, &views::TriggerView::rerunRequested, this, [this](double t1, double t2, double gain) {
     if (current_text_.isEmpty()) {
       QMessageBox::information(this, tr("Re-run"), tr("Open a text first: a loaded trace has no text file to re-run."));
       return;
@@ -157,7 +157,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     r.override_thresholds = true;
     r.tau_note = t1;
     r.tau_retrieve = t2;
-    r.label += tr(" (tau1 %1, tau2 %2)").arg(t1).arg(t2);
+    r.fusion_gain = gain;
+    r.label += tr(" (tau1 %1, tau2 %2, gain %3)").arg(t1).arg(t2).arg(gain);
     startRun(r);
   });
   connect(retrieval_, &views::RetrievalPanel::caseRequested, this, &MainWindow::runPasskey);

@@ -83,6 +83,7 @@ void RunWorker::run(const RunRequest& request) {
     if (request.override_thresholds) {
       run.memory.tau_note = request.tau_note;
       run.memory.tau_retrieve = request.tau_retrieve;
+      run.memory.fusion_gain = request.fusion_gain;
     }
     TraceRunRequest req;
     req.options = run;

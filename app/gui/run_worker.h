@@ -21,7 +21,7 @@ struct RunRequest {
   bool cuda = false;
   bool memory = true;       // false: Mamba-only at run time
   bool override_thresholds = false;
-  double tau_note = 0.3, tau_retrieve = 0.5;
+  double tau_note = 0.3, tau_retrieve = 0.5, fusion_gain = 1.0;  // with override_thresholds
   qint64 max_tokens = 2'000'000;
   qint64 trace_budget_mb = 2048;
   bool fidelity = false;            // also measure ETMF / ECLMF (run_info "fidelity")
