@@ -5,7 +5,7 @@
 #   book256k, book1m, filler: one part of that (book1m: book-sentence haystacks at 1M)
 #   ppl     perplexity by context length, by position and by context (the same tokens) on the
 #           three held-out books in BOOKS
-# Usage: [BOOKS=dir] [SAMPLES=n] tools/gpu_eval.sh NAME CHECKPOINT book|far|book256k|book1m|filler|ppl...
+# Usage: [BOOKS=dir] [SAMPLES=n] [SEED=s] tools/gpu_eval.sh NAME CHECKPOINT book|far|book256k|book1m|filler|ppl...
 set -euo pipefail
 name=$1 checkpoint=$2
 shift 2
@@ -22,13 +22,13 @@ for what in "$@"; do
     far) "$0" "$name" "$checkpoint" book256k filler ;;
     book256k)
       "$cli" eval passkey --checkpoint "$checkpoint" --device cuda --lengths 256k --depths $depths \
-        --samples "${SAMPLES:-1}" --out "$results/$name-book256k" 2>&1 | tail -n 4 ;;
+        --samples "${SAMPLES:-1}" --seed "${SEED:-0}" --out "$results/$name-book256k" 2>&1 | tail -n 4 ;;
     book1m)
       "$cli" eval passkey --checkpoint "$checkpoint" --device cuda --lengths 1m --depths $depths \
-        --samples "${SAMPLES:-1}" --out "$results/$name-book1m" 2>&1 | tail -n 4 ;;
+        --samples "${SAMPLES:-1}" --seed "${SEED:-0}" --out "$results/$name-book1m" 2>&1 | tail -n 4 ;;
     filler)
       "$cli" eval passkey --checkpoint "$checkpoint" --device cuda --haystack filler --lengths 256k,1m --depths $depths \
-        --samples "${SAMPLES:-1}" --out "$results/$name-filler" 2>&1 | tail -n 5 ;;
+        --samples "${SAMPLES:-1}" --seed "${SEED:-0}" --out "$results/$name-filler" 2>&1 | tail -n 5 ;;
     ppl)
       for book in "${BOOKS:-gpu-carry/books}"/*.txt; do
         "$cli" eval ppl "$book" --checkpoint "$checkpoint" --device cuda --lengths 1k,2k,4k,10k,20k,30k,40k,60k \
