@@ -309,6 +309,17 @@ class TestBadInputs : public QObject {
     cli(QStringLiteral("--topk 0"), run({QStringLiteral("--topk"), QStringLiteral("0")}), 2, QStringLiteral("topk"));
     cli(QStringLiteral("--tau-note 5"), run({QStringLiteral("--tau-note"), QStringLiteral("5")}), 2, QStringLiteral("tau-note"));
     cli(QStringLiteral("--tau-retrieve nan"), run({QStringLiteral("--tau-retrieve"), QStringLiteral("nan")}), 2, QStringLiteral("tau-retrieve"));
+    cli(QStringLiteral("--fusion-gain -2"), run({QStringLiteral("--fusion-gain"), QStringLiteral("-2")}), 2, QStringLiteral("fusion-gain"));
+    cli(QStringLiteral("convert --fusion-gain inf"),
+        {QStringLiteral("convert"), QString::fromStdString(kGoodCheckpoint), QString::fromStdString(path("g.safetensors")),
+         QStringLiteral("--fusion-gain"), QStringLiteral("inf")},
+        2, QStringLiteral("fusion-gain"));
+    QVERIFY(!QFile::exists(QString::fromStdString(path("g.safetensors"))));
+    cli(QStringLiteral("convert --fusion-gain on a Mamba-only model"),
+        {QStringLiteral("convert"), QString::fromStdString(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/mamba-small.safetensors"),
+         QString::fromStdString(path("m.safetensors")), QStringLiteral("--fusion-gain"), QStringLiteral("3")},
+        2, QStringLiteral("Mamba-only"));
+    QVERIFY(!QFile::exists(QString::fromStdString(path("m.safetensors"))));
     cli(QStringLiteral("--chunk abc"), run({QStringLiteral("--chunk"), QStringLiteral("abc")}), 2, QStringLiteral("chunk"));
     cli(QStringLiteral("unknown flag --colour"), run({QStringLiteral("--colour"), QStringLiteral("red")}), 2, QStringLiteral("colour"));
     cli(QStringLiteral("--device tpu"), run({QStringLiteral("--device"), QStringLiteral("tpu")}), 2, QStringLiteral("device"));
