@@ -77,9 +77,7 @@ Weights Weights::random(const ModelConfig& c, uint64_t seed) {
   const int64_t Di = c.inner(), N = c.d_state, R = c.rank();
   for (const ParamSpec& spec : parameter_specs(c)) {
     const std::string& n = spec.name;
-    auto ends_with = [&](const std::string& suffix) {
-      return n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
+    auto ends_with = [&](const std::string& suffix) { return name_ends_with(n, suffix); };
     torch::Tensor t;
     if (n == "embedding.weight") {
       t = at::empty(spec.shape, opts).normal_(0.0, 0.02, gen);

@@ -17,6 +17,11 @@ struct ParamSpec {
 };
 
 std::vector<ParamSpec> parameter_specs(const ModelConfig& config);
+
+// Whether a parameter name ends with `suffix` (names are dotted paths: "layers.3.mixer.A_log").
+inline bool name_ends_with(const std::string& name, const std::string& suffix) {
+  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 int64_t parameter_count(const ModelConfig& config);
 
 class Weights {

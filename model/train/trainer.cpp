@@ -56,11 +56,6 @@ struct AutocastGuard {
   bool on_;
 };
 
-bool is_fusion_scale(const std::string& name) {
-  static const std::string suffix = "fusion.scale";
-  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Weight decay for matrices only (not norms, biases, D, A_log, dt bias, fusion scales).
 bool decays(const std::string& name, const torch::Tensor& t) {
   return t.dim() >= 2 && name.find("A_log") == std::string::npos;
@@ -429,7 +424,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
                                 ") is larger than the model's (" + std::to_string(model->config().vocab_size) + ")");
   model->to(device);
   for (const auto& [name, t] : model->weights().all()) {
-    if (o.freeze_fusion_scales && is_fusion_scale(name)) continue;  // stays as loaded, outside the optimizer
+    if (o.freeze_fusion_scales && name_ends_with(name, "fusion.scale")) continue;  // stays as loaded, outside the optimizer
     auto p = t.detach().clone().set_requires_grad(true);
     model->mutable_weights().set(name, p);
     opt.names.push_back(name);

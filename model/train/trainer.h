@@ -46,8 +46,8 @@ struct TrainOptions {
   // Shortest passkey example in tokens (0: min(256, seq_len / 2)); longer examples put the key
   // further from its answer, beyond what the SSM's state alone still carries.
   int64_t passkey_min_tokens = 0;
-  // Hold the fusion scales (how loud the memory's read-out is) at their initial values: short
-  // rows never show the loudness that long contexts need, so training would shrink them.
+  // Hold the fusion scales (how loud the memory's read-out is) as loaded, e.g. as chosen by a
+  // long-context probe: short rows never show the loudness that long contexts need.
   bool freeze_fusion_scales = false;
   // Weight of the retrieval loss (MemMamba only): on passkey rows, each answer position that
   // predicts a piece of the key is taught to put its pool attention on that piece's note.
