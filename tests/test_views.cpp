@@ -255,6 +255,54 @@ class TestViews : public QObject {
     QCOMPARE(panel.gridLengths(), 2);                    // and the old grid stays
   }
 
+  void gridCaseRunsAsTheGridRan() {
+    const QString book = QStringLiteral(MEMMAMBA_SOURCE_DIR "/sample_data/The-Time-Machine_35.txt");
+    Json settings = Json::object();
+    settings["tau_note"] = 0.6;
+    settings["tau_retrieve"] = -1.0;
+    settings["fusion_gain"] = 2.5;
+    settings["memory_enabled"] = false;
+    Json meta = Json::object();
+    meta["haystack"] = std::string("book");
+    meta["book"] = book.toStdString();
+    meta["checkpoint_hash"] = std::string("0000000000000000");
+    Json grid = Json::object();
+    grid["settings"] = settings;
+    grid["meta"] = meta;
+    app::RunRequest r;
+    r.kind = app::RunRequest::Kind::Passkey;
+    r.checkpoint = QStringLiteral(MEMMAMBA_SOURCE_DIR "/tests/fuzz/corpus/checkpoint/tiny.safetensors");
+    QStringList notes = app::applyGridRun(grid, r);
+    QVERIFY(r.override_thresholds);
+    QCOMPARE(r.tau_note, 0.6);
+    QCOMPARE(r.tau_retrieve, -1.0);
+    QCOMPARE(r.fusion_gain, 2.5);
+    QVERIFY(!r.memory);
+    QVERIFY(!r.filler_haystack);
+    QCOMPARE(r.text_path, book);
+    QCOMPARE(notes.size(), 1);  // another checkpoint's hash
+    QVERIFY2(notes[0].contains(QStringLiteral("another checkpoint")), qPrintable(notes[0]));
+    // A grid from before the gain ran at gain 1; a filler grid runs on the filler; a book that
+    // is not here is said, and the case keeps the book it had.
+    grid["settings"] = Json::object();
+    grid["meta"]["haystack"] = std::string("filler");
+    grid["meta"]["checkpoint_hash"] = Json();
+    app::RunRequest f;
+    f.text_path = QStringLiteral("current.txt");
+    QVERIFY(app::applyGridRun(grid, f).isEmpty());
+    QCOMPARE(f.fusion_gain, 1.0);
+    QVERIFY(f.filler_haystack);
+    QCOMPARE(f.text_path, QStringLiteral("current.txt"));
+    grid["meta"]["haystack"] = std::string("book");
+    grid["meta"]["book"] = std::string("/nowhere/book.txt");
+    app::RunRequest m;
+    notes = app::applyGridRun(grid, m);
+    QCOMPARE(notes.size(), 1);
+    QVERIFY(notes[0].contains(QStringLiteral("/nowhere/book.txt")));
+    QVERIFY(!m.filler_haystack && m.text_path.isEmpty());
+    QVERIFY(app::applyGridRun(Json(), m).isEmpty());  // no grid loaded: nothing changes
+  }
+
   void rasterOfARunThatReadsEverywhereShowsTheNotes() {
     // With tau2 below every I_state the read runs at every token; the raster then shows the
     // notes alone (cells 0 or 1) instead of a solid "triggered" colour, and says so.
@@ -405,6 +453,16 @@ class TestViews : public QObject {
     QCOMPARE(record.at("layers").as_array().size(), result.trace->layers.size());
     QCOMPARE(record.at("hit").as_bool(), eval::passkey_found(record.at("answer").as_string(), 24680));
     QCOMPARE(record.at("digits_right").as_int(), eval::passkey_digits_right(record.at("answer").as_string(), 24680));
+    // The same case on the repeated filler (a grid of `--haystack filler`): no book sentence in it.
+    app::RunRequest filler = request;
+    filler.filler_haystack = true;
+    worker.run(filler);
+    QCOMPARE(failed.count(), 0);
+    QCOMPARE(finished.count(), 2);
+    const std::string filler_text = finished.at(1).at(0).value<app::RunResult>().trace->text;
+    QVERIFY(filler_text.find("24680") != std::string::npos);
+    QVERIFY(filler_text.find("The grass is green") != std::string::npos);
+    QVERIFY(result.trace->text.find("The grass is green") == std::string::npos);
     // A near miss says how near it was.
     views::TraceDocument doc;
     views::RetrievalPanel panel(&doc);

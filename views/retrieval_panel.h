@@ -37,6 +37,8 @@ class RetrievalPanel : public PlotPanel {
   bool showsDigits() const { return show_digits_; }
   // Selects a cell as a click would: lists its cases and emits caseSelected for the first.
   void selectCell(int length_index, int depth_index);
+  // The loaded grid's JSON (null when none is loaded): how its cases ran.
+  const Json& gridResults() const { return results_; }
   // Shows one case's record (from a grid or from a single run).
   void showCase(const Json& record, const QString& preface = {});
   // Which key token each answer token read, per layer (empty where the record has no reads).

@@ -162,7 +162,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     startRun(r);
   });
   connect(retrieval_, &views::RetrievalPanel::caseRequested, this, &MainWindow::runPasskey);
-  connect(retrieval_, &views::RetrievalPanel::caseSelected, this, &MainWindow::runPasskey);
+  connect(retrieval_, &views::RetrievalPanel::caseSelected, this, &MainWindow::runGridCase);
 
   memmamba::log::set_extra_sink([this](memmamba::log::Level level, const std::string& message) {
     const char* names[] = {"debug", "info", "warning", "error"};
@@ -392,6 +392,26 @@ void MainWindow::runPasskey(qint64 length, double depth, qint64 key, quint64 see
   r.key = key;
   r.seed = seed;
   r.label = tr("passkey %1 tokens, depth %2").arg(length).arg(depth);
+  startRun(r);
+}
+
+void MainWindow::runGridCase(qint64 length, double depth, qint64 key, quint64 seed) {
+  RunRequest r;
+  r.kind = RunRequest::Kind::Passkey;
+  r.text_path = current_text_;
+  r.checkpoint = checkpoint_;
+  r.length = length;
+  r.depth = depth;
+  r.key = key;
+  r.seed = seed;
+  for (const QString& note : applyGridRun(retrieval_->gridResults(), r)) appendLog(tr("warning: %1").arg(note));
+  r.label = tr("passkey %1 tokens, depth %2 (as in the grid: tau1 %3, tau2 %4, gain %5%6)")
+                .arg(length)
+                .arg(depth)
+                .arg(r.tau_note)
+                .arg(r.tau_retrieve)
+                .arg(r.fusion_gain)
+                .arg(r.filler_haystack ? tr(", filler") : QString());
   startRun(r);
 }
 

@@ -44,6 +44,8 @@ class MainWindow : public QMainWindow {
   void openTrace(const QString& path);
   void runText(const QString& path);
   void runPasskey(qint64 length, double depth, qint64 key, quint64 seed);
+  // A case of the loaded `eval passkey` grid, run as the grid ran it (applyGridRun).
+  void runGridCase(qint64 length, double depth, qint64 key, quint64 seed);
   void cancelRun();
   bool running() const { return running_; }
   QString checkpointChoice() const { return checkpoint_; }

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <QFileInfo>
+
 #include <chrono>
 #include <optional>
 
@@ -30,6 +32,52 @@ struct RunWorker::Loaded {
 };
 
 bool cudaAvailable() { return torch::cuda::is_available(); }
+
+QStringList applyGridRun(const Json& grid_results, RunRequest& request) {
+  QStringList notes;
+  if (!grid_results.is_object()) return notes;
+  auto field = [](const Json& object, const char* key) -> const Json* {
+    return object.is_object() && object.contains(key) ? &object.at(key) : nullptr;
+  };
+  const Json* meta = field(grid_results, "meta");
+  const Json* haystack = meta ? field(*meta, "haystack") : nullptr;
+  request.filler_haystack = haystack && haystack->is_string() && haystack->as_string() == "filler";
+  const Json* book = meta ? field(*meta, "book") : nullptr;
+  if (!request.filler_haystack && book && book->is_string()) {
+    const QString path = QString::fromStdString(book->as_string());
+    if (QFileInfo(path).isReadable()) {
+      request.text_path = path;
+    } else {
+      notes << QObject::tr("the grid's haystack book %1 is not here: the case runs on %2 and may differ")
+                   .arg(path, request.text_path.isEmpty() ? QObject::tr("the bundled sample book") : request.text_path);
+    }
+  }
+  if (const Json* settings = field(grid_results, "settings")) {
+    auto number = [&](const char* key, double fallback) {
+      const Json* v = field(*settings, key);
+      return v && v->is_number() ? v->as_double() : fallback;
+    };
+    request.override_thresholds = true;
+    request.tau_note = number("tau_note", request.tau_note);
+    request.tau_retrieve = number("tau_retrieve", request.tau_retrieve);
+    request.fusion_gain = number("fusion_gain", 1.0);  // grids from before the gain ran at 1
+    const Json* memory = field(*settings, "memory_enabled");
+    if (memory && memory->is_bool()) request.memory = memory->as_bool();
+  }
+  const Json* hash = meta ? field(*meta, "checkpoint_hash") : nullptr;
+  const std::string loaded = request.checkpoint.isEmpty() ? find_sample_file("memmamba-small.safetensors")
+                                                          : request.checkpoint.toStdString();
+  std::string loaded_hash;
+  try {
+    if (!loaded.empty()) loaded_hash = file_hash(loaded);
+  } catch (const std::exception&) {
+    // An unreadable checkpoint is reported by the run itself.
+  }
+  if (hash && hash->is_string() && !loaded_hash.empty() && hash->as_string() != loaded_hash)
+    notes << QObject::tr("the grid was measured with another checkpoint (%1) than the one chosen (%2): the case may differ")
+                 .arg(QString::fromStdString(hash->as_string()), QString::fromStdString(loaded_hash));
+  return notes;
+}
 
 void configureRuntime() { configure_cpu_runtime(); }
 
@@ -93,8 +141,9 @@ void RunWorker::run(const RunRequest& request) {
       Q_EMIT progress(0, 0, 0, tr("reading and tokenizing"));
       text = load_text_file(request.text_path.toStdString());
     } else {
-      std::string book = request.text_path.isEmpty() ? std::string() : load_text_file(request.text_path.toStdString());
-      if (book.empty()) {
+      std::string book = request.text_path.isEmpty() || request.filler_haystack ? std::string()
+                                                                                 : load_text_file(request.text_path.toStdString());
+      if (book.empty() && !request.filler_haystack) {
         const std::string sample = find_sample_file("The-Time-Machine_35.txt");
         if (!sample.empty()) book = load_text_file(sample);
       }

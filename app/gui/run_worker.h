@@ -4,6 +4,7 @@
 #pragma once
 #include <QObject>
 #include <QString>
+#include <QStringList>
 
 #include <atomic>
 #include <memory>
@@ -31,7 +32,15 @@ struct RunRequest {
   double depth = 0.5;
   qint64 key = 0;           // 0: the generator's key
   quint64 seed = 0;
+  bool filler_haystack = false;  // the repeated filler instead of book sentences
 };
+
+// Makes `request` (a passkey case of an `eval passkey` grid) run as the grid ran it: the same
+// haystack (filler, or the grid's book where that file is here), thresholds, read-out gain
+// (1 for grids written before the gain existed) and memory switch. What cannot be matched
+// (a missing book, another checkpoint than request.checkpoint, empty meaning the bundled one)
+// is returned as notes for the log.
+QStringList applyGridRun(const Json& grid_results, RunRequest& request);
 
 struct RunResult {
   std::shared_ptr<const Trace> trace;
