@@ -48,7 +48,7 @@ torch::Tensor mixer_decay_rates(const Weights& w, int64_t layer) {
 }
 
 MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
-                          MixerState& state) {
+                          MixerState& state, const torch::Tensor& ssm_input_mask) {
   const std::string p = layer_prefix(layer) + "mixer.";
   const int64_t Di = c.inner(), N = c.d_state, R = c.rank(), Kc = c.conv_kernel;
   auto h = rms_norm(xf, w[p + "norm.weight"], c.norm_eps);
@@ -66,6 +66,7 @@ MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer,
   auto u = torch::silu(conv);  // [B, T, Di]
   auto xdbc = project(u, w[p + "x_proj.weight"]);
   auto dt = F::softplus(project(xdbc.narrow(-1, 0, R), w[p + "dt_proj.weight"]) + w[p + "dt_proj.bias"]);
+  if (ssm_input_mask.defined()) dt = dt * ssm_input_mask.to(dt.options()).unsqueeze(-1);
   auto Bm = xdbc.narrow(-1, R, N).contiguous();
   auto Cm = xdbc.narrow(-1, R + N, N).contiguous();
   auto scan = selective_scan(u, dt, mixer_decay_rates(w, layer), Bm, Cm, w[p + "D"], state.ssm);

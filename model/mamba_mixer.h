@@ -19,9 +19,11 @@ struct MixerOutput {
 
 MixerState new_mixer_state(const ModelConfig& c, int64_t batch, const torch::Device& device);
 
-// xf: [B, T, D]; updates the state to the end of the chunk.
+// xf: [B, T, D]; updates the state to the end of the chunk. `ssm_input_mask` ([B, T], optional)
+// multiplies the step size dt: where it is 0 the SSM state neither takes the token in nor decays
+// (training's blind needles, TrainOptions::blind_needle_fraction).
 MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
-                          MixerState& state);
+                          MixerState& state, const torch::Tensor& ssm_input_mask = {});
 // xf: [B, D]; one token. fp32 CPU tensors take a loop implementation (a few matrix-vector
 // products and plain loops: per-op overhead dominates a single token); others take tensor ops.
 MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,

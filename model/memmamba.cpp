@@ -388,7 +388,8 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
 }
 
 torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x, RunState& state,
-                                           const RunOptions& options, std::vector<ChunkBank>& banks) const {
+                                           const RunOptions& options, const torch::Tensor& ssm_input_mask,
+                                           std::vector<ChunkBank>& banks) const {
   const ModelConfig& c = config_;
   const Weights& w = weights_;
   const std::string p = layer_prefix(layer);
@@ -608,7 +609,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
     }
   }
 
-  MixerOutput mixed = mixer_forward(c, w, layer, xf, state.mixers[layer]);
+  MixerOutput mixed = mixer_forward(c, w, layer, xf, state.mixers[layer], ssm_input_mask);
   if (trace) {
     auto log_decay = to_floats((mixed.dt[0] * mixer_decay_rates(w, layer).mean(1)).mean(-1));
     trace->layer_tokens(static_cast<int32_t>(layer), pos0, T, rec_importance.data(), rec_istate.data(), rec_flags.data(),
@@ -824,14 +825,19 @@ torch::Tensor MemMambaModel::forward_impl(const torch::Tensor& tokens_in, RunSta
   auto tokens = tokens_in.to(device(), torch::kInt64);
   if (!tokens_checked) check_tokens(tokens, config_.vocab_size);
   const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.d_model;
+  if (options.ssm_input_mask.defined() &&
+      (options.ssm_input_mask.dim() != 2 || options.ssm_input_mask.size(0) != B || options.ssm_input_mask.size(1) != T))
+    throw std::invalid_argument("the SSM input mask must have the tokens' shape [batch, length]");
   std::vector<torch::Tensor> hidden;
   const auto& embedding = weights_["embedding.weight"];
   for (int64_t c0 = 0; c0 < T; c0 += options.chunk_tokens) {
     const int64_t n = std::min(options.chunk_tokens, T - c0);
     auto x = embedding.index_select(0, tokens.narrow(1, c0, n).reshape({-1})).view({B, n, D});
     std::vector<ChunkBank> banks(static_cast<size_t>(config_.n_layers));
+    const torch::Tensor mask =
+        options.ssm_input_mask.defined() ? options.ssm_input_mask.narrow(1, c0, n).to(device()) : torch::Tensor();
     for (int64_t l = 0; l < config_.n_layers; ++l) {
-      x = layer_forward(l, x, state, options, banks);
+      x = layer_forward(l, x, state, options, mask, banks);
       if (options.on_layer_output) options.on_layer_output(l, state.position, x);
     }
     auto h = rms_norm(x, weights_["norm_f.weight"], config_.norm_eps);

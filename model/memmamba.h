@@ -82,6 +82,9 @@ struct RunOptions {
   std::function<void(int64_t layer, int64_t sequence, int64_t pos0, const torch::Tensor& importance)> on_importance;
   // Called after each chunk; returning false cancels (throws Cancelled).
   std::function<bool(int64_t done, int64_t total)> progress;
+  // Training only: [B, T] of this forward's tokens, 0 where the SSM must not take the token in
+  // (mixer_forward); every layer applies it. Undefined: no mask.
+  torch::Tensor ssm_input_mask;
 };
 
 class MemMambaModel {
@@ -106,6 +109,7 @@ class MemMambaModel {
 
  private:
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
+                              const torch::Tensor& ssm_input_mask,
                               std::vector<struct ChunkBank>& banks) const;
   torch::Tensor forward_impl(const torch::Tensor& tokens, RunState& state, const RunOptions& options,
                              bool tokens_checked) const;

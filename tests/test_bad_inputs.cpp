@@ -339,6 +339,14 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-min-length"), QStringLiteral("20")},
         2, QStringLiteral("passkey-min-length"));
+    cli(QStringLiteral("train --blind-needles 1.5"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--blind-needles"), QStringLiteral("1.5")},
+        2, QStringLiteral("blind-needles"));
+    cli(QStringLiteral("train --passkey-fraction 0 --blind-needles 0.5"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--blind-needles"), QStringLiteral("0.5")},
+        2, QStringLiteral("passkey rows"));
     QVERIFY(!QFile::exists(out));  // nothing half-written by any of them
   }
 

@@ -1,6 +1,7 @@
 // The trainer: shards round-trip and refuse corrupt files; a tiny CPU run lowers the loss;
 // resuming from a checkpoint continues with exactly the losses of an uninterrupted run; the
-// retrieval loss points at the key's notes, and its gradient teaches the pool attention.
+// retrieval loss points at the key's notes, and its gradient teaches the pool attention; a
+// blind needle hides the key from the SSM.
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
@@ -320,6 +321,89 @@ class TestTrainer : public QObject {
     TrainOptions tiny = tinyRun(QStringLiteral("."), QStringLiteral("."), 1);
     tiny.passkey_min_tokens = 10;  // too short to hold a prompt
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, train_model(tiny, [](const TrainProgress&) { return true; }));
+  }
+
+  void blindNeedleSpansTheKeyAndItsSpread() {
+    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+    const eval::PasskeyGenerator gen(tok, {}, eval::Haystack::RepeatedFiller);
+    for (uint64_t seed : {1u, 2u, 3u}) {
+      const eval::PasskeyCase c = gen.make(500, 0.2 + 0.2 * static_cast<double>(seed), seed);
+      const std::string key = std::to_string(c.key);
+      const std::string text = passkey_training_text(c);
+      const Encoding enc = tok.encode(text);
+      const auto n = static_cast<int64_t>(enc.ids.size());
+      const int64_t shift = 41, row_length = n + shift, margin = 24;
+      const auto [begin, end] = blind_needle_span(c, enc, row_length, margin);
+      const auto first = static_cast<int64_t>(c.prompt.find(key, static_cast<size_t>(c.needle_begin)));
+      const auto second = static_cast<int64_t>(c.prompt.find(key, static_cast<size_t>(first) + key.size()));
+      // Starts at the token holding the key's first digit; the token before holds none of it.
+      QVERIFY(enc.begin[begin - shift] <= first && first < enc.end[begin - shift]);
+      QVERIFY(enc.end[begin - shift - 1] <= first);
+      // Ends `margin` tokens past the token holding the second copy's last digit.
+      const int64_t last = end - margin - 1 - shift;
+      const int64_t last_digit = second + static_cast<int64_t>(key.size()) - 1;
+      QVERIFY(enc.begin[last] <= last_digit && last_digit < enc.end[last]);
+      QVERIFY(end <= row_length);
+      // A row that keeps only the answer (the needle cut off before it): nothing to hide.
+      QCOMPARE(blind_needle_span(c, enc, 5, 0), (std::pair<int64_t, int64_t>{0, 0}));
+    }
+  }
+
+  void blindNeedleHidesTokensFromTheSsm() {
+    // With memory off, tokens inside a masked span reach later positions only through the SSM:
+    // with the mask (long enough for the convolutions' spread) later logits cannot change.
+    ModelConfig c = testing::tiny_config();
+    c.memory = false;
+    const MemMambaModel model = MemMambaModel::random(c, 5);
+    const int64_t T = 64, begin = 10, changed = 4;
+    const int64_t end = begin + changed + (c.conv_kernel - 1) * c.n_layers;
+    QVERIFY(end + 4 < T);
+    std::vector<int64_t> ids;
+    for (int64_t i = 0; i < T; ++i) ids.push_back((i * 13 + 3) % c.vocab_size);
+    auto a = torch::tensor(ids, torch::kInt64).view({1, T});
+    auto b = a.clone();
+    for (int64_t i = begin; i < begin + changed; ++i) b[0][i] = (ids[static_cast<size_t>(i)] + 7) % c.vocab_size;
+    auto mask = torch::ones({1, T});
+    mask.narrow(1, begin, end - begin).zero_();
+    auto logits_after = [&](const torch::Tensor& tokens, const torch::Tensor& m) {
+      RunState state = model.new_state(1);
+      RunOptions o = model.default_options();
+      o.chunk_tokens = 16;  // the mask follows the chunks
+      o.ssm_input_mask = m;
+      return model.logits(model.forward(tokens, state, o)).narrow(1, end, T - end);
+    };
+    const double masked = (logits_after(a, mask) - logits_after(b, mask)).abs().max().item<double>();
+    const double unmasked = (logits_after(a, {}) - logits_after(b, {})).abs().max().item<double>();
+    qInfo("largest change of a later logit: %.3g with the mask, %.3g without", masked, unmasked);
+    QVERIFY(masked < 1e-6);
+    QVERIFY(unmasked > 1e-5);  // unmasked, the change travels
+    // A mask of another shape is refused.
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, logits_after(a, torch::ones({1, T - 1})));
+  }
+
+  void blindNeedlesRunInTheTrainer() {
+    // Blind needles change what the model sees: the same seed gives another first loss.
+    QTemporaryDir dir;
+    writeShards(dir.path());
+    TrainOptions o = tinyRun(dir.path(), dir.filePath(QStringLiteral("seen")), 1);
+    o.config.vocab_size = 8192;
+    o.config.tau_retrieve = -1;
+    o.seq_len = 256;
+    o.batch = 2;
+    o.accumulation = 1;
+    o.passkey_fraction = 1;
+    o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+    double seen = 0, blind = 0;
+    train_model(o, [&](const TrainProgress& p) { seen = p.loss; return true; });
+    TrainOptions hidden = o;
+    hidden.out_dir = dir.filePath(QStringLiteral("blind")).toStdString();
+    hidden.blind_needle_fraction = 1;
+    train_model(hidden, [&](const TrainProgress& p) { blind = p.loss; return true; });
+    QVERIFY(std::isfinite(seen) && std::isfinite(blind));
+    QVERIFY(std::abs(seen - blind) > 1e-6);
+    TrainOptions bad = hidden;
+    bad.blind_needle_fraction = 1.5;
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, train_model(bad, [](const TrainProgress&) { return true; }));
   }
 
   void retrievalLossRunsInTheTrainer() {

@@ -799,7 +799,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
-                   "passkey-min-length"},
+                   "passkey-min-length", "blind-needles", "blind-margin"},
             {"help", "resume", "fp32", "mamba-only", "freeze-fusion"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -826,6 +826,11 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
                 "                        the note threshold in every layer (memory models, default 0)\n"
                 "  --freeze-fusion       hold the memory's fusion scales (its read-out's loudness) as loaded\n"
+                "  --blind-needles F     share of passkey rows whose key the SSM does not see (its step size is 0\n"
+                "                        from the key to --blind-margin tokens past its second copy): the key\n"
+                "                        reaches the answer through the notes alone, as from far beyond the\n"
+                "                        SSM's horizon (default 0)\n"
+                "  --blind-margin N      tokens hidden past the key (default (conv_kernel - 1) x layers)\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
                 "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
                 "Ctrl-C stops after saving a checkpoint.\n");
@@ -881,6 +886,11 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (o.passkey_fraction <= 0) throw UsageError("--passkey-min-length needs passkey rows (--passkey-fraction > 0)");
     if (o.seq_len < 128) throw UsageError("--passkey-min-length: rows of fewer than 128 tokens hold no passkey example");
     o.passkey_min_tokens = args.get_int("passkey-min-length", 256, 64, o.seq_len - 24);
+  }
+  if (args.has("blind-needles") || args.has("blind-margin")) {
+    if (o.passkey_fraction <= 0) throw UsageError("--blind-needles needs passkey rows (--passkey-fraction > 0)");
+    o.blind_needle_fraction = args.get_double("blind-needles", 1.0, 0.0, 1.0);
+    o.blind_needle_margin = args.get_int("blind-margin", -1, 0, 1 << 20);
   }
   if (args.has("answer-end")) {
     o.passkey_answer_end = args.get("answer-end", ".");

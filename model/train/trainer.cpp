@@ -110,7 +110,8 @@ int64_t token_at_byte(const Encoding& enc, int64_t byte) {
 // Every batch is a function of (seed, step, micro-batch): resuming needs no sampler state.
 class BatchMaker {
  public:
-  BatchMaker(const TrainOptions& o, const TokenShard& train) : o_(o), train_(train) {
+  BatchMaker(const TrainOptions& o, const TokenShard& train, int64_t blind_margin)
+      : o_(o), train_(train), blind_margin_(blind_margin) {
     if (o.passkey_fraction > 0) {
       if (o.passkey_tokenizer.empty()) throw std::invalid_argument("passkey examples need a tokenizer");
       tokenizer_.emplace(Tokenizer::load(o.passkey_tokenizer));
@@ -126,8 +127,10 @@ class BatchMaker {
       throw std::invalid_argument("the training shard holds fewer tokens than one sequence");
   }
 
-  // [rows, seq_len + 1] int64 on the CPU.
-  torch::Tensor make(int64_t step, int64_t micro, int64_t rows, int* passkeys, RetrievalTargets* targets = nullptr) const {
+  // [rows, seq_len + 1] int64 on the CPU. With `ssm_mask` and blind needles: [rows, seq_len]
+  // floats, 0 where the SSM must not see the token (undefined when no row has a blind needle).
+  torch::Tensor make(int64_t step, int64_t micro, int64_t rows, int* passkeys, RetrievalTargets* targets = nullptr,
+                     torch::Tensor* ssm_mask = nullptr) const {
     std::mt19937_64 rng(o_.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step) * 4099 + static_cast<uint64_t>(micro));
     const int64_t L = o_.seq_len + 1;
     auto out = torch::empty({rows, L}, torch::kInt64);
@@ -147,6 +150,14 @@ class BatchMaker {
         for (int64_t i = 0; i < n; ++i) row[L - n + i] = enc.ids[enc.ids.size() - n + i];
         if (passkeys) ++*passkeys;
         if (targets) add_retrieval_targets(c, enc, r, L, *targets);
+        // Drawn only when asked for, so runs without blind needles keep their batches.
+        if (o_.blind_needle_fraction > 0 && unit(rng) < o_.blind_needle_fraction && ssm_mask) {
+          const auto [begin, end] = blind_needle_span(c, enc, L, blind_margin_);
+          if (end > begin) {
+            if (!ssm_mask->defined()) *ssm_mask = torch::ones({rows, o_.seq_len}, torch::kFloat32);
+            ssm_mask->select(0, r).narrow(0, begin, std::min(end, o_.seq_len) - begin).zero_();
+          }
+        }
       }
     }
     return out;
@@ -155,6 +166,7 @@ class BatchMaker {
  private:
   const TrainOptions& o_;
   const TokenShard& train_;
+  const int64_t blind_margin_;
   std::optional<Tokenizer> tokenizer_;
   std::optional<eval::PasskeyGenerator> generator_;
 };
@@ -259,11 +271,13 @@ std::function<void(int64_t, int64_t, int64_t, const torch::Tensor&)> selection_t
 }
 
 SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batch, const RetrievalTargets* targets = nullptr,
-                           double retrieval_weight = 0, double answer_weight = 0, double note_weight = 0) {
+                           double retrieval_weight = 0, double answer_weight = 0, double note_weight = 0,
+                           const torch::Tensor& ssm_mask = {}) {
   const int64_t rows = batch.size(0), T = batch.size(1) - 1;
   RunState state = model.new_state(rows);
   RunOptions o = model.default_options();
   o.chunk_tokens = T;
+  o.ssm_input_mask = ssm_mask;
   const bool has_targets = targets && !targets->row.empty();
   RetrievalStats stats;
   const bool tapped = has_targets && model.config().memory && retrieval_weight > 0;
@@ -340,6 +354,23 @@ int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64
   const int64_t min_len = o.passkey_min_tokens > 0 ? std::min<int64_t>(o.passkey_min_tokens, L - 25)
                                                    : std::max<int64_t>(64, std::min<int64_t>(256, L / 2));
   return min_len + static_cast<int64_t>(random % static_cast<uint64_t>(std::max<int64_t>(1, L - 24 - min_len)));
+}
+
+std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
+                                              int64_t margin) {
+  const std::string key = std::to_string(c.key);
+  const auto klen = static_cast<int64_t>(key.size());
+  const size_t first = c.prompt.find(key, static_cast<size_t>(c.needle_begin));
+  if (first == std::string::npos) return {0, 0};
+  const size_t second = c.prompt.find(key, first + static_cast<size_t>(klen));
+  const int64_t last_byte = static_cast<int64_t>(second == std::string::npos ? first : second) + klen - 1;
+  const int64_t begin_token = token_at_byte(enc, static_cast<int64_t>(first));
+  const int64_t end_token = token_at_byte(enc, last_byte);
+  if (begin_token < 0 || end_token < 0) return {0, 0};
+  const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
+  const int64_t begin = std::max<int64_t>(0, begin_token + shift);
+  const int64_t end = std::min<int64_t>(row_length, end_token + shift + 1 + std::max<int64_t>(0, margin));
+  return end > begin ? std::pair<int64_t, int64_t>{begin, end} : std::pair<int64_t, int64_t>{0, 0};
 }
 
 std::string passkey_training_text(const eval::PasskeyCase& c, const std::string& answer_end) {
@@ -455,7 +486,14 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     log::info("resumed at step " + std::to_string(start_step));
   }
 
-  BatchMaker batches(o, train);
+  if (!(o.blind_needle_fraction >= 0 && o.blind_needle_fraction <= 1))
+    throw std::invalid_argument("the blind-needle share must be between 0 and 1");
+  if (o.blind_needle_fraction > 0 && !model->config().memory)
+    log::warn("blind needles on a model without memory: the key cannot reach the answer at all");
+  const int64_t blind_margin = o.blind_needle_margin >= 0
+                                   ? o.blind_needle_margin
+                                   : (model->config().conv_kernel - 1) * model->config().n_layers;
+  BatchMaker batches(o, train, blind_margin);
   const int64_t micro_rows = o.batch / o.accumulation;
   const std::string metrics = (fs::path(o.out_dir) / "metrics.csv").string();
   {
@@ -521,11 +559,13 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
       RetrievalTargets targets;
-      auto batch = batches.make(step, micro, micro_rows, &passkeys, &targets).to(device);
+      torch::Tensor ssm_mask;
+      auto batch = batches.make(step, micro, micro_rows, &passkeys, &targets, &ssm_mask).to(device);
       SequenceLoss losses;
       {
         AutocastGuard autocast(o.cuda && o.bf16);
-        losses = sequence_loss(*model, batch, &targets, o.retrieval_loss_weight, o.answer_loss_weight, o.note_loss_weight);
+        losses = sequence_loss(*model, batch, &targets, o.retrieval_loss_weight, o.answer_loss_weight, o.note_loss_weight,
+                               ssm_mask.defined() ? ssm_mask.to(device) : ssm_mask);
       }
       const torch::Tensor& loss = losses.total;
       const double loss_value = losses.lm.item<double>();

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/config.h"
@@ -49,6 +50,12 @@ struct TrainOptions {
   // Hold the fusion scales (how loud the memory's read-out is) as loaded, e.g. as chosen by a
   // long-context probe: short rows never show the loudness that long contexts need.
   bool freeze_fusion_scales = false;
+  // Share of passkey rows whose needle the SSM does not see (blind needles): from the key's
+  // first piece to `blind_needle_margin` tokens past its second copy, every layer's step size dt
+  // is 0, so the key reaches the answer only through the notes, as when the key lies far beyond
+  // the SSM's horizon (a row of 4k tokens shows what a key 1M tokens back looks like).
+  double blind_needle_fraction = 0;
+  int64_t blind_needle_margin = -1;  // -1: (conv_kernel - 1) x n_layers, how far the convolutions spread a token
   // Weight of the retrieval loss (MemMamba only): on passkey rows, each answer position that
   // predicts a piece of the key is taught to put its pool attention on that piece's note.
   double retrieval_loss_weight = 0;
@@ -96,6 +103,13 @@ std::string passkey_training_text(const eval::PasskeyCase& c, const std::string&
 // fill the end of batch row `row` of `row_length` tokens.
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
                            RetrievalTargets& out);
+
+// Row positions [begin, end) that a blind needle hides from the SSM for case `c` encoded as
+// `enc`, whose last tokens fill the end of a row of `row_length` tokens: from the token holding
+// the key's first digit to `margin` tokens past the one holding the last digit of its second
+// copy (clipped to the row). {0, 0} when the key is not in the row.
+std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
+                                              int64_t margin);
 
 // Runs to options.steps; `on_step` returning false stops after saving a checkpoint.
 // Returns the last step done.
