@@ -52,6 +52,19 @@ class TestTrainer : public QObject {
     o.seed = 5;
     return o;
   }
+  // Rows of 256 tokens that are all passkey examples (sample tokenizer), read at every token.
+  static TrainOptions passkeyRun(const QString& data, const QString& out, int64_t steps) {
+    TrainOptions o = tinyRun(data, out, steps);
+    o.config.vocab_size = 8192;  // passkey rows use the sample tokenizer
+    o.config.tau_retrieve = -1;
+    o.seq_len = 256;
+    o.batch = 2;
+    o.accumulation = 1;
+    o.passkey_fraction = 1;
+    o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+    return o;
+  }
+
 
  private Q_SLOTS:
   void shardsRoundTripAndRefuseCorruptFiles() {
@@ -385,14 +398,7 @@ class TestTrainer : public QObject {
     // Blind needles change what the model sees: the same seed gives another first loss.
     QTemporaryDir dir;
     writeShards(dir.path());
-    TrainOptions o = tinyRun(dir.path(), dir.filePath(QStringLiteral("seen")), 1);
-    o.config.vocab_size = 8192;
-    o.config.tau_retrieve = -1;
-    o.seq_len = 256;
-    o.batch = 2;
-    o.accumulation = 1;
-    o.passkey_fraction = 1;
-    o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+    TrainOptions o = passkeyRun(dir.path(), dir.filePath(QStringLiteral("seen")), 1);
     double seen = 0, blind = 0;
     train_model(o, [&](const TrainProgress& p) { seen = p.loss; return true; });
     TrainOptions hidden = o;
@@ -409,15 +415,8 @@ class TestTrainer : public QObject {
   void retrievalLossRunsInTheTrainer() {
     QTemporaryDir dir;
     writeShards(dir.path());
-    TrainOptions o = tinyRun(dir.path(), dir.filePath(QStringLiteral("run")), 3);
-    o.config.vocab_size = 8192;  // passkey rows use the sample tokenizer
-    o.config.pool_slots = 256;   // nothing is evicted within a row
-    o.config.tau_retrieve = -1;
-    o.seq_len = 256;
-    o.batch = 2;
-    o.accumulation = 1;
-    o.passkey_fraction = 1;
-    o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+    TrainOptions o = passkeyRun(dir.path(), dir.filePath(QStringLiteral("run")), 3);
+    o.config.pool_slots = 256;  // nothing is evicted within a row
     o.retrieval_loss_weight = 1;
     o.answer_loss_weight = 1;
     o.note_loss_weight = 1;

@@ -107,6 +107,15 @@ int64_t token_at_byte(const Encoding& enc, int64_t byte) {
 }
 
 
+// Byte offsets in the prompt of the key's two copies in the needle (-1 where absent).
+std::pair<int64_t, int64_t> needle_key_copies(const eval::PasskeyCase& c) {
+  const std::string key = std::to_string(c.key);
+  const size_t first = c.prompt.find(key, static_cast<size_t>(c.needle_begin));
+  if (first == std::string::npos) return {-1, -1};
+  const size_t second = c.prompt.find(key, first + key.size());
+  return {static_cast<int64_t>(first), second == std::string::npos ? int64_t{-1} : static_cast<int64_t>(second)};
+}
+
 // Every batch is a function of (seed, step, micro-batch): resuming needs no sampler state.
 class BatchMaker {
  public:
@@ -358,13 +367,11 @@ int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64
 
 std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
                                               int64_t margin) {
-  const std::string key = std::to_string(c.key);
-  const auto klen = static_cast<int64_t>(key.size());
-  const size_t first = c.prompt.find(key, static_cast<size_t>(c.needle_begin));
-  if (first == std::string::npos) return {0, 0};
-  const size_t second = c.prompt.find(key, first + static_cast<size_t>(klen));
-  const int64_t last_byte = static_cast<int64_t>(second == std::string::npos ? first : second) + klen - 1;
-  const int64_t begin_token = token_at_byte(enc, static_cast<int64_t>(first));
+  const auto klen = static_cast<int64_t>(std::to_string(c.key).size());
+  const auto [first, second] = needle_key_copies(c);
+  if (first < 0) return {0, 0};
+  const int64_t last_byte = (second >= 0 ? second : first) + klen - 1;
+  const int64_t begin_token = token_at_byte(enc, first);
   const int64_t end_token = token_at_byte(enc, last_byte);
   if (begin_token < 0 || end_token < 0) return {0, 0};
   const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
@@ -381,8 +388,7 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
                            RetrievalTargets& out) {
   const std::string key = std::to_string(c.key);
   const auto klen = static_cast<int64_t>(key.size());
-  const int64_t first = static_cast<int64_t>(c.prompt.find(key, static_cast<size_t>(c.needle_begin)));
-  const int64_t second = static_cast<int64_t>(c.prompt.find(key, static_cast<size_t>(first + klen)));
+  const auto [first, second] = needle_key_copies(c);
   const int64_t answer = static_cast<int64_t>(c.prompt.size());
   const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
   auto at = [&](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
