@@ -169,6 +169,12 @@ MemMambaModel MemMambaModel::random(const ModelConfig& config, uint64_t seed) {
   return MemMambaModel(config, Weights::random(config, seed));
 }
 
+torch::Tensor MemMambaModel::note_summaries(int64_t layer, const torch::Tensor& x) const {
+  if (!config_.memory) throw std::invalid_argument("a Mamba-only model has no Note Block");
+  if (layer < 0 || layer >= config_.n_layers) throw std::invalid_argument("layer out of range");
+  return note_inputs(config_, weights_, layer_prefix(layer), x, false).s;
+}
+
 torch::Device MemMambaModel::device() const { return weights_["embedding.weight"].device(); }
 
 RunOptions MemMambaModel::default_options() const {

@@ -106,6 +106,9 @@ class MemMambaModel {
   // tokens: [B]. Returns logits [B, V].
   torch::Tensor step(const torch::Tensor& tokens, RunState& state, const RunOptions& options) const;
   torch::Tensor logits(const torch::Tensor& hidden) const;
+  // The Note Block's candidate summaries s = W_N RMSNorm(x) of layer `layer` for its input x
+  // [B, T, D] (what the pool compares and stores).
+  torch::Tensor note_summaries(int64_t layer, const torch::Tensor& x) const;
 
  private:
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "model/cuda/note_pool_op.h"
 #include "model/mamba_mixer.h"
 
 namespace memmamba {
@@ -78,6 +79,11 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
     torch::Tensor context, weights;
     attend_rows_inference(queries, keys, values, log_priority, visible, scale, context, weights);
     return {project(context, w[prefix + "o.weight"]), weights};
+  }
+  if (!needs_grad && cuda_ops::slot_attention_available(queries, M)) {
+    auto rows = cuda_ops::slot_attention_rows(queries, keys, values, log_priority, visible, scale);
+    const auto type = x_rows.scalar_type();
+    return {project(rows.context.to(type), w[prefix + "o.weight"]), rows.weights.to(type)};
   }
   constexpr int64_t kRowsPerBlock = 1024;
   std::vector<torch::Tensor> contexts, weights;

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "model/cuda/note_pool_op.h"
 #include "model/cuda/scan_dispatch.h"
 #include "model/log.h"
 #include "model/trace_builder.h"
@@ -207,12 +208,17 @@ void reset_peak_rss() {
 
 std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions& base, const std::vector<int64_t>& lengths,
                                     int64_t step_tokens, bool traced, uint64_t seed,
-                                    const std::function<void(const BenchRow&)>& on_row) {
+                                    const std::function<void(const BenchRow&)>& on_row,
+                                    const std::vector<int32_t>& text_tokens) {
   torch::NoGradGuard no_grad;
   std::vector<BenchRow> rows;
   auto gen = at::detail::createCPUGenerator(seed);
   auto random_tokens = [&](int64_t n) {
-    return torch::randint(0, model.config().vocab_size, {1, n}, gen, torch::kInt64);
+    if (text_tokens.empty()) return torch::randint(0, model.config().vocab_size, {1, n}, gen, torch::kInt64);
+    auto out = torch::empty({1, n}, torch::kInt64);
+    int64_t* o = out.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) o[i] = text_tokens[static_cast<size_t>(i) % text_tokens.size()];
+    return out;
   };
   auto sync = [&] {
     if (model.device().is_cuda()) torch::cuda::synchronize();
@@ -250,6 +256,52 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions
         const double element = type == torch::kFloat32 ? 4 : 2;
         BenchRow row{type == torch::kFloat32 ? "scan fp32" : "scan bf16", T, seconds, T / seconds, 0};
         row.bandwidth_gbs = (3.0 * T * Di + 2.0 * T * N) * element / seconds / 1e9;
+        rows.push_back(row);
+        if (on_row) on_row(row);
+      }
+    }
+  }
+  const ModelConfig& config = model.config();
+  if (model.device().is_cuda() && config.memory && base.memory.enabled && config.note_window == 1 &&
+      cuda_ops::note_pool_available(config.pool_slots, config.summary_dim)) {
+    // The note pool alone, both walks on every layer's summaries from one forward pass.
+    for (int64_t T : lengths) {
+      if (T > 65536) continue;  // one chunk: the forward below keeps every layer's input
+      auto tokens = random_tokens(T).to(model.device());
+      std::vector<torch::Tensor> inputs(static_cast<size_t>(config.n_layers));
+      inputs[0] = model.weights()["embedding.weight"].index_select(0, tokens[0]).unsqueeze(0);
+      RunState st = model.new_state(1);
+      RunOptions o = base;
+      o.keep_hidden = false;
+      o.chunk_tokens = T;
+      o.on_layer_output = [&](int64_t layer, int64_t, const torch::Tensor& x) {
+        if (layer + 1 < config.n_layers) inputs[static_cast<size_t>(layer + 1)] = x;
+      };
+      model.forward(tokens, st, o);
+      std::vector<torch::Tensor> summaries;
+      for (int64_t l = 0; l < config.n_layers; ++l) summaries.push_back(model.note_summaries(l, inputs[static_cast<size_t>(l)]));
+      for (auto walk : {cuda_ops::PoolWalk::Sequential, cuda_ops::PoolWalk::Events}) {
+        double seconds = 0;
+        int64_t notes = 0;
+        for (int64_t l = 0; l < config.n_layers; ++l) {
+          auto decide = [&] {
+            cuda_ops::DevicePool pool = cuda_ops::new_device_pool(1, config.pool_slots, config.summary_dim, model.device());
+            auto position = torch::zeros({1}, tokens.options());
+            return cuda_ops::note_pool(summaries[static_cast<size_t>(l)], torch::Tensor(), base.memory, pool, position, walk);
+          };
+          if (l == 0) decide();  // warm-up: work space from the caching allocator
+          cuda_ops::DevicePoolDecisions d;
+          seconds += time_it([&] { d = decide(); });
+          notes += d.flags.bitwise_and(1).ne(0).sum().item<int64_t>();
+        }
+        BenchRow row{walk == cuda_ops::PoolWalk::Sequential ? "pool sequential" : "pool events", T,
+                     seconds / static_cast<double>(config.n_layers), 0, 0};
+        row.tokens_per_second = T / row.seconds;
+        char detail[96];
+        std::snprintf(detail, sizeof detail, "%.1f notes/layer (%.3f%% of tokens)",
+                      static_cast<double>(notes) / static_cast<double>(config.n_layers),
+                      100.0 * static_cast<double>(notes) / static_cast<double>(T * config.n_layers));
+        row.detail = detail;
         rows.push_back(row);
         if (on_row) on_row(row);
       }

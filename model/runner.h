@@ -44,12 +44,16 @@ struct BenchRow {
   double tokens_per_second;
   double peak_rss_mb;    // peak resident memory during this row
   double bandwidth_gbs = 0;  // scan rows: bytes the scan must move (inputs once, y once) per second
+  std::string detail = "";   // what else the row measured (pool rows: notes per layer)
 };
 
-// Times the model on random tokens at each length; step mode over step_tokens tokens.
+// Times the model at each length on random tokens, or on text_tokens repeated to the length;
+// step mode over step_tokens tokens. On a GPU it also times the selective scan alone and the
+// note pool's two walks (sequential and by events) on each layer's own summaries.
 std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions& options, const std::vector<int64_t>& lengths,
                                     int64_t step_tokens, bool traced, uint64_t seed,
-                                    const std::function<void(const BenchRow&)>& on_row = {});
+                                    const std::function<void(const BenchRow&)>& on_row = {},
+                                    const std::vector<int32_t>& text_tokens = {});
 
 double current_peak_rss_mb();
 void reset_peak_rss();

@@ -425,11 +425,13 @@ int bench_compare(const MemMambaModel& model, const RunOptions& options, const s
 }
 
 int cmd_bench(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare"}), {"help", "no-trace", "no-memory"});
+  Args args(argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text"}), {"help", "no-trace", "no-memory"});
   if (args.flag("help")) {
-    std::printf("usage: memmamba bench [--lengths 1k,4k,16k,64k] [--step-tokens N] [--no-trace] [options]\n\n"
+    std::printf("usage: memmamba bench [--lengths 1k,4k,16k,64k] [--step-tokens N] [--no-trace] [--text BOOK] [options]\n\n"
                 "Times the parallel forward (traced unless --no-trace, with per-token loss) on random\n"
-                "tokens at each length, and step mode over --step-tokens tokens (default 256).\n"
+                "tokens at each length (or BOOK's tokens, repeated to the length, with --text), and step\n"
+                "mode over --step-tokens tokens (default 256). On a GPU it first times the selective scan\n"
+                "alone and the note pool's sequential walk and walk by events on every layer (up to 64k).\n"
                 "Without --checkpoint it uses random weights of the default small config (D=256, L=8, V=8192).\n"
                 "--compare transformer: forward latency of MemMamba, Mamba-only and a causal Transformer\n"
                 "of the same width and depth (untraced, no LM head) per length.\n\n%s",
@@ -440,7 +442,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   // depend on what the weights learned.
   std::vector<std::string> model_argv = argv;
   if (!args.has("checkpoint") && !args.has("random-init")) model_argv.insert(model_argv.end(), {"--random-init", "0"});
-  const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare"}), {"help", "no-trace", "no-memory"});
+  const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text"}), {"help", "no-trace", "no-memory"});
   check_model_flags(model_args);
   auto lm = std::make_unique<LoadedModel>(load_model(model_args));
   const auto lengths = args.get_int_list("lengths", {1024, 4096, 16384, 65536}, 16, 1 << 24);
@@ -454,17 +456,25 @@ int cmd_bench(const std::vector<std::string>& argv) {
               static_cast<long long>(c.d_model), static_cast<long long>(c.n_layers), static_cast<long long>(c.vocab_size),
               static_cast<long long>(c.pool_slots), static_cast<long long>(c.note_window),
               static_cast<long long>(parameter_count(c)), lm->model.device().str().c_str(), at::get_num_threads());
+  std::vector<int32_t> text_tokens;
+  if (args.has("text")) {
+    const std::string text = load_text_file(args.get("text", ""));
+    text_tokens = load_tokenizer(args, c).encode(text).ids;
+    if (text_tokens.empty()) throw TextError(args.get("text", "") + " gives no tokens");
+    std::printf("tokens: %s (%zu tokens, repeated to each length)\n", args.get("text", "").c_str(), text_tokens.size());
+  }
   std::printf("%-15s %9s %10s %12s %12s %12s %10s\n", "mode", "tokens", "seconds", "tokens/s", "us/token", "peak RSS MB",
               "scan GB/s");
   std::fflush(stdout);
   run_benchmark(lm->model, run_options(args, lm->model), lengths, step_tokens, !args.flag("no-trace"), static_cast<uint64_t>(args.get_int("seed", 1, 0, INT64_MAX)),
                 [](const BenchRow& r) {
-                  std::printf("%-15s %9lld %10.4f %12.0f %12.4f %12.0f %10s\n", r.mode.c_str(),
+                  std::printf("%-15s %9lld %10.4f %12.0f %12.4f %12.0f %10s  %s\n", r.mode.c_str(),
                               static_cast<long long>(r.tokens), r.seconds, r.tokens_per_second,
                               1e6 / r.tokens_per_second, r.peak_rss_mb,
-                              r.bandwidth_gbs > 0 ? std::to_string(static_cast<int>(r.bandwidth_gbs)).c_str() : "-");
+                              r.bandwidth_gbs > 0 ? std::to_string(static_cast<int>(r.bandwidth_gbs)).c_str() : "-",
+                              r.detail.c_str());
                   std::fflush(stdout);
-                });
+                }, text_tokens);
   return kOk;
 }
 

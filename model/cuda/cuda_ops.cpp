@@ -120,12 +120,40 @@ std::vector<torch::Tensor> backward(const torch::Tensor& u, const torch::Tensor&
 
 namespace cuda_ops {
 
+bool slot_attention_available(const torch::Tensor& queries, int64_t columns) {
+  return queries.is_cuda() && queries.dim() == 2 && ck::slot_attention_supported(queries.size(1), columns);
+}
+
+SlotAttentionRows slot_attention_rows(const torch::Tensor& queries_in, const torch::Tensor& keys_in,
+                                      const torch::Tensor& values_in, const torch::Tensor& log_priority_in,
+                                      const torch::Tensor& visible_in, double scale) {
+  TORCH_CHECK(queries_in.is_cuda() && queries_in.dim() == 2 && visible_in.dim() == 2 &&
+                  visible_in.size(0) == queries_in.size(0),
+              "slot_attention_rows: queries [n, S] and visible [n, M] on a GPU");
+  const c10::cuda::CUDAGuard guard(queries_in.device());
+  auto queries = queries_in.detach().to(torch::kFloat32).contiguous();
+  auto keys = keys_in.detach().to(torch::kFloat32).contiguous();
+  auto values = values_in.detach().to(torch::kFloat32).contiguous();
+  auto log_priority = log_priority_in.detach().to(torch::kFloat32).contiguous();
+  auto visible = visible_in.to(torch::kInt64).contiguous();
+  const int64_t n = queries.size(0), S = queries.size(1), M = visible.size(1);
+  TORCH_CHECK(ck::slot_attention_supported(S, M), "slot_attention_rows: width ", S, " or ", M, " columns too large");
+  SlotAttentionRows out{torch::empty({n, S}, queries.options()), torch::empty({n, M}, queries.options())};
+  ck::SlotAttentionProblem p{n, S, M, queries.data_ptr<float>(), keys.data_ptr<float>(), values.data_ptr<float>(),
+                             log_priority.data_ptr<float>(), visible.data_ptr<int64_t>(), static_cast<float>(scale),
+                             out.context.data_ptr<float>(), out.weights.data_ptr<float>()};
+  ck::slot_attention(p, current_stream());
+  check_launch("slot attention");
+  return out;
+}
+
 bool note_pool_available(int64_t slots, int64_t width) {
   return torch::cuda::is_available() && ck::note_pool_supported(slots, width);
 }
 
 DevicePoolDecisions note_pool(const torch::Tensor& summaries_in, const torch::Tensor& learned_in,
-                              const MemorySettings& settings, DevicePool& pool, const torch::Tensor& position) {
+                              const MemorySettings& settings, DevicePool& pool, const torch::Tensor& position,
+                              PoolWalk walk) {
   TORCH_CHECK(summaries_in.is_cuda() && summaries_in.dim() == 3, "note_pool: summaries must be [B, T, S] on a GPU");
   const c10::cuda::CUDAGuard guard(summaries_in.device());
   const int64_t B = summaries_in.size(0), T = summaries_in.size(1), S = summaries_in.size(2);
@@ -173,7 +201,24 @@ DevicePoolDecisions note_pool(const torch::Tensor& summaries_in, const torch::Te
   p.evicted_note = d.evicted_note.data_ptr<int64_t>();
   p.evicted_priority = d.evicted_priority.data_ptr<float>();
   p.final_bank = d.final_bank.data_ptr<int64_t>();
-  ck::note_pool(p, current_stream());
+  const bool by_events = walk == PoolWalk::Events || (walk == PoolWalk::Auto && T >= kEventWalkMinTokens);
+  torch::Tensor work_units, work_bound, work_bound_slot, work_inserts, work_insert_count, work_initial_bank;
+  if (by_events) {
+    auto i32 = f32.dtype(torch::kInt32);
+    work_units = torch::empty({B, T, ck::note_pool_unit_width()}, f32);
+    work_bound = torch::empty({B, T}, f32);
+    work_bound_slot = torch::empty({B, T}, i32);
+    work_inserts = torch::empty({B, K, T}, i32);  // written only where slots take notes
+    work_insert_count = torch::empty({B, K}, i32);
+    work_initial_bank = torch::empty({B, K}, i64);
+    p.work_units = work_units.data_ptr<float>();
+    p.work_bound = work_bound.data_ptr<float>();
+    p.work_bound_slot = work_bound_slot.data_ptr<int32_t>();
+    p.work_inserts = work_inserts.data_ptr<int32_t>();
+    p.work_insert_count = work_insert_count.data_ptr<int32_t>();
+    p.work_initial_bank = work_initial_bank.data_ptr<int64_t>();
+  }
+  ck::note_pool(p, by_events ? ck::PoolWalk::Events : ck::PoolWalk::Sequential, current_stream());
   check_launch("note pool");
   return d;
 }

@@ -37,7 +37,7 @@ void scan_backward(const ScanProblem& p, const float* dy, const float* dlast, in
                    float* workspace2, float* du, float* ddelta, float* dA_parts, float* dD_parts, float* dB_parts,
                    float* dC_parts, float* dh0, void* stream);
 
-// The Note Block's sequential bookkeeping for windows of one token (see note_pool.cu).
+// The Note Block's bookkeeping for windows of one token (see note_pool.cu).
 struct NotePoolProblem {
   int64_t batch, length, slots, width;
   const float* summaries;   // [B, T, S]
@@ -62,10 +62,37 @@ struct NotePoolProblem {
   int64_t* evicted_note;    // [B, T] note id evicted by that insert, -1 none
   float* evicted_priority;  // [B, T]
   int64_t* final_bank;      // [B, K] bank index each slot holds after the chunk (-1 empty)
+  // Work space of the walk by events (the sequential walk leaves them untouched).
+  float* work_units;          // [B, T, note_pool_unit_width()] the tokens' unit vectors, zero-padded
+  float* work_bound;          // [B, T] best cosine against the pool the chunk starts with
+  int32_t* work_bound_slot;   // [B, T] its slot, -1 when that pool is empty
+  int32_t* work_inserts;      // [B, K, T] per slot, the chunk rows inserted into it, in order
+  int32_t* work_insert_count; // [B, K]
+  int64_t* work_initial_bank; // [B, K]
 };
-// Returns false (and launches nothing) when the shape is outside what the kernel holds.
+// Sequential: one warp visits every token in order (the reference; short chunks such as
+// one step). Events: the pool is constant between notes, so the tokens between two notes
+// are decided together. Both give the same decisions, bit for bit.
+enum class PoolWalk : int { Sequential = 0, Events = 1 };
+// Returns false when the shape is outside what the kernels hold (K <= 64, S <= 64).
 bool note_pool_supported(int64_t slots, int64_t width);
-void note_pool(const NotePoolProblem& p, void* stream);
+int64_t note_pool_unit_width();
+void note_pool(const NotePoolProblem& p, PoolWalk walk, void* stream);
+
+// Attention of query rows over visible notes, for inference (see slot_attention.cu). All fp32.
+struct SlotAttentionProblem {
+  int64_t rows, width, columns;  // n, S, M
+  const float* queries;          // [n, S] (projected)
+  const float* keys;             // [nb, S]
+  const float* values;           // [nb, S]
+  const float* log_priority;     // [nb]
+  const int64_t* visible;        // [n, M] bank index per column, -1 where nothing is visible
+  float scale;                   // 1 / sqrt(S)
+  float* context;                // [n, S] sum of weights x values (0 where nothing is visible)
+  float* weights;                // [n, M] (0 where not visible)
+};
+bool slot_attention_supported(int64_t width, int64_t columns);
+void slot_attention(const SlotAttentionProblem& p, void* stream);
 
 // Last CUDA error as text ("" when none), checked by the caller after launches.
 const char* last_error();

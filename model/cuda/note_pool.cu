@@ -1,20 +1,32 @@
 // The Note Block's bookkeeping on the GPU, for windows of one token (w = 1).
 //
-// Each token's decision depends on the pool as the earlier decisions left it (novelty
-// compares the token with the notes in the pool; the priority policy evicts by what is
-// there), so the walk over tokens is sequential. It runs as one warp per sequence,
-// whole chunk in one launch, with no host round trip:
-//   - the K slot unit vectors live in shared memory (rows padded by one float so that
-//     32 lanes reading 32 different slots hit 32 banks);
-//   - each lane owns slots `lane` and `lane + 32` (their priority, insertion position,
-//     note id and bank index in registers) and computes their cosines;
-//   - best match, free slot and eviction victim are warp reductions (shuffles, ballots);
-//   - the token's summary is read two floats per lane, the next one prefetched.
-// The decisions equal NoteTaker's (model/note_block.cpp) for w = 1: same tie rules
-// (first best slot; lowest priority then oldest then lowest slot for eviction).
+// Token t's novelty reads the pool that the decisions before t left, so the decisions look
+// sequential. But the pool changes only when a note is made, and a trained model notes a
+// fraction of a percent of tokens: between two notes every token sees the same pool. Two
+// walks give the same decisions, bit for bit:
+//
+// The sequential walk (the reference, and short chunks such as step mode): one warp per
+// sequence visits every token in order. The K slot unit vectors live in shared memory; each
+// lane owns slots `lane` and `lane + 32`; best match, free slot and eviction victim are warp
+// reductions.
+//
+// The walk by events (long chunks):
+//   1. prepare (all SMs): every token's unit vector, and its best match against the pool
+//      that the chunk starts with;
+//   2. walk (one block per sequence, 512 tokens a tile): each thread holds one token's best
+//      match against the pool as it stands. The block finds the first token of the tile
+//      that is noted, applies that one note (insert, evict or drop), and the later tokens of
+//      the tile fold in the new slot (one dot product each; a token whose best slot was
+//      evicted compares again with every slot). Tokens before the note are final as held.
+//   3. visible (all SMs): for each token and slot, the note the slot held at that token, from
+//      the list of inserts each slot received.
+// A token's best match is always the maximum over the slots as they stand, computed with
+// one dot product (unit_dot) and one tie rule (the lowest slot among equal cosines) in both
+// walks, so no token near a threshold can flip between them.
 #include <cuda_runtime.h>
 
 #include <cfloat>
+#include <climits>
 
 #include "model/cuda/kernels.h"
 
@@ -23,15 +35,67 @@ namespace {
 
 constexpr int kMaxSlots = 64;
 constexpr int kMaxWidth = 64;
+constexpr unsigned kFullMask = 0xffffffffu;
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
   return v;
 }
 
-__global__ void note_pool_kernel(NotePoolProblem p) {
-  __shared__ float units[kMaxSlots][kMaxWidth + 1];
+// 1 / |s| of the summary whose channels lane and lane + 32 hold (0 for a zero vector).
+__device__ __forceinline__ float warp_inverse_norm(float s0, float s1) {
+  const float sq = warp_sum(fmaf(s0, s0, s1 * s1));
+  return sq > 1e-24f ? rsqrtf(sq) : 0.f;
+}
+
+// The cosine of two unit vectors stored as kMaxWidth floats, zero-padded: the one dot
+// product both walks use. Four partial sums: the loop unrolls into independent chains.
+__device__ __forceinline__ float unit_dot(const float* x, const float* y) {
+  float a[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+  for (int k = 0; k < kMaxWidth; ++k) a[k & 3] = fmaf(x[k], y[k], a[k & 3]);
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+// The eviction victim among the slots a lane owns and the rest of the warp's: FIFO the
+// oldest; priority the lowest priority, oldest on ties; then the lowest slot.
+struct Victim {
+  float priority;
+  int64_t inserted;
+  int slot;  // kMaxSlots: none
+};
+__device__ __forceinline__ bool victim_before(const Victim& a, const Victim& b, bool fifo) {
+  if (a.slot >= kMaxSlots) return false;
+  if (b.slot >= kMaxSlots) return true;
+  if (!fifo && a.priority != b.priority) return a.priority < b.priority;
+  if (a.inserted != b.inserted) return a.inserted < b.inserted;
+  return a.slot < b.slot;
+}
+__device__ __forceinline__ Victim warp_victim(Victim v, bool fifo) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const Victim other{__shfl_xor_sync(kFullMask, v.priority, o), __shfl_xor_sync(kFullMask, v.inserted, o),
+                       __shfl_xor_sync(kFullMask, v.slot, o)};
+    if (victim_before(other, v, fifo)) v = other;
+  }
+  return v;
+}
+
+// Largest cosine and its slot (the lowest on ties) across a warp; slot kMaxSlots when empty.
+__device__ __forceinline__ void warp_best(float& best, int& best_slot) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ob = __shfl_xor_sync(kFullMask, best, o);
+    const int os = __shfl_xor_sync(kFullMask, best_slot, o);
+    if (ob > best || (ob == best && os < best_slot)) { best = ob; best_slot = os; }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The sequential walk: one warp per sequence, every token in order.
+__global__ void note_pool_sequential_kernel(NotePoolProblem p) {
+  __shared__ float units[kMaxSlots][kMaxWidth + 1];  // rows padded: 32 lanes, 32 banks
   __shared__ float token_unit[kMaxWidth];
   const int lane = threadIdx.x;
   const int64_t b = blockIdx.x;
@@ -39,7 +103,6 @@ __global__ void note_pool_kernel(NotePoolProblem p) {
   const int64_t T = p.length;
   const int64_t pos0 = *p.position;
 
-  // Slots owned by this lane: j0 = lane, j1 = lane + 32.
   const int j0 = lane, j1 = lane + 32;
   const bool has0 = j0 < K, has1 = j1 < K;
   float pri0 = 0.f, pri1 = 0.f;
@@ -65,39 +128,19 @@ __global__ void note_pool_kernel(NotePoolProblem p) {
       n0 = lane < S ? summaries[(t + 1) * S + lane] : 0.f;
       n1 = lane + 32 < S ? summaries[(t + 1) * S + lane + 32] : 0.f;
     }
-    const float sq = warp_sum(s0 * s0 + s1 * s1);
-    const float inv = sq > 1e-24f ? rsqrtf(sq) : 0.f;
+    const float inv = warp_inverse_norm(s0, s1);
     if (lane < S) token_unit[lane] = s0 * inv;
     if (lane + 32 < S) token_unit[lane + 32] = s1 * inv;
     __syncwarp();
 
-    // Cosine with this lane's slots.
-    // Fixed-length dots over zero-padded rows, four partial sums each: the loop unrolls
-    // and the shared-memory loads overlap instead of forming one long dependency chain.
-    float c0 = -FLT_MAX, c1 = -FLT_MAX;
-    {
-      float a[4] = {0.f, 0.f, 0.f, 0.f}, e[4] = {0.f, 0.f, 0.f, 0.f};
-      const float* r0 = units[j0 < K ? j0 : 0];
-      const float* r1 = units[j1 < K ? j1 : 0];
-#pragma unroll
-      for (int k = 0; k < kMaxWidth; ++k) {
-        const float x = token_unit[k];
-        a[k & 3] += x * r0[k];
-        e[k & 3] += x * r1[k];
-      }
-      if (id0 >= 0) c0 = (a[0] + a[1]) + (a[2] + a[3]);
-      if (id1 >= 0) c1 = (e[0] + e[1]) + (e[2] + e[3]);
+    float best = -FLT_MAX;
+    int best_slot = kMaxSlots;
+    if (id0 >= 0) { best = unit_dot(token_unit, units[j0]); best_slot = j0; }
+    if (id1 >= 0) {
+      const float c1 = unit_dot(token_unit, units[j1]);
+      if (c1 > best) { best = c1; best_slot = j1; }
     }
-    // Best slot: the largest cosine, the lowest slot on ties.
-    float best = c0;
-    int best_slot = id0 >= 0 ? j0 : kMaxSlots;
-    if (c1 > best) { best = c1; best_slot = j1; }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const int os = __shfl_xor_sync(0xffffffffu, best_slot, o);
-      if (ob > best || (ob == best && os < best_slot)) { best = ob; best_slot = os; }
-    }
+    warp_best(best, best_slot);
     const bool pool_empty = best_slot >= kMaxSlots;
 
     const float istate = next_istate;
@@ -105,7 +148,7 @@ __global__ void note_pool_kernel(NotePoolProblem p) {
     const float importance = p.learned ? p.learned[b * T + t] : (pool_empty ? 1.f : 1.f - best);
     const bool noted = importance > p.tau_note;
     // The bank index of the reference slot, read from its owner lane.
-    const int64_t ref_bank0 = __shfl_sync(0xffffffffu, best_slot < 32 ? bank0 : bank1, best_slot & 31);
+    const int64_t ref_bank = __shfl_sync(kFullMask, best_slot < 32 ? bank0 : bank1, best_slot & 31);
 
     int64_t* vis = p.visible + (b * T + t) * K;
     if (has0) vis[j0] = bank0;
@@ -115,35 +158,18 @@ __global__ void note_pool_kernel(NotePoolProblem p) {
     int64_t evicted = -1;
     float evicted_priority = 0.f;
     if (noted) {
-      const unsigned free0 = __ballot_sync(0xffffffffu, has0 && id0 < 0);
-      const unsigned free1 = __ballot_sync(0xffffffffu, has1 && id1 < 0);
+      const unsigned free0 = __ballot_sync(kFullMask, has0 && id0 < 0);
+      const unsigned free1 = __ballot_sync(kFullMask, has1 && id1 < 0);
       int target = free0 ? __ffs(free0) - 1 : (free1 ? 32 + __ffs(free1) - 1 : -1);
       if (target < 0) {
-        // Victim: FIFO the oldest; priority the lowest priority, oldest on ties; then lowest slot.
-        float vp = pri0;
-        int64_t vi = ins0;
-        int vs = has0 ? j0 : kMaxSlots;
-        auto better = [&](float op, int64_t oi, int os) {
-          if (os >= kMaxSlots) return false;
-          if (vs >= kMaxSlots) return true;
-          if (!p.fifo) {
-            if (op != vp) return op < vp;
-          }
-          if (oi != vi) return oi < vi;
-          return os < vs;
-        };
-        if (has1 && better(pri1, ins1, j1)) { vp = pri1; vi = ins1; vs = j1; }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-          const float op = __shfl_xor_sync(0xffffffffu, vp, o);
-          const int64_t oi = __shfl_xor_sync(0xffffffffu, vi, o);
-          const int os = __shfl_xor_sync(0xffffffffu, vs, o);
-          if (better(op, oi, os)) { vp = op; vi = oi; vs = os; }
-        }
-        if (p.fifo || importance > vp) {
-          target = vs;
-          evicted = __shfl_sync(0xffffffffu, vs < 32 ? id0 : id1, vs & 31);
-          evicted_priority = vp;
+        Victim v{pri0, ins0, has0 ? j0 : kMaxSlots};
+        const Victim v1{pri1, ins1, has1 ? j1 : kMaxSlots};
+        if (victim_before(v1, v, p.fifo)) v = v1;
+        v = warp_victim(v, p.fifo);
+        if (p.fifo || importance > v.priority) {
+          target = v.slot;
+          evicted = __shfl_sync(kFullMask, v.slot < 32 ? id0 : id1, v.slot & 31);
+          evicted_priority = v.priority;
         }
       }
       if (target >= 0) {
@@ -160,7 +186,7 @@ __global__ void note_pool_kernel(NotePoolProblem p) {
       p.importance[i] = importance;
       p.istate[i] = istate;
       p.flags[i] = static_cast<uint8_t>((noted ? 1 : 0) | (istate > p.tau_retrieve ? 2 : 0));
-      p.reference[i] = pool_empty ? -1 : ref_bank0;
+      p.reference[i] = pool_empty ? -1 : ref_bank;
       p.slot_taken[i] = taken;
       p.evicted_note[i] = evicted;
       p.evicted_priority[i] = evicted_priority;
@@ -181,15 +207,286 @@ __global__ void note_pool_kernel(NotePoolProblem p) {
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// The walk by events, step 1: unit vectors and the best match against the starting pool.
+constexpr int kPrepareWarps = 8;
+
+__global__ void __launch_bounds__(kPrepareWarps * 32) note_pool_prepare_kernel(NotePoolProblem p) {
+  __shared__ float units[kMaxSlots][kMaxWidth + 1];
+  __shared__ float token_unit[kPrepareWarps][kMaxWidth];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t b = blockIdx.y;
+  const int K = static_cast<int>(p.slots), S = static_cast<int>(p.width);
+  const int64_t T = p.length, sk = b * K;
+  for (int i = threadIdx.x; i < K * kMaxWidth; i += blockDim.x) {
+    const int j = i / kMaxWidth, k = i % kMaxWidth;
+    units[j][k] = k < S ? p.slot_unit[(sk + j) * S + k] : 0.f;
+  }
+  const int j0 = lane, j1 = lane + 32;
+  const int64_t id0 = j0 < K ? p.slot_note_id[sk + j0] : -1, id1 = j1 < K ? p.slot_note_id[sk + j1] : -1;
+  __syncthreads();
+
+  const float* summaries = p.summaries + b * T * S;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kPrepareWarps + warp; t < T;
+       t += static_cast<int64_t>(gridDim.x) * kPrepareWarps) {
+    const float s0 = lane < S ? summaries[t * S + lane] : 0.f;
+    const float s1 = lane + 32 < S ? summaries[t * S + lane + 32] : 0.f;
+    const float inv = warp_inverse_norm(s0, s1);
+    const float u0 = lane < S ? s0 * inv : 0.f, u1 = lane + 32 < S ? s1 * inv : 0.f;
+    token_unit[warp][lane] = u0;
+    token_unit[warp][lane + 32] = u1;
+    float* row = p.work_units + (b * T + t) * kMaxWidth;
+    row[lane] = u0;
+    row[lane + 32] = u1;
+    __syncwarp();
+    float best = -FLT_MAX;
+    int best_slot = kMaxSlots;
+    if (id0 >= 0) { best = unit_dot(token_unit[warp], units[j0]); best_slot = j0; }
+    if (id1 >= 0) {
+      const float c1 = unit_dot(token_unit[warp], units[j1]);
+      if (c1 > best) { best = c1; best_slot = j1; }
+    }
+    warp_best(best, best_slot);
+    if (lane == 0) {
+      p.work_bound[b * T + t] = best;
+      p.work_bound_slot[b * T + t] = best_slot >= kMaxSlots ? -1 : best_slot;
+    }
+    __syncwarp();
+  }
+}
+
+// Step 2: one block per sequence walks the chunk tile by tile, note by note.
+constexpr int kWalkThreads = 512;
+constexpr int kWalkWarps = kWalkThreads / 32;
+
+__global__ void __launch_bounds__(kWalkThreads) note_pool_walk_kernel(NotePoolProblem p) {
+  __shared__ float units[kMaxSlots][kMaxWidth];
+  __shared__ float priority[kMaxSlots];
+  __shared__ int64_t inserted[kMaxSlots], note_id[kMaxSlots], bank[kMaxSlots];
+  __shared__ int insert_count[kMaxSlots];
+  __shared__ int warp_first[kWalkWarps];
+  __shared__ float candidate_importance[kWalkThreads];
+  __shared__ float handed_istate[kWalkThreads];
+  __shared__ int first_noted, taken_slot;
+  __shared__ int64_t evicted_id, notes_made;
+  __shared__ float evicted_priority, carried_istate;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int64_t b = blockIdx.x;
+  const int K = static_cast<int>(p.slots), S = static_cast<int>(p.width);
+  const int64_t T = p.length, sk = b * K;
+  const int64_t pos0 = *p.position;
+  for (int i = tid; i < K * kMaxWidth; i += kWalkThreads) {
+    const int j = i / kMaxWidth, k = i % kMaxWidth;
+    units[j][k] = k < S ? p.slot_unit[(sk + j) * S + k] : 0.f;
+  }
+  if (tid < K) {
+    priority[tid] = p.slot_priority[sk + tid];
+    inserted[tid] = p.slot_inserted[sk + tid];
+    note_id[tid] = p.slot_note_id[sk + tid];
+    bank[tid] = note_id[tid] >= 0 ? tid : -1;
+    insert_count[tid] = 0;
+    p.work_initial_bank[sk + tid] = bank[tid];
+  }
+  if (tid == 0) {
+    notes_made = p.notes_made[b];
+    carried_istate = p.next_istate[b];
+  }
+  __syncthreads();
+
+  const float* token_units = p.work_units + b * T * kMaxWidth;
+  for (int64_t tile0 = 0; tile0 < T; tile0 += kWalkThreads) {
+    const int64_t row = tile0 + tid;
+    const bool live = row < T;
+    float u[kMaxWidth];
+    float best = -FLT_MAX;
+    int best_slot = -1;
+    int64_t reference = -1;
+    auto consider = [&](int j) {  // j: an occupied slot
+      const float c = unit_dot(u, units[j]);
+      if (c > best || (c == best && j < best_slot)) { best = c; best_slot = j; reference = bank[j]; }
+    };
+    if (live) {
+      const float4* src = reinterpret_cast<const float4*>(token_units + row * kMaxWidth);
+#pragma unroll
+      for (int q = 0; q < kMaxWidth / 4; ++q) {
+        const float4 v = src[q];
+        u[4 * q] = v.x; u[4 * q + 1] = v.y; u[4 * q + 2] = v.z; u[4 * q + 3] = v.w;
+      }
+      // The starting pool's best still stands while its slot holds the same note; the
+      // other starting slots cannot beat it. Otherwise compare with those left.
+      const int start_slot = p.work_bound_slot[b * T + row];
+      if (start_slot >= 0 && bank[start_slot] == start_slot) {
+        best = p.work_bound[b * T + row];
+        best_slot = start_slot;
+        reference = start_slot;
+      } else if (start_slot >= 0) {
+        for (int j = 0; j < K; ++j)
+          if (bank[j] == j) consider(j);
+      }
+      for (int j = 0; j < K; ++j)  // the notes this chunk has made so far
+        if (bank[j] >= K) consider(j);
+    }
+    const float learned = live && p.learned ? p.learned[b * T + row] : 0.f;
+    bool noted = false;
+    int32_t my_taken = -1;
+    int64_t my_evicted = -1;
+    float my_evicted_priority = 0.f;
+    int cursor = 0;
+    for (;;) {
+      const float importance = p.learned ? learned : (best_slot < 0 ? 1.f : 1.f - best);
+      const bool candidate = live && tid >= cursor && importance > p.tau_note;
+      if (candidate) candidate_importance[tid] = importance;
+      const unsigned m = __ballot_sync(kFullMask, candidate);
+      if (lane == 0) warp_first[warp] = m ? warp * 32 + __ffs(m) - 1 : INT_MAX;
+      __syncthreads();
+      if (warp == 0) {
+        int first = lane < kWalkWarps ? warp_first[lane] : INT_MAX;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) first = min(first, __shfl_xor_sync(kFullMask, first, o));
+        if (first != INT_MAX) {
+          // Apply the note of the first noted token: a free slot (the lowest), else the victim.
+          const float note_importance = candidate_importance[first];
+          const int j0 = lane, j1 = lane + 32;
+          const bool has0 = j0 < K, has1 = j1 < K;
+          const unsigned free0 = __ballot_sync(kFullMask, has0 && note_id[j0] < 0);
+          const unsigned free1 = __ballot_sync(kFullMask, has1 && note_id[j1] < 0);
+          int target = free0 ? __ffs(free0) - 1 : (free1 ? 32 + __ffs(free1) - 1 : -1);
+          int64_t gone = -1;
+          float gone_priority = 0.f;
+          if (target < 0) {
+            Victim v{has0 ? priority[j0] : 0.f, has0 ? inserted[j0] : -1, has0 ? j0 : kMaxSlots};
+            const Victim v1{has1 ? priority[j1] : 0.f, has1 ? inserted[j1] : -1, has1 ? j1 : kMaxSlots};
+            if (victim_before(v1, v, p.fifo)) v = v1;
+            v = warp_victim(v, p.fifo);
+            if (p.fifo || note_importance > v.priority) {
+              target = v.slot;
+              gone = note_id[v.slot];
+              gone_priority = v.priority;
+            }
+          }
+          __syncwarp();
+          const int64_t note_row = tile0 + first;
+          if (lane == 0) {
+            first_noted = first;
+            taken_slot = target;
+            evicted_id = gone;
+            evicted_priority = gone_priority;
+            if (target >= 0) {
+              priority[target] = note_importance;
+              inserted[target] = pos0 + note_row;
+              note_id[target] = notes_made;
+              bank[target] = K + note_row;
+              p.work_inserts[(sk + target) * T + insert_count[target]++] = static_cast<int32_t>(note_row);
+            }
+            ++notes_made;  // a dropped note still takes an id, as in NoteTaker
+          }
+          if (target >= 0)
+            for (int k = lane; k < kMaxWidth; k += 32) units[target][k] = token_units[note_row * kMaxWidth + k];
+        } else if (lane == 0) {
+          first_noted = INT_MAX;
+        }
+      }
+      __syncthreads();
+      const int first = first_noted;
+      if (first == INT_MAX) break;
+      const int target = taken_slot;
+      if (tid == first) {
+        noted = true;
+        my_taken = target;
+        my_evicted = evicted_id;
+        my_evicted_priority = evicted_priority;
+      } else if (live && tid > first && target >= 0) {
+        if (best_slot == target) {  // this token's best note was evicted: compare with every slot
+          best = -FLT_MAX;
+          best_slot = -1;
+          reference = -1;
+          for (int j = 0; j < K; ++j)
+            if (note_id[j] >= 0) consider(j);
+        } else {
+          consider(target);
+        }
+      }
+      cursor = first + 1;
+      __syncthreads();
+    }
+
+    handed_istate[tid] = best_slot < 0 ? 1.f : 1.f - best;
+    __syncthreads();
+    if (live) {
+      const float istate = tid == 0 ? carried_istate : handed_istate[tid - 1];
+      const int64_t i = b * T + row;
+      p.importance[i] = p.learned ? learned : (best_slot < 0 ? 1.f : 1.f - best);
+      p.istate[i] = istate;
+      p.flags[i] = static_cast<uint8_t>((noted ? 1 : 0) | (istate > p.tau_retrieve ? 2 : 0));
+      p.reference[i] = best_slot < 0 ? -1 : reference;
+      p.slot_taken[i] = my_taken;
+      p.evicted_note[i] = my_evicted;
+      p.evicted_priority[i] = my_evicted_priority;
+    }
+    __syncthreads();
+    const int64_t tile_length = T - tile0 < kWalkThreads ? T - tile0 : kWalkThreads;
+    if (tid == tile_length - 1) carried_istate = handed_istate[tid];
+    __syncthreads();
+  }
+
+  for (int i = tid; i < K * S; i += kWalkThreads) p.slot_unit[sk * S + i] = units[i / S][i % S];
+  if (tid < K) {
+    p.slot_priority[sk + tid] = priority[tid];
+    p.slot_inserted[sk + tid] = inserted[tid];
+    p.slot_note_id[sk + tid] = note_id[tid];
+    p.final_bank[sk + tid] = bank[tid];
+    p.work_insert_count[sk + tid] = insert_count[tid];
+  }
+  if (tid == 0) {
+    p.next_istate[b] = carried_istate;
+    p.notes_made[b] = notes_made;
+  }
+}
+
+// Step 3: the note each slot held at each token (the last insert before it, else the slot
+// the chunk started with).
+__global__ void note_pool_visible_kernel(NotePoolProblem p) {
+  const int64_t K = p.slots, T = p.length, total = p.batch * T * K;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t j = i % K, bt = i / K, b = bt / T, t = bt % T;
+    const int32_t* rows = p.work_inserts + (b * K + j) * T;
+    int lo = 0, hi = p.work_insert_count[b * K + j];  // the first insert at or after t
+    while (lo < hi) {
+      const int mid = (lo + hi) >> 1;
+      if (rows[mid] < t) lo = mid + 1; else hi = mid;
+    }
+    p.visible[i] = lo > 0 ? K + rows[lo - 1] : p.work_initial_bank[b * K + j];
+  }
+}
+
 }  // namespace
 
 bool note_pool_supported(int64_t slots, int64_t width) {
   return slots >= 1 && slots <= kMaxSlots && width >= 1 && width <= kMaxWidth;
 }
 
-void note_pool(const NotePoolProblem& p, void* stream) {
+int64_t note_pool_unit_width() { return kMaxWidth; }
+
+void note_pool(const NotePoolProblem& p, PoolWalk walk, void* stream) {
   if (p.batch < 1) return;
-  note_pool_kernel<<<static_cast<unsigned>(p.batch), 32, 0, static_cast<cudaStream_t>(stream)>>>(p);
+  const auto s = static_cast<cudaStream_t>(stream);
+  if (walk == PoolWalk::Sequential) {
+    note_pool_sequential_kernel<<<static_cast<unsigned>(p.batch), 32, 0, s>>>(p);
+    return;
+  }
+  if (p.length > 0) {
+    const int64_t groups = (p.length + kPrepareWarps - 1) / kPrepareWarps;
+    const unsigned gx = static_cast<unsigned>(groups < 2048 ? groups : 2048);
+    note_pool_prepare_kernel<<<dim3(gx, static_cast<unsigned>(p.batch)), kPrepareWarps * 32, 0, s>>>(p);
+  }
+  note_pool_walk_kernel<<<static_cast<unsigned>(p.batch), kWalkThreads, 0, s>>>(p);
+  const int64_t total = p.batch * p.length * p.slots;
+  if (total > 0) {
+    const int64_t blocks = (total + 255) / 256;
+    note_pool_visible_kernel<<<static_cast<unsigned>(blocks < 8192 ? blocks : 8192), 256, 0, s>>>(p);
+  }
 }
 
 }  // namespace memmamba::cuda_kernels

@@ -38,16 +38,38 @@ inline DevicePool new_device_pool(int64_t batch, int64_t slots, int64_t width, c
           torch::ones({batch}, f32),                    torch::zeros({batch}, i64)};
 }
 
+// How the pool's decisions are walked (model/cuda/note_pool.cu): one token at a time, or
+// note by note with the tokens between two notes decided together. Both decide the same,
+// bit for bit; Auto takes events for chunks of kEventWalkMinTokens tokens or more.
+enum class PoolWalk { Auto, Sequential, Events };
+constexpr int64_t kEventWalkMinTokens = 64;
+
+// Slot attention without autograd on the GPU (model/cuda/slot_attention.cu): queries [n, S]
+// already projected, keys and values [nb, S], log priorities [nb], visible [n, M] int64.
+struct SlotAttentionRows {
+  torch::Tensor context;  // [n, S] fp32 (before the output projection)
+  torch::Tensor weights;  // [n, M] fp32
+};
+
 #ifdef MEMMAMBA_WITH_CUDA
+bool slot_attention_available(const torch::Tensor& queries, int64_t columns);
+SlotAttentionRows slot_attention_rows(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& values,
+                                      const torch::Tensor& log_priority, const torch::Tensor& visible, double scale);
 bool note_pool_available(int64_t slots, int64_t width);
 // summaries [B, T, S] and learned [B, T] (undefined for novelty) on the pool's device;
 // position: int64 [1] on the device, the absolute position of token 0.
 DevicePoolDecisions note_pool(const torch::Tensor& summaries, const torch::Tensor& learned,
-                              const MemorySettings& settings, DevicePool& pool, const torch::Tensor& position);
+                              const MemorySettings& settings, DevicePool& pool, const torch::Tensor& position,
+                              PoolWalk walk = PoolWalk::Auto);
 #else
+inline bool slot_attention_available(const torch::Tensor&, int64_t) { return false; }
+[[noreturn]] inline SlotAttentionRows slot_attention_rows(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                                          const torch::Tensor&, const torch::Tensor&, double) {
+  TORCH_CHECK(false, "this build of MemMamba has no CUDA kernels (Torch without CUDA)");
+}
 inline bool note_pool_available(int64_t, int64_t) { return false; }
 [[noreturn]] inline DevicePoolDecisions note_pool(const torch::Tensor&, const torch::Tensor&, const MemorySettings&,
-                                                  DevicePool&, const torch::Tensor&) {
+                                                  DevicePool&, const torch::Tensor&, PoolWalk = PoolWalk::Auto) {
   TORCH_CHECK(false, "this build of MemMamba has no CUDA kernels (Torch without CUDA)");
 }
 #endif

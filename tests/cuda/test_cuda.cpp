@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "model/cuda/note_pool_op.h"
 #include "model/cuda/scan_dispatch.h"
 #include "model/memmamba.h"
 #include "model/runner.h"
@@ -172,6 +173,169 @@ void model_gpu_matches_cpu_and_step() {
   }
 }
 
+// The walk by events against the sequential walk (model/cuda/note_pool.cu): every decision,
+// event and visible slot, and the pool they leave, bit for bit, over chunks in a row; with
+// rare, dense, tied and threshold-grazing notes, full pools with evictions and drops, both
+// policies and both importance rules, batches whose rows note differently.
+void event_walk_matches_sequential_walk() {
+  torch::NoGradGuard no_grad;
+  const torch::Device gpu(torch::kCUDA);
+  enum Kind { Dense, Rare, Ties, Grazing };
+  struct Case {
+    const char* name;
+    Kind kind;
+    int64_t B, T, K, S, chunks;
+    ImportanceRule rule;
+    PoolPolicy policy;
+  };
+  const std::vector<Case> cases = {
+      {"dense, priority", Dense, 2, 700, 50, 64, 3, ImportanceRule::Novelty, PoolPolicy::Priority},
+      {"dense, fifo", Dense, 1, 1500, 50, 64, 2, ImportanceRule::Novelty, PoolPolicy::Fifo},
+      {"rare, priority, K=50 S=64", Rare, 3, 5000, 50, 64, 3, ImportanceRule::Novelty, PoolPolicy::Priority},
+      {"rare, fifo, K=7 S=17", Rare, 2, 3000, 7, 17, 3, ImportanceRule::Novelty, PoolPolicy::Fifo},
+      {"rare, priority, K=64 S=33", Rare, 1, 20000, 64, 33, 2, ImportanceRule::Novelty, PoolPolicy::Priority},
+      {"rare, priority, K=1 S=1", Rare, 2, 600, 1, 1, 2, ImportanceRule::Novelty, PoolPolicy::Priority},
+      {"tied cosines, priority", Ties, 2, 2000, 5, 64, 2, ImportanceRule::Novelty, PoolPolicy::Priority},
+      {"tied cosines, fifo", Ties, 1, 2000, 4, 8, 2, ImportanceRule::Novelty, PoolPolicy::Fifo},
+      {"threshold-grazing, priority", Grazing, 2, 3000, 50, 64, 2, ImportanceRule::Novelty, PoolPolicy::Priority},
+      {"learned, priority", Rare, 2, 3000, 20, 64, 2, ImportanceRule::Learned, PoolPolicy::Priority},
+      {"learned, fifo, dense", Dense, 1, 2000, 20, 64, 2, ImportanceRule::Learned, PoolPolicy::Fifo},
+      {"chunk of 65 tokens", Rare, 2, 65, 10, 64, 4, ImportanceRule::Novelty, PoolPolicy::Priority},
+  };
+  int64_t total_inserts = 0, total_evictions = 0, total_drops = 0;
+  for (const Case& c : cases) {
+    torch::manual_seed(1234 + c.T + c.K);
+    const int64_t n = c.T * c.chunks;
+    auto f = torch::TensorOptions().dtype(torch::kFloat32);
+    torch::Tensor summaries, learned;
+    if (c.kind == Dense || c.kind == Grazing) {
+      summaries = torch::randn({c.B, n, c.S}, f);
+    }
+    if (c.kind == Rare || c.kind == Grazing) {
+      // Tokens near one of a few more directions than slots, now and then a new one.
+      auto protos = torch::randn({c.K + 30, c.S}, f);
+      auto pick = torch::randint(0, c.K + 30, {c.B, n}, torch::kInt64);
+      auto near = protos.index_select(0, pick.reshape({-1})).view({c.B, n, c.S}) + 0.05 * torch::randn({c.B, n, c.S}, f);
+      auto fresh = torch::rand({c.B, n, 1}, f).lt(0.003);
+      summaries = c.kind == Rare ? torch::where(fresh, torch::randn({c.B, n, c.S}, f), near)
+                                 : torch::where(torch::rand({c.B, n, 1}, f).lt(0.5), summaries, near);
+    }
+    if (c.kind == Ties) {
+      // A handful of directions at random scales: identical unit vectors, exactly tied cosines.
+      auto set = torch::randint(-2, 3, {6, c.S}, torch::kInt64).to(torch::kFloat32);
+      auto pick = torch::randint(0, 6, {c.B, n}, torch::kInt64);
+      summaries = set.index_select(0, pick.reshape({-1})).view({c.B, n, c.S}) * torch::rand({c.B, n, 1}, f).add(0.5);
+    }
+    if (c.rule == ImportanceRule::Learned) learned = torch::rand({c.B, n}, f).to(gpu);
+    summaries = summaries.to(gpu);
+    MemorySettings settings;
+    settings.importance = c.rule;
+    settings.policy = c.policy;
+    settings.tau_note = c.rule == ImportanceRule::Learned ? (c.kind == Dense ? 0.2 : 0.97) : 0.3;
+    settings.tau_retrieve = 0.2;
+    auto run = [&](cuda_ops::PoolWalk walk) {
+      cuda_ops::DevicePool pool = cuda_ops::new_device_pool(c.B, c.K, c.S, gpu);
+      auto position = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64).device(gpu));
+      std::vector<cuda_ops::DevicePoolDecisions> out;
+      for (int64_t k = 0; k < c.chunks; ++k) {
+        auto s = summaries.narrow(1, k * c.T, c.T).contiguous();
+        auto l = learned.defined() ? learned.narrow(1, k * c.T, c.T).contiguous() : torch::Tensor();
+        out.push_back(cuda_ops::note_pool(s, l, settings, pool, position, walk));
+        position.add_(c.T);
+      }
+      return std::make_pair(std::move(out), pool);
+    };
+    if (c.kind == Grazing) {
+      // Put tau1 exactly on importances the walk produces.
+      auto [probe, unused] = run(cuda_ops::PoolWalk::Sequential);
+      auto values = std::get<0>(torch::sort(probe[1].importance.flatten().cpu()));
+      settings.tau_note = values[values.size(0) / 2].item<float>();
+    }
+    auto [seq, seq_pool] = run(cuda_ops::PoolWalk::Sequential);
+    auto [evt, evt_pool] = run(cuda_ops::PoolWalk::Events);
+    bool same = true;
+    std::string differs;
+    auto compare = [&](const torch::Tensor& a, const torch::Tensor& b, const std::string& what) {
+      if (!torch::equal(a.cpu(), b.cpu())) { same = false; if (differs.empty()) differs = " (" + what + " differs)"; }
+    };
+    int64_t inserts = 0, evictions = 0, drops = 0, noted = 0;
+    for (size_t k = 0; k < seq.size(); ++k) {
+      const auto &a = seq[k], &b = evt[k];
+      const std::string chunk = " in chunk " + std::to_string(k);
+      compare(a.importance, b.importance, "importance" + chunk);
+      compare(a.istate, b.istate, "I_state" + chunk);
+      compare(a.flags, b.flags, "flags" + chunk);
+      compare(a.reference, b.reference, "reference" + chunk);
+      compare(a.visible, b.visible, "visible slots" + chunk);
+      compare(a.slot_taken, b.slot_taken, "slot taken" + chunk);
+      compare(a.evicted_note, b.evicted_note, "evicted note" + chunk);
+      compare(a.evicted_priority, b.evicted_priority, "evicted priority" + chunk);
+      compare(a.final_bank, b.final_bank, "final bank" + chunk);
+      auto taken = a.slot_taken.cpu();
+      auto is_noted = a.flags.cpu().bitwise_and(1).ne(0);
+      noted += is_noted.sum().item<int64_t>();
+      inserts += taken.ge(0).sum().item<int64_t>();
+      evictions += a.evicted_note.cpu().ge(0).sum().item<int64_t>();
+      drops += (is_noted & taken.lt(0)).sum().item<int64_t>();
+    }
+    compare(seq_pool.slot_unit, evt_pool.slot_unit, "pool vectors");
+    compare(seq_pool.slot_priority, evt_pool.slot_priority, "pool priorities");
+    compare(seq_pool.slot_inserted, evt_pool.slot_inserted, "pool insertion positions");
+    compare(seq_pool.slot_note_id, evt_pool.slot_note_id, "pool note ids");
+    compare(seq_pool.next_istate, evt_pool.next_istate, "carried I_state");
+    compare(seq_pool.notes_made, evt_pool.notes_made, "notes made");
+    total_inserts += inserts;
+    total_evictions += evictions;
+    total_drops += drops;
+    char name[320];
+    std::snprintf(name, sizeof name,
+                  "event walk == sequential walk, %s (B=%lld, %lld x %lld tokens): %lld noted (%.2f%%), %lld evictions, "
+                  "%lld drops%s",
+                  c.name, (long long)c.B, (long long)c.chunks, (long long)c.T, (long long)noted,
+                  100.0 * noted / (c.B * n), (long long)evictions, (long long)drops, differs.c_str());
+    check(same && noted > 0, name);
+  }
+  check(total_evictions > 0 && total_drops > 0 && total_inserts > total_evictions,
+        "the walk cases cover inserts, evictions and drops (" + std::to_string(total_inserts) + ", " +
+            std::to_string(total_evictions) + ", " + std::to_string(total_drops) + ")");
+}
+
+// The fused slot attention for inference against the same attention in float64 tensors:
+// visible and empty columns, rows that see nothing, the widths of the own pool and the union.
+void slot_attention_kernel_matches_tensors() {
+  torch::NoGradGuard no_grad;
+  const torch::Device gpu(torch::kCUDA);
+  struct Case { int64_t n, S, M, nb; };
+  for (const Case& c : {Case{1000, 64, 50, 300}, Case{777, 17, 100, 90}, Case{300, 64, 256, 1000}, Case{5, 1, 3, 4}}) {
+    torch::manual_seed(c.n + c.M);
+    auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+    auto q = torch::randn({c.n, c.S}, f64), k = torch::randn({c.nb, c.S}, f64), v = torch::randn({c.nb, c.S}, f64);
+    auto lp = torch::log(torch::rand({c.nb}, f64).add(0.01));
+    auto visible = torch::randint(0, c.nb, {c.n, c.M}, torch::kInt64);
+    visible = torch::where(torch::rand({c.n, c.M}).lt(0.3), torch::full_like(visible, -1), visible);
+    visible.narrow(0, 0, std::min<int64_t>(3, c.n)).fill_(-1);  // rows that see nothing
+    const double scale = 1.0 / std::sqrt(static_cast<double>(c.S));
+    auto mask = visible.ge(0);
+    auto idx = visible.clamp_min(0);
+    auto keys = k.index_select(0, idx.reshape({-1})).view({c.n, c.M, c.S});
+    auto vals = v.index_select(0, idx.reshape({-1})).view({c.n, c.M, c.S});
+    auto logits = torch::matmul(keys, q.unsqueeze(-1)).squeeze(-1) * scale + lp.index_select(0, idx.reshape({-1})).view({c.n, c.M});
+    logits = logits.masked_fill(mask.logical_not(), -1e300);
+    auto att = torch::softmax(logits, -1) * mask.to(torch::kFloat64);
+    auto want_ctx = torch::matmul(att.unsqueeze(1), vals).squeeze(1);
+    auto got = cuda_ops::slot_attention_rows(q.to(gpu, torch::kFloat32), k.to(gpu, torch::kFloat32),
+                                             v.to(gpu, torch::kFloat32), lp.to(gpu, torch::kFloat32), visible.to(gpu),
+                                             scale);
+    const double ew = (got.weights.cpu().to(torch::kFloat64) - att).abs().max().item<double>();
+    const double ec = (got.context.cpu().to(torch::kFloat64) - want_ctx).abs().max().item<double>();
+    const bool empty_rows_zero = got.weights.narrow(0, 0, std::min<int64_t>(3, c.n)).abs().sum().item<double>() == 0 &&
+                                 got.context.narrow(0, 0, std::min<int64_t>(3, c.n)).abs().sum().item<double>() == 0;
+    check(ew < 1e-5 && ec < 1e-4 && empty_rows_zero,
+          "slot attention kernel == float64 tensors (n=" + std::to_string(c.n) + ", S=" + std::to_string(c.S) +
+              ", M=" + std::to_string(c.M) + "): weights " + std::to_string(ew) + ", context " + std::to_string(ec));
+  }
+}
+
 void traces_agree() {
   torch::NoGradGuard no_grad;
   ModelConfig c;  // default: novelty, priority, K=50
@@ -314,6 +478,8 @@ int main() {
   configure_cpu_runtime();
   scan_forward_matches_reference();
   scan_backward_matches_autograd();
+  event_walk_matches_sequential_walk();
+  slot_attention_kernel_matches_tensors();
   model_gpu_matches_cpu_and_step();
   traces_agree();
   attention_taps_agree();
