@@ -27,6 +27,7 @@
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
 #include "model/text_input.h"
+#include "model/autocast.h"
 #include "model/tokenizer.h"
 #include "model/trace.h"
 
@@ -388,14 +389,23 @@ int cmd_generate(const std::vector<std::string>& argv) {
   return g_interrupted ? kInterrupted : kOk;
 }
 
-// The paper's efficiency claim: latency of MemMamba vs Mamba-only vs a Transformer.
-int bench_compare(const MemMambaModel& model, const RunOptions& options, const std::vector<int64_t>& lengths) {
+// The paper's efficiency claim: forward speed of MemMamba, the same model without memory
+// (Mamba-only) and a causal Transformer of the same width and depth, batch 1, the same work
+// for each (no LM head). On a GPU all three run under bf16 autocast and the Transformer on
+// LibTorch's scaled_dot_product_attention (flash kernels), the field's own code.
+int bench_compare(const MemMambaModel& model, const RunOptions& options, const std::vector<int64_t>& lengths,
+                  int64_t transformer_max) {
   torch::NoGradGuard no_grad;
+  const bool cuda = model.device().is_cuda();
   eval::TransformerBaseline transformer(model.config(), 1);
-  auto time_forward = [&](const std::function<void(const torch::Tensor&)>& fn, int64_t T) {
-    auto tokens = torch::randint(0, model.config().vocab_size, {1, T}, torch::kInt64);
+  transformer.to(model.device());
+  AutocastGuard autocast(cuda);
+  auto seconds_of = [&](const std::function<void(const torch::Tensor&)>& fn, int64_t T) {
+    auto tokens = torch::randint(0, model.config().vocab_size, {1, T}, torch::kInt64).to(model.device());
+    if (cuda) torch::cuda::synchronize();
     const auto t0 = std::chrono::steady_clock::now();
     fn(tokens);
+    if (cuda) torch::cuda::synchronize();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   RunOptions with_memory = options, without = options;
@@ -408,24 +418,33 @@ int bench_compare(const MemMambaModel& model, const RunOptions& options, const s
     };
   };
   auto tf = [&](const torch::Tensor& t) { transformer.forward(t); };
-  time_forward(memmamba(with_memory), 256);  // warm-up
-  time_forward(memmamba(without), 256);
-  time_forward(tf, 256);
-  std::printf("forward latency, batch 1, %s; Transformer: %lld parameters\n", model.device().str().c_str(),
-              static_cast<long long>(transformer.parameter_count()));
-  std::printf("%9s %14s %14s %16s %18s\n", "tokens", "MemMamba s", "Mamba-only s", "Transformer s", "Transformer/MemMamba");
+  for (int i = 0; i < 2; ++i) {  // warm-up: kernels chosen, caches filled
+    seconds_of(memmamba(with_memory), 4096);
+    seconds_of(memmamba(without), 4096);
+    seconds_of(tf, 4096);
+  }
+  std::printf("forward, batch 1, %s, %s; Transformer: %lld parameters, attention: %s\n", model.device().str().c_str(),
+              cuda ? "bf16 autocast" : "fp32", static_cast<long long>(transformer.parameter_count()),
+              eval::TransformerBaseline::uses_sdpa() ? "scaled_dot_product_attention" : "blocked (no SDPA in this LibTorch)");
+  std::printf("%9s %14s %14s %15s %22s %22s\n", "tokens", "MemMamba tok/s", "Mamba-only tok/s", "Transformer tok/s",
+              "MemMamba / Mamba-only", "MemMamba / Transformer");
   for (int64_t T : lengths) {
-    const double a = time_forward(memmamba(with_memory), T);
-    const double b = time_forward(memmamba(without), T);
-    const double c = time_forward(tf, T);
-    std::printf("%9lld %14.3f %14.3f %16.3f %18.2f\n", static_cast<long long>(T), a, b, c, c / a);
+    const double a = T / seconds_of(memmamba(with_memory), T);
+    const double b = T / seconds_of(memmamba(without), T);
+    const double c = T <= transformer_max ? T / seconds_of(tf, T) : 0;
+    char tf_speed[32] = "-", tf_ratio[32] = "-";
+    if (c > 0) {
+      std::snprintf(tf_speed, sizeof tf_speed, "%.0f", c);
+      std::snprintf(tf_ratio, sizeof tf_ratio, "%.2f", a / c);
+    }
+    std::printf("%9lld %14.0f %16.0f %17s %22.2f %22s\n", static_cast<long long>(T), a, b, tf_speed, a / b, tf_ratio);
     std::fflush(stdout);
   }
   return kOk;
 }
 
 int cmd_bench(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text"}), {"help", "no-trace", "no-memory"});
+  Args args(argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text", "transformer-max"}), {"help", "no-trace", "no-memory", "bf16"});
   if (args.flag("help")) {
     std::printf("usage: memmamba bench [--lengths 1k,4k,16k,64k] [--step-tokens N] [--no-trace] [--text BOOK] [options]\n\n"
                 "Times the parallel forward (traced unless --no-trace, with per-token loss) on random\n"
@@ -433,8 +452,11 @@ int cmd_bench(const std::vector<std::string>& argv) {
                 "mode over --step-tokens tokens (default 256). On a GPU it first times the selective scan\n"
                 "alone and the note pool's sequential walk and walk by events on every layer (up to 64k).\n"
                 "Without --checkpoint it uses random weights of the default small config (D=256, L=8, V=8192).\n"
-                "--compare transformer: forward latency of MemMamba, Mamba-only and a causal Transformer\n"
-                "of the same width and depth (untraced, no LM head) per length.\n\n%s",
+                "--bf16: under bf16 autocast (CUDA).\n"
+                "--compare transformer: forward speed of MemMamba, Mamba-only and a causal Transformer\n"
+                "of the same width and depth (untraced, no LM head) per length, with their ratios; on a\n"
+                "GPU under bf16 autocast, the Transformer on scaled_dot_product_attention, up to\n"
+                "--transformer-max tokens (default 256k).\n\n%s",
                 kModelOptionsHelp);
     return kOk;
   }
@@ -442,14 +464,16 @@ int cmd_bench(const std::vector<std::string>& argv) {
   // depend on what the weights learned.
   std::vector<std::string> model_argv = argv;
   if (!args.has("checkpoint") && !args.has("random-init")) model_argv.insert(model_argv.end(), {"--random-init", "0"});
-  const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text"}), {"help", "no-trace", "no-memory"});
+  const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text", "transformer-max"}), {"help", "no-trace", "no-memory", "bf16"});
   check_model_flags(model_args);
   auto lm = std::make_unique<LoadedModel>(load_model(model_args));
+  if (args.flag("bf16") && !lm->model.device().is_cuda()) throw UsageError("--bf16 needs --device cuda");
   const auto lengths = args.get_int_list("lengths", {1024, 4096, 16384, 65536}, 16, 1 << 24);
   const int64_t step_tokens = args.get_int("step-tokens", 256, 0, 1 << 20);
   if (args.has("compare")) {
     if (args.get("compare", "") != "transformer") throw UsageError("--compare takes \"transformer\"");
-    return bench_compare(lm->model, run_options(model_args, lm->model), lengths);
+    return bench_compare(lm->model, run_options(model_args, lm->model), lengths,
+                         args.get_int("transformer-max", 262144, 1, 1 << 26));
   }
   const ModelConfig& c = lm->model.config();
   std::printf("model D=%lld L=%lld V=%lld K=%lld w=%lld, %lld parameters, device %s, %d threads\n",
@@ -466,6 +490,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::printf("%-15s %9s %10s %12s %12s %12s %10s\n", "mode", "tokens", "seconds", "tokens/s", "us/token", "peak RSS MB",
               "scan GB/s");
   std::fflush(stdout);
+  AutocastGuard autocast(args.flag("bf16"));
   run_benchmark(lm->model, run_options(args, lm->model), lengths, step_tokens, !args.flag("no-trace"), static_cast<uint64_t>(args.get_int("seed", 1, 0, INT64_MAX)),
                 [](const BenchRow& r) {
                   std::printf("%-15s %9lld %10.4f %12.0f %12.4f %12.0f %10s  %s\n", r.mode.c_str(),

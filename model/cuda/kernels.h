@@ -69,6 +69,7 @@ struct NotePoolProblem {
   int32_t* work_inserts;      // [B, K, T] per slot, the chunk rows inserted into it, in order
   int32_t* work_insert_count; // [B, K]
   int64_t* work_initial_bank; // [B, K]
+  int64_t row_begin, row_end;  // the span of rows one launch of the walk covers (set by note_pool)
 };
 // Sequential: one warp visits every token in order (the reference; short chunks such as
 // one step). Events: the pool is constant between notes, so the tokens between two notes

@@ -10,16 +10,20 @@
 // lane owns slots `lane` and `lane + 32`; best match, free slot and eviction victim are warp
 // reductions.
 //
-// The walk by events (long chunks):
-//   1. prepare (all SMs): every token's unit vector, and its best match against the pool
-//      that the chunk starts with;
+// The walk by events (long chunks), span by span (kSpanTokens), the spans in order:
+//   1. prepare (all SMs): the span's unit vectors, and each token's best match against the
+//      pool as the span begins;
 //   2. walk (one block per sequence, 512 tokens a tile): each thread holds one token's best
-//      match against the pool as it stands. The block finds the first token of the tile
-//      that is noted, applies that one note (insert, evict or drop), and the later tokens of
-//      the tile fold in the new slot (one dot product each; a token whose best slot was
-//      evicted compares again with every slot). Tokens before the note are final as held.
-//   3. visible (all SMs): for each token and slot, the note the slot held at that token, from
-//      the list of inserts each slot received.
+//      match against the pool as it stands: the prepared match while its slot still holds
+//      the same note, folded with the notes this span has made. The block finds the first
+//      token of the tile that is noted, applies that one note (insert, evict or drop), and
+//      the later tokens of the tile fold in the new slot (one dot product each; a token
+//      whose best slot was evicted compares again with every slot). Tokens before the note
+//      are final as held.
+//   3. visible (all SMs, once per chunk): for each token and slot, the note the slot held at
+//      that token, from the list of inserts each slot received.
+// Spans keep the walk's own work small: a trained model's pool rarely changes within one,
+// so most tokens take their prepared match as it is.
 // A token's best match is always the maximum over the slots as they stand, computed with
 // one dot product (unit_dot) and one tie rule (the lowest slot among equal cosines) in both
 // walks, so no token near a threshold can flip between them.
@@ -227,7 +231,7 @@ __global__ void __launch_bounds__(kPrepareWarps * 32) note_pool_prepare_kernel(N
   __syncthreads();
 
   const float* summaries = p.summaries + b * T * S;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kPrepareWarps + warp; t < T;
+  for (int64_t t = p.row_begin + static_cast<int64_t>(blockIdx.x) * kPrepareWarps + warp; t < p.row_end;
        t += static_cast<int64_t>(gridDim.x) * kPrepareWarps) {
     const float s0 = lane < S ? summaries[t * S + lane] : 0.f;
     const float s1 = lane + 32 < S ? summaries[t * S + lane + 32] : 0.f;
@@ -257,6 +261,7 @@ __global__ void __launch_bounds__(kPrepareWarps * 32) note_pool_prepare_kernel(N
 
 // Step 2: one block per sequence walks the chunk tile by tile, note by note.
 constexpr int kWalkThreads = 512;
+constexpr int64_t kSpanTokens = 4096;
 constexpr int kWalkWarps = kWalkThreads / 32;
 
 __global__ void __launch_bounds__(kWalkThreads) note_pool_walk_kernel(NotePoolProblem p) {
@@ -264,6 +269,7 @@ __global__ void __launch_bounds__(kWalkThreads) note_pool_walk_kernel(NotePoolPr
   __shared__ float priority[kMaxSlots];
   __shared__ int64_t inserted[kMaxSlots], note_id[kMaxSlots], bank[kMaxSlots];
   __shared__ int insert_count[kMaxSlots];
+  __shared__ bool dirty[kMaxSlots];  // took a note in this span
   __shared__ int warp_first[kWalkWarps];
   __shared__ float candidate_importance[kWalkThreads];
   __shared__ float handed_istate[kWalkThreads];
@@ -284,9 +290,15 @@ __global__ void __launch_bounds__(kWalkThreads) note_pool_walk_kernel(NotePoolPr
     priority[tid] = p.slot_priority[sk + tid];
     inserted[tid] = p.slot_inserted[sk + tid];
     note_id[tid] = p.slot_note_id[sk + tid];
-    bank[tid] = note_id[tid] >= 0 ? tid : -1;
-    insert_count[tid] = 0;
-    p.work_initial_bank[sk + tid] = bank[tid];
+    dirty[tid] = false;
+    if (p.row_begin == 0) {  // the chunk's first span: slot j is bank index j
+      bank[tid] = note_id[tid] >= 0 ? tid : -1;
+      insert_count[tid] = 0;
+      p.work_initial_bank[sk + tid] = bank[tid];
+    } else {  // as the previous span left it
+      bank[tid] = p.final_bank[sk + tid];
+      insert_count[tid] = p.work_insert_count[sk + tid];
+    }
   }
   if (tid == 0) {
     notes_made = p.notes_made[b];
@@ -295,37 +307,41 @@ __global__ void __launch_bounds__(kWalkThreads) note_pool_walk_kernel(NotePoolPr
   __syncthreads();
 
   const float* token_units = p.work_units + b * T * kMaxWidth;
-  for (int64_t tile0 = 0; tile0 < T; tile0 += kWalkThreads) {
+  for (int64_t tile0 = p.row_begin; tile0 < p.row_end; tile0 += kWalkThreads) {
     const int64_t row = tile0 + tid;
-    const bool live = row < T;
+    const bool live = row < p.row_end;
     float u[kMaxWidth];
+    bool have_unit = false;
     float best = -FLT_MAX;
     int best_slot = -1;
     int64_t reference = -1;
     auto consider = [&](int j) {  // j: an occupied slot
+      if (!have_unit) {
+        const float4* src = reinterpret_cast<const float4*>(token_units + row * kMaxWidth);
+#pragma unroll
+        for (int q = 0; q < kMaxWidth / 4; ++q) {
+          const float4 v = src[q];
+          u[4 * q] = v.x; u[4 * q + 1] = v.y; u[4 * q + 2] = v.z; u[4 * q + 3] = v.w;
+        }
+        have_unit = true;
+      }
       const float c = unit_dot(u, units[j]);
       if (c > best || (c == best && j < best_slot)) { best = c; best_slot = j; reference = bank[j]; }
     };
     if (live) {
-      const float4* src = reinterpret_cast<const float4*>(token_units + row * kMaxWidth);
-#pragma unroll
-      for (int q = 0; q < kMaxWidth / 4; ++q) {
-        const float4 v = src[q];
-        u[4 * q] = v.x; u[4 * q + 1] = v.y; u[4 * q + 2] = v.z; u[4 * q + 3] = v.w;
-      }
-      // The starting pool's best still stands while its slot holds the same note; the
-      // other starting slots cannot beat it. Otherwise compare with those left.
+      // The span's starting pool's best still stands while its slot holds the same note;
+      // the other starting slots cannot beat it. Otherwise compare with those left.
       const int start_slot = p.work_bound_slot[b * T + row];
-      if (start_slot >= 0 && bank[start_slot] == start_slot) {
+      if (start_slot >= 0 && !dirty[start_slot]) {
         best = p.work_bound[b * T + row];
         best_slot = start_slot;
-        reference = start_slot;
+        reference = bank[start_slot];
       } else if (start_slot >= 0) {
         for (int j = 0; j < K; ++j)
-          if (bank[j] == j) consider(j);
+          if (!dirty[j] && note_id[j] >= 0) consider(j);
       }
-      for (int j = 0; j < K; ++j)  // the notes this chunk has made so far
-        if (bank[j] >= K) consider(j);
+      for (int j = 0; j < K; ++j)  // the notes this span has made so far
+        if (dirty[j]) consider(j);
     }
     const float learned = live && p.learned ? p.learned[b * T + row] : 0.f;
     bool noted = false;
@@ -377,6 +393,7 @@ __global__ void __launch_bounds__(kWalkThreads) note_pool_walk_kernel(NotePoolPr
               inserted[target] = pos0 + note_row;
               note_id[target] = notes_made;
               bank[target] = K + note_row;
+              dirty[target] = true;
               p.work_inserts[(sk + target) * T + insert_count[target]++] = static_cast<int32_t>(note_row);
             }
             ++notes_made;  // a dropped note still takes an id, as in NoteTaker
@@ -425,7 +442,7 @@ __global__ void __launch_bounds__(kWalkThreads) note_pool_walk_kernel(NotePoolPr
       p.evicted_priority[i] = my_evicted_priority;
     }
     __syncthreads();
-    const int64_t tile_length = T - tile0 < kWalkThreads ? T - tile0 : kWalkThreads;
+    const int64_t tile_length = p.row_end - tile0 < kWalkThreads ? p.row_end - tile0 : kWalkThreads;
     if (tid == tile_length - 1) carried_istate = handed_istate[tid];
     __syncthreads();
   }
@@ -476,12 +493,16 @@ void note_pool(const NotePoolProblem& p, PoolWalk walk, void* stream) {
     note_pool_sequential_kernel<<<static_cast<unsigned>(p.batch), 32, 0, s>>>(p);
     return;
   }
-  if (p.length > 0) {
-    const int64_t groups = (p.length + kPrepareWarps - 1) / kPrepareWarps;
-    const unsigned gx = static_cast<unsigned>(groups < 2048 ? groups : 2048);
-    note_pool_prepare_kernel<<<dim3(gx, static_cast<unsigned>(p.batch)), kPrepareWarps * 32, 0, s>>>(p);
+  for (int64_t begin = 0; begin == 0 || begin < p.length; begin += kSpanTokens) {
+    NotePoolProblem span = p;
+    span.row_begin = begin;
+    span.row_end = p.length - begin < kSpanTokens ? p.length : begin + kSpanTokens;
+    const int64_t groups = (span.row_end - span.row_begin + kPrepareWarps - 1) / kPrepareWarps;
+    if (groups > 0)
+      note_pool_prepare_kernel<<<dim3(static_cast<unsigned>(groups), static_cast<unsigned>(p.batch)), kPrepareWarps * 32,
+                                  0, s>>>(span);
+    note_pool_walk_kernel<<<static_cast<unsigned>(p.batch), kWalkThreads, 0, s>>>(span);
   }
-  note_pool_walk_kernel<<<static_cast<unsigned>(p.batch), kWalkThreads, 0, s>>>(p);
   const int64_t total = p.batch * p.length * p.slots;
   if (total > 0) {
     const int64_t blocks = (total + 255) / 256;

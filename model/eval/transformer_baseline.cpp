@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 
@@ -53,15 +54,36 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   return torch::cat(outs, 1);
 }
 
-torch::Tensor TransformerBaseline::forward(const torch::Tensor& tokens) const {
+void TransformerBaseline::to(const torch::Device& device) {
+  for (auto& [name, t] : w_) t = t.to(device);
+}
+
+bool TransformerBaseline::uses_sdpa() {
+#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+  return true;
+#else
+  return false;
+#endif
+}
+
+torch::Tensor TransformerBaseline::forward(const torch::Tensor& tokens_in) const {
   torch::NoGradGuard no_grad;
+  const auto& embedding = w_.at("embedding");
+  auto tokens = tokens_in.to(embedding.device(), torch::kInt64);
   const int64_t T = tokens.size(1), D = config_.d_model, hd = D / heads_;
-  auto x = w_.at("embedding").index_select(0, tokens.reshape({-1}));  // [T, D]
+  auto x = embedding.index_select(0, tokens.reshape({-1}));  // [T, D]
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     const std::string p = std::to_string(l) + ".";
     auto qkv = project(rms_norm(x, w_.at(p + "norm1"), config_.norm_eps), w_.at(p + "qkv"));  // [T, 3D]
     auto heads = qkv.view({T, 3, heads_, hd}).permute({1, 2, 0, 3});                        // [3, H, T, hd]
-    auto att = causal_attention(heads[0], heads[1], heads[2]);                              // [H, T, hd]
+#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+    // The field's kernels (flash or memory-efficient attention where the device has them).
+    auto att = at::scaled_dot_product_attention(heads[0].unsqueeze(0), heads[1].unsqueeze(0), heads[2].unsqueeze(0),
+                                                {}, 0.0, /*is_causal=*/true)
+                   .squeeze(0);  // [H, T, hd]
+#else
+    auto att = causal_attention(heads[0], heads[1], heads[2]);  // no SDPA in this LibTorch
+#endif
     x = x + project(att.permute({1, 0, 2}).reshape({T, D}), w_.at(p + "out"));
     auto h = project(rms_norm(x, w_.at(p + "norm2"), config_.norm_eps), w_.at(p + "up"));
     x = x + project(torch::gelu(h), w_.at(p + "down"));

@@ -1,6 +1,8 @@
 // A causal Transformer of the same width and depth as a MemMamba config (pre-norm,
 // D/64 heads, 4x MLP, tied embedding), for the efficiency comparison only: random
-// weights, forward only. Attention runs in query blocks so memory stays O(T * block).
+// weights, forward only. Attention is LibTorch's scaled_dot_product_attention (flash or
+// memory-efficient kernels on a GPU) where the LibTorch at hand has it (2.x), else causal
+// attention in query blocks so memory stays O(T * block).
 #pragma once
 #include <torch/types.h>
 
@@ -17,6 +19,9 @@ class TransformerBaseline {
   // tokens [1, T] -> final hidden states [1, T, D].
   torch::Tensor forward(const torch::Tensor& tokens) const;
   int64_t parameter_count() const;
+  void to(const torch::Device& device);
+  // Whether forward runs LibTorch's scaled_dot_product_attention (else the blocked version).
+  static bool uses_sdpa();
 
  private:
   ModelConfig config_;

@@ -1,6 +1,5 @@
 #include "model/train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -15,6 +14,7 @@
 #include <random>
 #include <sstream>
 
+#include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/eval/passkey.h"
 #include "model/file_io.h"
@@ -31,30 +31,6 @@ namespace memmamba {
 namespace {
 
 namespace fs = std::filesystem;
-
-// bf16 autocast on CUDA; the API moved between LibTorch 1.x and 2.x.
-struct AutocastGuard {
-  explicit AutocastGuard(bool on) : on_(on) {
-    if (!on_) return;
-#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-#else
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
-#endif
-  }
-  ~AutocastGuard() {
-    if (!on_) return;
-#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-#else
-    at::autocast::set_enabled(false);
-#endif
-    at::autocast::clear_cache();
-  }
-  bool on_;
-};
 
 // Weight decay for matrices only (not norms, biases, D, A_log, dt bias, fusion scales).
 bool decays(const std::string& name, const torch::Tensor& t) {
