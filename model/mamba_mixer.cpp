@@ -4,6 +4,9 @@
 
 #include <ATen/Parallel.h>
 
+#include <optional>
+
+#include "model/profile.h"
 #include "model/selective_scan.h"
 
 namespace memmamba {
@@ -51,8 +54,10 @@ MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer,
                           MixerState& state, const torch::Tensor& ssm_input_mask) {
   const std::string p = layer_prefix(layer) + "mixer.";
   const int64_t Di = c.inner(), N = c.d_state, R = c.rank(), Kc = c.conv_kernel;
+  std::optional<profile::Section> section(std::in_place, "mixer: norm, in_proj", xf.device());
   auto h = rms_norm(xf, w[p + "norm.weight"], c.norm_eps);
   auto az = project(h, w[p + "in_proj.weight"]);  // [B, T, 2Di]
+  section.emplace("mixer: conv, SiLU", xf.device());
   auto a = az.narrow(-1, 0, Di);
   auto z = az.narrow(-1, Di, Di);
   // Causal depthwise conv over [carried inputs, this chunk], as Kc shifted products
@@ -64,13 +69,16 @@ MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer,
   for (int64_t k = 1; k < Kc; ++k) conv = conv + padded.narrow(1, k, T) * conv_w.select(1, k);
   if (Kc > 1) state.conv = padded.narrow(1, padded.size(1) - (Kc - 1), Kc - 1).contiguous();
   auto u = torch::silu(conv);  // [B, T, Di]
+  section.emplace("mixer: x_proj, dt", xf.device());
   auto xdbc = project(u, w[p + "x_proj.weight"]);
   auto dt = F::softplus(project(xdbc.narrow(-1, 0, R), w[p + "dt_proj.weight"]) + w[p + "dt_proj.bias"]);
   if (ssm_input_mask.defined()) dt = dt * ssm_input_mask.to(dt.options()).unsqueeze(-1);
   auto Bm = xdbc.narrow(-1, R, N).contiguous();
   auto Cm = xdbc.narrow(-1, R + N, N).contiguous();
+  section.emplace("mixer: selective scan", xf.device());
   auto scan = selective_scan(u, dt, mixer_decay_rates(w, layer), Bm, Cm, w[p + "D"], state.ssm);
   state.ssm = scan.last_state;
+  section.emplace("mixer: gate, out_proj", xf.device());
   auto y = scan.y * torch::silu(z);
   return {xf + project(y, w[p + "out_proj.weight"]), dt};
 }

@@ -3,10 +3,12 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 
 #include "model/cuda/step_graph.h"
 #include "model/memory_attention.h"
+#include "model/profile.h"
 #include "model/trace_builder.h"
 
 namespace memmamba {
@@ -278,6 +280,7 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
   const int64_t pos0 = state.position;
 
   const bool learned_rule = options.memory.importance == ImportanceRule::Learned;
+  std::optional<profile::Section> section(std::in_place, "memory: note summaries", x.device());
   const NoteInputs in = note_inputs(c, w, p, x, learned_rule);
   const torch::Tensor& s = in.s;  // [B, T, S]
   const torch::Tensor& learned = in.learned;
@@ -286,8 +289,10 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
     ids_before = mem.device_pool.slot_note_id[0].to(torch::kCPU);
     made_before = mem.device_pool.notes_made.to(torch::kCPU);
   }
+  section.emplace("memory: pool walk", x.device());
   const cuda_ops::DevicePoolDecisions d = cuda_ops::note_pool(s, learned, options.memory, mem.device_pool,
                                                               state.device_position);
+  section.emplace("memory: bank and importance", x.device());
 
   auto pool_vectors = torch::stack(mem.pool_vectors, 0).to(s.dtype());    // [B, K, S]
   auto pool_priority = torch::stack(mem.pool_priority, 0).to(s.dtype());  // [B, K]
@@ -312,6 +317,7 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
                       occupied.unsqueeze(-1).to(bank_vectors.dtype());
   auto next_priority = torch::where(occupied, bank_priority.gather(1, safe_final), torch::ones({}, bank_priority.options()));
 
+  section.emplace("memory: token attention", x.device());
   ChunkBank& bank = banks[layer];
   bank = ChunkBank{};
   bank.valid = true;
@@ -336,7 +342,9 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
     mem.pool_priority[b] = next_priority[b];
     mem.slot_cache_valid[b] = 0;
   }
-  auto token_term = fusion_term(c, w, p + "token_attention.", x, torch::stack(contexts, 0), options.memory.fusion_gain);
+  auto token_term = fusion_term(c, w, p + "token_attention.", x, B == 1 ? contexts[0].unsqueeze(0) : torch::stack(contexts, 0),
+                                options.memory.fusion_gain);
+  section.emplace("trace (host)", x.device());
 
   if (trace) {
     auto imp = d.importance[0].to(torch::kCPU).contiguous();
@@ -569,6 +577,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
 
   if (memory_on && c.has_cross_layer(layer)) {
     {
+      const profile::Section section("memory: cross-layer attention", x.device());
       const int64_t first = std::max<int64_t>(0, layer - c.cross_layer_groups + 1);
       std::vector<torch::Tensor> layer_terms;
       for (int64_t b = 0; b < B; ++b) {
@@ -616,6 +625,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
   }
 
   MixerOutput mixed = mixer_forward(c, w, layer, xf, state.mixers[layer], ssm_input_mask);
+  const profile::Section trace_section("trace (host)", x.device());
   if (trace) {
     auto log_decay = to_floats((mixed.dt[0] * mixer_decay_rates(w, layer).mean(1)).mean(-1));
     trace->layer_tokens(static_cast<int32_t>(layer), pos0, T, rec_importance.data(), rec_istate.data(), rec_flags.data(),

@@ -13,6 +13,7 @@
 #include "model/cuda/note_pool_op.h"
 #include "model/cuda/scan_dispatch.h"
 #include "model/log.h"
+#include "model/profile.h"
 #include "model/trace_builder.h"
 
 namespace memmamba {
@@ -311,6 +312,7 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions
     auto tokens = random_tokens(T);
     reset_peak_rss();
     BenchRow row{traced ? "parallel+trace" : "parallel", T, 0, 0, 0};
+    profile::reset();
     row.seconds = time_it([&] {
       if (traced) {
         TraceRunRequest req;
@@ -326,6 +328,7 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions
     });
     row.tokens_per_second = T / row.seconds;
     row.peak_rss_mb = current_peak_rss_mb();
+    if (profile::enabled()) row.profile = profile::report(row.seconds);
     rows.push_back(row);
     if (on_row) on_row(row);
   }

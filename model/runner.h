@@ -45,6 +45,7 @@ struct BenchRow {
   double peak_rss_mb;    // peak resident memory during this row
   double bandwidth_gbs = 0;  // scan rows: bytes the scan must move (inputs once, y once) per second
   std::string detail = "";   // what else the row measured (pool rows: notes per layer)
+  std::string profile = "";  // time per section of the forward rows (MEMMAMBA_PROFILE=1)
 };
 
 // Times the model at each length on random tokens, or on text_tokens repeated to the length;

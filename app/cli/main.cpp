@@ -498,6 +498,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
                               1e6 / r.tokens_per_second, r.peak_rss_mb,
                               r.bandwidth_gbs > 0 ? std::to_string(static_cast<int>(r.bandwidth_gbs)).c_str() : "-",
                               r.detail.c_str());
+                  if (!r.profile.empty()) std::printf("%s", r.profile.c_str());
                   std::fflush(stdout);
                 }, text_tokens);
   return kOk;
