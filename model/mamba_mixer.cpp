@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "model/cuda/scan_dispatch.h"
 #include "model/profile.h"
 #include "model/selective_scan.h"
 
@@ -63,12 +64,18 @@ MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer,
   // Causal depthwise conv over [carried inputs, this chunk], as Kc shifted products
   // (cheaper on the CPU than a grouped conv1d and free of transposes).
   const int64_t T = a.size(1);
-  auto padded = torch::cat({state.conv.to(a.dtype()), a}, 1);  // [B, Kc-1+T, Di]
-  const auto& conv_w = w[p + "conv.weight"];                   // [Di, Kc]
-  auto conv = padded.narrow(1, 0, T) * conv_w.select(1, 0) + w[p + "conv.bias"];
-  for (int64_t k = 1; k < Kc; ++k) conv = conv + padded.narrow(1, k, T) * conv_w.select(1, k);
-  if (Kc > 1) state.conv = padded.narrow(1, padded.size(1) - (Kc - 1), Kc - 1).contiguous();
-  auto u = torch::silu(conv);  // [B, T, Di]
+  const auto& conv_w = w[p + "conv.weight"];  // [Di, Kc]
+  torch::Tensor u;                            // [B, T, Di]
+  const bool needs_grad = torch::GradMode::is_enabled() && (a.requires_grad() || conv_w.requires_grad());
+  if (!needs_grad && Kc > 1 && cuda_scan::causal_conv_available(a, Kc)) {
+    std::tie(u, state.conv) = cuda_scan::causal_conv_silu(a, state.conv, conv_w, w[p + "conv.bias"]);
+  } else {
+    auto padded = torch::cat({state.conv.to(a.dtype()), a}, 1);  // [B, Kc-1+T, Di]
+    auto conv = padded.narrow(1, 0, T) * conv_w.select(1, 0) + w[p + "conv.bias"];
+    for (int64_t k = 1; k < Kc; ++k) conv = conv + padded.narrow(1, k, T) * conv_w.select(1, k);
+    if (Kc > 1) state.conv = padded.narrow(1, padded.size(1) - (Kc - 1), Kc - 1).contiguous();
+    u = torch::silu(conv);
+  }
   section.emplace("mixer: x_proj, dt", xf.device());
   auto xdbc = project(u, w[p + "x_proj.weight"]);
   auto dt = F::softplus(project(xdbc.narrow(-1, 0, R), w[p + "dt_proj.weight"]) + w[p + "dt_proj.bias"]);

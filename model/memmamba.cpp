@@ -111,24 +111,34 @@ void tap_attention(const RunOptions& options, int64_t layer, bool cross_layer, i
 }
 
 // Sends attention rows to the trace: weights [n, M] over `visible` [n, M] bank indices.
+// The trace keeps the top `attention_topk` weights of a row: they are chosen where the weights
+// are (on the GPU for a GPU run), so only k columns per row come to the host. Visible columns
+// go before empty ones, whatever their weight.
 void trace_attention(TraceBuilder& trace, int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
                      const torch::Tensor& weights, const torch::Tensor& visible, const SlotColumns& columns) {
-  auto wcpu = weights.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-  auto vcpu = visible.to(torch::kCPU).contiguous();
-  const int64_t M = wcpu.size(1);
+  if (!trace.options().record_attention || positions.empty()) return;
+  const int64_t M = weights.size(1), k = std::min<int64_t>(M, trace.options().attention_topk);
   const int64_t group_width = M / static_cast<int64_t>(columns.note_ids.size());
+  auto w = weights.detach().to(torch::kFloat32);
+  auto vis_mask = visible.ge(0);
+  auto top = torch::where(vis_mask, w, torch::full({}, -1.f, w.options())).topk(k, 1);
+  auto wcpu = std::get<0>(top).to(torch::kCPU).contiguous();
+  auto mcpu = std::get<1>(top).to(torch::kCPU, torch::kInt64).contiguous();
+  auto vcpu = visible.gather(1, std::get<1>(top)).to(torch::kCPU).contiguous();
   const float* wp = wcpu.data_ptr<float>();
+  const int64_t* mp = mcpu.data_ptr<int64_t>();
   const int64_t* vp = vcpu.data_ptr<int64_t>();
   std::vector<AttentionEntryIn> entries;
   for (size_t r = 0; r < positions.size(); ++r) {
     if (!trace.wants_attention(positions[r])) continue;
     entries.clear();
-    for (int64_t m = 0; m < M; ++m) {
-      const int64_t bank_index = vp[r * M + m];
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t bank_index = vp[r * k + i];
       if (bank_index < 0) continue;
+      const int64_t m = mp[r * k + i];
       const size_t group = static_cast<size_t>(m / group_width);
       const int64_t local = (*columns.note_ids[group])[bank_index - columns.bank_offsets[group]];
-      entries.push_back({columns.layer[m], columns.slot[m], local, wp[r * M + m]});
+      entries.push_back({columns.layer[m], columns.slot[m], local, wp[r * k + i]});
     }
     trace.attention_row(layer, cross_layer, positions[r], entries);
   }
@@ -300,6 +310,8 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
   torch::Tensor importance;
   if (learned_rule) {
     importance = learned;
+  } else if (!(torch::GradMode::is_enabled() && s.requires_grad())) {
+    importance = d.importance;  // the walk's own 1 - cos: nothing to differentiate
   } else {  // novelty, rebuilt differentiably from the reference the kernel chose
     auto safe = d.reference.clamp_min(0);
     auto refs = bank_vectors.gather(1, safe.unsqueeze(-1).expand({B, T, S}));

@@ -116,6 +116,34 @@ std::vector<torch::Tensor> backward(const torch::Tensor& u, const torch::Tensor&
   return {du, ddelta, dA_parts.sum(0).t().contiguous(), dB_parts.sum(1), dC_parts.sum(1), dD_parts.sum(0), dh0};
 }
 
+bool causal_conv_available(const torch::Tensor& x, int64_t kernel) {
+  const auto type = x.scalar_type();
+  return x.is_cuda() && x.dim() == 3 && x.stride(2) == 1 && (type == torch::kFloat32 || type == torch::kBFloat16) &&
+         ck::causal_conv_supported(kernel);
+}
+
+std::pair<torch::Tensor, torch::Tensor> causal_conv_silu(const torch::Tensor& x, const torch::Tensor& carried_in,
+                                                         const torch::Tensor& weight, const torch::Tensor& bias) {
+  TORCH_CHECK(causal_conv_available(x, weight.size(1)), "causal_conv_silu: x must be [B, T, Di] fp32 or bf16 on a GPU");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t B = x.size(0), T = x.size(1), Di = x.size(2), Kc = weight.size(1);
+  const auto out_type = c10::promoteTypes(x.scalar_type(), weight.scalar_type());
+  TORCH_CHECK(out_type == torch::kFloat32 || out_type == torch::kBFloat16, "causal_conv_silu: output type ", out_type);
+  auto carried = carried_in.to(x.scalar_type()).contiguous();
+  auto w = weight.to(torch::kFloat32).contiguous();
+  auto b = bias.to(torch::kFloat32).contiguous();
+  auto out = torch::empty({B, T, Di}, x.options().dtype(out_type));
+  ck::CausalConvProblem p{B, T, Di, Kc, element_type(x), element_type(out), x.data_ptr(), x.stride(0), x.stride(1),
+                          carried.data_ptr(), w.data_ptr<float>(), b.data_ptr<float>(), out.data_ptr()};
+  ck::causal_conv_silu(p, current_stream());
+  check_launch("causal conv");
+  // The last Kc - 1 inputs, carried into the next chunk.
+  torch::Tensor next;
+  if (T >= Kc - 1) next = x.narrow(1, T - (Kc - 1), Kc - 1).contiguous();
+  else next = torch::cat({carried.narrow(1, T, Kc - 1 - T), x}, 1).contiguous();
+  return {out, next};
+}
+
 }  // namespace cuda_scan
 
 namespace cuda_ops {

@@ -95,6 +95,21 @@ struct SlotAttentionProblem {
 bool slot_attention_supported(int64_t width, int64_t columns);
 void slot_attention(const SlotAttentionProblem& p, void* stream);
 
+// SiLU(causal depthwise conv + bias) of the mixer, for inference (see conv_kernels.cu).
+// Input and output elements are fp32 or bf16 (in_type, out_type); weights fp32.
+struct CausalConvProblem {
+  int64_t batch, length, channels, kernel;  // B, T, Di, Kc
+  ElementType in_type, out_type;
+  const void* x;                            // x[b, t, d] at b * x_batch_stride + t * x_row_stride + d
+  int64_t x_batch_stride, x_row_stride;
+  const void* carried;                      // [B, Kc - 1, Di] contiguous, of in_type: the inputs before row 0
+  const float* weight;                      // [Di, Kc]
+  const float* bias;                        // [Di]
+  void* out;                                // [B, T, Di] contiguous, of out_type
+};
+bool causal_conv_supported(int64_t kernel);
+void causal_conv_silu(const CausalConvProblem& p, void* stream);
+
 // Last CUDA error as text ("" when none), checked by the caller after launches.
 const char* last_error();
 

@@ -18,7 +18,18 @@ ScanOutput forward(const torch::Tensor& u, const torch::Tensor& delta, const tor
 std::vector<torch::Tensor> backward(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                                     const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dskip,
                                     const torch::Tensor& h0, const torch::Tensor& dy, const torch::Tensor& dlast);
+// SiLU(causal depthwise conv of x [B, T, Di] (last dim contiguous) + bias) for inference,
+// with the Kc - 1 inputs carried in from the previous chunk [B, Kc - 1, Di]. Returns u
+// [B, T, Di] in the dtype x * weight promotes to, and the Kc - 1 inputs to carry on (x's dtype).
+bool causal_conv_available(const torch::Tensor& x, int64_t kernel);
+std::pair<torch::Tensor, torch::Tensor> causal_conv_silu(const torch::Tensor& x, const torch::Tensor& carried,
+                                                         const torch::Tensor& weight, const torch::Tensor& bias);
 #else
+inline bool causal_conv_available(const torch::Tensor&, int64_t) { return false; }
+[[noreturn]] inline std::pair<torch::Tensor, torch::Tensor> causal_conv_silu(const torch::Tensor&, const torch::Tensor&,
+                                                                            const torch::Tensor&, const torch::Tensor&) {
+  TORCH_CHECK(false, "this build of MemMamba has no CUDA kernels (Torch without CUDA): run on the CPU");
+}
 inline bool available() { return false; }
 [[noreturn]] inline ScanOutput forward(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
                                        const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
