@@ -902,7 +902,9 @@ torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& stat
     bool device_only = true;
     if (config_.memory && options.memory.enabled)
       for (const auto& mem : state.memory) device_only = device_only && mem.device_pool.defined();
-    if (options.trace || options.on_hidden || !device_only || !cuda_ops::step_graphs_available()) {
+    // Profiling waits for the GPU inside the step, which a graph capture cannot hold.
+    if (options.trace || options.on_hidden || !device_only || !cuda_ops::step_graphs_available() ||
+        profile::enabled()) {
       state.step_graph.reset();
       return direct(host_tokens);
     }
