@@ -15,6 +15,8 @@ namespace memmamba {
 namespace F = torch::nn::functional;
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  const bool needs_grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
+  if (!needs_grad && x.is_cuda() && cuda_scan::rms_norm_available(x, weight)) return cuda_scan::rms_norm(x, weight, eps);
   return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;
 }
 

@@ -144,6 +144,27 @@ std::pair<torch::Tensor, torch::Tensor> causal_conv_silu(const torch::Tensor& x,
   return {out, next};
 }
 
+bool rms_norm_available(const torch::Tensor& x, const torch::Tensor& weight) {
+  auto fp32_or_bf16 = [](torch::ScalarType t) { return t == torch::kFloat32 || t == torch::kBFloat16; };
+  return x.is_cuda() && x.dim() >= 1 && x.size(-1) == weight.numel() && fp32_or_bf16(x.scalar_type()) &&
+         fp32_or_bf16(weight.scalar_type()) && weight.device() == x.device();
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x_in, const torch::Tensor& weight, double eps) {
+  TORCH_CHECK(rms_norm_available(x_in, weight), "rms_norm: fp32 or bf16 rows on a GPU and a weight of their width");
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  auto x = x_in.contiguous();
+  const auto out_type = c10::promoteTypes(x.scalar_type(), weight.scalar_type());
+  auto w = weight.to(torch::kFloat32).contiguous();
+  auto out = torch::empty(x.sizes(), x.options().dtype(out_type));
+  const int64_t width = x.size(-1), rows = width > 0 ? x.numel() / width : 0;
+  ck::RmsNormProblem p{rows, width, element_type(x), element_type(out), x.data_ptr(), w.data_ptr<float>(),
+                       static_cast<float>(eps), out.data_ptr()};
+  ck::rms_norm(p, current_stream());
+  check_launch("rms norm");
+  return out;
+}
+
 }  // namespace cuda_scan
 
 namespace cuda_ops {

@@ -110,6 +110,17 @@ struct CausalConvProblem {
 bool causal_conv_supported(int64_t kernel);
 void causal_conv_silu(const CausalConvProblem& p, void* stream);
 
+// RMSNorm of [rows, width] for inference (see norm_kernels.cu); weight fp32.
+struct RmsNormProblem {
+  int64_t rows, width;
+  ElementType in_type, out_type;
+  const void* x;        // [rows, width] contiguous
+  const float* weight;  // [width]
+  float eps;
+  void* out;            // [rows, width] contiguous
+};
+void rms_norm(const RmsNormProblem& p, void* stream);
+
 // Last CUDA error as text ("" when none), checked by the caller after launches.
 const char* last_error();
 

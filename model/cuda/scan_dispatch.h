@@ -24,7 +24,15 @@ std::vector<torch::Tensor> backward(const torch::Tensor& u, const torch::Tensor&
 bool causal_conv_available(const torch::Tensor& x, int64_t kernel);
 std::pair<torch::Tensor, torch::Tensor> causal_conv_silu(const torch::Tensor& x, const torch::Tensor& carried,
                                                          const torch::Tensor& weight, const torch::Tensor& bias);
+// RMSNorm x * rsqrt(mean(x^2) + eps) * weight over the last dim, for inference, in the dtype
+// x * weight promotes to (fp32 or bf16 inputs).
+bool rms_norm_available(const torch::Tensor& x, const torch::Tensor& weight);
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 #else
+inline bool rms_norm_available(const torch::Tensor&, const torch::Tensor&) { return false; }
+[[noreturn]] inline torch::Tensor rms_norm(const torch::Tensor&, const torch::Tensor&, double) {
+  TORCH_CHECK(false, "this build of MemMamba has no CUDA kernels (Torch without CUDA): run on the CPU");
+}
 inline bool causal_conv_available(const torch::Tensor&, int64_t) { return false; }
 [[noreturn]] inline std::pair<torch::Tensor, torch::Tensor> causal_conv_silu(const torch::Tensor&, const torch::Tensor&,
                                                                             const torch::Tensor&, const torch::Tensor&) {

@@ -448,6 +448,26 @@ void causal_conv_matches_tensors() {
   }
 }
 
+// The one-pass RMSNorm against float64 tensors: widths of the model and odd ones, fp32 and bf16.
+void rms_norm_kernel_matches_tensors() {
+  torch::NoGradGuard no_grad;
+  const torch::Device gpu(torch::kCUDA);
+  for (auto type : {torch::kFloat32, torch::kBFloat16}) {
+    for (int64_t width : {256, 64, 17, 1000}) {
+      torch::manual_seed(width);
+      auto x = torch::randn({3, 41, width}).to(type);
+      auto weight = torch::randn({width});
+      auto xr = x.to(torch::kFloat64);
+      auto want = xr * torch::rsqrt(xr.pow(2).mean(-1, true) + 1e-5) * weight.to(torch::kFloat64);
+      auto got = cuda_scan::rms_norm(x.to(gpu), weight.to(gpu), 1e-5);
+      const double err = (got.cpu().to(torch::kFloat64) - want).abs().max().item<double>();
+      check(err < 1e-4 && got.scalar_type() == torch::kFloat32,
+            std::string("RMSNorm kernel == float64 tensors, ") + (type == torch::kFloat32 ? "fp32" : "bf16") +
+                " rows of " + std::to_string(width) + ": max err " + std::to_string(err));
+    }
+  }
+}
+
 void traces_agree() {
   torch::NoGradGuard no_grad;
   ModelConfig c;  // default: novelty, priority, K=50
@@ -593,6 +613,7 @@ int main() {
   event_walk_matches_sequential_walk();
   slot_attention_kernel_matches_tensors();
   causal_conv_matches_tensors();
+  rms_norm_kernel_matches_tensors();
   model_gpu_matches_cpu_and_step();
   dense_gpu_matches_cpu_up_to_a_tie();
   traces_agree();
