@@ -110,14 +110,18 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
 
 torch::Tensor fusion_term(const ModelConfig& c, const Weights& w, const std::string& prefix, const torch::Tensor& x,
                           const torch::Tensor& context, double gain) {
-  if (gain != 1.0) return fusion_term(c, w, prefix, x, context, 1.0) * gain;
   switch (c.fusion) {
-    case FusionKind::Weighted: return context * w[prefix + "fusion.scale"];
-    case FusionKind::Residual: return context;
-    case FusionKind::Gated:
-      return torch::sigmoid(torch::matmul(torch::cat({x, context}, -1), w[prefix + "fusion.gate.weight"].t()) +
-                            w[prefix + "fusion.gate.bias"]) *
-             context;
+    case FusionKind::Weighted: {  // the gain folded into the [D] scale: one pass over the rows
+      const auto& scale = w[prefix + "fusion.scale"];
+      return context * (gain == 1.0 ? scale : scale * gain);
+    }
+    case FusionKind::Residual: return gain == 1.0 ? context : context * gain;
+    case FusionKind::Gated: {
+      auto gated = torch::sigmoid(torch::matmul(torch::cat({x, context}, -1), w[prefix + "fusion.gate.weight"].t()) +
+                                  w[prefix + "fusion.gate.bias"]) *
+                   context;
+      return gain == 1.0 ? gated : gated * gain;
+    }
   }
   return context;
 }

@@ -65,7 +65,18 @@ class TestCli : public QObject {
     QCOMPARE(run_cli({"bench", "--compare", "gpt"}).code, 2);
     Result compare = run_cli({"bench", "--compare", "transformer", "--lengths", "64,128", "--config", small_config_});
     QVERIFY2(compare.code == 0, qPrintable(compare.err));
-    QVERIFY(compare.out.contains("Transformer/MemMamba"));
+    QVERIFY(compare.out.contains("MemMamba / Mamba-only") && compare.out.contains("MemMamba / Transformer"));
+    // One row per length: tokens, three speeds and two ratios, all numbers.
+    for (const char* length : {"64", "128"}) {
+      bool found = false;
+      for (const QString& line : compare.out.split('\n')) {
+        const QStringList cells = line.simplified().split(' ');
+        if (cells.size() != 6 || cells[0] != length) continue;
+        found = true;
+        for (const QString& cell : cells) QVERIFY2(cell.toDouble() > 0, qPrintable(line));
+      }
+      QVERIFY2(found, qPrintable(compare.out));
+    }
     Result missing_value = run_cli({"run", "x.txt", "--out"});
     QCOMPARE(missing_value.code, 2);
     QVERIFY(missing_value.err.contains("needs a value"));
