@@ -111,37 +111,39 @@ void tap_attention(const RunOptions& options, int64_t layer, bool cross_layer, i
 }
 
 // Sends attention rows to the trace: weights [n, M] over `visible` [n, M] bank indices.
-// The trace keeps the top `attention_topk` weights of a row: they are chosen where the weights
-// are (on the GPU for a GPU run), so only k columns per row come to the host. Visible columns
+// The trace keeps the top `attention_topk` weights of a row. They are chosen where the weights
+// are (on the GPU for a GPU run), with each column's pool layer, slot and note found there
+// too, so only k entries per row come to the host and are appended in bulk. Visible columns
 // go before empty ones, whatever their weight.
 void trace_attention(TraceBuilder& trace, int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
                      const torch::Tensor& weights, const torch::Tensor& visible, const SlotColumns& columns) {
   if (!trace.options().record_attention || positions.empty()) return;
+  const auto dev = weights.device();
   const int64_t M = weights.size(1), k = std::min<int64_t>(M, trace.options().attention_topk);
-  const int64_t group_width = M / static_cast<int64_t>(columns.note_ids.size());
   auto w = weights.detach().to(torch::kFloat32);
-  auto vis_mask = visible.ge(0);
-  auto top = torch::where(vis_mask, w, torch::full({}, -1.f, w.options())).topk(k, 1);
-  auto wcpu = std::get<0>(top).to(torch::kCPU).contiguous();
-  auto mcpu = std::get<1>(top).to(torch::kCPU, torch::kInt64).contiguous();
-  auto vcpu = visible.gather(1, std::get<1>(top)).to(torch::kCPU).contiguous();
-  const float* wp = wcpu.data_ptr<float>();
-  const int64_t* mp = mcpu.data_ptr<int64_t>();
-  const int64_t* vp = vcpu.data_ptr<int64_t>();
-  std::vector<AttentionEntryIn> entries;
-  for (size_t r = 0; r < positions.size(); ++r) {
-    if (!trace.wants_attention(positions[r])) continue;
-    entries.clear();
-    for (int64_t i = 0; i < k; ++i) {
-      const int64_t bank_index = vp[r * k + i];
-      if (bank_index < 0) continue;
-      const int64_t m = mp[r * k + i];
-      const size_t group = static_cast<size_t>(m / group_width);
-      const int64_t local = (*columns.note_ids[group])[bank_index - columns.bank_offsets[group]];
-      entries.push_back({columns.layer[m], columns.slot[m], local, wp[r * k + i]});
-    }
-    trace.attention_row(layer, cross_layer, positions[r], entries);
-  }
+  auto [top_weight, top_column] = torch::where(visible.ge(0), w, torch::full({}, -1.f, w.options())).topk(k, 1);
+  auto bank = visible.gather(1, top_column);  // [n, k] bank index, -1 where nothing is visible
+  // The note id of every bank index of the pools these columns read, in bank order.
+  int64_t bank_size = 0;
+  for (size_t g = 0; g < columns.note_ids.size(); ++g)
+    bank_size = std::max<int64_t>(bank_size, columns.bank_offsets[g] + static_cast<int64_t>(columns.note_ids[g]->size()));
+  std::vector<int64_t> ids(static_cast<size_t>(bank_size), -1);
+  for (size_t g = 0; g < columns.note_ids.size(); ++g)
+    std::copy(columns.note_ids[g]->begin(), columns.note_ids[g]->end(), ids.begin() + columns.bank_offsets[g]);
+  auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
+  auto int_opts = torch::TensorOptions().dtype(torch::kInt32);
+  auto ids_t = torch::from_blob(ids.data(), {bank_size}, long_opts).to(dev);
+  auto local = torch::where(bank.ge(0), ids_t.index_select(0, bank.clamp_min(0).reshape({-1})).view_as(bank),
+                            torch::full({}, -1, bank.options()));
+  auto column_layer = torch::from_blob(const_cast<int32_t*>(columns.layer.data()), {M}, int_opts).to(dev);
+  auto column_slot = torch::from_blob(const_cast<int32_t*>(columns.slot.data()), {M}, int_opts).to(dev);
+  auto flat_columns = top_column.reshape({-1});
+  auto layer_cpu = column_layer.index_select(0, flat_columns).to(torch::kCPU).contiguous();
+  auto slot_cpu = column_slot.index_select(0, flat_columns).to(torch::kCPU).contiguous();
+  auto local_cpu = local.to(torch::kCPU).contiguous();
+  auto weight_cpu = top_weight.to(torch::kCPU).contiguous();
+  trace.attention_rows(layer, cross_layer, positions, k, slot_cpu.data_ptr<int32_t>(), layer_cpu.data_ptr<int32_t>(),
+                       local_cpu.data_ptr<int64_t>(), weight_cpu.data_ptr<float>());
 }
 
 // Absolute positions of row indices (a 1-D int64 tensor) of a chunk starting at pos0.

@@ -78,6 +78,44 @@ void TraceBuilder::attention_row(int32_t layer, bool cross_layer, int64_t positi
   if (!cross_layer) l.flags[position] |= kAttentionRecorded;
 }
 
+void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
+                                  int64_t width, const int32_t* slots, const int32_t* layers,
+                                  const int64_t* local_notes, const float* weights) {
+  if (positions.empty()) return;
+  ensure_length(positions.back() + 1);
+  LayerTrace& l = trace_.layers.at(layer);
+  AttentionRows& rows = cross_layer ? l.layer_attention : l.token_attention;
+  std::vector<int64_t>& token = rows.token.owned();
+  std::vector<int64_t>& offset = rows.offset.owned();
+  std::vector<int32_t>& slot = rows.slot.owned();
+  std::vector<int32_t>& pool_layer = rows.layer.owned();
+  std::vector<int64_t>& note = rows.note.owned();
+  std::vector<float>& weight = rows.weight.owned();
+  token.reserve(token.size() + positions.size());
+  offset.reserve(offset.size() + positions.size());
+  const size_t entries = positions.size() * static_cast<size_t>(width);
+  slot.reserve(slot.size() + entries);
+  pool_layer.reserve(pool_layer.size() + entries);
+  note.reserve(note.size() + entries);
+  weight.reserve(weight.size() + entries);
+  for (size_t r = 0; r < positions.size(); ++r) {
+    const int64_t position = positions[r];
+    if (!wants_attention(position)) continue;
+    if (!token.empty() && token.back() >= position) throw std::logic_error("trace: attention rows out of order");
+    token.push_back(position);
+    for (int64_t i = 0; i < width; ++i) {
+      const size_t e = r * static_cast<size_t>(width) + static_cast<size_t>(i);
+      if (local_notes[e] < 0) continue;
+      slot.push_back(slots[e]);
+      pool_layer.push_back(layers[e]);
+      note.push_back(local_to_global_.at(static_cast<size_t>(layers[e])).at(static_cast<size_t>(local_notes[e])));
+      weight.push_back(weights[e]);
+    }
+    offset.push_back(static_cast<int64_t>(slot.size()));
+    if (!cross_layer) l.flags[position] |= kAttentionRecorded;
+  }
+}
+
 void TraceBuilder::losses(int64_t pos0, const std::vector<float>& loss) {
   ensure_length(pos0 + static_cast<int64_t>(loss.size()));
   std::copy(loss.begin(), loss.end(), trace_.loss.begin() + pos0);

@@ -32,6 +32,11 @@ class TraceBuilder {
   void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events);
   // Entries are reduced to the options' top-k by weight.
   void attention_row(int32_t layer, bool cross_layer, int64_t position, std::vector<AttentionEntryIn>& entries);
+  // Many rows at once, already reduced: `width` entries per row in descending weight, for rows
+  // at ascending `positions`; entries with a local note < 0 are skipped. Rows outside the
+  // detail range are left out.
+  void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
+                      const int32_t* slots, const int32_t* layers, const int64_t* local_notes, const float* weights);
   void losses(int64_t pos0, const std::vector<float>& loss);
   void retention(int32_t layer, int64_t source, std::vector<float> values);
 
