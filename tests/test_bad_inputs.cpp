@@ -347,6 +347,21 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--blind-needles"), QStringLiteral("0.5")},
         2, QStringLiteral("passkey rows"));
+    cli(QStringLiteral("bench --text on a missing book"),
+        QStringList{QStringLiteral("bench"), QStringLiteral("--lengths"), QStringLiteral("64"), QStringLiteral("--text"),
+                    QString::fromStdString(path("no-such-book.txt"))} + tiny,
+        3, QStringLiteral("no-such-book.txt"));
+    cli(QStringLiteral("bench --text on a book with no text"),
+        QStringList{QStringLiteral("bench"), QStringLiteral("--lengths"), QStringLiteral("64"), QStringLiteral("--text"),
+                    QString::fromStdString(write("blank.txt", "   \n\n  "))} + tiny,
+        3, QStringLiteral("blank.txt"));
+    cli(QStringLiteral("bench --bf16 on the CPU"),
+        QStringList{QStringLiteral("bench"), QStringLiteral("--lengths"), QStringLiteral("64"), QStringLiteral("--bf16")} + tiny, 2,
+        QStringLiteral("--bf16"));
+    cli(QStringLiteral("bench --compare transformer --transformer-max 0"),
+        QStringList{QStringLiteral("bench"), QStringLiteral("--compare"), QStringLiteral("transformer"),
+                    QStringLiteral("--transformer-max"), QStringLiteral("0")} + tiny,
+        2, QStringLiteral("transformer-max"));
     QVERIFY(!QFile::exists(out));  // nothing half-written by any of them
   }
 
