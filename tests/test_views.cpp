@@ -382,6 +382,50 @@ class TestViews : public QObject {
     QVERIFY(failed.at(1).at(0).toString().contains(QStringLiteral("book.txt")));
   }
 
+  void paletteSwitchesWithEveryViewAlive() {
+    // View > Dark palette with a trace loaded crashed the app (the pool view rebuilds its
+    // layout, deleting the legend the switch then painted). Both ways, several times, and a
+    // layer change after it: every visible axis of every plot takes the palette's text colour.
+    QStandardPaths::setTestModeEnabled(true);
+    app::MainWindow window;
+    window.setBatchMode(true);
+    window.show();
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    QTemporaryDir dir;
+    const QString path = dir.filePath(QStringLiteral("t.trace"));
+    trace_->save(path.toStdString());
+    window.openTrace(path);
+    QVERIFY(loaded.wait(20000));
+    auto axes_follow = [&](const QColor& fg) {
+      int checked = 0;
+      for (QCustomPlot* plot : window.findChildren<QCustomPlot*>()) {
+        for (QCPAxisRect* rect : plot->axisRects())
+          for (QCPAxis* a : rect->axes()) {
+            if (!a->visible()) continue;
+            if (a->tickLabelColor() != fg) return -1;
+            ++checked;
+          }
+        for (QCPLayoutElement* e : plot->plotLayout()->elements(true))
+          if (auto* scale = qobject_cast<QCPColorScale*>(e)) {
+            if (scale->axis()->labelColor() != fg) return -1;
+            ++checked;
+          }
+      }
+      return checked;
+    };
+    for (bool dark : {true, false, true, true, false, true}) {
+      window.setDarkPalette(dark);
+      QCoreApplication::processEvents();
+      const QColor fg = QApplication::palette().color(QPalette::WindowText);
+      QCOMPARE(fg == QColor(230, 230, 230), dark);
+      QVERIFY(axes_follow(fg) > 10);
+      window.document()->setLayer(dark ? 1 : 0);  // the pool view rebuilds its map
+      QCoreApplication::processEvents();
+      QVERIFY(axes_follow(fg) > 10);
+    }
+    window.setDarkPalette(false);
+  }
+
   void corruptSettingsLeaveTheAppUsable() {
     // Settings mangled by hand or by a crash: binary junk, a model path that is gone, values
     // of the wrong type. The window opens on defaults and still loads a trace.

@@ -1,5 +1,6 @@
 #include "views/plot_panel.h"
 
+#include <QEvent>
 #include <QLabel>
 #include <QSplitter>
 #include <QVBoxLayout>
@@ -10,6 +11,43 @@
 namespace memmamba::views {
 
 PlotPanel::PlotPanel(TraceDocument* document, QWidget* parent) : QWidget(parent), document_(document) {}
+
+void PlotPanel::changeEvent(QEvent* event) {
+  QWidget::changeEvent(event);
+  if (event->type() != QEvent::PaletteChange) return;
+  for (const Figure& f : figures())
+    if (f.plot) applyPlotPalette(f.plot, palette());
+}
+
+void applyPlotPalette(QCustomPlot* plot, const QPalette& palette) {
+  const QColor fg = palette.color(QPalette::WindowText), bg = palette.color(QPalette::Base);
+  plot->setBackground(bg);
+  auto colour_axis = [&](QCPAxis* a) {
+    if (!a) return;
+    a->setBasePen(QPen(fg));
+    a->setTickPen(QPen(fg));
+    a->setSubTickPen(QPen(fg));
+    a->setTickLabelColor(fg);
+    a->setLabelColor(fg);
+  };
+  auto colour_legend = [&](QCPLegend* legend) {
+    legend->setBrush(bg);
+    legend->setTextColor(fg);
+    legend->setBorderPen(QPen(fg));
+  };
+  for (QCPAxisRect* rect : plot->axisRects()) {
+    for (QCPAxis* a : rect->axes()) colour_axis(a);
+    QCPLayoutInset* insets = rect->insetLayout();
+    for (int i = 0; i < insets->elementCount(); ++i)
+      if (auto* legend = qobject_cast<QCPLegend*>(insets->elementAt(i))) colour_legend(legend);
+  }
+  for (QCPLayoutElement* e : plot->plotLayout()->elements(true)) {
+    if (auto* scale = qobject_cast<QCPColorScale*>(e)) colour_axis(scale->axis());
+    if (auto* legend = qobject_cast<QCPLegend*>(e)) colour_legend(legend);
+    if (auto* title = qobject_cast<QCPTextElement*>(e)) title->setTextColor(fg);
+  }
+  plot->replot();
+}
 
 QLabel* PlotPanel::captionOverTwoPlots(Qt::Orientation orientation, const QString& first_name, QCustomPlot*& first,
                                        const QString& second_name, QCustomPlot*& second) {

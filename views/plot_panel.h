@@ -9,6 +9,7 @@
 class QCustomPlot;
 class QCPColorGradient;
 class QLabel;
+class QPalette;
 
 namespace memmamba::views {
 
@@ -32,9 +33,16 @@ class PlotPanel : public QWidget {
   // named for export; returns the caption.
   QLabel* captionOverTwoPlots(Qt::Orientation orientation, const QString& first_name, QCustomPlot*& first,
                               const QString& second_name, QCustomPlot*& second);
+  // A new palette (View > Dark palette) reaches every plot of the panel.
+  void changeEvent(QEvent* event) override;
 
   TraceDocument* document_;
 };
+
+// Colours a plot for a palette: its background, every axis of every axis rect and colour
+// scale, legends and titles. Safe on plots whose layout a view rebuilt (whatever elements
+// exist now are coloured; none is assumed).
+void applyPlotPalette(QCustomPlot* plot, const QPalette& palette);
 
 // A perceptual colour map (viridis stops; QCustomPlot 2.1 has none built in).
 void applyViridis(QCPColorGradient& gradient);

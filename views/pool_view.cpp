@@ -92,7 +92,10 @@ void PoolView::rebuildMap() {
   cells_.clear();
   columns_ = 0;
   const Trace* t = document_->trace();
-  if (!t || t->length() == 0 || t->pool_slots == 0) { plot_->replot(); return; }
+  if (!t || t->length() == 0 || t->pool_slots == 0) {
+    applyPlotPalette(plot_, palette());  // the new axis rect starts with default colours
+    return;
+  }
   const int layer = document_->layer();
   const int64_t T = t->length(), K = t->pool_slots;
   bin_ = std::max<int64_t>(1, (T + kMaxColumns - 1) / kMaxColumns);
@@ -145,7 +148,7 @@ void PoolView::rebuildMap() {
   plot_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   rect->setRangeDrag(Qt::Horizontal);
   rect->setRangeZoom(Qt::Horizontal);
-  plot_->replot(QCustomPlot::rpQueuedReplot);
+  applyPlotPalette(plot_, palette());  // the new axis rect and colour scale start with default colours
 }
 
 void PoolView::updateSlots() {

@@ -298,21 +298,9 @@ void MainWindow::setDarkPalette(bool dark) {
   }
   QApplication::setPalette(p);
   QSettings().setValue(QStringLiteral("view/dark"), dark);
-  const QColor fg = p.color(QPalette::WindowText), bg = p.color(QPalette::Base);
-  for (QCustomPlot* plot : findChildren<QCustomPlot*>()) {
-    plot->setBackground(bg);
-    for (QCPAxis* a : {plot->xAxis, plot->yAxis}) {
-      if (!a) continue;
-      a->setBasePen(QPen(fg));
-      a->setTickPen(QPen(fg));
-      a->setSubTickPen(QPen(fg));
-      a->setTickLabelColor(fg);
-      a->setLabelColor(fg);
-    }
-    plot->legend->setBrush(bg);
-    plot->legend->setTextColor(fg);
-    plot->replot();
-  }
+  // Every plot, including those outside the panels (the grid); a view that rebuilds its layout
+  // later colours the new elements itself.
+  for (QCustomPlot* plot : findChildren<QCustomPlot*>()) memmamba::views::applyPlotPalette(plot, p);
   if (document_->hasTrace()) Q_EMIT document_->traceChanged();
 }
 
