@@ -13,6 +13,7 @@
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTextBrowser>
+#include <QToolButton>
 #include <QtTest/QtTest>
 #include <qcustomplot.h>
 
@@ -424,6 +425,29 @@ class TestViews : public QObject {
       QVERIFY(axes_follow(fg) > 10);
     }
     window.setDarkPalette(false);
+  }
+
+  void timelineTooltipsNameTheRealKeys() {
+    // The tooltips promised Left/Right while only Alt+Left/Right stepped: they now name the
+    // keys the window's actions have.
+    QStandardPaths::setTestModeEnabled(true);
+    app::MainWindow window;
+    window.setBatchMode(true);
+    auto* timeline = window.findChild<views::TimelineBar*>();
+    QVERIFY(timeline);
+    QStringList tips;
+    for (QToolButton* b : timeline->findChildren<QToolButton*>()) tips << b->toolTip();
+    int named = 0;
+    for (QAction* a : window.findChildren<QAction*>()) {
+      const QString text = a->text().remove(QLatin1Char('&'));
+      if (text != QStringLiteral("Step forward") && text != QStringLiteral("Step back") && text != QStringLiteral("Play / pause"))
+        continue;
+      const QString keys = a->shortcut().toString(QKeySequence::NativeText);
+      QVERIFY(!keys.isEmpty());
+      QVERIFY2(tips.contains(text + QStringLiteral(" (") + keys + QStringLiteral(")")), qPrintable(tips.join(QLatin1Char('|'))));
+      ++named;
+    }
+    QCOMPARE(named, 3);
   }
 
   void corruptSettingsLeaveTheAppUsable() {

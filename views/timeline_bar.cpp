@@ -1,5 +1,7 @@
 #include "views/timeline_bar.h"
 
+#include <QKeySequence>
+
 #include <QComboBox>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -30,10 +32,12 @@ TimelineBar::TimelineBar(TraceDocument* document, QWidget* parent) : QWidget(par
     layout->addWidget(b);
     return b;
   };
-  auto* back = button(QStyle::SP_MediaSeekBackward, tr("Step back (Left)"));
-  play_ = button(QStyle::SP_MediaPlay, tr("Play / pause (Space)"));
+  auto* back = button(QStyle::SP_MediaSeekBackward, tr("Step back"));
+  back_ = back;
+  play_ = button(QStyle::SP_MediaPlay, tr("Play / pause"));
   play_->setCheckable(true);
-  auto* forward = button(QStyle::SP_MediaSeekForward, tr("Step forward (Right)"));
+  auto* forward = button(QStyle::SP_MediaSeekForward, tr("Step forward"));
+  forward_ = forward;
   speed_ = new QComboBox(this);
   for (int s : {5, 20, 100, 500, 2000, 10000, 50000}) speed_->addItem(tr("%1 tok/s").arg(s), s);
   speed_->setCurrentIndex(2);
@@ -65,6 +69,15 @@ TimelineBar::TimelineBar(TraceDocument* document, QWidget* parent) : QWidget(par
 }
 
 bool TimelineBar::playing() const { return timer_->isActive(); }
+
+void TimelineBar::setShortcuts(const QKeySequence& back, const QKeySequence& play, const QKeySequence& forward) {
+  auto tip = [](const QString& what, const QKeySequence& keys) {
+    return keys.isEmpty() ? what : tr("%1 (%2)").arg(what, keys.toString(QKeySequence::NativeText));
+  };
+  back_->setToolTip(tip(tr("Step back"), back));
+  play_->setToolTip(tip(tr("Play / pause"), play));
+  forward_->setToolTip(tip(tr("Step forward"), forward));
+}
 
 void TimelineBar::setPlaying(bool playing) {
   if (playing && document_->hasTrace()) {

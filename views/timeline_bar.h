@@ -26,6 +26,9 @@ class TimelineBar : public QWidget {
   double worstFrameMs() const { return worst_ms_; }
   int64_t frames() const { return frames_; }
   void resetFrameStats() { frames_ = 0; total_ms_ = worst_ms_ = 0; }
+  // The keys that step and play, as the window's actions have them: the buttons' tooltips
+  // name these, so they cannot promise keys that do nothing.
+  void setShortcuts(const QKeySequence& back, const QKeySequence& play, const QKeySequence& forward);
 
  public Q_SLOTS:
   void setPlaying(bool playing);
@@ -36,7 +39,9 @@ class TimelineBar : public QWidget {
   void sync();
   TraceDocument* document_;
   QSlider* slider_;
+  QToolButton* back_;
   QToolButton* play_;
+  QToolButton* forward_;
   QComboBox* speed_;
   QSpinBox* layer_;
   QLabel* label_;

@@ -254,8 +254,12 @@ void MainWindow::buildMenus() {
   auto* play = view->addAction(tr("&Play / pause"), QKeySequence(Qt::Key_Space), this,
                                [this] { timeline_->setPlaying(!timeline_->playing()); });
   play->setShortcutContext(Qt::ApplicationShortcut);
-  view->addAction(tr("Step &forward"), QKeySequence(Qt::ALT | Qt::Key_Right), this, [this] { timeline_->stepBy(1); });
-  view->addAction(tr("Step &back"), QKeySequence(Qt::ALT | Qt::Key_Left), this, [this] { timeline_->stepBy(-1); });
+  // Alt+arrows: plain arrows move the cursor of the book view and the spin boxes.
+  QAction* forward = view->addAction(tr("Step &forward"), QKeySequence(Qt::ALT | Qt::Key_Right), this,
+                                     [this] { timeline_->stepBy(1); });
+  QAction* back = view->addAction(tr("Step &back"), QKeySequence(Qt::ALT | Qt::Key_Left), this,
+                                  [this] { timeline_->stepBy(-1); });
+  timeline_->setShortcuts(back->shortcut(), play->shortcut(), forward->shortcut());
   view->addAction(tr("Next &layer"), QKeySequence(tr("Ctrl+Down")), this, [this] { document_->setLayer(document_->layer() + 1); });
   view->addAction(tr("Previous la&yer"), QKeySequence(tr("Ctrl+Up")), this, [this] { document_->setLayer(document_->layer() - 1); });
   view->addSeparator();
