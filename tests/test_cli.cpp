@@ -124,6 +124,13 @@ class TestCli : public QObject {
     QCOMPARE(t.retention.size(), size_t(4));  // 2 sources x 2 layers
     QVERIFY(t.text.rfind("\n", 0) != 0);
     QVERIFY(t.char_end.back() <= static_cast<int64_t>(t.text.size()));
+    // The book is recorded absolute and relative to the trace, so a moved trace finds it.
+    const QString book = QFileInfo(kSource + "/sample_data/The-Time-Machine_35.txt").canonicalFilePath();
+    QCOMPARE(QFileInfo(QString::fromStdString(t.run_info.at("source_file").as_string())).canonicalFilePath(), book);
+    QVERIFY(QFileInfo(QString::fromStdString(t.run_info.at("source_file").as_string())).isAbsolute());
+    const QString relative = QString::fromStdString(t.run_info.at("source_file_relative").as_string());
+    QVERIFY(QFileInfo(relative).isRelative());
+    QCOMPARE(QFileInfo(QFileInfo(out).absoluteDir().filePath(relative)).canonicalFilePath(), book);
     Result info = run_cli({"info", out});
     QCOMPARE(info.code, 0);
     QVERIFY(info.out.contains("noted%"));

@@ -450,6 +450,41 @@ class TestViews : public QObject {
     QCOMPARE(named, 3);
   }
 
+  void aMovedTraceFindsItsBook() {
+    // A trace that recorded its book by a relative path could not be re-run from another
+    // folder. The book is looked for where it was, relative to the trace, beside it, and
+    // among the bundled samples.
+    QTemporaryDir dir;
+    QDir(dir.path()).mkpath(QStringLiteral("traces"));
+    QDir(dir.path()).mkpath(QStringLiteral("books"));
+    auto write = [](const QString& path) {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write("a book\n");
+    };
+    const QString trace_path = dir.filePath(QStringLiteral("traces/t.trace"));
+    const QString book = dir.filePath(QStringLiteral("books/b.txt"));
+    write(book);
+    auto info = [](const QString& file, const QString& relative) {
+      Json j = Json::object();
+      if (!file.isEmpty()) j["source_file"] = file.toStdString();
+      if (!relative.isEmpty()) j["source_file_relative"] = relative.toStdString();
+      return j;
+    };
+    const QString found = QFileInfo(book).absoluteFilePath();
+    QCOMPARE(app::locateTraceBook(info(book, {}), trace_path), found);                                 // where it was
+    QCOMPARE(app::locateTraceBook(info(QStringLiteral("/gone/b.txt"), QStringLiteral("../books/b.txt")), trace_path),
+             found);                                                                                    // relative to the trace
+    QCOMPARE(app::locateTraceBook(info(QStringLiteral("../books/b.txt"), {}), trace_path), found);     // an old relative path
+    write(dir.filePath(QStringLiteral("traces/c.txt")));
+    QCOMPARE(app::locateTraceBook(info(QStringLiteral("/gone/c.txt"), {}), trace_path),
+             QFileInfo(dir.filePath(QStringLiteral("traces/c.txt"))).absoluteFilePath());             // beside the trace
+    const QString sample = app::locateTraceBook(info(QStringLiteral("/gone/The-Time-Machine_35.txt"), {}), trace_path);
+    QVERIFY2(sample.endsWith(QStringLiteral("sample_data/The-Time-Machine_35.txt")), qPrintable(sample));  // a bundled sample
+    QVERIFY(app::locateTraceBook(info(QStringLiteral("/gone/nowhere.txt"), {}), trace_path).isEmpty());
+    QVERIFY(app::locateTraceBook(Json::object(), trace_path).isEmpty());
+  }
+
   void corruptSettingsLeaveTheAppUsable() {
     // Settings mangled by hand or by a crash: binary junk, a model path that is gone, values
     // of the wrong type. The window opens on defaults and still loads a trace.

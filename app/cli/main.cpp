@@ -336,7 +336,16 @@ int cmd_run(const std::vector<std::string>& argv) {
   req.char_begin = std::move(enc.begin);
   req.char_end = std::move(enc.end);
   req.run_info = model_identity(lm, tok);
-  req.run_info["source_file"] = args.positionals()[0];
+  // Where the book is, absolute and relative to the trace's folder, so that a trace moved
+  // with its book, or opened from another folder, still finds it.
+  {
+    namespace fs = std::filesystem;
+    const fs::path book = fs::absolute(args.positionals()[0]).lexically_normal();
+    const fs::path trace_dir = fs::absolute(args.get("out", "")).lexically_normal().parent_path();
+    req.run_info["source_file"] = book.string();
+    const fs::path relative = book.lexically_relative(trace_dir);
+    if (!relative.empty()) req.run_info["source_file_relative"] = relative.string();
+  }
   ProgressBar bar("tracing");
   req.options.progress = [&](int64_t done, int64_t total) { return bar.update(done, total); };
   const auto t0 = std::chrono::steady_clock::now();

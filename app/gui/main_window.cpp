@@ -149,10 +149,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   worker_thread_.start();
 
   connect(triggers_, &views::TriggerView::rerunRequested, this, [this](double t1, double t2, double gain) {
-    if (current_text_.isEmpty()) {
-      QMessageBox::information(this, tr("Re-run"), tr("Open a text first: a loaded trace has no text file to re-run."));
-      return;
-    }
+    if (!ensureCurrentText(tr("Re-run"), tr("Open a text first: a loaded trace has no text file to re-run."))) return;
     RunRequest r = textRequest(current_text_);
     r.override_thresholds = true;
     r.tau_note = t1;
@@ -234,14 +231,11 @@ void MainWindow::buildMenus() {
   QMenu* run = menuBar()->addMenu(tr("&Run"));
   run->addAction(tr("&Model, tokenizer and device..."), this, &MainWindow::chooseModel);
   run->addAction(tr("&Re-run the current text"), QKeySequence(tr("F5")), this, [this] {
-    if (!current_text_.isEmpty()) runText(current_text_);
+    if (ensureCurrentText(tr("Re-run"), tr("Open a text first."))) runText(current_text_);
   });
   run->addAction(tr("Add a &Mamba-only comparison"), this, &MainWindow::runComparison);
   run->addAction(tr("Measure memory &fidelity (ETMF, ECLMF)"), this, [this] {
-    if (current_text_.isEmpty()) {
-      QMessageBox::information(this, tr("Memory fidelity"), tr("Open a text first."));
-      return;
-    }
+    if (!ensureCurrentText(tr("Memory fidelity"), tr("Open a text first."))) return;
     RunRequest r = textRequest(current_text_);
     r.fidelity = true;
     startRun(r);
@@ -343,10 +337,14 @@ void MainWindow::openTrace(const QString& path) {
       Q_EMIT runFailed(*error);
       return;
     }
-    current_text_.clear();
-    if (trace->run_info.is_object() && trace->run_info.contains("source_file") && trace->run_info.at("source_file").is_string())
-      current_text_ = QString::fromStdString(trace->run_info.at("source_file").as_string());
-    if (!current_text_.isEmpty() && !QFileInfo::exists(current_text_)) current_text_.clear();
+    current_text_ = locateTraceBook(trace->run_info, path);
+    missing_book_.clear();
+    if (current_text_.isEmpty() && trace->run_info.is_object() && trace->run_info.contains("source_file") &&
+        trace->run_info.at("source_file").is_string()) {
+      missing_book_ = QString::fromStdString(trace->run_info.at("source_file").as_string());
+      appendLog(tr("the book of this trace, %1, is not where it was, beside the trace or among the samples: "
+                   "a re-run will ask where it is").arg(missing_book_));
+    }
     document_->setTrace(trace, path);
     // A trace opens where the pools are already full (the first tokens show them empty).
     if (document_->position() == 0) document_->setPosition(std::min<int64_t>(trace->length() - 1, 2000));
@@ -469,11 +467,25 @@ void MainWindow::onRunFailed(const QString& message, bool cancelled) {
   Q_EMIT runFailed(message);
 }
 
-void MainWindow::runComparison() {
-  if (current_text_.isEmpty()) {
-    QMessageBox::information(this, tr("Comparison"), tr("Open a text first."));
-    return;
+bool MainWindow::ensureCurrentText(const QString& title, const QString& message) {
+  if (!current_text_.isEmpty()) return true;
+  if (missing_book_.isEmpty() || batch_) {
+    complain(title, missing_book_.isEmpty() ? message : tr("The book of this trace, %1, was not found.").arg(missing_book_));
+    return false;
   }
+  // The trace names a book that moved: ask where it is now.
+  const QString name = QFileInfo(missing_book_).fileName();
+  const QString found = QFileDialog::getOpenFileName(this, tr("Locate %1").arg(name), QString(),
+                                                     tr("%1;;Text (*.txt);;All files (*)").arg(name));
+  if (found.isEmpty()) return false;
+  current_text_ = found;
+  missing_book_.clear();
+  appendLog(tr("the book of this trace is now %1").arg(found));
+  return true;
+}
+
+void MainWindow::runComparison() {
+  if (!ensureCurrentText(tr("Comparison"), tr("Open a text first."))) return;
   RunRequest r = textRequest(current_text_);
   r.memory = false;
   // Measured for the comparison too when the current run has it, so both sit side by side.

@@ -77,6 +77,9 @@ class MainWindow : public QMainWindow {
   void dropEvent(QDropEvent* event) override;
 
  private:
+  // The text to re-run: the current one, or (a trace's book that moved) the one the user
+  // locates; otherwise says `message` and returns false.
+  bool ensureCurrentText(const QString& title, const QString& message);
   void buildMenus();
   void startRun(RunRequest request);
   RunRequest textRequest(const QString& path) const;  // a Text run of `path`, labelled by its name
@@ -113,6 +116,7 @@ class MainWindow : public QMainWindow {
   RunWorker* worker_;
   bool running_ = false;
   QString checkpoint_, tokenizer_, current_text_;
+  QString missing_book_;  // the book a loaded trace names but that was not found
   bool cuda_ = false;
   bool comparison_pending_ = false;
   bool batch_ = false;

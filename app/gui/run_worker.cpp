@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <QDir>
 #include <QFileInfo>
 
 #include <chrono>
@@ -32,6 +33,30 @@ struct RunWorker::Loaded {
 };
 
 bool cudaAvailable() { return torch::cuda::is_available(); }
+
+QString locateTraceBook(const Json& run_info, const QString& trace_path) {
+  auto text_of = [&](const char* key) {
+    return run_info.is_object() && run_info.contains(key) && run_info.at(key).is_string()
+               ? QString::fromStdString(run_info.at(key).as_string())
+               : QString();
+  };
+  const QString recorded = text_of("source_file"), relative = text_of("source_file_relative");
+  if (recorded.isEmpty() && relative.isEmpty()) return {};
+  const QDir trace_dir = QFileInfo(trace_path).absoluteDir();
+  QStringList candidates;
+  if (!recorded.isEmpty()) candidates << recorded;
+  if (!relative.isEmpty()) candidates << trace_dir.filePath(relative);
+  if (!recorded.isEmpty() && QFileInfo(recorded).isRelative()) candidates << trace_dir.filePath(recorded);
+  const QString name = QFileInfo(recorded.isEmpty() ? relative : recorded).fileName();
+  if (!name.isEmpty()) {
+    candidates << trace_dir.filePath(name);
+    const std::string sample = find_sample_file(name.toStdString());
+    if (!sample.empty()) candidates << QString::fromStdString(sample);
+  }
+  for (const QString& c : candidates)
+    if (QFileInfo(c).isFile()) return QFileInfo(c).absoluteFilePath();
+  return {};
+}
 
 QStringList applyGridRun(const Json& grid_results, RunRequest& request) {
   QStringList notes;
@@ -181,7 +206,7 @@ void RunWorker::run(const RunRequest& request) {
     req.run_info["checkpoint"] = loaded_->model_source;
     req.run_info["trained"] = loaded_->trained;
     req.run_info["tokenizer"] = tok_path;
-    req.run_info["source_file"] = request.text_path.toStdString();
+    req.run_info["source_file"] = QFileInfo(request.text_path).absoluteFilePath().toStdString();
     const auto run_start = std::chrono::steady_clock::now();
     req.options.progress = [&](int64_t done, int64_t total) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();

@@ -74,6 +74,11 @@ class RunWorker : public QObject {
 // Whether this build and machine can run on a GPU.
 bool cudaAvailable();
 
+// The book a trace was made from, wherever it still is: its recorded path (absolute, or
+// relative to the working folder), then relative to the trace's folder, then by name beside
+// the trace, then a bundled sample of that name. Empty when none of them is a file.
+QString locateTraceBook(const memmamba::Json& run_info, const QString& trace_path);
+
 }  // namespace memmamba::app
 
 Q_DECLARE_METATYPE(memmamba::app::RunRequest)
