@@ -190,6 +190,33 @@ class TestViews : public QObject {
     QVERIFY(!QFile::exists(bad));
     QVERIFY(!views::exportFigure(plot, dir.filePath(QStringLiteral("g.png")), views::ImageFormat::Png, {0, 500, 1.0}).isEmpty());
     QCOMPARE(QDir(dir.path()).entryList(QDir::Files).size(), 3);
+    // The position cursor stays out of a figure unless asked for, and stays on screen.
+    doc.setPosition(T_ / 2);
+    const QString plain = dir.filePath(QStringLiteral("plain.png")), with = dir.filePath(QStringLiteral("cursor.png"));
+    QCOMPARE(views::exportFigure(plot, plain, views::ImageFormat::Png, {800, 500, 1.0}), QString());
+    views::ExportSize asked{800, 500, 1.0};
+    asked.cursor = true;
+    QCOMPARE(views::exportFigure(plot, with, views::ImageFormat::Png, asked), QString());
+    const QImage a(plain), b(with);
+    QCOMPARE(a.size(), b.size());
+    int cursor_red = 0, plain_red = 0;
+    for (int y = 0; y < a.height(); y += 2)
+      for (int x = 0; x < a.width(); ++x) {
+        auto red = [](QRgb c) { return qRed(c) > 200 && qGreen(c) < 80 && qBlue(c) < 110; };
+        plain_red += red(a.pixel(x, y));
+        cursor_red += red(b.pixel(x, y));
+      }
+    QVERIFY2(cursor_red > 50 && plain_red == 0, qPrintable(QStringLiteral("%1 %2").arg(cursor_red).arg(plain_red)));
+    int visible_cursors = 0;
+    for (int i = 0; i < plot->itemCount(); ++i)
+      visible_cursors += plot->item(i)->property("position_cursor").toBool() && plot->item(i)->visible();
+    QCOMPARE(visible_cursors, 1);
+    // An empty figure is refused, and nothing is written.
+    QCustomPlot blank;
+    blank.setObjectName(QStringLiteral("blank"));
+    const QString none = dir.filePath(QStringLiteral("blank.png"));
+    QVERIFY(views::exportFigure(&blank, none, views::ImageFormat::Png, {800, 500, 1.0}).contains(QStringLiteral("empty")));
+    QVERIFY(!QFile::exists(none));
   }
 
   void gridCellNavigates() {
@@ -522,7 +549,13 @@ class TestViews : public QObject {
       QCOMPARE(written.size(), 5);
       for (const QString& f : written) QVERIFY(QFileInfo(QDir(out.filePath(QStringLiteral("a"))).filePath(f)).size() > 0);
       QCOMPARE(window.exportAll(out.filePath(QStringLiteral("b")), 400, 300, 1.0), QString());
-      QCOMPARE(QDir(out.filePath(QStringLiteral("b"))).entryList(QDir::Files).size(), 4 * window.figureNames().size());
+      // Every figure with something drawn, in four forms; the empty ones (no grid, no
+      // fidelity measured) are left out.
+      int drawn = 0, empty = 0;
+      for (QCustomPlot* plot : window.findChildren<QCustomPlot*>()) ++(views::figureIsEmpty(plot) ? empty : drawn);
+      QVERIFY(drawn >= 4 && empty >= 1);
+      QCOMPARE(drawn + empty, static_cast<int>(window.figureNames().size()));
+      QCOMPARE(QDir(out.filePath(QStringLiteral("b"))).entryList(QDir::Files).size(), 4 * drawn);
     }
     QVERIFY(!QSettings().contains(QStringLiteral("model/checkpoint")));
     QFile::remove(ini);

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "views/trace_document.h"
+#include "views/plot_export.h"
 
 namespace memmamba::views {
 
@@ -121,6 +122,7 @@ void AttentionView::refresh() {
   sources_->xAxis->setRange(0, static_cast<double>(std::max<int64_t>(pos, 1)));
   sources_->yAxis->setRange(0, 1.05);
   auto* now = new QCPItemStraightLine(sources_);
+  markAsCursor(now);
   now->point1->setCoords(static_cast<double>(pos), 0);
   now->point2->setCoords(static_cast<double>(pos), 1);
   now->setPen(QPen(QColor(230, 40, 80), 1, Qt::DashLine));

@@ -8,6 +8,9 @@
 #include <QSvgGenerator>
 #include <qcustomplot.h>
 
+#include <optional>
+#include <vector>
+
 namespace memmamba::views {
 
 namespace {
@@ -31,8 +34,48 @@ ImageFormat formatForPath(const QString& path, bool* known) {
   return ImageFormat::Png;
 }
 
+bool figureIsEmpty(QCustomPlot* plot) {
+  for (int i = 0; i < plot->plottableCount(); ++i) {
+    bool found = false;
+    plot->plottable(i)->getKeyRange(found);
+    if (found) return false;
+  }
+  return true;
+}
+
+void markAsCursor(QObject* item) { item->setProperty("position_cursor", true); }
+
+namespace {
+// Hides the position cursors of a plot while it lives (exports), then shows them again.
+class CursorsHidden {
+ public:
+  explicit CursorsHidden(QCustomPlot* plot) {
+    for (int i = 0; i < plot->itemCount(); ++i) {
+      QCPAbstractItem* item = plot->item(i);
+      if (item->property("position_cursor").toBool() && item->visible()) {
+        item->setVisible(false);
+        hidden_.push_back(item);
+      }
+    }
+  }
+  ~CursorsHidden() {
+    for (QCPAbstractItem* item : hidden_) item->setVisible(true);
+  }
+  CursorsHidden(const CursorsHidden&) = delete;
+  CursorsHidden& operator=(const CursorsHidden&) = delete;
+
+ private:
+  std::vector<QCPAbstractItem*> hidden_;
+};
+}  // namespace
+
 QString exportFigure(QCustomPlot* plot, const QString& path, ImageFormat format, const ExportSize& size) {
   if (!plot) return QStringLiteral("no figure to export");
+  if (figureIsEmpty(plot))
+    return QStringLiteral("%1 is empty: nothing is drawn in it yet (load a trace, a grid or a measurement first)")
+        .arg(plot->objectName());
+  std::optional<CursorsHidden> cursors;
+  if (!size.cursor) cursors.emplace(plot);
   if (size.width < 16 || size.height < 16 || size.width > 20000 || size.height > 20000 || !(size.scale > 0.1) ||
       size.scale > 8)
     return QStringLiteral("export size %1 x %2 at scale %3 is out of range").arg(size.width).arg(size.height).arg(size.scale);

@@ -4,6 +4,7 @@
 #include <QString>
 
 class QCustomPlot;
+class QObject;
 
 namespace memmamba::views {
 
@@ -13,9 +14,15 @@ struct ExportSize {
   int width = 1600;   // pixels (PNG) or points (SVG, PDF)
   int height = 900;
   double scale = 1.0; // PNG: pixel ratio, so 2.0 doubles the resolution at the same layout
+  bool cursor = false; // draw the position cursor (off: a figure for a paper has none)
 };
 
-// Returns an empty string on success, else why it failed.
+// Whether a figure has nothing drawn yet (no plottable holds data).
+bool figureIsEmpty(QCustomPlot* plot);
+// Marks an item as the views' position cursor, which exports leave out unless asked.
+void markAsCursor(QObject* item);
+
+// Returns an empty string on success, else why it failed (an empty figure is refused).
 QString exportFigure(QCustomPlot* plot, const QString& path, ImageFormat format, const ExportSize& size);
 QString writeTextAtomically(const QString& path, const QString& text);
 ImageFormat formatForPath(const QString& path, bool* known = nullptr);

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "views/trace_document.h"
+#include "views/plot_export.h"
 
 namespace memmamba::views {
 
@@ -143,6 +144,7 @@ void PoolView::rebuildMap() {
   if (!plot_->layer(QStringLiteral("cursor"))) plot_->addLayer(QStringLiteral("cursor"), nullptr, QCustomPlot::limAbove);
   plot_->layer(QStringLiteral("cursor"))->setMode(QCPLayer::lmBuffered);
   cursor_ = new QCPItemStraightLine(plot_);
+  markAsCursor(cursor_);
   cursor_->setLayer(QStringLiteral("cursor"));
   cursor_->setPen(QPen(QColor(230, 40, 80), 2));
   plot_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);

@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "views/trace_document.h"
+#include "views/plot_export.h"
 
 namespace memmamba::views {
 
@@ -162,6 +163,7 @@ void TriggerView::rebuildRaster() {
   raster_->yAxis->setRange(-0.5, rows_ - 0.5);
   raster_->yAxis->setRangeReversed(true);
   cursor_ = new QCPItemStraightLine(raster_);
+  markAsCursor(cursor_);
   cursor_->setPen(QPen(QColor(230, 40, 80), 2));
   raster_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   raster_->axisRect()->setRangeDrag(Qt::Horizontal);
@@ -200,6 +202,7 @@ void TriggerView::updateSignals() {
   hline(tau_note_->value(), QColor(255, 140, 0));
   hline(tau_retrieve_->value(), QColor(40, 110, 220));
   auto* now = new QCPItemStraightLine(signals_);
+  markAsCursor(now);
   now->point1->setCoords(static_cast<double>(pos), 0);
   now->point2->setCoords(static_cast<double>(pos), 1);
   now->setPen(QPen(QColor(230, 40, 80), 2));

@@ -593,6 +593,8 @@ QString MainWindow::exportFigure(const QString& name, const QString& path, int w
   for (const auto& [panel_name, panel] : panels())
     for (const views::Figure& f : panel->figures())
       if (panel_name + QLatin1Char('/') + f.name == name) {
+        if (views::figureIsEmpty(f.plot))
+          return tr("%1 is empty: nothing is drawn in it yet (load a trace, a grid or a measurement first)").arg(name);
         if (path.endsWith(QLatin1String(".csv"), Qt::CaseInsensitive)) return views::writeTextAtomically(path, panel->csv(f.name));
         bool known = false;
         const auto format = views::formatForPath(path, &known);
@@ -608,7 +610,12 @@ QString MainWindow::exportAll(const QString& directory, int width, int height, d
   if (!dir.exists() && !QDir().mkpath(directory)) return tr("cannot create %1").arg(directory);
   QStringList errors;
   const QString stem = QStringLiteral("t%1-L%2-").arg(document_->position()).arg(document_->layer());
-  const QStringList names = figureNames();
+  // Figures with nothing drawn yet (no grid loaded, no measurement) are left out, and said so.
+  QStringList names, empty;
+  for (const auto& [panel_name, panel] : panels())
+    for (const views::Figure& f : panel->figures())
+      (views::figureIsEmpty(f.plot) ? empty : names) << panel_name + QLatin1Char('/') + f.name;
+  if (!empty.isEmpty()) appendLog(tr("export all: left out %1, with nothing drawn yet").arg(empty.join(QStringLiteral(", "))));
   const char* const extensions[] = {".png", ".svg", ".pdf", ".csv"};
   const int total = static_cast<int>(names.size()) * 4;
   int done = 0;
