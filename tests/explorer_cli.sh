@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The Explorer's command line without a display: --help and --version answer, bad flags are
 # refused with their exit codes, and none of them needs a windowing system.
-# Usage: explorer_cli.sh EXPLORER
+# Then figures without clicking: a trace of the sample book exported at a paper's column size.
+# Usage: explorer_cli.sh EXPLORER MEMMAMBA SAMPLE_DATA_DIR
 set -u
 explorer=$1
+cli=$2
+samples=$3
 fail=0
 expect() {  # expect CODE PATTERN ARGS...
   local code=$1 pattern=$2
@@ -25,4 +28,27 @@ expect 0 "MemMamba Explorer [0-9]" --version
 expect 2 "cpu or cuda" --device tpu
 expect 3 "no such file" --trace /nonexistent/x.trace
 expect 3 "no such file" --checkpoint /nonexistent/m.safetensors
+expect 2 "figure-size" --figure-size huge --trace /nonexistent/x.trace
+expect 2 "needs a text" --export-figures /tmp/nowhere
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$cli" run "$samples/The-Time-Machine_35.txt" --out "$work/tm.trace" --checkpoint "$samples/memmamba-small.safetensors" \
+  --tokenizer "$samples/tokenizer.model" --max-tokens 1500 >/dev/null 2>&1 || { echo "FAIL: could not trace the sample"; exit 1; }
+expect 0 "figures written" --trace "$work/tm.trace" --export-figures "$work/figures" --figure-size column
+pdfs=$(ls "$work/figures"/*.pdf 2>/dev/null | wc -l)
+pngs=$(ls "$work/figures"/*.png 2>/dev/null | wc -l)
+csvs=$(ls "$work/figures"/*.csv 2>/dev/null | wc -l)
+if [ "$pdfs" -lt 4 ] || [ "$pngs" -ne "$pdfs" ] || [ "$csvs" -ne "$pdfs" ]; then
+  echo "FAIL: export-figures wrote $pdfs PDFs, $pngs PNGs, $csvs CSVs"; fail=1
+fi
+# A column-wide PDF is 252 x 180 points; its PNG twin is drawn at 300 dpi (1050 x 750 pixels).
+pdf=$(ls "$work/figures"/*.pdf | head -1)
+if ! grep -a -q -E "MediaBox \[0 0 252(\.0+)? 180(\.0+)?\]" "$pdf"; then
+  echo "FAIL: $pdf is not 252 x 180 pt: $(grep -a -o 'MediaBox[^]]*]' "$pdf" | head -1)"; fail=1
+fi
+png=$(ls "$work/figures"/*.png | head -1)
+size=$(od -An -tu1 -j16 -N8 "$png" | tr -s ' ' | awk '{print ($1*16777216+$2*65536+$3*256+$4) "x" ($5*16777216+$6*65536+$7*256+$8)}')
+if [ "$size" != "1050x750" ]; then echo "FAIL: $png is $size pixels, not 1050x750"; fail=1; fi
+[ "$fail" -eq 0 ] && echo "ok: --export-figures wrote $pdfs figures at column size"
 exit $fail

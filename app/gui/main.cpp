@@ -2,6 +2,7 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QFileInfo>
+#include <QSize>
 #include <QTimer>
 
 #include <cstdio>
@@ -23,7 +24,13 @@ int main(int argc, char** argv) {
   const QCommandLineOption tokenizer(QStringLiteral("tokenizer"), QStringLiteral("SentencePiece model (default: bundled)."), QStringLiteral("FILE"));
   const QCommandLineOption device(QStringLiteral("device"), QStringLiteral("cpu or cuda (default: cuda when present)."), QStringLiteral("DEVICE"));
   const QCommandLineOption screenshots(QStringLiteral("screenshots"), QStringLiteral("After loading, save screenshots of every view into DIR and quit."), QStringLiteral("DIR"));
-  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots});
+  const QCommandLineOption export_figures(QStringLiteral("export-figures"),
+                                          QStringLiteral("After loading, write every figure with something drawn as PNG, SVG, PDF and CSV into DIR and quit (no window is shown)."),
+                                          QStringLiteral("DIR"));
+  const QCommandLineOption figure_size(QStringLiteral("figure-size"),
+                                       QStringLiteral("Size of exported figures: column (252 x 180 pt), two-column (516 x 260 pt), slide (960 x 540 pt) or WIDTHxHEIGHT in points (default: two-column). PNGs are drawn at 300 dpi."),
+                                       QStringLiteral("SIZE"));
+  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size});
 
   // Read before the GUI starts, so --help, --version and bad flags need no display. Qt's own
   // options (-platform, -style ...) are unknown here: then the GUI starts first, removes
@@ -39,7 +46,30 @@ int main(int argc, char** argv) {
     std::printf("%s %s\n", qPrintable(QCoreApplication::applicationName()), qPrintable(QCoreApplication::applicationVersion()));
     return 0;
   }
+  // Figure sizes in points, as a paper or a slide measures them.
+  QSize figure_points(516, 260);
   auto check_flags = [&]() -> int {
+    if (parser.isSet(figure_size)) {
+      const QString v = parser.value(figure_size).toLower();
+      if (v == QLatin1String("column")) figure_points = QSize(252, 180);
+      else if (v == QLatin1String("two-column")) figure_points = QSize(516, 260);
+      else if (v == QLatin1String("slide")) figure_points = QSize(960, 540);
+      else {
+        const QStringList wh = v.split(QLatin1Char('x'));
+        bool ok_w = false, ok_h = false;
+        const int w = wh.size() == 2 ? wh[0].toInt(&ok_w) : 0, h = wh.size() == 2 ? wh[1].toInt(&ok_h) : 0;
+        if (!ok_w || !ok_h || w < 72 || h < 72 || w > 5000 || h > 5000) {
+          std::fprintf(stderr, "--figure-size takes column, two-column, slide or WIDTHxHEIGHT in points (72 to 5000), not \"%s\"\n",
+                       qPrintable(parser.value(figure_size)));
+          return 2;
+        }
+        figure_points = QSize(w, h);
+      }
+    }
+    if (parser.isSet(export_figures) && !parser.isSet(trace) && parser.positionalArguments().isEmpty()) {
+      std::fprintf(stderr, "--export-figures needs a text or a --trace to draw\n");
+      return 2;
+    }
     const QString dev = parser.value(device);
     if (!dev.isEmpty() && dev != QLatin1String("cpu") && dev != QLatin1String("cuda")) {
       std::fprintf(stderr, "--device must be cpu or cuda, not \"%s\"\n", qPrintable(dev));
@@ -59,6 +89,9 @@ int main(int argc, char** argv) {
   if (parsed)
     if (const int code = check_flags()) return code;
 
+  // Figures without clicking: no display is needed for them.
+  if (parsed && parser.isSet(export_figures) && qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM"))
+    qputenv("QT_QPA_PLATFORM", "offscreen");
   QApplication app(argc, argv);
   QApplication::setWindowIcon(QIcon(QStringLiteral(":/memmamba-explorer.svg")));
   if (!parsed) {
@@ -72,7 +105,20 @@ int main(int argc, char** argv) {
   if (parser.isSet(checkpoint) || parser.isSet(tokenizer) || !dev.isEmpty())
     window.setModelChoice(parser.value(checkpoint), parser.value(tokenizer),
                           dev.isEmpty() ? memmamba::app::cudaAvailable() : dev == QLatin1String("cuda"));
-  window.show();
+  const QString figures_dir = parser.value(export_figures);
+  if (!figures_dir.isEmpty()) {
+    window.setBatchMode(true);
+    QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window, [&window, figures_dir, figure_points] {
+      // 300 dpi for the PNGs: points are 1/72 inch.
+      const QString error = window.exportAll(figures_dir, figure_points.width(), figure_points.height(), 300.0 / 72.0);
+      if (!error.isEmpty()) std::fprintf(stderr, "%s\n", qPrintable(error));
+      std::printf("figures written to %s\n", qPrintable(figures_dir));
+      QApplication::exit(error.isEmpty() ? 0 : 1);
+    });
+    QObject::connect(&window, &memmamba::app::MainWindow::runFailed, &window, [] { QApplication::exit(1); });
+  } else {
+    window.show();
+  }
   const QString shots = parser.value(screenshots);
   if (!shots.isEmpty()) {
     window.setBatchMode(true);
