@@ -50,6 +50,14 @@ TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(d
   raster_->setObjectName(QStringLiteral("trigger-raster"));
   signals_ = new QCustomPlot(this);
   signals_->setObjectName(QStringLiteral("threshold-signals"));
+  // The legend in a row of its own above the data, one line wide: inside the axis rect it
+  // covered the curves.
+  signals_->plotLayout()->insertRow(0);
+  signals_->plotLayout()->addElement(0, 0, signals_->legend);
+  signals_->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
+  signals_->legend->setWrap(4);
+  signals_->legend->setMargins(QMargins(4, 0, 4, 0));
+  signals_->plotLayout()->setRowStretchFactor(0, 0.001);
   split->addWidget(raster_);
   split->addWidget(signals_);
   layout->addWidget(split, 1);
