@@ -54,6 +54,13 @@ DecayView::DecayView(TraceDocument* document, QWidget* parent) : PlotPanel(docum
   fidelity_ = new QCustomPlot(this);
   fidelity_->setObjectName(QStringLiteral("memory-fidelity"));
   if (auto* split = qobject_cast<QSplitter*>(average_->parentWidget())) split->addWidget(fidelity_);
+  // Legends in a column of their own beside the data: inside the axis rect they covered the
+  // curves and were clipped.
+  for (QCustomPlot* p : {selected_, average_, fidelity_}) {
+    p->plotLayout()->addElement(0, 1, p->legend);
+    p->plotLayout()->setColumnStretchFactor(1, 0.001);
+    p->legend->setMargins(QMargins(4, 2, 4, 2));
+  }
   for (QCustomPlot* p : {selected_, average_}) {
     p->yAxis->setScaleType(QCPAxis::stLogarithmic);
     p->yAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
