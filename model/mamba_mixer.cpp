@@ -14,9 +14,15 @@ namespace memmamba {
 
 namespace F = torch::nn::functional;
 
+bool needs_autograd(std::initializer_list<torch::Tensor> inputs) {
+  if (!torch::GradMode::is_enabled()) return false;
+  for (const torch::Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-  const bool needs_grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
-  if (!needs_grad && x.is_cuda() && cuda_scan::rms_norm_available(x, weight)) return cuda_scan::rms_norm(x, weight, eps);
+  if (!needs_autograd({x, weight}) && x.is_cuda() && cuda_scan::rms_norm_available(x, weight)) return cuda_scan::rms_norm(x, weight, eps);
   return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;
 }
 
@@ -28,8 +34,7 @@ torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight) {
     sizes.back() = weight.size(0);
     return at::mv(weight, x.reshape({x.size(-1)})).view(sizes);
   }
-  const bool needs_grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
-  if (needs_grad || !x.device().is_cpu() || rows < 512 || at::get_num_threads() < 2)
+  if (needs_autograd({x, weight}) || !x.device().is_cpu() || rows < 512 || at::get_num_threads() < 2)
     return torch::matmul(x, weight.t());
   auto x2 = x.reshape({rows, x.size(-1)}).contiguous();
   auto wt = weight.t();
@@ -68,8 +73,7 @@ MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer,
   const int64_t T = a.size(1);
   const auto& conv_w = w[p + "conv.weight"];  // [Di, Kc]
   torch::Tensor u;                            // [B, T, Di]
-  const bool needs_grad = torch::GradMode::is_enabled() && (a.requires_grad() || conv_w.requires_grad());
-  if (!needs_grad && Kc > 1 && cuda_scan::causal_conv_available(a, Kc)) {
+  if (!needs_autograd({a, conv_w}) && Kc > 1 && cuda_scan::causal_conv_available(a, Kc)) {
     std::tie(u, state.conv) = cuda_scan::causal_conv_silu(a, state.conv, conv_w, w[p + "conv.bias"]);
   } else {
     auto padded = torch::cat({state.conv.to(a.dtype()), a}, 1);  // [B, Kc-1+T, Di]
@@ -122,7 +126,7 @@ namespace memmamba {
 MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf_in,
                        MixerState& state) {
   if (!xf_in.device().is_cpu() || xf_in.scalar_type() != torch::kFloat32 ||
-      (torch::GradMode::is_enabled() && xf_in.requires_grad()))
+      needs_autograd({xf_in}))
     return mixer_step_tensor_ops(c, w, layer, xf_in, state);
   const std::string p = layer_prefix(layer) + "mixer.";
   const int64_t B = xf_in.size(0), D = c.d_model, Di = c.inner(), N = c.d_state, R = c.rank(), Kc = c.conv_kernel;

@@ -2,6 +2,8 @@
 #pragma once
 #include <torch/types.h>
 
+#include <initializer_list>
+
 #include "model/config.h"
 #include "model/weights.h"
 
@@ -33,6 +35,10 @@ MixerOutput mixer_step_tensor_ops(const ModelConfig& c, const Weights& w, int64_
 
 // A = -exp(A_log) of a layer, [Di, N].
 torch::Tensor mixer_decay_rates(const Weights& w, int64_t layer);
+
+// Whether autograd will differentiate through an op on these tensors; the inference-only
+// paths (loops on the CPU, fused kernels on the GPU) run only where it will not.
+bool needs_autograd(std::initializer_list<torch::Tensor> inputs);
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 

@@ -312,7 +312,7 @@ torch::Tensor MemMambaModel::memory_on_device(int64_t layer, const torch::Tensor
   torch::Tensor importance;
   if (learned_rule) {
     importance = learned;
-  } else if (!(torch::GradMode::is_enabled() && s.requires_grad())) {
+  } else if (!needs_autograd({s})) {
     importance = d.importance;  // the walk's own 1 - cos: nothing to differentiate
   } else {  // novelty, rebuilt differentiably from the reference the kernel chose
     auto safe = d.reference.clamp_min(0);
@@ -723,7 +723,7 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
   TraceBuilder* trace = options.trace;
   const int64_t pos = state.position;
   const bool fast_cpu = x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
-                        !(torch::GradMode::is_enabled() && x.requires_grad());
+                        !needs_autograd({x});
   std::vector<float> attention_weights(static_cast<size_t>(K), 0.f);
   float rec_importance = 0, rec_istate = 0, rec_tok_norm = 0, rec_lay_norm = 0;
   uint8_t rec_flags = 0;

@@ -73,8 +73,7 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
   auto log_priority = torch::log(bank_priority.clamp_min(1e-6));
   auto queries = project(rms_norm(x_rows, w[prefix + "norm.weight"], c.norm_eps), w[prefix + "q.weight"]);
   const double scale = 1.0 / std::sqrt(static_cast<double>(S));
-  const bool needs_grad = torch::GradMode::is_enabled() &&
-                          (queries.requires_grad() || keys.requires_grad() || log_priority.requires_grad());
+  const bool needs_grad = needs_autograd({queries, keys, log_priority});
   if (!needs_grad && x_rows.device().is_cpu() && x_rows.scalar_type() == torch::kFloat32) {
     torch::Tensor context, weights;
     attend_rows_inference(queries, keys, values, log_priority, visible, scale, context, weights);

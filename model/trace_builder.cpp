@@ -56,28 +56,6 @@ void TraceBuilder::pool_events(int32_t layer, const std::vector<PoolEventRecord>
     trace_.events.push_back({e.position, layer, static_cast<uint8_t>(e.kind), e.slot, map.at(e.note_id), e.priority});
 }
 
-void TraceBuilder::attention_row(int32_t layer, bool cross_layer, int64_t position,
-                                 std::vector<AttentionEntryIn>& entries) {
-  const size_t k = std::min(entries.size(), static_cast<size_t>(trace_.options.attention_topk));
-  // The k largest weights, in descending order (the caller's buffer is reordered).
-  std::partial_sort(entries.begin(), entries.begin() + k, entries.end(),
-                    [](const AttentionEntryIn& a, const AttentionEntryIn& b) { return a.weight > b.weight; });
-  ensure_length(position + 1);
-  LayerTrace& l = trace_.layers.at(layer);
-  AttentionRows& rows = cross_layer ? l.layer_attention : l.token_attention;
-  if (!rows.token.empty() && rows.token.back() >= position) throw std::logic_error("trace: attention rows out of order");
-  rows.token.push_back(position);
-  for (size_t i = 0; i < k; ++i) {
-    const AttentionEntryIn& e = entries[i];
-    rows.slot.push_back(e.slot);
-    rows.layer.push_back(e.layer);
-    rows.note.push_back(local_to_global_.at(e.layer).at(e.local_note));
-    rows.weight.push_back(e.weight);
-  }
-  rows.offset.push_back(static_cast<int64_t>(rows.slot.size()));
-  if (!cross_layer) l.flags[position] |= kAttentionRecorded;
-}
-
 void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
                                   int64_t width, const int32_t* slots, const int32_t* layers,
                                   const int64_t* local_notes, const float* weights) {

@@ -9,13 +9,6 @@
 
 namespace memmamba {
 
-struct AttentionEntryIn {
-  int32_t layer;   // pool's layer
-  int32_t slot;
-  int64_t local_note;
-  float weight;
-};
-
 class TraceBuilder {
  public:
   TraceBuilder(const ModelConfig& config, const TraceOptions& options);
@@ -30,9 +23,8 @@ class TraceBuilder {
                     const uint8_t* flags, const float* token_norm, const float* layer_norm, const float* log_decay);
   void notes_made(int32_t layer, const std::vector<NoteMade>& notes);
   void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events);
-  // Entries are reduced to the options' top-k by weight.
-  void attention_row(int32_t layer, bool cross_layer, int64_t position, std::vector<AttentionEntryIn>& entries);
-  // Many rows at once, already reduced: `width` entries per row in descending weight, for rows
+  // Attention rows, already reduced to the options' top-k: `width` entries per row in descending
+  // weight (the pool's layer, slot and layer-local note of each, and its weight), for rows
   // at ascending `positions`; entries with a local note < 0 are skipped. Rows outside the
   // detail range are left out.
   void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
