@@ -296,9 +296,8 @@ void MainWindow::setDarkPalette(bool dark) {
   }
   QApplication::setPalette(p);
   QSettings().setValue(QStringLiteral("view/dark"), dark);
-  // Every plot, including those outside the panels (the grid); a view that rebuilds its layout
-  // later colours the new elements itself.
-  for (QCustomPlot* plot : findChildren<QCustomPlot*>()) memmamba::views::applyPlotPalette(plot, p);
+  // Every panel colours its plots on the palette change (PlotPanel::changeEvent); a view that
+  // rebuilds its layout later colours the new elements itself.
   if (document_->hasTrace()) Q_EMIT document_->traceChanged();
 }
 
