@@ -40,6 +40,16 @@ class TestViews : public QObject {
   std::shared_ptr<const Trace> trace_;
   int64_t T_ = 300;
 
+  // Opens the test trace in a window as a user does, from a file; true once it has loaded.
+  bool openInWindow(app::MainWindow& window) {
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    QTemporaryDir dir;
+    const QString path = dir.filePath(QStringLiteral("t.trace"));
+    trace_->save(path.toStdString());
+    window.openTrace(path);
+    return loaded.wait(20000);
+  }
+
  private Q_SLOTS:
   void initTestCase() {
     ModelConfig c = testing::tiny_config();
@@ -418,12 +428,7 @@ class TestViews : public QObject {
     app::MainWindow window;
     window.setBatchMode(true);
     window.show();
-    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
-    QTemporaryDir dir;
-    const QString path = dir.filePath(QStringLiteral("t.trace"));
-    trace_->save(path.toStdString());
-    window.openTrace(path);
-    QVERIFY(loaded.wait(20000));
+    QVERIFY(openInWindow(window));
     auto axes_follow = [&](const QColor& fg) {
       int checked = 0;
       for (QCustomPlot* plot : window.findChildren<QCustomPlot*>()) {
@@ -533,12 +538,7 @@ class TestViews : public QObject {
       window.show();
       QCOMPARE(window.checkpointChoice(), QString());  // the missing model is dropped
       QCOMPARE(window.tokenizerChoice(), QString());
-      QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
-      QTemporaryDir dir;
-      const QString path = dir.filePath(QStringLiteral("t.trace"));
-      trace_->save(path.toStdString());
-      window.openTrace(path);
-      QVERIFY(loaded.wait(20000));
+      QVERIFY(openInWindow(window));
       QCOMPARE(window.document()->trace()->length(), trace_->length());
       // "Export all" cancelled part-way leaves only whole files, and the next one completes.
       QTemporaryDir out;
