@@ -144,7 +144,7 @@ Trace trace_tokens_once(const MemMambaModel& model, TraceRunRequest request) {
   TraceBuilder builder(model.config(), request.trace_options);
   std::vector<float> loss(static_cast<size_t>(T), std::nanf(""));
   RunOptions options = request.options;
-  options.trace = &builder;
+  options.observer = &builder;
   options.keep_hidden = false;
   options.on_hidden = [&](int64_t pos0, const torch::Tensor& h) { chunk_losses(model, h[0], pos0, request.tokens, loss); };
   RunState state = model.new_state(1);
@@ -184,7 +184,7 @@ std::vector<float> token_losses_once(const MemMambaModel& model, const std::vect
   const int64_t T = static_cast<int64_t>(tokens.size());
   std::vector<float> loss(static_cast<size_t>(T), std::nanf(""));
   RunOptions options = options_in;
-  options.trace = nullptr;
+  options.observer = nullptr;
   options.keep_hidden = false;
   options.on_hidden = [&](int64_t pos0, const torch::Tensor& h) { chunk_losses(model, h[0], pos0, tokens, loss); };
   RunState state = model.new_state(1);

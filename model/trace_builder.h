@@ -1,15 +1,15 @@
-// Collects what a run reports into a Trace: the model calls it chunk by chunk
-// (or token by token in step mode) with plain arrays. Torch-free.
+// Collects what a run reports into a Trace: the model calls it as its RunObserver chunk
+// by chunk (or token by token in step mode) with plain arrays. Torch-free.
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "model/note_block.h"
+#include "model/run_observer.h"
 #include "model/trace.h"
 
 namespace memmamba {
 
-class TraceBuilder {
+class TraceBuilder : public RunObserver {
  public:
   TraceBuilder(const ModelConfig& config, const TraceOptions& options);
 
@@ -18,19 +18,20 @@ class TraceBuilder {
     return trace_.options.record_attention && position >= trace_.options.detail_begin &&
            position < trace_.options.detail_end;
   }
-  // Per-token signals of one layer for tokens [pos0, pos0 + n).
+  int64_t attention_width() const override {
+    return trace_.options.record_attention ? trace_.options.attention_topk : 0;
+  }
   void layer_tokens(int32_t layer, int64_t pos0, int64_t n, const float* importance, const float* istate,
-                    const uint8_t* flags, const float* token_norm, const float* layer_norm, const float* log_decay);
-  void notes_made(int32_t layer, const std::vector<NoteMade>& notes);
-  void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events);
-  // Attention rows, already reduced to the options' top-k: `width` entries per row in descending
-  // weight (the pool's layer, slot and layer-local note of each, and its weight), for rows
-  // at ascending `positions`; entries with a local note < 0 are skipped. Rows outside the
-  // detail range are left out.
+                    const uint8_t* flags, const float* token_norm, const float* layer_norm,
+                    const float* log_decay) override;
+  void notes_made(int32_t layer, const std::vector<NoteMade>& notes) override;
+  void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events) override;
+  // Rows outside the detail range are left out; padding entries are skipped.
   void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
-                      const int32_t* slots, const int32_t* layers, const int64_t* local_notes, const float* weights);
+                      const int32_t* slots, const int32_t* layers, const int64_t* local_notes,
+                      const float* weights) override;
+  void retention(int32_t layer, int64_t source, std::vector<float> values) override;
   void losses(int64_t pos0, const std::vector<float>& loss);
-  void retention(int32_t layer, int64_t source, std::vector<float> values);
 
   // Sorts what needs sorting and hands the trace over.
   Trace finish();

@@ -33,7 +33,7 @@ Counts pool_activity(const MemMambaModel& m, const torch::Tensor& tokens, const 
   RunState s = m.new_state(1);
   for (int64_t t = 0; t < tokens.size(1); ++t) m.step(tokens.select(1, t), s, o);
   Counts c;
-  c.notes = s.memory[0].takers[0].notes_made();
+  c.notes = s.pools[0]->notes_made(0);
   return c;
 }
 }  // namespace

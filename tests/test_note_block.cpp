@@ -1,6 +1,6 @@
 #include <QtTest/QtTest>
 
-#include "model/note_block.h"
+#include "model/memory/note_block.h"
 
 using namespace memmamba;
 

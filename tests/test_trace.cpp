@@ -119,8 +119,9 @@ class TestTrace : public QObject {
     }
     for (int32_t l = 0; l < static_cast<int32_t>(c.n_layers); ++l) {
       auto slots = t.pool_at(l, T);
+      const std::vector<int64_t> carried = s.pools[l]->slot_note_ids(0);
       for (int64_t j = 0; j < c.pool_slots; ++j) {
-        const int64_t expected = s.memory[l].takers[0].pool().note_id(j);
+        const int64_t expected = carried[j];
         QCOMPARE(slots[j] < 0 ? int64_t(-1) : t.notes[slots[j]].local_id, expected);
       }
     }

@@ -33,6 +33,7 @@
 #include <climits>
 
 #include "model/cuda/kernels.h"
+#include "model/memory/retrieval_trigger.h"
 
 namespace memmamba::cuda_kernels {
 namespace {
@@ -148,7 +149,7 @@ __global__ void note_pool_sequential_kernel(NotePoolProblem p) {
     const bool pool_empty = best_slot >= kMaxSlots;
 
     const float istate = next_istate;
-    next_istate = pool_empty ? 1.f : 1.f - best;
+    next_istate = state_importance(best, pool_empty);
     const float importance = p.learned ? p.learned[b * T + t] : (pool_empty ? 1.f : 1.f - best);
     const bool noted = importance > p.tau_note;
     // The bank index of the reference slot, read from its owner lane.
@@ -189,7 +190,7 @@ __global__ void note_pool_sequential_kernel(NotePoolProblem p) {
       const int64_t i = b * T + t;
       p.importance[i] = importance;
       p.istate[i] = istate;
-      p.flags[i] = static_cast<uint8_t>((noted ? 1 : 0) | (istate > p.tau_retrieve ? 2 : 0));
+      p.flags[i] = static_cast<uint8_t>((noted ? 1 : 0) | (retrieval_fires(istate, p.tau_retrieve) ? 2 : 0));
       p.reference[i] = pool_empty ? -1 : ref_bank;
       p.slot_taken[i] = taken;
       p.evicted_note[i] = evicted;
@@ -428,14 +429,14 @@ __global__ void __launch_bounds__(kWalkThreads) note_pool_walk_kernel(NotePoolPr
       __syncthreads();
     }
 
-    handed_istate[tid] = best_slot < 0 ? 1.f : 1.f - best;
+    handed_istate[tid] = state_importance(best, best_slot < 0);
     __syncthreads();
     if (live) {
       const float istate = tid == 0 ? carried_istate : handed_istate[tid - 1];
       const int64_t i = b * T + row;
       p.importance[i] = p.learned ? learned : (best_slot < 0 ? 1.f : 1.f - best);
       p.istate[i] = istate;
-      p.flags[i] = static_cast<uint8_t>((noted ? 1 : 0) | (istate > p.tau_retrieve ? 2 : 0));
+      p.flags[i] = static_cast<uint8_t>((noted ? 1 : 0) | (retrieval_fires(istate, p.tau_retrieve) ? 2 : 0));
       p.reference[i] = best_slot < 0 ? -1 : reference;
       p.slot_taken[i] = my_taken;
       p.evicted_note[i] = my_evicted;

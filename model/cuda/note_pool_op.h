@@ -4,7 +4,7 @@
 #pragma once
 #include <torch/types.h>
 
-#include "model/note_block.h"
+#include "model/memory/note_block.h"
 
 namespace memmamba::cuda_ops {
 

@@ -162,7 +162,7 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
   topts.detail_begin = T - 1;  // attention rows only where the answer is produced
   TraceBuilder builder(model.config(), topts);
   RunOptions run = options.run;
-  run.trace = &builder;
+  run.observer = &builder;
   run.keep_hidden = false;
   torch::Tensor last_hidden;
   run.on_hidden = [&](int64_t, const torch::Tensor& h) { last_hidden = h.select(1, h.size(1) - 1); };

@@ -1,4 +1,4 @@
-#include "model/memory_attention.h"
+#include "model/memory/slot_attention.h"
 
 #include <torch/torch.h>
 
@@ -107,22 +107,34 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
   return {torch::matmul(ctx, w[prefix + "o.weight"].t()), att};
 }
 
-torch::Tensor fusion_term(const ModelConfig& c, const Weights& w, const std::string& prefix, const torch::Tensor& x,
-                          const torch::Tensor& context, double gain) {
-  switch (c.fusion) {
-    case FusionKind::Weighted: {  // the gain folded into the [D] scale: one pass over the rows
-      const auto& scale = w[prefix + "fusion.scale"];
-      return context * (gain == 1.0 ? scale : scale * gain);
-    }
-    case FusionKind::Residual: return gain == 1.0 ? context : context * gain;
-    case FusionKind::Gated: {
-      auto gated = torch::sigmoid(torch::matmul(torch::cat({x, context}, -1), w[prefix + "fusion.gate.weight"].t()) +
-                                  w[prefix + "fusion.gate.bias"]) *
-                   context;
-      return gain == 1.0 ? gated : gated * gain;
-    }
+GatedRead gated_slot_attention(const ModelConfig& c, const Weights& w, const std::string& prefix, const torch::Tensor& x,
+                               const torch::Tensor& bank, const torch::Tensor& bank_priority, const torch::Tensor& visible,
+                               const torch::Tensor& gate) {
+  const int64_t T = x.size(0);
+  GatedRead read;
+  if (x.is_cuda()) {
+    auto out = slot_attention(c, w, prefix, x, bank, bank_priority, visible);
+    read.context = gate.defined() ? out.context * gate.unsqueeze(-1).to(out.context.dtype()) : out.context;
+    read.rows = torch::arange(T, visible.options());
+    read.weights = out.weights;
+    read.visible = visible;
+    read.applied = gate.defined() ? gate : visible.ge(0).any(1);
+    return read;
   }
-  return context;
+  auto wanted = visible.ge(0).any(1);
+  if (gate.defined()) wanted = wanted & gate;
+  read.rows = wanted.nonzero().squeeze(1);
+  read.context = torch::zeros({T, c.d_model}, x.options());
+  read.visible = visible.index_select(0, read.rows);
+  read.applied = torch::ones({read.rows.size(0)}, torch::TensorOptions().dtype(torch::kBool).device(x.device()));
+  if (read.rows.numel() == 0) {
+    read.weights = torch::zeros({0, visible.size(1)}, x.options());
+    return read;
+  }
+  auto out = slot_attention(c, w, prefix, x.index_select(0, read.rows), bank, bank_priority, read.visible);
+  read.context = read.context.index_put({read.rows}, out.context);
+  read.weights = out.weights;
+  return read;
 }
 
 }  // namespace memmamba

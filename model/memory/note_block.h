@@ -1,13 +1,15 @@
-// The sequential half of the Note Block: deciding which tokens are noted, closing
-// windows into notes, and keeping the state pool (priority or FIFO eviction). It is
-// integer and small-vector work on plain floats, shared by the parallel and the step
-// mode so that both take the same decisions. Torch-free.
+// The Note Block's decisions on the host (paper section 3.2, eq. 5, 8, 9): which tokens
+// are noted, windows closed into notes, notes put into the state pool, and the retrieval
+// trigger. Plain floats, one token at a time: the host pool walk (host_pool.cpp) runs it
+// for chunks and for single steps alike. The GPU walks the same rules in
+// model/cuda/note_pool.cu. Torch-free.
 #pragma once
 #include <cstdint>
 #include <limits>
 #include <vector>
 
 #include "model/config.h"
+#include "model/memory/state_pool.h"
 
 namespace memmamba {
 
@@ -35,16 +37,6 @@ struct MemorySettings {
   }
 };
 
-enum class PoolEventKind : uint8_t { Insert = 0, Evict = 1, Drop = 2 };
-
-struct PoolEventRecord {
-  int64_t position;  // the window's last token; the change is visible from position + 1
-  PoolEventKind kind;
-  int32_t slot;      // -1 for Drop
-  int64_t note_id;   // layer-local id, sequential from 0
-  float priority;
-};
-
 struct NoteMade {
   int64_t note_id;
   int64_t window;
@@ -69,29 +61,6 @@ struct TokenDecision {
   float istate = 1;
   bool trigger = false;
   ImportanceReference reference;
-};
-
-class StatePool {
- public:
-  StatePool(int64_t slots, int64_t width) : slots_(slots), width_(width), note_id_(slots, -1), priority_(slots, 0.f),
-                                            inserted_(slots, -1), unit_(slots * width, 0.f) {}
-  int64_t slots() const { return slots_; }
-  int64_t occupied() const;
-  int64_t note_id(int64_t slot) const { return note_id_[slot]; }
-  float priority(int64_t slot) const { return priority_[slot]; }
-  int64_t inserted_at(int64_t slot) const { return inserted_[slot]; }
-  // Largest cosine between `unit` (a unit vector) and the occupied slots; slot -1 when empty.
-  std::pair<float, int64_t> best_match(const float* unit) const;
-  // Applies the policy; appends the events; returns the slot taken or -1 when dropped.
-  int64_t insert(int64_t note_id, float priority, int64_t window, const float* unit, PoolPolicy policy,
-                 int64_t position, std::vector<PoolEventRecord>& events);
-
- private:
-  int64_t slots_, width_;
-  std::vector<int64_t> note_id_;
-  std::vector<float> priority_;
-  std::vector<int64_t> inserted_;  // window index of insertion, for ties and FIFO
-  std::vector<float> unit_;
 };
 
 // One layer's note-taking over one sequence, one token at a time.
@@ -130,8 +99,5 @@ class NoteTaker {
   float open_priority_ = -std::numeric_limits<float>::infinity();
   int64_t open_priority_source_ = -1;
 };
-
-// Unit vector of s (zero vector stays zero).
-void normalize_into(const float* s, int64_t width, float* out);
 
 }  // namespace memmamba

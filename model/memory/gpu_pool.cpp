@@ -1,0 +1,127 @@
+#include "model/memory/gpu_pool.h"
+
+#include <torch/torch.h>
+
+#include "model/mamba_mixer.h"
+#include "model/trace.h"
+
+namespace memmamba {
+
+GpuPool::GpuPool(const ModelConfig& config, int64_t batch, const torch::Device& device, torch::Tensor position)
+    : slots_(config.pool_slots), width_(config.summary_dim),
+      pool_(cuda_ops::new_device_pool(batch, config.pool_slots, config.summary_dim, device)), position_(std::move(position)) {
+  const auto fopts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  vectors_ = torch::zeros({batch, slots_, width_}, fopts);
+  priority_ = torch::ones({batch, slots_}, fopts);
+}
+
+std::vector<int64_t> GpuPool::slot_note_ids(int64_t sequence) const {
+  auto ids = pool_.slot_note_id[sequence].to(torch::kCPU).contiguous();
+  return std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+}
+
+PoolWalkResult GpuPool::walk(const NoteInputs& in, const MemorySettings& settings, const WalkRequest& request) {
+  const torch::Tensor& s = in.summaries;  // [B, T, S]
+  const int64_t B = s.size(0), T = s.size(1), K = slots_, S = width_;
+  const bool learned_rule = settings.importance == ImportanceRule::Learned;
+  torch::Tensor ids_before;
+  int64_t made_before = 0;
+  if (request.records) {
+    ids_before = pool_.slot_note_id[0].to(torch::kCPU);
+    made_before = pool_.notes_made[0].item<int64_t>();
+  }
+  const cuda_ops::DevicePoolDecisions d = cuda_ops::note_pool(s, learned_rule ? in.learned : torch::Tensor(), settings,
+                                                              pool_, position_);
+  auto bank_vectors = torch::cat({vectors_.to(s.dtype()), s}, 1);  // [B, K + T, S]
+  torch::Tensor importance;
+  if (learned_rule) {
+    importance = in.learned;
+  } else if (!needs_autograd({s})) {
+    importance = d.importance;  // the walk's own 1 - cos: nothing to differentiate
+  } else {  // novelty, rebuilt differentiably from the reference the kernel chose
+    auto safe = d.reference.clamp_min(0);
+    auto refs = bank_vectors.gather(1, safe.unsqueeze(-1).expand({B, T, S}));
+    auto cos = torch::cosine_similarity(s, refs, -1, 1e-12);
+    importance = torch::where(d.reference.ge(0), 1 - cos, torch::ones_like(cos));
+  }
+  auto bank_priority = torch::cat({priority_.to(s.dtype()), importance.to(s.dtype())}, 1);  // [B, K + T]
+
+  PoolWalkResult result;
+  result.bank.valid = true;
+  auto triggered = d.flags.bitwise_and(2).ne(0);  // [B, T]
+  for (int64_t b = 0; b < B; ++b) {
+    SequenceBank bank;
+    bank.vectors = bank_vectors[b];
+    bank.priority = bank_priority[b];
+    bank.visible = d.visible[b];
+    if (request.sources) {
+      auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(s.device());
+      bank.source = torch::cat({torch::full({K}, -1, long_opts), request.pos0 + torch::arange(T, long_opts)}, 0);
+    }
+    result.bank.sequences.push_back(std::move(bank));
+    result.importance.push_back(importance[b]);
+    result.triggered.push_back(triggered[b]);
+  }
+  if (request.records)
+    result.records = records_of(d, s, request.pos0, ids_before, made_before, result.bank.sequences[0].note_ids);
+
+  // The pool carried to the next chunk.
+  auto occupied = d.final_bank.ge(0);
+  auto safe_final = d.final_bank.clamp_min(0);
+  vectors_ = bank_vectors.gather(1, safe_final.unsqueeze(-1).expand({B, K, S})) *
+             occupied.unsqueeze(-1).to(bank_vectors.dtype());
+  priority_ = torch::where(occupied, bank_priority.gather(1, safe_final), torch::ones({}, bank_priority.options()));
+  return result;
+}
+
+// The observed sequence's decisions as the host walk reports them: notes in id order,
+// each with its eviction (if any) before its insert, or its drop.
+WalkRecords GpuPool::records_of(const cuda_ops::DevicePoolDecisions& d, const torch::Tensor& summaries, int64_t pos0,
+                                const torch::Tensor& ids_before, int64_t made_before,
+                                std::vector<int64_t>& note_ids) const {
+  const int64_t T = summaries.size(1), K = slots_, S = width_;
+  auto imp = d.importance[0].to(torch::kCPU).contiguous();
+  auto ist = d.istate[0].to(torch::kCPU).contiguous();
+  auto flags = d.flags[0].to(torch::kCPU).contiguous();
+  auto taken = d.slot_taken[0].to(torch::kCPU).contiguous();
+  auto evicted = d.evicted_note[0].to(torch::kCPU).contiguous();
+  auto evicted_priority = d.evicted_priority[0].to(torch::kCPU).contiguous();
+  auto s_host = summaries[0].detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  const float* ip = imp.data_ptr<float>();
+  const uint8_t* fp = flags.data_ptr<uint8_t>();
+  WalkRecords rec;
+  rec.importance.assign(ip, ip + T);
+  rec.istate.assign(ist.data_ptr<float>(), ist.data_ptr<float>() + T);
+  rec.flags.resize(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t)
+    rec.flags[t] = static_cast<uint8_t>(((fp[t] & 1) ? kNoted : 0) | ((fp[t] & 2) ? kTriggered : 0));
+  note_ids.assign(static_cast<size_t>(K + T), -1);
+  for (int64_t j = 0; j < K; ++j) note_ids[j] = ids_before.data_ptr<int64_t>()[j];
+  int64_t next_id = made_before;
+  for (int64_t t = 0; t < T; ++t) {
+    if (!(fp[t] & 1)) continue;
+    const int64_t pos = pos0 + t;
+    NoteMade n;
+    n.note_id = next_id++;
+    n.window = pos;
+    n.priority = ip[t];
+    n.priority_source = pos;
+    n.sources = {pos};
+    n.channel_source.assign(static_cast<size_t>(S), pos);
+    n.vector.assign(s_host.data_ptr<float>() + t * S, s_host.data_ptr<float>() + (t + 1) * S);
+    n.slot = taken.data_ptr<int32_t>()[t];
+    if (n.slot >= 0) {
+      note_ids[K + t] = n.note_id;
+      const int64_t gone = evicted.data_ptr<int64_t>()[t];
+      if (gone >= 0)
+        rec.events.push_back({pos, PoolEventKind::Evict, n.slot, gone, evicted_priority.data_ptr<float>()[t]});
+      rec.events.push_back({pos, PoolEventKind::Insert, n.slot, n.note_id, n.priority});
+    } else {
+      rec.events.push_back({pos, PoolEventKind::Drop, -1, n.note_id, n.priority});
+    }
+    rec.notes.push_back(std::move(n));
+  }
+  return rec;
+}
+
+}  // namespace memmamba

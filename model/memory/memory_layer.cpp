@@ -1,0 +1,151 @@
+#include "model/memory/memory_layer.h"
+
+#include <torch/torch.h>
+
+#include <optional>
+
+#include "model/mamba_mixer.h"
+#include "model/memory/cross_layer_attention.h"
+#include "model/memory/cross_token_attention.h"
+#include "model/memory/fusion.h"
+#include "model/profile.h"
+#include "model/run_observer.h"
+
+namespace memmamba {
+
+namespace {
+
+// Hands one attention to RunOptions::on_attention, with each visible slot's source position.
+void tap_attention(const RunOptions& options, int64_t layer, bool cross_layer, int64_t b, int64_t pos0,
+                   const GatedRead& read, const torch::Tensor& bank_source) {
+  AttentionTap tap;
+  tap.layer = layer;
+  tap.cross_layer = cross_layer;
+  tap.sequence = b;
+  tap.pos0 = pos0;
+  tap.rows = read.rows;
+  tap.weights = read.weights;
+  const torch::Tensor& visible = read.visible;
+  tap.source = bank_source.defined()
+                   ? torch::where(visible.ge(0), bank_source.index_select(0, visible.clamp_min(0).reshape({-1})).view_as(visible),
+                                  torch::full({}, -1, visible.options()))
+                   : torch::full_like(visible, -1);
+  tap.applied = read.applied;
+  options.on_attention(tap);
+}
+
+// Sends the rows whose read reached the stream to the observer, each reduced to its
+// `attention_width()` largest weights. They are chosen where the weights are (on the GPU
+// for a GPU run), with each column's pool layer, slot and note found there too, so only k
+// entries per row come to the host. Visible columns go before empty ones, whatever their weight.
+void report_attention(RunObserver& observer, int64_t layer, bool cross_layer, int64_t pos0, const GatedRead& read,
+                      const SlotColumns& columns) {
+  const int64_t width = observer.attention_width();
+  if (width <= 0 || read.rows.numel() == 0) return;
+  auto kept = (read.applied & read.visible.ge(0).any(1)).nonzero().squeeze(1);
+  auto rows_cpu = read.rows.index_select(0, kept).to(torch::kCPU).contiguous();
+  std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
+  if (positions.empty()) return;
+  for (auto& pos : positions) pos += pos0;
+  const auto visible = read.visible.index_select(0, kept);
+  const auto dev = visible.device();
+  const int64_t M = visible.size(1), k = std::min<int64_t>(M, width);
+  auto w = read.weights.index_select(0, kept).detach().to(torch::kFloat32);
+  auto [top_weight, top_column] = torch::where(visible.ge(0), w, torch::full({}, -1.f, w.options())).topk(k, 1);
+  auto bank = visible.gather(1, top_column);  // [n, k] bank index, -1 where nothing is visible
+  // The note id of every bank index of the pools these columns read, in bank order.
+  int64_t bank_size = 0;
+  for (size_t g = 0; g < columns.note_ids.size(); ++g)
+    bank_size = std::max<int64_t>(bank_size, columns.bank_offsets[g] + static_cast<int64_t>(columns.note_ids[g]->size()));
+  std::vector<int64_t> ids(static_cast<size_t>(bank_size), -1);
+  for (size_t g = 0; g < columns.note_ids.size(); ++g)
+    std::copy(columns.note_ids[g]->begin(), columns.note_ids[g]->end(), ids.begin() + columns.bank_offsets[g]);
+  auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
+  auto int_opts = torch::TensorOptions().dtype(torch::kInt32);
+  auto ids_t = torch::from_blob(ids.data(), {bank_size}, long_opts).to(dev);
+  auto local = torch::where(bank.ge(0), ids_t.index_select(0, bank.clamp_min(0).reshape({-1})).view_as(bank),
+                            torch::full({}, -1, bank.options()));
+  auto column_layer = torch::from_blob(const_cast<int32_t*>(columns.layer.data()), {M}, int_opts).to(dev);
+  auto column_slot = torch::from_blob(const_cast<int32_t*>(columns.slot.data()), {M}, int_opts).to(dev);
+  auto flat_columns = top_column.reshape({-1});
+  auto layer_cpu = column_layer.index_select(0, flat_columns).to(torch::kCPU).contiguous();
+  auto slot_cpu = column_slot.index_select(0, flat_columns).to(torch::kCPU).contiguous();
+  auto local_cpu = local.to(torch::kCPU).contiguous();
+  auto weight_cpu = top_weight.to(torch::kCPU).contiguous();
+  observer.attention_rows(static_cast<int32_t>(layer), cross_layer, positions, k, slot_cpu.data_ptr<int32_t>(),
+                          layer_cpu.data_ptr<int32_t>(), local_cpu.data_ptr<int64_t>(), weight_cpu.data_ptr<float>());
+}
+
+std::vector<float> row_norms(const torch::Tensor& term) {
+  auto n = term.norm(2, -1).detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  return std::vector<float>(n.data_ptr<float>(), n.data_ptr<float>() + n.numel());
+}
+
+torch::Tensor stack_rows(const std::vector<torch::Tensor>& per_sequence) {
+  return per_sequence.size() == 1 ? per_sequence[0].unsqueeze(0) : torch::stack(per_sequence, 0);
+}
+
+}  // namespace
+
+NoteInputs note_inputs(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x, bool learned_rule) {
+  const std::string p = layer_prefix(layer);
+  auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
+  NoteInputs in{project(u, w[p + "note.summary.weight"]), {}};
+  if (learned_rule)
+    in.learned = torch::sigmoid(torch::matmul(u, w[p + "note.importance.weight"]) + w[p + "note.importance.bias"]);
+  return in;
+}
+
+torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x, int64_t pos0,
+                             LayerPool& pool, std::vector<LayerBank>& banks, const RunOptions& options,
+                             LayerSignals& signals) {
+  const int64_t B = x.size(0), K = c.pool_slots;
+  const std::string p = layer_prefix(layer);
+  RunObserver* observer = options.observer;
+  const double gain = options.memory.fusion_gain;
+
+  std::optional<profile::Section> section(std::in_place, "memory: note summaries", x.device());
+  const NoteInputs in = note_inputs(c, w, layer, x, options.memory.importance == ImportanceRule::Learned);
+  section.emplace("memory: pool walk", x.device());
+  PoolWalkResult walked = pool.walk(in, options.memory, {pos0, observer != nullptr, static_cast<bool>(options.on_attention)});
+  if (options.on_importance)
+    for (int64_t b = 0; b < B; ++b) options.on_importance(layer, b, pos0, walked.importance[b]);
+  LayerBank& bank = banks[layer];
+  bank = std::move(walked.bank);
+  if (observer) {
+    signals.importance = std::move(walked.records.importance);
+    signals.istate = std::move(walked.records.istate);
+    signals.flags = std::move(walked.records.flags);
+    observer->notes_made(static_cast<int32_t>(layer), walked.records.notes);
+    observer->pool_events(static_cast<int32_t>(layer), walked.records.events);
+  }
+
+  section.emplace("memory: token attention", x.device());
+  std::vector<torch::Tensor> contexts;
+  for (int64_t b = 0; b < B; ++b) {
+    const SequenceBank& seq = bank.sequences[b];
+    const GatedRead read = cross_token_attention(c, w, layer, x[b], seq, walked.triggered[b]);
+    if (options.on_attention) tap_attention(options, layer, false, b, pos0, read, seq.source);
+    if (observer && b == 0) report_attention(*observer, layer, false, pos0, read, own_pool_columns(layer, K, &seq.note_ids));
+    contexts.push_back(read.context);
+  }
+  const auto token_term = fusion_term(c, w, p + "token_attention.", x, stack_rows(contexts), gain);
+  if (observer) signals.token_norm = row_norms(token_term[0]);
+  torch::Tensor out = x + token_term;
+  if (!c.has_cross_layer(layer)) return out;
+
+  section.emplace("memory: cross-layer attention", x.device());
+  contexts.clear();
+  for (int64_t b = 0; b < B; ++b) {
+    const PoolUnion pools = pool_union(banks, cross_layer_first(c, layer), layer, b, K);
+    const GatedRead read = cross_layer_attention(c, w, layer, x[b], pools);
+    if (options.on_attention) tap_attention(options, layer, true, b, pos0, read, pools.source);
+    if (observer && b == 0) report_attention(*observer, layer, true, pos0, read, pools.columns);
+    contexts.push_back(read.context);
+  }
+  const auto layer_term = fusion_term(c, w, p + "layer_attention.", x, stack_rows(contexts), gain);
+  if (observer) signals.layer_norm = row_norms(layer_term[0]);
+  return out + layer_term;
+}
+
+}  // namespace memmamba

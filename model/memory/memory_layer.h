@@ -1,0 +1,35 @@
+// The memory's part of one layer, in the paper's order: the Note Block (summaries, then
+// the pool walk: notes, evictions, retrieval triggers), cross-token attention for the
+// triggered tokens and its fusion, then (every p-th layer) cross-layer attention over
+// the pools of the last g layers and its fusion. The same code serves parallel chunks
+// and single steps; what it decides and reads goes to the run's observer and taps.
+#pragma once
+#include <torch/types.h>
+
+#include <vector>
+
+#include "model/memory/layer_pool.h"
+#include "model/run_options.h"
+#include "model/weights.h"
+
+namespace memmamba {
+
+// Per-token figures of the observed sequence that a layer reports to the observer.
+struct LayerSignals {
+  explicit LayerSignals(int64_t T)
+      : importance(T, 0.f), istate(T, 0.f), token_norm(T, 0.f), layer_norm(T, 0.f), flags(T, 0) {}
+  std::vector<float> importance, istate, token_norm, layer_norm;
+  std::vector<uint8_t> flags;
+};
+
+// The Note Block's inputs s = W_N RMSNorm(x) [B, T, S] (and the learned importance) for x [B, T, D].
+NoteInputs note_inputs(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x, bool learned_rule);
+
+// x: [B, T, D] the layer input at absolute position pos0; banks: this chunk's banks of
+// the layers below (this layer's is written). Returns x + F_tok + F_lay. Fills `signals`
+// for an observed run.
+torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x, int64_t pos0,
+                             LayerPool& pool, std::vector<LayerBank>& banks, const RunOptions& options,
+                             LayerSignals& signals);
+
+}  // namespace memmamba

@@ -1,0 +1,37 @@
+// What a run reports while it runs, as plain arrays: each layer's per-token signals, the
+// notes made, the pool's events, attention rows and retention curves. The model calls an
+// observer and knows nothing of what it builds; TraceBuilder (trace_builder.h) is the one
+// that writes traces. Batch 1 only. Torch-free.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/memory/note_block.h"
+
+namespace memmamba {
+
+class RunObserver {
+ public:
+  virtual ~RunObserver() = default;
+
+  // Attention entries wanted per row, highest weight first (0: no attention rows).
+  virtual int64_t attention_width() const = 0;
+  // Per-token signals of one layer for tokens [pos0, pos0 + n); flags are TokenFlag bits
+  // (model/trace.h: 1 noted, 2 triggered).
+  virtual void layer_tokens(int32_t layer, int64_t pos0, int64_t n, const float* importance, const float* istate,
+                            const uint8_t* flags, const float* token_norm, const float* layer_norm,
+                            const float* log_decay) = 0;
+  // Notes in the order of their layer-local ids, then the events they caused.
+  virtual void notes_made(int32_t layer, const std::vector<NoteMade>& notes) = 0;
+  virtual void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events) = 0;
+  // `width` entries per row in descending weight (the pool's layer, slot and layer-local
+  // note of each, and its weight), rows at ascending `positions`; entries with a local
+  // note < 0 are padding.
+  virtual void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
+                              const int32_t* slots, const int32_t* layers, const int64_t* local_notes,
+                              const float* weights) = 0;
+  // More of the retention curve of `source` in `layer` (appended to what came before).
+  virtual void retention(int32_t layer, int64_t source, std::vector<float> values) = 0;
+};
+
+}  // namespace memmamba

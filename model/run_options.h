@@ -1,0 +1,53 @@
+// How one forward or step runs: the memory's switches, chunking, the observer that
+// records it, and the callbacks the trainer and the evaluations tap.
+#pragma once
+#include <torch/types.h>
+
+#include <functional>
+#include <vector>
+
+#include "model/memory/note_block.h"
+
+namespace memmamba {
+
+class RunObserver;
+
+// One attention's weights over the state-pool slots, as the parallel mode computed them
+// (differentiable when training): for the trainer's retrieval loss and for diagnostics.
+struct AttentionTap {
+  int64_t layer = 0;
+  bool cross_layer = false;  // false: cross-token attention over the layer's own pool
+  int64_t sequence = 0;      // row of the batch
+  int64_t pos0 = 0;          // absolute position of the chunk's first token
+  torch::Tensor rows;        // [n] int64: chunk rows that attended
+  torch::Tensor weights;     // [n, M] attention weights, 0 where nothing is visible
+  // [n, M] int64: the position each visible slot's note came from (its priority source);
+  // -1 for empty slots and for notes carried in from an earlier chunk.
+  torch::Tensor source;
+  torch::Tensor applied;     // [n] bool: the context reached the stream (retrieval trigger)
+};
+
+struct RunOptions {
+  MemorySettings memory;                 // thresholds and switches; MemorySettings::from(config) by default
+  int64_t chunk_tokens = 4096;           // parallel mode works on this many tokens at a time
+  RunObserver* observer = nullptr;       // records the run (a TraceBuilder); batch 1 only
+  std::vector<int64_t> retention_sources;  // exact retention curves for these positions
+  int64_t retention_horizon = 4096;
+  bool keep_hidden = true;               // return all hidden states (off for very long inputs)
+  // Called with each chunk's final hidden states [B, n, D] and its first position.
+  std::function<void(int64_t pos0, const torch::Tensor& hidden)> on_hidden;
+  // Called with each layer's output (the residual stream) [B, n, D] in parallel mode.
+  std::function<void(int64_t layer, int64_t pos0, const torch::Tensor& x)> on_layer_output;
+  // Called, in parallel mode, for every cross-token and cross-layer attention of each sequence.
+  std::function<void(const AttentionTap&)> on_attention;
+  // Called, in parallel mode, with each layer's importance [T] for one sequence (differentiable
+  // when training): what the note threshold tau1 is compared with.
+  std::function<void(int64_t layer, int64_t sequence, int64_t pos0, const torch::Tensor& importance)> on_importance;
+  // Called after each chunk; returning false cancels (throws Cancelled).
+  std::function<bool(int64_t done, int64_t total)> progress;
+  // Training only: [B, T] of this forward's tokens, 0 where the SSM must not take the token in
+  // (mixer_forward); every layer applies it. Undefined: no mask.
+  torch::Tensor ssm_input_mask;
+};
+
+}  // namespace memmamba
