@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <stdexcept>
 
 #include "model/cuda/step_graph.h"
@@ -131,7 +132,9 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
           ? memory_forward(config_, weights_, layer, x.unsqueeze(1), pos, *state.pools[layer], banks, options, signals)
                 .squeeze(1)
           : x;
+  std::optional<profile::Section> section(std::in_place, "mixer: step", x.device());
   MixerOutput mixed = mixer_step(config_, weights_, layer, xf, state.mixers[layer]);
+  section.reset();
   if (RunObserver* observer = options.observer) {
     const float log_decay = (mixed.dt[0] * mixer_decay_rates(weights_, layer).mean(1)).mean().item<float>();
     observer->layer_tokens(static_cast<int32_t>(layer), pos, 1, signals.importance.data(), signals.istate.data(),

@@ -342,11 +342,13 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions
     RunOptions o = base;
     reset_peak_rss();
     BenchRow row{"step", step_tokens, 0, 0, 0};
+    profile::reset();
     row.seconds = time_it([&] {
       for (int64_t i = 0; i < step_tokens; ++i) model.step(tokens[0].narrow(0, i, 1), st, o);
     });
     row.tokens_per_second = step_tokens / row.seconds;
     row.peak_rss_mb = current_peak_rss_mb();
+    if (profile::enabled()) row.profile = profile::report(row.seconds);
     rows.push_back(row);
     if (on_row) on_row(row);
   }

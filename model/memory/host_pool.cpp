@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 
+#include "model/mamba_mixer.h"
 #include "model/trace.h"
 
 namespace memmamba {
@@ -94,6 +95,7 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
   std::vector<int64_t> channel_rows, priority_rows, note_source;
   std::vector<PoolEventRecord> events;
   std::vector<NoteMade> notes;
+  std::vector<float> walked_importance(static_cast<size_t>(T));
   const float* sp = summaries_cpu[b].data_ptr<float>();
   const float* lp = learned_rule ? learned_cpu[b].data_ptr<float>() : nullptr;
   for (int64_t t = 0; t < T; ++t) {
@@ -101,6 +103,7 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
     const size_t made_before = notes.size();
     const TokenDecision d = taker.observe(sp + t * S, lp ? lp[t] : 0.f, settings, events, notes);
     trig[t] = d.trigger;
+    walked_importance[t] = d.importance;
     if (observed) {
       result.records.importance[t] = d.importance;
       result.records.istate[t] = d.istate;
@@ -122,35 +125,50 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
     }
   }
 
-  // The differentiable half: notes gathered from the summaries, importance rebuilt.
   const int64_t n_new = static_cast<int64_t>(notes.size());
-  const int64_t n_ext = static_cast<int64_t>(ext_importance.size());
   auto s_b = in.summaries[b];
-  auto s_ext = torch::cat({s_b, floats_to_tensor(ext_values, n_ext, S, dev).to(s_b.dtype())}, 0);
   auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
-  auto new_vectors = n_new > 0 ? s_ext.gather(0, torch::tensor(channel_rows, long_opts).view({n_new, S}).to(dev))
-                               : torch::zeros({0, S}, s_b.options());
-  auto bank_vectors = torch::cat({vectors_[b].to(s_b.dtype()), new_vectors}, 0);
-  auto ext_imp = torch::tensor(ext_importance, torch::kFloat32).to(dev).to(s_b.dtype());
-  torch::Tensor importance;
-  if (learned_rule) {
-    importance = in.learned[b];
-  } else {
-    importance = torch::ones({T}, s_b.options());
-    if (!ref_token.empty()) {
-      const int64_t nb = bank_vectors.size(0);
-      std::vector<int64_t> ref_index(ref_token.size());
-      for (size_t i = 0; i < ref_token.size(); ++i) ref_index[i] = ref_bank[i] >= 0 ? ref_bank[i] : nb + ref_row[i];
-      auto references = torch::cat({bank_vectors, s_ext}, 0).index_select(0, torch::tensor(ref_index, long_opts).to(dev));
-      auto tok = torch::tensor(ref_token, long_opts).to(dev);
-      auto cos = torch::cosine_similarity(s_b.index_select(0, tok), references, 1, 1e-12);
-      importance = importance.index_put({tok}, 1 - cos);
+  torch::Tensor new_vectors, importance, new_priority;
+  if (!needs_autograd({in.summaries, in.learned})) {
+    // Nothing to differentiate: the notes and the importance as the walk decided them.
+    std::vector<float> vectors_host, priority_host;
+    vectors_host.reserve(static_cast<size_t>(n_new * S));
+    for (const NoteMade& n : notes) {
+      vectors_host.insert(vectors_host.end(), n.vector.begin(), n.vector.end());
+      priority_host.push_back(n.priority);
     }
+    new_vectors = floats_to_tensor(vectors_host, n_new, S, dev).to(s_b.dtype());
+    new_priority = floats_to_tensor(priority_host, 1, n_new, dev).view({n_new}).to(s_b.dtype());
+    importance = learned_rule ? in.learned[b] : floats_to_tensor(walked_importance, 1, T, dev).view({T}).to(s_b.dtype());
+  } else {
+    // The notes gathered from the summaries and the importance rebuilt, differentiably.
+    const int64_t n_ext = static_cast<int64_t>(ext_importance.size());
+    auto s_ext = torch::cat({s_b, floats_to_tensor(ext_values, n_ext, S, dev).to(s_b.dtype())}, 0);
+    new_vectors = n_new > 0 ? s_ext.gather(0, torch::tensor(channel_rows, long_opts).view({n_new, S}).to(dev))
+                            : torch::zeros({0, S}, s_b.options());
+    auto carried_vectors = vectors_[b].to(s_b.dtype());
+    auto ext_imp = torch::tensor(ext_importance, torch::kFloat32).to(dev).to(s_b.dtype());
+    if (learned_rule) {
+      importance = in.learned[b];
+    } else {
+      importance = torch::ones({T}, s_b.options());
+      if (!ref_token.empty()) {
+        const int64_t nb = K + n_new;
+        std::vector<int64_t> ref_index(ref_token.size());
+        for (size_t i = 0; i < ref_token.size(); ++i) ref_index[i] = ref_bank[i] >= 0 ? ref_bank[i] : nb + ref_row[i];
+        auto references = torch::cat({carried_vectors, new_vectors, s_ext}, 0)
+                              .index_select(0, torch::tensor(ref_index, long_opts).to(dev));
+        auto tok = torch::tensor(ref_token, long_opts).to(dev);
+        auto cos = torch::cosine_similarity(s_b.index_select(0, tok), references, 1, 1e-12);
+        importance = importance.index_put({tok}, 1 - cos);
+      }
+    }
+    auto importance_ext = torch::cat({importance, ext_imp}, 0);
+    new_priority = n_new > 0 ? importance_ext.index_select(0, torch::tensor(priority_rows, long_opts).to(dev))
+                             : torch::zeros({0}, s_b.options());
   }
-  auto importance_ext = torch::cat({importance, ext_imp}, 0);
-  auto new_priority = n_new > 0 ? importance_ext.index_select(0, torch::tensor(priority_rows, long_opts).to(dev))
-                                : torch::zeros({0}, s_b.options());
-  auto bank_priority = torch::cat({priority_[b].to(s_b.dtype()), new_priority}, 0);
+  auto bank_vectors = n_new > 0 ? torch::cat({vectors_[b].to(s_b.dtype()), new_vectors}, 0) : vectors_[b].to(s_b.dtype());
+  auto bank_priority = n_new > 0 ? torch::cat({priority_[b].to(s_b.dtype()), new_priority}, 0) : priority_[b].to(s_b.dtype());
 
   SequenceBank bank;
   bank.vectors = bank_vectors;
@@ -169,7 +187,8 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
   result.importance.push_back(importance);
   result.triggered.push_back(triggered.to(dev));
 
-  // The pool carried to the next chunk.
+  // The pool carried to the next chunk (unchanged when the chunk made no note).
+  if (n_new == 0) return bank;
   auto final_slots = torch::tensor(slot_bank, long_opts).to(dev);
   auto occupied = final_slots.ge(0);
   auto safe = final_slots.clamp_min(0);

@@ -62,6 +62,98 @@ void attend_rows_inference(const torch::Tensor& queries, const torch::Tensor& ke
     }
   });
 }
+// The whole gated read for inference on the CPU, as loops over the gated rows: the
+// query's norm and projection, the attention over the visible slots, the output
+// projection. A step reads one row; op by op, the tensor version spent its time in
+// dispatch, not arithmetic.
+GatedRead gated_read_cpu_inference(const ModelConfig& c, const Weights& w, const std::string& prefix,
+                                   const torch::Tensor& x_in, const torch::Tensor& bank, const torch::Tensor& bank_priority,
+                                   const torch::Tensor& visible_in, const torch::Tensor& gate_in) {
+  const int64_t T = x_in.size(0), D = x_in.size(1), M = visible_in.size(1), S = c.summary_dim;
+  auto visible_all = visible_in.contiguous();
+  const int64_t* vis_all = visible_all.data_ptr<int64_t>();
+  torch::Tensor gate = gate_in.defined() ? gate_in.contiguous() : torch::Tensor();
+  const bool* gp = gate.defined() ? gate.data_ptr<bool>() : nullptr;
+  std::vector<int64_t> rows;
+  for (int64_t t = 0; t < T; ++t) {
+    if (gp && !gp[t]) continue;
+    for (int64_t m = 0; m < M; ++m)
+      if (vis_all[t * M + m] >= 0) { rows.push_back(t); break; }
+  }
+  const int64_t n = static_cast<int64_t>(rows.size());
+  GatedRead read;
+  read.rows = torch::from_blob(rows.data(), {n}, torch::kInt64).clone();
+  read.context = torch::zeros({T, D}, x_in.options());
+  read.applied = torch::ones({n}, torch::kBool);
+  read.visible = torch::empty({n, M}, torch::kInt64);
+  read.weights = torch::zeros({n, M}, x_in.options());
+  if (n == 0) return read;
+  for (int64_t r = 0; r < n; ++r)
+    std::copy(vis_all + rows[r] * M, vis_all + (rows[r] + 1) * M, read.visible.data_ptr<int64_t>() + r * M);
+  // Queries of the gated rows: RMSNorm in place, then one matrix product.
+  auto x = x_in.contiguous();
+  auto normed = torch::empty({n, D}, x.options());
+  {
+    const float* xp = x.data_ptr<float>();
+    const float* norm_w = w[prefix + "norm.weight"].data_ptr<float>();
+    float* up = normed.data_ptr<float>();
+    for (int64_t r = 0; r < n; ++r) {
+      const float* xr = xp + rows[r] * D;
+      double sq = 0;
+      for (int64_t i = 0; i < D; ++i) sq += static_cast<double>(xr[i]) * xr[i];
+      const float inv = static_cast<float>(1.0 / std::sqrt(sq / static_cast<double>(D) + c.norm_eps));
+      for (int64_t i = 0; i < D; ++i) up[r * D + i] = xr[i] * inv * norm_w[i];
+    }
+  }
+  auto queries = torch::mm(normed, w[prefix + "q.weight"].t()).contiguous();  // [n, S]
+  auto keys = torch::mm(bank, w[prefix + "k.weight"].t()).contiguous();       // [nb, S]
+  auto values = torch::mm(bank, w[prefix + "v.weight"].t()).contiguous();     // [nb, S]
+  auto log_priority = torch::log(bank_priority.clamp_min(1e-6)).contiguous();
+  auto contexts = torch::zeros({n, S}, x.options());
+  const float* qp = queries.data_ptr<float>();
+  const float* kp = keys.data_ptr<float>();
+  const float* vp = values.data_ptr<float>();
+  const float* lpp = log_priority.data_ptr<float>();
+  const int64_t* visp = read.visible.data_ptr<int64_t>();
+  float* wp = read.weights.data_ptr<float>();
+  float* cp = contexts.data_ptr<float>();
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(S)));
+  at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* q = qp + r * S;
+      float* wr = wp + r * M;
+      float best = -std::numeric_limits<float>::infinity();
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t idx = visp[r * M + m];
+        if (idx < 0) continue;
+        const float* kr = kp + idx * S;
+        float dot = 0.f;
+        for (int64_t i = 0; i < S; ++i) dot += q[i] * kr[i];
+        wr[m] = dot * scale + lpp[idx];
+        best = std::max(best, wr[m]);
+      }
+      float total = 0.f;
+      for (int64_t m = 0; m < M; ++m) {
+        if (visp[r * M + m] < 0) continue;
+        wr[m] = std::exp(wr[m] - best);
+        total += wr[m];
+      }
+      float* ctx = cp + r * S;
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t idx = visp[r * M + m];
+        if (idx < 0) continue;
+        wr[m] /= total;
+        const float* vr = vp + idx * S;
+        for (int64_t i = 0; i < S; ++i) ctx[i] += wr[m] * vr[i];
+      }
+    }
+  });
+  auto out = torch::mm(contexts, w[prefix + "o.weight"].t()).contiguous();  // [n, D]
+  const float* op = out.data_ptr<float>();
+  float* dst = read.context.data_ptr<float>();
+  for (int64_t r = 0; r < n; ++r) std::copy(op + r * D, op + (r + 1) * D, dst + rows[r] * D);
+  return read;
+}
 }  // namespace
 
 SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const std::string& prefix,
@@ -121,6 +213,10 @@ GatedRead gated_slot_attention(const ModelConfig& c, const Weights& w, const std
     read.applied = gate.defined() ? gate : visible.ge(0).any(1);
     return read;
   }
+  if (x.scalar_type() == torch::kFloat32 && w[prefix + "q.weight"].scalar_type() == torch::kFloat32 &&
+      !needs_autograd({x, bank, bank_priority, w[prefix + "norm.weight"], w[prefix + "q.weight"], w[prefix + "k.weight"],
+                       w[prefix + "v.weight"], w[prefix + "o.weight"]}))
+    return gated_read_cpu_inference(c, w, prefix, x, bank, bank_priority, visible, gate);
   auto wanted = visible.ge(0).any(1);
   if (gate.defined()) wanted = wanted & gate;
   read.rows = wanted.nonzero().squeeze(1);
