@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 namespace memmamba {
@@ -69,29 +70,50 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::ve
   std::vector<int32_t>& pool_layer = rows.layer.owned();
   std::vector<int64_t>& note = rows.note.owned();
   std::vector<float>& weight = rows.weight.owned();
+  if (!token.empty() && token.back() >= positions.front()) throw std::logic_error("trace: attention rows out of order");
+  // Written through raw pointers into vectors sized for every entry, then trimmed: a traced
+  // GPU run hands over millions of entries per chunk.
+  const size_t entries = positions.size() * static_cast<size_t>(width), base = slot.size();
   token.reserve(token.size() + positions.size());
   offset.reserve(offset.size() + positions.size());
-  const size_t entries = positions.size() * static_cast<size_t>(width);
-  slot.reserve(slot.size() + entries);
-  pool_layer.reserve(pool_layer.size() + entries);
-  note.reserve(note.size() + entries);
-  weight.reserve(weight.size() + entries);
+  slot.resize(base + entries);
+  pool_layer.resize(base + entries);
+  note.resize(base + entries);
+  weight.resize(base + entries);
+  int32_t* slot_out = slot.data() + base;
+  int32_t* layer_out = pool_layer.data() + base;
+  int64_t* note_out = note.data() + base;
+  float* weight_out = weight.data() + base;
+  size_t written = 0;
+  const int64_t n_layers = static_cast<int64_t>(local_to_global_.size());
+  int64_t previous = std::numeric_limits<int64_t>::min();
   for (size_t r = 0; r < positions.size(); ++r) {
     const int64_t position = positions[r];
+    if (position <= previous) throw std::logic_error("trace: attention rows out of order");
+    previous = position;
     if (!wants_attention(position)) continue;
-    if (!token.empty() && token.back() >= position) throw std::logic_error("trace: attention rows out of order");
     token.push_back(position);
     for (int64_t i = 0; i < width; ++i) {
       const size_t e = r * static_cast<size_t>(width) + static_cast<size_t>(i);
-      if (local_notes[e] < 0) continue;
-      slot.push_back(slots[e]);
-      pool_layer.push_back(layers[e]);
-      note.push_back(local_to_global_.at(static_cast<size_t>(layers[e])).at(static_cast<size_t>(local_notes[e])));
-      weight.push_back(weights[e]);
+      const int64_t local = local_notes[e];
+      if (local < 0) continue;
+      const int32_t pool = layers[e];
+      if (pool < 0 || pool >= n_layers) throw std::logic_error("trace: attention entry names no layer");
+      const std::vector<int64_t>& map = local_to_global_[static_cast<size_t>(pool)];
+      if (local >= static_cast<int64_t>(map.size())) throw std::logic_error("trace: attention entry names no note");
+      slot_out[written] = slots[e];
+      layer_out[written] = pool;
+      note_out[written] = map[static_cast<size_t>(local)];
+      weight_out[written] = weights[e];
+      ++written;
     }
-    offset.push_back(static_cast<int64_t>(slot.size()));
+    offset.push_back(static_cast<int64_t>(base + written));
     if (!cross_layer) l.flags[position] |= kAttentionRecorded;
   }
+  slot.resize(base + written);
+  pool_layer.resize(base + written);
+  note.resize(base + written);
+  weight.resize(base + written);
 }
 
 void TraceBuilder::losses(int64_t pos0, const std::vector<float>& loss) {

@@ -86,9 +86,15 @@ WalkRecords GpuPool::records_of(const cuda_ops::DevicePoolDecisions& d, const to
   auto taken = d.slot_taken[0].to(torch::kCPU).contiguous();
   auto evicted = d.evicted_note[0].to(torch::kCPU).contiguous();
   auto evicted_priority = d.evicted_priority[0].to(torch::kCPU).contiguous();
-  auto s_host = summaries[0].detach().to(torch::kCPU, torch::kFloat32).contiguous();
   const float* ip = imp.data_ptr<float>();
   const uint8_t* fp = flags.data_ptr<uint8_t>();
+  // Only the noted tokens' summaries come to the host (their notes' vectors).
+  std::vector<int64_t> noted;
+  for (int64_t t = 0; t < T; ++t)
+    if (fp[t] & 1) noted.push_back(t);
+  const int64_t n_noted = static_cast<int64_t>(noted.size());
+  auto noted_rows = torch::from_blob(noted.data(), {n_noted}, torch::kInt64).to(summaries.device());
+  auto s_host = summaries[0].detach().index_select(0, noted_rows).to(torch::kCPU, torch::kFloat32).contiguous();
   WalkRecords rec;
   rec.importance.assign(ip, ip + T);
   rec.istate.assign(ist.data_ptr<float>(), ist.data_ptr<float>() + T);
@@ -98,8 +104,8 @@ WalkRecords GpuPool::records_of(const cuda_ops::DevicePoolDecisions& d, const to
   note_ids.assign(static_cast<size_t>(K + T), -1);
   for (int64_t j = 0; j < K; ++j) note_ids[j] = ids_before.data_ptr<int64_t>()[j];
   int64_t next_id = made_before;
-  for (int64_t t = 0; t < T; ++t) {
-    if (!(fp[t] & 1)) continue;
+  for (int64_t i = 0; i < n_noted; ++i) {
+    const int64_t t = noted[i];
     const int64_t pos = pos0 + t;
     NoteMade n;
     n.note_id = next_id++;
@@ -108,7 +114,7 @@ WalkRecords GpuPool::records_of(const cuda_ops::DevicePoolDecisions& d, const to
     n.priority_source = pos;
     n.sources = {pos};
     n.channel_source.assign(static_cast<size_t>(S), pos);
-    n.vector.assign(s_host.data_ptr<float>() + t * S, s_host.data_ptr<float>() + (t + 1) * S);
+    n.vector.assign(s_host.data_ptr<float>() + i * S, s_host.data_ptr<float>() + (i + 1) * S);
     n.slot = taken.data_ptr<int32_t>()[t];
     if (n.slot >= 0) {
       note_ids[K + t] = n.note_id;
