@@ -36,6 +36,8 @@ if has profile; then
   run bench --device cuda --checkpoint "$mem" --no-trace --text "$book" --lengths 64k --step-tokens 0
   run bench --device cuda --checkpoint "$mem" --no-trace --bf16 --text "$book" --lengths 64k --step-tokens 0
   run bench --device cuda --checkpoint "$mem" --text "$book" --lengths 64k --step-tokens 0
+  # Step mode without its graph (profiling waits inside the step): where a step's time goes.
+  run bench --device cuda --checkpoint "$mem" --no-trace --text "$book" --lengths 1k --step-tokens 256
   unset MEMMAMBA_PROFILE
 fi
 if has train && [ -d "$shards" ]; then
