@@ -24,12 +24,13 @@ class RunObserver {
   // Notes in the order of their layer-local ids, then the events they caused.
   virtual void notes_made(int32_t layer, const std::vector<NoteMade>& notes) = 0;
   virtual void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events) = 0;
-  // `width` entries per row in descending weight (the pool's layer, slot and layer-local
-  // note of each, and its weight), rows at ascending `positions`; entries with a local
-  // note < 0 are padding.
+  // Attention rows reduced to their `width` largest weights, rows at ascending
+  // `positions`. Entry e of row r (index r * width + e) names a column of the attention
+  // (`column`, -1 for padding), the layer-local note that column held for the row and its
+  // weight; column c is slot `column_slot[c]` of layer `column_layer[c]`'s pool.
   virtual void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
-                              const int32_t* slots, const int32_t* layers, const int64_t* local_notes,
-                              const float* weights) = 0;
+                              const int32_t* column, const int32_t* local_note, const float* weight,
+                              const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) = 0;
   // More of the retention curve of `source` in `layer` (appended to what came before).
   virtual void retention(int32_t layer, int64_t source, std::vector<float> values) = 0;
 };

@@ -58,8 +58,8 @@ void TraceBuilder::pool_events(int32_t layer, const std::vector<PoolEventRecord>
 }
 
 void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
-                                  int64_t width, const int32_t* slots, const int32_t* layers,
-                                  const int64_t* local_notes, const float* weights) {
+                                  int64_t width, const int32_t* column, const int32_t* local_note, const float* weight_in,
+                                  const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) {
   if (positions.empty()) return;
   ensure_length(positions.back() + 1);
   LayerTrace& l = trace_.layers.at(layer);
@@ -95,16 +95,18 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::ve
     token.push_back(position);
     for (int64_t i = 0; i < width; ++i) {
       const size_t e = r * static_cast<size_t>(width) + static_cast<size_t>(i);
-      const int64_t local = local_notes[e];
-      if (local < 0) continue;
-      const int32_t pool = layers[e];
+      const int32_t col = column[e];
+      if (col < 0) continue;
+      if (static_cast<size_t>(col) >= column_layer.size()) throw std::logic_error("trace: attention entry names no column");
+      const int32_t pool = column_layer[static_cast<size_t>(col)];
+      const int64_t local = local_note[e];
       if (pool < 0 || pool >= n_layers) throw std::logic_error("trace: attention entry names no layer");
       const std::vector<int64_t>& map = local_to_global_[static_cast<size_t>(pool)];
-      if (local >= static_cast<int64_t>(map.size())) throw std::logic_error("trace: attention entry names no note");
-      slot_out[written] = slots[e];
+      if (local < 0 || local >= static_cast<int64_t>(map.size())) throw std::logic_error("trace: attention entry names no note");
+      slot_out[written] = column_slot[static_cast<size_t>(col)];
       layer_out[written] = pool;
       note_out[written] = map[static_cast<size_t>(local)];
-      weight_out[written] = weights[e];
+      weight_out[written] = weight_in[e];
       ++written;
     }
     offset.push_back(static_cast<int64_t>(base + written));

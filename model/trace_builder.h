@@ -28,8 +28,8 @@ class TraceBuilder : public RunObserver {
   void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events) override;
   // Rows outside the detail range are left out; padding entries are skipped.
   void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
-                      const int32_t* slots, const int32_t* layers, const int64_t* local_notes,
-                      const float* weights) override;
+                      const int32_t* column, const int32_t* local_note, const float* weight,
+                      const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) override;
   void retention(int32_t layer, int64_t source, std::vector<float> values) override;
   void losses(int64_t pos0, const std::vector<float>& loss);
 

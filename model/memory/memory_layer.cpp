@@ -36,44 +36,44 @@ void tap_attention(const RunOptions& options, int64_t layer, bool cross_layer, i
 
 // Sends the rows whose read reached the stream to the observer, each reduced to its
 // `attention_width()` largest weights. They are chosen where the weights are (on the GPU
-// for a GPU run), with each column's pool layer, slot and note found there too, so only k
-// entries per row come to the host. Visible columns go before empty ones, whatever their weight.
+// for a GPU run) with each entry's note found there too, so only k columns, notes and
+// weights per row come to the host, through pinned memory. Visible columns go before
+// empty ones, whatever their weight.
 void report_attention(RunObserver& observer, int64_t layer, bool cross_layer, int64_t pos0, const GatedRead& read,
                       const SlotColumns& columns) {
   const int64_t width = observer.attention_width();
   if (width <= 0 || read.rows.numel() == 0) return;
+  const auto dev = read.visible.device();
   auto kept = (read.applied & read.visible.ge(0).any(1)).nonzero().squeeze(1);
   auto rows_cpu = read.rows.index_select(0, kept).to(torch::kCPU).contiguous();
   std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
   if (positions.empty()) return;
   for (auto& pos : positions) pos += pos0;
-  const auto visible = read.visible.index_select(0, kept);
-  const auto dev = visible.device();
+  const bool all_rows = kept.size(0) == read.rows.size(0);
+  const auto visible = all_rows ? read.visible : read.visible.index_select(0, kept);
+  auto w = (all_rows ? read.weights : read.weights.index_select(0, kept)).detach().to(torch::kFloat32);
   const int64_t M = visible.size(1), k = std::min<int64_t>(M, width);
-  auto w = read.weights.index_select(0, kept).detach().to(torch::kFloat32);
   auto [top_weight, top_column] = torch::where(visible.ge(0), w, torch::full({}, -1.f, w.options())).topk(k, 1);
   auto bank = visible.gather(1, top_column);  // [n, k] bank index, -1 where nothing is visible
   // The note id of every bank index of the pools these columns read, in bank order.
   int64_t bank_size = 0;
   for (size_t g = 0; g < columns.note_ids.size(); ++g)
     bank_size = std::max<int64_t>(bank_size, columns.bank_offsets[g] + static_cast<int64_t>(columns.note_ids[g]->size()));
-  std::vector<int64_t> ids(static_cast<size_t>(bank_size), -1);
+  std::vector<int32_t> ids(static_cast<size_t>(bank_size), -1);
   for (size_t g = 0; g < columns.note_ids.size(); ++g)
     std::copy(columns.note_ids[g]->begin(), columns.note_ids[g]->end(), ids.begin() + columns.bank_offsets[g]);
-  auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
-  auto int_opts = torch::TensorOptions().dtype(torch::kInt32);
-  auto ids_t = torch::from_blob(ids.data(), {bank_size}, long_opts).to(dev);
-  auto local = torch::where(bank.ge(0), ids_t.index_select(0, bank.clamp_min(0).reshape({-1})).view_as(bank),
-                            torch::full({}, -1, bank.options()));
-  auto column_layer = torch::from_blob(const_cast<int32_t*>(columns.layer.data()), {M}, int_opts).to(dev);
-  auto column_slot = torch::from_blob(const_cast<int32_t*>(columns.slot.data()), {M}, int_opts).to(dev);
-  auto flat_columns = top_column.reshape({-1});
-  auto layer_cpu = column_layer.index_select(0, flat_columns).to(torch::kCPU).contiguous();
-  auto slot_cpu = column_slot.index_select(0, flat_columns).to(torch::kCPU).contiguous();
-  auto local_cpu = local.to(torch::kCPU).contiguous();
-  auto weight_cpu = top_weight.to(torch::kCPU).contiguous();
-  observer.attention_rows(static_cast<int32_t>(layer), cross_layer, positions, k, slot_cpu.data_ptr<int32_t>(),
-                          layer_cpu.data_ptr<int32_t>(), local_cpu.data_ptr<int64_t>(), weight_cpu.data_ptr<float>());
+  auto ids_t = torch::from_blob(ids.data(), {bank_size}, torch::kInt32).to(dev);
+  auto local = ids_t.index_select(0, bank.clamp_min(0).reshape({-1})).view_as(bank);
+  auto column = torch::where(bank.ge(0) & local.ge(0), top_column, torch::full({}, -1, top_column.options())).to(torch::kInt32);
+  auto host = torch::TensorOptions().pinned_memory(dev.is_cuda());
+  auto column_host = torch::empty(column.sizes(), host.dtype(torch::kInt32));
+  auto local_host = torch::empty(local.sizes(), host.dtype(torch::kInt32));
+  auto weight_host = torch::empty(top_weight.sizes(), host.dtype(torch::kFloat32));
+  column_host.copy_(column, /*non_blocking=*/true);
+  local_host.copy_(local, /*non_blocking=*/true);
+  weight_host.copy_(top_weight);  // in stream order after the two above: all three are home
+  observer.attention_rows(static_cast<int32_t>(layer), cross_layer, positions, k, column_host.data_ptr<int32_t>(),
+                          local_host.data_ptr<int32_t>(), weight_host.data_ptr<float>(), columns.layer, columns.slot);
 }
 
 std::vector<float> row_norms(const torch::Tensor& term) {
@@ -122,29 +122,42 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
 
   section.emplace("memory: token attention", x.device());
   std::vector<torch::Tensor> contexts;
+  std::optional<GatedRead> observed;
   for (int64_t b = 0; b < B; ++b) {
     const SequenceBank& seq = bank.sequences[b];
-    const GatedRead read = cross_token_attention(c, w, layer, x[b], seq, walked.triggered[b]);
+    GatedRead read = cross_token_attention(c, w, layer, x[b], seq, walked.triggered[b]);
     if (options.on_attention) tap_attention(options, layer, false, b, pos0, read, seq.source);
-    if (observer && b == 0) report_attention(*observer, layer, false, pos0, read, own_pool_columns(layer, K, &seq.note_ids));
     contexts.push_back(read.context);
+    if (observer && b == 0) observed = std::move(read);
   }
   const auto token_term = fusion_term(c, w, p + "token_attention.", x, stack_rows(contexts), gain);
-  if (observer) signals.token_norm = row_norms(token_term[0]);
+  if (observer) {
+    section.emplace("trace: attention rows", x.device());
+    report_attention(*observer, layer, false, pos0, *observed, own_pool_columns(layer, K, &bank.sequences[0].note_ids));
+    signals.token_norm = row_norms(token_term[0]);
+  }
   torch::Tensor out = x + token_term;
   if (!c.has_cross_layer(layer)) return out;
 
   section.emplace("memory: cross-layer attention", x.device());
   contexts.clear();
+  std::optional<PoolUnion> observed_pools;
   for (int64_t b = 0; b < B; ++b) {
-    const PoolUnion pools = pool_union(banks, cross_layer_first(c, layer), layer, b, K);
-    const GatedRead read = cross_layer_attention(c, w, layer, x[b], pools);
+    PoolUnion pools = pool_union(banks, cross_layer_first(c, layer), layer, b, K);
+    GatedRead read = cross_layer_attention(c, w, layer, x[b], pools);
     if (options.on_attention) tap_attention(options, layer, true, b, pos0, read, pools.source);
-    if (observer && b == 0) report_attention(*observer, layer, true, pos0, read, pools.columns);
     contexts.push_back(read.context);
+    if (observer && b == 0) {
+      observed = std::move(read);
+      observed_pools = std::move(pools);
+    }
   }
   const auto layer_term = fusion_term(c, w, p + "layer_attention.", x, stack_rows(contexts), gain);
-  if (observer) signals.layer_norm = row_norms(layer_term[0]);
+  if (observer) {
+    section.emplace("trace: attention rows", x.device());
+    report_attention(*observer, layer, true, pos0, *observed, observed_pools->columns);
+    signals.layer_norm = row_norms(layer_term[0]);
+  }
   return out + layer_term;
 }
 
