@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "model/book/book.h"
 #include "model/file_io.h"
 
 namespace memmamba {
@@ -77,7 +78,7 @@ std::string load_text_file(const std::string& path, uint64_t max_bytes) {
   } catch (const FileError& e) {
     throw TextError(e.what());
   }
-  return normalize_text(bytes, path);
+  return book_from_bytes(bytes, path).text;
 }
 
 }  // namespace memmamba

@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(build-essential cmake ninja-build ccache pkg-config
           qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libtorch-dev
-          libsentencepiece-dev sentencepiece libspdlog-dev libopenblas0-pthread xvfb xauth)
+          libsentencepiece-dev sentencepiece libspdlog-dev libopenblas0-pthread xvfb xauth
+          libxml2-dev libzip-dev libpoppler-cpp-dev qpdf)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

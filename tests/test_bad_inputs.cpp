@@ -20,6 +20,7 @@
 #include "model/json.h"
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
+#include "model/book/book.h"
 #include "model/text_input.h"
 #include "model/tokenizer.h"
 #include "model/trace.h"
@@ -128,9 +129,24 @@ class TestBadInputs : public QObject {
     refuse("text", "empty file", [&] { load_text_file(write("empty.txt", "")); }, "empty");
     refuse("text", "binary (PNG bytes)", [&] { load_text_file(write("image.txt", std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16))); },
            "binary");
-    refuse("text", "invalid UTF-8", [&] { load_text_file(write("latin1.txt", "caf\xe9 au lait\n")); }, "UTF-8");
-    refuse("text", "truncated UTF-8 sequence at the end", [&] { load_text_file(write("cut.txt", "na\xc3")); }, "UTF-8");
-    refuse("text", "UTF-8 overlong encoding", [&] { load_text_file(write("overlong.txt", "a\xc0\xafz")); }, "UTF-8");
+    refuse("text", "mixed encodings (UTF-8 and CP-1252 bytes)", [&] { load_text_file(write("mixed.txt", "caf\xc3\xa9 au lait, caf\xe9 noir\n")); },
+           "mixes encodings");
+    BookOptions utf8;
+    utf8.encoding = "utf-8";
+    refuse("text", "--encoding utf-8, invalid UTF-8", [&] { load_book(write("latin1.txt", "caf\xe9 au lait\n"), utf8); }, "UTF-8");
+    refuse("text", "--encoding utf-8, truncated sequence at the end", [&] { load_book(write("cut.txt", "na\xc3"), utf8); }, "UTF-8");
+    refuse("text", "--encoding utf-8, overlong encoding", [&] { load_book(write("overlong.txt", "a\xc0\xafz"), utf8); }, "UTF-8");
+    refuse("text", "UTF-16 without a byte-order mark", [&] { load_text_file(write("nobom.txt", std::string("h\0i\0", 4))); },
+           "--encoding utf-16le");
+    refuse("text", "UTF-16 with an odd byte count", [&] { load_text_file(write("odd.txt", "\xff\xfeh\0i")); }, "odd number");
+    BookOptions unknown;
+    unknown.encoding = "klingon";
+    refuse("text", "unknown --encoding", [&] { load_book(write("ok.txt", "fine\n"), unknown); }, "unknown encoding");
+    refuse("text", "HTML with only scripts", [&] { load_text_file(write("s.html", "<html><body><script>run()</script></body></html>")); },
+           "no text");
+    refuse("text", "a zip that is not an EPUB (no container)", [&] { load_text_file(write("z.epub", std::string("PK\x05\x06", 4) + std::string(18, '\0'))); },
+           "EPUB");
+    refuse("text", "truncated PDF", [&] { load_text_file(write("cut.pdf", "%PDF-1.4\n1 0 obj << /Type /Catalog")); }, "PDF");
     refuse("text", "a directory", [&] { load_text_file(dir_.path().toStdString()); }, "is a directory");
     refuse("text", "missing file", [&] { load_text_file(path("nowhere.txt")); }, "No such file");
     const std::string link = path("dangling.txt");

@@ -31,12 +31,17 @@ class TestTextInput : public QObject {
   void refusesWhatIsNotText() {
     expect_message([&] { load_text_file(write("empty.txt", "")); }, "is empty");
     expect_message([&] { load_text_file(write("blank.txt", "  \n\t\n")); }, "is empty");
-    expect_message([&] { load_text_file(write("bin.txt", std::string("PK\x03\x04\0\0abc", 9))); }, "binary");
-    expect_message([&] { load_text_file(write("latin1.txt", "ok\nna\xEFve")); }, "not valid UTF-8: bad byte 0xEF at offset 5 (line 2)");
-    expect_message([&] { load_text_file(write("overlong.txt", "\xC0\xAF")); }, "not valid UTF-8");
-    expect_message([&] { load_text_file(write("surrogate.txt", "\xED\xA0\x80")); }, "not valid UTF-8");
-    expect_message([&] { load_text_file(write("cut.txt", "abc\xE2\x82")); }, "not valid UTF-8");
-    expect_message([&] { load_text_file(write("utf16.txt", "\xFF\xFEh\0i\0")); }, "UTF-16");
+    expect_message([&] { load_text_file(write("bin.txt", std::string("PK\x03\x04\0\0abc", 9))); }, "not a readable zip file");
+    expect_message([&] { load_text_file(write("png.txt", std::string("\x89PNG\r\n\x1a\n\0\0", 10))); }, "binary");
+    // normalize_text checks UTF-8 itself (load_text_file reads other encodings first: test_books).
+    expect_message([&] { normalize_text("ok\nna\xEFve", "latin1.txt"); }, "not valid UTF-8: bad byte 0xEF at offset 5 (line 2)");
+    expect_message([&] { normalize_text("\xC0\xAF", "overlong.txt"); }, "not valid UTF-8");
+    expect_message([&] { normalize_text("\xED\xA0\x80", "surrogate.txt"); }, "not valid UTF-8");
+    expect_message([&] { normalize_text("abc\xE2\x82", "cut.txt"); }, "not valid UTF-8");
+    expect_message([&] { normalize_text(std::string("\xFF\xFEh\0i\0", 6), "utf16.txt"); }, "UTF-16");
+    // Read from a file, the same bytes are Latin-1 / CP-1252 and UTF-16 text.
+    QCOMPARE(load_text_file(write("latin1.txt", "ok\nna\xEFve")), std::string("ok\nna\xC3\xAFve"));
+    QCOMPARE(load_text_file(write("utf16.txt", std::string("\xFF\xFEh\0i\0", 6))), std::string("hi"));
     expect_message([&] { load_text_file(dir_.path().toStdString()); }, "is a directory");
     expect_message([&] { load_text_file(dir_.filePath("nope.txt").toStdString()); }, "cannot open");
     expect_message([&] { load_text_file(write("big.txt", std::string(2000, 'a')), 1000); }, "more than the limit");

@@ -15,6 +15,8 @@
 #include <QTextBrowser>
 #include <QToolButton>
 #include <QtTest/QtTest>
+
+#include <QComboBox>
 #include <qcustomplot.h>
 
 #include <memory>
@@ -515,6 +517,49 @@ class TestViews : public QObject {
     QVERIFY2(sample.endsWith(QStringLiteral("sample_data/The-Time-Machine_35.txt")), qPrintable(sample));  // a bundled sample
     QVERIFY(app::locateTraceBook(info(QStringLiteral("/gone/nowhere.txt"), {}), trace_path).isEmpty());
     QVERIFY(app::locateTraceBook(Json::object(), trace_path).isEmpty());
+  }
+
+  void aBookOpensWithItsChapters() {
+    // A Project Gutenberg HTML book, opened as a user opens a text: the licence pages are
+    // skipped, the chapter list fills, picking a chapter moves to its first token, and the
+    // trace records how the text was made.
+    QTemporaryDir dir;
+    const QString path = dir.filePath(QStringLiteral("book.html"));
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write("<html><body><p>The Project Gutenberg eBook of Two Days</p>"
+              "<p>*** START OF THE PROJECT GUTENBERG EBOOK TWO DAYS ***</p>"
+              "<h2>CHAPTER I. Monday</h2><p>The rain fell on the town all day, and nobody went out.</p>"
+              "<h2>CHAPTER II. Tuesday</h2><p>The sun came back and the streets filled with people.</p>"
+              "<p>*** END OF THE PROJECT GUTENBERG EBOOK TWO DAYS ***</p><p>Licence.</p></body></html>");
+    }
+    app::MainWindow window;
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    window.openPath(path);
+    QVERIFY(loaded.wait(60000));
+    const views::TraceDocument* doc = window.findChild<views::TraceDocument*>();
+    QVERIFY(doc && doc->trace());
+    QVERIFY(doc->trace()->text.find("Licence") == std::string::npos);
+    QVERIFY(doc->trace()->text.rfind("CHAPTER I. Monday", 0) == 0);
+    QCOMPARE(doc->chapters().size(), size_t{2});
+    QComboBox* box = window.timeline()->chapterBox();
+    QVERIFY(!box->isHidden());
+    QCOMPARE(box->count(), 2);
+    QCOMPARE(box->itemText(1), QStringLiteral("CHAPTER II. Tuesday"));
+    const int64_t second = doc->chapters()[1].token;
+    const std::string& text = doc->trace()->text;
+    const size_t chapter_two = text.find("CHAPTER II");
+    QVERIFY(doc->trace()->char_begin[second] <= static_cast<int64_t>(chapter_two));
+    QVERIFY(doc->trace()->char_end[second] > static_cast<int64_t>(chapter_two));  // the token holding its first byte
+    box->activated(1);
+    QCOMPARE(doc->position(), second);
+    QCOMPARE(box->currentIndex(), 1);
+    const_cast<views::TraceDocument*>(doc)->setPosition(second - 1);
+    QCOMPARE(box->currentIndex(), 0);
+    const Json& book = doc->trace()->run_info.at("book");
+    QCOMPARE(book.at("format").as_string(), std::string("html"));
+    QVERIFY(book.at("boilerplate_removed").as_bool());
   }
 
   void corruptSettingsLeaveTheAppUsable() {

@@ -3,6 +3,8 @@
 #include <QKeySequence>
 
 #include <QComboBox>
+#include <QPainter>
+#include <QStyleOptionSlider>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QSignalBlocker>
@@ -21,6 +23,34 @@ namespace memmamba::views {
 namespace {
 constexpr int kFrameMs = 33;  // 30 frames per second
 }
+
+// The position slider with a tick at every chapter start.
+class ChapterSlider : public QSlider {
+ public:
+  ChapterSlider(TraceDocument* document, QWidget* parent) : QSlider(Qt::Horizontal, parent), document_(document) {}
+
+ protected:
+  void paintEvent(QPaintEvent* event) override {
+    QSlider::paintEvent(event);
+    if (document_->chapters().empty() || maximum() <= minimum()) return;
+    QStyleOptionSlider option;
+    initStyleOption(&option);
+    const QRect groove = style()->subControlRect(QStyle::CC_Slider, &option, QStyle::SC_SliderGroove, this);
+    const QRect handle = style()->subControlRect(QStyle::CC_Slider, &option, QStyle::SC_SliderHandle, this);
+    const int span = groove.width() - handle.width();
+    QPainter painter(this);
+    painter.setPen(QPen(palette().color(QPalette::Highlight), 1));
+    for (const auto& chapter : document_->chapters()) {
+      const int x = groove.x() + handle.width() / 2 +
+                    QStyle::sliderPositionFromValue(minimum(), maximum(), static_cast<int>(chapter.token), span);
+      painter.drawLine(x, rect().top(), x, rect().top() + 4);
+      painter.drawLine(x, rect().bottom() - 4, x, rect().bottom());
+    }
+  }
+
+ private:
+  TraceDocument* document_;
+};
 
 TimelineBar::TimelineBar(TraceDocument* document, QWidget* parent) : QWidget(parent), document_(document) {
   auto* layout = new QHBoxLayout(this);
@@ -43,9 +73,14 @@ TimelineBar::TimelineBar(TraceDocument* document, QWidget* parent) : QWidget(par
   speed_->setCurrentIndex(2);
   speed_->setToolTip(tr("Playback speed"));
   layout->addWidget(speed_);
-  slider_ = new QSlider(Qt::Horizontal, this);
-  slider_->setToolTip(tr("Token position"));
+  slider_ = new ChapterSlider(document_, this);
+  slider_->setToolTip(tr("Token position (ticks mark chapter starts)"));
   layout->addWidget(slider_, 1);
+  chapter_ = new QComboBox(this);
+  chapter_->setToolTip(tr("Chapter: jump to its first token"));
+  chapter_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+  chapter_->setMinimumContentsLength(18);
+  layout->addWidget(chapter_);
   label_ = new QLabel(this);
   label_->setMinimumWidth(140);
   layout->addWidget(label_);
@@ -62,10 +97,24 @@ TimelineBar::TimelineBar(TraceDocument* document, QWidget* parent) : QWidget(par
   connect(timer_, &QTimer::timeout, this, &TimelineBar::advanceFrame);
   connect(slider_, &QSlider::valueChanged, this, [this](int v) { document_->setPosition(v); });
   connect(layer_, qOverload<int>(&QSpinBox::valueChanged), document_, &TraceDocument::setLayer);
+  connect(chapter_, qOverload<int>(&QComboBox::activated), this, [this](int index) {
+    const auto& chapters = document_->chapters();
+    if (index >= 0 && index < static_cast<int>(chapters.size())) document_->setPosition(chapters[index].token);
+  });
+  connect(document_, &TraceDocument::traceChanged, this, &TimelineBar::syncChapters);
   connect(document_, &TraceDocument::traceChanged, this, &TimelineBar::sync);
   connect(document_, &TraceDocument::positionChanged, this, &TimelineBar::sync);
   connect(document_, &TraceDocument::layerChanged, this, &TimelineBar::sync);
+  syncChapters();
   sync();
+}
+
+void TimelineBar::syncChapters() {
+  const QSignalBlocker block(chapter_);
+  chapter_->clear();
+  for (const auto& c : document_->chapters()) chapter_->addItem(c.title);
+  chapter_->setVisible(!document_->chapters().empty());
+  slider_->update();
 }
 
 bool TimelineBar::playing() const { return timer_->isActive(); }
@@ -117,6 +166,9 @@ void TimelineBar::sync() {
   layer_->setRange(0, std::max(0, document_->layers() - 1));
   layer_->setValue(document_->layer());
   label_->setText(n ? tr("token %L1 / %L2").arg(document_->position()).arg(n) : tr("no trace"));
+  const int chapter = document_->chapterAt(document_->position());
+  const QSignalBlocker b3(chapter_);
+  chapter_->setCurrentIndex(chapter);
 }
 
 }  // namespace memmamba::views

@@ -25,6 +25,8 @@ class TimelineBar : public QWidget {
   double meanFrameMs() const { return frames_ ? total_ms_ / frames_ : 0; }
   double worstFrameMs() const { return worst_ms_; }
   int64_t frames() const { return frames_; }
+  // The chapter list (hidden when the trace has no chapters).
+  QComboBox* chapterBox() const { return chapter_; }
   void resetFrameStats() { frames_ = 0; total_ms_ = worst_ms_ = 0; }
   // The keys that step and play, as the window's actions have them: the buttons' tooltips
   // name these, so they cannot promise keys that do nothing.
@@ -37,8 +39,10 @@ class TimelineBar : public QWidget {
 
  private:
   void sync();
+  void syncChapters();
   TraceDocument* document_;
-  QSlider* slider_;
+  class ChapterSlider* slider_;
+  QComboBox* chapter_;
   QToolButton* back_;
   QToolButton* play_;
   QToolButton* forward_;

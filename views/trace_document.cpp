@@ -11,6 +11,22 @@ void TraceDocument::setTrace(std::shared_ptr<const Trace> trace, const QString& 
   trace_ = std::move(trace);
   source_ = source;
   if (trace_) replay_ = std::make_unique<PoolReplay>(*trace_);
+  chapters_.clear();
+  // A trace written by another tool may carry anything here: only well-formed, ordered
+  // entries inside the trace are kept.
+  if (trace_ && trace_->run_info.is_object() && trace_->run_info.contains("book")) {
+    const Json& book = trace_->run_info.at("book");
+    if (book.is_object() && book.contains("chapters") && book.at("chapters").is_array()) {
+      for (const Json& c : book.at("chapters").as_array()) {
+        if (!c.is_object() || !c.contains("title") || !c.contains("token_begin") || !c.at("title").is_string() ||
+            !c.at("token_begin").is_integer())
+          continue;
+        const int64_t token = c.at("token_begin").as_int();
+        if (token < 0 || token >= trace_->length() || (!chapters_.empty() && token <= chapters_.back().token)) continue;
+        chapters_.push_back({QString::fromStdString(c.at("title").as_string()), token});
+      }
+    }
+  }
   position_ = trace_ && trace_->length() > 0 ? std::min<int64_t>(position_, trace_->length() - 1) : 0;
   layer_ = std::clamp(layer_, 0, std::max(0, layers() - 1));
   comparison_.reset();
@@ -18,6 +34,12 @@ void TraceDocument::setTrace(std::shared_ptr<const Trace> trace, const QString& 
   Q_EMIT comparisonChanged();
   Q_EMIT layerChanged(layer_);
   Q_EMIT positionChanged(position_);
+}
+
+int TraceDocument::chapterAt(int64_t position) const {
+  auto it = std::upper_bound(chapters_.begin(), chapters_.end(), position,
+                             [](int64_t p, const ChapterMark& c) { return p < c.token; });
+  return static_cast<int>(it - chapters_.begin()) - 1;
 }
 
 void TraceDocument::setComparison(std::shared_ptr<const Trace> trace, const QString& label) {

@@ -43,6 +43,15 @@ class TraceDocument : public QObject {
   // A note's source text (its first noted token in context).
   QString noteLabel(int64_t note) const;
 
+  // The book's chapters as the trace recorded them (run_info "book"), by first token.
+  struct ChapterMark {
+    QString title;
+    int64_t token;
+  };
+  const std::vector<ChapterMark>& chapters() const { return chapters_; }
+  // Index of the chapter holding `position` (-1 before the first or without chapters).
+  int chapterAt(int64_t position) const;
+
  public Q_SLOTS:
   void setPosition(qint64 position);
   void setLayer(int layer);
@@ -55,6 +64,7 @@ class TraceDocument : public QObject {
 
  private:
   std::shared_ptr<const Trace> trace_, comparison_;
+  std::vector<ChapterMark> chapters_;
   std::unique_ptr<PoolReplay> replay_;
   QString source_, comparison_label_;
   int64_t position_ = 0;

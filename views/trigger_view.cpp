@@ -170,6 +170,14 @@ void TriggerView::rebuildRaster() {
   raster_->xAxis->setRange(0, static_cast<double>(T));
   raster_->yAxis->setRange(-0.5, rows_ - 0.5);
   raster_->yAxis->setRangeReversed(true);
+  // Chapter starts: thin dashed lines, so a reader sees where in the book the notes fall.
+  for (const auto& chapter : document_->chapters()) {
+    auto* line = new QCPItemStraightLine(raster_);
+    line->setPen(QPen(palette().color(QPalette::Text), 1, Qt::DashLine));
+    line->point1->setCoords(static_cast<double>(chapter.token), 0);
+    line->point2->setCoords(static_cast<double>(chapter.token), 1);
+    line->setSelectable(false);
+  }
   cursor_ = new QCPItemStraightLine(raster_);
   markAsCursor(cursor_);
   cursor_->setPen(QPen(QColor(230, 40, 80), 2));

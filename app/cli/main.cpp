@@ -26,6 +26,7 @@
 #include "model/train/trainer.h"
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
+#include "model/book/book.h"
 #include "model/text_input.h"
 #include "model/autocast.h"
 #include "model/tokenizer.h"
@@ -281,8 +282,8 @@ int cmd_info(const std::vector<std::string>& argv) {
 }
 
 int cmd_run(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens", "trace-budget-mb", "fidelity"}),
-            {"help", "no-memory"});
+  Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens", "trace-budget-mb", "fidelity", "encoding"}),
+            {"help", "no-memory", "keep-boilerplate", "strip-markdown"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba run TEXT_FILE --out TRACE [options]\n\n"
                 "Tokenizes the text, runs the model in parallel mode with tracing, writes the trace\n"
@@ -297,7 +298,12 @@ int cmd_run(const std::vector<std::string>& argv) {
                 "  --trace-budget-mb N        bound the trace's memory (default 2048): fewer slots per\n"
                 "                             attention row, then rows only for the last tokens\n"
                 "  --fidelity N               also measure ETMF / ECLMF per layer on the first N tokens\n"
-                "                             (kept in the trace; the Explorer's decay view draws them)\n",
+                "                             (kept in the trace; the Explorer's decay view draws them)\n"
+                "book options (TEXT_FILE may be text, Markdown, HTML, EPUB or PDF):\n"
+                "  --encoding E               auto (default: a BOM, else UTF-8, else CP-1252), utf-8,\n"
+                "                             utf-16le, utf-16be, latin-1 or cp1252\n"
+                "  --keep-boilerplate         keep a Project Gutenberg file's licence header and footer\n"
+                "  --strip-markdown           drop Markdown markup (headings stay as lines)\n",
                 kModelOptionsHelp);
     return args.flag("help") ? kOk : kUsage;
   }
@@ -311,7 +317,15 @@ int cmd_run(const std::vector<std::string>& argv) {
   const int64_t max_tokens = args.get_int("max-tokens", INT64_MAX, 1, INT64_MAX);
   const int64_t budget_mb = args.get_int("trace-budget-mb", 2048, 1, 1 << 24);
   const int64_t fidelity_tokens = args.get_int("fidelity", 0, 0, 1 << 20);
-  const std::string text = load_text_file(args.positionals()[0]);
+  BookOptions book_options;
+  book_options.encoding = args.get("encoding", "auto");
+  book_options.keep_boilerplate = args.flag("keep-boilerplate");
+  book_options.strip_markdown = args.flag("strip-markdown");
+  const BookText book_text = load_book(args.positionals()[0], book_options);
+  log::info(args.positionals()[0] + ": " + book_text.format + ", " + book_text.encoding +
+            (book_text.boilerplate_removed ? ", Project Gutenberg boilerplate skipped" : "") + ", " +
+            std::to_string(book_text.chapters.size()) + " chapters");
+  const std::string& text = book_text.text;
   LoadedModel lm = load_model(args);
   Tokenizer tok = load_tokenizer(args, lm.model.config());
   TraceRunRequest req;
@@ -336,6 +350,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   req.char_begin = std::move(enc.begin);
   req.char_end = std::move(enc.end);
   req.run_info = model_identity(lm, tok);
+  req.run_info["book"] = book_text.record(req.char_end);
   // Where the book is, absolute and relative to the trace's folder, so that a trace moved
   // with its book, or opened from another folder, still finds it.
   {

@@ -212,7 +212,8 @@ void MainWindow::setModelChoice(const QString& checkpoint, const QString& tokeni
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu(tr("&File"));
   file->addAction(tr("&Open text..."), QKeySequence::Open, this, [this] {
-    const QString path = QFileDialog::getOpenFileName(this, tr("Open a text"), QString(), tr("Text (*.txt);;All files (*)"));
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open a text"), QString(),
+                                                      tr("Books (*.txt *.md *.markdown *.html *.htm *.xhtml *.epub *.pdf);;All files (*)"));
     if (!path.isEmpty()) runText(path);
   });
   file->addAction(tr("Open &trace..."), QKeySequence(tr("Ctrl+Shift+O")), this, [this] {

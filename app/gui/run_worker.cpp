@@ -18,6 +18,7 @@
 #include "model/runner.h"
 #include "model/selective_scan.h"
 #include "model/sample_files.h"
+#include "model/book/book.h"
 #include "model/text_input.h"
 #include "model/tokenizer.h"
 
@@ -161,10 +162,12 @@ void RunWorker::run(const RunRequest& request) {
     TraceRunRequest req;
     req.options = run;
     std::string text;
+    BookText book_text;
     eval::PasskeyCase passkey;
     if (request.kind == RunRequest::Kind::Text) {
       Q_EMIT progress(0, 0, 0, tr("reading and tokenizing"));
-      text = load_text_file(request.text_path.toStdString());
+      book_text = load_book(request.text_path.toStdString());
+      text = book_text.text;
     } else {
       std::string book = request.text_path.isEmpty() || request.filler_haystack ? std::string()
                                                                                  : load_text_file(request.text_path.toStdString());
@@ -207,6 +210,7 @@ void RunWorker::run(const RunRequest& request) {
     req.run_info["trained"] = loaded_->trained;
     req.run_info["tokenizer"] = tok_path;
     req.run_info["source_file"] = QFileInfo(request.text_path).absoluteFilePath().toStdString();
+    if (request.kind == RunRequest::Kind::Text) req.run_info["book"] = book_text.record(req.char_end);
     const auto run_start = std::chrono::steady_clock::now();
     req.options.progress = [&](int64_t done, int64_t total) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
