@@ -562,6 +562,40 @@ class TestViews : public QObject {
     QVERIFY(book.at("boilerplate_removed").as_bool());
   }
 
+  void aRerunReadsTheBookAsTheTraceDid() {
+    // A trace made with the Gutenberg licence kept (--keep-boilerplate) is re-run from the
+    // Explorer: the book is read the same way, so the same tokens come back.
+    QTemporaryDir dir;
+    const QString book = dir.filePath(QStringLiteral("g.txt"));
+    {
+      QFile f(book);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write("The Project Gutenberg eBook of Rain\n\n*** START OF THE PROJECT GUTENBERG EBOOK RAIN ***\n\n"
+              "It rained all day.\n\n*** END OF THE PROJECT GUTENBERG EBOOK RAIN ***\n\nGeneral Terms of Use.\n");
+    }
+    const QString trace_path = dir.filePath(QStringLiteral("g.trace"));
+    QProcess cli;
+    cli.start(QStringLiteral(MEMMAMBA_CLI), {QStringLiteral("run"), book, QStringLiteral("--out"), trace_path,
+                                             QStringLiteral("--keep-boilerplate")});
+    QVERIFY(cli.waitForFinished(120000));
+    QCOMPARE(cli.exitCode(), 0);
+    const Trace original = Trace::load(trace_path.toStdString());
+    QVERIFY(original.text.find("General Terms") != std::string::npos);
+    app::MainWindow window;
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    window.openTrace(trace_path);
+    QVERIFY(loaded.wait(20000));
+    QAction* rerun = nullptr;
+    for (QAction* a : window.findChildren<QAction*>())
+      if (a->text() == QStringLiteral("&Re-run the current text")) rerun = a;
+    QVERIFY(rerun);
+    rerun->trigger();
+    QVERIFY(loaded.wait(60000));
+    const views::TraceDocument* doc = window.findChild<views::TraceDocument*>();
+    QCOMPARE(doc->trace()->tokens, original.tokens);
+    QVERIFY(doc->trace()->run_info.at("book").at("options").at("keep_boilerplate").as_bool());
+  }
+
   void corruptSettingsLeaveTheAppUsable() {
     // Settings mangled by hand or by a crash: binary junk, a model path that is gone, values
     // of the wrong type. The window opens on defaults and still loads a trace.

@@ -368,6 +368,11 @@ RunRequest MainWindow::textRequest(const QString& path) const {
   r.kind = RunRequest::Kind::Text;
   r.text_path = path;
   r.label = QFileInfo(path).fileName();
+  // Re-running the loaded trace's book reads it as the trace did (encoding, boilerplate,
+  // Markdown), so that the same tokens come back.
+  const Trace* current = document_->trace();
+  if (current && path == current_text_ && current->run_info.is_object() && current->run_info.contains("book"))
+    r.book = BookOptions::from_record(current->run_info.at("book"));
   return r;
 }
 

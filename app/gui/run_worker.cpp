@@ -166,7 +166,7 @@ void RunWorker::run(const RunRequest& request) {
     eval::PasskeyCase passkey;
     if (request.kind == RunRequest::Kind::Text) {
       Q_EMIT progress(0, 0, 0, tr("reading and tokenizing"));
-      book_text = load_book(request.text_path.toStdString());
+      book_text = load_book(request.text_path.toStdString(), request.book);
       text = book_text.text;
     } else {
       std::string book = request.text_path.isEmpty() || request.filler_haystack ? std::string()

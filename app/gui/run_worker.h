@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 
+#include "model/book/book.h"
 #include "model/trace.h"
 
 namespace memmamba::app {
@@ -17,6 +18,7 @@ struct RunRequest {
   enum class Kind { Text, Passkey } kind = Kind::Text;
   QString label;            // shown in the window title and the log
   QString text_path;        // Text: the book; Passkey: the haystack's book
+  BookOptions book;         // how the book's text is read (a re-run takes the trace's)
   QString checkpoint;       // empty: the bundled model (random weights when none is bundled)
   QString tokenizer;        // empty: the bundled tokenizer
   bool cuda = false;

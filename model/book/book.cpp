@@ -226,6 +226,16 @@ void check_chapters(BookText& book) {
 
 }  // namespace
 
+BookOptions BookOptions::from_record(const Json& book_record) {
+  BookOptions o;
+  if (!book_record.is_object() || !book_record.contains("options") || !book_record.at("options").is_object()) return o;
+  const Json& j = book_record.at("options");
+  if (j.contains("encoding") && j.at("encoding").is_string()) o.encoding = j.at("encoding").as_string();
+  if (j.contains("keep_boilerplate") && j.at("keep_boilerplate").is_bool()) o.keep_boilerplate = j.at("keep_boilerplate").as_bool();
+  if (j.contains("strip_markdown") && j.at("strip_markdown").is_bool()) o.strip_markdown = j.at("strip_markdown").as_bool();
+  return o;
+}
+
 Json BookText::record(const std::vector<int64_t>& token_char_end) const {
   Json j = Json::object();
   j["format"] = format;

@@ -21,6 +21,9 @@ struct BookOptions {
   std::string encoding = "auto";   // auto, utf-8, utf-16le, utf-16be, latin-1, cp1252
   bool keep_boilerplate = false;   // keep a Project Gutenberg file's licence header and footer
   bool strip_markdown = false;     // Markdown: drop its markup (headings stay as lines)
+  // The options a trace recorded (run_info "book", see BookText::record); defaults for
+  // anything missing or malformed.
+  static BookOptions from_record(const Json& book_record);
 };
 
 struct BookText {
