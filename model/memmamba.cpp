@@ -62,6 +62,21 @@ RunState MemMambaModel::new_state(int64_t batch) const {
   return s;
 }
 
+void MemMambaModel::apply_edits(RunState& state, const RunOptions& options) const {
+  const bool wanted = options.edits && !options.edits->empty();
+  if (!wanted && !state.edits) return;
+  if (wanted && state.edits == options.edits) return;
+  if (state.position != 0)
+    throw std::invalid_argument("memory edits must be given from a run's first token (this state has read " +
+                                std::to_string(state.position) + " tokens)");
+  if (wanted && torch::GradMode::is_enabled())
+    throw std::invalid_argument("memory edits are for inference: run them without gradients");
+  state.edits = wanted ? options.edits : nullptr;
+  for (int64_t l = 0; l < static_cast<int64_t>(state.pools.size()); ++l)
+    state.pools[l] = new_layer_pool(config_, state.batch, device(), state.device_position,
+                                    state.edits ? &state.edits->pool(l) : nullptr);
+}
+
 torch::Tensor MemMambaModel::logits(const torch::Tensor& hidden) const {
   return project(hidden, weights_["embedding.weight"]);
 }
@@ -165,6 +180,7 @@ torch::Tensor MemMambaModel::forward_impl(const torch::Tensor& tokens_in, RunSta
   if (tokens_in.size(0) != state.batch) throw std::invalid_argument("token batch does not match the run state");
   if (options.observer && state.batch != 1) throw std::invalid_argument("tracing needs batch 1");
   if (options.chunk_tokens < 1) throw std::invalid_argument("chunk_tokens must be positive");
+  apply_edits(state, options);
   auto tokens = tokens_in.to(device(), torch::kInt64);
   if (!tokens_checked) check_tokens(tokens, config_.vocab_size);
   const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.d_model;
@@ -199,6 +215,7 @@ torch::Tensor MemMambaModel::forward_impl(const torch::Tensor& tokens_in, RunSta
 torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& state, const RunOptions& options) const {
   if (tokens_in.dim() != 1 || tokens_in.size(0) != state.batch)
     throw std::invalid_argument("step expects one token per sequence of the batch");
+  apply_edits(state, options);
   if (options.observer && state.batch != 1) throw std::invalid_argument("tracing needs batch 1");
   if (device().is_cuda()) {
     // On the GPU a step is a parallel pass over one token: the same kernels and the same

@@ -4,8 +4,10 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <memory>
 #include <vector>
 
+#include "model/memory/memory_edits.h"
 #include "model/memory/note_block.h"
 
 namespace memmamba {
@@ -31,6 +33,9 @@ struct RunOptions {
   MemorySettings memory;                 // thresholds and switches; MemorySettings::from(config) by default
   int64_t chunk_tokens = 4096;           // parallel mode works on this many tokens at a time
   RunObserver* observer = nullptr;       // records the run (a TraceBuilder); batch 1 only
+  // Interventions on the memory (model/memory/memory_edits.h), for inference; set before a
+  // run's first token (a state started without them cannot take them later).
+  std::shared_ptr<const MemoryEdits> edits;
   std::vector<int64_t> retention_sources;  // exact retention curves for these positions
   int64_t retention_horizon = 4096;
   bool keep_hidden = true;               // return all hidden states (off for very long inputs)

@@ -21,7 +21,9 @@
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
 #include "model/book/book.h"
+#include "model/memory/memory_edits.h"
 #include "model/text_input.h"
+#include "tests/test_helpers.h"
 #include "model/tokenizer.h"
 #include "model/trace.h"
 
@@ -123,6 +125,25 @@ class TestBadInputs : public QObject {
     configure_cpu_runtime();
     QVERIFY(dir_.isValid());
     catalogue_ = QStringLiteral("| input | case | message |\n| --- | --- | --- |\n");
+  }
+
+  void memoryEdits() {
+    const ModelConfig c = testing::tiny_config();
+    auto edit_file = [&](const char* name, const std::string& json) { return write(name, json); };
+    refuse("memory edits", "not JSON", [&] { MemoryEdits::load(edit_file("e1.json", "[{kind: drop}]"), c, 100); }, "is not JSON");
+    refuse("memory edits", "an object, not a list", [&] { MemoryEdits::load(edit_file("e2.json", R"({"kind": "pin"})"), c, 100); },
+           "JSON list");
+    refuse("memory edits", "unknown kind", [&] { MemoryEdits::load(edit_file("e3.json", R"([{"kind": "erase"}])"), c, 100); },
+           "unknown kind");
+    refuse("memory edits", "layer out of range", [&] { MemoryEdits::load(edit_file("e4.json", R"([{"kind": "pin", "layer": 12, "note": 0}])"), c, 100); },
+           "out of range");
+    refuse("memory edits", "position past the text",
+           [&] { MemoryEdits::load(edit_file("e5.json", R"([{"kind": "plant", "layer": 0, "source": 3, "position": 4000}])"), c, 100); },
+           "past the text");
+    refuse("memory edits", "a note the run never made",
+           [&] { MemoryEdits::load(edit_file("e6.json", R"([{"kind": "drop", "layer": 0, "note": 99}])"), c, 100).check_note_ids({4, 4, 4, 4}); },
+           "never made");
+    refuse("memory edits", "missing file", [&] { MemoryEdits::load(path("none.json"), c, 100); }, "No such file");
   }
 
   void texts() {

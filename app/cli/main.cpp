@@ -27,6 +27,7 @@
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
 #include "model/book/book.h"
+#include "model/memory/memory_edits.h"
 #include "model/text_input.h"
 #include "model/autocast.h"
 #include "model/tokenizer.h"
@@ -281,8 +282,20 @@ int cmd_info(const std::vector<std::string>& argv) {
   return kOk;
 }
 
+// --edit FILE: memory edits checked against the model and, where known, the text's length.
+std::shared_ptr<const MemoryEdits> load_edits(const Args& args, const ModelConfig& config, int64_t length) {
+  if (!args.has("edit")) return nullptr;
+  auto edits = std::make_shared<const MemoryEdits>(MemoryEdits::load(args.get("edit", ""), config, length));
+  for (const MemoryEdit& e : edits->edits()) log::info("memory edit: " + e.describe());
+  return edits;
+}
+
+const char* kEditHelp =
+    "  --edit FILE           memory edits, a JSON list (docs/interventions.md): drop, drop_from, pin,\n"
+    "                        plant, thresholds, mask_read\n";
+
 int cmd_run(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens", "trace-budget-mb", "fidelity", "encoding"}),
+  Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens", "trace-budget-mb", "fidelity", "encoding", "edit"}),
             {"help", "no-memory", "keep-boilerplate", "strip-markdown"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba run TEXT_FILE --out TRACE [options]\n\n"
@@ -303,8 +316,9 @@ int cmd_run(const std::vector<std::string>& argv) {
                 "  --encoding E               auto (default: a BOM, else UTF-8, else CP-1252), utf-8,\n"
                 "                             utf-16le, utf-16be, latin-1 or cp1252\n"
                 "  --keep-boilerplate         keep a Project Gutenberg file's licence header and footer\n"
-                "  --strip-markdown           drop Markdown markup (headings stay as lines)\n",
-                kModelOptionsHelp);
+                "  --strip-markdown           drop Markdown markup (headings stay as lines)\n"
+                "memory edits:\n%s",
+                kModelOptionsHelp, kEditHelp);
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string out = args.require("out");
@@ -351,6 +365,8 @@ int cmd_run(const std::vector<std::string>& argv) {
   req.char_end = std::move(enc.end);
   req.run_info = model_identity(lm, tok);
   req.run_info["book"] = book_text.record(req.char_end);
+  req.options.edits = load_edits(args, lm.model.config(), static_cast<int64_t>(req.tokens.size()));
+  if (req.options.edits) req.run_info["memory_edits"] = req.options.edits->to_json();
   // Where the book is, absolute and relative to the trace's folder, so that a trace moved
   // with its book, or opened from another folder, still finds it.
   {
@@ -366,6 +382,11 @@ int cmd_run(const std::vector<std::string>& argv) {
   const auto t0 = std::chrono::steady_clock::now();
   const RunOptions fidelity_run = req.options;
   Trace trace = trace_tokens(lm.model, std::move(req));
+  if (fidelity_run.edits) {
+    std::vector<int64_t> made(static_cast<size_t>(lm.model.config().n_layers), 0);
+    for (const NoteInfo& n : trace.notes) made[static_cast<size_t>(n.layer)] = std::max(made[static_cast<size_t>(n.layer)], n.local_id + 1);
+    fidelity_run.edits->check_note_ids(made);
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (fidelity_tokens >= 2) {
     eval::FidelityOptions fo;
@@ -383,12 +404,12 @@ int cmd_run(const std::vector<std::string>& argv) {
 }
 
 int cmd_generate(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"prompt", "prompt-file", "max-new"}), {"help", "no-memory"});
+  Args args(argv, with(kModelOptions, {"prompt", "prompt-file", "max-new", "edit"}), {"help", "no-memory"});
   if (args.flag("help") || (!args.has("prompt") && !args.has("prompt-file"))) {
     std::printf("usage: memmamba generate (--prompt TEXT | --prompt-file FILE) [--max-new N] [options]\n\n"
                 "Runs the prompt in parallel mode, then generates greedily in step mode.\n\n%s"
-                "  --max-new N           tokens to generate (default 32)\n",
-                kModelOptionsHelp);
+                "  --max-new N           tokens to generate (default 32)\n%s",
+                kModelOptionsHelp, kEditHelp);
     return args.flag("help") ? kOk : kUsage;
   }
   check_model_flags(args);
@@ -402,6 +423,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
   Encoding enc = tok.encode(prompt);
   std::vector<int64_t> ids(enc.ids.begin(), enc.ids.end());
   RunOptions o = run_options(args, lm.model);
+  o.edits = load_edits(args, lm.model.config(), static_cast<int64_t>(ids.size()) + max_new);
   ProgressBar bar("prompt");
   o.progress = [&](int64_t done, int64_t total) { return bar.update(done, total); };
   const auto t0 = std::chrono::steady_clock::now();
@@ -681,8 +703,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
   if (!argv.empty() && argv[0] == "ppl") return cmd_eval_ppl(argv);
   if (!argv.empty() && argv[0] == "docs") return cmd_eval_docs(argv);
   if (!argv.empty() && argv[0] == "fidelity") return cmd_eval_fidelity(argv);
-  const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out"});
-  Args args(argv, options, {"help", "no-memory"});
+  const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out", "edit"});
+  Args args(argv, options, {"help", "no-memory", "drop-key-notes"});
   if (args.flag("help") || args.positionals().size() != 1 || args.positionals()[0] != "passkey") {
     std::printf("usage: memmamba eval passkey --out PREFIX [options]\n"
                 "       memmamba eval ppl BOOK.txt --out FILE.json [options]   (see eval ppl --help)\n"
@@ -699,8 +721,10 @@ int cmd_eval(const std::vector<std::string>& argv) {
                 "  --seed N                (default 0)\n"
                 "  --haystack book|filler  book sentences (default) or the Landmark filler\n"
                 "  --book FILE             the haystack's book (default: the bundled Time Machine)\n"
-                "  --max-new N             answer tokens (default 10)\n",
-                kModelOptionsHelp);
+                "  --max-new N             answer tokens (default 10)\n"
+                "  --drop-key-notes        also answer each case with the notes made of the key's tokens\n"
+                "                          never kept (every layer): did the notes carry the key?\n%s",
+                kModelOptionsHelp, kEditHelp);
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string out = args.require("out");
@@ -723,6 +747,9 @@ int cmd_eval(const std::vector<std::string>& argv) {
   Tokenizer tok = load_tokenizer(args, lm.model.config());
   eval::PasskeyGenerator generator(tok, sentences, haystack == "book" ? eval::Haystack::BookSentences : eval::Haystack::RepeatedFiller);
   grid.run = run_options(args, lm.model);
+  grid.run.edits = load_edits(args, lm.model.config(), -1);
+  grid.drop_key_notes = args.flag("drop-key-notes");
+  if (grid.drop_key_notes && !lm.model.config().memory) throw UsageError("--drop-key-notes needs a model with memory");
   grid.meta = model_identity(lm, tok);
   grid.meta["haystack"] = haystack;
   grid.meta["book"] = book;
@@ -750,6 +777,10 @@ int cmd_eval(const std::vector<std::string>& argv) {
   print_table("accuracy");
   std::printf("key digits in place (share, partial credit)\n");
   print_table("digit_accuracy");
+  if (grid.drop_key_notes && !cells.empty() && cells[0].contains("accuracy_notes_dropped")) {
+    std::printf("accuracy with the key's notes dropped (every layer)\n");
+    print_table("accuracy_notes_dropped");
+  }
   std::printf("wrote %s.json and %s.csv in %.1f s\n", out.c_str(), out.c_str(), secs);
   return kOk;
 }
@@ -1032,6 +1063,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return kBadInput;
   } catch (const TextError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kBadInput;
+  } catch (const EditError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return kBadInput;
   } catch (const TokenizerError& e) {

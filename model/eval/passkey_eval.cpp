@@ -151,7 +151,7 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
 namespace {
 
 Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyCase& c,
-              const PasskeyGridOptions& options) {
+              const PasskeyGridOptions& options, bool drop_key_notes = false) {
   torch::NoGradGuard no_grad;
   const auto t0 = std::chrono::steady_clock::now();
   Encoding enc = tokenizer.encode(c.prompt);
@@ -162,6 +162,15 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
   topts.detail_begin = T - 1;  // attention rows only where the answer is produced
   TraceBuilder builder(model.config(), topts);
   RunOptions run = options.run;
+  if (drop_key_notes && !key_positions.empty()) {
+    std::vector<MemoryEdit> edits = options.run.edits ? options.run.edits->edits() : std::vector<MemoryEdit>{};
+    MemoryEdit drop;
+    drop.kind = MemoryEdit::Kind::DropFrom;
+    drop.begin = *std::min_element(key_positions.begin(), key_positions.end());
+    drop.end = *std::max_element(key_positions.begin(), key_positions.end()) + 1;
+    edits.push_back(drop);
+    run.edits = std::make_shared<const MemoryEdits>(std::move(edits), model.config(), T);
+  }
   run.observer = &builder;
   run.keep_hidden = false;
   torch::Tensor last_hidden;
@@ -201,13 +210,22 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
   int64_t done = 0;
   for (int64_t length : options.lengths) {
     for (double depth : options.depths) {
-      int64_t hits = 0;
+      int64_t hits = 0, hits_dropped = 0;
       double digit_share = 0;
       for (int64_t s = 0; s < options.samples; ++s) {
         const PasskeyCase c = generator.make(length, depth, options.seed * 1000003 + static_cast<uint64_t>(s));
         Json r = run_case(model, tokenizer, c, options);
         r["sample"] = s;
         hits += r.at("hit").as_bool();
+        if (options.drop_key_notes && model.config().memory && options.run.memory.enabled) {
+          const Json dropped = run_case(model, tokenizer, c, options, true);
+          Json d = Json::object();
+          d["answer"] = dropped.at("answer");
+          d["hit"] = dropped.at("hit");
+          d["digits_right"] = dropped.at("digits_right");
+          r["notes_dropped"] = d;
+          hits_dropped += dropped.at("hit").as_bool();
+        }
         digit_share += static_cast<double>(r.at("digits_right").as_int()) / static_cast<double>(std::to_string(c.key).size());
         cases.push_back(r);
         ++done;
@@ -219,12 +237,16 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
       cell["samples"] = options.samples;
       cell["accuracy"] = static_cast<double>(hits) / static_cast<double>(options.samples);
       cell["digit_accuracy"] = digit_share / static_cast<double>(options.samples);
+      if (options.drop_key_notes && model.config().memory && options.run.memory.enabled)
+        cell["accuracy_notes_dropped"] = static_cast<double>(hits_dropped) / static_cast<double>(options.samples);
       cells.push_back(cell);
     }
   }
   Json out = result_header("passkey", model, options.meta, options.run.memory);
   out["seed"] = static_cast<int64_t>(options.seed);
   out["settings"]["max_new_tokens"] = options.max_new_tokens;
+  if (options.run.edits && !options.run.edits->empty()) out["settings"]["memory_edits"] = options.run.edits->to_json();
+  out["settings"]["drop_key_notes"] = options.drop_key_notes;
   out["cells"] = cells;
   out["cases"] = cases;
   return out;
@@ -232,7 +254,7 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
 
 std::string passkey_results_csv(const Json& results) {
   std::ostringstream csv;
-  csv << "length,depth,sample,key,prompt_tokens,actual_depth,hit,answer,seconds,digits_right\n";
+  csv << "length,depth,sample,key,prompt_tokens,actual_depth,hit,answer,seconds,digits_right,hit_notes_dropped\n";
   for (const Json& c : results.at("cases").as_array()) {
     std::string answer = c.at("answer").as_string();
     std::string quoted = "\"";
@@ -245,7 +267,8 @@ std::string passkey_results_csv(const Json& results) {
     csv << c.at("length").as_int() << ',' << c.at("depth").as_double() << ',' << c.at("sample").as_int() << ','
         << c.at("key").as_int() << ',' << c.at("prompt_tokens").as_int() << ',' << c.at("actual_depth").as_double()
         << ',' << (c.at("hit").as_bool() ? 1 : 0) << ',' << quoted << ',' << c.at("seconds").as_double() << ','
-        << (c.contains("digits_right") ? c.at("digits_right").as_int() : 0) << '\n';
+        << (c.contains("digits_right") ? c.at("digits_right").as_int() : 0) << ','
+        << (c.contains("notes_dropped") ? (c.at("notes_dropped").at("hit").as_bool() ? "1" : "0") : "") << '\n';
   }
   return csv.str();
 }

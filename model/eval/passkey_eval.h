@@ -19,7 +19,10 @@ struct PasskeyGridOptions {
   int64_t samples = 2;
   uint64_t seed = 0;
   int64_t max_new_tokens = 10;
-  RunOptions run;            // memory settings, chunking
+  RunOptions run;            // memory settings, chunking, memory edits for every case
+  // Also run each case with the notes made of the key's tokens never kept (every layer):
+  // did the notes carry the key? (case "notes_dropped", cell "accuracy_notes_dropped")
+  bool drop_key_notes = false;
   int32_t attention_topk = 8;
   Json meta = Json::object();  // checkpoint, hash, device... copied into the result
 };

@@ -16,11 +16,12 @@ torch::Tensor floats_to_tensor(const std::vector<float>& v, int64_t rows, int64_
 }
 }  // namespace
 
-HostPool::HostPool(const ModelConfig& config, int64_t batch, const torch::Device& device)
+HostPool::HostPool(const ModelConfig& config, int64_t batch, const torch::Device& device, const PoolEdits* edits)
     : slots_(config.pool_slots), width_(config.summary_dim) {
   const auto fopts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   for (int64_t b = 0; b < batch; ++b) {
     takers_.emplace_back(slots_, width_, config.note_window);
+    takers_.back().set_edits(edits);
     vectors_.push_back(torch::zeros({slots_, width_}, fopts));
     priority_.push_back(torch::ones({slots_}, fopts));
   }
@@ -85,8 +86,13 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
 
   // The walk: every decision in order, on plain floats.
   std::vector<int64_t> slot_bank(K, -1), note_ids(K, -1);
+  std::map<int64_t, int64_t> bank_of_note;  // note id -> bank index, for the events' replay
   for (int64_t j = 0; j < K; ++j)
-    if (taker.pool().note_id(j) >= 0) { slot_bank[j] = j; note_ids[j] = taker.pool().note_id(j); }
+    if (taker.pool().note_id(j) >= 0) {
+      slot_bank[j] = j;
+      note_ids[j] = taker.pool().note_id(j);
+      bank_of_note[note_ids[j]] = j;
+    }
   auto visible = torch::empty({T, K}, torch::kInt64);
   auto triggered = torch::zeros({T}, torch::kBool);
   int64_t* vis = visible.data_ptr<int64_t>();
@@ -100,7 +106,7 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
   const float* lp = learned_rule ? learned_cpu[b].data_ptr<float>() : nullptr;
   for (int64_t t = 0; t < T; ++t) {
     std::copy(slot_bank.begin(), slot_bank.end(), vis + t * K);
-    const size_t made_before = notes.size();
+    const size_t made_before = notes.size(), events_before = events.size();
     const TokenDecision d = taker.observe(sp + t * S, lp ? lp[t] : 0.f, settings, events, notes);
     trig[t] = d.trigger;
     walked_importance[t] = d.importance;
@@ -121,7 +127,14 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
       for (int64_t ch = 0; ch < S; ++ch) channel_rows.push_back(row_of(n.channel_source[ch], true));
       priority_rows.push_back(row_of(n.priority_source, true));
       note_source.push_back(n.priority_source);
-      if (n.slot >= 0) slot_bank[n.slot] = bank_index;
+      bank_of_note[n.note_id] = bank_index;
+    }
+    // The pool as the next token sees it: this token's events replayed on the slots (an
+    // insert, an eviction, and with edits a removal without an insert).
+    for (size_t i = events_before; i < events.size(); ++i) {
+      const PoolEventRecord& e = events[i];
+      if (e.kind == PoolEventKind::Insert) slot_bank[e.slot] = bank_of_note.at(e.note_id);
+      else if (e.kind == PoolEventKind::Evict) slot_bank[e.slot] = -1;
     }
   }
 
@@ -170,6 +183,7 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
   auto bank_vectors = n_new > 0 ? torch::cat({vectors_[b].to(s_b.dtype()), new_vectors}, 0) : vectors_[b].to(s_b.dtype());
   auto bank_priority = n_new > 0 ? torch::cat({priority_[b].to(s_b.dtype()), new_priority}, 0) : priority_[b].to(s_b.dtype());
 
+  const bool pool_changed = n_new > 0 || !events.empty();
   SequenceBank bank;
   bank.vectors = bank_vectors;
   bank.priority = bank_priority;
@@ -187,8 +201,9 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
   result.importance.push_back(importance);
   result.triggered.push_back(triggered.to(dev));
 
-  // The pool carried to the next chunk (unchanged when the chunk made no note).
-  if (n_new == 0) return bank;
+  // The pool carried to the next chunk (unchanged when the chunk made no note and no edit
+  // removed one).
+  if (!pool_changed) return bank;
   auto final_slots = torch::tensor(slot_bank, long_opts).to(dev);
   auto occupied = final_slots.ge(0);
   auto safe = final_slots.clamp_min(0);

@@ -7,7 +7,8 @@ namespace memmamba {
 
 class HostPool : public LayerPool {
  public:
-  HostPool(const ModelConfig& config, int64_t batch, const torch::Device& device);
+  // edits: this layer's pool edits (interventions), or null; must outlive the pool.
+  HostPool(const ModelConfig& config, int64_t batch, const torch::Device& device, const PoolEdits* edits = nullptr);
   PoolWalkResult walk(const NoteInputs& in, const MemorySettings& settings, const WalkRequest& request) override;
   std::vector<int64_t> slot_note_ids(int64_t sequence) const override;
   int64_t notes_made(int64_t sequence) const override { return takers_.at(sequence).notes_made(); }

@@ -76,9 +76,10 @@ class LayerPool {
   virtual std::vector<torch::Tensor*> carried_tensors() = 0;
 };
 
-// The GPU walk where it applies (a CUDA build, a GPU model, windows of one token), else
-// the host walk. device_position: int64 [1] on a GPU, the run's absolute position.
+// The GPU walk where it applies (a CUDA build, a GPU model, windows of one token, no pool
+// edits), else the host walk. device_position: int64 [1] on a GPU, the run's absolute
+// position; edits: this layer's pool edits or null (they must outlive the pool).
 std::unique_ptr<LayerPool> new_layer_pool(const ModelConfig& config, int64_t batch, const torch::Device& device,
-                                          const torch::Tensor& device_position);
+                                          const torch::Tensor& device_position, const PoolEdits* edits = nullptr);
 
 }  // namespace memmamba

@@ -76,6 +76,16 @@ void report_attention(RunObserver& observer, int64_t layer, bool cross_layer, in
                           local_host.data_ptr<int32_t>(), weight_host.data_ptr<float>(), columns.layer, columns.slot);
 }
 
+// An edit that masks reads: the masked rows' context does not reach the stream.
+void mask_reads(const MemoryEdits& edits, int64_t layer, bool cross_layer, int64_t pos0, GatedRead& read) {
+  const int64_t T = read.context.size(0);
+  std::vector<uint8_t> keep(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) keep[t] = edits.read_masked(layer, cross_layer, pos0 + t) ? 0 : 1;
+  auto keep_rows = torch::from_blob(keep.data(), {T}, torch::kUInt8).to(read.context.device()).to(torch::kBool);
+  read.context = read.context * keep_rows.unsqueeze(-1).to(read.context.dtype());
+  read.applied = read.applied & keep_rows.index_select(0, read.rows);
+}
+
 std::vector<float> row_norms(const torch::Tensor& term) {
   auto n = term.norm(2, -1).detach().to(torch::kCPU, torch::kFloat32).contiguous();
   return std::vector<float>(n.data_ptr<float>(), n.data_ptr<float>() + n.numel());
@@ -104,10 +114,14 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
   RunObserver* observer = options.observer;
   const double gain = options.memory.fusion_gain;
 
+  const MemoryEdits* edits = options.edits && !options.edits->empty() ? options.edits.get() : nullptr;
+  MemorySettings settings = options.memory;
+  if (edits) edits->thresholds(layer, settings.tau_note, settings.tau_retrieve);
+
   std::optional<profile::Section> section(std::in_place, "memory: note summaries", x.device());
-  const NoteInputs in = note_inputs(c, w, layer, x, options.memory.importance == ImportanceRule::Learned);
+  const NoteInputs in = note_inputs(c, w, layer, x, settings.importance == ImportanceRule::Learned);
   section.emplace("memory: pool walk", x.device());
-  PoolWalkResult walked = pool.walk(in, options.memory, {pos0, observer != nullptr, static_cast<bool>(options.on_attention)});
+  PoolWalkResult walked = pool.walk(in, settings, {pos0, observer != nullptr, static_cast<bool>(options.on_attention)});
   if (options.on_importance)
     for (int64_t b = 0; b < B; ++b) options.on_importance(layer, b, pos0, walked.importance[b]);
   LayerBank& bank = banks[layer];
@@ -126,6 +140,7 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
   for (int64_t b = 0; b < B; ++b) {
     const SequenceBank& seq = bank.sequences[b];
     GatedRead read = cross_token_attention(c, w, layer, x[b], seq, walked.triggered[b]);
+    if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, false, pos0, read);
     if (options.on_attention) tap_attention(options, layer, false, b, pos0, read, seq.source);
     contexts.push_back(read.context);
     if (observer && b == 0) observed = std::move(read);
@@ -145,6 +160,7 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
   for (int64_t b = 0; b < B; ++b) {
     PoolUnion pools = pool_union(banks, cross_layer_first(c, layer), layer, b, K);
     GatedRead read = cross_layer_attention(c, w, layer, x[b], pools);
+    if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, true, pos0, read);
     if (options.on_attention) tap_attention(options, layer, true, b, pos0, read, pools.source);
     contexts.push_back(read.context);
     if (observer && b == 0) {

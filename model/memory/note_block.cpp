@@ -70,8 +70,13 @@ TokenDecision NoteTaker::observe(const float* s, float learned_importance, const
       note.vector = open_max_;
       std::vector<float> note_unit(width_);
       normalize_into(open_max_.data(), width_, note_unit.data());
-      note.slot = static_cast<int32_t>(
-          pool_.insert(note.note_id, note.priority, note.window, note_unit.data(), settings.policy, pos, events));
+      if (edits_ && edits_->drops(note.note_id, note.sources)) {  // an edit: the note is made but never kept
+        events.push_back({pos, PoolEventKind::Drop, -1, note.note_id, note.priority});
+        note.slot = -1;
+      } else {
+        note.slot = static_cast<int32_t>(pool_.insert(note.note_id, note.priority, note.window, note_unit.data(),
+                                                      settings.policy, pos, events, edits_ ? &edits_->pinned : nullptr));
+      }
       notes.push_back(std::move(note));
     }
     open_positions_.clear();
@@ -81,7 +86,36 @@ TokenDecision NoteTaker::observe(const float* s, float learned_importance, const
     open_priority_ = -std::numeric_limits<float>::infinity();
     open_priority_source_ = -1;
   }
+  if (edits_) apply_edits(pos, d, s, settings, events, notes);
   return d;
+}
+
+// Edits that act at a token, after its own decisions: a planted note goes in, then the
+// notes to remove leave (both visible from the next token, as every pool change).
+void NoteTaker::apply_edits(int64_t pos, const TokenDecision& d, const float* s, const MemorySettings& settings,
+                            std::vector<PoolEventRecord>& events, std::vector<NoteMade>& notes) {
+  if (edits_->plant_sources.count(pos)) plant_summaries_[pos] = {std::vector<float>(s, s + width_), d.importance};
+  if (auto it = edits_->plant_after.find(pos); it != edits_->plant_after.end()) {
+    for (int64_t source : it->second) {
+      const auto& [summary, importance] = plant_summaries_.at(source);
+      NoteMade note;
+      note.note_id = next_note_id_++;
+      note.window = pos / window_;
+      note.priority = importance;
+      note.priority_source = source;
+      note.sources = {source};
+      note.channel_source.assign(static_cast<size_t>(width_), source);
+      note.vector = summary;
+      std::vector<float> unit(width_);
+      normalize_into(summary.data(), width_, unit.data());
+      note.slot = static_cast<int32_t>(
+          pool_.insert(note.note_id, note.priority, note.window, unit.data(), settings.policy, pos, events, &edits_->pinned,
+                       /*forced=*/true));
+      notes.push_back(std::move(note));
+    }
+  }
+  if (auto it = edits_->remove_after.find(pos); it != edits_->remove_after.end())
+    for (int64_t id : it->second) pool_.remove(id, pos, events);
 }
 
 }  // namespace memmamba

@@ -6,9 +6,11 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <vector>
 
 #include "model/config.h"
+#include "model/memory/memory_edits.h"
 #include "model/memory/state_pool.h"
 
 namespace memmamba {
@@ -73,6 +75,10 @@ class NoteTaker {
   TokenDecision observe(const float* s, float learned_importance, const MemorySettings& settings,
                         std::vector<PoolEventRecord>& events, std::vector<NoteMade>& notes);
 
+  // Edits of this layer's pool (interventions), applied as the walk reaches them; the
+  // object must outlive the taker.
+  void set_edits(const PoolEdits* edits) { edits_ = edits && !edits->empty() ? edits : nullptr; }
+
   const StatePool& pool() const { return pool_; }
   int64_t position() const { return position_; }
   int64_t notes_made() const { return next_note_id_; }
@@ -84,7 +90,11 @@ class NoteTaker {
   float open_priority() const { return open_priority_; }
 
  private:
+  void apply_edits(int64_t pos, const TokenDecision& d, const float* s, const MemorySettings& settings,
+                   std::vector<PoolEventRecord>& events, std::vector<NoteMade>& notes);
   StatePool pool_;
+  const PoolEdits* edits_ = nullptr;
+  std::map<int64_t, std::pair<std::vector<float>, float>> plant_summaries_;  // source -> (summary, importance)
   int64_t width_, window_;
   int64_t position_ = 0;
   int64_t next_note_id_ = 0;

@@ -34,11 +34,42 @@ std::pair<float, int64_t> StatePool::best_match(const float* unit) const {
   return {best, best_slot};
 }
 
+int64_t StatePool::remove(int64_t note_id, int64_t position, std::vector<PoolEventRecord>& events) {
+  for (int64_t j = 0; j < slots_; ++j) {
+    if (note_id_[j] != note_id) continue;
+    events.push_back({position, PoolEventKind::Evict, static_cast<int32_t>(j), note_id, priority_[j]});
+    note_id_[j] = -1;
+    priority_[j] = 0.f;
+    inserted_[j] = -1;
+    std::fill(&unit_[j * width_], &unit_[(j + 1) * width_], 0.f);
+    return j;
+  }
+  return -1;
+}
+
 int64_t StatePool::insert(int64_t note_id, float priority, int64_t window, const float* unit, PoolPolicy policy,
-                          int64_t position, std::vector<PoolEventRecord>& events) {
+                          int64_t position, std::vector<PoolEventRecord>& events, const std::set<int64_t>* pinned,
+                          bool forced) {
   int64_t target = -1;
   for (int64_t j = 0; j < slots_ && target < 0; ++j)
     if (note_id_[j] < 0) target = j;
+  if (target < 0 && ((pinned && !pinned->empty()) || forced)) {
+    // Pinned notes are out of the contest: the victim is chosen among the others.
+    int64_t victim = -1;
+    for (int64_t j = 0; j < slots_; ++j) {
+      if (pinned && pinned->count(note_id_[j])) continue;
+      if (victim < 0) { victim = j; continue; }
+      const bool older = inserted_[j] < inserted_[victim] || (inserted_[j] == inserted_[victim] && j < victim);
+      if (policy == PoolPolicy::Fifo ? older : (priority_[j] < priority_[victim] || (priority_[j] == priority_[victim] && older)))
+        victim = j;
+    }
+    if (victim < 0 || (!forced && policy == PoolPolicy::Priority && !(priority > priority_[victim]))) {
+      events.push_back({position, PoolEventKind::Drop, -1, note_id, priority});
+      return -1;
+    }
+    events.push_back({position, PoolEventKind::Evict, static_cast<int32_t>(victim), note_id_[victim], priority_[victim]});
+    target = victim;
+  }
   if (target < 0) {
     // Victim: FIFO takes the oldest; priority takes the lowest priority, oldest on ties.
     int64_t victim = 0;

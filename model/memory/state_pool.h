@@ -3,6 +3,7 @@
 // model/cuda/note_pool.cu (`warp_victim`). Torch-free.
 #pragma once
 #include <cstdint>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -33,8 +34,13 @@ class StatePool {
   // ties; slot -1 when empty.
   std::pair<float, int64_t> best_match(const float* unit) const;
   // Applies the policy; appends the events; returns the slot taken or -1 when dropped.
+  // Notes in `pinned` (an edit) are never chosen as victims; `forced` (a planted note)
+  // evicts the policy's victim even where its priority is higher.
   int64_t insert(int64_t note_id, float priority, int64_t window, const float* unit, PoolPolicy policy,
-                 int64_t position, std::vector<PoolEventRecord>& events);
+                 int64_t position, std::vector<PoolEventRecord>& events, const std::set<int64_t>* pinned = nullptr,
+                 bool forced = false);
+  // Empties the slot holding `note_id` (an edit); returns it, or -1 when the note is not in the pool.
+  int64_t remove(int64_t note_id, int64_t position, std::vector<PoolEventRecord>& events);
 
  private:
   int64_t slots_, width_;
