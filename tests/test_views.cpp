@@ -17,6 +17,7 @@
 #include <QtTest/QtTest>
 
 #include <QComboBox>
+#include <QListWidget>
 #include <qcustomplot.h>
 
 #include <memory>
@@ -594,6 +595,46 @@ class TestViews : public QObject {
     const views::TraceDocument* doc = window.findChild<views::TraceDocument*>();
     QCOMPARE(doc->trace()->tokens, original.tokens);
     QVERIFY(doc->trace()->run_info.at("book").at("options").at("keep_boilerplate").as_bool());
+  }
+
+  void editsFromTheMenusRerunAndCompare() {
+    // Pinning a note from the pool's menu re-runs with the edit, keeps the run before it as
+    // the comparison and lists the edit; undoing it runs without edits again.
+    QTemporaryDir dir;
+    const QString path = dir.filePath(QStringLiteral("t.txt"));
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      QByteArray text;
+      for (int i = 0; i < 40; ++i) text += "The key is 48213. Remember it, said the keeper of the lighthouse. ";
+      f.write(text);
+    }
+    app::MainWindow window;
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    window.openPath(path);
+    QVERIFY(loaded.wait(60000));
+    views::TraceDocument* doc = window.findChild<views::TraceDocument*>();
+    const auto before = doc->sharedTrace();
+    int64_t note = -1;
+    for (const NoteInfo& n : before->notes)
+      if (n.layer == 0) { note = n.local_id; break; }
+    QVERIFY(note >= 0);
+    auto* pool = window.findChild<views::PoolView*>();
+    Q_EMIT pool->editRequested(QStringLiteral("pin"), 0, note, doc->position());
+    QVERIFY(loaded.wait(60000));
+    QVERIFY(doc->trace()->run_info.contains("memory_edits"));
+    QCOMPARE(doc->trace()->run_info.at("memory_edits").as_array().size(), size_t{1});
+    QCOMPARE(doc->comparison(), before.get());
+    QCOMPARE(doc->comparisonLabel(), QStringLiteral("before the edits"));
+    auto* list = window.findChild<QListWidget*>(QStringLiteral("edit-list"));
+    QVERIFY(list);
+    QCOMPARE(list->count(), 1);
+    QVERIFY2(list->item(0)->text().startsWith(QStringLiteral("pin note")), qPrintable(list->item(0)->text()));
+    window.removeEdit(0);
+    QVERIFY(loaded.wait(60000));
+    QVERIFY(!doc->trace()->run_info.contains("memory_edits"));
+    QCOMPARE(list->count(), 0);
+    QCOMPARE(doc->trace()->tokens, before->tokens);
   }
 
   void corruptSettingsLeaveTheAppUsable() {

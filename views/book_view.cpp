@@ -1,5 +1,8 @@
 #include "views/book_view.h"
 
+#include <QContextMenuEvent>
+#include <QMenu>
+
 #include <QEvent>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -162,6 +165,20 @@ int64_t BookView::tokenAtCursor(int cursor_position) const {
 }
 
 bool BookView::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == text_->viewport() && event->type() == QEvent::ContextMenu && document_->hasTrace()) {
+    auto* ce = static_cast<QContextMenuEvent*>(event);
+    const int at = text_->cursorForPosition(ce->pos()).position();
+    const int64_t token = tokenAtCursor(at > 0 ? at - 1 : at);
+    if (token < 0) return true;
+    const int layer = document_->layer();
+    const int64_t position = std::max<int64_t>(token, document_->position());
+    QMenu menu(this);
+    menu.addAction(tr("Plant a note of token %L1 (\"%2\") in layer %3 after token %L4 and re-run")
+                       .arg(token).arg(document_->tokenText(token).trimmed()).arg(layer).arg(position),
+                   this, [this, layer, token, position] { Q_EMIT plantRequested(layer, token, position); });
+    menu.exec(ce->globalPos());
+    return true;
+  }
   if (watched == text_->viewport() && event->type() == QEvent::MouseButtonRelease) {
     auto* me = static_cast<QMouseEvent*>(event);
     const int at = text_->cursorForPosition(me->position().toPoint()).position();

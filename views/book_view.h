@@ -31,6 +31,11 @@ class BookView : public QWidget {
  protected:
   bool eventFilter(QObject* watched, QEvent* event) override;
 
+ Q_SIGNALS:
+  // "Plant a note of this token": token `source`'s summary enters layer `layer`'s pool
+  // after token `position` (the current token, or the source itself when it comes later).
+  void plantRequested(int layer, qint64 source, qint64 position);
+
  private:
   void rebuild();
   void onPosition();

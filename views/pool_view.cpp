@@ -3,6 +3,7 @@
 #include <QHeaderView>
 #include <QLabel>
 #include <QSplitter>
+#include <QMenu>
 #include <QTableWidget>
 #include <QVBoxLayout>
 #include <qcustomplot.h>
@@ -44,6 +45,26 @@ PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(documen
   connect(table_, &QTableWidget::cellDoubleClicked, this, [this](int row, int) {
     const auto* item = table_->item(row, 4);
     if (item && !item->text().isEmpty()) document_->setPosition(item->text().toLongLong());
+  });
+  table_->setContextMenuPolicy(Qt::CustomContextMenu);
+  connect(table_, &QTableWidget::customContextMenuRequested, this, [this](const QPoint& at) {
+    const Trace* t = document_->trace();
+    const int row = table_->rowAt(at.y());
+    if (!t || row < 0) return;
+    const int layer = document_->layer();
+    const int64_t position = document_->position();
+    const std::vector<int64_t> pool_notes = document_->poolAt(layer, position);
+    if (row >= static_cast<int>(pool_notes.size()) || pool_notes[static_cast<size_t>(row)] < 0) return;
+    const NoteInfo& note = t->notes[static_cast<size_t>(pool_notes[static_cast<size_t>(row)])];
+    QMenu menu(this);
+    const qint64 id = note.local_id;
+    menu.addAction(tr("Drop note %1 (never kept) and re-run").arg(id), this,
+                   [this, layer, id, position] { Q_EMIT editRequested(QStringLiteral("drop"), layer, id, position); });
+    menu.addAction(tr("Remove note %1 after token %L2 and re-run").arg(id).arg(position), this,
+                   [this, layer, id, position] { Q_EMIT editRequested(QStringLiteral("drop_after"), layer, id, position); });
+    menu.addAction(tr("Pin note %1 (never evicted) and re-run").arg(id), this,
+                   [this, layer, id, position] { Q_EMIT editRequested(QStringLiteral("pin"), layer, id, position); });
+    menu.exec(table_->viewport()->mapToGlobal(at));
   });
   connect(plot_, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent* e) {
     if (!map_) return;

@@ -27,6 +27,11 @@ class PoolView : public PlotPanel {
   int changedRows() const { return changed_; }
   int occupancyColumns() const { return columns_; }
 
+ Q_SIGNALS:
+  // A memory edit asked for from the slot table's menu (kind: "drop", "drop_after", "pin"),
+  // for layer-local note `note` of `layer`; `position` is the current token.
+  void editRequested(const QString& kind, int layer, qint64 note, qint64 position);
+
  private:
   void rebuildMap();
   void fitColumns();

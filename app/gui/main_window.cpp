@@ -7,6 +7,8 @@
 #include <QDialogButtonBox>
 #include <QDir>
 #include <QDockWidget>
+#include <QHBoxLayout>
+#include <QListWidget>
 #include <QDoubleSpinBox>
 #include <QDragEnterEvent>
 #include <QFileDialog>
@@ -28,14 +30,17 @@
 #include <QStyleFactory>
 #include <QTextBrowser>
 #include <QToolBar>
+#include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 #include <qcustomplot.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include <cstdio>
 
 #include "model/log.h"
+#include "model/memory/memory_edits.h"
 #include "views/attention_view.h"
 #include "views/book_view.h"
 #include "views/decay_view.h"
@@ -109,7 +114,50 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   auto* ret_dock = dock(retrieval_, tr("Passkey"), QStringLiteral("retrieval"), Qt::LeftDockWidgetArea);
   auto* log_dock = dock(log_, tr("Log"), QStringLiteral("log"), Qt::BottomDockWidgetArea);
   tour_dock_ = dock(tour_, tr("Tour"), QStringLiteral("tour"), Qt::LeftDockWidgetArea);
+  // Memory edits: what was changed, undoable one by one.
+  auto* edits_panel = new QWidget(this);
+  {
+    auto* layout = new QVBoxLayout(edits_panel);
+    auto* hint = new QLabel(tr("Right-click a slot of the state pool to drop or pin its note, or a token of the book to "
+                               "plant a note of it. Each change re-runs; the run before the first edit is the comparison."),
+                            edits_panel);
+    hint->setWordWrap(true);
+    layout->addWidget(hint);
+    edit_list_ = new QListWidget(edits_panel);
+    edit_list_->setObjectName(QStringLiteral("edit-list"));
+    layout->addWidget(edit_list_, 1);
+    auto* buttons = new QHBoxLayout;
+    auto* remove = new QPushButton(tr("Undo selected"), edits_panel);
+    auto* clear = new QPushButton(tr("Clear all"), edits_panel);
+    buttons->addWidget(remove);
+    buttons->addWidget(clear);
+    layout->addLayout(buttons);
+    connect(remove, &QPushButton::clicked, this, [this] { removeEdit(edit_list_->currentRow()); });
+    connect(clear, &QPushButton::clicked, this, &MainWindow::clearEdits);
+  }
+  auto* edits_dock = dock(edits_panel, tr("Edits"), QStringLiteral("edits"), Qt::LeftDockWidgetArea);
+  connect(pool_, &views::PoolView::editRequested, this, [this](const QString& kind, int layer, qint64 note, qint64 position) {
+    Json e = Json::object();
+    e["layer"] = static_cast<int64_t>(layer);
+    e["note"] = static_cast<int64_t>(note);
+    if (kind == QLatin1String("pin")) {
+      e["kind"] = "pin";
+    } else {
+      e["kind"] = "drop";
+      if (kind == QLatin1String("drop_after")) e["position"] = static_cast<int64_t>(position);
+    }
+    addEdit(e);
+  });
+  connect(book_, &views::BookView::plantRequested, this, [this](int layer, qint64 source, qint64 position) {
+    Json e = Json::object();
+    e["kind"] = "plant";
+    e["layer"] = static_cast<int64_t>(layer);
+    e["source"] = static_cast<int64_t>(source);
+    e["position"] = static_cast<int64_t>(position);
+    addEdit(e);
+  });
   tabifyDockWidget(pool_dock, att_dock);
+  tabifyDockWidget(ret_dock, edits_dock);
   tabifyDockWidget(trig_dock, decay_dock);
   tabifyDockWidget(decay_dock, log_dock);
   tabifyDockWidget(tour_dock_, ret_dock);
@@ -426,6 +474,91 @@ void MainWindow::startRun(RunRequest request) {
   Q_EMIT runRequested(request);
 }
 
+void MainWindow::addEdit(const Json& edit) {
+  if (running_) {
+    complain(tr("Edit"), tr("A run is going: wait for it (or cancel it) before editing the memory."));
+    return;
+  }
+  edits_.push_back(edit);
+  refreshEditList();
+  rerunWithEdits();
+}
+
+void MainWindow::removeEdit(int index) {
+  if (running_ || index < 0 || index >= static_cast<int>(edits_.as_array().size())) return;
+  edits_.mutable_array().erase(edits_.mutable_array().begin() + index);
+  refreshEditList();
+  rerunWithEdits();
+}
+
+void MainWindow::clearEdits() {
+  if (running_ || edits_.as_array().empty()) return;
+  edits_ = Json::array();
+  refreshEditList();
+  rerunWithEdits();
+}
+
+void MainWindow::refreshEditList() {
+  edit_list_->clear();
+  for (const Json& e : edits_.as_array()) {
+    try {
+      // Described as the model library reads it (a one-edit list checks nothing run-specific).
+      Json one = Json::array();
+      one.push_back(e);
+      const ModelConfig config = document_->trace() ? ModelConfig::from_json(document_->trace()->config) : ModelConfig{};
+      edit_list_->addItem(QString::fromStdString(MemoryEdits::parse(one, config).edits()[0].describe()));
+    } catch (const std::exception&) {
+      edit_list_->addItem(QString::fromStdString(e.dump()));
+    }
+  }
+}
+
+void MainWindow::rerunWithEdits() {
+  RunRequest r;
+  if (last_request_) {
+    r = *last_request_;
+  } else {
+    if (!ensureCurrentText(tr("Edit the memory"), tr("Open a text first: a loaded trace has no text file to re-run."))) return;
+    r = textRequest(current_text_);
+  }
+  // The run before the first edit stays as the comparison.
+  const Trace* current = document_->trace();
+  const bool current_unedited = current && !(current->run_info.is_object() && current->run_info.contains("memory_edits"));
+  if (current_unedited) {
+    unedited_ = document_->sharedTrace();
+    unedited_answer_.clear();
+    if (last_request_ && last_request_->kind == RunRequest::Kind::Passkey) unedited_answer_ = last_answer_;
+  }
+  r.edits = edits_;
+  const size_t n = edits_.as_array().size();
+  QString base = r.label;
+  const int cut = base.indexOf(QStringLiteral(" ["));
+  if (cut >= 0) base.truncate(cut);
+  r.label = n ? tr("%1 [%n memory edit(s)]", nullptr, static_cast<int>(n)).arg(base) : base;
+  startRun(r);
+}
+
+void MainWindow::reportEditEffect(const RunResult& result) {
+  if (!unedited_ || !result.request.edits.is_array()) return;
+  const Trace& before = *unedited_;
+  const Trace& after = *result.trace;
+  if (before.tokens != after.tokens) return;  // another text: nothing to compare token by token
+  double sum = 0, largest = 0;
+  int64_t counted = 0, at = -1;
+  for (size_t t = 0; t < after.loss.size() && t < before.loss.size(); ++t) {
+    if (!std::isfinite(after.loss[t]) || !std::isfinite(before.loss[t])) continue;
+    const double d = static_cast<double>(after.loss[t]) - static_cast<double>(before.loss[t]);
+    sum += d;
+    ++counted;
+    if (std::abs(d) > std::abs(largest)) { largest = d; at = static_cast<int64_t>(t); }
+  }
+  if (counted > 0)
+    appendLog(tr("edits: next-token loss changed by %1 on average over %L2 tokens; the largest change, %3, predicting token %L4")
+                  .arg(sum / static_cast<double>(counted), 0, 'f', 4).arg(counted).arg(largest, 0, 'f', 3).arg(at + 1));
+  if (result.request.kind == RunRequest::Kind::Passkey && !unedited_answer_.isEmpty())
+    appendLog(tr("edits: the answer was \"%1\", now \"%2\"").arg(unedited_answer_, last_answer_));
+}
+
 void MainWindow::cancelRun() {
   if (running_) worker_->cancel();
 }
@@ -446,8 +579,22 @@ void MainWindow::onRunFinished(const RunResult& result) {
     current_text_ = result.request.text_path;
     addRecent(result.request.text_path);
   }
+  last_request_ = result.request;
+  if (result.request.kind == RunRequest::Kind::Passkey) {
+    try {
+      last_answer_ = QString::fromStdString(Json::parse(result.case_json.toStdString()).at("answer").as_string());
+    } catch (const std::exception&) {
+      last_answer_.clear();
+    }
+  }
+  const bool edited = result.request.edits.is_array() && !result.request.edits.as_array().empty();
+  if (!edited) unedited_.reset();
   const qint64 keep = document_->position();
   document_->setTrace(result.trace, result.request.label);
+  if (edited && unedited_) {
+    document_->setComparison(unedited_, tr("before the edits"));
+    reportEditEffect(result);
+  }
   setWindowTitle(tr("%1 - MemMamba Explorer").arg(result.request.label));
   if (result.request.kind == RunRequest::Kind::Passkey) {
     document_->setPosition(result.trace->length() - 1);  // the answer token

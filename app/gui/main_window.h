@@ -8,6 +8,7 @@
 #include <functional>
 
 #include <memory>
+#include <optional>
 
 #include "app/gui/run_worker.h"
 
@@ -15,6 +16,7 @@ class QLabel;
 class QProgressBar;
 class QPushButton;
 class QPlainTextEdit;
+class QListWidget;
 class QMenu;
 class QTextBrowser;
 
@@ -65,6 +67,12 @@ class MainWindow : public QMainWindow {
   // Batch use (screenshots): errors go to stderr instead of dialogs nobody could close.
   void setBatchMode(bool batch) { batch_ = batch; }
   void setDarkPalette(bool dark);
+  // Memory edits (interventions): each change re-runs the last run with the whole list; the
+  // run before the first edit stays as the comparison.
+  void addEdit(const Json& edit);
+  void removeEdit(int index);
+  void clearEdits();
+  const Json& edits() const { return edits_; }
 
  Q_SIGNALS:
   void traceLoaded();
@@ -93,6 +101,9 @@ class MainWindow : public QMainWindow {
   void chooseModel();
   void runComparison();
   void appendLog(const QString& line);
+  void rerunWithEdits();
+  void refreshEditList();
+  void reportEditEffect(const RunResult& result);
   void complain(const QString& title, const QString& message);
   std::vector<std::pair<QString, views::PlotPanel*>> panels() const;
 
@@ -120,6 +131,12 @@ class MainWindow : public QMainWindow {
   bool cuda_ = false;
   bool comparison_pending_ = false;
   bool batch_ = false;
+  Json edits_ = Json::array();
+  QListWidget* edit_list_ = nullptr;
+  std::optional<RunRequest> last_request_;   // the last run's request, for re-runs with edits
+  std::shared_ptr<const Trace> unedited_;    // the trace before the first edit
+  QString unedited_answer_;                  // its passkey answer, when it was a passkey case
+  QString last_answer_;                      // the last passkey run's answer
 };
 
 }  // namespace memmamba::app

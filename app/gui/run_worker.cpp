@@ -19,6 +19,7 @@
 #include "model/selective_scan.h"
 #include "model/sample_files.h"
 #include "model/book/book.h"
+#include "model/memory/memory_edits.h"
 #include "model/text_input.h"
 #include "model/tokenizer.h"
 
@@ -211,6 +212,14 @@ void RunWorker::run(const RunRequest& request) {
     req.run_info["tokenizer"] = tok_path;
     req.run_info["source_file"] = QFileInfo(request.text_path).absoluteFilePath().toStdString();
     if (request.kind == RunRequest::Kind::Text) req.run_info["book"] = book_text.record(req.char_end);
+    if (request.edits.is_array() && !request.edits.as_array().empty()) {
+      // Checked against this text (positions past it are errors); generation runs past the
+      // prompt, so a passkey run allows the answer's tokens too.
+      const int64_t allowed = T + (request.kind == RunRequest::Kind::Passkey ? 8 : 0);
+      run.edits = std::make_shared<const MemoryEdits>(MemoryEdits::parse(request.edits, model.config(), allowed));
+      req.options.edits = run.edits;
+      req.run_info["memory_edits"] = request.edits;
+    }
     const auto run_start = std::chrono::steady_clock::now();
     req.options.progress = [&](int64_t done, int64_t total) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
@@ -218,6 +227,11 @@ void RunWorker::run(const RunRequest& request) {
       return !cancel_.load();
     };
     auto trace = std::make_shared<Trace>(trace_tokens(model, std::move(req)));
+    if (run.edits) {
+      std::vector<int64_t> made(static_cast<size_t>(model.config().n_layers), 0);
+      for (const NoteInfo& n : trace->notes) made[static_cast<size_t>(n.layer)] = std::max(made[static_cast<size_t>(n.layer)], n.local_id + 1);
+      run.edits->check_note_ids(made);
+    }
     if (request.fidelity) {
       if (cancel_) throw Cancelled();
       const int64_t n = std::min<int64_t>(trace->length(), std::max<qint64>(2, request.fidelity_tokens));

@@ -19,6 +19,7 @@ struct RunRequest {
   QString label;            // shown in the window title and the log
   QString text_path;        // Text: the book; Passkey: the haystack's book
   BookOptions book;         // how the book's text is read (a re-run takes the trace's)
+  Json edits = Json::array();  // memory edits (model/memory/memory_edits.h), a JSON list
   QString checkpoint;       // empty: the bundled model (random weights when none is bundled)
   QString tokenizer;        // empty: the bundled tokenizer
   bool cuda = false;
