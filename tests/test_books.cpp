@@ -185,7 +185,7 @@ class TestBooks : public QObject {
     const std::string file =
         "The Project Gutenberg eBook of A Test\r\n\r\nThis eBook is for the use of anyone.\r\n\r\n"
         "*** START OF THE PROJECT GUTENBERG EBOOK A TEST ***\r\n\r\n\r\nCONTENTS\r\n\r\n CHAPTER I. Arrival\r\n\r\n"
-        " CHAPTER II. Departure\r\n\r\n\r\nCHAPTER I. Arrival\r\n\r\nPart of the town was asleep. They came at night.\r\n\r\n"
+        " CHAPTER II. Departure--A Long Road--Home\r\n\r\n\r\nCHAPTER I. Arrival\r\n\r\nPart of the town was asleep. They came at night.\r\n\r\n"
         "CHAPTER II. Departure\r\n\r\nBook after book was read.\r\n\r\n"
         "*** END OF THE PROJECT GUTENBERG EBOOK A TEST ***\r\n\r\nSection 1. General Terms of Use\r\n";
     const BookText b = load_book(write("pg.txt", file));

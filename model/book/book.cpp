@@ -382,12 +382,28 @@ std::vector<Chapter> find_text_chapters(const std::string& text) {
     begin = end + 1;
   }
   (void)previous_end;
-  // A table of contents lists every heading once before the book does: where a title is
-  // seen again later, the later one is the chapter.
+  // A table of contents lists every heading before the book does, often with a longer
+  // title ("CHAPTER XXXV. A New Order of Things" above a plain "CHAPTER XXXV"): where the
+  // heading word and its number are seen again later, the later one is the chapter.
+  auto key_of = [](const std::string& title) {
+    std::string key;
+    int words = 0;
+    for (size_t i = 0; i < title.size() && words < 2; ++i) {
+      const char c = title[i];
+      if (c == ' ' || c == '.' || c == ':') {
+        if (!key.empty() && key.back() != ' ') { key += ' '; ++words; }
+        continue;
+      }
+      key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    while (!key.empty() && key.back() == ' ') key.pop_back();
+    return key;
+  };
   std::vector<Chapter> kept;
   for (size_t a = 0; a < chapters.size(); ++a) {
     bool repeated = false;
-    for (size_t b = a + 1; b < chapters.size() && !repeated; ++b) repeated = lower(chapters[b].title) == lower(chapters[a].title);
+    const std::string key = key_of(chapters[a].title);
+    for (size_t b = a + 1; b < chapters.size() && !repeated; ++b) repeated = key_of(chapters[b].title) == key;
     if (!repeated) kept.push_back(chapters[a]);
   }
   return kept;
