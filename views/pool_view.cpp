@@ -187,7 +187,11 @@ void PoolView::updateSlots() {
   const int64_t pos = document_->position();
   // The pool the current token attends to (notes made before it).
   const std::vector<int64_t> pool = document_->poolAt(layer, pos);
-  const bool comparable = layer == previous_layer_ && previous_.size() == pool.size();
+  // "Changed since the last frame" means a step forward through the run (a playback frame,
+  // an arrow key): a jump (opening a trace at token 2,000, a chapter, a click far away) or
+  // a step back would paint every slot as new.
+  const bool comparable = layer == previous_layer_ && previous_.size() == pool.size() && pos > previous_position_ &&
+                          pos - previous_position_ <= kLargestComparedStep;
   table_->setRowCount(static_cast<int>(pool.size()));
   const QColor flash = palette().color(QPalette::Base).lightness() < 128 ? QColor(40, 110, 50) : QColor(190, 240, 190);
   for (int j = 0; j < static_cast<int>(pool.size()); ++j) {
@@ -215,6 +219,7 @@ void PoolView::updateSlots() {
   }
   previous_ = pool;
   previous_layer_ = layer;
+  previous_position_ = pos;
   summary_->setText(tr("Layer %1 at token %L2: %3 of %4 slots hold notes; %5 changed since the last frame")
                         .arg(layer).arg(pos).arg(occupied_).arg(pool.size()).arg(changed_));
   if (cursor_) {

@@ -43,6 +43,8 @@ class PoolView : public PlotPanel {
   QCPItemStraightLine* cursor_ = nullptr;
   std::vector<int64_t> previous_;
   int previous_layer_ = -1;
+  int64_t previous_position_ = -1;
+  static constexpr int64_t kLargestComparedStep = 1024;
   int occupied_ = 0, changed_ = 0, columns_ = 0;
   std::vector<std::vector<float>> cells_;  // [slot][column] priority of the note held, NaN empty
   int64_t bin_ = 1;
