@@ -1,9 +1,11 @@
 #include "model/trace_builder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <thread>
 
 namespace memmamba {
 
@@ -71,51 +73,86 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::ve
   std::vector<int64_t>& note = rows.note.owned();
   std::vector<float>& weight = rows.weight.owned();
   if (!token.empty() && token.back() >= positions.front()) throw std::logic_error("trace: attention rows out of order");
-  // Written through raw pointers into vectors sized for every entry, then trimmed: a traced
-  // GPU run hands over millions of entries per chunk.
-  const size_t entries = positions.size() * static_cast<size_t>(width), base = slot.size();
-  token.reserve(token.size() + positions.size());
-  offset.reserve(offset.size() + positions.size());
-  slot.resize(base + entries);
-  pool_layer.resize(base + entries);
-  note.resize(base + entries);
-  weight.resize(base + entries);
+  for (size_t r = 1; r < positions.size(); ++r)
+    if (positions[r] <= positions[r - 1]) throw std::logic_error("trace: attention rows out of order");
+  const size_t n = positions.size(), w = static_cast<size_t>(width);
+  const int64_t n_layers = static_cast<int64_t>(local_to_global_.size());
+
+  // Two passes over blocks of rows, in parallel where there are many (a traced GPU run hands
+  // over millions of entries per chunk): count each row's kept entries and check them, then
+  // write them at their prefix-sum offsets.
+  std::vector<uint32_t> kept(n, 0);
+  std::atomic<int> bad{0};  // 1 column, 2 layer, 3 note
+  auto count = [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      if (!wants_attention(positions[r])) continue;
+      uint32_t k = 0;
+      for (size_t i = 0; i < w; ++i) {
+        const size_t e = r * w + i;
+        const int32_t col = column[e];
+        if (col < 0) continue;
+        if (static_cast<size_t>(col) >= column_layer.size()) { bad = 1; return; }
+        const int32_t pool = column_layer[static_cast<size_t>(col)];
+        if (pool < 0 || pool >= n_layers) { bad = 2; return; }
+        const int64_t local = local_note[e];
+        if (local < 0 || local >= static_cast<int64_t>(local_to_global_[static_cast<size_t>(pool)].size())) { bad = 3; return; }
+        ++k;
+      }
+      kept[r] = k;
+    }
+  };
+  const size_t workers = n * w >= (size_t{1} << 16) ? std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8) : 1;
+  auto in_parallel = [&](const auto& body) {
+    if (workers == 1) return body(size_t{0}, n);
+    std::vector<std::thread> threads;
+    const size_t per = (n + workers - 1) / workers;
+    for (size_t t = 0; t < workers; ++t)
+      if (t * per < n) threads.emplace_back(body, t * per, std::min(n, (t + 1) * per));
+    for (std::thread& th : threads) th.join();
+  };
+  in_parallel(count);
+  if (bad == 1) throw std::logic_error("trace: attention entry names no column");
+  if (bad == 2) throw std::logic_error("trace: attention entry names no layer");
+  if (bad == 3) throw std::logic_error("trace: attention entry names no note");
+
+  const size_t base = slot.size();
+  std::vector<size_t> start(n + 1, 0);
+  for (size_t r = 0; r < n; ++r) start[r + 1] = start[r] + kept[r];
+  const size_t total = start[n];
+  slot.resize(base + total);
+  pool_layer.resize(base + total);
+  note.resize(base + total);
+  weight.resize(base + total);
   int32_t* slot_out = slot.data() + base;
   int32_t* layer_out = pool_layer.data() + base;
   int64_t* note_out = note.data() + base;
   float* weight_out = weight.data() + base;
-  size_t written = 0;
-  const int64_t n_layers = static_cast<int64_t>(local_to_global_.size());
-  int64_t previous = std::numeric_limits<int64_t>::min();
-  for (size_t r = 0; r < positions.size(); ++r) {
-    const int64_t position = positions[r];
-    if (position <= previous) throw std::logic_error("trace: attention rows out of order");
-    previous = position;
-    if (!wants_attention(position)) continue;
-    token.push_back(position);
-    for (int64_t i = 0; i < width; ++i) {
-      const size_t e = r * static_cast<size_t>(width) + static_cast<size_t>(i);
-      const int32_t col = column[e];
-      if (col < 0) continue;
-      if (static_cast<size_t>(col) >= column_layer.size()) throw std::logic_error("trace: attention entry names no column");
-      const int32_t pool = column_layer[static_cast<size_t>(col)];
-      const int64_t local = local_note[e];
-      if (pool < 0 || pool >= n_layers) throw std::logic_error("trace: attention entry names no layer");
-      const std::vector<int64_t>& map = local_to_global_[static_cast<size_t>(pool)];
-      if (local < 0 || local >= static_cast<int64_t>(map.size())) throw std::logic_error("trace: attention entry names no note");
-      slot_out[written] = column_slot[static_cast<size_t>(col)];
-      layer_out[written] = pool;
-      note_out[written] = map[static_cast<size_t>(local)];
-      weight_out[written] = weight_in[e];
-      ++written;
+  auto fill = [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      size_t at = start[r];
+      if (!wants_attention(positions[r])) continue;
+      for (size_t i = 0; i < w; ++i) {
+        const size_t e = r * w + i;
+        const int32_t col = column[e];
+        if (col < 0) continue;
+        const int32_t pool = column_layer[static_cast<size_t>(col)];
+        slot_out[at] = column_slot[static_cast<size_t>(col)];
+        layer_out[at] = pool;
+        note_out[at] = local_to_global_[static_cast<size_t>(pool)][static_cast<size_t>(local_note[e])];
+        weight_out[at] = weight_in[e];
+        ++at;
+      }
     }
-    offset.push_back(static_cast<int64_t>(base + written));
-    if (!cross_layer) l.flags[position] |= kAttentionRecorded;
+  };
+  in_parallel(fill);
+  token.reserve(token.size() + n);
+  offset.reserve(offset.size() + n);
+  for (size_t r = 0; r < n; ++r) {
+    if (!wants_attention(positions[r])) continue;
+    token.push_back(positions[r]);
+    offset.push_back(static_cast<int64_t>(base + start[r + 1]));
+    if (!cross_layer) l.flags[positions[r]] |= kAttentionRecorded;
   }
-  slot.resize(base + written);
-  pool_layer.resize(base + written);
-  note.resize(base + written);
-  weight.resize(base + written);
 }
 
 void TraceBuilder::losses(int64_t pos0, const std::vector<float>& loss) {

@@ -10,6 +10,8 @@
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
 #include "model/trace.h"
+#include "model/trace_builder.h"
+#include "tests/test_helpers.h"
 #include "test_helpers.h"
 
 using namespace memmamba;
@@ -48,6 +50,49 @@ class TestTrace : public QObject {
   QTemporaryDir dir_;
 
  private Q_SLOTS:
+  void attentionRowsInBulkEqualRowsInPieces() {
+    // A traced GPU chunk hands over millions of entries at once (filled by several threads);
+    // the same rows handed over in small pieces (one thread) give the same trace.
+    ModelConfig c = testing::tiny_config();
+    auto make = [&](size_t pieces) {
+      TraceOptions o;
+      o.detail_begin = 100;  // rows before it are left out
+      TraceBuilder b(c, o);
+      std::vector<NoteMade> notes(40);
+      for (size_t i = 0; i < notes.size(); ++i) notes[i].note_id = static_cast<int64_t>(i);
+      for (int32_t l = 0; l < c.n_layers; ++l) b.notes_made(l, notes);
+      const size_t rows = 20000, width = 8;
+      std::vector<int32_t> column_layer, column_slot;
+      for (int32_t l = 0; l < 2; ++l)
+        for (int32_t j = 0; j < c.pool_slots; ++j) { column_layer.push_back(l); column_slot.push_back(j); }
+      std::vector<int64_t> positions(rows);
+      std::vector<int32_t> column(rows * width), local(rows * width);
+      std::vector<float> weight(rows * width);
+      for (size_t r = 0; r < rows; ++r) {
+        positions[r] = static_cast<int64_t>(3 * r + 1);
+        for (size_t i = 0; i < width; ++i) {
+          const size_t e = r * width + i;
+          column[e] = (r + i) % 5 == 0 ? -1 : static_cast<int32_t>((r * 7 + i) % column_layer.size());
+          local[e] = static_cast<int32_t>((r + 3 * i) % 40);
+          weight[e] = static_cast<float>(e % 97) / 97.f;
+        }
+      }
+      const size_t per = rows / pieces;
+      for (size_t p = 0; p < pieces; ++p) {
+        std::vector<int64_t> part(positions.begin() + p * per, positions.begin() + (p + 1) * per);
+        b.attention_rows(1, true, part, width, column.data() + p * per * width, local.data() + p * per * width,
+                         weight.data() + p * per * width, column_layer, column_slot);
+      }
+      return b.finish();
+    };
+    const Trace bulk = make(1), pieces = make(40);
+    const AttentionRows &x = bulk.layers[1].layer_attention, &y = pieces.layers[1].layer_attention;
+    QVERIFY(x.rows() > 19000 && x.slot.size() > 100000);
+    QVERIFY(x.token == y.token && x.offset == y.offset && x.slot == y.slot && x.layer == y.layer && x.note == y.note &&
+            x.weight == y.weight);
+    QCOMPARE(x.token[0], int64_t{100});  // 3 * 33 + 1: the first row in the detail range
+  }
+
   void initTestCase() { configure_cpu_runtime(); }
 
   void savesAndLoadsBitExactly() {
