@@ -18,6 +18,7 @@
 
 #include <QComboBox>
 #include <QListWidget>
+#include <QTableWidget>
 #include <qcustomplot.h>
 
 #include <memory>
@@ -632,6 +633,13 @@ class TestViews : public QObject {
     QCOMPARE(doc->trace()->run_info.at("memory_edits").as_array().size(), size_t{1});
     QCOMPARE(doc->comparison(), before.get());
     QCOMPARE(doc->comparisonLabel(), QStringLiteral("before the edits"));
+    // The pool table shows each slot as it was before the edits beside it.
+    auto* table = pool->findChild<QTableWidget*>();
+    QVERIFY(table);
+    QCOMPARE(table->columnCount(), 6);
+    QCOMPARE(table->horizontalHeaderItem(5)->text(), QStringLiteral("before the edits"));
+    doc->setPosition(0);
+    QCOMPARE(table->item(0, 5)->text(), QStringLiteral("same"));  // an empty pool before the first note
     auto* list = window.findChild<QListWidget*>(QStringLiteral("edit-list"));
     QVERIFY(list);
     QCOMPARE(list->count(), 1);
@@ -641,6 +649,7 @@ class TestViews : public QObject {
     QVERIFY(!doc->trace()->run_info.contains("memory_edits"));
     QCOMPARE(list->count(), 0);
     QCOMPARE(doc->trace()->tokens, before->tokens);
+    QCOMPARE(table->columnCount(), 5);  // no comparison: no column
   }
 
   void corruptSettingsLeaveTheAppUsable() {

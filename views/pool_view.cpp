@@ -73,6 +73,7 @@ PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(documen
   connect(document_, &TraceDocument::traceChanged, this, [this] { rebuildMap(); fitColumns(); updateSlots(); });
   connect(document_, &TraceDocument::layerChanged, this, [this] { rebuildMap(); updateSlots(); });
   connect(document_, &TraceDocument::positionChanged, this, &PoolView::updateSlots);
+  connect(document_, &TraceDocument::comparisonChanged, this, &PoolView::updateSlots);
 }
 
 int PoolView::slotRows() const { return table_->rowCount(); }
@@ -192,6 +193,19 @@ void PoolView::updateSlots() {
   // a step back would paint every slot as new.
   const bool comparable = layer == previous_layer_ && previous_.size() == pool.size() && pos > previous_position_ &&
                           pos - previous_position_ <= kLargestComparedStep;
+  // Beside an edited run, the pool of the run it is compared with (same tokens, a memory):
+  // the slot as it was "before the edits".
+  const Trace* other = document_->comparison();
+  const bool beside = other && other->length() == t->length() && other->pool_slots == t->pool_slots &&
+                      !other->notes.empty() && layer < static_cast<int>(other->layers.size());
+  const std::vector<int64_t> other_pool = beside ? other->pool_at(layer, pos) : std::vector<int64_t>{};
+  const int columns = beside ? 6 : 5;
+  if (table_->columnCount() != columns) {
+    table_->setColumnCount(columns);
+    if (beside) table_->setHorizontalHeaderItem(5, new QTableWidgetItem(document_->comparisonLabel()));
+  } else if (beside && table_->horizontalHeaderItem(5)->text() != document_->comparisonLabel()) {
+    table_->horizontalHeaderItem(5)->setText(document_->comparisonLabel());
+  }
   table_->setRowCount(static_cast<int>(pool.size()));
   const QColor flash = palette().color(QPalette::Base).lightness() < 128 ? QColor(40, 110, 50) : QColor(190, 240, 190);
   for (int j = 0; j < static_cast<int>(pool.size()); ++j) {
@@ -209,7 +223,19 @@ void PoolView::updateSlots() {
     } else {
       cells = {QString::number(j), tr("(empty)"), QString(), QString(), QString()};
     }
-    for (int c = 0; c < 5; ++c) {
+    if (beside) {
+      const int64_t was = j < static_cast<int>(other_pool.size()) ? other_pool[j] : -1;
+      QString cell = tr("(empty)");
+      if (was >= 0) {
+        const NoteInfo& n = other->notes[static_cast<size_t>(was)];
+        cell = n.sources.empty() ? tr("note %1").arg(was)
+                                 : QStringLiteral("@%1 %2").arg(n.sources.front()).arg(document_->context(n.sources.front(), 3));
+      }
+      const bool same = (was < 0 && note < 0) ||
+                        (was >= 0 && note >= 0 && other->notes[static_cast<size_t>(was)].sources == t->notes[note].sources);
+      cells << (same ? tr("same") : cell);
+    }
+    for (int c = 0; c < columns; ++c) {
       auto* item = table_->item(j, c);
       if (!item) { item = new QTableWidgetItem; table_->setItem(j, c, item); }
       if (item->text() != cells[c]) item->setText(cells[c]);  // unchanged cells cost no relayout
