@@ -81,6 +81,22 @@ class TestViews : public QObject {
     QCOMPARE(pool.occupancyColumns(), static_cast<int>(T_));
     QCOMPARE(triggers.rasterRows(), static_cast<int>(trace_->layers.size()));
     QCOMPARE(triggers.rasterColumns(), static_cast<int>(T_));
+    // Windows of one token, novelty: I_state is I_t a token later, drawn once.
+    QCOMPARE(triggers.signalCurves(), 1);
+    {
+      // Windows of three tokens: I_state and I_t differ, both drawn.
+      ModelConfig c = testing::tiny_config();
+      c.note_window = 3;
+      MemMambaModel model = MemMambaModel::random(c, 3);
+      TraceRunRequest req;
+      for (int64_t t = 0; t < 90; ++t) req.tokens.push_back(static_cast<int32_t>((t * 13 + t / 7) % c.vocab_size));
+      req.options = model.default_options();
+      views::TraceDocument windows_doc;
+      views::TriggerView window_triggers(&windows_doc);
+      windows_doc.setTrace(std::make_shared<Trace>(trace_tokens(model, std::move(req))), QStringLiteral("w3"));
+      windows_doc.setPosition(45);
+      QCOMPARE(window_triggers.signalCurves(), 2);
+    }
     // A negative tau2 has no line on the plot (I_state >= 0), so the axis says what it means.
     auto* signals_plot = triggers.findChild<QCustomPlot*>(QStringLiteral("threshold-signals"));
     QVERIFY(signals_plot);

@@ -187,6 +187,8 @@ void TriggerView::rebuildRaster() {
   raster_->replot();
 }
 
+int TriggerView::signalCurves() const { return signals_->graphCount(); }
+
 void TriggerView::updateSignals() {
   signals_->clearGraphs();
   signals_->clearItems();
@@ -201,14 +203,22 @@ void TriggerView::updateSignals() {
     imp << t->layers[layer].importance[i];
     ist << t->layers[layer].istate[i];
   }
+  // With windows of one token and the novelty rule, I_state at t is I_t at t - 1, to the bit:
+  // two curves would be one drawn twice, shifted by a token. Then one curve says so.
+  const auto& importance = t->layers[layer].importance;
+  const auto& istate = t->layers[layer].istate;
+  bool shifted_twin = b > a;
+  for (int64_t i = a + 1; i <= b && shifted_twin; ++i) shifted_twin = istate[i] == importance[i - 1];
   auto* gi = signals_->addGraph();
-  gi->setName(tr("importance I_t"));
+  gi->setName(shifted_twin ? tr("importance I_t (= I_state at t + 1 in this layer)") : tr("importance I_t"));
   gi->setPen(QPen(QColor(255, 140, 0), 1));
   gi->setData(x, imp, true);
-  auto* gs = signals_->addGraph();
-  gs->setName(tr("I_state"));
-  gs->setPen(QPen(QColor(40, 110, 220), 1));
-  gs->setData(x, ist, true);
+  if (!shifted_twin) {
+    auto* gs = signals_->addGraph();
+    gs->setName(tr("I_state"));
+    gs->setPen(QPen(QColor(40, 110, 220), 1));
+    gs->setData(x, ist, true);
+  }
   auto hline = [this](double y, const QColor& c) {
     auto* line = new QCPItemStraightLine(signals_);
     line->point1->setCoords(0, y);

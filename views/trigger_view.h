@@ -19,6 +19,7 @@ class TriggerView : public PlotPanel {
   QString csv(const QString& figure) const override;
   int rasterRows() const { return rows_; }
   int rasterColumns() const { return columns_; }
+  int signalCurves() const;  // 1 where I_state is I_t shifted by a token, else 2
   void setThresholds(double tau_note, double tau_retrieve);
   double fusionGain() const;
   int64_t signalWindow() const { return window_; }
