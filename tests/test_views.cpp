@@ -162,6 +162,20 @@ class TestViews : public QObject {
     int64_t recorded = 0;
     for (int64_t t = std::max<int64_t>(0, T_ - 120); t < T_; ++t) recorded += trace_->layers[0].token_attention.find(t) >= 0;
     QCOMPARE(static_cast<int64_t>(attention.heatmapRows()), recorded);
+    // The heatmap has a colour scale, and a slot a row did not record is blank, not weight 0.
+    QCPColorMap* heat_map = nullptr;
+    for (QCustomPlot* plot : attention.findChildren<QCustomPlot*>())
+      for (int i = 0; i < plot->plottableCount(); ++i)
+        if (auto* m = qobject_cast<QCPColorMap*>(plot->plottable(i))) heat_map = m;
+    QVERIFY(heat_map && heat_map->colorScale());
+    const AttentionRows& last_rows = trace_->layers[0].token_attention;
+    const int64_t last_row = last_rows.find(T_ - 1);
+    QVERIFY(last_row >= 0);
+    std::vector<bool> recorded_slot(static_cast<size_t>(trace_->pool_slots), false);
+    for (int64_t e = last_rows.offset[last_row]; e < last_rows.offset[last_row + 1]; ++e) recorded_slot[last_rows.slot[e]] = true;
+    const int last_cell = heat_map->data()->valueSize() - 1;
+    for (int j = 0; j < static_cast<int>(trace_->pool_slots); ++j)
+      QCOMPARE(std::isnan(heat_map->data()->cell(j, last_cell)), !recorded_slot[static_cast<size_t>(j)]);
     QCOMPARE(decay.curves(), static_cast<int>(trace_->layers.size()));
     doc.setPosition(10);  // a recorded retention source: exact curves in every layer
     QCOMPARE(decay.exactCurves(), static_cast<int>(trace_->layers.size()));

@@ -1,5 +1,7 @@
 #include "views/attention_view.h"
 
+#include <limits>
+
 #include <QLabel>
 #include <qcustomplot.h>
 
@@ -72,6 +74,8 @@ void AttentionView::refresh() {
   const int n = static_cast<int>(pos - first + 1);
   map->data()->setSize(static_cast<int>(K), n);
   map->data()->setRange(QCPRange(0, static_cast<double>(K - 1)), QCPRange(static_cast<double>(first), static_cast<double>(pos)));
+  // A slot the row did not record (empty, or below the kept top-k) is blank, not weight 0.
+  map->data()->fill(std::numeric_limits<double>::quiet_NaN());
   for (int64_t tok = first; tok <= pos; ++tok) {
     const int64_t r = rows.find(tok);
     if (r < 0) continue;
@@ -81,6 +85,13 @@ void AttentionView::refresh() {
   }
   QCPColorGradient g;
   applyViridis(g);
+  g.setNanHandling(QCPColorGradient::nhTransparent);
+  if (!heat_scale_) {  // made once: the layout keeps it across refreshes
+    heat_scale_ = new QCPColorScale(heat_);
+    heat_->plotLayout()->addElement(0, 1, heat_scale_);
+    heat_scale_->setLabel(tr("attention weight (blank: not recorded)"));
+  }
+  map->setColorScale(heat_scale_);
   map->setGradient(g);
   map->setDataRange(QCPRange(0, 1));
   map->setInterpolate(false);

@@ -6,6 +6,7 @@
 #include "views/plot_panel.h"
 
 class QLabel;
+class QCPColorScale;
 
 namespace memmamba::views {
 
@@ -21,6 +22,7 @@ class AttentionView : public PlotPanel {
  private:
   void refresh();
   QCustomPlot* heat_;
+  QCPColorScale* heat_scale_ = nullptr;
   QCustomPlot* sources_;
   QLabel* caption_;
   int heat_rows_ = 0, source_bars_ = 0;
