@@ -76,7 +76,9 @@ class TestViews : public QObject {
     views::TraceDocument doc;
     views::PoolView pool(&doc);
     views::TriggerView triggers(&doc);
+    QVERIFY(pool.showsEmptyHint() && triggers.showsEmptyHint());  // a sentence, not empty axes
     doc.setTrace(trace_, QStringLiteral("test"));
+    QVERIFY(!pool.showsEmptyHint() && !triggers.showsEmptyHint());
     QCOMPARE(pool.slotRows(), static_cast<int>(trace_->pool_slots));
     QCOMPARE(pool.occupancyColumns(), static_cast<int>(T_));
     QCOMPARE(triggers.rasterRows(), static_cast<int>(trace_->layers.size()));

@@ -24,6 +24,7 @@ AttentionView::AttentionView(TraceDocument* document, QWidget* parent) : PlotPan
   connect(document_, &TraceDocument::traceChanged, this, &AttentionView::refresh);
   connect(document_, &TraceDocument::layerChanged, this, &AttentionView::refresh);
   connect(document_, &TraceDocument::positionChanged, this, &AttentionView::refresh);
+  setEmptyHint(tr("What each token reads from the pool appears here: open a book (File > Open) or a trace."));
 }
 
 std::vector<Figure> AttentionView::figures() const {

@@ -71,6 +71,7 @@ DecayView::DecayView(TraceDocument* document, QWidget* parent) : PlotPanel(docum
   connect(document_, &TraceDocument::comparisonChanged, this, [this] { refresh(true); refreshFidelity(); });
   connect(document_, &TraceDocument::layerChanged, this, [this] { refresh(true); });
   connect(document_, &TraceDocument::positionChanged, this, [this] { refresh(false); });
+  setEmptyHint(tr("How fast each layer forgets appears here: open a book (File > Open) or a trace."));
 }
 
 int DecayView::curves() const { return selected_->graphCount(); }

@@ -12,6 +12,33 @@ namespace memmamba::views {
 
 PlotPanel::PlotPanel(TraceDocument* document, QWidget* parent) : QWidget(parent), document_(document) {}
 
+void PlotPanel::setEmptyHint(const QString& text) {
+  if (!empty_hint_) {
+    empty_hint_ = new QLabel(this);
+    empty_hint_->setAlignment(Qt::AlignCenter);
+    empty_hint_->setWordWrap(true);
+    empty_hint_->setAutoFillBackground(true);
+    empty_hint_->setMargin(24);
+    connect(document_, &TraceDocument::traceChanged, this, &PlotPanel::syncEmptyHint);
+  }
+  empty_hint_->setText(text);
+  syncEmptyHint();
+}
+
+bool PlotPanel::showsEmptyHint() const { return empty_hint_ && !empty_hint_->isHidden(); }
+
+void PlotPanel::syncEmptyHint() {
+  if (!empty_hint_) return;
+  empty_hint_->setGeometry(rect());
+  empty_hint_->setVisible(!document_->hasTrace());
+  empty_hint_->raise();
+}
+
+void PlotPanel::resizeEvent(QResizeEvent* event) {
+  QWidget::resizeEvent(event);
+  if (empty_hint_) empty_hint_->setGeometry(rect());
+}
+
 void PlotPanel::changeEvent(QEvent* event) {
   QWidget::changeEvent(event);
   if (event->type() != QEvent::PaletteChange) return;

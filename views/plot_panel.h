@@ -27,6 +27,7 @@ class PlotPanel : public QWidget {
   virtual std::vector<Figure> figures() const = 0;
   // The numbers drawn in a figure, as CSV with a header row.
   virtual QString csv(const QString& figure) const = 0;
+  bool showsEmptyHint() const;
 
  protected:
   // Lays the panel out as a plain-text caption above two new plots side by side (or stacked),
@@ -35,8 +36,16 @@ class PlotPanel : public QWidget {
                               const QString& second_name, QCustomPlot*& second);
   // A new palette (View > Dark palette) reaches every plot of the panel.
   void changeEvent(QEvent* event) override;
+  void resizeEvent(QResizeEvent* event) override;
+  // Until a trace is loaded, `text` covers the panel instead of empty axes (views with
+  // nothing to show without a trace call this once).
+  void setEmptyHint(const QString& text);
 
   TraceDocument* document_;
+
+ private:
+  void syncEmptyHint();
+  QLabel* empty_hint_ = nullptr;
 };
 
 // Colours a plot for a palette: its background, every axis of every axis rect and colour

@@ -74,6 +74,7 @@ PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(documen
   connect(document_, &TraceDocument::layerChanged, this, [this] { rebuildMap(); updateSlots(); });
   connect(document_, &TraceDocument::positionChanged, this, &PoolView::updateSlots);
   connect(document_, &TraceDocument::comparisonChanged, this, &PoolView::updateSlots);
+  setEmptyHint(tr("The state pool of the current layer appears here: open a book (File > Open) or a trace."));
 }
 
 int PoolView::slotRows() const { return table_->rowCount(); }

@@ -85,6 +85,7 @@ TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(d
   });
   connect(document_, &TraceDocument::layerChanged, this, &TriggerView::updateSignals);
   connect(document_, &TraceDocument::positionChanged, this, &TriggerView::updateSignals);
+  setEmptyHint(tr("Where the note and retrieval thresholds fire appears here: open a book (File > Open) or a trace."));
 }
 
 double TriggerView::fusionGain() const { return fusion_gain_->value(); }
