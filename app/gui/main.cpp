@@ -30,7 +30,12 @@ int main(int argc, char** argv) {
   const QCommandLineOption figure_size(QStringLiteral("figure-size"),
                                        QStringLiteral("Size of exported figures: column (252 x 180 pt), two-column (516 x 260 pt), slide (960 x 540 pt) or WIDTHxHEIGHT in points (default: two-column). PNGs are drawn at 300 dpi."),
                                        QStringLiteral("SIZE"));
-  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size});
+  const QCommandLineOption encoding(QStringLiteral("encoding"),
+                                    QStringLiteral("How to read a text file: auto (default: a BOM, else UTF-8, else CP-1252), utf-8, utf-16le, utf-16be, latin-1 or cp1252."),
+                                    QStringLiteral("E"));
+  const QCommandLineOption keep_boilerplate(QStringLiteral("keep-boilerplate"),
+                                            QStringLiteral("Keep a Project Gutenberg file's licence header and footer."));
+  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, encoding, keep_boilerplate});
 
   // Read before the GUI starts, so --help, --version and bad flags need no display. Qt's own
   // options (-platform, -style ...) are unknown here: then the GUI starts first, removes
@@ -79,6 +84,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "--device cuda: no CUDA device is available to this build\n");
       return 2;
     }
+    static const QStringList kEncodings = {QStringLiteral("auto"),     QStringLiteral("utf-8"),   QStringLiteral("utf-16le"),
+                                           QStringLiteral("utf-16be"), QStringLiteral("latin-1"), QStringLiteral("cp1252")};
+    if (parser.isSet(encoding) && !kEncodings.contains(parser.value(encoding).toLower())) {
+      std::fprintf(stderr, "--encoding takes %s, not \"%s\"\n", qPrintable(kEncodings.join(QStringLiteral(", "))),
+                   qPrintable(parser.value(encoding)));
+      return 2;
+    }
     for (const QCommandLineOption* o : {&checkpoint, &tokenizer, &trace})
       if (parser.isSet(*o) && !QFileInfo(parser.value(*o)).isFile()) {
         std::fprintf(stderr, "%s: no such file\n", qPrintable(parser.value(*o)));
@@ -105,6 +117,12 @@ int main(int argc, char** argv) {
   if (parser.isSet(checkpoint) || parser.isSet(tokenizer) || !dev.isEmpty())
     window.setModelChoice(parser.value(checkpoint), parser.value(tokenizer),
                           dev.isEmpty() ? memmamba::app::cudaAvailable() : dev == QLatin1String("cuda"));
+  if (parser.isSet(encoding) || parser.isSet(keep_boilerplate)) {
+    memmamba::BookOptions book;
+    if (parser.isSet(encoding)) book.encoding = parser.value(encoding).toLower().toStdString();
+    book.keep_boilerplate = parser.isSet(keep_boilerplate);
+    window.setBookOptions(book);
+  }
   const QString figures_dir = parser.value(export_figures);
   if (!figures_dir.isEmpty()) {
     window.setBatchMode(true);

@@ -416,6 +416,7 @@ RunRequest MainWindow::textRequest(const QString& path) const {
   r.kind = RunRequest::Kind::Text;
   r.text_path = path;
   r.label = QFileInfo(path).fileName();
+  r.book = book_options_;
   // Re-running the loaded trace's book reads it as the trace did (encoding, boilerplate,
   // Markdown), so that the same tokens come back.
   const Trace* current = document_->trace();

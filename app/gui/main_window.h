@@ -67,6 +67,9 @@ class MainWindow : public QMainWindow {
   // Batch use (screenshots): errors go to stderr instead of dialogs nobody could close.
   void setBatchMode(bool batch) { batch_ = batch; }
   void setDarkPalette(bool dark);
+  // How texts opened from now on are read (encoding, Gutenberg boilerplate); a re-run of a
+  // trace's book reads it as the trace did.
+  void setBookOptions(const BookOptions& options) { book_options_ = options; }
   // Memory edits (interventions): each change re-runs the last run with the whole list; the
   // run before the first edit stays as the comparison.
   void addEdit(const Json& edit);
@@ -132,6 +135,7 @@ class MainWindow : public QMainWindow {
   bool comparison_pending_ = false;
   bool batch_ = false;
   Json edits_ = Json::array();
+  BookOptions book_options_;
   QListWidget* edit_list_ = nullptr;
   std::optional<RunRequest> last_request_;   // the last run's request, for re-runs with edits
   std::shared_ptr<const Trace> unedited_;    // the trace before the first edit
