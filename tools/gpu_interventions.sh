@@ -16,7 +16,7 @@ cat > /tmp/edits.json <<'JSON'
  {"kind": "thresholds", "layer": 6, "tau_note": 0.6}, {"kind": "mask_read", "layer": 7, "begin": 100, "end": 3000}]
 JSON
 for device in cpu cuda; do
-  "$bin" run /tmp/edit-text.txt --out "$out/edited-$device.trace" --device "$device" --edit /tmp/edits.json 2>&1 | grep -E "wrote|error"
+  "$bin" run /tmp/edit-text.txt --out "$out/edited-$device.trace" --device "$device" --edit /tmp/edits.json 2>&1 | grep -E "^(wrote|error)"
 done
 "$bin" info "$out/edited-cpu.trace" > "$out/edited-cpu.info" 2>&1
 "$bin" info "$out/edited-cuda.trace" > "$out/edited-cuda.info" 2>&1
