@@ -1,5 +1,7 @@
 #include "model/json.h"
 
+#include "model/text_input.h"
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -103,24 +105,6 @@ class Parser {
     return Json(std::move(arr));
   }
 
-  static void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   uint32_t parse_hex4() {
     if (pos_ + 4 > s_.size()) fail("truncated \\u escape");
     uint32_t v = 0;
@@ -165,7 +149,7 @@ class Parser {
           } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
             fail("unpaired surrogate");
           }
-          append_utf8(out, cp);
+          append_utf8(cp, out);
           break;
         }
         default: fail("bad escape");

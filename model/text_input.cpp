@@ -8,9 +8,8 @@
 
 namespace memmamba {
 
-namespace {
 // Length of the UTF-8 sequence at s[i], or 0 when invalid (overlong, surrogate, > U+10FFFF, truncated).
-size_t utf8_sequence(const std::string& s, size_t i) {
+size_t utf8_sequence_length(const std::string& s, size_t i) {
   const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
   const unsigned char c = b(i);
   if (c < 0x80) return 1;
@@ -29,7 +28,25 @@ size_t utf8_sequence(const std::string& s, size_t i) {
     return 0;
   return len;
 }
-}  // namespace
+
+void append_utf8(uint32_t code_point, std::string& out) {
+  const uint32_t cp = code_point;
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
 
 std::string normalize_text(const std::string& bytes, const std::string& origin) {
   size_t start = 0;
@@ -50,7 +67,7 @@ std::string normalize_text(const std::string& bytes, const std::string& origin) 
     if (c == '\0')
       throw TextError(origin + " looks like a binary file (a NUL byte at offset " + std::to_string(i) +
                       "), not UTF-8 text");
-    const size_t len = utf8_sequence(bytes, i);
+    const size_t len = utf8_sequence_length(bytes, i);
     if (len == 0)
       throw TextError(origin + " is not valid UTF-8: bad byte 0x" +
                       std::string(1, "0123456789ABCDEF"[(static_cast<unsigned char>(c) >> 4)]) +

@@ -382,11 +382,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   const auto t0 = std::chrono::steady_clock::now();
   const RunOptions fidelity_run = req.options;
   Trace trace = trace_tokens(lm.model, std::move(req));
-  if (fidelity_run.edits) {
-    std::vector<int64_t> made(static_cast<size_t>(lm.model.config().n_layers), 0);
-    for (const NoteInfo& n : trace.notes) made[static_cast<size_t>(n.layer)] = std::max(made[static_cast<size_t>(n.layer)], n.local_id + 1);
-    fidelity_run.edits->check_note_ids(made);
-  }
+  if (fidelity_run.edits) fidelity_run.edits->check_note_ids(trace);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (fidelity_tokens >= 2) {
     eval::FidelityOptions fo;

@@ -501,12 +501,16 @@ void MainWindow::clearEdits() {
 
 void MainWindow::refreshEditList() {
   edit_list_->clear();
+  ModelConfig config;
+  try {
+    if (document_->trace()) config = ModelConfig::from_json(document_->trace()->config);
+  } catch (const std::exception&) {
+  }
   for (const Json& e : edits_.as_array()) {
     try {
       // Described as the model library reads it (a one-edit list checks nothing run-specific).
       Json one = Json::array();
       one.push_back(e);
-      const ModelConfig config = document_->trace() ? ModelConfig::from_json(document_->trace()->config) : ModelConfig{};
       edit_list_->addItem(QString::fromStdString(MemoryEdits::parse(one, config).edits()[0].describe()));
     } catch (const std::exception&) {
       edit_list_->addItem(QString::fromStdString(e.dump()));

@@ -227,11 +227,7 @@ void RunWorker::run(const RunRequest& request) {
       return !cancel_.load();
     };
     auto trace = std::make_shared<Trace>(trace_tokens(model, std::move(req)));
-    if (run.edits) {
-      std::vector<int64_t> made(static_cast<size_t>(model.config().n_layers), 0);
-      for (const NoteInfo& n : trace->notes) made[static_cast<size_t>(n.layer)] = std::max(made[static_cast<size_t>(n.layer)], n.local_id + 1);
-      run.edits->check_note_ids(made);
-    }
+    if (run.edits) run.edits->check_note_ids(*trace);
     if (request.fidelity) {
       if (cancel_) throw Cancelled();
       const int64_t n = std::min<int64_t>(trace->length(), std::max<qint64>(2, request.fidelity_tokens));

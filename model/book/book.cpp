@@ -34,24 +34,6 @@ std::string head_of(const std::string& bytes) {
   return lower(bytes.substr(i, 64));
 }
 
-void append_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 // CP-1252's 0x80-0x9F; its five unassigned bytes keep their Latin-1 (C1 control) meaning.
 constexpr uint16_t kCp1252High[32] = {0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
                                       0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008D, 0x017D, 0x008F,
@@ -91,24 +73,10 @@ void decode_utf16(const std::string& bytes, size_t start, bool little_endian, co
   }
 }
 
-bool valid_utf8(const std::string& s, size_t start) {
-  for (size_t i = start; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) { ++i; continue; }
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    else return false;
-    if (i + len > s.size()) return false;
-    for (size_t k = 1; k < len; ++k) {
-      const auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (d & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
+bool valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = utf8_sequence_length(s, i);
+    if (len == 0) return false;
     i += len;
   }
   return true;
@@ -274,15 +242,13 @@ std::string decode_to_utf8(const std::string& bytes, const std::string& encoding
       throw TextError(origin + " looks like a binary file (a NUL byte at offset " +
                       std::to_string(static_cast<const char*>(nul) - bytes.data()) +
                       "), not text; if it is UTF-16 without a byte-order mark, pass --encoding utf-16le or utf-16be");
-    if (valid_utf8(bytes, 0)) { out = bytes; return bom8 ? "utf-8 (BOM)" : "utf-8"; }
+    if (valid_utf8(bytes)) { out = bytes; return bom8 ? "utf-8 (BOM)" : "utf-8"; }
     // Not UTF-8 as a whole. If parts of it are UTF-8 (multi-byte sequences that decode), the
     // file mixes encodings and neither reading is right: say where, instead of guessing.
     size_t first_utf8 = std::string::npos, first_bad = std::string::npos;
     for (size_t i = 0; i < bytes.size();) {
-      const auto c = static_cast<unsigned char>(bytes[i]);
-      if (c < 0x80) { ++i; continue; }
-      const size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-      if (len > 0 && i + len <= bytes.size() && valid_utf8(bytes.substr(i, len), 0)) {
+      if (static_cast<unsigned char>(bytes[i]) < 0x80) { ++i; continue; }
+      if (const size_t len = utf8_sequence_length(bytes, i); len > 0) {
         if (first_utf8 == std::string::npos) first_utf8 = i;
         i += len;
       } else {

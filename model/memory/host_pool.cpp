@@ -141,7 +141,11 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
   const int64_t n_new = static_cast<int64_t>(notes.size());
   auto s_b = in.summaries[b];
   auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
-  torch::Tensor new_vectors, importance, new_priority;
+  torch::Tensor new_vectors, bank_vectors, importance, new_priority;
+  // The bank: the carried slots, then the chunk's notes.
+  auto bank_of = [&](const torch::Tensor& fresh) {
+    return n_new > 0 ? torch::cat({vectors_[b].to(s_b.dtype()), fresh}, 0) : vectors_[b].to(s_b.dtype());
+  };
   if (!needs_autograd({in.summaries, in.learned})) {
     // Nothing to differentiate: the notes and the importance as the walk decided them.
     std::vector<float> vectors_host, priority_host;
@@ -151,6 +155,7 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
       priority_host.push_back(n.priority);
     }
     new_vectors = floats_to_tensor(vectors_host, n_new, S, dev).to(s_b.dtype());
+    bank_vectors = bank_of(new_vectors);
     new_priority = floats_to_tensor(priority_host, 1, n_new, dev).view({n_new}).to(s_b.dtype());
     importance = learned_rule ? in.learned[b] : floats_to_tensor(walked_importance, 1, T, dev).view({T}).to(s_b.dtype());
   } else {
@@ -159,17 +164,17 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
     auto s_ext = torch::cat({s_b, floats_to_tensor(ext_values, n_ext, S, dev).to(s_b.dtype())}, 0);
     new_vectors = n_new > 0 ? s_ext.gather(0, torch::tensor(channel_rows, long_opts).view({n_new, S}).to(dev))
                             : torch::zeros({0, S}, s_b.options());
-    auto carried_vectors = vectors_[b].to(s_b.dtype());
+    bank_vectors = bank_of(new_vectors);
     auto ext_imp = torch::tensor(ext_importance, torch::kFloat32).to(dev).to(s_b.dtype());
     if (learned_rule) {
       importance = in.learned[b];
     } else {
       importance = torch::ones({T}, s_b.options());
       if (!ref_token.empty()) {
-        const int64_t nb = K + n_new;
+        const int64_t nb = bank_vectors.size(0);
         std::vector<int64_t> ref_index(ref_token.size());
         for (size_t i = 0; i < ref_token.size(); ++i) ref_index[i] = ref_bank[i] >= 0 ? ref_bank[i] : nb + ref_row[i];
-        auto references = torch::cat({carried_vectors, new_vectors, s_ext}, 0)
+        auto references = torch::cat({bank_vectors, s_ext}, 0)
                               .index_select(0, torch::tensor(ref_index, long_opts).to(dev));
         auto tok = torch::tensor(ref_token, long_opts).to(dev);
         auto cos = torch::cosine_similarity(s_b.index_select(0, tok), references, 1, 1e-12);
@@ -180,7 +185,6 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
     new_priority = n_new > 0 ? importance_ext.index_select(0, torch::tensor(priority_rows, long_opts).to(dev))
                              : torch::zeros({0}, s_b.options());
   }
-  auto bank_vectors = n_new > 0 ? torch::cat({vectors_[b].to(s_b.dtype()), new_vectors}, 0) : vectors_[b].to(s_b.dtype());
   auto bank_priority = n_new > 0 ? torch::cat({priority_[b].to(s_b.dtype()), new_priority}, 0) : priority_[b].to(s_b.dtype());
 
   const bool pool_changed = n_new > 0 || !events.empty();

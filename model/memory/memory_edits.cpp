@@ -1,8 +1,10 @@
 #include "model/memory/memory_edits.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "model/file_io.h"
+#include "model/trace.h"
 
 namespace memmamba {
 
@@ -267,6 +269,18 @@ void MemoryEdits::check_note_ids(const std::vector<int64_t>& made) const {
                       " was never made in this run (layer " + std::to_string(e.layer) + " made " + std::to_string(n) +
                       " notes, ids 0-" + std::to_string(n - 1) + ")");
   }
+}
+
+}  // namespace memmamba
+
+namespace memmamba {
+
+void MemoryEdits::check_note_ids(const Trace& run) const {
+  std::vector<int64_t> made(run.layers.size(), 0);
+  for (const NoteInfo& n : run.notes)
+    if (n.layer >= 0 && static_cast<size_t>(n.layer) < made.size())
+      made[static_cast<size_t>(n.layer)] = std::max(made[static_cast<size_t>(n.layer)], n.local_id + 1);
+  check_note_ids(made);
 }
 
 }  // namespace memmamba

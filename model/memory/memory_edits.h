@@ -18,6 +18,8 @@
 
 namespace memmamba {
 
+struct Trace;
+
 class EditError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -76,6 +78,8 @@ class MemoryEdits {
   bool masks_reads(int64_t layer) const;
   // Checks the note ids against what a run made (after it): an id never made is an error.
   void check_note_ids(const std::vector<int64_t>& notes_made_per_layer) const;
+  // The same against the notes a traced run recorded.
+  void check_note_ids(const Trace& run) const;
 
  private:
   std::vector<MemoryEdit> edits_;

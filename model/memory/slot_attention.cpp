@@ -86,8 +86,10 @@ GatedRead gated_read_cpu_inference(const ModelConfig& c, const Weights& w, const
   read.context = torch::zeros({T, D}, x_in.options());
   read.applied = torch::ones({n}, torch::kBool);
   read.visible = torch::empty({n, M}, torch::kInt64);
-  read.weights = torch::zeros({n, M}, x_in.options());
-  if (n == 0) return read;
+  if (n == 0) {
+    read.weights = torch::zeros({0, M}, x_in.options());
+    return read;
+  }
   for (int64_t r = 0; r < n; ++r)
     std::copy(vis_all + rows[r] * M, vis_all + (rows[r] + 1) * M, read.visible.data_ptr<int64_t>() + r * M);
   // Queries of the gated rows: RMSNorm in place, then one matrix product.
@@ -109,45 +111,9 @@ GatedRead gated_read_cpu_inference(const ModelConfig& c, const Weights& w, const
   auto keys = torch::mm(bank, w[prefix + "k.weight"].t()).contiguous();       // [nb, S]
   auto values = torch::mm(bank, w[prefix + "v.weight"].t()).contiguous();     // [nb, S]
   auto log_priority = torch::log(bank_priority.clamp_min(1e-6)).contiguous();
-  auto contexts = torch::zeros({n, S}, x.options());
-  const float* qp = queries.data_ptr<float>();
-  const float* kp = keys.data_ptr<float>();
-  const float* vp = values.data_ptr<float>();
-  const float* lpp = log_priority.data_ptr<float>();
-  const int64_t* visp = read.visible.data_ptr<int64_t>();
-  float* wp = read.weights.data_ptr<float>();
-  float* cp = contexts.data_ptr<float>();
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(S)));
-  at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* q = qp + r * S;
-      float* wr = wp + r * M;
-      float best = -std::numeric_limits<float>::infinity();
-      for (int64_t m = 0; m < M; ++m) {
-        const int64_t idx = visp[r * M + m];
-        if (idx < 0) continue;
-        const float* kr = kp + idx * S;
-        float dot = 0.f;
-        for (int64_t i = 0; i < S; ++i) dot += q[i] * kr[i];
-        wr[m] = dot * scale + lpp[idx];
-        best = std::max(best, wr[m]);
-      }
-      float total = 0.f;
-      for (int64_t m = 0; m < M; ++m) {
-        if (visp[r * M + m] < 0) continue;
-        wr[m] = std::exp(wr[m] - best);
-        total += wr[m];
-      }
-      float* ctx = cp + r * S;
-      for (int64_t m = 0; m < M; ++m) {
-        const int64_t idx = visp[r * M + m];
-        if (idx < 0) continue;
-        wr[m] /= total;
-        const float* vr = vp + idx * S;
-        for (int64_t i = 0; i < S; ++i) ctx[i] += wr[m] * vr[i];
-      }
-    }
-  });
+  torch::Tensor contexts;
+  attend_rows_inference(queries, keys, values, log_priority, read.visible, 1.0 / std::sqrt(static_cast<double>(S)), contexts,
+                        read.weights);
   auto out = torch::mm(contexts, w[prefix + "o.weight"].t()).contiguous();  // [n, D]
   const float* op = out.data_ptr<float>();
   float* dst = read.context.data_ptr<float>();
@@ -165,12 +131,8 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
   auto log_priority = torch::log(bank_priority.clamp_min(1e-6));
   auto queries = project(rms_norm(x_rows, w[prefix + "norm.weight"], c.norm_eps), w[prefix + "q.weight"]);
   const double scale = 1.0 / std::sqrt(static_cast<double>(S));
+  // (CPU reads without autograd never come here: gated_slot_attention fuses them.)
   const bool needs_grad = needs_autograd({queries, keys, log_priority});
-  if (!needs_grad && x_rows.device().is_cpu() && x_rows.scalar_type() == torch::kFloat32) {
-    torch::Tensor context, weights;
-    attend_rows_inference(queries, keys, values, log_priority, visible, scale, context, weights);
-    return {project(context, w[prefix + "o.weight"]), weights};
-  }
   if (!needs_grad && cuda_ops::slot_attention_available(queries, M)) {
     auto rows = cuda_ops::slot_attention_rows(queries, keys, values, log_priority, visible, scale);
     const auto type = x_rows.scalar_type();
