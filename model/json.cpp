@@ -1,6 +1,6 @@
 #include "model/json.h"
 
-#include "model/text_input.h"
+#include "model/utf8.h"
 
 #include <cmath>
 #include <cstdio>

@@ -15,6 +15,7 @@
 #include "model/log.h"
 #include "model/profile.h"
 #include "model/trace_builder.h"
+#include "model/runtime.h"
 
 namespace memmamba {
 

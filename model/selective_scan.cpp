@@ -3,15 +3,11 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
-#include <dlfcn.h>
-#include <malloc.h>
-#include <sched.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #include "model/cuda/scan_dispatch.h"
@@ -311,29 +307,6 @@ ScanOutput selective_scan_reference(const torch::Tensor& u, const torch::Tensor&
   }
   auto y = ys.empty() ? torch::zeros_like(uf) : torch::stack(ys, 1);
   return {y.to(u.scalar_type()), h};
-}
-
-void configure_cpu_runtime() {
-  // OpenBLAS's own thread pool fights LibTorch's OpenMP pool for the same cores (measured:
-  // 1.5x slower with both at 2 threads on 2 cores); OpenMP alone does better.
-  using SetThreads = void (*)(int);
-  if (auto set_blas_threads = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    set_blas_threads(1);
-  // Large tensors come and go every chunk: keep freed memory in the heap instead of
-  // returning it to the kernel, or every allocation pays page faults again (measured:
-  // elementwise ops 4.7 GB/s -> 16.6 GB/s on the 2-core machine).
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  // Threads: MEMMAMBA_THREADS when set, else the cores this process may run on (the
-  // affinity mask, which containers narrow; hardware_concurrency counts the whole host).
-  int cores = static_cast<int>(std::thread::hardware_concurrency());
-  cpu_set_t mask;
-  if (::sched_getaffinity(0, sizeof mask, &mask) == 0) cores = CPU_COUNT(&mask);
-  if (const char* env = std::getenv("MEMMAMBA_THREADS")) {
-    const int wanted = std::atoi(env);
-    if (wanted > 0) cores = wanted;
-  }
-  if (cores > 0 && at::get_num_threads() != cores) at::set_num_threads(cores);
 }
 
 }  // namespace memmamba

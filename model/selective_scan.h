@@ -4,12 +4,9 @@
 #pragma once
 #include <torch/types.h>
 
-namespace memmamba {
+#include "model/scan_output.h"
 
-struct ScanOutput {
-  torch::Tensor y;           // [B, T, Di], dtype of u
-  torch::Tensor last_state;  // [B, Di, N], fp32
-};
+namespace memmamba {
 
 // u, delta: [B, T, Di] (delta already passed through softplus); A: [Di, N];
 // Bmat, Cmat: [B, T, N]; Dskip: [Di]; initial_state: [B, Di, N] fp32 or undefined (zeros).
@@ -22,9 +19,5 @@ ScanOutput selective_scan(const torch::Tensor& u, const torch::Tensor& delta, co
 ScanOutput selective_scan_reference(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                                     const torch::Tensor& Bmat, const torch::Tensor& Cmat, const torch::Tensor& Dskip,
                                     const torch::Tensor& initial_state = {});
-
-// Call once at start-up: intra-op threads = the machine's cores (LibTorch may start at 1),
-// single-threaded BLAS beside them, and a heap that keeps freed chunk buffers.
-void configure_cpu_runtime();
 
 }  // namespace memmamba

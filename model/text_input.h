@@ -14,12 +14,6 @@ class TextError : public std::runtime_error {
 
 constexpr uint64_t kMaxTextBytes = uint64_t{1} << 30;  // 1 GiB
 
-// Length of the UTF-8 sequence at s[i], or 0 where it is invalid (overlong, a surrogate,
-// above U+10FFFF, truncated).
-size_t utf8_sequence_length(const std::string& s, size_t i);
-// Appends the UTF-8 encoding of a code point (at most U+10FFFF).
-void append_utf8(uint32_t code_point, std::string& out);
-
 // Validates and normalises bytes already in memory; `origin` names them in messages.
 std::string normalize_text(const std::string& bytes, const std::string& origin);
 // A book's text as model/book/book.h extracts it with default options (any supported

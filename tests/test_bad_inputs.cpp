@@ -26,6 +26,7 @@
 #include "tests/test_helpers.h"
 #include "model/tokenizer.h"
 #include "model/trace.h"
+#include "model/runtime.h"
 
 using namespace memmamba;
 

@@ -4,6 +4,7 @@
 
 #include "model/eval/fidelity.h"
 #include "model/selective_scan.h"
+#include "model/runtime.h"
 #include "test_helpers.h"
 
 using namespace memmamba;

@@ -12,6 +12,7 @@
 #include "model/memory/memory_edits.h"
 #include "model/runner.h"
 #include "model/selective_scan.h"
+#include "model/runtime.h"
 #include "tests/test_helpers.h"
 
 using namespace memmamba;

@@ -5,6 +5,7 @@
 
 #include "model/memmamba.h"
 #include "model/selective_scan.h"
+#include "model/runtime.h"
 #include "test_helpers.h"
 
 using namespace memmamba;

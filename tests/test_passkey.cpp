@@ -5,6 +5,7 @@
 #include "model/selective_scan.h"
 #include "model/text_input.h"
 #include "model/tokenizer.h"
+#include "model/runtime.h"
 
 using namespace memmamba;
 using namespace memmamba::eval;

@@ -4,6 +4,7 @@
 
 #include "model/eval/perplexity.h"
 #include "model/selective_scan.h"
+#include "model/runtime.h"
 #include "test_helpers.h"
 
 using namespace memmamba;

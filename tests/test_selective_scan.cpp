@@ -3,6 +3,7 @@
 #include <QtTest/QtTest>
 
 #include "model/selective_scan.h"
+#include "model/runtime.h"
 
 using namespace memmamba;
 

@@ -11,6 +11,7 @@
 #include "model/selective_scan.h"
 #include "model/trace.h"
 #include "model/trace_builder.h"
+#include "model/runtime.h"
 #include "tests/test_helpers.h"
 #include "test_helpers.h"
 

@@ -3,8 +3,6 @@
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFile>
-#include <QFileDialog>
-#include <QMessageBox>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -77,14 +75,10 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
     Q_EMIT caseRequested(length_->value(), depth_->value(), key, static_cast<quint64>(seed_->value()));
   });
   connect(measure_, &QComboBox::currentIndexChanged, this, [this](int i) { setShowDigits(i == 1); });
-  connect(load, &QPushButton::clicked, this, [this] {
-    const QString path = QFileDialog::getOpenFileName(this, tr("Load passkey grid"), QString(), tr("JSON (*.json)"));
-    if (path.isEmpty()) return;
-    const QString error = loadGrid(path);
-    if (!error.isEmpty()) QMessageBox::warning(this, tr("Passkey grid"), error);
-  });
+  connect(load, &QPushButton::clicked, this, &RetrievalPanel::gridLoadRequested);
+  connect(document, &TraceDocument::gridChanged, this, &RetrievalPanel::onGridChanged);
   connect(grid_, &QCustomPlot::mousePress, this, [this](QMouseEvent* e) {
-    if (lengths_.empty()) return;
+    if (!document_->hasGrid()) return;
     const int li = static_cast<int>(std::lround(grid_->yAxis->pixelToCoord(e->position().y())));
     const int di = static_cast<int>(std::lround(grid_->xAxis->pixelToCoord(e->position().x())));
     if (li >= 0 && li < gridLengths() && di >= 0 && di < gridDepths()) selectCell(li, di);
@@ -96,46 +90,26 @@ std::vector<Figure> RetrievalPanel::figures() const { return {{QStringLiteral("p
 QString RetrievalPanel::csv(const QString&) const {
   QString out = QStringLiteral("length,depth,accuracy,digit_accuracy\n");
   auto number = [](double v) { return std::isnan(v) ? QString() : QString::number(v); };
-  for (size_t i = 0; i < lengths_.size(); ++i)
-    for (size_t j = 0; j < depths_.size(); ++j)
-      out += QStringLiteral("%1,%2,%3,%4\n").arg(lengths_[i]).arg(depths_[j])
-                 .arg(number(accuracy_[i][j]), number(digit_accuracy_[i][j]));
+  const eval::PasskeyGrid& grid = document_->grid();
+  for (size_t i = 0; i < grid.lengths.size(); ++i)
+    for (size_t j = 0; j < grid.depths.size(); ++j)
+      out += QStringLiteral("%1,%2,%3,%4\n").arg(grid.lengths[i]).arg(grid.depths[j])
+                 .arg(number(grid.accuracy[i][j]), number(grid.digit_accuracy[i][j]));
   return out;
 }
 
 void RetrievalPanel::setShowDigits(bool digits) {
   show_digits_ = digits;
   if (measure_->currentIndex() != (digits ? 1 : 0)) measure_->setCurrentIndex(digits ? 1 : 0);
-  if (!lengths_.empty()) drawGrid();
+  if (document_->hasGrid()) drawGrid();
 }
 
-QString RetrievalPanel::loadGrid(const QString& path) {
-  try {
-    Json results;
-    eval::PasskeyGrid grid = eval::load_passkey_grid(path.toStdString(), &results);
-    adoptGrid(std::move(results), std::move(grid));
-    grid_label_->setText(tr("Grid: %1 (click a cell)").arg(path));
-    return {};
-  } catch (const std::exception& e) {
-    return QString::fromStdString(e.what());
-  }
-}
+int RetrievalPanel::gridLengths() const { return static_cast<int>(document_->grid().lengths.size()); }
+int RetrievalPanel::gridDepths() const { return static_cast<int>(document_->grid().depths.size()); }
 
-QString RetrievalPanel::setGrid(const Json& results) {
-  try {
-    adoptGrid(results, eval::parse_passkey_grid(results));
-    return {};
-  } catch (const std::exception& e) {
-    return QString::fromStdString(e.what());
-  }
-}
-
-void RetrievalPanel::adoptGrid(Json results, eval::PasskeyGrid grid) {
-  results_ = std::move(results);
-  lengths_ = std::move(grid.lengths);
-  depths_ = std::move(grid.depths);
-  accuracy_ = std::move(grid.accuracy);
-  digit_accuracy_ = std::move(grid.digit_accuracy);
+void RetrievalPanel::onGridChanged() {
+  grid_label_->setText(document_->hasGrid() ? tr("Grid: %1 (click a cell)").arg(document_->gridSource())
+                                            : tr("No grid loaded: run `memmamba eval passkey` and load its JSON."));
   drawGrid();
 }
 
@@ -146,7 +120,8 @@ void RetrievalPanel::drawGrid() {
   const int nl = gridLengths(), nd = gridDepths();
   map->data()->setSize(nd, nl);
   map->data()->setRange(QCPRange(0, std::max(0, nd - 1)), QCPRange(0, std::max(0, nl - 1)));
-  const auto& values = show_digits_ ? digit_accuracy_ : accuracy_;
+  const eval::PasskeyGrid& grid = document_->grid();
+  const auto& values = show_digits_ ? grid.digit_accuracy : grid.accuracy;
   for (int i = 0; i < nl; ++i)
     for (int j = 0; j < nd; ++j) {
       map->data()->setCell(j, i, values[i][j]);
@@ -163,11 +138,11 @@ void RetrievalPanel::drawGrid() {
   map->setInterpolate(false);
   auto lengthTicks = QSharedPointer<QCPAxisTickerText>::create();
   for (int i = 0; i < nl; ++i) {
-    const int64_t L = lengths_[i];
+    const int64_t L = grid.lengths[i];
     lengthTicks->addTick(i, L >= 1024 && L % 1024 == 0 ? QStringLiteral("%1k").arg(L / 1024) : QString::number(L));
   }
   auto depthTicks = QSharedPointer<QCPAxisTickerText>::create();
-  for (int j = 0; j < nd; ++j) depthTicks->addTick(j, QString::number(depths_[j], 'g', 3));
+  for (int j = 0; j < nd; ++j) depthTicks->addTick(j, QString::number(grid.depths[j], 'g', 3));
   grid_->yAxis->setTicker(lengthTicks);
   grid_->xAxis->setTicker(depthTicks);
   grid_->xAxis->setLabel(tr("needle depth"));
@@ -179,13 +154,15 @@ void RetrievalPanel::drawGrid() {
 
 void RetrievalPanel::selectCell(int li, int di) {
   if (li < 0 || li >= gridLengths() || di < 0 || di >= gridDepths()) return;
-  const int64_t L = lengths_[li];
-  const double depth = depths_[di];
-  QString html = tr("<h3>%1 tokens, depth %2: accuracy %3</h3>").arg(L).arg(depth).arg(accuracy_[li][di]);
-  if (!std::isnan(digit_accuracy_[li][di]))
-    html += tr("<p>Key digits in place: %1</p>").arg(digit_accuracy_[li][di], 0, 'f', 2);
+  const eval::PasskeyGrid& grid = document_->grid();
+  const Json& results = document_->gridResults();
+  const int64_t L = grid.lengths[li];
+  const double depth = grid.depths[di];
+  QString html = tr("<h3>%1 tokens, depth %2: accuracy %3</h3>").arg(L).arg(depth).arg(grid.accuracy[li][di]);
+  if (!std::isnan(grid.digit_accuracy[li][di]))
+    html += tr("<p>Key digits in place: %1</p>").arg(grid.digit_accuracy[li][di], 0, 'f', 2);
   const Json* first = nullptr;
-  for (const Json& c : results_.at("cases").as_array()) {
+  for (const Json& c : results.at("cases").as_array()) {
     if (c.at("length").as_int() != L || std::abs(c.at("depth").as_double() - depth) > 1e-9) continue;
     if (!first) first = &c;
     html += tr("<p>sample %1: key <b>%2</b>, answer <b>%3</b> &mdash; %4</p>")
@@ -196,7 +173,7 @@ void RetrievalPanel::selectCell(int li, int di) {
   }
   if (!first) details_->setHtml(html);
   if (first) {
-    const uint64_t seed = results_.contains("seed") ? static_cast<uint64_t>(results_.at("seed").as_int()) : 0;
+    const uint64_t seed = results.contains("seed") ? static_cast<uint64_t>(results.at("seed").as_int()) : 0;
     const uint64_t sample = first->contains("sample") ? static_cast<uint64_t>(first->at("sample").as_int()) : 0;
     Q_EMIT caseSelected(L, depth, first->at("key").as_int(), seed * 1000003 + sample);
     showCase(*first, html);

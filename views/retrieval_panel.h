@@ -1,6 +1,6 @@
-// Passkey retrieval: build one case (length, depth, key) for the app to run and trace, or
-// load an evaluation grid (`memmamba eval passkey` output) and show it as a length x
-// depth accuracy heatmap. Clicking a cell lists its cases and asks the app to open the
+// Passkey retrieval: build one case (length, depth, key) for the app to run and trace, and
+// show the document's evaluation grid (`memmamba eval passkey` output, loaded by the app) as
+// a length x depth accuracy heatmap. Clicking a cell lists its cases and asks the app to open the
 // first one in every view at the answer token; the answer is shown beside the truth
 // with where the key was noted, whether its notes survived, and what the answer attended to.
 #pragma once
@@ -8,7 +8,6 @@
 
 #include <vector>
 
-#include "model/eval/passkey_grid.h"
 #include "model/json.h"
 #include "views/plot_panel.h"
 
@@ -27,18 +26,13 @@ class RetrievalPanel : public PlotPanel {
   std::vector<Figure> figures() const override;
   QString csv(const QString& figure) const override;
 
-  // Returns "" on success, else why the file is not a passkey grid.
-  QString loadGrid(const QString& path);
-  QString setGrid(const Json& results);
-  int gridLengths() const { return static_cast<int>(lengths_.size()); }
-  int gridDepths() const { return static_cast<int>(depths_.size()); }
+  int gridLengths() const;
+  int gridDepths() const;
   // The heatmap shows exact-match accuracy, or the share of key digits in place.
   void setShowDigits(bool digits);
   bool showsDigits() const { return show_digits_; }
   // Selects a cell as a click would: lists its cases and emits caseSelected for the first.
   void selectCell(int length_index, int depth_index);
-  // The loaded grid's JSON (null when none is loaded): how its cases ran.
-  const Json& gridResults() const { return results_; }
   // Shows one case's record (from a grid or from a single run).
   void showCase(const Json& record, const QString& preface = {});
   // Which key token each answer token read, per layer (empty where the record has no reads).
@@ -47,6 +41,8 @@ class RetrievalPanel : public PlotPanel {
  Q_SIGNALS:
   void caseRequested(qint64 length, double depth, qint64 key, quint64 seed);
   void caseSelected(qint64 length, double depth, qint64 key, quint64 seed);
+  // "Load evaluation grid..." was pressed: the app asks for the file and loads it.
+  void gridLoadRequested();
 
  private:
   void drawGrid();
@@ -57,12 +53,7 @@ class RetrievalPanel : public PlotPanel {
   QCustomPlot* grid_;
   QTextBrowser* details_;
   QLabel* grid_label_;
-  void adoptGrid(Json results, eval::PasskeyGrid grid);
-  Json results_;
-  std::vector<int64_t> lengths_;
-  std::vector<double> depths_;
-  std::vector<std::vector<double>> accuracy_;  // [length][depth], NaN missing
-  std::vector<std::vector<double>> digit_accuracy_;
+  void onGridChanged();
   QComboBox* measure_;
   bool show_digits_ = false;
 };

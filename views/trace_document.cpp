@@ -48,6 +48,13 @@ void TraceDocument::setComparison(std::shared_ptr<const Trace> trace, const QStr
   Q_EMIT comparisonChanged();
 }
 
+void TraceDocument::setGrid(Json results, eval::PasskeyGrid grid, const QString& source) {
+  grid_results_ = std::move(results);
+  grid_ = std::move(grid);
+  grid_source_ = source;
+  Q_EMIT gridChanged();
+}
+
 void TraceDocument::setPosition(qint64 position) {
   if (!hasTrace()) return;
   position = std::clamp<qint64>(position, 0, length() - 1);

@@ -1,6 +1,6 @@
 // The shared selection every view follows: the loaded trace (and an optional comparison
-// trace, e.g. the same text run Mamba-only), the current token, the current layer.
-// Views read it and never own data; the app sets it.
+// trace, e.g. the same text run Mamba-only), the current token, the current layer, and the
+// loaded passkey grid. Views read it and never own data; the app loads files and sets it.
 #pragma once
 #include <QObject>
 #include <QString>
@@ -8,6 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "model/eval/passkey_grid.h"
+#include "model/json.h"
 #include "model/trace.h"
 
 namespace memmamba::views {
@@ -52,6 +54,14 @@ class TraceDocument : public QObject {
   // Index of the chapter holding `position` (-1 before the first or without chapters).
   int chapterAt(int64_t position) const;
 
+  // The passkey grid (`memmamba eval passkey` output) and the file it came from; the
+  // results are null and the grid empty until one is set.
+  void setGrid(Json results, eval::PasskeyGrid grid, const QString& source);
+  const Json& gridResults() const { return grid_results_; }
+  const eval::PasskeyGrid& grid() const { return grid_; }
+  bool hasGrid() const { return !grid_.lengths.empty(); }
+  QString gridSource() const { return grid_source_; }
+
  public Q_SLOTS:
   void setPosition(qint64 position);
   void setLayer(int layer);
@@ -61,12 +71,15 @@ class TraceDocument : public QObject {
   void comparisonChanged();
   void positionChanged(qint64 position);
   void layerChanged(int layer);
+  void gridChanged();
 
  private:
   std::shared_ptr<const Trace> trace_, comparison_;
   std::vector<ChapterMark> chapters_;
   std::unique_ptr<PoolReplay> replay_;
-  QString source_, comparison_label_;
+  Json grid_results_;
+  eval::PasskeyGrid grid_;
+  QString source_, comparison_label_, grid_source_;
   int64_t position_ = 0;
   int layer_ = 0;
 };

@@ -208,6 +208,12 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   });
   connect(retrieval_, &views::RetrievalPanel::caseRequested, this, &MainWindow::runPasskey);
   connect(retrieval_, &views::RetrievalPanel::caseSelected, this, &MainWindow::runGridCase);
+  connect(retrieval_, &views::RetrievalPanel::gridLoadRequested, this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, tr("Load passkey grid"), QString(), tr("JSON (*.json)"));
+    if (path.isEmpty()) return;
+    const QString error = loadGrid(path);
+    if (!error.isEmpty()) complain(tr("Passkey grid"), error);
+  });
 
   memmamba::log::set_extra_sink([this](memmamba::log::Level level, const std::string& message) {
     const char* names[] = {"debug", "info", "warning", "error"};
@@ -439,6 +445,17 @@ void MainWindow::runPasskey(qint64 length, double depth, qint64 key, quint64 see
   startRun(r);
 }
 
+QString MainWindow::loadGrid(const QString& path) {
+  try {
+    Json results;
+    eval::PasskeyGrid grid = eval::load_passkey_grid(path.toStdString(), &results);
+    document_->setGrid(std::move(results), std::move(grid), path);
+    return {};
+  } catch (const std::exception& e) {
+    return QString::fromStdString(e.what());
+  }
+}
+
 void MainWindow::runGridCase(qint64 length, double depth, qint64 key, quint64 seed) {
   RunRequest r;
   r.kind = RunRequest::Kind::Passkey;
@@ -448,7 +465,7 @@ void MainWindow::runGridCase(qint64 length, double depth, qint64 key, quint64 se
   r.depth = depth;
   r.key = key;
   r.seed = seed;
-  for (const QString& note : applyGridRun(retrieval_->gridResults(), r)) appendLog(tr("warning: %1").arg(note));
+  for (const QString& note : applyGridRun(document_->gridResults(), r)) appendLog(tr("warning: %1").arg(note));
   r.label = tr("passkey %1 tokens, depth %2 (as in the grid: tau1 %3, tau2 %4, gain %5%6)")
                 .arg(length)
                 .arg(depth)

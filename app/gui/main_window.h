@@ -48,6 +48,8 @@ class MainWindow : public QMainWindow {
   void runPasskey(qint64 length, double depth, qint64 key, quint64 seed);
   // A case of the loaded `eval passkey` grid, run as the grid ran it (applyGridRun).
   void runGridCase(qint64 length, double depth, qint64 key, quint64 seed);
+  // Loads a `memmamba eval passkey` result into the document; returns "" or why it is not a grid.
+  QString loadGrid(const QString& path);
   void cancelRun();
   bool running() const { return running_; }
   QString checkpointChoice() const { return checkpoint_; }

@@ -7,6 +7,7 @@
 #include "model/book/extractors.h"
 #include "model/file_io.h"
 #include "model/text_input.h"
+#include "model/utf8.h"
 
 namespace memmamba {
 

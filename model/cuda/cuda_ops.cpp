@@ -11,6 +11,7 @@
 #include "model/cuda/kernels.h"
 #include "model/cuda/note_pool_op.h"
 #include "model/cuda/scan_dispatch.h"
+#include "model/runtime.h"
 
 namespace memmamba {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "model/selective_scan.h"
+#include "model/scan_output.h"
 
 namespace memmamba::cuda_scan {
 
@@ -52,19 +52,3 @@ inline bool available() { return false; }
 #endif
 
 }  // namespace memmamba::cuda_scan
-
-// The GPU memory of Torch's caching allocator: freeing its cache after an out-of-memory
-// error, and (for tests of the fallback) its peak and a limit.
-namespace memmamba::cuda_memory {
-#ifdef MEMMAMBA_WITH_CUDA
-void release_cached();
-int64_t peak_allocated_bytes();
-void reset_peak();
-void set_limit_bytes(int64_t bytes);  // <= 0: no limit
-#else
-inline void release_cached() {}
-inline int64_t peak_allocated_bytes() { return 0; }
-inline void reset_peak() {}
-inline void set_limit_bytes(int64_t) {}
-#endif
-}  // namespace memmamba::cuda_memory

@@ -19,6 +19,7 @@
 #include "model/selective_scan.h"
 #include "model/trace.h"
 #include "tests/test_helpers.h"
+#include "model/runtime.h"
 
 using namespace memmamba;
 

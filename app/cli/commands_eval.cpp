@@ -1,0 +1,255 @@
+// memmamba eval: passkey retrieval, perplexity by context, memory fidelity and noisy
+// multi-document retrieval, each writing a result file.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "app/cli/cli_common.h"
+#include "model/eval/documents_eval.h"
+#include "model/eval/fidelity.h"
+#include "model/eval/passkey_eval.h"
+#include "model/eval/perplexity.h"
+#include "model/file_io.h"
+#include "model/sample_files.h"
+#include "model/text_input.h"
+
+namespace memmamba::cli {
+
+namespace {
+
+std::vector<double> parse_depths(const std::string& text) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    double v = -1;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || item.empty() || !(v >= 0.0 && v <= 1.0))
+      throw UsageError("--depths: \"" + item + "\" is not a depth in [0, 1]");
+    out.push_back(v);
+  }
+  if (out.empty()) throw UsageError("--depths needs at least one value");
+  return out;
+}
+
+int cmd_eval_ppl(const std::vector<std::string>& argv) {
+  Args args(argv, with(kModelOptions, {"lengths", "windows", "scored", "out"}), {"help", "no-memory", "by-context"});
+  if (args.flag("help") || args.positionals().size() != 2) {
+    std::printf("usage: memmamba eval ppl BOOK.txt --out FILE.json [options]\n\n"
+                "Perplexity by context length: up to --windows windows of each length from the book,\n"
+                "the loss of the last --scored tokens of each; perplexity = exp(mean NLL).\n\n%s"
+                "evaluation options:\n"
+                "  --lengths 1k,2k,...  context lengths (default 1k,2k,4k,10k,20k,30k,40k,60k)\n"
+                "  --windows N          windows per length (default 10)\n"
+                "  --scored N           scored tokens at each window's end (default 100)\n"
+                "  --by-context         also score the same tokens (the ends of the longest windows)\n"
+                "                       after each length of context: rows that differ in context alone\n",
+                kModelOptionsHelp);
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string out = args.require("out");
+  check_model_flags(args);
+  eval::PerplexityOptions o;
+  o.lengths = args.get_int_list("lengths", o.lengths, 2, 1 << 24);
+  o.windows = args.get_int("windows", 10, 1, 100000);
+  o.scored = args.get_int("scored", 100, 1, 1 << 20);
+  o.by_context = args.flag("by-context");
+  for (int64_t L : o.lengths)
+    if (L <= o.scored) throw UsageError("--lengths: " + std::to_string(L) + " is not longer than --scored " + std::to_string(o.scored));
+  const std::string book = args.positionals()[1];
+  const std::string text = load_text_file(book);
+  LoadedModel lm = load_model(args);
+  Tokenizer tok = load_tokenizer(args, lm.model.config());
+  Encoding enc = tok.encode(text);
+  o.run = run_options(args, lm.model);
+  o.meta = model_identity(lm, tok);
+  o.meta["book"] = book;
+  ProgressBar bar("perplexity", "windows");
+  Json r = eval::perplexity_by_length(lm.model, enc.ids, o, [&](int64_t d, int64_t t) { return bar.update(d, t); });
+  write_file_atomic(out, r.dump(1) + "\n");
+  std::printf("%10s %8s %12s %10s\n", "length", "windows", "perplexity", "seconds");
+  for (const Json& row : r.at("lengths").as_array())
+    std::printf("%10lld %8lld %12.2f %10.2f\n", static_cast<long long>(row.at("length").as_int()),
+                static_cast<long long>(row.at("windows").as_int()),
+                row.at("perplexity").is_number() ? row.at("perplexity").as_double() : std::nan(""),
+                row.at("seconds").as_double());
+  if (!r.at("positions").as_array().empty()) {
+    std::printf("by position, in the %lld-token windows:\n%10s %8s %12s\n",
+                static_cast<long long>(r.at("positions_window_length").as_int()), "position", "windows", "perplexity");
+    for (const Json& row : r.at("positions").as_array())
+      std::printf("%10lld %8lld %12.2f\n", static_cast<long long>(row.at("position").as_int()),
+                  static_cast<long long>(row.at("windows").as_int()), row.at("perplexity").as_double());
+  }
+  if (r.contains("by_context") && !r.at("by_context").as_array().empty()) {
+    std::printf("the same tokens after each length of context:\n%10s %8s %12s\n", "context", "windows", "perplexity");
+    for (const Json& row : r.at("by_context").as_array())
+      std::printf("%10lld %8lld %12.2f\n", static_cast<long long>(row.at("context").as_int()),
+                  static_cast<long long>(row.at("windows").as_int()), row.at("perplexity").as_double());
+  }
+  std::printf("wrote %s%s\n", out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
+  return kOk;
+}
+
+int cmd_eval_fidelity(const std::vector<std::string>& argv) {
+  Args args(argv, with(kModelOptions, {"max-tokens", "out"}), {"help", "no-memory"});
+  if (args.flag("help") || args.positionals().size() != 2) {
+    std::printf("usage: memmamba eval fidelity BOOK.txt --out FILE.json [--max-tokens N] [options]\n\n"
+                "Memory fidelity (paper, appendix A.2) on the first N tokens of the book (default 4096):\n"
+                "ETMF and ETMF_delta for delta 8, 16, 32; ECLMF for gaps 2, 5, 10 (null where the model\n"
+                "has too few layers).\n\n%s",
+                kModelOptionsHelp);
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string out = args.require("out");
+  check_model_flags(args);
+  const int64_t max_tokens = args.get_int("max-tokens", 4096, 64, 1 << 20);
+  const std::string book = args.positionals()[1];
+  const std::string text = load_text_file(book);
+  LoadedModel lm = load_model(args);
+  Tokenizer tok = load_tokenizer(args, lm.model.config());
+  Encoding enc = tok.encode(text);
+  if (static_cast<int64_t>(enc.ids.size()) > max_tokens) enc.ids.resize(max_tokens);
+  eval::FidelityOptions o;
+  o.run = run_options(args, lm.model);
+  o.meta = model_identity(lm, tok);
+  o.meta["book"] = book;
+  Json r = eval::memory_fidelity(lm.model, enc.ids, o);
+  write_file_atomic(out, r.dump(1) + "\n");
+  std::printf("ETMF %.4f   ETMF_delta %s\nECLMF %s\nwrote %s%s\n", r.at("etmf").as_double(), r.at("etmf_delta").dump().c_str(),
+              r.at("eclmf").dump().c_str(), out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
+  return kOk;
+}
+
+int cmd_eval_docs(const std::vector<std::string>& argv) {
+  Args args(argv, with(kModelOptions, {"noise", "samples", "seed", "book", "out"}), {"help", "no-memory"});
+  if (args.flag("help") || args.positionals().size() != 1) {
+    std::printf("usage: memmamba eval docs --out FILE.json [--noise 10,20,120,160,200] [--samples N] [options]\n\n"
+                "Noisy multi-document retrieval in DeciMamba's format, built from book paragraphs with an\n"
+                "inserted fact (SQuAD is not available): exact match of the golden document's id.\n\n%s"
+                "  --book FILE   paragraphs (default: the bundled Time Machine)\n",
+                kModelOptionsHelp);
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string out = args.require("out");
+  check_model_flags(args);
+  eval::DocumentGridOptions o;
+  o.noise_levels = args.get_int_list("noise", o.noise_levels, 0, 999);
+  o.samples = args.get_int("samples", 10, 1, 100000);
+  o.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
+  std::string book = args.get("book", "");
+  if (book.empty()) book = find_sample_file("The-Time-Machine_35.txt");
+  if (book.empty()) throw UsageError("no bundled book found: pass --book FILE");
+  eval::DocumentRetrievalGenerator generator(eval::split_paragraphs(load_text_file(book)));
+  LoadedModel lm = load_model(args);
+  Tokenizer tok = load_tokenizer(args, lm.model.config());
+  o.run = run_options(args, lm.model);
+  o.meta = model_identity(lm, tok);
+  o.meta["book"] = book;
+  ProgressBar bar("documents", "cases");
+  Json r = eval::run_document_grid(lm.model, tok, generator, o, [&](int64_t d, int64_t t) { return bar.update(d, t); });
+  write_file_atomic(out, r.dump(1) + "\n");
+  std::printf("%8s %8s %12s\n", "noise", "samples", "exact match");
+  for (const Json& l : r.at("levels").as_array())
+    std::printf("%8lld %8lld %12.2f\n", static_cast<long long>(l.at("noise_documents").as_int()),
+                static_cast<long long>(l.at("samples").as_int()), l.at("exact_match").as_double());
+  std::printf("wrote %s%s\n", out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
+  return kOk;
+}
+
+}  // namespace
+
+int cmd_eval(const std::vector<std::string>& argv) {
+  if (!argv.empty() && argv[0] == "ppl") return cmd_eval_ppl(argv);
+  if (!argv.empty() && argv[0] == "docs") return cmd_eval_docs(argv);
+  if (!argv.empty() && argv[0] == "fidelity") return cmd_eval_fidelity(argv);
+  const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out", "edit"});
+  Args args(argv, options, {"help", "no-memory", "drop-key-notes"});
+  if (args.flag("help") || args.positionals().size() != 1 || args.positionals()[0] != "passkey") {
+    std::printf("usage: memmamba eval passkey --out PREFIX [options]\n"
+                "       memmamba eval ppl BOOK.txt --out FILE.json [options]   (see eval ppl --help)\n"
+                "       memmamba eval fidelity BOOK.txt --out FILE.json        (see eval fidelity --help)\n"
+                "       memmamba eval docs --out FILE.json                     (see eval docs --help)\n\n"
+                "Passkey retrieval (DeciMamba's format): for each length x depth, --samples prompts with a\n"
+                "5-digit key hidden in book sentences (or the repeated filler), answered greedily in step\n"
+                "mode. Writes PREFIX.json (every case: key token positions, the notes that held the key\n"
+                "and when they entered and left each pool, the answer's slot attention) and PREFIX.csv.\n\n%s"
+                "evaluation options:\n"
+                "  --lengths 1k,2k,4k      prompt lengths in tokens (default 1k,2k,4k)\n"
+                "  --depths 0,0.5,1        needle depths (default 0,0.25,0.5,0.75,1)\n"
+                "  --samples N             cases per cell (default 2)\n"
+                "  --seed N                (default 0)\n"
+                "  --haystack book|filler  book sentences (default) or the Landmark filler\n"
+                "  --book FILE             the haystack's book (default: the bundled Time Machine)\n"
+                "  --max-new N             answer tokens (default 10)\n"
+                "  --drop-key-notes        also answer each case with the notes made of the key's tokens\n"
+                "                          never kept (every layer): did the notes carry the key?\n%s",
+                kModelOptionsHelp, kEditHelp);
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string out = args.require("out");
+  check_model_flags(args);
+  eval::PasskeyGridOptions grid;
+  grid.lengths = args.get_int_list("lengths", grid.lengths, 64, 1 << 24);
+  if (args.has("depths")) grid.depths = parse_depths(args.get("depths", ""));
+  grid.samples = args.get_int("samples", 2, 1, 100000);
+  grid.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
+  grid.max_new_tokens = args.get_int("max-new", 10, 1, 256);
+  const std::string haystack = args.get("haystack", "book");
+  if (haystack != "book" && haystack != "filler") throw UsageError("--haystack must be book or filler");
+  std::string book = args.get("book", "");
+  if (book.empty() && haystack == "book") {
+    book = find_sample_file("The-Time-Machine_35.txt");
+    if (book.empty()) throw UsageError("no bundled book found: pass --book FILE");
+  }
+  const std::vector<std::string> sentences = haystack == "book" ? eval::split_sentences(load_text_file(book)) : std::vector<std::string>{};
+  LoadedModel lm = load_model(args);
+  Tokenizer tok = load_tokenizer(args, lm.model.config());
+  eval::PasskeyGenerator generator(tok, sentences, haystack == "book" ? eval::Haystack::BookSentences : eval::Haystack::RepeatedFiller);
+  grid.run = run_options(args, lm.model);
+  if (args.has("edit")) grid.run.edits = load_edit_file(args.get("edit", ""), lm.model.config(), -1);
+  grid.drop_key_notes = args.flag("drop-key-notes");
+  if (grid.drop_key_notes && !lm.model.config().memory) throw UsageError("--drop-key-notes needs a model with memory");
+  grid.meta = model_identity(lm, tok);
+  grid.meta["haystack"] = haystack;
+  grid.meta["book"] = book;
+  ProgressBar bar("passkey", "cases");
+  const auto t0 = std::chrono::steady_clock::now();
+  Json results = eval::run_passkey_grid(lm.model, tok, generator, grid, [&](int64_t d, int64_t t) { return bar.update(d, t); });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  results["meta"]["wall_seconds"] = secs;
+  write_file_atomic(out + ".json", results.dump(1) + "\n");
+  write_file_atomic(out + ".csv", eval::passkey_results_csv(results));
+  const auto& cells = results.at("cells").as_array();
+  auto print_table = [&](const char* field) {  // lengths down, depths across
+    std::printf("%10s", "length");
+    for (double d : grid.depths) std::printf("  %5.2f", d);
+    std::printf("\n");
+    size_t k = 0;
+    for (int64_t length : grid.lengths) {
+      std::printf("%10lld", static_cast<long long>(length));
+      for (size_t d = 0; d < grid.depths.size(); ++d) std::printf("  %5.2f", cells[k++].at(field).as_double());
+      std::printf("\n");
+    }
+  };
+  std::printf("accuracy (%lld samples per cell; %s)\n", static_cast<long long>(grid.samples),
+              lm.trained ? "trained model" : "UNTRAINED random weights: expect ~0");
+  print_table("accuracy");
+  std::printf("key digits in place (share, partial credit)\n");
+  print_table("digit_accuracy");
+  if (grid.drop_key_notes && !cells.empty() && cells[0].contains("accuracy_notes_dropped")) {
+    std::printf("accuracy with the key's notes dropped (every layer)\n");
+    print_table("accuracy_notes_dropped");
+  }
+  std::printf("wrote %s.json and %s.csv in %.1f s\n", out.c_str(), out.c_str(), secs);
+  return kOk;
+}
+
+}  // namespace memmamba::cli

@@ -1,0 +1,266 @@
+// memmamba tokenizer-train, data, train, convert and init: making tokenizers, shards and
+// checkpoints.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "app/cli/cli_common.h"
+#include "model/checkpoint.h"
+#include "model/safetensors.h"
+#include "model/sample_files.h"
+#include "model/text_input.h"
+#include "model/train/token_shards.h"
+#include "model/train/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace memmamba::cli {
+
+namespace {
+
+// A checkpoint's storage type from --dtype.
+DType storage_dtype(const std::string& name) {
+  if (name == "f32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  throw UsageError("--dtype must be f32, bf16 or f16, not \"" + name + "\"");
+}
+
+}  // namespace
+
+int cmd_tokenizer_train(const std::vector<std::string>& argv) {
+  Args args(argv, {"out", "vocab", "max-sentences"}, {"help"});
+  if (args.flag("help") || args.positionals().empty()) {
+    std::printf("usage: memmamba tokenizer-train --out PREFIX [--vocab 8192] FILE_OR_DIR...\n\n"
+                "Trains a SentencePiece unigram tokenizer (digits split, byte fallback) on the given\n"
+                "UTF-8 text files (directories: every .txt inside); writes PREFIX.model and PREFIX.vocab.\n");
+    return args.flag("help") ? kOk : kUsage;
+  }
+  std::vector<std::string> files;
+  for (const std::string& p : args.positionals()) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      for (const auto& e : fs::directory_iterator(p))
+        if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path().string());
+    } else {
+      files.push_back(p);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const std::string& f : files) load_text_file(f);  // refuse bad inputs with a clear message first
+  Tokenizer::train(files, args.require("out"), args.get_int("vocab", 8192, 64, 65535),
+                   args.get_int("max-sentences", 2000000, 1000, 100000000));
+  std::printf("wrote %s.model and %s.vocab from %zu files\n", args.require("out").c_str(), args.require("out").c_str(), files.size());
+  return kOk;
+}
+
+
+int cmd_convert(const std::vector<std::string>& argv) {
+  Args args(argv, {"dtype", "fusion-gain"}, {"help"});
+  if (args.flag("help") || args.positionals().size() != 2) {
+    std::printf("usage: memmamba convert IN.safetensors OUT.safetensors [--dtype bf16|f16|f32] [--fusion-gain X]\n\n"
+                "Rewrites a checkpoint with its tensors stored as --dtype (default bf16), keeping its metadata;\n"
+                "--fusion-gain sets the config's default loudness of the memory's read-out (0 to 100).\n");
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string dtype = args.get("dtype", "bf16");
+  const DType storage = storage_dtype(dtype);
+  const std::string in = args.positionals()[0], out = args.positionals()[1];
+  if (fs::exists(out) && fs::equivalent(in, out)) throw UsageError("OUT must differ from IN");
+  const double gain = args.get_double("fusion-gain", 1.0, 0.0, 100.0);
+  Checkpoint ck = load_checkpoint(in);
+  if (args.has("fusion-gain")) {
+    if (!ck.config.memory) throw UsageError("--fusion-gain: " + in + " is a Mamba-only model (no memory to fuse)");
+    ck.config.fusion_gain = gain;
+  }
+  save_checkpoint(out, ck.config, ck.weights, storage, ck.metadata);
+  std::printf("wrote %s (%s)\n", out.c_str(), dtype.c_str());
+  return kOk;
+}
+
+int cmd_init(const std::vector<std::string>& argv) {
+  Args args(argv, {"config", "seed", "dtype"}, {"help"});
+  if (args.flag("help") || args.positionals().size() != 1) {
+    std::printf("usage: memmamba init OUT.safetensors [--config FILE] [--seed 0] [--dtype f32|bf16|f16]\n\n"
+                "Writes untrained random weights of the config (default: the small model), e.g. a\n"
+                "starting point for `memmamba train --init` or a small checkpoint for tests.\n");
+    return args.flag("help") ? kOk : kUsage;
+  }
+  const std::string dtype = args.get("dtype", "f32");
+  const DType storage = storage_dtype(dtype);
+  const ModelConfig config = args.has("config") ? ModelConfig::load(args.get("config", "")) : ModelConfig{};
+  const int64_t seed = args.get_int("seed", 0, 0, INT64_MAX);
+  const MemMambaModel model = MemMambaModel::random(config, static_cast<uint64_t>(seed));
+  const std::string out = args.positionals()[0];
+  save_checkpoint(out, model.config(), model.weights(), storage,
+                  {{"description", "untrained random weights (memmamba init, seed " + std::to_string(seed) + ")"}});
+  std::printf("wrote %s (%s, untrained)\n", out.c_str(), dtype.c_str());
+  return kOk;
+}
+
+int cmd_data(const std::vector<std::string>& argv) {
+  Args args(argv, {"out", "tokenizer", "heldout", "seed"}, {"help"});
+  if (args.flag("help") || args.positionals().size() != 1) {
+    std::printf("usage: memmamba data BOOKS_DIR --out DIR [--tokenizer T] [--heldout 4] [--seed 0]\n\n"
+                "Tokenizes every .txt book into DIR/train.tokens and DIR/heldout.tokens (uint16 ids;\n"
+                "--heldout books, chosen by a seeded hash of their names, are kept out of training)\n"
+                "and writes DIR/manifest.json naming the books of each split.\n");
+    return args.flag("help") ? kOk : kUsage;
+  }
+  std::string tok_path = args.get("tokenizer", "");
+  if (tok_path.empty()) tok_path = find_sample_file("tokenizer.model");
+  if (tok_path.empty()) throw UsageError("no tokenizer given and none bundled: pass --tokenizer FILE");
+  Tokenizer tok = Tokenizer::load(tok_path);
+  DataSplitOptions o;
+  o.heldout_books = args.get_int("heldout", 4, 0, 100000);
+  o.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
+  const std::string out = args.require("out");
+  Json m = build_token_shards(tok, args.positionals()[0], out, o, [](const std::string& book, int64_t done, int64_t total) {
+    std::fprintf(stderr, "\r[%lld/%lld] %-60s", static_cast<long long>(done + 1), static_cast<long long>(total), book.c_str());
+  });
+  std::fprintf(stderr, "\n");
+  std::printf("wrote %s: %lld training tokens (%zu books), %lld held-out tokens (%zu books)\n", out.c_str(),
+              static_cast<long long>(m.at("train_tokens").as_int()), m.at("train_books").as_array().size(),
+              static_cast<long long>(m.at("heldout_tokens").as_int()), m.at("heldout_books").as_array().size());
+  return kOk;
+}
+
+int cmd_train(const std::vector<std::string>& argv) {
+  Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
+                   "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
+                   "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
+                   "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
+                   "passkey-min-length", "blind-needles", "blind-margin"},
+            {"help", "resume", "fp32", "mamba-only", "freeze-fusion"});
+  if (args.flag("help")) {
+    std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
+                "Trains on DIR/train.tokens (from `memmamba data`), evaluating on DIR/heldout.tokens.\n"
+                "Writes OUT/model.safetensors, OUT/train-state.safetensors and OUT/metrics.csv.\n\n"
+                "  --config FILE         model config (default: the small config); --mamba-only: memory off\n"
+                "  --device cpu|cuda     (default cpu); bf16 autocast on CUDA unless --fp32\n"
+                "  --seq-len 1024 --batch 8 --accumulation 1 --steps 1000\n"
+                "  --lr 1e-3 --warmup 100 --schedule cosine|constant --weight-decay 0.1 --clip 1.0\n"
+                "  --eval-every 200 --eval-batches 4 --checkpoint-every 500 --seed 0\n"
+                "  --passkey-fraction 0.25  share of sequences that are passkey examples (haystacks\n"
+                "                        from the bundled sample books; --tokenizer for their tokens)\n"
+                "  --haystack book|filler  passkey haystacks: book sentences (default) or the repeated filler\n"
+                "  --passkey-min-length N  shortest passkey example in tokens (default min(256, seq-len / 2));\n"
+                "                        lengths are uniform from N to the row, depths uniform\n"
+                "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
+                "  --tau-retrieve X      with --init: train with this retrieval threshold tau2 (saved in the config)\n"
+                "  --init-backbone M     with --init: take M's tensors of the same names (e.g. a Mamba's mixers)\n"
+                "  --retrieval-loss W    weight of the retrieval loss (memory models, passkey rows): each answer\n"
+                "                        piece of the key is taught to attend to that piece's note (default 0)\n"
+                "  --answer-loss W       weight of an extra cross-entropy on the passkey answers' key pieces and\n"
+                "                        the piece after the key, where the answer stops (default 0)\n"
+                "  --answer-end TEXT     what follows the key in a passkey row (default \".\")\n"
+                "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
+                "                        the note threshold in every layer (memory models, default 0)\n"
+                "  --freeze-fusion       hold the memory's fusion scales (its read-out's loudness) as loaded\n"
+                "  --blind-needles F     share of passkey rows whose key the SSM does not see (its step size is 0\n"
+                "                        from the key to --blind-margin tokens past its second copy): the key\n"
+                "                        reaches the answer through the notes alone, as from far beyond the\n"
+                "                        SSM's horizon (default 0)\n"
+                "  --blind-margin N      tokens hidden past the key (default (conv_kernel - 1) x layers)\n"
+                "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
+                "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
+                "Ctrl-C stops after saving a checkpoint.\n");
+    return kOk;
+  }
+  TrainOptions o;
+  o.data_dir = args.require("data");
+  o.out_dir = args.require("out");
+  if (args.has("config")) o.config = ModelConfig::load(args.get("config", ""));
+  if (args.flag("mamba-only")) o.config.memory = false;
+  o.config.validate();
+  o.cuda = parse_device(args.get("device", "cpu")).is_cuda();
+  o.bf16 = !args.flag("fp32");
+  o.resume = args.flag("resume");
+  o.freeze_fusion_scales = args.flag("freeze-fusion");
+  o.init_checkpoint = args.get("init", "");
+  if (!o.init_checkpoint.empty() && o.resume) throw UsageError("give --init or --resume, not both");
+  if (!o.init_checkpoint.empty() && (args.has("config") || args.flag("mamba-only")))
+    throw UsageError("--init takes the checkpoint's config: drop --config and --mamba-only");
+  o.seq_len = args.get_int("seq-len", o.seq_len, 8, 1 << 22);
+  o.batch = args.get_int("batch", o.batch, 1, 1 << 16);
+  o.accumulation = args.get_int("accumulation", o.accumulation, 1, 1 << 16);
+  if (o.batch % o.accumulation != 0) throw UsageError("--batch must be a multiple of --accumulation");
+  o.steps = args.get_int("steps", o.steps, 1, int64_t{1} << 40);
+  o.lr = args.get_double("lr", o.lr, 1e-7, 1.0);
+  o.warmup = args.get_int("warmup", o.warmup, 0, int64_t{1} << 40);
+  const std::string schedule = args.get("schedule", "cosine");
+  if (schedule != "cosine" && schedule != "constant") throw UsageError("--schedule must be cosine or constant");
+  o.cosine = schedule == "cosine";
+  o.weight_decay = args.get_double("weight-decay", o.weight_decay, 0.0, 10.0);
+  o.clip = args.get_double("clip", o.clip, 1e-6, 1e6);
+  o.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
+  o.eval_every = args.get_int("eval-every", o.eval_every, 0, int64_t{1} << 40);
+  o.eval_batches = args.get_int("eval-batches", o.eval_batches, 1, 1 << 20);
+  o.checkpoint_every = args.get_int("checkpoint-every", o.checkpoint_every, 0, int64_t{1} << 40);
+  o.passkey_fraction = args.get_double("passkey-fraction", o.passkey_fraction, 0.0, 1.0);
+  if (o.passkey_fraction > 0) {
+    o.passkey_tokenizer = args.get("tokenizer", "");
+    if (o.passkey_tokenizer.empty()) o.passkey_tokenizer = find_sample_file("tokenizer.model");
+    if (o.passkey_tokenizer.empty()) throw UsageError("passkey examples need --tokenizer");
+    const std::string haystack = args.get("haystack", "book");
+    if (haystack != "book" && haystack != "filler") throw UsageError("--haystack must be book or filler");
+    if (haystack == "book")
+      for (const char* book : {"The-Time-Machine_35.txt", "Alice-s-Adventures-in-Wonderland_11.txt"}) {
+        const std::string p = find_sample_file(book);
+        if (!p.empty()) o.passkey_books.push_back(p);
+      }
+  }
+  if (args.has("passkey-min-length")) {
+    if (o.passkey_fraction <= 0) throw UsageError("--passkey-min-length needs passkey rows (--passkey-fraction > 0)");
+    if (o.seq_len < 128) throw UsageError("--passkey-min-length: rows of fewer than 128 tokens hold no passkey example");
+    o.passkey_min_tokens = args.get_int("passkey-min-length", 256, 64, o.seq_len - 24);
+  }
+  if (args.has("blind-needles") || args.has("blind-margin")) {
+    if (o.passkey_fraction <= 0) throw UsageError("--blind-needles needs passkey rows (--passkey-fraction > 0)");
+    o.blind_needle_fraction = args.get_double("blind-needles", 1.0, 0.0, 1.0);
+    o.blind_needle_margin = args.get_int("blind-margin", -1, 0, 1 << 20);
+  }
+  if (args.has("answer-end")) {
+    o.passkey_answer_end = args.get("answer-end", ".");
+    if (o.passkey_answer_end.empty() || o.passkey_answer_end.size() > 200 ||
+        std::isdigit(static_cast<unsigned char>(o.passkey_answer_end[0])))
+      throw UsageError("--answer-end must be 1 to 200 characters that do not begin with a digit (it follows the key)");
+  }
+  if (args.has("init-backbone")) {
+    if (o.init_checkpoint.empty()) throw UsageError("--init-backbone goes with --init");
+    o.init_backbone = args.get("init-backbone", "");
+  }
+  if (args.has("tau-note")) {
+    if (o.init_checkpoint.empty()) throw UsageError("--tau-note goes with --init (a fresh model takes tau_note from --config)");
+    o.init_tau_note = args.get_double("tau-note", 0.3, -1.0, 2.0);
+  }
+  if (args.has("tau-retrieve")) {
+    if (o.init_checkpoint.empty()) throw UsageError("--tau-retrieve goes with --init (a fresh model takes tau_retrieve from --config)");
+    o.init_tau_retrieve = args.get_double("tau-retrieve", 0.5, -1.0, 2.0);
+  }
+  o.retrieval_loss_weight = args.get_double("retrieval-loss", 0.0, 0.0, 1e3);
+  o.answer_loss_weight = args.get_double("answer-loss", 0.0, 0.0, 1e3);
+  o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);
+  if ((o.retrieval_loss_weight > 0 || o.answer_loss_weight > 0 || o.note_loss_weight > 0) && o.passkey_fraction <= 0)
+    throw UsageError("--retrieval-loss, --answer-loss and --note-loss need passkey rows (--passkey-fraction > 0)");
+  const int64_t last = train_model(o, [](const TrainProgress& p) {
+    std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  |g| %.2f  %.0f tok/s", static_cast<long long>(p.step),
+                 static_cast<long long>(p.steps), p.loss, p.lr, p.grad_norm, p.tokens_per_second);
+    if (!std::isnan(p.answer_loss)) std::fprintf(stderr, "  answer %.3f", p.answer_loss);
+    if (!std::isnan(p.note_loss)) std::fprintf(stderr, "  selection %.3f  key noted %.2f", p.note_loss, p.key_noted);
+    if (!std::isnan(p.retrieval_loss))
+      std::fprintf(stderr, "  retrieval %.3f  key attention %.3f  coverage %.2f", p.retrieval_loss, p.key_attention,
+                   p.retrieval_coverage);
+    if (!std::isnan(p.eval_loss)) std::fprintf(stderr, "  held-out %.4f  notes %.3f", p.eval_loss, p.note_rate);
+    std::fprintf(stderr, "\n");
+    return !g_interrupted.load();
+  });
+  std::printf("stopped at step %lld; wrote %s/model.safetensors\n", static_cast<long long>(last), o.out_dir.c_str());
+  return g_interrupted ? kInterrupted : kOk;
+}
+
+}  // namespace memmamba::cli

@@ -1,0 +1,31 @@
+// Process set-up and what the machine offers: CPU threads, BLAS and heap for the model, the
+// GPU's presence and the memory of Torch's CUDA allocator.
+#pragma once
+#include <cstdint>
+
+namespace memmamba {
+
+// Call once at start-up: intra-op threads = the machine's cores (LibTorch may start at 1),
+// single-threaded BLAS beside them, and a heap that keeps freed chunk buffers.
+void configure_cpu_runtime();
+
+// Whether this build and machine can run on a GPU.
+bool cuda_available();
+
+}  // namespace memmamba
+
+// The GPU memory of Torch's caching allocator: freeing its cache after an out-of-memory
+// error, and (for tests of the fallback) its peak and a limit.
+namespace memmamba::cuda_memory {
+#ifdef MEMMAMBA_WITH_CUDA
+void release_cached();
+int64_t peak_allocated_bytes();
+void reset_peak();
+void set_limit_bytes(int64_t bytes);  // <= 0: no limit
+#else
+inline void release_cached() {}
+inline int64_t peak_allocated_bytes() { return 0; }
+inline void reset_peak() {}
+inline void set_limit_bytes(int64_t) {}
+#endif
+}  // namespace memmamba::cuda_memory

@@ -1,0 +1,147 @@
+#include "model/train/losses.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <vector>
+
+namespace memmamba {
+
+namespace {
+
+// Adds `value` to a running device-side sum that starts undefined.
+void accumulate(torch::Tensor& sum, const torch::Tensor& value) { sum = sum.defined() ? sum + value : value; }
+
+struct RetrievalStats {
+  torch::Tensor loss_sum, mass_sum, used;  // scalars on the device (undefined when nothing was tapped)
+  int64_t candidates = 0;                  // answer pieces x attentions that could have been supervised
+};
+
+// The retrieval loss: at each answer position that predicts a piece of the key, minus the log
+// of the attention mass that each pool attention puts on the notes of that piece in the
+// needle (only where such a note is visible and the attention reaches the stream).
+std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& targets, int64_t T,
+                                                       const torch::Device& device, RetrievalStats& stats) {
+  struct PerRow { torch::Tensor query, first, second; int64_t count; };
+  auto per_row = std::make_shared<std::map<int64_t, PerRow>>();
+  auto opts = torch::TensorOptions().dtype(torch::kInt64);
+  std::map<int64_t, std::vector<int64_t>> q, a, b;
+  for (size_t i = 0; i < targets.row.size(); ++i) {
+    q[targets.row[i]].push_back(targets.query[i]);
+    a[targets.row[i]].push_back(targets.first[i]);
+    b[targets.row[i]].push_back(targets.second[i]);
+  }
+  for (auto& [row, qs] : q)
+    (*per_row)[row] = {torch::tensor(qs, opts).to(device), torch::tensor(a[row], opts).to(device),
+                       torch::tensor(b[row], opts).to(device), static_cast<int64_t>(qs.size())};
+  return [per_row, T, &stats](const AttentionTap& tap) {
+    auto it = per_row->find(tap.sequence);
+    if (it == per_row->end() || tap.pos0 != 0) return;  // training runs each row as one chunk
+    const PerRow& t = it->second;
+    const int64_t n = tap.rows.size(0);
+    auto row_of = torch::full({T}, -1, tap.rows.options()).index_put_({tap.rows}, torch::arange(n, tap.rows.options()));
+    auto tr = row_of.index_select(0, t.query);
+    auto safe = tr.clamp_min(0);
+    auto weights = tap.weights.index_select(0, safe).to(torch::kFloat32);
+    auto source = tap.source.index_select(0, safe);
+    auto hit = source.ge(0) & (source.eq(t.first.unsqueeze(1)) | source.eq(t.second.unsqueeze(1)));
+    auto mass = (weights * hit.to(torch::kFloat32)).sum(1);
+    auto use = (tr.ge(0) & hit.any(1) & tap.applied.index_select(0, safe)).to(torch::kFloat32);
+    auto loss = (-(mass + 1e-6).log() * use).sum();
+    auto mass_used = (mass.detach() * use).sum();
+    auto used = use.sum();
+    accumulate(stats.loss_sum, loss);
+    accumulate(stats.mass_sum, mass_used);
+    accumulate(stats.used, used);
+    stats.candidates += t.count;
+  };
+}
+
+// The selection loss: the needle's key tokens (its first copy) should clear the note threshold
+// by a margin in every layer: mean over layers and key tokens of max(0, tau1 + margin - I_t).
+struct SelectionStats {
+  torch::Tensor loss_sum, noted;
+  int64_t count = 0;
+};
+
+std::function<void(int64_t, int64_t, int64_t, const torch::Tensor&)> selection_tap(const RetrievalTargets& targets,
+                                                                                   double tau_note, const torch::Device& device,
+                                                                                   SelectionStats& stats) {
+  constexpr double kMargin = 0.05;
+  std::map<int64_t, std::vector<int64_t>> positions;
+  for (size_t i = 0; i < targets.row.size(); ++i)
+    if (targets.first[i] >= 0) positions[targets.row[i]].push_back(targets.first[i]);
+  auto per_row = std::make_shared<std::map<int64_t, torch::Tensor>>();
+  for (auto& [row, p] : positions) {
+    std::sort(p.begin(), p.end());
+    p.erase(std::unique(p.begin(), p.end()), p.end());
+    (*per_row)[row] = torch::tensor(p, torch::TensorOptions().dtype(torch::kInt64)).to(device);
+  }
+  return [per_row, tau_note, &stats](int64_t, int64_t sequence, int64_t pos0, const torch::Tensor& importance) {
+    auto it = per_row->find(sequence);
+    if (it == per_row->end() || pos0 != 0) return;
+    auto value = importance.index_select(0, it->second).to(torch::kFloat32);
+    auto loss = torch::relu(tau_note + kMargin - value).sum();
+    auto noted = value.detach().gt(tau_note).sum().to(torch::kFloat32);
+    accumulate(stats.loss_sum, loss);
+    accumulate(stats.noted, noted);
+    stats.count += it->second.size(0);
+  };
+}
+
+}  // namespace
+
+SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batch, const RetrievalTargets* targets,
+                           double retrieval_weight, double answer_weight, double note_weight, const torch::Tensor& ssm_mask) {
+  const int64_t rows = batch.size(0), T = batch.size(1) - 1;
+  RunState state = model.new_state(rows);
+  RunOptions o = model.default_options();
+  o.chunk_tokens = T;
+  o.ssm_input_mask = ssm_mask;
+  const bool has_targets = targets && !targets->row.empty();
+  RetrievalStats stats;
+  const bool tapped = has_targets && model.config().memory && retrieval_weight > 0;
+  if (tapped) o.on_attention = retrieval_tap(*targets, T, batch.device(), stats);
+  SelectionStats selection;
+  const bool selecting = has_targets && model.config().memory && note_weight > 0;
+  if (selecting) o.on_importance = selection_tap(*targets, o.memory.tau_note, batch.device(), selection);
+  auto hidden = model.forward(batch.narrow(1, 0, T), state, o);
+  auto logits = model.logits(hidden);
+  SequenceLoss out;
+  out.lm = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32),
+                                                batch.narrow(1, 1, T).reshape({-1}).to(logits.device()));
+  out.total = out.lm;
+  if (has_targets && answer_weight > 0) {
+    // The key's pieces are a handful of a row's thousands of tokens: weigh them on their own.
+    auto opts = torch::TensorOptions().dtype(torch::kInt64);
+    std::vector<int64_t> row_list = targets->row, query_list = targets->query;
+    row_list.insert(row_list.end(), targets->end_row.begin(), targets->end_row.end());
+    query_list.insert(query_list.end(), targets->end_query.begin(), targets->end_query.end());
+    auto rows = torch::tensor(row_list, opts).to(logits.device());
+    auto query = torch::tensor(query_list, opts).to(logits.device());
+    auto answer_logits = logits.index({rows, query}).to(torch::kFloat32);
+    auto labels = batch.to(logits.device()).index({rows, query + 1});
+    auto answer = torch::nn::functional::cross_entropy(answer_logits, labels);
+    out.total = out.total + answer_weight * answer;
+    out.answer = answer.item<double>();
+  }
+  if (selecting && selection.count > 0) {
+    auto note = selection.loss_sum / static_cast<double>(selection.count);
+    out.total = out.total + note_weight * note;
+    out.note = note.item<double>();
+    out.key_noted = selection.noted.item<double>() / static_cast<double>(selection.count);
+  }
+  if (tapped && stats.used.defined()) {
+    const double used = stats.used.item<double>();
+    auto retrieval = stats.loss_sum / std::max(used, 1.0);
+    out.total = out.total + retrieval_weight * retrieval;
+    out.retrieval = retrieval.item<double>();
+    out.key_attention = used > 0 ? stats.mass_sum.item<double>() / used : std::nan("");
+    out.coverage = used / static_cast<double>(std::max<int64_t>(stats.candidates, 1));
+  }
+  return out;
+}
+
+}  // namespace memmamba

@@ -1,0 +1,74 @@
+// What a training run is asked to do (TrainOptions) and what each step reports
+// (TrainProgress).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace memmamba {
+
+struct TrainOptions {
+  std::string data_dir;         // train.tokens, heldout.tokens (memmamba data)
+  std::string out_dir;          // model.safetensors, train-state.safetensors, metrics.csv
+  ModelConfig config;           // used when starting fresh
+  bool resume = false;          // continue from out_dir's training state
+  std::string init_checkpoint;  // start from these weights (and their config), fresh optimizer
+  // With init: tensors of this checkpoint replace those of the same name and shape (e.g. a
+  // Mamba model's mixers, embedding and final norm under a MemMamba's memory).
+  std::string init_backbone;
+  double init_tau_note = std::numeric_limits<double>::quiet_NaN();  // with init: a new tau1 for the config
+  double init_tau_retrieve = std::numeric_limits<double>::quiet_NaN();  // with init: a new tau2
+  int64_t seq_len = 1024;
+  int64_t batch = 8;            // sequences per optimizer step (over all micro-batches)
+  int64_t accumulation = 1;     // micro-batches per step
+  int64_t steps = 1000;
+  double lr = 1e-3, min_lr_ratio = 0.1, weight_decay = 0.1, clip = 1.0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  int64_t warmup = 100;
+  bool cosine = true;
+  bool bf16 = true;             // autocast on CUDA; ignored on the CPU
+  bool cuda = false;
+  uint64_t seed = 0;
+  int64_t eval_every = 200, eval_batches = 4, checkpoint_every = 500;
+  double passkey_fraction = 0.25;  // share of sequences that are passkey examples
+  std::string passkey_tokenizer;   // needed when passkey_fraction > 0
+  std::vector<std::string> passkey_books;  // haystack sentences (empty: the repeated filler)
+  std::string passkey_answer_end = ".";     // what follows the key in a passkey row (passkey_training_text)
+  // Shortest passkey example in tokens (0: min(256, seq_len / 2)); longer examples put the key
+  // further from its answer, beyond what the SSM's state alone still carries.
+  int64_t passkey_min_tokens = 0;
+  // Hold the fusion scales (how loud the memory's read-out is) as loaded, e.g. as chosen by a
+  // long-context probe: short rows never show the loudness that long contexts need.
+  bool freeze_fusion_scales = false;
+  // Share of passkey rows whose needle the SSM does not see (blind needles): from the key's
+  // first piece to `blind_needle_margin` tokens past its second copy, every layer's step size dt
+  // is 0, so the key reaches the answer only through the notes, as when the key lies far beyond
+  // the SSM's horizon (a row of 4k tokens shows what a key 1M tokens back looks like).
+  double blind_needle_fraction = 0;
+  int64_t blind_needle_margin = -1;  // -1: (conv_kernel - 1) x n_layers, how far the convolutions spread a token
+  // Weight of the retrieval loss (MemMamba only): on passkey rows, each answer position that
+  // predicts a piece of the key is taught to put its pool attention on that piece's note.
+  double retrieval_loss_weight = 0;
+  // Weight of an extra cross-entropy on the answer's key pieces of passkey rows (any model).
+  double answer_loss_weight = 0;
+  // Weight of the selection loss (MemMamba only): the needle's key tokens are taught to clear
+  // the note threshold tau1 (by 0.05) in every layer.
+  double note_loss_weight = 0;
+};
+
+struct TrainProgress {
+  int64_t step, steps, tokens;
+  double loss, lr, grad_norm, tokens_per_second, note_rate;
+  double eval_loss;  // NaN when not evaluated at this step
+  // Retrieval loss, mean attention mass on the key's notes, and the share of answer pieces x
+  // pool attentions where a key note was visible and read; NaN without the retrieval loss.
+  double retrieval_loss = std::nan(""), key_attention = std::nan(""), retrieval_coverage = std::nan("");
+  double answer_loss = std::nan("");  // cross-entropy on the answers' key pieces and end, with --answer-loss
+  // Selection loss and the share of key tokens x layers noted, with --note-loss.
+  double note_loss = std::nan(""), key_noted = std::nan("");
+};
+
+}  // namespace memmamba

@@ -1,0 +1,146 @@
+#include "model/train/training_rows.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+
+#include "model/text_input.h"
+
+namespace memmamba {
+
+namespace {
+
+// Index of the token holding byte `byte` of the encoded text, or -1.
+int64_t token_at_byte(const Encoding& enc, int64_t byte) {
+  auto it = std::upper_bound(enc.end.begin(), enc.end.end(), byte);
+  if (it == enc.end.end()) return -1;
+  const int64_t i = it - enc.end.begin();
+  return enc.begin[static_cast<size_t>(i)] <= byte ? i : -1;
+}
+
+
+// Byte offsets in the prompt of the key's two copies in the needle (-1 where absent).
+std::pair<int64_t, int64_t> needle_key_copies(const eval::PasskeyCase& c) {
+  const std::string key = std::to_string(c.key);
+  const size_t first = c.prompt.find(key, static_cast<size_t>(c.needle_begin));
+  if (first == std::string::npos) return {-1, -1};
+  const size_t second = c.prompt.find(key, first + key.size());
+  return {static_cast<int64_t>(first), second == std::string::npos ? int64_t{-1} : static_cast<int64_t>(second)};
+}
+
+}  // namespace
+
+// Copies tokens [start, start + n) of a shard into an int64 row.
+void copy_window(const TokenShard& shard, uint64_t start, int64_t n, int64_t* row) {
+  for (int64_t i = 0; i < n; ++i) row[i] = shard.tokens[start + static_cast<uint64_t>(i)];
+}
+
+BatchMaker::BatchMaker(const TrainOptions& o, const TokenShard& train, int64_t blind_margin)
+    : o_(o), train_(train), blind_margin_(blind_margin) {
+  if (o.passkey_fraction > 0) {
+    if (o.passkey_tokenizer.empty()) throw std::invalid_argument("passkey examples need a tokenizer");
+    tokenizer_.emplace(Tokenizer::load(o.passkey_tokenizer));
+    std::vector<std::string> sentences;
+    for (const std::string& b : o.passkey_books) {
+      auto s = eval::split_sentences(load_text_file(b));
+      sentences.insert(sentences.end(), s.begin(), s.end());
+    }
+    generator_.emplace(*tokenizer_, sentences,
+                       sentences.empty() ? eval::Haystack::RepeatedFiller : eval::Haystack::BookSentences);
+  }
+  if (static_cast<int64_t>(train_.tokens.size()) < o.seq_len + 2)
+    throw std::invalid_argument("the training shard holds fewer tokens than one sequence");
+}
+
+torch::Tensor BatchMaker::make(int64_t step, int64_t micro, int64_t rows, int* passkeys, RetrievalTargets* targets,
+                               torch::Tensor* ssm_mask) const {
+  std::mt19937_64 rng(o_.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step) * 4099 + static_cast<uint64_t>(micro));
+  const int64_t L = o_.seq_len + 1;
+  auto out = torch::empty({rows, L}, torch::kInt64);
+  int64_t* dst = out.data_ptr<int64_t>();
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  const uint64_t span = train_.tokens.size() - static_cast<uint64_t>(L);
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t* row = dst + r * L;
+    copy_window(train_, rng() % span, L, row);
+    if (generator_ && L >= 128 && unit(rng) < o_.passkey_fraction) {  // prompts need >= 64 tokens
+      // A passkey example (prompt, then the key) at a random length and depth, placed at
+      // the end of the row; book text fills whatever is left before it.
+      const int64_t target = passkey_example_tokens(o_, L, rng());
+      const eval::PasskeyCase c = generator_->make(target, unit(rng), rng());
+      Encoding enc = tokenizer_->encode(passkey_training_text(c, o_.passkey_answer_end));
+      const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
+      for (int64_t i = 0; i < n; ++i) row[L - n + i] = enc.ids[enc.ids.size() - n + i];
+      if (passkeys) ++*passkeys;
+      if (targets) add_retrieval_targets(c, enc, r, L, *targets);
+      // Drawn only when asked for, so runs without blind needles keep their batches.
+      if (o_.blind_needle_fraction > 0 && unit(rng) < o_.blind_needle_fraction && ssm_mask) {
+        const auto [begin, end] = blind_needle_span(c, enc, L, blind_margin_);
+        if (end > begin) {
+          if (!ssm_mask->defined()) *ssm_mask = torch::ones({rows, o_.seq_len}, torch::kFloat32);
+          ssm_mask->select(0, r).narrow(0, begin, std::min(end, o_.seq_len) - begin).zero_();
+        }
+      }
+    }
+  }
+  return out;
+}
+
+int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64_t random) {
+  const int64_t L = row_tokens;
+  const int64_t min_len = o.passkey_min_tokens > 0 ? std::min<int64_t>(o.passkey_min_tokens, L - 25)
+                                                   : std::max<int64_t>(64, std::min<int64_t>(256, L / 2));
+  return min_len + static_cast<int64_t>(random % static_cast<uint64_t>(std::max<int64_t>(1, L - 24 - min_len)));
+}
+
+std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
+                                              int64_t margin) {
+  const auto klen = static_cast<int64_t>(std::to_string(c.key).size());
+  const auto [first, second] = needle_key_copies(c);
+  if (first < 0) return {0, 0};
+  const int64_t last_byte = (second >= 0 ? second : first) + klen - 1;
+  const int64_t begin_token = token_at_byte(enc, first);
+  const int64_t end_token = token_at_byte(enc, last_byte);
+  if (begin_token < 0 || end_token < 0) return {0, 0};
+  const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
+  const int64_t begin = std::max<int64_t>(0, begin_token + shift);
+  const int64_t end = std::min<int64_t>(row_length, end_token + shift + 1 + std::max<int64_t>(0, margin));
+  return end > begin ? std::pair<int64_t, int64_t>{begin, end} : std::pair<int64_t, int64_t>{0, 0};
+}
+
+std::string passkey_training_text(const eval::PasskeyCase& c, const std::string& answer_end) {
+  return c.prompt + std::to_string(c.key) + answer_end;
+}
+
+void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
+                           RetrievalTargets& out) {
+  const std::string key = std::to_string(c.key);
+  const auto klen = static_cast<int64_t>(key.size());
+  const auto [first, second] = needle_key_copies(c);
+  const int64_t answer = static_cast<int64_t>(c.prompt.size());
+  const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
+  auto at = [&](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
+  for (size_t i = 0; i < enc.ids.size(); ++i) {
+    if (enc.end[i] <= answer || enc.begin[i] >= answer + klen) continue;  // not a piece of the answer's key
+    const int64_t offset = std::max(enc.begin[i], answer) - answer;
+    const int64_t query = at(static_cast<int64_t>(i)) - 1;
+    const int64_t a = first >= 0 ? at(token_at_byte(enc, first + offset)) : -1;
+    const int64_t b = second >= 0 ? at(token_at_byte(enc, second + offset)) : -1;
+    if (query < 0 || (a < 0 && b < 0)) continue;
+    out.row.push_back(row);
+    out.query.push_back(query);
+    out.first.push_back(a);
+    out.second.push_back(b);
+  }
+  // The answer's end: the first piece that begins after the key (pieces are in text order).
+  const auto after = std::lower_bound(enc.begin.begin(), enc.begin.end(), answer + klen);
+  if (after == enc.begin.end()) return;
+  const int64_t end_query = at(after - enc.begin.begin()) - 1;
+  if (end_query < 0) return;
+  out.end_row.push_back(row);
+  out.end_query.push_back(end_query);
+}
+
+}  // namespace memmamba

@@ -1,0 +1,72 @@
+// The rows a training step learns from: windows of the book shards, with passkey examples
+// (a prompt, its key and an end) placed at the end of some rows, the positions the memory's
+// losses supervise, and the spans that blind needles hide from the SSM.
+#pragma once
+#include <torch/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/eval/passkey.h"
+#include "model/tokenizer.h"
+#include "model/train/token_shards.h"
+#include "model/train/train_options.h"
+
+namespace memmamba {
+
+// Where a passkey row's answer predicts each piece of the key (`query`: the input position
+// before the piece) and where the same bytes of the key stand in the needle's two copies
+// (`first`, `second`): the notes a retrieval should read. Positions are within the row;
+// -1 where a copy was cut off. `end_row`/`end_query`: where the answer predicts the piece right
+// after the key, which the answer loss teaches too so that an answer stops after the key's
+// last digit.
+struct RetrievalTargets {
+  std::vector<int64_t> row, query, first, second;
+  std::vector<int64_t> end_row, end_query;
+};
+
+// The length in tokens of a passkey example in a row of `row_tokens` (>= 128) tokens, from a
+// uniform random draw: between passkey_min_tokens (or its default) and row_tokens - 24.
+int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64_t random);
+
+// The text of a passkey training row: the prompt, the key and `answer_end`. What follows the
+// key gives the answer an end to learn; the answer loss teaches its first piece (docs/model.md
+// says which ends were tried).
+std::string passkey_training_text(const eval::PasskeyCase& c, const std::string& answer_end = ".");
+
+// Appends the targets of case `c` encoded as `enc` (passkey_training_text), whose last tokens
+// fill the end of batch row `row` of `row_length` tokens.
+void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
+                           RetrievalTargets& out);
+
+// Row positions [begin, end) that a blind needle hides from the SSM for case `c` encoded as
+// `enc`, whose last tokens fill the end of a row of `row_length` tokens: from the token holding
+// the key's first digit to `margin` tokens past the one holding the last digit of its second
+// copy (clipped to the row). {0, 0} when the key is not in the row.
+std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
+                                              int64_t margin);
+
+// Copies tokens [start, start + n) of a shard into an int64 row.
+void copy_window(const TokenShard& shard, uint64_t start, int64_t n, int64_t* row);
+
+// Every batch is a function of (seed, step, micro-batch): resuming needs no sampler state.
+class BatchMaker {
+ public:
+  BatchMaker(const TrainOptions& o, const TokenShard& train, int64_t blind_margin);
+  // [rows, seq_len + 1] int64 on the CPU. With `ssm_mask` and blind needles: [rows, seq_len]
+  // floats, 0 where the SSM must not see the token (undefined when no row has a blind needle).
+  torch::Tensor make(int64_t step, int64_t micro, int64_t rows, int* passkeys, RetrievalTargets* targets = nullptr,
+                     torch::Tensor* ssm_mask = nullptr) const;
+
+ private:
+  const TrainOptions& o_;
+  const TokenShard& train_;
+  const int64_t blind_margin_;
+  std::optional<Tokenizer> tokenizer_;
+  std::optional<eval::PasskeyGenerator> generator_;
+};
+
+}  // namespace memmamba
