@@ -1,0 +1,160 @@
+// The main window's figures: every view's plots by name, single and batch exports (PNG, SVG,
+// PDF and CSV) with their dialogs, and screenshots of every view.
+#include "app/gui/main_window.h"
+
+#include <QApplication>
+#include <QComboBox>
+#include <QDialog>
+#include <QDialogButtonBox>
+#include <QDir>
+#include <QDockWidget>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QMessageBox>
+#include <QProgressDialog>
+#include <QSpinBox>
+#include <qcustomplot.h>
+
+#include "views/attention_view.h"
+#include "views/book_view.h"
+#include "views/decay_view.h"
+#include "views/plot_export.h"
+#include "views/pool_view.h"
+#include "views/retrieval_panel.h"
+#include "views/trace_document.h"
+#include "views/trigger_view.h"
+
+namespace memmamba::app {
+
+std::vector<std::pair<QString, views::PlotPanel*>> MainWindow::panels() const {
+  return {{QStringLiteral("pool"), pool_}, {QStringLiteral("thresholds"), triggers_}, {QStringLiteral("attention"), attention_},
+          {QStringLiteral("decay"), decay_}, {QStringLiteral("passkey"), retrieval_}};
+}
+
+QStringList MainWindow::figureNames() const {
+  QStringList out;
+  for (const auto& [name, panel] : panels())
+    for (const views::Figure& f : panel->figures()) out << name + QLatin1Char('/') + f.name;
+  return out;
+}
+
+QString MainWindow::exportFigure(const QString& name, const QString& path, int width, int height, double scale) {
+  for (const auto& [panel_name, panel] : panels())
+    for (const views::Figure& f : panel->figures())
+      if (panel_name + QLatin1Char('/') + f.name == name) {
+        if (views::figureIsEmpty(f.plot))
+          return tr("%1 is empty: nothing is drawn in it yet (load a trace, a grid or a measurement first)").arg(name);
+        if (path.endsWith(QLatin1String(".csv"), Qt::CaseInsensitive)) return views::writeTextAtomically(path, panel->csv(f.name));
+        bool known = false;
+        const auto format = views::formatForPath(path, &known);
+        if (!known) return tr("%1: choose a .png, .svg, .pdf or .csv file name").arg(path);
+        return views::exportFigure(f.plot, path, format, {width, height, scale});
+      }
+  return tr("no figure named %1").arg(name);
+}
+
+QString MainWindow::exportAll(const QString& directory, int width, int height, double scale,
+                              const std::function<bool(int, int)>& progress) {
+  QDir dir(directory);
+  if (!dir.exists() && !QDir().mkpath(directory)) return tr("cannot create %1").arg(directory);
+  QStringList errors;
+  const QString stem = QStringLiteral("t%1-L%2-").arg(document_->position()).arg(document_->layer());
+  // Figures with nothing drawn yet (no grid loaded, no measurement) are left out, and said so.
+  QStringList names, empty;
+  for (const auto& [panel_name, panel] : panels())
+    for (const views::Figure& f : panel->figures())
+      (views::figureIsEmpty(f.plot) ? empty : names) << panel_name + QLatin1Char('/') + f.name;
+  if (!empty.isEmpty()) appendLog(tr("export all: left out %1, with nothing drawn yet").arg(empty.join(QStringLiteral(", "))));
+  const char* const extensions[] = {".png", ".svg", ".pdf", ".csv"};
+  const int total = static_cast<int>(names.size()) * 4;
+  int done = 0;
+  for (const QString& name : names) {
+    const QString base = dir.filePath(stem + QString(name).replace(QLatin1Char('/'), QLatin1Char('-')));
+    for (const char* ext : extensions) {
+      // Each file is written whole (QSaveFile) before the next starts: cancelling leaves
+      // complete files only.
+      if (progress && !progress(done, total)) {
+        errors << tr("cancelled after %1 of %2 files").arg(done).arg(total);
+        return errors.join(QLatin1Char('\n'));
+      }
+      const QString e = exportFigure(name, base + QLatin1String(ext), width, height, scale);
+      if (!e.isEmpty()) errors << e;
+      ++done;
+    }
+  }
+  if (progress) progress(done, total);
+  return errors.join(QLatin1Char('\n'));
+}
+
+void MainWindow::exportDialog() {
+  QDialog dialog(this);
+  dialog.setWindowTitle(tr("Export figure"));
+  auto* form = new QFormLayout(&dialog);
+  auto* figure = new QComboBox(&dialog);
+  figure->addItems(figureNames());
+  auto* width = new QSpinBox(&dialog);
+  width->setRange(100, 20000);
+  width->setValue(QSettings().value(QStringLiteral("export/width"), 1600).toInt());
+  auto* height = new QSpinBox(&dialog);
+  height->setRange(100, 20000);
+  height->setValue(QSettings().value(QStringLiteral("export/height"), 900).toInt());
+  auto* scale = new QDoubleSpinBox(&dialog);
+  scale->setRange(0.5, 8);
+  scale->setValue(QSettings().value(QStringLiteral("export/scale"), 2.0).toDouble());
+  scale->setToolTip(tr("PNG pixel ratio: 2 gives 192 dpi at the same layout"));
+  form->addRow(tr("Figure"), figure);
+  form->addRow(tr("Width (px / pt)"), width);
+  form->addRow(tr("Height (px / pt)"), height);
+  form->addRow(tr("PNG scale"), scale);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Save | QDialogButtonBox::Cancel, &dialog);
+  form->addRow(buttons);
+  connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
+  connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
+  if (dialog.exec() != QDialog::Accepted) return;
+  QSettings s;
+  s.setValue(QStringLiteral("export/width"), width->value());
+  s.setValue(QStringLiteral("export/height"), height->value());
+  s.setValue(QStringLiteral("export/scale"), scale->value());
+  const QString path = QFileDialog::getSaveFileName(this, tr("Export figure"), QString(figure->currentText()).replace(QLatin1Char('/'), QLatin1Char('-')) + QStringLiteral(".png"),
+                                                    tr("PNG (*.png);;SVG (*.svg);;PDF (*.pdf);;CSV data (*.csv)"));
+  if (path.isEmpty()) return;
+  const QString error = exportFigure(figure->currentText(), path, width->value(), height->value(), scale->value());
+  if (!error.isEmpty()) QMessageBox::warning(this, tr("Export"), error);
+  else appendLog(tr("exported %1").arg(path));
+}
+
+void MainWindow::exportAllDialog() {
+  const QString dir = QFileDialog::getExistingDirectory(this, tr("Export all figures into"));
+  if (dir.isEmpty()) return;
+  QSettings s;
+  // Settings may hold anything: sizes are clamped to what the export dialog allows.
+  const int width = std::clamp(s.value(QStringLiteral("export/width"), 1600).toInt(), 100, 20000);
+  const int height = std::clamp(s.value(QStringLiteral("export/height"), 900).toInt(), 100, 20000);
+  double scale = s.value(QStringLiteral("export/scale"), 2.0).toDouble();
+  if (!(scale >= 0.5 && scale <= 8.0)) scale = 2.0;
+  QProgressDialog dialog(tr("Exporting every figure..."), tr("Cancel"), 0, 1, this);
+  dialog.setWindowModality(Qt::WindowModal);
+  dialog.setMinimumDuration(300);
+  const QString error = exportAll(dir, width, height, scale, [&dialog](int done, int total) {
+    dialog.setMaximum(total);
+    dialog.setValue(done);  // processes events: the Cancel button works between files
+    return !dialog.wasCanceled();
+  });
+  if (!error.isEmpty()) QMessageBox::warning(this, tr("Export"), error);
+  else appendLog(tr("exported every figure to %1").arg(dir));
+}
+
+void MainWindow::saveScreenshots(const QString& directory) {
+  QDir().mkpath(directory);
+  grab().save(QDir(directory).filePath(QStringLiteral("main-window.png")));
+  for (QDockWidget* d : findChildren<QDockWidget*>()) {
+    if (!d->widget()) continue;
+    d->setVisible(true);
+    d->raise();
+    QApplication::processEvents();
+    d->widget()->grab().save(QDir(directory).filePath(d->objectName() + QStringLiteral(".png")));
+  }
+}
+
+}  // namespace memmamba::app
