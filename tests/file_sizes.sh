@@ -4,7 +4,8 @@
 set -u
 cd "$1" || exit 1
 limit=800
-over=$(git ls-files 2>/dev/null | grep -E '\.(cpp|h|cu|sh|py|cmake)$|CMakeLists\.txt$' | while read -r f; do
+files() { git ls-files 2>/dev/null || find . -path ./build -prune -o -type f -print; }
+over=$(files | grep -E '\.(cpp|h|cu|sh|py|cmake)$|CMakeLists\.txt$' | while read -r f; do
   [ -f "$f" ] && n=$(wc -l < "$f") && [ "$n" -gt "$limit" ] && echo "$f: $n lines"
 done)
 if [ -n "$over" ]; then
