@@ -37,4 +37,10 @@ void configure_cpu_runtime() {
 
 bool cuda_available() { return torch::cuda::is_available(); }
 
+std::string device_choice_error(const std::string& name) {
+  if (name != "cpu" && name != "cuda") return "--device must be cpu or cuda, not \"" + name + "\"";
+  if (name == "cuda" && !cuda_available()) return "--device cuda: no CUDA device is available to this build";
+  return {};
+}
+
 }  // namespace memmamba

@@ -2,6 +2,7 @@
 // GPU's presence and the memory of Torch's CUDA allocator.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace memmamba {
 
@@ -11,6 +12,10 @@ void configure_cpu_runtime();
 
 // Whether this build and machine can run on a GPU.
 bool cuda_available();
+
+// Checks a device the user named: "cpu", or "cuda" where cuda_available(). Returns "" when it
+// can be used, else the message for the user ("--device must be cpu or cuda, not ...").
+std::string device_choice_error(const std::string& name);
 
 }  // namespace memmamba
 

@@ -31,10 +31,8 @@ std::string ModelChoice::key() const {
 }
 
 torch::Device parse_device(const std::string& name) {
-  if (name == "cpu") return torch::Device(torch::kCPU);
-  if (name != "cuda") throw ChoiceError("--device must be cpu or cuda, not \"" + name + "\"");
-  if (!cuda_available()) throw ChoiceError("--device cuda: no CUDA device is available to this build");
-  return torch::Device(torch::kCUDA);
+  if (const std::string error = device_choice_error(name); !error.empty()) throw ChoiceError(error);
+  return torch::Device(name == "cuda" ? torch::kCUDA : torch::kCPU);
 }
 
 std::string LoadedModel::describe() const {

@@ -15,6 +15,7 @@
 #include <fstream>
 
 #include "app/gui/run_worker.h"
+#include "model/runtime.h"
 #include "model/trace.h"
 
 using namespace memmamba;
@@ -33,7 +34,7 @@ class TestSoak : public QObject {
   void thousandRunsDoNotGrowMemory() {
     const int runs = qEnvironmentVariableIntValue("MEMMAMBA_SOAK_RUNS") > 0 ? qEnvironmentVariableIntValue("MEMMAMBA_SOAK_RUNS") : 1000;
     const int warmup = std::min(100, runs / 5);
-    app::configureRuntime();
+    configure_cpu_runtime();
     app::RunWorker worker;
     QTemporaryDir dir;
     const QString text_path = dir.filePath(QStringLiteral("text.txt"));

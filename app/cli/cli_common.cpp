@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "model/runtime.h"
+
 namespace memmamba::cli {
 
 std::atomic<bool> g_interrupted{false};
@@ -43,8 +45,9 @@ void check_model_flags(const Args& args) {
     throw UsageError("--config only applies to --random-init (a checkpoint carries its config)");
   memory_overrides(args);
   args.get_int("random-init", 0, 0, INT64_MAX);
+  // The name only: whether a GPU is there is asked when the model loads.
   const std::string device = args.get("device", "cpu");
-  if (device != "cpu" && device != "cuda") throw UsageError("--device must be cpu or cuda, not \"" + device + "\"");
+  if (device != "cuda" && !device_choice_error(device).empty()) throw UsageError(device_choice_error(device));
 }
 
 ModelChoice model_choice(const Args& args) {

@@ -9,6 +9,7 @@
 
 #include "app/gui/main_window.h"
 #include "model/log.h"
+#include "model/runtime.h"
 
 int main(int argc, char** argv) {
   QCoreApplication::setApplicationName(QStringLiteral("MemMamba Explorer"));
@@ -76,12 +77,9 @@ int main(int argc, char** argv) {
       return 2;
     }
     const QString dev = parser.value(device);
-    if (!dev.isEmpty() && dev != QLatin1String("cpu") && dev != QLatin1String("cuda")) {
-      std::fprintf(stderr, "--device must be cpu or cuda, not \"%s\"\n", qPrintable(dev));
-      return 2;
-    }
-    if (dev == QLatin1String("cuda") && !memmamba::app::cudaAvailable()) {
-      std::fprintf(stderr, "--device cuda: no CUDA device is available to this build\n");
+    if (const std::string error = dev.isEmpty() ? std::string() : memmamba::device_choice_error(dev.toStdString());
+        !error.empty()) {
+      std::fprintf(stderr, "%s\n", error.c_str());
       return 2;
     }
     static const QStringList kEncodings = {QStringLiteral("auto"),     QStringLiteral("utf-8"),   QStringLiteral("utf-16le"),
@@ -111,12 +109,12 @@ int main(int argc, char** argv) {
     if (const int code = check_flags()) return code;
   }
 
-  memmamba::app::configureRuntime();
+  memmamba::configure_cpu_runtime();
   const QString dev = parser.value(device);
   memmamba::app::MainWindow window;
   if (parser.isSet(checkpoint) || parser.isSet(tokenizer) || !dev.isEmpty())
     window.setModelChoice(parser.value(checkpoint), parser.value(tokenizer),
-                          dev.isEmpty() ? memmamba::app::cudaAvailable() : dev == QLatin1String("cuda"));
+                          dev.isEmpty() ? memmamba::cuda_available() : dev == QLatin1String("cuda"));
   if (parser.isSet(encoding) || parser.isSet(keep_boilerplate)) {
     memmamba::BookOptions book;
     if (parser.isSet(encoding)) book.encoding = parser.value(encoding).toLower().toStdString();

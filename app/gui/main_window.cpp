@@ -40,6 +40,7 @@
 #include <cstdio>
 
 #include "model/log.h"
+#include "model/runtime.h"
 #include "model/memory/memory_edits.h"
 #include "views/attention_view.h"
 #include "views/book_view.h"
@@ -238,7 +239,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   };
   checkpoint_ = savedFile(QStringLiteral("model/checkpoint"));
   tokenizer_ = savedFile(QStringLiteral("model/tokenizer"));
-  cuda_ = settings.value(QStringLiteral("model/cuda"), cudaAvailable()).toBool() && cudaAvailable();
+  cuda_ = settings.value(QStringLiteral("model/cuda"), cuda_available()).toBool() && cuda_available();
   resize(1500, 950);
   restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
   restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
@@ -256,10 +257,10 @@ MainWindow::~MainWindow() {
 void MainWindow::setModelChoice(const QString& checkpoint, const QString& tokenizer, bool cuda) {
   checkpoint_ = checkpoint;
   tokenizer_ = tokenizer;
-  cuda_ = cuda && cudaAvailable();
+  cuda_ = cuda && cuda_available();
   device_label_->setText(tr("Device: %1%2   Model: %3")
                              .arg(cuda_ ? tr("CUDA GPU") : tr("CPU"))
-                             .arg(cudaAvailable() || cuda_ ? QString() : tr(" (no CUDA GPU found)"))
+                             .arg(cuda_available() || cuda_ ? QString() : tr(" (no CUDA GPU found)"))
                              .arg(checkpoint_.isEmpty() ? tr("bundled") : QFileInfo(checkpoint_).fileName()));
 }
 
@@ -609,8 +610,8 @@ void MainWindow::chooseModel() {
   form->addRow(tr("Tokenizer"), row(tokenizer, tr("SentencePiece models (*.model)")));
   auto* device = new QComboBox(&dialog);
   device->addItem(tr("CPU"));
-  if (cudaAvailable()) device->addItem(tr("CUDA GPU"));
-  device->setCurrentIndex(cuda_ && cudaAvailable() ? 1 : 0);
+  if (cuda_available()) device->addItem(tr("CUDA GPU"));
+  device->setCurrentIndex(cuda_ && cuda_available() ? 1 : 0);
   form->addRow(tr("Device"), device);
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, &dialog);
   form->addRow(buttons);

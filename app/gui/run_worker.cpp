@@ -24,8 +24,6 @@ struct RunWorker::Loaded {
   std::string tokenizer_key;
 };
 
-bool cudaAvailable() { return cuda_available(); }
-
 QString locateTraceBook(const Json& run_info, const QString& trace_path) {
   auto text_of = [&](const char* key) {
     return run_info.is_object() && run_info.contains(key) && run_info.at(key).is_string()
@@ -95,8 +93,6 @@ QStringList applyGridRun(const Json& grid_results, RunRequest& request) {
                  .arg(QString::fromStdString(hash->as_string()), QString::fromStdString(loaded_hash));
   return notes;
 }
-
-void configureRuntime() { configure_cpu_runtime(); }
 
 RunWorker::RunWorker(QObject* parent) : QObject(parent), loaded_(std::make_unique<Loaded>()) {}
 RunWorker::~RunWorker() = default;

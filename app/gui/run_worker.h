@@ -74,9 +74,6 @@ class RunWorker : public QObject {
   std::atomic<bool> cancel_{false};
 };
 
-// Whether this build and machine can run on a GPU.
-bool cudaAvailable();
-
 // The book a trace was made from, wherever it still is: its recorded path (absolute, or
 // relative to the working folder), then relative to the trace's folder, then by name beside
 // the trace, then a bundled sample of that name. Empty when none of them is a file.
@@ -86,8 +83,3 @@ QString locateTraceBook(const memmamba::Json& run_info, const QString& trace_pat
 
 Q_DECLARE_METATYPE(memmamba::app::RunRequest)
 Q_DECLARE_METATYPE(memmamba::app::RunResult)
-
-namespace memmamba::app {
-// Threads, BLAS and heap set up for the model (see configure_cpu_runtime); call at start-up.
-void configureRuntime();
-}  // namespace memmamba::app
