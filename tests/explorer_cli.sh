@@ -31,6 +31,7 @@ expect 3 "no such file" --checkpoint /nonexistent/m.safetensors
 expect 2 "figure-size" --figure-size huge --trace /nonexistent/x.trace
 expect 2 "needs a text" --export-figures /tmp/nowhere
 expect 2 "encoding takes" --encoding klingon
+expect 3 "cannot open" --edit /nonexistent/edits.json some.txt
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -52,4 +53,20 @@ png=$(ls "$work/figures"/*.png | head -1)
 size=$(od -An -tu1 -j16 -N8 "$png" | tr -s ' ' | awk '{print ($1*16777216+$2*65536+$3*256+$4) "x" ($5*16777216+$6*65536+$7*256+$8)}')
 if [ "$size" != "1050x750" ]; then echo "FAIL: $png is $size pixels, not 1050x750"; fail=1; fi
 [ "$fail" -eq 0 ] && echo "ok: --export-figures wrote $pdfs figures at column size"
+
+# Memory edits from a file: a bad file is refused before any run; a good one runs the text
+# twice and the figures show the edited run against the one before (the loss difference).
+printf '{"kind": "drop"}' > "$work/object.json"
+expect 3 "JSON list" --edit "$work/object.json" "$work/book.txt"
+printf '[{"kind": "drop_from", "begin": 0, "end": 400}]' > "$work/edits.json"
+expect 2 "needs a text" --edit "$work/edits.json" --trace "$work/tm.trace"
+head -c 6000 "$samples/The-Time-Machine_35.txt" > "$work/book.txt"
+expect 0 "figures written" "$work/book.txt" --edit "$work/edits.json" --export-figures "$work/edited" --checkpoint \
+  "$samples/memmamba-small.safetensors" --tokenizer "$samples/tokenizer.model" --device cpu
+rows=$(ls "$work/edited"/*loss-difference*.csv 2>/dev/null | head -1 | xargs -r wc -l | awk '{print $1}')
+if [ -z "$rows" ] || [ "$rows" -lt 100 ]; then
+  echo "FAIL: the edited run's loss difference has ${rows:-no} rows"; fail=1
+else
+  echo "ok: --edit ran the text twice and drew the loss difference ($rows rows)"
+fi
 exit $fail

@@ -17,6 +17,7 @@
 #include "views/attention_view.h"
 #include "views/book_view.h"
 #include "views/decay_view.h"
+#include "views/loss_difference_view.h"
 #include "views/plot_export.h"
 #include "views/pool_view.h"
 #include "views/retrieval_panel.h"
@@ -327,6 +328,63 @@ class TestViews : public QObject {
     doc.setTrace(trace_, QStringLiteral("test"));
     raster = triggers.findChild<QCustomPlot*>(QStringLiteral("trigger-raster"));
     QVERIFY(!raster->xAxis->label().contains(QStringLiteral("every token")));
+  }
+
+  void lossDifferenceShowsWhereTwoRunsDiffer() {
+    views::TraceDocument doc;
+    views::LossDifferenceView diff(&doc);
+    views::AttentionView attention(&doc);
+    QVERIFY(diff.showsEmptyHint());
+    doc.setTrace(trace_, QStringLiteral("edited"));
+    QCOMPARE(diff.comparedTokens(), 0);  // no comparison yet: it says so
+    QVERIFY(diff.caption().contains(QStringLiteral("No comparison")));
+    // The comparison predicted tokens 100-149 one nat worse: the edited run is 1 nat better there.
+    auto before = std::make_shared<Trace>(*trace_);
+    for (int64_t i = 100; i < 150; ++i) before->loss[static_cast<size_t>(i)] += 1.0f;
+    auto edited = std::make_shared<Trace>(*trace_);
+    Json edit = Json::object();
+    edit["kind"] = std::string("drop");
+    edit["layer"] = int64_t{0};
+    edit["note"] = int64_t{0};
+    edit["position"] = int64_t{100};
+    Json edits = Json::array();
+    edits.push_back(edit);
+    edited->run_info["memory_edits"] = edits;
+    doc.setTrace(edited, QStringLiteral("edited"));
+    doc.setComparison(before, QStringLiteral("before the edits"));
+    int finite = 0;
+    for (float l : trace_->loss) finite += std::isfinite(l) ? 1 : 0;
+    QCOMPARE(diff.comparedTokens(), finite);
+    const QStringList rows = diff.csv(QStringLiteral("loss-difference")).split(QLatin1Char('\n'), Qt::SkipEmptyParts);
+    QCOMPARE(rows.size(), finite + 1);
+    double total = 0;
+    for (int i = 1; i < rows.size(); ++i) total += rows[i].section(QLatin1Char(','), 3, 3).toDouble();
+    QVERIFY2(std::abs(total + 50.0) < 1e-3, qPrintable(QString::number(total)));
+    const QString caption = diff.caption();
+    const QRegularExpression at(QStringLiteral("largest change at token (\\d+)"));
+    const auto match = at.match(caption);
+    QVERIFY2(match.hasMatch(), qPrintable(caption));
+    QVERIFY(match.captured(1).toLongLong() >= 100 && match.captured(1).toLongLong() < 150);
+    auto* plot = diff.findChild<QCustomPlot*>(QStringLiteral("loss-difference"));
+    int marks = 0;
+    for (int i = 0; i < plot->itemCount(); ++i)
+      if (auto* line = qobject_cast<QCPItemStraightLine*>(plot->item(i)); line && line->point1->coords().x() == 100.0)
+        ++marks;
+    QVERIFY(marks >= 1);  // the edit's position is marked
+    // The comparison's reads at the current token are outlined beside the trace's own.
+    int64_t read_at = -1;
+    for (int64_t p = T_ - 1; p > 0 && read_at < 0; --p)
+      if (trace_->layers[0].token_attention.find(p) >= 0) read_at = p;
+    QVERIFY(read_at > 0);
+    doc.setPosition(read_at);
+    QVERIFY(attention.comparedBars() > 0);
+    QCOMPARE(attention.comparedBars(), attention.sourceBars());  // the same run: the same reads
+    // A comparison of other tokens is refused with a reason.
+    auto other = std::make_shared<Trace>(*trace_);
+    other->tokens[0] = other->tokens[0] + 1;
+    doc.setComparison(other, QStringLiteral("other text"));
+    QCOMPARE(diff.comparedTokens(), 0);
+    QVERIFY(diff.caption().contains(QStringLiteral("other tokens")));
   }
 
   void timelinePlaysAndReportsFrames() {

@@ -24,6 +24,7 @@ AttentionView::AttentionView(TraceDocument* document, QWidget* parent) : PlotPan
   connect(document_, &TraceDocument::traceChanged, this, &AttentionView::refresh);
   connect(document_, &TraceDocument::layerChanged, this, &AttentionView::refresh);
   connect(document_, &TraceDocument::positionChanged, this, &AttentionView::refresh);
+  connect(document_, &TraceDocument::comparisonChanged, this, &AttentionView::refresh);
   setEmptyHint(tr("What each token reads from the pool appears here: open a book (File > Open) or a trace."));
 }
 
@@ -104,30 +105,43 @@ void AttentionView::refresh() {
   heat_->replot(QCustomPlot::rpQueuedReplot);
 
   // The current token's weights by source position.
-  auto bars = [&](const AttentionRows& rr, const QColor& colour, const QString& name) {
+  auto bars = [&](const Trace& from, const AttentionRows& rr, const QColor& colour, const QString& name, bool outline) {
     const int64_t r = rr.find(pos);
     if (r < 0) return 0.0;
     QVector<double> x, y;
     double on_total = 0;
     for (int64_t e = rr.offset[r]; e < rr.offset[r + 1]; ++e) {
       const int64_t note = rr.note[e];
-      if (note < 0 || t->notes[note].sources.empty()) continue;
-      x << static_cast<double>(t->notes[note].sources.front());
+      if (note < 0 || from.notes[note].sources.empty()) continue;
+      x << static_cast<double>(from.notes[note].sources.front());
       y << rr.weight[e];
       on_total += rr.weight[e];
     }
     auto* b = new QCPBars(sources_->xAxis, sources_->yAxis);
     b->setName(name);
-    b->setPen(QPen(colour));
-    b->setBrush(colour);
+    b->setPen(QPen(colour, outline ? 2 : 1));
+    b->setBrush(outline ? QBrush(Qt::NoBrush) : QBrush(colour));
     b->setWidthType(QCPBars::wtAbsolute);
-    b->setWidth(3);
+    b->setWidth(outline ? 7 : 3);
     b->setData(x, y);
     source_bars_ += static_cast<int>(x.size());
     return on_total;
   };
-  bars(rows, QColor(33, 145, 140), tr("cross-token"));
-  bars(t->layers[layer].layer_attention, QColor(200, 80, 160), tr("cross-layer"));
+  bars(*t, rows, QColor(33, 145, 140), tr("cross-token"), false);
+  bars(*t, t->layers[layer].layer_attention, QColor(200, 80, 160), tr("cross-layer"), false);
+  // The comparison run (before the memory edits, or Mamba-only) at the same token, outlined:
+  // what the edit changed in the reads.
+  const Trace* other = document_->comparison();
+  compared_bars_ = 0;
+  if (other && other->length() > pos && layer < static_cast<int>(other->layers.size())) {
+    const int before = source_bars_;
+    bars(*other, other->layers[layer].token_attention, QColor(33, 145, 140),
+         tr("cross-token, %1").arg(document_->comparisonLabel()), true);
+    bars(*other, other->layers[layer].layer_attention, QColor(200, 80, 160),
+         tr("cross-layer, %1").arg(document_->comparisonLabel()), true);
+    compared_bars_ = source_bars_ - before;
+    source_bars_ = before;
+  }
   sources_->legend->setVisible(true);
   sources_->xAxis->setLabel(tr("source position of the attended note (current token %L1)").arg(pos));
   sources_->yAxis->setLabel(tr("weight"));

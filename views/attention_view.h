@@ -1,7 +1,8 @@
 // Cross-token attention of the current layer: a tokens x slots heatmap over the tokens
 // before the current one, and for the current token its weights laid out by the source
 // position of each note (token -> source text), with the cross-layer attention beside
-// it where the layer has one. Double-clicking a source jumps there in every view.
+// it where the layer has one; a comparison run's weights at the same token are outlined
+// beside them. Double-clicking a source jumps there in every view.
 #pragma once
 #include "views/plot_panel.h"
 
@@ -18,6 +19,8 @@ class AttentionView : public PlotPanel {
   QString csv(const QString& figure) const override;
   int heatmapRows() const { return heat_rows_; }
   int sourceBars() const { return source_bars_; }
+  // Bars of the comparison run at the current token (outlined beside the trace's own).
+  int comparedBars() const { return compared_bars_; }
 
  private:
   void refresh();
@@ -25,7 +28,7 @@ class AttentionView : public PlotPanel {
   QCPColorScale* heat_scale_ = nullptr;
   QCustomPlot* sources_;
   QLabel* caption_;
-  int heat_rows_ = 0, source_bars_ = 0;
+  int heat_rows_ = 0, source_bars_ = 0, compared_bars_ = 0;
   int64_t window_ = 120;
 };
 

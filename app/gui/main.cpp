@@ -6,8 +6,11 @@
 #include <QTimer>
 
 #include <cstdio>
+#include <memory>
 
 #include "app/gui/main_window.h"
+#include "model/file_io.h"
+#include "model/json.h"
 #include "model/log.h"
 #include "model/runtime.h"
 
@@ -36,7 +39,10 @@ int main(int argc, char** argv) {
                                     QStringLiteral("E"));
   const QCommandLineOption keep_boilerplate(QStringLiteral("keep-boilerplate"),
                                             QStringLiteral("Keep a Project Gutenberg file's licence header and footer."));
-  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, encoding, keep_boilerplate});
+  const QCommandLineOption edit(QStringLiteral("edit"),
+                                QStringLiteral("Memory edits, a JSON list as `memmamba run --edit` reads (docs/interventions.md): the text runs as it is, then with the edits, compared with the first run."),
+                                QStringLiteral("FILE"));
+  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, encoding, keep_boilerplate, edit});
 
   // Read before the GUI starts, so --help, --version and bad flags need no display. Qt's own
   // options (-platform, -style ...) are unknown here: then the GUI starts first, removes
@@ -98,6 +104,24 @@ int main(int argc, char** argv) {
   };
   if (parsed)
     if (const int code = check_flags()) return code;
+  // The edit file is read now: a bad one is refused before any window or run.
+  memmamba::Json edit_list;
+  if (parser.isSet(edit)) {
+    try {
+      edit_list = memmamba::Json::parse(memmamba::read_file(parser.value(edit).toStdString(), 16 << 20));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "--edit %s: %s\n", qPrintable(parser.value(edit)), e.what());
+      return 3;
+    }
+    if (!edit_list.is_array()) {
+      std::fprintf(stderr, "--edit %s: an edit file holds a JSON list of edits\n", qPrintable(parser.value(edit)));
+      return 3;
+    }
+    if (parser.isSet(trace) || parser.positionalArguments().isEmpty()) {
+      std::fprintf(stderr, "--edit needs a text to run (a trace is not re-run from the command line)\n");
+      return 2;
+    }
+  }
 
   // Figures without clicking: no display is needed for them.
   if (parsed && parser.isSet(export_figures) && qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM"))
@@ -121,10 +145,19 @@ int main(int argc, char** argv) {
     book.keep_boilerplate = parser.isSet(keep_boilerplate);
     window.setBookOptions(book);
   }
+  // With edits, the text runs as it is first; its trace loaded, the edited run starts, and
+  // figures or screenshots wait for that one.
+  auto loads_left = std::make_shared<int>(parser.isSet(edit) ? 2 : 1);
+  const bool with_edits = parser.isSet(edit);
+  QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window, [&window, edit_list, loads_left, with_edits] {
+    --*loads_left;
+    if (with_edits && *loads_left == 1) QTimer::singleShot(0, &window, [&window, edit_list] { window.setEdits(edit_list); });
+  });
   const QString figures_dir = parser.value(export_figures);
   if (!figures_dir.isEmpty()) {
     window.setBatchMode(true);
-    QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window, [&window, figures_dir, figure_points] {
+    QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window, [&window, figures_dir, figure_points, loads_left] {
+      if (*loads_left > 0) return;
       // 300 dpi for the PNGs: points are 1/72 inch.
       const QString error = window.exportAll(figures_dir, figure_points.width(), figure_points.height(), 300.0 / 72.0);
       if (!error.isEmpty()) std::fprintf(stderr, "%s\n", qPrintable(error));
@@ -138,7 +171,8 @@ int main(int argc, char** argv) {
   const QString shots = parser.value(screenshots);
   if (!shots.isEmpty()) {
     window.setBatchMode(true);
-    auto finish = [&window, shots] {
+    auto finish = [&window, shots, loads_left] {
+      if (*loads_left > 0) return;
       QTimer::singleShot(300, &window, [&window, shots] {
         window.saveScreenshots(shots);
         QApplication::quit();

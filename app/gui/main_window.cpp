@@ -45,6 +45,7 @@
 #include "views/attention_view.h"
 #include "views/book_view.h"
 #include "views/decay_view.h"
+#include "views/loss_difference_view.h"
 #include "views/plot_export.h"
 #include "views/pool_view.h"
 #include "views/retrieval_panel.h"
@@ -73,6 +74,9 @@ const char* kTour =
     "<li><b>Decay</b>: how fast the SSM forgets the selected token, per layer; the paper's |A|^k view beside it.</li>"
     "<li><b>Passkey</b>: hide a key in a long text, run it, and see whether it was noted, kept and attended to. "
     "Load an evaluation grid and click a cell to open that case.</li>"
+    "<li><b>Edits</b>: right-click a pool slot to drop or pin its note, or a token of the book to plant one; the run "
+    "is redone and compared with the run before the edits: the answer in the log, the change in each token's loss "
+    "below the edit list, the reads outlined beside the new ones in Attention, the old pool in the State pool table.</li>"
     "<li><b>Export</b> (File menu): any figure as PNG, SVG or PDF at a chosen size, with its data as CSV.</li>"
     "</ol>";
 
@@ -95,6 +99,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   triggers_ = new views::TriggerView(document_, this);
   attention_ = new views::AttentionView(document_, this);
   decay_ = new views::DecayView(document_, this);
+  loss_difference_ = new views::LossDifferenceView(document_, this);
   retrieval_ = new views::RetrievalPanel(document_, this);
   log_ = new QPlainTextEdit(this);
   log_->setReadOnly(true);
@@ -137,6 +142,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     connect(clear, &QPushButton::clicked, this, &MainWindow::clearEdits);
   }
   auto* edits_dock = dock(edits_panel, tr("Edits"), QStringLiteral("edits"), Qt::LeftDockWidgetArea);
+  loss_dock_ = dock(loss_difference_, tr("Loss difference"), QStringLiteral("loss-difference"), Qt::BottomDockWidgetArea);
+  // A new comparison (the run before the edits, or Mamba-only) brings its per-token effect forward.
+  connect(document_, &views::TraceDocument::comparisonChanged, this, [this] {
+    if (document_->comparison()) loss_dock_->raise();
+  });
   connect(pool_, &views::PoolView::editRequested, this, [this](const QString& kind, int layer, qint64 note, qint64 position) {
     Json e = Json::object();
     e["layer"] = static_cast<int64_t>(layer);
@@ -160,7 +170,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   tabifyDockWidget(pool_dock, att_dock);
   tabifyDockWidget(ret_dock, edits_dock);
   tabifyDockWidget(trig_dock, decay_dock);
-  tabifyDockWidget(decay_dock, log_dock);
+  tabifyDockWidget(decay_dock, loss_dock_);
+  tabifyDockWidget(loss_dock_, log_dock);
   tabifyDockWidget(tour_dock_, ret_dock);
   pool_dock->raise();
   trig_dock->raise();

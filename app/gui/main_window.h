@@ -28,6 +28,7 @@ class PoolView;
 class TriggerView;
 class AttentionView;
 class DecayView;
+class LossDifferenceView;
 class RetrievalPanel;
 class PlotPanel;
 }  // namespace memmamba::views
@@ -75,6 +76,8 @@ class MainWindow : public QMainWindow {
   // Memory edits (interventions): each change re-runs the last run with the whole list; the
   // run before the first edit stays as the comparison.
   void addEdit(const Json& edit);
+  // Replaces the whole list (a JSON list, as `memmamba run --edit` reads) and re-runs once.
+  void setEdits(const Json& edits);
   void removeEdit(int index);
   void clearEdits();
   const Json& edits() const { return edits_; }
@@ -119,10 +122,12 @@ class MainWindow : public QMainWindow {
   views::TriggerView* triggers_;
   views::AttentionView* attention_;
   views::DecayView* decay_;
+  views::LossDifferenceView* loss_difference_;
   views::RetrievalPanel* retrieval_;
   QPlainTextEdit* log_;
   QTextBrowser* tour_;
   QDockWidget* tour_dock_ = nullptr;
+  QDockWidget* loss_dock_ = nullptr;
   QLabel* device_label_;
   QLabel* speed_label_;
   QProgressBar* progress_;

@@ -22,6 +22,14 @@ void MainWindow::addEdit(const Json& edit) {
   rerunWithEdits();
 }
 
+void MainWindow::setEdits(const Json& edits) {
+  if (running_ || !edits.is_array()) return;
+  edits_ = Json::array();
+  for (const Json& e : edits.as_array()) edits_.push_back(e);
+  refreshEditList();
+  rerunWithEdits();
+}
+
 void MainWindow::removeEdit(int index) {
   if (running_ || index < 0 || index >= static_cast<int>(edits_.as_array().size())) return;
   edits_.mutable_array().erase(edits_.mutable_array().begin() + index);

@@ -19,6 +19,7 @@
 #include "views/attention_view.h"
 #include "views/book_view.h"
 #include "views/decay_view.h"
+#include "views/loss_difference_view.h"
 #include "views/plot_export.h"
 #include "views/pool_view.h"
 #include "views/retrieval_panel.h"
@@ -29,7 +30,8 @@ namespace memmamba::app {
 
 std::vector<std::pair<QString, views::PlotPanel*>> MainWindow::panels() const {
   return {{QStringLiteral("pool"), pool_}, {QStringLiteral("thresholds"), triggers_}, {QStringLiteral("attention"), attention_},
-          {QStringLiteral("decay"), decay_}, {QStringLiteral("passkey"), retrieval_}};
+          {QStringLiteral("decay"), decay_}, {QStringLiteral("passkey"), retrieval_},
+          {QStringLiteral("loss-difference"), loss_difference_}};
 }
 
 QStringList MainWindow::figureNames() const {

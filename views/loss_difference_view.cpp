@@ -1,0 +1,220 @@
+#include "views/loss_difference_view.h"
+
+#include <QLabel>
+#include <QVBoxLayout>
+#include <qcustomplot.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "views/plot_export.h"
+#include "views/trace_document.h"
+
+namespace memmamba::views {
+
+namespace {
+
+// The comparison can be drawn against the trace when both ran the same tokens.
+bool sameTokens(const Trace* a, const Trace* b) {
+  return a && b && a->length() > 0 && a->tokens == b->tokens && a->loss.size() == b->loss.size();
+}
+
+// Positions the trace's memory edits name (run_info "memory_edits"), for the marks.
+std::vector<int64_t> editPositions(const Trace& t) {
+  std::vector<int64_t> out;
+  if (!t.run_info.is_object() || !t.run_info.contains("memory_edits") || !t.run_info.at("memory_edits").is_array()) return out;
+  for (const Json& e : t.run_info.at("memory_edits").as_array()) {
+    if (!e.is_object()) continue;
+    for (const char* key : {"position", "begin", "end"})
+      if (e.contains(key) && e.at(key).is_integer()) out.push_back(e.at(key).as_int());
+  }
+  return out;
+}
+
+}  // namespace
+
+LossDifferenceView::LossDifferenceView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  caption_ = new QLabel(this);
+  caption_->setWordWrap(true);
+  caption_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  plot_ = new QCustomPlot(this);
+  plot_->setObjectName(QStringLiteral("loss-difference"));
+  plot_->setMinimumHeight(140);
+  // The legend in one row along the top, where the axis range leaves room for it.
+  plot_->legend->setFillOrder(QCPLegend::foColumnsFirst);
+  plot_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
+  plot_->legend->setBrush(QColor(255, 255, 255, 200));
+  layout->addWidget(caption_);
+  layout->addWidget(plot_, 1);
+  connect(plot_, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent* e) {
+    document_->setPosition(static_cast<qint64>(std::lround(plot_->xAxis->pixelToCoord(e->position().x()))));
+  });
+  connect(document_, &TraceDocument::traceChanged, this, &LossDifferenceView::rebuild);
+  connect(document_, &TraceDocument::comparisonChanged, this, &LossDifferenceView::rebuild);
+  connect(document_, &TraceDocument::positionChanged, this, &LossDifferenceView::moveCursor);
+  setEmptyHint(tr("Where an edit changed the predictions appears here: open a book, then drop, pin or plant a note "
+                  "(right-click the state pool or the book), or run File > Compare with Mamba-only."));
+  rebuild();
+}
+
+std::vector<Figure> LossDifferenceView::figures() const { return {{QStringLiteral("loss-difference"), plot_}}; }
+
+QString LossDifferenceView::caption() const { return caption_->text(); }
+
+QString LossDifferenceView::csv(const QString&) const {
+  const Trace* t = document_->trace();
+  const Trace* c = document_->comparison();
+  QString out = QStringLiteral("token,loss,comparison_loss,difference\n");
+  if (!sameTokens(t, c)) return out;
+  for (size_t i = 0; i < t->loss.size(); ++i) {
+    const double a = t->loss[i], b = c->loss[i];
+    if (!std::isfinite(a) || !std::isfinite(b)) continue;
+    out += QStringLiteral("%1,%2,%3,%4\n").arg(i).arg(a, 0, 'g', 7).arg(b, 0, 'g', 7).arg(a - b, 0, 'g', 7);
+  }
+  return out;
+}
+
+void LossDifferenceView::rebuild() {
+  plot_->clearGraphs();
+  plot_->clearItems();
+  compared_ = 0;
+  const Trace* t = document_->trace();
+  const Trace* c = document_->comparison();
+  if (!t) {
+    caption_->clear();
+    plot_->replot();
+    return;
+  }
+  if (!c) {
+    caption_->setText(tr("No comparison yet: edit the memory (right-click the state pool or the book) or run File > "
+                         "Compare with Mamba-only, and the change in each token's loss is drawn here."));
+    plot_->replot();
+    return;
+  }
+  if (!sameTokens(t, c)) {
+    caption_->setText(tr("The comparison (%1) ran other tokens than this trace: nothing to compare token by token.")
+                          .arg(document_->comparisonLabel()));
+    plot_->replot();
+    return;
+  }
+  QVector<double> x, diff, mean_x, mean;
+  double sum_a = 0, sum_b = 0;
+  int64_t largest_at = -1;
+  double largest = 0;
+  for (size_t i = 0; i < t->loss.size(); ++i) {
+    const double a = t->loss[i], b = c->loss[i];
+    if (!std::isfinite(a) || !std::isfinite(b)) continue;
+    x << static_cast<double>(i);
+    diff << a - b;
+    sum_a += a;
+    sum_b += b;
+    if (std::abs(a - b) > std::abs(largest)) {
+      largest = a - b;
+      largest_at = static_cast<int64_t>(i);
+    }
+  }
+  compared_ = static_cast<int>(x.size());
+  // A centred moving average: single tokens swing by nats, the trend is what an edit moves.
+  // About 200 windows across the text, at least 16 and at most 1,024 tokens each.
+  const int window = std::clamp(compared_ / 200, 16, 1024);
+  average_window_ = window;
+  double window_sum = 0;
+  for (int i = 0; i < compared_; ++i) {
+    window_sum += diff[i];
+    if (i >= window) window_sum -= diff[i - window];
+    if (i >= window - 1) {
+      mean_x << x[i - window / 2];
+      mean << window_sum / window;
+    }
+  }
+  // The raw spread: every token while they are few, else the middle half of each bin's
+  // changes as a band (a book has 100k tokens; a vector figure of each would weigh megabytes,
+  // and single tokens swing by nats either way).
+  const int bin = compared_ <= kMaxPoints ? 1 : (compared_ + kBandBins - 1) / kBandBins;
+  if (bin == 1) {
+    auto* raw = plot_->addGraph();
+    raw->setName(tr("per token"));
+    raw->setLineStyle(QCPGraph::lsNone);
+    raw->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, QColor(120, 120, 120, 90), 2));
+    raw->setData(x, diff, true);
+  } else {
+    QVector<double> bx, lo_v, hi_v;
+    for (int i = 0; i < compared_; i += bin) {
+      const int end = std::min(compared_, i + bin);
+      std::vector<double> values(diff.begin() + i, diff.begin() + end);
+      auto quantile = [&values](double q) {
+        auto at = values.begin() + static_cast<std::ptrdiff_t>(q * static_cast<double>(values.size() - 1));
+        std::nth_element(values.begin(), at, values.end());
+        return *at;
+      };
+      bx << 0.5 * (x[i] + x[end - 1]);
+      lo_v << quantile(0.25);
+      hi_v << quantile(0.75);
+    }
+    auto* low = plot_->addGraph();
+    auto* high = plot_->addGraph();
+    const QColor band(120, 120, 120, 70);
+    for (QCPGraph* g : {low, high}) g->setPen(QPen(band, 1));
+    high->setBrush(band);
+    high->setChannelFillGraph(low);
+    low->setData(bx, lo_v, true);
+    high->setData(bx, hi_v, true);
+    high->setName(tr("middle half of each %1 tokens").arg(bin));
+    low->removeFromLegend();
+  }
+  auto* avg = plot_->addGraph();
+  avg->setName(tr("mean over %1 tokens").arg(window));
+  avg->setPen(QPen(QColor(200, 60, 60), 2));
+  avg->setData(mean_x, mean, true);
+  auto* zero = new QCPItemStraightLine(plot_);
+  zero->point1->setCoords(0, 0);
+  zero->point2->setCoords(1, 0);
+  zero->setPen(QPen(QColor(128, 128, 128), 1, Qt::DashLine));
+  for (int64_t p : editPositions(*t)) {
+    auto* mark = new QCPItemStraightLine(plot_);
+    mark->point1->setCoords(static_cast<double>(p), 0);
+    mark->point2->setCoords(static_cast<double>(p), 1);
+    mark->setPen(QPen(QColor(40, 120, 200), 1, Qt::DotLine));
+  }
+  auto* cursor = new QCPItemStraightLine(plot_);
+  markAsCursor(cursor);
+  cursor->setPen(QPen(QColor(230, 40, 80), 1, Qt::DashLine));
+  plot_->legend->setVisible(true);
+  plot_->xAxis->setLabel(tr("token"));
+  plot_->yAxis->setLabel(tr("loss change (nats)"));
+  plot_->xAxis->setRange(0, std::max(1.0, static_cast<double>(t->length() - 1)));
+  // The average's range, with room for it and the legend: the raw points' outliers would
+  // flatten it.
+  double lo = -0.05, hi = 0.05;
+  for (double v : mean) { lo = std::min(lo, v); hi = std::max(hi, v); }
+  const double pad = 0.15 * (hi - lo);
+  plot_->yAxis->setRange(lo - pad, hi + 3 * pad);
+  const double mean_a = compared_ ? sum_a / compared_ : 0, mean_b = compared_ ? sum_b / compared_ : 0;
+  caption_->setText(tr("Loss of this run minus the loss %3, per token. Mean %1 nats against %2 (%4%5); the largest "
+                       "change at token %L6 (%7%8 nats). Red: the mean over %9 tokens; dotted blue: the edits' positions.")
+                        .arg(mean_a, 0, 'f', 4)
+                        .arg(mean_b, 0, 'f', 4)
+                        .arg(document_->comparisonLabel())
+                        .arg(mean_a - mean_b >= 0 ? QStringLiteral("+") : QString())
+                        .arg(mean_a - mean_b, 0, 'f', 4)
+                        .arg(largest_at)
+                        .arg(largest >= 0 ? QStringLiteral("+") : QString())
+                        .arg(largest, 0, 'f', 2)
+                        .arg(window));
+  moveCursor();
+}
+
+void LossDifferenceView::moveCursor() {
+  for (int i = 0; i < plot_->itemCount(); ++i) {
+    auto* line = qobject_cast<QCPItemStraightLine*>(plot_->item(i));
+    if (!line || !line->property("position_cursor").toBool()) continue;
+    const double p = static_cast<double>(document_->position());
+    line->point1->setCoords(p, 0);
+    line->point2->setCoords(p, 1);
+  }
+  plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+}  // namespace memmamba::views
