@@ -58,8 +58,9 @@ torch::Tensor mixer_decay_rates(const Weights& w, int64_t layer) {
   return -torch::exp(w[layer_prefix(layer) + "mixer.A_log"]);
 }
 
-MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
-                          MixerState& state, const torch::Tensor& ssm_input_mask) {
+MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf_in,
+                          MixerState& state, const torch::Tensor& ssm_input_mask, const TokenSelector& select) {
+  torch::Tensor xf = xf_in;
   const std::string p = layer_prefix(layer) + "mixer.";
   const int64_t Di = c.inner(), N = c.d_state, R = c.rank(), Kc = c.conv_kernel;
   std::optional<profile::Section> section(std::in_place, "mixer: norm, in_proj", xf.device());
@@ -88,12 +89,26 @@ MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer,
   if (ssm_input_mask.defined()) dt = dt * ssm_input_mask.to(dt.options()).unsqueeze(-1);
   auto Bm = xdbc.narrow(-1, R, N).contiguous();
   auto Cm = xdbc.narrow(-1, R + N, N).contiguous();
+  torch::Tensor kept;
+  if (select) kept = select(dt);
+  if (kept.defined()) {
+    // DeciMamba: only the kept tokens reach the scan, the gate and the residual stream.
+    auto rows = [&kept](const torch::Tensor& t) {
+      return t.gather(1, kept.unsqueeze(-1).expand({kept.size(0), kept.size(1), t.size(-1)})).contiguous();
+    };
+    u = rows(u);
+    dt = rows(dt);
+    Bm = rows(Bm);
+    Cm = rows(Cm);
+    z = rows(z);
+    xf = rows(xf);
+  }
   section.emplace("mixer: selective scan", xf.device());
   auto scan = selective_scan(u, dt, mixer_decay_rates(w, layer), Bm, Cm, w[p + "D"], state.ssm);
   state.ssm = scan.last_state;
   section.emplace("mixer: gate, out_proj", xf.device());
   auto y = scan.y * torch::silu(z);
-  return {xf + project(y, w[p + "out_proj.weight"]), dt};
+  return {xf + project(y, w[p + "out_proj.weight"]), dt, kept};
 }
 
 MixerOutput mixer_step_tensor_ops(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,

@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/types.h>
 
+#include <functional>
 #include <initializer_list>
 
 #include "model/config.h"
@@ -17,15 +18,21 @@ struct MixerState {
 struct MixerOutput {
   torch::Tensor x_next;  // xf + out_proj(y)
   torch::Tensor dt;      // [B, T, Di] (parallel) or [B, Di] (step): softplus'd step sizes
+  torch::Tensor kept;    // [B, k] int64 with a token selector: the rows of xf that went on
 };
+
+// Chooses, from the step sizes dt [B, T, Di], the tokens [B, k] (ascending) that stay in the
+// sequence (DeciMamba); an undefined tensor keeps them all.
+using TokenSelector = std::function<torch::Tensor(const torch::Tensor& dt)>;
 
 MixerState new_mixer_state(const ModelConfig& c, int64_t batch, const torch::Device& device);
 
 // xf: [B, T, D]; updates the state to the end of the chunk. `ssm_input_mask` ([B, T], optional)
 // multiplies the step size dt: where it is 0 the SSM state neither takes the token in nor decays
-// (training's blind needles, TrainOptions::blind_needle_fraction).
+// (training's blind needles, TrainOptions::blind_needle_fraction). With `select`, the tokens it
+// keeps alone go through the scan and on (x_next, dt: [B, k, .]); the conv saw them all.
 MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,
-                          MixerState& state, const torch::Tensor& ssm_input_mask = {});
+                          MixerState& state, const torch::Tensor& ssm_input_mask = {}, const TokenSelector& select = {});
 // xf: [B, D]; one token. fp32 CPU tensors take a loop implementation (a few matrix-vector
 // products and plain loops: per-op overhead dominates a single token); others take tensor ops.
 MixerOutput mixer_step(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& xf,

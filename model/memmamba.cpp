@@ -2,12 +2,15 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 
 #include "model/cuda/step_graph.h"
 #include "model/memory/memory_layer.h"
 #include "model/profile.h"
+#include "model/trace.h"
 #include "model/run_observer.h"
 
 namespace memmamba {
@@ -187,6 +190,7 @@ torch::Tensor MemMambaModel::forward_impl(const torch::Tensor& tokens_in, RunSta
   if (options.ssm_input_mask.defined() &&
       (options.ssm_input_mask.dim() != 2 || options.ssm_input_mask.size(0) != B || options.ssm_input_mask.size(1) != T))
     throw std::invalid_argument("the SSM input mask must have the tokens' shape [batch, length]");
+  if (options.decimation.enabled()) return forward_decimated(tokens, state, options);
   std::vector<torch::Tensor> hidden;
   const auto& embedding = weights_["embedding.weight"];
   for (int64_t c0 = 0; c0 < T; c0 += options.chunk_tokens) {
@@ -212,7 +216,73 @@ torch::Tensor MemMambaModel::forward_impl(const torch::Tensor& tokens_in, RunSta
   return hidden.size() == 1 ? hidden[0] : torch::cat(hidden, 1);
 }
 
-torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& state, const RunOptions& options) const {
+torch::Tensor MemMambaModel::forward_decimated(const torch::Tensor& tokens, RunState& state, const RunOptions& options) const {
+  const DecimationSettings& decimation = options.decimation;
+  decimation.validate(config_);
+  if (config_.memory && options.memory.enabled)
+    throw std::invalid_argument("decimation (DeciMamba) runs on a Mamba-only model, or with the memory off (--no-memory)");
+  if (state.position != 0) throw std::invalid_argument("decimation needs the whole context in one pass from its first token");
+  if (options.ssm_input_mask.defined()) throw std::invalid_argument("decimation does not take an SSM input mask");
+  const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.d_model;
+  const auto& embedding = weights_["embedding.weight"];
+  auto x = embedding.index_select(0, tokens.reshape({-1})).view({B, T, D});
+  // The original position of each row of x: rows leave at the decimating layers.
+  auto positions = torch::arange(T, torch::TensorOptions().dtype(torch::kInt64).device(device())).unsqueeze(0).expand({B, T}).contiguous();
+  std::vector<LayerBank> banks(static_cast<size_t>(config_.n_layers));
+  int64_t stage = 0;
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    TokenSelector select;
+    if (std::find(decimation.layers.begin(), decimation.layers.end(), l) != decimation.layers.end()) {
+      const int64_t keep = decimation.keep_count(x.size(1), stage++);
+      select = [keep, &decimation](const torch::Tensor& dt) {
+        if (keep >= dt.size(1)) return torch::Tensor();
+        return decimation_keep(dt.to(torch::kFloat32).norm(2, -1), keep, decimation.protected_tail);
+      };
+    }
+    MixerOutput mixed = mixer_forward(config_, weights_, l, x, state.mixers[l], {}, select);
+    if (mixed.kept.defined()) positions = positions.gather(1, mixed.kept);
+    if (RunObserver* observer = options.observer) {
+      // Per original token: the layer's signals where the token went through its scan; a
+      // dropped token is flagged and does not decay the state (log decay 0).
+      const profile::Section section("trace (host)", x.device());
+      std::vector<float> zeros(static_cast<size_t>(T), 0.f), log_decay(static_cast<size_t>(T), 0.f);
+      std::vector<uint8_t> flags(static_cast<size_t>(T), kDecimated);
+      const auto decay = to_floats((mixed.dt[0] * mixer_decay_rates(weights_, l).mean(1)).mean(-1));
+      const auto kept_cpu = positions[0].to(torch::kCPU).contiguous();
+      const int64_t* kept = kept_cpu.data_ptr<int64_t>();
+      for (int64_t i = 0; i < kept_cpu.numel(); ++i) {
+        flags[static_cast<size_t>(kept[i])] = 0;
+        log_decay[static_cast<size_t>(kept[i])] = decay[static_cast<size_t>(i)];
+      }
+      observer->layer_tokens(static_cast<int32_t>(l), 0, T, zeros.data(), zeros.data(), flags.data(), zeros.data(),
+                             zeros.data(), log_decay.data());
+    }
+    x = mixed.x_next;
+    if (options.on_layer_output && x.size(1) == T) options.on_layer_output(l, 0, x);
+  }
+  auto h = rms_norm(x, weights_["norm_f.weight"], config_.norm_eps);
+  state.position += T;
+  if (state.device_position.defined()) state.device_position.add_(T);
+  torch::Tensor hidden;
+  if (options.keep_hidden || options.on_hidden) {
+    // Every original position: the kept ones' hidden states, NaN for the dropped.
+    hidden = torch::full({B, T, D}, std::numeric_limits<float>::quiet_NaN(), h.options());
+    hidden.scatter_(1, positions.unsqueeze(-1).expand({B, positions.size(1), D}), h);
+    if (options.on_hidden) options.on_hidden(0, hidden);
+  }
+  if (options.progress && !options.progress(T, T)) throw Cancelled();
+  return options.keep_hidden ? hidden : torch::Tensor();
+}
+
+torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& state, const RunOptions& options_in) const {
+  // A step continues a context: decimation chose its tokens in the parallel pass before.
+  RunOptions stepping;
+  const bool decimating = options_in.decimation.enabled();
+  if (decimating) {
+    stepping = options_in;
+    stepping.decimation = {};
+  }
+  const RunOptions& options = decimating ? stepping : options_in;
   if (tokens_in.dim() != 1 || tokens_in.size(0) != state.batch)
     throw std::invalid_argument("step expects one token per sequence of the batch");
   apply_edits(state, options);

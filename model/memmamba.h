@@ -63,6 +63,9 @@ class MemMambaModel {
                               const torch::Tensor& ssm_input_mask, std::vector<LayerBank>& banks) const;
   torch::Tensor forward_impl(const torch::Tensor& tokens, RunState& state, const RunOptions& options,
                              bool tokens_checked) const;
+  // DeciMamba (options.decimation): the whole context layer by layer, tokens dropped at the
+  // decimating layers; the hidden states of dropped tokens are NaN.
+  torch::Tensor forward_decimated(const torch::Tensor& tokens, RunState& state, const RunOptions& options) const;
   torch::Tensor layer_step(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
                            std::vector<LayerBank>& banks) const;
   void record_retention(int64_t layer, int64_t pos0, const torch::Tensor& dt, RunState& state,

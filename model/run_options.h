@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "model/decimation.h"
 #include "model/memory/memory_edits.h"
 #include "model/memory/note_block.h"
 
@@ -50,6 +51,9 @@ struct RunOptions {
   std::function<void(int64_t layer, int64_t sequence, int64_t pos0, const torch::Tensor& importance)> on_importance;
   // Called after each chunk; returning false cancels (throws Cancelled).
   std::function<bool(int64_t done, int64_t total)> progress;
+  // DeciMamba's token dropping between layers (model/decimation.h), for a model or run without
+  // memory; applies to a parallel pass over a whole context from its first token.
+  DecimationSettings decimation;
   // Training only: [B, T] of this forward's tokens, 0 where the SSM must not take the token in
   // (mixer_forward); every layer applies it. Undefined: no mask.
   torch::Tensor ssm_input_mask;

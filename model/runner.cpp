@@ -163,6 +163,7 @@ Trace trace_tokens_once(const MemMambaModel& model, TraceRunRequest request) {
   Json info = request.run_info.is_object() ? request.run_info : Json::object();
   const Json settings = options.memory.to_json(model.config().memory);
   for (const auto& [key, value] : settings.as_object()) info[key] = value;
+  if (options.decimation.enabled()) info["decimation"] = options.decimation.to_json();
   info["device"] = model.device().str();
   t.run_info = info;
   return builder.finish();

@@ -18,7 +18,8 @@ class SafetensorsFile;
 
 constexpr int kTraceFormatVersion = 1;
 
-enum TokenFlag : uint8_t { kNoted = 1, kTriggered = 2, kAttentionRecorded = 4 };
+// kDecimated: the token was not in this layer's scan (DeciMamba dropped it here or before).
+enum TokenFlag : uint8_t { kNoted = 1, kTriggered = 2, kAttentionRecorded = 4, kDecimated = 8 };
 
 // Sparse rows of attention weights: row r belongs to token `token[r]`, its entries
 // are [offset[r], offset[r+1]).

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "model/log.h"
 #include "model/runtime.h"
 
 namespace memmamba::cli {
@@ -24,6 +25,13 @@ const char* const kModelOptionsHelp = R"(model options:
   --importance learned|novelty   importance rule
   --policy priority|fifo         pool eviction policy
   --chunk N             tokens per parallel chunk (default 4096 on the CPU, 65536 on a GPU)
+  --decimate            DeciMamba: drop tokens between layers (a Mamba-only model, or --no-memory);
+                        at each decimating layer the tokens with the largest step sizes are kept
+  --decimate-layers L,...  decimating layers (default: the middle layer); implies --decimate
+  --decimate-base N     L_base, tokens kept at the first decimating layer (default 2000)
+  --decimate-beta X     each later decimating layer keeps X times as many (default 0.5)
+  --decimate-min N      never fewer tokens than N (default 20)
+  --decimate-tail N     the context's last N tokens are never dropped (default 16)
 )";
 
 const char* const kEditHelp =
@@ -32,7 +40,8 @@ const char* const kEditHelp =
 
 const std::set<std::string> kModelOptions = {"checkpoint", "random-init", "config", "tokenizer", "device",
                                              "tau-note",   "tau-retrieve", "importance", "policy", "chunk",
-                                             "fusion-gain"};
+                                             "fusion-gain", "decimate-layers", "decimate-base", "decimate-beta",
+                                             "decimate-min", "decimate-tail"};
 
 std::set<std::string> with(std::set<std::string> base, std::initializer_list<std::string> more) {
   base.insert(more.begin(), more.end());
@@ -81,8 +90,32 @@ Tokenizer load_tokenizer(const Args& args, const ModelConfig& config) {
   return memmamba::load_tokenizer(args.get("tokenizer", ""), config);
 }
 
+DecimationSettings decimation_settings(const Args& args, const ModelConfig& config) {
+  const bool any = args.flag("decimate") || args.has("decimate-layers") || args.has("decimate-base") ||
+                   args.has("decimate-beta") || args.has("decimate-min") || args.has("decimate-tail");
+  if (!any) return {};
+  DecimationSettings d = DecimationSettings::defaults_for(config);
+  if (args.has("decimate-layers")) d.layers = args.get_int_list("decimate-layers", {}, 0, 1 << 20);
+  d.base_length = args.get_int("decimate-base", d.base_length, 1, int64_t{1} << 40);
+  d.beta = args.get_double("decimate-beta", d.beta, 1e-6, 1.0);
+  d.min_length = args.get_int("decimate-min", d.min_length, 1, int64_t{1} << 40);
+  d.protected_tail = args.get_int("decimate-tail", d.protected_tail, 0, int64_t{1} << 40);
+  try {
+    d.validate(config);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--decimate-layers: ") + e.what());
+  }
+  if (config.memory && !args.flag("no-memory"))
+    throw UsageError("--decimate drops tokens from a Mamba-only run: give a Mamba-only checkpoint or --no-memory");
+  return d;
+}
+
 RunOptions run_options(const Args& args, const MemMambaModel& model) {
-  return memmamba::run_options(model, memory_overrides(args));
+  RunOptions o = memmamba::run_options(model, memory_overrides(args));
+  o.decimation = decimation_settings(args, model.config());
+  if (o.decimation.enabled())
+    memmamba::log::info("decimation: " + o.decimation.to_json().dump() + " (DeciMamba: the context in one pass, tokens dropped between layers)");
+  return o;
 }
 
 ProgressBar::ProgressBar(std::string label, std::string unit)

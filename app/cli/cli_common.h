@@ -33,6 +33,9 @@ MemoryOverrides memory_overrides(const Args& args);
 LoadedModel load_model(const Args& args);
 Tokenizer load_tokenizer(const Args& args, const ModelConfig& config);
 RunOptions run_options(const Args& args, const MemMambaModel& model);
+// --decimate and --decimate-*: DeciMamba's settings over its defaults for the model (none given:
+// no decimation). A model with memory needs --no-memory.
+DecimationSettings decimation_settings(const Args& args, const ModelConfig& config);
 
 class ProgressBar {
  public:

@@ -14,7 +14,7 @@
 namespace memmamba::cli {
 
 int cmd_bench(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text", "transformer-max"}), {"help", "no-trace", "no-memory", "bf16"});
+  Args args(argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text", "transformer-max"}), {"help", "no-trace", "no-memory", "bf16", "decimate"});
   if (args.flag("help")) {
     std::printf("usage: memmamba bench [--lengths 1k,4k,16k,64k] [--step-tokens N] [--no-trace] [--text BOOK] [options]\n\n"
                 "Times the parallel forward (traced unless --no-trace, with per-token loss) on random\n"
@@ -34,7 +34,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   // depend on what the weights learned.
   std::vector<std::string> model_argv = argv;
   if (!args.has("checkpoint") && !args.has("random-init")) model_argv.insert(model_argv.end(), {"--random-init", "0"});
-  const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text", "transformer-max"}), {"help", "no-trace", "no-memory", "bf16"});
+  const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text", "transformer-max"}), {"help", "no-trace", "no-memory", "bf16", "decimate"});
   check_model_flags(model_args);
   auto lm = std::make_unique<LoadedModel>(load_model(model_args));
   if (args.flag("bf16") && !lm->model.device().is_cuda()) throw UsageError("--bf16 needs --device cuda");

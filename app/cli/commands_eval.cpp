@@ -13,6 +13,7 @@
 #include "model/eval/passkey_eval.h"
 #include "model/eval/perplexity.h"
 #include "model/file_io.h"
+#include "model/log.h"
 #include "model/sample_files.h"
 #include "model/text_input.h"
 
@@ -41,7 +42,7 @@ std::vector<double> parse_depths(const std::string& text) {
 }
 
 int cmd_eval_ppl(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"lengths", "windows", "scored", "out"}), {"help", "no-memory", "by-context"});
+  Args args(argv, with(kModelOptions, {"lengths", "windows", "scored", "out"}), {"help", "no-memory", "decimate", "by-context"});
   if (args.flag("help") || args.positionals().size() != 2) {
     std::printf("usage: memmamba eval ppl BOOK.txt --out FILE.json [options]\n\n"
                 "Perplexity by context length: up to --windows windows of each length from the book,\n"
@@ -70,6 +71,12 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
   Tokenizer tok = load_tokenizer(args, lm.model.config());
   Encoding enc = tok.encode(text);
   o.run = run_options(args, lm.model);
+  if (o.run.decimation.enabled() && o.run.decimation.protected_tail < o.scored + 1) {
+    // The scored tokens are the window's answer: decimation never drops them, nor the token
+    // before them, whose hidden state predicts the first.
+    o.run.decimation.protected_tail = o.scored + 1;
+    memmamba::log::info("decimation: the last " + std::to_string(o.scored + 1) + " tokens (the scored ones and the one before) are protected");
+  }
   o.meta = model_identity(lm, tok);
   o.meta["book"] = book;
   ProgressBar bar("perplexity", "windows");
@@ -99,7 +106,7 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
 }
 
 int cmd_eval_fidelity(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"max-tokens", "out"}), {"help", "no-memory"});
+  Args args(argv, with(kModelOptions, {"max-tokens", "out"}), {"help", "no-memory", "decimate"});
   if (args.flag("help") || args.positionals().size() != 2) {
     std::printf("usage: memmamba eval fidelity BOOK.txt --out FILE.json [--max-tokens N] [options]\n\n"
                 "Memory fidelity (paper, appendix A.2) on the first N tokens of the book (default 4096):\n"
@@ -129,7 +136,7 @@ int cmd_eval_fidelity(const std::vector<std::string>& argv) {
 }
 
 int cmd_eval_docs(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"noise", "samples", "seed", "book", "out"}), {"help", "no-memory"});
+  Args args(argv, with(kModelOptions, {"noise", "samples", "seed", "book", "out"}), {"help", "no-memory", "decimate"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba eval docs --out FILE.json [--noise 10,20,120,160,200] [--samples N] [options]\n\n"
                 "Noisy multi-document retrieval in DeciMamba's format, built from book paragraphs with an\n"
@@ -171,7 +178,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   if (!argv.empty() && argv[0] == "docs") return cmd_eval_docs(argv);
   if (!argv.empty() && argv[0] == "fidelity") return cmd_eval_fidelity(argv);
   const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out", "edit"});
-  Args args(argv, options, {"help", "no-memory", "drop-key-notes"});
+  Args args(argv, options, {"help", "no-memory", "decimate", "drop-key-notes"});
   if (args.flag("help") || args.positionals().size() != 1 || args.positionals()[0] != "passkey") {
     std::printf("usage: memmamba eval passkey --out PREFIX [options]\n"
                 "       memmamba eval ppl BOOK.txt --out FILE.json [options]   (see eval ppl --help)\n"

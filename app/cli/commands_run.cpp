@@ -80,7 +80,7 @@ int cmd_info(const std::vector<std::string>& argv) {
 
 int cmd_run(const std::vector<std::string>& argv) {
   Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens", "trace-budget-mb", "fidelity", "encoding", "edit"}),
-            {"help", "no-memory", "keep-boilerplate", "strip-markdown"});
+            {"help", "no-memory", "decimate", "keep-boilerplate", "strip-markdown"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba run TEXT_FILE --out TRACE [options]\n\n"
                 "Tokenizes the text, runs the model in parallel mode with tracing, writes the trace\n"
@@ -160,7 +160,7 @@ int cmd_run(const std::vector<std::string>& argv) {
 }
 
 int cmd_generate(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"prompt", "prompt-file", "max-new", "edit"}), {"help", "no-memory"});
+  Args args(argv, with(kModelOptions, {"prompt", "prompt-file", "max-new", "edit"}), {"help", "no-memory", "decimate"});
   if (args.flag("help") || (!args.has("prompt") && !args.has("prompt-file"))) {
     std::printf("usage: memmamba generate (--prompt TEXT | --prompt-file FILE) [--max-new N] [options]\n\n"
                 "Runs the prompt in parallel mode, then generates greedily in step mode.\n\n%s"

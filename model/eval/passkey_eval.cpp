@@ -121,6 +121,10 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
     }
     layer["key_tokens_noted"] = noted_key_tokens;
     layer["key_notes"] = notes;
+    int64_t key_in_scan = 0;
+    for (int64_t p : key_positions)
+      if (p < static_cast<int64_t>(trace.layers[l].flags.size()) && !(trace.layers[l].flags[p] & kDecimated)) ++key_in_scan;
+    layer["key_tokens_in_scan"] = key_in_scan;
     // What the answer attended to at the last prompt token (which predicts the first answer token).
     const AttentionRows& rows = trace.layers[l].token_attention;
     const int64_t row = rows.find(T - 1);
@@ -145,6 +149,17 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
     layers.push_back(layer);
   }
   r["layers"] = layers;
+  // DeciMamba: did the key's tokens survive every decimating layer (are they in the last
+  // layer's scan, which no later layer shrinks)?
+  bool decimated = false;
+  for (const LayerTrace& lt : trace.layers)
+    for (int64_t p = 0; p < std::min<int64_t>(T, static_cast<int64_t>(lt.flags.size())) && !decimated; ++p)
+      decimated = (lt.flags[p] & kDecimated) != 0;
+  if (decimated && !trace.layers.empty()) {
+    const int64_t kept = layers.as_array().back().at("key_tokens_in_scan").as_int();
+    r["key_tokens_kept"] = kept;
+    r["key_survived_decimation"] = kept == static_cast<int64_t>(key_positions.size()) && kept > 0;
+  }
   return r;
 }
 

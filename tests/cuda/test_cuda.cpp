@@ -601,6 +601,50 @@ void attention_taps_agree() {
                                                      ", max diff " + std::to_string(worst) + ")");
 }
 
+// DeciMamba on the GPU: the same kept tokens in every layer and the same logits (where the
+// step-size norms are not within float noise of each other at the cut) as on the CPU, and a
+// decimated prompt continues in step mode.
+void decimation_gpu_matches_cpu() {
+  const torch::Device gpu(torch::kCUDA);
+  ModelConfig c = testing::tiny_config();
+  c.memory = false;
+  MemMambaModel cpu = MemMambaModel::random(c, 13);
+  MemMambaModel dev = MemMambaModel::random(c, 13);
+  dev.to(gpu);
+  std::vector<int32_t> tokens;
+  for (int64_t t = 0; t < 2000; ++t) tokens.push_back(static_cast<int32_t>((t * 31 + t / 9) % c.vocab_size));
+  auto run = [&](const MemMambaModel& m) {
+    TraceRunRequest req;
+    req.tokens = tokens;
+    req.options = m.default_options();
+    req.options.decimation.layers = {1, 2};
+    req.options.decimation.base_length = 300;
+    return trace_tokens(m, std::move(req));
+  };
+  const Trace tc = run(cpu), tg = run(dev);
+  int64_t differing = 0, kept = 0;
+  for (size_t l = 0; l < tc.layers.size(); ++l)
+    for (int64_t p = 0; p < tc.length(); ++p) {
+      const bool a = tc.layers[l].flags[p] & kDecimated, b = tg.layers[l].flags[p] & kDecimated;
+      differing += a != b;
+      kept += !a;
+    }
+  check(differing == 0, "decimation: GPU keeps the CPU's tokens (" + std::to_string(differing) + " differ of " +
+                            std::to_string(kept) + " kept)");
+  double worst = 0;
+  for (int64_t p = 0; p + 1 < tc.length(); ++p)
+    if (std::isfinite(tc.loss[p]) && std::isfinite(tg.loss[p])) worst = std::max(worst, std::abs(double(tc.loss[p]) - tg.loss[p]));
+  check(worst < 1e-3, "decimation: GPU == CPU per-token loss, max diff " + std::to_string(worst));
+  RunOptions g = dev.default_options();
+  g.decimation.layers = {1};
+  g.decimation.base_length = 100;
+  const auto out_gpu = generate_greedy(dev, std::vector<int64_t>(tokens.begin(), tokens.begin() + 500), 6, g);
+  RunOptions gc = cpu.default_options();
+  gc.decimation = g.decimation;
+  const auto out_cpu = generate_greedy(cpu, std::vector<int64_t>(tokens.begin(), tokens.begin() + 500), 6, gc);
+  check(out_gpu == out_cpu, "decimation: a decimated prompt continues in step mode, GPU == CPU");
+}
+
 }  // namespace
 
 int main() {
@@ -620,6 +664,7 @@ int main() {
   traces_agree();
   attention_taps_agree();
   out_of_memory_falls_back();
+  decimation_gpu_matches_cpu();
   std::printf("%d failure(s)\n", failures);
   return failures == 0 ? 0 : 1;
 }
