@@ -42,7 +42,9 @@ Json DecimationSettings::to_json() const {
 
 DecimationSettings DecimationSettings::defaults_for(const ModelConfig& config) {
   DecimationSettings d;
-  d.layers = {config.n_layers / 2};
+  // Three quarters of the way up: the sweep on a held-out book (docs/model.md) found the
+  // deeper the decimating layer, the less the bundled Mamba-small loses.
+  d.layers = {std::max<int64_t>(0, (3 * config.n_layers) / 4)};
   return d;
 }
 

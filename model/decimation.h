@@ -30,8 +30,9 @@ struct DecimationSettings {
   // Throws std::invalid_argument naming what is wrong (a layer out of range, ...).
   void validate(const ModelConfig& config) const;
   Json to_json() const;
-  // DeciMamba's own defaults (L_base 2000, β 0.5, minimum 20) at the model's middle layer, as
-  // its Mamba-130m decimates at layer 12 of 24.
+  // DeciMamba's own defaults (L_base 2000, β 0.5, minimum 20), at three quarters of the model's
+  // depth (layer 6 of 8), chosen by a sweep on a held-out book (docs/model.md); DeciMamba's
+  // Mamba-130m decimates at layer 12 of 24.
   static DecimationSettings defaults_for(const ModelConfig& config);
 };
 

@@ -27,7 +27,7 @@ const char* const kModelOptionsHelp = R"(model options:
   --chunk N             tokens per parallel chunk (default 4096 on the CPU, 65536 on a GPU)
   --decimate            DeciMamba: drop tokens between layers (a Mamba-only model, or --no-memory);
                         at each decimating layer the tokens with the largest step sizes are kept
-  --decimate-layers L,...  decimating layers (default: the middle layer); implies --decimate
+  --decimate-layers L,...  decimating layers (default: 3/4 of the depth, layer 6 of 8); implies --decimate
   --decimate-base N     L_base, tokens kept at the first decimating layer (default 2000)
   --decimate-beta X     each later decimating layer keeps X times as many (default 0.5)
   --decimate-min N      never fewer tokens than N (default 20)
