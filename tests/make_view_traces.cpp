@@ -67,6 +67,16 @@ int main(int argc, char** argv) {
     TraceRunRequest everywhere_run = words(everywhere, 200, 23, 5);
     everywhere_run.options = everywhere_model.default_options();
     trace_tokens(everywhere_model, std::move(everywhere_run)).save((dir / "reads-everywhere.trace").string());
+    // DeciMamba: a Mamba-only model dropping tokens at layers 1 and 2.
+    ModelConfig mamba = tiny;
+    mamba.memory = false;
+    const MemMambaModel mamba_model = MemMambaModel::random(mamba, 3);
+    TraceRunRequest decimated_run = words(mamba, 300, 37, 7);
+    decimated_run.options = mamba_model.default_options();
+    decimated_run.options.decimation.layers = {1, 2};
+    decimated_run.options.decimation.base_length = 80;
+    decimated_run.options.decimation.min_length = 10;
+    trace_tokens(mamba_model, std::move(decimated_run)).save((dir / "decimated.trace").string());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "make_view_traces: %s\n", e.what());
     return 1;

@@ -2,6 +2,7 @@
 // document, exports valid PNG/SVG/PDF and CSV atomically, and the passkey grid navigates.
 // The views link no torch: the traces are files that make_view_traces wrote (a CTest fixture).
 #include <QDir>
+#include <QLabel>
 #include <QFile>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -385,6 +386,40 @@ class TestViews : public QObject {
     doc.setComparison(other, QStringLiteral("other text"));
     QCOMPARE(diff.comparedTokens(), 0);
     QVERIFY(diff.caption().contains(QStringLiteral("other tokens")));
+  }
+
+  void decimatedTracesShowWhatEachLayerKept() {
+    auto trace = load(QStringLiteral("decimated.trace"));
+    views::TraceDocument doc;
+    views::TriggerView triggers(&doc);
+    views::BookView book(&doc);
+    doc.setTrace(trace_, QStringLiteral("memory"));
+    QVERIFY(!triggers.showsDecimation());
+    doc.setTrace(trace, QStringLiteral("DeciMamba"));
+    QVERIFY(triggers.showsDecimation());
+    const int layers = static_cast<int>(trace->layers.size());
+    QCOMPARE(triggers.rasterRows(), layers + 1);  // every layer, then "kept"
+    auto* raster = triggers.findChild<QCustomPlot*>(QStringLiteral("trigger-raster"));
+    auto* map = qobject_cast<QCPColorMap*>(raster->plottable(0));
+    QVERIFY(map);
+    // One column per token here: the "kept" row is 1 exactly where the last layer scanned it.
+    QCOMPARE(triggers.rasterColumns(), static_cast<int>(trace->length()));
+    int kept = 0;
+    for (int c = 0; c < triggers.rasterColumns(); ++c) {
+      const bool scanned = !(trace->layers[layers - 1].flags[c] & kDecimated);
+      QCOMPARE(map->data()->cell(c, layers), scanned ? 1.0 : 0.0);
+      QCOMPARE(map->data()->cell(c, 0), 1.0);  // nothing is dropped before layer 1
+      kept += scanned;
+    }
+    QCOMPARE(kept, 40);  // 80 at layer 1, then half of them at layer 2
+    QVERIFY(raster->xAxis->label().contains(QStringLiteral("DeciMamba")));
+    // The book strikes out what the current layer dropped.
+    doc.setLayer(2);
+    doc.setPosition(150);
+    QVERIFY(book.findChild<QLabel*>() != nullptr);
+    bool said = false;
+    for (QLabel* label : book.findChildren<QLabel*>()) said = said || label->text().contains(QStringLiteral("dropped by DeciMamba"));
+    QVERIFY(said);
   }
 
   void timelinePlaysAndReportsFrames() {

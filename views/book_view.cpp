@@ -95,6 +95,11 @@ QTextCharFormat BookView::formatFor(int64_t i) const {
     c.setAlphaF(0.15 + 0.75 * imp);
     f.setBackground(c);
   }
+  if (flags & kDecimated) {
+    // DeciMamba dropped the token at this layer or before: it is not in this layer's scan.
+    f.setForeground(dark ? QColor(110, 110, 110) : QColor(165, 165, 165));
+    f.setFontStrikeOut(true);
+  }
   if (flags & kTriggered) {
     f.setUnderlineStyle(QTextCharFormat::DotLine);
     f.setUnderlineColor(dark ? QColor(120, 180, 255) : QColor(30, 90, 200));
@@ -141,8 +146,10 @@ void BookView::rebuild() {
   QTextCursor cursor(doc);
   int current_offset = 0;
   cursor.beginEditBlock();
+  int64_t dropped = 0;
   for (int64_t i = begin_; i < end_; ++i) {
     highlighted_ += (lt.flags[i] & kNoted) != 0;
+    dropped += (lt.flags[i] & kDecimated) != 0;
     if (i == pos) current_offset = cursor.position();
     token_start_.push_back(cursor.position());
     QString piece = document_->tokenText(i);
@@ -154,7 +161,9 @@ void BookView::rebuild() {
   c.setPosition(current_offset);
   text_->setTextCursor(c);
   text_->ensureCursorVisible();
-  status_->setText(tr("layer %1: %2 noted of %3 shown").arg(layer).arg(highlighted_).arg(end_ - begin_));
+  status_->setText(dropped > 0 ? tr("layer %1: %2 of %3 shown dropped by DeciMamba (struck out), %4 noted")
+                                     .arg(layer).arg(dropped).arg(end_ - begin_).arg(highlighted_)
+                               : tr("layer %1: %2 noted of %3 shown").arg(layer).arg(highlighted_).arg(end_ - begin_));
 }
 
 int64_t BookView::tokenAtCursor(int cursor_position) const {

@@ -82,6 +82,8 @@ void LossDifferenceView::rebuild() {
   compared_ = 0;
   const Trace* t = document_->trace();
   const Trace* c = document_->comparison();
+  // Axes only with something on them: until then the caption says what will appear.
+  plot_->setVisible(sameTokens(t, c));
   if (!t) {
     caption_->clear();
     plot_->replot();

@@ -245,6 +245,14 @@ void RetrievalPanel::showCase(const Json& r, const QString& preface) {
       html += tr("<p>Key digits in place: %1 of %2</p>")
                   .arg(r.at("digits_right").as_int())
                   .arg(QString::number(r.at("key").as_int()).size());
+    if (r.contains("key_survived_decimation") && r.at("key_survived_decimation").is_bool()) {
+      const bool survived = r.at("key_survived_decimation").as_bool();
+      html += tr("<p>DeciMamba: %1 (%2 of the key's %3 tokens in the last layer's scan)</p>")
+                  .arg(survived ? tr("the key survived every decimating layer")
+                                : tr("<span style='color:#d03050'>the key was dropped</span>"))
+                  .arg(r.contains("key_tokens_kept") ? r.at("key_tokens_kept").as_int() : 0)
+                  .arg(r.contains("key_token_positions") ? static_cast<int64_t>(r.at("key_token_positions").as_array().size()) : 0);
+    }
     if (r.contains("layers")) {
       html += tr("<table border=1 cellspacing=0 cellpadding=3><tr><th>layer</th><th>key tokens noted</th>"
                  "<th>key notes in pool at answer</th><th>answer weight on key notes</th></tr>");

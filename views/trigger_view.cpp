@@ -144,29 +144,61 @@ void TriggerView::rebuildRaster() {
   for (const auto& layer : t->layers)
     reads_everywhere = reads_everywhere && std::all_of(layer.flags.begin(), layer.flags.begin() + T,
                                                        [](auto f) { return (f & kTriggered) != 0; });
-  // Cell value: 0 nothing, 1 noted, 2 triggered, 3 both; a bin of several tokens shows what
-  // happened to any of them (fractions would blend "partly triggered" into the "noted" colour).
-  for (int l = 0; l < rows_; ++l) {
-    const auto& flags = t->layers[l].flags;
-    for (int c = 0; c < columns_; ++c) {
-      double noted = 0, trig = 0;
-      const int64_t a = c * bin_, b = std::min(T, a + bin_);
-      for (int64_t i = a; i < b; ++i) { noted += (flags[i] & kNoted) != 0; trig += (flags[i] & kTriggered) != 0; }
-      map_->data()->setCell(c, l, (noted > 0 ? 1.0 : 0.0) + (trig > 0 && !reads_everywhere ? 2.0 : 0.0));
+  // A DeciMamba run (tokens dropped between layers): each layer's row shows which tokens its
+  // scan kept, and a last row those kept to the end.
+  decimated_ = false;
+  for (const auto& layer : t->layers)
+    decimated_ = decimated_ || std::any_of(layer.flags.begin(), layer.flags.begin() + T, [](auto f) { return (f & kDecimated) != 0; });
+  if (decimated_) {
+    rows_ += 1;
+    map_->data()->setSize(columns_, rows_);
+    map_->data()->setRange(QCPRange(0, static_cast<double>(T)), QCPRange(0, std::max(0, rows_ - 1)));
+    for (int l = 0; l < rows_; ++l) {
+      const auto& flags = t->layers[std::min(l, static_cast<int>(t->layers.size()) - 1)].flags;
+      for (int c = 0; c < columns_; ++c) {
+        const int64_t a = c * bin_, b = std::min(T, a + bin_);
+        double kept = 0;
+        for (int64_t i = a; i < b; ++i) kept += (flags[i] & kDecimated) == 0;
+        map_->data()->setCell(c, l, kept / static_cast<double>(b - a));
+      }
     }
+    QCPColorGradient g;
+    g.setColorStopAt(0.0, palette().color(QPalette::Base));
+    g.setColorStopAt(1.0, QColor(20, 140, 130));
+    map_->setGradient(g);
+    map_->setDataRange(QCPRange(0, 1));
+    map_->setInterpolate(false);
+    raster_->xAxis->setLabel(tr("token position   (teal: in the layer's scan; DeciMamba dropped the rest; last row: kept to the end)"));
+    auto ticks = QSharedPointer<QCPAxisTickerText>::create();
+    for (int l = 0; l + 1 < rows_; ++l) ticks->addTick(l, QString::number(l));
+    ticks->addTick(rows_ - 1, tr("kept"));
+    raster_->yAxis->setTicker(ticks);
+  } else {
+    raster_->yAxis->setTicker(QSharedPointer<QCPAxisTicker>::create());
+    // Cell value: 0 nothing, 1 noted, 2 triggered, 3 both; a bin of several tokens shows what
+    // happened to any of them (fractions would blend "partly triggered" into the "noted" colour).
+    for (int l = 0; l < rows_; ++l) {
+      const auto& flags = t->layers[l].flags;
+      for (int c = 0; c < columns_; ++c) {
+        double noted = 0, trig = 0;
+        const int64_t a = c * bin_, b = std::min(T, a + bin_);
+        for (int64_t i = a; i < b; ++i) { noted += (flags[i] & kNoted) != 0; trig += (flags[i] & kTriggered) != 0; }
+        map_->data()->setCell(c, l, (noted > 0 ? 1.0 : 0.0) + (trig > 0 && !reads_everywhere ? 2.0 : 0.0));
+      }
+    }
+    QCPColorGradient g;
+    g.setColorStopAt(0.0, palette().color(QPalette::Base));
+    g.setColorStopAt(1.0 / 3, QColor(255, 150, 0));
+    g.setColorStopAt(2.0 / 3, QColor(40, 110, 220));
+    g.setColorStopAt(1.0, QColor(150, 40, 160));
+    g.setLevelCount(4);
+    map_->setGradient(g);
+    map_->setDataRange(QCPRange(0, 3));
+    map_->setInterpolate(false);
+    raster_->xAxis->setLabel(reads_everywhere
+                                 ? tr("token position   (orange: noted; retrieval ran at every token of every layer)")
+                                 : tr("token position   (orange: noted, blue: retrieval triggered, purple: both)"));
   }
-  QCPColorGradient g;
-  g.setColorStopAt(0.0, palette().color(QPalette::Base));
-  g.setColorStopAt(1.0 / 3, QColor(255, 150, 0));
-  g.setColorStopAt(2.0 / 3, QColor(40, 110, 220));
-  g.setColorStopAt(1.0, QColor(150, 40, 160));
-  g.setLevelCount(4);
-  map_->setGradient(g);
-  map_->setDataRange(QCPRange(0, 3));
-  map_->setInterpolate(false);
-  raster_->xAxis->setLabel(reads_everywhere
-                               ? tr("token position   (orange: noted; retrieval ran at every token of every layer)")
-                               : tr("token position   (orange: noted, blue: retrieval triggered, purple: both)"));
   raster_->yAxis->setLabel(tr("layer"));
   raster_->xAxis->setRange(0, static_cast<double>(T));
   raster_->yAxis->setRange(-0.5, rows_ - 0.5);

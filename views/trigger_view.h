@@ -18,6 +18,8 @@ class TriggerView : public PlotPanel {
   std::vector<Figure> figures() const override;
   QString csv(const QString& figure) const override;
   int rasterRows() const { return rows_; }
+  // A DeciMamba trace: the raster shows each layer's kept tokens and a "kept" row.
+  bool showsDecimation() const { return decimated_; }
   int rasterColumns() const { return columns_; }
   int signalCurves() const;  // 1 where I_state is I_t shifted by a token, else 2
   void setThresholds(double tau_note, double tau_retrieve);
@@ -39,6 +41,7 @@ class TriggerView : public PlotPanel {
   QCPColorMap* map_ = nullptr;
   QCPItemStraightLine* cursor_ = nullptr;
   int rows_ = 0, columns_ = 0;
+  bool decimated_ = false;
   int64_t bin_ = 1, window_ = 400;
 };
 

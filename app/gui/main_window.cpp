@@ -300,7 +300,17 @@ void MainWindow::buildMenus() {
   run->addAction(tr("&Re-run the current text"), QKeySequence(tr("F5")), this, [this] {
     if (ensureCurrentText(tr("Re-run"), tr("Open a text first."))) runText(current_text_);
   });
-  run->addAction(tr("Add a &Mamba-only comparison"), this, &MainWindow::runComparison);
+  run->addAction(tr("Add a &Mamba-only comparison"), this, [this] { runComparison(false); });
+  run->addAction(tr("Add a &DeciMamba comparison (memory off, tokens dropped between layers)"), this,
+                 [this] { runComparison(true); });
+  run->addAction(tr("Run this text as DeciMam&ba (see which tokens each layer keeps)"), this, [this] {
+    if (!ensureCurrentText(tr("DeciMamba"), tr("Open a text first."))) return;
+    RunRequest r = textRequest(current_text_);
+    r.memory = false;
+    r.decimate = true;
+    r.label += tr(" (DeciMamba)");
+    startRun(r);
+  });
   run->addAction(tr("Measure memory &fidelity (ETMF, ECLMF)"), this, [this] {
     if (!ensureCurrentText(tr("Memory fidelity"), tr("Open a text first."))) return;
     RunRequest r = textRequest(current_text_);
@@ -515,9 +525,10 @@ void MainWindow::onRunFinished(const RunResult& result) {
   speed_label_->setText(tr("%L1 tokens in %2 s").arg(result.trace->length()).arg(result.seconds, 0, 'f', 1));
   appendLog(tr("done: %1, %L2 tokens in %3 s (%4)").arg(result.request.label).arg(result.trace->length())
                 .arg(result.seconds, 0, 'f', 1).arg(result.model_description));
-  if (comparison_pending_) {
-    comparison_pending_ = false;
-    document_->setComparison(result.trace, tr("Mamba-only"));
+  if (!comparison_pending_.isEmpty()) {
+    const QString label = comparison_pending_;
+    comparison_pending_.clear();
+    document_->setComparison(result.trace, label);
     return;
   }
   if (result.request.kind == RunRequest::Kind::Text) {
@@ -555,7 +566,7 @@ void MainWindow::onRunFinished(const RunResult& result) {
 
 void MainWindow::onRunFailed(const QString& message, bool cancelled) {
   running_ = false;
-  comparison_pending_ = false;
+  comparison_pending_.clear();
   progress_->setVisible(false);
   cancel_->setVisible(false);
   speed_label_->setText(cancelled ? tr("cancelled") : tr("failed"));
@@ -581,15 +592,16 @@ bool MainWindow::ensureCurrentText(const QString& title, const QString& message)
   return true;
 }
 
-void MainWindow::runComparison() {
+void MainWindow::runComparison(bool decimate) {
   if (!ensureCurrentText(tr("Comparison"), tr("Open a text first."))) return;
   RunRequest r = textRequest(current_text_);
   r.memory = false;
+  r.decimate = decimate;
   // Measured for the comparison too when the current run has it, so both sit side by side.
   const Trace* current = document_->trace();
   r.fidelity = current && current->run_info.is_object() && current->run_info.contains("fidelity");
-  r.label += tr(" (Mamba-only)");
-  comparison_pending_ = true;
+  r.label += decimate ? tr(" (DeciMamba)") : tr(" (Mamba-only)");
+  comparison_pending_ = decimate ? tr("DeciMamba") : tr("Mamba-only");
   startRun(r);
 }
 

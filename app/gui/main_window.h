@@ -107,7 +107,8 @@ class MainWindow : public QMainWindow {
   void exportAllDialog();
   void saveTraceAs();
   void chooseModel();
-  void runComparison();
+  // The same text Mamba-only, or as DeciMamba, as the comparison every view draws beside the run.
+  void runComparison(bool decimate);
   void appendLog(const QString& line);
   void rerunWithEdits();
   void refreshEditList();
@@ -139,7 +140,7 @@ class MainWindow : public QMainWindow {
   QString checkpoint_, tokenizer_, current_text_;
   QString missing_book_;  // the book a loaded trace names but that was not found
   bool cuda_ = false;
-  bool comparison_pending_ = false;
+  QString comparison_pending_;  // the label of a comparison run under way ("" none)
   bool batch_ = false;
   Json edits_ = Json::array();
   BookOptions book_options_;

@@ -131,6 +131,11 @@ void RunWorker::run(const RunRequest& request) {
     }
     TraceJob job;
     job.options = run_options(model.model, overrides);
+    if (request.decimate) {
+      if (model.model.config().memory && request.memory)
+        throw std::runtime_error("DeciMamba drops tokens from a Mamba-only run: turn the memory off for it");
+      job.options.decimation = DecimationSettings::defaults_for(model.model.config());
+    }
     job.max_tokens = request.max_tokens;
     job.trace_budget_bytes = static_cast<uint64_t>(request.trace_budget_mb) << 20;
     job.edits = request.edits;

@@ -24,6 +24,7 @@ struct RunRequest {
   QString tokenizer;        // empty: the bundled tokenizer
   bool cuda = false;
   bool memory = true;       // false: Mamba-only at run time
+  bool decimate = false;    // DeciMamba (model/decimation.h, its defaults): needs memory off
   bool override_thresholds = false;
   double tau_note = 0.3, tau_retrieve = 0.5, fusion_gain = 1.0;  // with override_thresholds
   qint64 max_tokens = 2'000'000;
