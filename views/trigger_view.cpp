@@ -168,7 +168,7 @@ void TriggerView::rebuildRaster() {
     map_->setGradient(g);
     map_->setDataRange(QCPRange(0, 1));
     map_->setInterpolate(false);
-    raster_->xAxis->setLabel(tr("token position   (teal: in the layer's scan; DeciMamba dropped the rest; last row: kept to the end)"));
+    raster_->xAxis->setLabel(tr("token position   (teal: in the layer's scan, DeciMamba; last row: kept)"));
     auto ticks = QSharedPointer<QCPAxisTickerText>::create();
     for (int l = 0; l + 1 < rows_; ++l) ticks->addTick(l, QString::number(l));
     ticks->addTick(rows_ - 1, tr("kept"));
