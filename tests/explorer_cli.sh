@@ -32,6 +32,7 @@ expect 2 "figure-size" --figure-size huge --trace /nonexistent/x.trace
 expect 2 "needs a text" --export-figures /tmp/nowhere
 expect 2 "encoding takes" --encoding klingon
 expect 3 "cannot open" --edit /nonexistent/edits.json some.txt
+expect 3 "--grid" --grid /nonexistent/grid.json
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

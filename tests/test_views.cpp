@@ -301,6 +301,24 @@ class TestViews : public QObject {
     QVERIFY(setGrid(bad).contains(QStringLiteral("digit_accuracy")));
     QVERIFY(!setGrid(Json::object()).isEmpty());  // not a grid: refused with a reason
     QCOMPARE(panel.gridLengths(), 2);                    // and the old grid stays
+    // A grid of one length is drawn (a colour map needs two cells along an axis).
+    Json one = Json::object(), one_cells = Json::array();
+    for (double d : {0.0, 1.0}) {
+      Json cell = Json::object();
+      cell["length"] = int64_t{2048};
+      cell["depth"] = d;
+      cell["accuracy"] = d;
+      one_cells.push_back(cell);
+    }
+    one["cells"] = one_cells;
+    one["cases"] = Json::array();
+    panel.setShowDigits(false);
+    QCOMPARE(setGrid(one), QString());
+    auto* row_map = qobject_cast<QCPColorMap*>(grid->plottable(0));
+    QVERIFY(row_map->data()->keySize() >= 2 && row_map->data()->valueSize() >= 2);
+    QVERIFY(row_map->data()->valueRange().size() > 0);
+    QCOMPARE(row_map->data()->data(1.0, 0.0), 1.0);  // depth 1 at the one length
+    QCOMPARE(row_map->data()->data(0.0, 0.0), 0.0);
   }
 
   void rasterOfARunThatReadsEverywhereShowsTheNotes() {

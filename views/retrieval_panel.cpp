@@ -118,13 +118,18 @@ void RetrievalPanel::drawGrid() {
   grid_->clearItems();
   auto* map = new QCPColorMap(grid_->xAxis, grid_->yAxis);
   const int nl = gridLengths(), nd = gridDepths();
-  map->data()->setSize(nd, nl);
-  map->data()->setRange(QCPRange(0, std::max(0, nd - 1)), QCPRange(0, std::max(0, nl - 1)));
+  // A colour map needs two cells along each axis to know their width: a grid of one length
+  // (or one depth) is drawn as two equal half-cells around it.
+  const int cells_x = std::max(2, nd), cells_y = std::max(2, nl);
+  map->data()->setSize(cells_x, cells_y);
+  map->data()->setRange(nd > 1 ? QCPRange(0, nd - 1) : QCPRange(-0.25, 0.25),
+                        nl > 1 ? QCPRange(0, nl - 1) : QCPRange(-0.25, 0.25));
   const eval::PasskeyGrid& grid = document_->grid();
   const auto& values = show_digits_ ? grid.digit_accuracy : grid.accuracy;
   for (int i = 0; i < nl; ++i)
     for (int j = 0; j < nd; ++j) {
-      map->data()->setCell(j, i, values[i][j]);
+      for (int cx = nd > 1 ? j : 0; cx <= (nd > 1 ? j : 1); ++cx)
+        for (int cy = nl > 1 ? i : 0; cy <= (nl > 1 ? i : 1); ++cy) map->data()->setCell(cx, cy, values[i][j]);
       auto* label = new QCPItemText(grid_);
       label->position->setCoords(j, i);
       label->setText(std::isnan(values[i][j]) ? QStringLiteral("-") : QString::number(values[i][j], 'f', 2));

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "app/gui/main_window.h"
+#include "model/eval/passkey_grid.h"
 #include "model/file_io.h"
 #include "model/json.h"
 #include "model/log.h"
@@ -42,7 +43,11 @@ int main(int argc, char** argv) {
   const QCommandLineOption edit(QStringLiteral("edit"),
                                 QStringLiteral("Memory edits, a JSON list as `memmamba run --edit` reads (docs/interventions.md): the text runs as it is, then with the edits, compared with the first run."),
                                 QStringLiteral("FILE"));
-  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, encoding, keep_boilerplate, edit});
+  const QCommandLineOption grid(QStringLiteral("grid"),
+                                QStringLiteral("Open a passkey grid (`memmamba eval passkey` JSON) in the Passkey panel; click a cell to run its case."),
+                                QStringLiteral("FILE"));
+  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, encoding, keep_boilerplate, edit,
+                     grid});
 
   // Read before the GUI starts, so --help, --version and bad flags need no display. Qt's own
   // options (-platform, -style ...) are unknown here: then the GUI starts first, removes
@@ -123,6 +128,16 @@ int main(int argc, char** argv) {
     }
   }
 
+  // A grid is checked now too, so a bad one is refused without a display.
+  if (parser.isSet(grid)) {
+    try {
+      memmamba::eval::load_passkey_grid(parser.value(grid).toStdString());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "--grid %s: %s\n", qPrintable(parser.value(grid)), e.what());
+      return 3;
+    }
+  }
+
   // Figures without clicking: no display is needed for them.
   if (parsed && parser.isSet(export_figures) && qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM"))
     qputenv("QT_QPA_PLATFORM", "offscreen");
@@ -180,6 +195,14 @@ int main(int argc, char** argv) {
     };
     QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window, finish);
     QObject::connect(&window, &memmamba::app::MainWindow::runFailed, &window, [] { QApplication::exit(1); });
+  }
+  if (parser.isSet(grid)) {
+    const QString error = window.loadGrid(parser.value(grid));
+    if (!error.isEmpty()) {
+      std::fprintf(stderr, "--grid %s: %s\n", qPrintable(parser.value(grid)), qPrintable(error));
+      return 3;
+    }
+    window.showGrid();
   }
   const QStringList files = parser.positionalArguments();
   if (parser.isSet(trace)) window.openTrace(parser.value(trace));

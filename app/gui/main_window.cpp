@@ -478,6 +478,14 @@ QString MainWindow::loadGrid(const QString& path) {
   }
 }
 
+void MainWindow::showGrid() {
+  for (QDockWidget* d : findChildren<QDockWidget*>())
+    if (d->objectName() == QLatin1String("retrieval")) {
+      d->show();
+      d->raise();
+    }
+}
+
 void MainWindow::runGridCase(qint64 length, double depth, qint64 key, quint64 seed) {
   RunRequest r;
   r.kind = RunRequest::Kind::Passkey;

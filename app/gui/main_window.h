@@ -51,6 +51,8 @@ class MainWindow : public QMainWindow {
   void runGridCase(qint64 length, double depth, qint64 key, quint64 seed);
   // Loads a `memmamba eval passkey` result into the document; returns "" or why it is not a grid.
   QString loadGrid(const QString& path);
+  // Brings the Passkey panel (and its grid) to the front.
+  void showGrid();
   void cancelRun();
   bool running() const { return running_; }
   QString checkpointChoice() const { return checkpoint_; }
