@@ -447,6 +447,27 @@ class TestApp : public QObject {
     QVERIFY(filler_text.find("24680") != std::string::npos);
     QVERIFY(filler_text.find("The grass is green") != std::string::npos);
     QVERIFY(result.trace->text.find("The grass is green") == std::string::npos);
+    // The same case as DeciMamba (memory off): past L_base (2,000) the last layer scans 2,000
+    // tokens, and the record says whether the key survived; with the memory on it is refused.
+    app::RunRequest deci = request;
+    deci.length = 3000;
+    deci.memory = false;
+    deci.decimate = true;
+    worker.run(deci);
+    QCOMPARE(failed.count(), 0);
+    QCOMPARE(finished.count(), 3);
+    const auto deci_result = finished.at(2).at(0).value<app::RunResult>();
+    const Json deci_record = Json::parse(deci_result.case_json.toStdString());
+    QVERIFY(deci_record.contains("key_survived_decimation"));
+    int64_t scanned = 0;
+    for (uint8_t f : deci_result.trace->layers.back().flags) scanned += (f & kDecimated) == 0;
+    QCOMPARE(scanned, int64_t{2000});
+    QCOMPARE(deci_record.at("key_tokens_kept").as_int(),
+             deci_record.at("layers").as_array().back().at("key_tokens_in_scan").as_int());
+    deci.memory = true;
+    worker.run(deci);
+    QCOMPARE(failed.count(), 1);
+    QVERIFY(failed.at(0).at(0).toString().contains(QStringLiteral("memory off")));
     // A near miss says how near it was.
     views::TraceDocument doc;
     views::RetrievalPanel panel(&doc);

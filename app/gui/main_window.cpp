@@ -537,6 +537,20 @@ void MainWindow::onRunFinished(const RunResult& result) {
     const QString label = comparison_pending_;
     comparison_pending_.clear();
     document_->setComparison(result.trace, label);
+    if (result.request.kind == RunRequest::Kind::Passkey && !result.case_json.isEmpty()) {
+      // The same case the other way: its answer, and for DeciMamba whether the key survived.
+      try {
+        const Json record = Json::parse(result.case_json.toStdString());
+        QString line = tr("%1 answered \"%2\" (%3)")
+                           .arg(label, QString::fromStdString(record.at("answer").as_string()),
+                                record.at("hit").as_bool() ? tr("found") : tr("missed"));
+        if (record.contains("key_survived_decimation"))
+          line += record.at("key_survived_decimation").as_bool() ? tr("; the key survived every decimating layer")
+                                                                 : tr("; the key was dropped by decimation");
+        appendLog(line);
+      } catch (const std::exception&) {
+      }
+    }
     return;
   }
   if (result.request.kind == RunRequest::Kind::Text) {
@@ -601,8 +615,14 @@ bool MainWindow::ensureCurrentText(const QString& title, const QString& message)
 }
 
 void MainWindow::runComparison(bool decimate) {
-  if (!ensureCurrentText(tr("Comparison"), tr("Open a text first."))) return;
-  RunRequest r = textRequest(current_text_);
+  RunRequest r;
+  if (last_request_ && last_request_->kind == RunRequest::Kind::Passkey) {
+    r = *last_request_;  // the same passkey case, run the other way
+    r.edits = Json::array();
+  } else {
+    if (!ensureCurrentText(tr("Comparison"), tr("Open a text first."))) return;
+    r = textRequest(current_text_);
+  }
   r.memory = false;
   r.decimate = decimate;
   // Measured for the comparison too when the current run has it, so both sit side by side.
