@@ -14,6 +14,7 @@
 #include "model/json.h"
 #include "model/log.h"
 #include "model/runtime.h"
+#include "views/trace_document.h"
 
 int main(int argc, char** argv) {
   QCoreApplication::setApplicationName(QStringLiteral("MemMamba Explorer"));
@@ -128,10 +129,13 @@ int main(int argc, char** argv) {
     }
   }
 
-  // A grid is checked now too, so a bad one is refused without a display.
+  // A grid is read now too, so a bad one is refused without a display; the window takes it
+  // as read.
+  memmamba::Json grid_results;
+  memmamba::eval::PasskeyGrid grid_cells;
   if (parser.isSet(grid)) {
     try {
-      memmamba::eval::load_passkey_grid(parser.value(grid).toStdString());
+      grid_cells = memmamba::eval::load_passkey_grid(parser.value(grid).toStdString(), &grid_results);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "--grid %s: %s\n", qPrintable(parser.value(grid)), e.what());
       return 3;
@@ -197,11 +201,7 @@ int main(int argc, char** argv) {
     QObject::connect(&window, &memmamba::app::MainWindow::runFailed, &window, [] { QApplication::exit(1); });
   }
   if (parser.isSet(grid)) {
-    const QString error = window.loadGrid(parser.value(grid));
-    if (!error.isEmpty()) {
-      std::fprintf(stderr, "--grid %s: %s\n", qPrintable(parser.value(grid)), qPrintable(error));
-      return 3;
-    }
+    window.document()->setGrid(std::move(grid_results), std::move(grid_cells), parser.value(grid));
     window.showGrid();
   }
   const QStringList files = parser.positionalArguments();
