@@ -189,14 +189,7 @@ PasskeyCaseRun trace_passkey_case(const LoadedModel& loaded, const Tokenizer& to
   const auto sentences = eval::split_sentences(book);
   const eval::PasskeyGenerator generator(tokenizer, sentences,
                                          sentences.empty() ? eval::Haystack::RepeatedFiller : eval::Haystack::BookSentences);
-  eval::PasskeyCase passkey = generator.make(job.length, job.depth, job.seed);
-  if (job.key >= 10000 && job.key <= 99999 && job.key != passkey.key) {
-    // The user's key in place of the generated one (the same digit count: offsets hold).
-    const std::string from = std::to_string(passkey.key), to = std::to_string(job.key);
-    for (size_t at = passkey.prompt.find(from); at != std::string::npos; at = passkey.prompt.find(from, at + to.size()))
-      passkey.prompt.replace(at, from.size(), to);
-    passkey.key = job.key;
-  }
+  const eval::PasskeyCase passkey = generator.make(job.length, job.depth, job.seed, job.spec, job.key);
   job.trace.text = passkey.prompt;
   job.trace.book.reset();
   job.trace.edit_positions_after_text = job.answer_tokens;

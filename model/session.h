@@ -103,8 +103,9 @@ Trace trace_text(const LoadedModel& model, const Tokenizer& tokenizer, TraceJob 
 struct PasskeyCaseJob {
   int64_t length = 4096;
   double depth = 0.5;
-  int64_t key = 0;               // a five-digit key in place of the generator's; 0 keeps it
+  std::string key;               // a key of the case's kind in place of the generator's; empty keeps it
   uint64_t seed = 0;
+  eval::CaseSpec spec;           // key kind and length, wording, facts (a grid's cases: its own spec)
   bool filler_haystack = false;  // the repeated filler instead of book sentences
   std::string haystack_book;     // empty: the bundled sample book (the filler where none is bundled)
   int64_t answer_tokens = 8;

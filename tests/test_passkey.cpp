@@ -60,9 +60,14 @@ class TestPasskey : public QObject {
     QFETCH(double, depth);
     QFETCH(int, haystack);
     PasskeyGenerator gen(*tok_, sentences_, haystack ? Haystack::RepeatedFiller : Haystack::BookSentences);
+    double longest = 0;
+    for (const std::string& sentence : haystack ? split_sentences("The grass is green.", 1) : sentences_)
+      longest = std::max(longest, static_cast<double>(tok_->encode(sentence + " ").ids.size()));
     for (uint64_t seed = 0; seed < 3; ++seed) {
       PasskeyCase c = gen.make(length, depth, seed);
-      const std::string key = std::to_string(c.key);
+      const std::string key = c.key;
+      QCOMPARE(key.size(), size_t(5));
+      QVERIFY(key[0] != '0');
       QCOMPARE(count_of(c.prompt, PasskeyGenerator::needle(c.key).substr(0, 20)), size_t(1));
       QCOMPARE(count_of(c.prompt, key), size_t(2));  // both mentions are inside the needle
       QCOMPARE(c.prompt.substr(c.needle_begin, c.needle_end - c.needle_begin) + " ", PasskeyGenerator::needle(c.key));
@@ -76,25 +81,148 @@ class TestPasskey : public QObject {
       const double place = static_cast<double>(needle_token_pos) / tokens;
       QVERIFY2(std::fabs(place - depth) < 0.02 + 120.0 / length,
                qPrintable(QString("needle at %1 of the prompt for depth %2").arg(place).arg(depth)));
-      QVERIFY(std::fabs(c.actual_depth - depth) <= 0.5 * 120.0 / std::max(1, length - 120) + 1e-9 || length <= 256);
+      // The nearest sentence boundary is at most half the longest sentence away.
+      QVERIFY2(std::fabs(c.actual_depth - depth) <= 0.5 * longest / std::max(1, length - 120) + 1e-9 || length <= 256,
+               qPrintable(QString("actual depth %1 for %2, seed %3").arg(c.actual_depth).arg(depth).arg(seed)));
     }
   }
 
   void scoresAnswers() {
-    QVERIFY(passkey_found("71432", 71432));
-    QVERIFY(passkey_found(" The pass key is 71432.", 71432));
-    QVERIFY(passkey_found("\n71432 is it", 71432));
-    QVERIFY(passkey_found("(7)", 7));
-    QVERIFY(!passkey_found("714320", 71432));
-    QVERIFY(!passkey_found("71432a", 71432));
-    QVERIFY(!passkey_found("7 1 4 3 2", 71432));
-    QVERIFY(!passkey_found("", 71432));
-    QVERIFY(!passkey_found("07", 7));
-    QCOMPARE(passkey_digits_right("13672 is the pass key", 14872), int64_t{3});
-    QCOMPARE(passkey_digits_right("14872.", 14872), int64_t{5});
-    QCOMPARE(passkey_digits_right("the key: 148", 14872), int64_t{3});
-    QCOMPARE(passkey_digits_right("99999 no 14000", 14872), int64_t{2});
-    QCOMPARE(passkey_digits_right("", 14872), int64_t{0});
+    QVERIFY(passkey_found("71432", "71432"));
+    QVERIFY(passkey_found(" The pass key is 71432.", "71432"));
+    QVERIFY(passkey_found("\n71432 is it", "71432"));
+    QVERIFY(passkey_found("(7)", "7"));
+    QVERIFY(!passkey_found("714320", "71432"));
+    QVERIFY(!passkey_found("71432a", "71432"));
+    QVERIFY(!passkey_found("7 1 4 3 2", "71432"));
+    QVERIFY(!passkey_found("", "71432"));
+    QVERIFY(!passkey_found("07", "7"));
+    QCOMPARE(passkey_digits_right("13672 is the pass key", "14872"), int64_t{3});
+    QCOMPARE(passkey_digits_right("14872.", "14872"), int64_t{5});
+    QCOMPARE(passkey_digits_right("the key: 148", "14872"), int64_t{3});
+    QCOMPARE(passkey_digits_right("99999 no 14000", "14872"), int64_t{2});
+    QCOMPARE(passkey_digits_right("", "14872"), int64_t{0});
+  }
+
+  // Grids written before case specs existed are reproduced case by case by the app: the
+  // legacy spec must draw what the first generator drew (keys and lengths written by it, with
+  // `memmamba eval passkey --lengths 128,700 --depths 0,0.5,1 --samples 2 --seed 3` on Alice).
+  void legacySpecReproducesTheFirstGrids() {
+    PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
+    struct Old { int64_t length; double depth; uint64_t sample; const char* key; double actual_depth; };
+    const Old old[] = {{128, 0.0, 0, "56656", 0.0},       {128, 0.5, 1, "10202", 0.578125}, {128, 1.0, 0, "5947", 1.0},
+                       {700, 0.5, 0, "52988", 0.5062893081761006}, {700, 0.5, 1, "97319", 0.4031496062992126},
+                       {700, 1.0, 1, "85484", 1.0}};
+    for (const Old& o : old) {
+      const PasskeyCase c = gen.make(o.length, o.depth, 3 * 1000003 + o.sample, CaseSpec::legacy());
+      QCOMPARE(c.key, std::string(o.key));
+      QVERIFY(std::abs(c.actual_depth - o.actual_depth) < 1e-12);
+      QCOMPARE(c.wording, int64_t{0});
+    }
+    // A result file without case settings is a legacy grid.
+    Json results = Json::object();
+    results["settings"] = Json::object();
+    QCOMPARE(CaseSpec::of_results(results).key_digits_min, int64_t{0});
+  }
+
+  void caseSpecsRoundTripAndRejectBadValues() {
+    CaseSpec s;
+    s.key_kind = KeyKind::Name;
+    s.key_digits_min = 3;
+    s.key_digits_max = 10;
+    s.facts = 4;
+    s.wordings = parse_wordings("held-out", true);
+    s.distractors = 2;
+    const CaseSpec back = CaseSpec::from_json(Json::parse(s.to_json().dump()));
+    QCOMPARE(back.to_json().dump(), s.to_json().dump());
+    QCOMPARE(back.describe(), std::string("4 facts, name keys, held-out wordings, 2 distractors"));
+    for (int64_t i : parse_wordings("held-out", false)) QVERIFY(passkey_wordings()[static_cast<size_t>(i)].held_out);
+    for (int64_t i : parse_wordings("trained", true)) QVERIFY(!fact_wordings()[static_cast<size_t>(i)].held_out);
+    QCOMPARE(parse_wordings("trained", false).size() + parse_wordings("held-out", false).size(), passkey_wordings().size());
+    QCOMPARE(parse_key_digits("3-10"), std::make_pair(int64_t{3}, int64_t{10}));
+    QCOMPARE(parse_key_digits("7"), std::make_pair(int64_t{7}, int64_t{7}));
+    for (const char* bad : {"0", "10-3", "19", "a", "", "3-", "-3", "100"})
+      QVERIFY_THROWS_EXCEPTION(std::invalid_argument, parse_key_digits(bad));
+    for (const char* bad : {"", "9", "0,x", "held", "-1"}) QVERIFY_THROWS_EXCEPTION(std::invalid_argument, parse_wordings(bad, false));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, parse_key_kind("number"));
+    auto broken = [&](const char* field, Json value) {
+      Json j = s.to_json();
+      j[field] = std::move(value);
+      return j;
+    };
+    for (const Json& j : {broken("key_kind", std::string("x")), broken("facts", int64_t{0}), broken("facts", std::string("4")),
+                          broken("distractors", int64_t{-1}), broken("wordings", Json::array()),
+                          broken("key_digits", Json::array())}) {
+      QVERIFY_THROWS_EXCEPTION(std::invalid_argument, CaseSpec::from_json(j));
+    }
+    Json out_of_range = broken("wordings", Json::array());
+    Json w = Json::array();
+    w.push_back(int64_t{static_cast<int64_t>(fact_wordings().size())});
+    out_of_range["wordings"] = w;
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, CaseSpec::from_json(out_of_range));
+  }
+
+  // Every kind of case: the asked value occurs exactly in its needle (each mention), every
+  // fact's value only in its own needle, the question names the asked fact's label, keys have
+  // the asked length, the wording is one of those asked for, distractors are other numbers.
+  void casesOfEveryKindHoldTheirFacts() {
+    PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
+    for (const KeyKind kind : {KeyKind::Digits, KeyKind::Word, KeyKind::Name})
+      for (const int64_t facts : {int64_t{1}, int64_t{2}, int64_t{6}})
+        for (uint64_t seed = 0; seed < 6; ++seed) {
+          CaseSpec spec;
+          spec.key_kind = kind;
+          spec.key_digits_min = 3;
+          spec.key_digits_max = 10;
+          spec.facts = facts;
+          spec.wordings = parse_wordings(seed % 2 ? "held-out" : "trained", facts > 1);
+          spec.distractors = kind == KeyKind::Digits ? 3 : 0;
+          const double depth = 0.2 * static_cast<double>(seed % 5);
+          const PasskeyCase c = gen.make(1500, depth, seed, spec);
+          const auto& wordings = facts > 1 ? fact_wordings() : passkey_wordings();
+          QVERIFY(std::find(spec.wordings.begin(), spec.wordings.end(), c.wording) != spec.wordings.end());
+          const Wording& w = wordings[static_cast<size_t>(c.wording)];
+          QVERIFY(c.prompt.rfind(w.instruction, 0) == 0);
+          QCOMPARE(c.needles.size(), static_cast<size_t>(facts));
+          QCOMPARE(c.needles[static_cast<size_t>(c.asked)].value, c.key);
+          if (kind == KeyKind::Digits) {
+            QVERIFY(c.key.size() >= 3 && c.key.size() <= 10 && c.key[0] != '0');
+            QVERIFY(std::all_of(c.key.begin(), c.key.end(), [](char ch) { return ch >= '0' && ch <= '9'; }));
+          } else {
+            QVERIFY(std::all_of(c.key.begin(), c.key.end(), [](char ch) { return std::isalpha(static_cast<unsigned char>(ch)); }));
+          }
+          const std::string question = c.prompt.substr(c.prompt.rfind('\n', c.prompt.size() - 10));
+          if (facts > 1) QVERIFY(question.find(c.needles[static_cast<size_t>(c.asked)].label) != std::string::npos);
+          int64_t last_end = -1;
+          for (const NeedleInfo& n : c.needles) {
+            QVERIFY(n.begin > last_end);  // in prompt order, not overlapping
+            last_end = n.end;
+            const std::string needle = c.prompt.substr(n.begin, n.end - n.begin);
+            std::string expected = w.needle;
+            for (size_t at; (at = expected.find("{key}")) != std::string::npos;) expected.replace(at, 5, n.value);
+            for (size_t at; (at = expected.find("{label}")) != std::string::npos;) expected.replace(at, 7, n.label);
+            QCOMPARE(needle + " ", expected);
+            // The value appears only in its needle (as often as the wording mentions it).
+            QCOMPARE(count_of(c.prompt, n.value), count_of(w.needle, "{key}"));
+          }
+          const NeedleInfo& asked = c.needles[static_cast<size_t>(c.asked)];
+          QCOMPARE(c.needle_begin, asked.begin);
+          QCOMPARE(c.actual_depth, asked.actual_depth);
+          QVERIFY2(std::fabs(asked.actual_depth - depth) < 0.2, qPrintable(QString("asked at %1 for %2").arg(asked.actual_depth).arg(depth)));
+          const int64_t tokens = static_cast<int64_t>(tok_->encode(c.prompt).ids.size());
+          QVERIFY2(std::abs(tokens - 1500) <= 12, qPrintable(QString("%1 tokens").arg(tokens)));
+          if (spec.distractors > 0) {
+            QCOMPARE(count_of(c.prompt, "was painted on a post") + count_of(c.prompt, "on the back of an old letter") +
+                         count_of(c.prompt, "at the bottom of the page"),
+                     size_t(3));
+          }
+          // Deterministic, and a forced key takes the asked needle's place.
+          QCOMPARE(gen.make(1500, depth, seed, spec).prompt, c.prompt);
+          const std::string forced = kind == KeyKind::Digits ? "987654" : "Zorblat";
+          const PasskeyCase f = gen.make(1500, depth, seed, spec, forced);
+          QCOMPARE(f.key, forced);
+          QCOMPARE(count_of(f.prompt, forced), count_of(w.needle, "{key}"));
+        }
   }
 
   void gridRecordsEveryCase() {
@@ -124,12 +252,12 @@ class TestPasskey : public QObject {
     for (const Json& cs : r.at("cases").as_array()) {
       // The recorded key positions are the key's digits in the prompt.
       PasskeyCase again = gen.make(cs.at("length").as_int(), cs.at("depth").as_double(), cs.at("sample").as_int());
-      QCOMPARE(again.key, cs.at("key").as_int());
+      QCOMPARE(again.key, cs.at("key").as_string());
       Encoding e = tok_->encode(again.prompt);
       std::string digits;
       for (const Json& p : cs.at("key_token_positions").as_array())
         digits += again.prompt.substr(e.begin[p.as_int()], e.end[p.as_int()] - e.begin[p.as_int()]);
-      QCOMPARE(digits, std::to_string(again.key) + std::to_string(again.key));
+      QCOMPARE(digits, again.key + again.key);
       QCOMPARE(cs.at("layers").as_array().size(), size_t(2));
       QVERIFY(cs.at("layers").as_array()[0].at("answer_attention").as_array().size() > 0);
       // One read per answer position (the last prompt token and each generated token but the
@@ -137,7 +265,7 @@ class TestPasskey : public QObject {
       QCOMPARE(cs.at("answer_pieces").as_array().size(), size_t(3));
       const int64_t prompt_tokens = cs.at("prompt_tokens").as_int();
       const std::vector<Json>& key_positions = cs.at("key_token_positions").as_array();
-      QCOMPARE(key_positions.size(), 2 * std::to_string(again.key).size());  // the tokenizer splits digits
+      QCOMPARE(key_positions.size(), 2 * again.key.size());  // the tokenizer splits digits
       for (const Json& layer : cs.at("layers").as_array()) {
         const std::vector<Json>& reads = layer.at("answer_reads").as_array();
         QCOMPARE(reads.size(), size_t(3));
@@ -153,7 +281,7 @@ class TestPasskey : public QObject {
                                        [&](const Json& p) { return p.as_int() == source; });
           QVERIFY(at != key_positions.end());
           QCOMPARE(reads[i].at("key_digit").as_int(),
-                   static_cast<int64_t>(at - key_positions.begin()) % static_cast<int64_t>(std::to_string(again.key).size()));
+                   static_cast<int64_t>(at - key_positions.begin()) % static_cast<int64_t>(again.key.size()));
         }
         double top = 0;
         for (const Json& a : layer.at("answer_attention").as_array())

@@ -275,6 +275,34 @@ class TestViews : public QObject {
     QCOMPARE(spy.at(0).at(0).toLongLong(), 4096);
     QCOMPARE(spy.at(0).at(1).toDouble(), 1.0);
     QCOMPARE(spy.at(0).at(3).toULongLong(), 7ULL * 1000003ULL);
+    QCOMPARE(spy.at(0).at(2).toString(), QStringLiteral("12345"));  // a number in older files, text now
+    // A case of labelled facts lists them, marks the asked one, and says when the answer gave
+    // another fact's value.
+    {
+      Json fact_case = cases.as_array()[0];
+      fact_case["key"] = std::string("4821");
+      fact_case["answer"] = std::string("7730.");
+      fact_case["hit"] = false;
+      fact_case["layers"] = Json::array();
+      Json needles = Json::array();
+      for (const auto& [label, value] : {std::pair<const char*, const char*>{"red door", "7730"}, {"blue box", "4821"}}) {
+        Json n = Json::object();
+        n["label"] = std::string(label);
+        n["value"] = std::string(value);
+        n["actual_depth"] = 0.5;
+        needles.push_back(n);
+      }
+      fact_case["needles"] = needles;
+      fact_case["asked"] = int64_t{1};
+      fact_case["answered_other_fact"] = std::string("red door");
+      panel.showCase(fact_case);
+      QTextBrowser* details = nullptr;
+      for (QTextBrowser* b : panel.findChildren<QTextBrowser*>()) details = b;
+      QVERIFY(details);
+      const QString html = details->toHtml();
+      QVERIFY(html.contains(QStringLiteral("blue box: 4821")));
+      QVERIFY(html.contains(QStringLiteral("another fact: the red door")));
+    }
     // Partial credit: the heatmap switches measure; cells without it are blank, not zero.
     auto* grid = panel.findChild<QCustomPlot*>(QStringLiteral("passkey-grid"));
     auto cellValue = [&](int depth, int length) {

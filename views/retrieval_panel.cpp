@@ -1,5 +1,7 @@
 #include "views/retrieval_panel.h"
 
+#include "model/eval/retrieval_case.h"
+
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFile>
@@ -72,7 +74,8 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
       details_->setPlainText(tr("The key must have five digits (10000-99999), or be 'random'."));
       return;
     }
-    Q_EMIT caseRequested(length_->value(), depth_->value(), key, static_cast<quint64>(seed_->value()));
+    Q_EMIT caseRequested(length_->value(), depth_->value(), key == 0 ? QString() : QString::number(key),
+                         static_cast<quint64>(seed_->value()));
   });
   connect(measure_, &QComboBox::currentIndexChanged, this, [this](int i) { setShowDigits(i == 1); });
   connect(load, &QPushButton::clicked, this, &RetrievalPanel::gridLoadRequested);
@@ -84,6 +87,8 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
     if (li >= 0 && li < gridLengths() && di >= 0 && di < gridDepths()) selectCell(li, di);
   });
 }
+
+QString RetrievalPanel::keyOf(const Json& record) { return QString::fromStdString(eval::case_key_text(record)); }
 
 std::vector<Figure> RetrievalPanel::figures() const { return {{QStringLiteral("passkey-grid"), grid_}}; }
 
@@ -108,7 +113,9 @@ int RetrievalPanel::gridLengths() const { return static_cast<int>(document_->gri
 int RetrievalPanel::gridDepths() const { return static_cast<int>(document_->grid().depths.size()); }
 
 void RetrievalPanel::onGridChanged() {
-  grid_label_->setText(document_->hasGrid() ? tr("Grid: %1 (click a cell)").arg(document_->gridSource())
+  grid_label_->setText(document_->hasGrid() ? tr("Grid: %1 (%2; click a cell)")
+                                                  .arg(document_->gridSource(),
+                                                       QString::fromStdString(document_->grid().case_description))
                                             : tr("No grid loaded: run `memmamba eval passkey` and load its JSON."));
   drawGrid();
 }
@@ -172,7 +179,7 @@ void RetrievalPanel::selectCell(int li, int di) {
     if (!first) first = &c;
     html += tr("<p>sample %1: key <b>%2</b>, answer <b>%3</b> &mdash; %4</p>")
                 .arg(c.contains("sample") ? c.at("sample").as_int() : 0)
-                .arg(c.at("key").as_int())
+                .arg(keyOf(c).toHtmlEscaped())
                 .arg(QString::fromStdString(c.at("answer").as_string()).toHtmlEscaped())
                 .arg(c.at("hit").as_bool() ? tr("found") : tr("<span style='color:#d03050'>missed</span>"));
   }
@@ -180,14 +187,14 @@ void RetrievalPanel::selectCell(int li, int di) {
   if (first) {
     const uint64_t seed = results.contains("seed") ? static_cast<uint64_t>(results.at("seed").as_int()) : 0;
     const uint64_t sample = first->contains("sample") ? static_cast<uint64_t>(first->at("sample").as_int()) : 0;
-    Q_EMIT caseSelected(L, depth, first->at("key").as_int(), seed * 1000003 + sample);
+    Q_EMIT caseSelected(L, depth, keyOf(*first), seed * 1000003 + sample);
     showCase(*first, html);
   }
 }
 
 QString RetrievalPanel::answerReadsTable(const Json& r) const {
   // Which key token each answer token read in each layer (the key note with the most weight).
-  const QString key = QString::number(r.at("key").as_int());
+  const QString key = keyOf(r);
   // Up to two tokens past the key's length, as far as any layer has reads (a run in the app
   // records only the last prompt token; the evaluation records every generated token).
   int columns = 0;
@@ -243,13 +250,33 @@ void RetrievalPanel::showCase(const Json& r, const QString& preface) {
                        .arg(r.at("prompt_tokens").as_int()).arg(r.at("actual_depth").as_double(), 0, 'f', 3);
     const bool hit = r.at("hit").as_bool();
     html += tr("<p>Truth <b>%1</b> &nbsp; answer <b>%2</b> &nbsp; %3</p>")
-                .arg(r.at("key").as_int())
+                .arg(keyOf(r).toHtmlEscaped())
                 .arg(QString::fromStdString(r.at("answer").as_string()).toHtmlEscaped())
                 .arg(hit ? tr("<span style='color:#20a060'>found</span>") : tr("<span style='color:#d03050'>missed</span>"));
     if (!hit && r.contains("digits_right"))
       html += tr("<p>Key digits in place: %1 of %2</p>")
                   .arg(r.at("digits_right").as_int())
-                  .arg(QString::number(r.at("key").as_int()).size());
+                  .arg(keyOf(r).size());
+    if (r.contains("needles") && r.at("needles").is_array()) {
+      // Labelled facts: which were in the haystack, which was asked, and whether the answer
+      // gave another fact's value (the read found a note, but not the asked one).
+      const int64_t asked = r.contains("asked") && r.at("asked").is_integer() ? r.at("asked").as_int() : -1;
+      html += tr("<p>Facts in the haystack (the asked one in bold):</p><ul>");
+      int64_t i = 0;
+      for (const Json& n : r.at("needles").as_array()) {
+        if (!n.is_object() || !n.contains("label") || !n.contains("value")) continue;
+        const QString line = tr("%1: %2 at depth %3")
+                                 .arg(QString::fromStdString(n.at("label").as_string()).toHtmlEscaped(),
+                                      QString::fromStdString(n.at("value").as_string()).toHtmlEscaped())
+                                 .arg(n.contains("actual_depth") ? n.at("actual_depth").as_double() : 0.0, 0, 'f', 2);
+        html += i++ == asked ? QStringLiteral("<li><b>%1</b></li>").arg(line) : QStringLiteral("<li>%1</li>").arg(line);
+      }
+      html += QStringLiteral("</ul>");
+      if (r.contains("answered_other_fact") && r.at("answered_other_fact").is_string() &&
+          !r.at("answered_other_fact").as_string().empty())
+        html += tr("<p style='color:#d03050'>The answer gave the value of another fact: the %1.</p>")
+                    .arg(QString::fromStdString(r.at("answered_other_fact").as_string()).toHtmlEscaped());
+    }
     if (r.contains("key_survived_decimation") && r.at("key_survived_decimation").is_bool()) {
       const bool survived = r.at("key_survived_decimation").as_bool();
       html += tr("<p>DeciMamba: %1 (%2 of the key's %3 tokens in the last layer's scan)</p>")

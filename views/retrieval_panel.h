@@ -39,12 +39,13 @@ class RetrievalPanel : public PlotPanel {
   QString answerReadsTable(const Json& record) const;
 
  Q_SIGNALS:
-  void caseRequested(qint64 length, double depth, qint64 key, quint64 seed);
-  void caseSelected(qint64 length, double depth, qint64 key, quint64 seed);
+  void caseRequested(qint64 length, double depth, const QString& key, quint64 seed);
+  void caseSelected(qint64 length, double depth, const QString& key, quint64 seed);
   // "Load evaluation grid..." was pressed: the app asks for the file and loads it.
   void gridLoadRequested();
 
  private:
+  static QString keyOf(const Json& record);  // the case's key as text (a number in older files)
   void drawGrid();
   QSpinBox* length_;
   QDoubleSpinBox* depth_;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <sstream>
+#include <tuple>
 
 #include "app/cli/cli_common.h"
 #include "model/eval/documents_eval.h"
@@ -173,14 +174,37 @@ int cmd_eval_docs(const std::vector<std::string>& argv) {
 
 }  // namespace
 
+namespace {
+// The task wordings, as `--wording` takes them.
+int cmd_eval_wordings() {
+  auto show = [](const char* title, const std::vector<eval::Wording>& wordings) {
+    std::printf("%s\n", title);
+    for (size_t i = 0; i < wordings.size(); ++i) {
+      std::string needle = wordings[i].needle, question = wordings[i].question;
+      for (std::string* t : {&needle, &question})
+        for (size_t at = t->find('\n'); at != std::string::npos; at = t->find('\n')) t->replace(at, 1, " ");
+      std::printf("  %zu %-9s needle: %s\n             question:%s\n", i, wordings[i].held_out ? "held-out" : "trained",
+                  needle.c_str(), question.c_str());
+    }
+  };
+  show("passkey wordings (eval passkey --wording):", eval::passkey_wordings());
+  show("fact wordings (eval facts --wording):", eval::fact_wordings());
+  return kOk;
+}
+}  // namespace
+
 int cmd_eval(const std::vector<std::string>& argv) {
+  if (!argv.empty() && argv[0] == "wordings") return cmd_eval_wordings();
   if (!argv.empty() && argv[0] == "ppl") return cmd_eval_ppl(argv);
   if (!argv.empty() && argv[0] == "docs") return cmd_eval_docs(argv);
   if (!argv.empty() && argv[0] == "fidelity") return cmd_eval_fidelity(argv);
-  const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out", "edit"});
+  const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out",
+                                                             "edit", "key-kind", "key-digits", "wording", "facts", "distractors"});
   Args args(argv, options, {"help", "no-memory", "decimate", "drop-key-notes"});
-  if (args.flag("help") || args.positionals().size() != 1 || args.positionals()[0] != "passkey") {
+  const bool facts_task = args.positionals().size() == 1 && args.positionals()[0] == "facts";
+  if (args.flag("help") || args.positionals().size() != 1 || (args.positionals()[0] != "passkey" && !facts_task)) {
     std::printf("usage: memmamba eval passkey --out PREFIX [options]\n"
+                "       memmamba eval facts --out PREFIX [options]   (several labelled facts, one asked: --facts 4)\n"
                 "       memmamba eval ppl BOOK.txt --out FILE.json [options]   (see eval ppl --help)\n"
                 "       memmamba eval fidelity BOOK.txt --out FILE.json        (see eval fidelity --help)\n"
                 "       memmamba eval docs --out FILE.json                     (see eval docs --help)\n\n"
@@ -196,6 +220,12 @@ int cmd_eval(const std::vector<std::string>& argv) {
                 "  --haystack book|filler  book sentences (default) or the Landmark filler\n"
                 "  --book FILE             the haystack's book (default: the bundled Time Machine)\n"
                 "  --max-new N             answer tokens (default 10)\n"
+                "  --key-kind digits|word|name  what the key is (default digits)\n"
+                "  --key-digits N|A-B      digits of a key (default 5; A-B draws the length per case)\n"
+                "  --wording W             trained, held-out (never in training rows), all, or indices\n"
+                "                          (default 0, the first wording; `memmamba eval wordings` lists them)\n"
+                "  --facts N               labelled facts in the haystack, one asked (default 1; eval facts: 4)\n"
+                "  --distractors N         sentences with other numbers of the key's length (default 0)\n"
                 "  --drop-key-notes        also answer each case with the notes made of the key's tokens\n"
                 "                          never kept (every layer): did the notes carry the key?\n%s",
                 kModelOptionsHelp, kEditHelp);
@@ -209,6 +239,21 @@ int cmd_eval(const std::vector<std::string>& argv) {
   grid.samples = args.get_int("samples", 2, 1, 100000);
   grid.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
   grid.max_new_tokens = args.get_int("max-new", 10, 1, 256);
+  // The case's kind; each bad value names its flag.
+  auto flag_value = [&](const char* flag, const std::string& fallback, auto parse) {
+    try {
+      return parse(args.get(flag, fallback));
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--") + flag + ": " + e.what());
+    }
+  };
+  grid.spec.facts = args.get_int("facts", facts_task ? 4 : 1, 1, 16);
+  grid.spec.key_kind = flag_value("key-kind", "digits", eval::parse_key_kind);
+  std::tie(grid.spec.key_digits_min, grid.spec.key_digits_max) = flag_value("key-digits", "5", eval::parse_key_digits);
+  if (args.has("key-digits") && grid.spec.key_kind != eval::KeyKind::Digits)
+    throw UsageError("--key-digits goes with --key-kind digits");
+  grid.spec.wordings = flag_value("wording", "0", [&](const std::string& w) { return eval::parse_wordings(w, grid.spec.facts > 1); });
+  grid.spec.distractors = args.get_int("distractors", 0, 0, 64);
   const std::string haystack = args.get("haystack", "book");
   if (haystack != "book" && haystack != "filler") throw UsageError("--haystack must be book or filler");
   std::string book = args.get("book", "");
@@ -227,7 +272,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
   grid.meta = model_identity(lm, tok);
   grid.meta["haystack"] = haystack;
   grid.meta["book"] = book;
-  ProgressBar bar("passkey", "cases");
+  grid.meta["task"] = facts_task ? "facts" : "passkey";
+  ProgressBar bar(facts_task ? "facts" : "passkey", "cases");
   const auto t0 = std::chrono::steady_clock::now();
   Json results = eval::run_passkey_grid(lm.model, tok, generator, grid, [&](int64_t d, int64_t t) { return bar.update(d, t); });
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -246,6 +292,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
       std::printf("\n");
     }
   };
+  std::printf("%s\n", grid.spec.describe().c_str());
   std::printf("accuracy (%lld samples per cell; %s)\n", static_cast<long long>(grid.samples),
               lm.trained ? "trained model" : "UNTRAINED random weights: expect ~0");
   print_table("accuracy");

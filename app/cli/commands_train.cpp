@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <sstream>
 #include <filesystem>
 
 #include "app/cli/cli_common.h"
@@ -103,12 +104,16 @@ int cmd_init(const std::vector<std::string>& argv) {
 }
 
 int cmd_data(const std::vector<std::string>& argv) {
-  Args args(argv, {"out", "tokenizer", "heldout", "seed"}, {"help"});
+  Args args(argv, {"out", "tokenizer", "heldout", "seed", "hold-out"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 1) {
-    std::printf("usage: memmamba data BOOKS_DIR --out DIR [--tokenizer T] [--heldout 4] [--seed 0]\n\n"
-                "Tokenizes every .txt book into DIR/train.tokens and DIR/heldout.tokens (uint16 ids;\n"
-                "--heldout books, chosen by a seeded hash of their names, are kept out of training)\n"
-                "and writes DIR/manifest.json naming the books of each split.\n");
+    std::string names;
+    for (const std::string& n : evaluation_books()) names += "\n    " + n;
+    std::printf("usage: memmamba data BOOKS_DIR --out DIR [--tokenizer T] [--hold-out NAMES] [--heldout 0] [--seed 0]\n\n"
+                "Tokenizes every .txt book into DIR/train.tokens and DIR/heldout.tokens (uint16 ids) and\n"
+                "writes DIR/manifest.json naming the books of each split. Kept out of training:\n"
+                "  --hold-out NAMES  comma-separated file names (default: the sample and evaluation books:%s)\n"
+                "  --heldout N       N more books, chosen by a seeded hash of their names (default 0)\n",
+                names.c_str());
     return args.flag("help") ? kOk : kUsage;
   }
   std::string tok_path = args.get("tokenizer", "");
@@ -116,7 +121,13 @@ int cmd_data(const std::vector<std::string>& argv) {
   if (tok_path.empty()) throw UsageError("no tokenizer given and none bundled: pass --tokenizer FILE");
   Tokenizer tok = Tokenizer::load(tok_path);
   DataSplitOptions o;
-  o.heldout_books = args.get_int("heldout", 4, 0, 100000);
+  o.heldout_books = args.get_int("heldout", 0, 0, 100000);
+  if (args.has("hold-out")) {
+    o.held_out_names.clear();
+    std::stringstream list(args.get("hold-out", ""));
+    for (std::string name; std::getline(list, name, ',');)
+      if (!name.empty()) o.held_out_names.push_back(name);
+  }
   o.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
   const std::string out = args.require("out");
   Json m = build_token_shards(tok, args.positionals()[0], out, o, [](const std::string& book, int64_t done, int64_t total) {
@@ -135,7 +146,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length", "blind-needles", "blind-margin"},
-            {"help", "resume", "fp32", "mamba-only", "freeze-fusion"});
+            {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
                 "Trains on DIR/train.tokens (from `memmamba data`), evaluating on DIR/heldout.tokens.\n"
@@ -147,7 +158,11 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --eval-every 200 --eval-batches 4 --checkpoint-every 500 --seed 0\n"
                 "  --passkey-fraction 0.25  share of sequences that are passkey examples (haystacks\n"
                 "                        from the bundled sample books; --tokenizer for their tokens)\n"
-                "  --haystack book|filler  passkey haystacks: book sentences (default) or the repeated filler\n"
+                "  --haystack shard|book|filler  passkey haystacks: sentences of the training shard (default),\n"
+                "                        of the bundled sample books (held out from training: avoid), or the filler\n"
+                "  --varied-cases        passkey rows of many kinds: the trained wordings, keys of 3-10 digits,\n"
+                "                        words and names, 1-8 labelled facts, distractor numbers (default: the\n"
+                "                        first wording and 5-digit keys)\n"
                 "  --passkey-min-length N  shortest passkey example in tokens (default min(256, seq-len / 2));\n"
                 "                        lengths are uniform from N to the row, depths uniform\n"
                 "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
@@ -206,14 +221,18 @@ int cmd_train(const std::vector<std::string>& argv) {
     o.passkey_tokenizer = args.get("tokenizer", "");
     if (o.passkey_tokenizer.empty()) o.passkey_tokenizer = find_sample_file("tokenizer.model");
     if (o.passkey_tokenizer.empty()) throw UsageError("passkey examples need --tokenizer");
-    const std::string haystack = args.get("haystack", "book");
-    if (haystack != "book" && haystack != "filler") throw UsageError("--haystack must be book or filler");
+    const std::string haystack = args.get("haystack", "shard");
+    if (haystack != "shard" && haystack != "book" && haystack != "filler")
+      throw UsageError("--haystack must be shard, book or filler");
+    o.passkey_shard_haystack = haystack == "shard";
+    o.varied_cases = args.flag("varied-cases");
     if (haystack == "book")
       for (const char* book : {"The-Time-Machine_35.txt", "Alice-s-Adventures-in-Wonderland_11.txt"}) {
         const std::string p = find_sample_file(book);
         if (!p.empty()) o.passkey_books.push_back(p);
       }
   }
+  if (args.flag("varied-cases") && o.passkey_fraction <= 0) throw UsageError("--varied-cases needs passkey rows (--passkey-fraction > 0)");
   if (args.has("passkey-min-length")) {
     if (o.passkey_fraction <= 0) throw UsageError("--passkey-min-length needs passkey rows (--passkey-fraction > 0)");
     if (o.seq_len < 128) throw UsageError("--passkey-min-length: rows of fewer than 128 tokens hold no passkey example");

@@ -455,7 +455,7 @@ RunRequest MainWindow::textRequest(const QString& path) const {
 
 void MainWindow::runText(const QString& path) { startRun(textRequest(path)); }
 
-void MainWindow::runPasskey(qint64 length, double depth, qint64 key, quint64 seed) {
+void MainWindow::runPasskey(qint64 length, double depth, const QString& key, quint64 seed) {
   RunRequest r;
   r.kind = RunRequest::Kind::Passkey;
   r.text_path = current_text_;
@@ -486,7 +486,7 @@ void MainWindow::showGrid() {
     }
 }
 
-void MainWindow::runGridCase(qint64 length, double depth, qint64 key, quint64 seed) {
+void MainWindow::runGridCase(qint64 length, double depth, const QString& key, quint64 seed) {
   RunRequest r;
   r.kind = RunRequest::Kind::Passkey;
   r.text_path = current_text_;

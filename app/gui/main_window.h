@@ -46,9 +46,9 @@ class MainWindow : public QMainWindow {
   void openPath(const QString& path);
   void openTrace(const QString& path);
   void runText(const QString& path);
-  void runPasskey(qint64 length, double depth, qint64 key, quint64 seed);
+  void runPasskey(qint64 length, double depth, const QString& key, quint64 seed);
   // A case of the loaded `eval passkey` grid, run as the grid ran it (applyGridRun).
-  void runGridCase(qint64 length, double depth, qint64 key, quint64 seed);
+  void runGridCase(qint64 length, double depth, const QString& key, quint64 seed);
   // Loads a `memmamba eval passkey` result into the document; returns "" or why it is not a grid.
   QString loadGrid(const QString& path);
   // Brings the Passkey panel (and its grid) to the front.

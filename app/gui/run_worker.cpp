@@ -79,6 +79,12 @@ QStringList applyGridRun(const Json& grid_results, RunRequest& request) {
     const Json* memory = field(*settings, "memory_enabled");
     if (memory && memory->is_bool()) request.memory = memory->as_bool();
   }
+  try {
+    request.spec = eval::CaseSpec::of_results(grid_results);
+  } catch (const std::exception& e) {
+    notes << QObject::tr("the grid's case settings are unreadable (%1): the case runs with the default ones")
+                 .arg(QString::fromStdString(e.what()));
+  }
   const Json* hash = meta ? field(*meta, "checkpoint_hash") : nullptr;
   const std::string loaded = request.checkpoint.isEmpty() ? find_sample_file("memmamba-small.safetensors")
                                                           : request.checkpoint.toStdString();
@@ -166,7 +172,8 @@ void RunWorker::run(const RunRequest& request) {
       PasskeyCaseJob passkey;
       passkey.length = request.length;
       passkey.depth = request.depth;
-      passkey.key = request.key;
+      passkey.key = request.key.toStdString();
+      passkey.spec = request.spec;
       passkey.seed = request.seed;
       passkey.filler_haystack = request.filler_haystack;
       passkey.haystack_book = request.text_path.toStdString();

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "model/book/book.h"
+#include "model/eval/retrieval_case.h"
 #include "model/trace.h"
 
 namespace memmamba::app {
@@ -34,7 +35,8 @@ struct RunRequest {
   // Passkey.
   qint64 length = 4096;
   double depth = 0.5;
-  qint64 key = 0;           // 0: the generator's key
+  QString key;              // empty: the generator's key
+  eval::CaseSpec spec;      // the case's kind: key, wording, facts (a grid's cases: the grid's)
   quint64 seed = 0;
   bool filler_haystack = false;  // the repeated filler instead of book sentences
 };

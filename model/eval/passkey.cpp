@@ -2,25 +2,84 @@
 
 #include <algorithm>
 #include <cctype>
+#include <numeric>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
 namespace memmamba::eval {
 
 namespace {
+
 const char* kFiller = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
+
+// Values and labels are drawn from these lists; names are made of syllables so that no book
+// holds them.
+const char* const kWords[] = {
+    "lantern", "harbor",  "violet",  "marble", "thistle", "copper",  "falcon", "meadow",  "cobalt",  "saffron",
+    "juniper", "walnut",  "pebble",  "anchor", "orchid",  "quartz",  "almond", "willow",  "tundra",  "canyon",
+    "glacier", "lotus",   "raven",   "cedar",  "amber",   "coral",   "plume",  "sparrow", "ivory",   "opal",
+    "basil",   "comet",   "maple",   "nectar", "oasis",   "pewter",  "quill",  "rhubarb", "sable",   "tulip",
+    "velvet",  "wren",    "yarrow",  "zephyr", "badger",  "bramble", "fennel", "garnet",  "hazel",   "indigo",
+    "jasper",  "kestrel", "lichen",  "mosaic", "nutmeg",  "otter",   "parsnip", "quince", "russet",  "thimble"};
+const char* const kSyllables[] = {"ka", "ro", "mi", "zel", "tor", "van", "li", "bra", "dun", "el", "fi", "gor",
+                                  "ha", "is", "jun", "ke", "lo", "mar", "nel", "os", "pa", "qui", "ru", "sa",
+                                  "tev", "ul", "vor", "wyn", "xa", "yel", "zo", "bel"};
+const char* const kColours[] = {"red", "blue", "green", "yellow", "black", "white", "silver", "golden", "purple", "orange", "grey", "brown"};
+const char* const kObjects[] = {"door", "box", "gate", "chest", "drawer", "lamp", "boat", "wagon",
+                                "bottle", "basket", "clock", "bell", "ladder", "kettle", "trunk", "cabinet"};
+const char* const kDistractors[] = {"The number {n} was painted on a post by the road. ",
+                                    "Someone had written {n} on the back of an old letter. ",
+                                    "The ledger showed {n} at the bottom of the page. "};
+
+template <size_t N>
+const char* pick(const char* const (&list)[N], std::mt19937_64& rng) {
+  return list[std::uniform_int_distribution<size_t>(0, N - 1)(rng)];
 }
 
-const char* PasskeyGenerator::instruction() {
-  return "There is an important pass key hidden inside a lot of irrelevant text. Find it and memorize it:\n";
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
+  return text;
 }
-const char* PasskeyGenerator::question() { return "\nWhat is the pass key?\nAnswer: "; }
 
-std::string PasskeyGenerator::needle(int64_t key) {
-  const std::string k = std::to_string(key);
-  return "The pass key is " + k + ". Remember it. " + k + " is the pass key. ";
+std::string fill_wording(const char* pattern, const std::string& key, const std::string& label) {
+  return replace_all(replace_all(pattern, "{key}", key), "{label}", label);
 }
+
+std::string digits_of_length(int64_t n, std::mt19937_64& rng) {
+  std::string s(1, static_cast<char>('1' + std::uniform_int_distribution<int>(0, 8)(rng)));
+  for (int64_t i = 1; i < n; ++i) s += static_cast<char>('0' + std::uniform_int_distribution<int>(0, 9)(rng));
+  return s;
+}
+
+std::string draw_value(const CaseSpec& spec, std::mt19937_64& rng) {
+  switch (spec.key_kind) {
+    case KeyKind::Word: return pick(kWords, rng);
+    case KeyKind::Name: {
+      std::string name;
+      const int parts = std::uniform_int_distribution<int>(2, 3)(rng);
+      for (int i = 0; i < parts; ++i) name += pick(kSyllables, rng);
+      name[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[0])));
+      return name;
+    }
+    case KeyKind::Digits: break;
+  }
+  const int64_t n = std::uniform_int_distribution<int64_t>(spec.key_digits_min, spec.key_digits_max)(rng);
+  return digits_of_length(n, rng);
+}
+
+bool overlaps(const std::string& a, const std::vector<std::string>& others) {
+  for (const std::string& o : others)
+    if (a.find(o) != std::string::npos || o.find(a) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+std::string PasskeyGenerator::needle(const std::string& key) { return fill_wording(passkey_wordings()[0].needle, key, ""); }
+const char* PasskeyGenerator::instruction() { return passkey_wordings()[0].instruction; }
+const char* PasskeyGenerator::question() { return passkey_wordings()[0].question; }
 
 std::vector<std::string> split_sentences(const std::string& text, int64_t min_words) {
   std::vector<std::string> out;
@@ -59,23 +118,74 @@ PasskeyGenerator::PasskeyGenerator(const Tokenizer& tokenizer, std::vector<std::
 int64_t PasskeyGenerator::tokens_of(size_t i) const {
   // Counted as the sentence appears mid-text: after a space.
   int64_t& cached = sentence_tokens_[i];
-  if (cached < 0) cached = static_cast<int64_t>(tokenizer_.encode(sentences_[i] + " ").ids.size());
+  if (cached < 0) cached = tokens_of_text(sentences_[i] + " ");
   return cached;
 }
 
-PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t seed) const {
+int64_t PasskeyGenerator::tokens_of_text(const std::string& text) const {
+  return static_cast<int64_t>(tokenizer_.encode(text).ids.size());
+}
+
+PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t seed, const CaseSpec& spec,
+                                   const std::string& forced_key) const {
   if (target_tokens < 64) throw std::invalid_argument("passkey: a prompt needs at least 64 tokens");
   if (!(depth >= 0.0 && depth <= 1.0)) throw std::invalid_argument("passkey: depth must be in [0, 1]");
+  if (spec.facts < 1 || spec.wordings.empty()) throw std::invalid_argument("passkey: a case needs a fact and a wording");
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(target_tokens) * 31 +
                       static_cast<uint64_t>(depth * 1000));
   PasskeyCase c;
   c.depth = depth;
   c.target_tokens = target_tokens;
-  c.key = std::uniform_int_distribution<int64_t>(0, 99999)(rng);
-  const std::string needle_text = needle(c.key);
-  const int64_t fixed = static_cast<int64_t>(tokenizer_.encode(instruction()).ids.size() +
-                                             tokenizer_.encode(question()).ids.size() +
-                                             tokenizer_.encode(needle_text).ids.size());
+  const bool facts = spec.facts > 1;
+  const bool legacy = spec.key_digits_min == 0 && spec.key_kind == KeyKind::Digits;
+  // Draws in a fixed order; the legacy spec draws exactly what the first grids drew.
+  c.wording = legacy && !facts && spec.wordings.size() == 1
+                  ? spec.wordings[0]
+                  : spec.wordings[std::uniform_int_distribution<size_t>(0, spec.wordings.size() - 1)(rng)];
+  const Wording& wording = (facts ? fact_wordings() : passkey_wordings()).at(static_cast<size_t>(c.wording));
+  std::vector<std::string> values, labels;
+  for (int64_t f = 0; f < spec.facts; ++f) {
+    std::string v;
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+      v = legacy ? std::to_string(std::uniform_int_distribution<int64_t>(0, 99999)(rng)) : draw_value(spec, rng);
+      if (!overlaps(v, values)) break;
+    }
+    values.push_back(v);
+    if (facts) {
+      std::string label;
+      for (int attempt = 0; attempt < 1000; ++attempt) {
+        label = std::string(pick(kColours, rng)) + " " + pick(kObjects, rng);
+        if (std::find(labels.begin(), labels.end(), label) == labels.end()) break;
+      }
+      labels.push_back(label);
+    }
+  }
+  const int64_t asked = facts ? std::uniform_int_distribution<int64_t>(0, spec.facts - 1)(rng) : 0;
+  if (!forced_key.empty()) values[static_cast<size_t>(asked)] = forced_key;
+  c.key = values[static_cast<size_t>(asked)];
+  // What goes into the haystack besides its sentences: the needles, then the distractors.
+  struct Insert {
+    std::string text;
+    double depth;
+    int64_t needle;  // index into values, or -1 for a distractor
+  };
+  std::vector<Insert> inserts;
+  for (int64_t f = 0; f < spec.facts; ++f) {
+    const double d = f == asked ? depth : std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    inserts.push_back({fill_wording(wording.needle, values[f], facts ? labels[f] : ""), d, f});
+  }
+  for (int64_t k = 0; k < spec.distractors; ++k) {
+    std::string n;
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+      n = digits_of_length(static_cast<int64_t>(std::max<size_t>(1, c.key.size())), rng);
+      if (!overlaps(n, values)) break;
+    }
+    values.push_back(n);  // kept out of the haystack's sentences too
+    inserts.push_back({replace_all(pick(kDistractors, rng), "{n}", n), std::uniform_real_distribution<double>(0.0, 1.0)(rng), -1});
+  }
+  const std::string question = fill_wording(wording.question, "", facts ? labels[static_cast<size_t>(asked)] : "");
+  int64_t fixed = tokens_of_text(wording.instruction) + tokens_of_text(question);
+  for (const Insert& in : inserts) fixed += tokens_of_text(in.text);
   const int64_t budget = std::max<int64_t>(0, target_tokens - fixed);
   // Haystack: consecutive sentences from a random start (wrapping around the book); the
   // last one is cut at a word boundary so that the prompt meets the length.
@@ -83,11 +193,17 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
   std::vector<int64_t> chosen_tokens;
   int64_t used = 0;
   size_t at = haystack_ == Haystack::RepeatedFiller ? 0 : std::uniform_int_distribution<size_t>(0, sentences_.size() - 1)(rng);
-  const std::string key_text = std::to_string(c.key);
+  auto clashes = [&](const std::string& sentence) {
+    for (const std::string& v : values)
+      if (sentence.find(v) != std::string::npos) return true;  // a value must occur only in its needle
+    for (const std::string& l : labels)
+      if (sentence.find(l) != std::string::npos) return true;
+    return false;
+  };
   const size_t max_steps = sentences_.size() + static_cast<size_t>(budget) + 1;
   for (size_t step = 0; used < budget && step < max_steps; ++step) {
     const size_t i = at++ % sentences_.size();
-    if (sentences_[i].find(key_text) != std::string::npos) continue;  // the key must occur only in the needle
+    if (clashes(sentences_[i])) continue;
     const int64_t n = tokens_of(i);
     if (used + n <= budget) {
       chosen.push_back(sentences_[i]);
@@ -103,7 +219,7 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
     int64_t lo_tokens = 0;
     while (lo < hi) {
       const size_t mid = (lo + hi + 1) / 2;
-      const int64_t t = static_cast<int64_t>(tokenizer_.encode(sentences_[i].substr(0, word_ends[mid - 1]) + " ").ids.size());
+      const int64_t t = tokens_of_text(sentences_[i].substr(0, word_ends[mid - 1]) + " ");
       if (used + t <= budget) { lo = mid; lo_tokens = t; } else { hi = mid - 1; }
     }
     if (lo > 0) {
@@ -113,61 +229,54 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
     }
     break;
   }
-  // The needle goes at the sentence boundary nearest to depth * haystack tokens.
-  const double wanted = depth * static_cast<double>(used);
-  int64_t before = 0;
-  size_t boundary = 0;
-  double best = wanted;
-  for (size_t k = 0; k < chosen.size(); ++k) {
-    before += chosen_tokens[k];
-    const double distance = std::abs(static_cast<double>(before) - wanted);
-    if (distance < best) { best = distance; boundary = k + 1; }
-  }
-  int64_t tokens_before = 0;
-  for (size_t k = 0; k < boundary; ++k) tokens_before += chosen_tokens[k];
-  c.actual_depth = used > 0 ? static_cast<double>(tokens_before) / static_cast<double>(used) : 0.0;
-  c.sentence_index = static_cast<int64_t>(boundary);
-  std::string prompt = instruction();
+  // Each insert goes at the sentence boundary nearest to its depth x haystack tokens.
+  std::vector<int64_t> before_boundary(chosen.size() + 1, 0);
+  for (size_t k = 0; k < chosen.size(); ++k) before_boundary[k + 1] = before_boundary[k] + chosen_tokens[k];
+  auto boundary_of = [&](double d) {
+    const double wanted = d * static_cast<double>(used);
+    size_t boundary = 0;
+    double best = wanted;
+    for (size_t k = 0; k < chosen.size(); ++k) {
+      const double distance = std::abs(static_cast<double>(before_boundary[k + 1]) - wanted);
+      if (distance < best) { best = distance; boundary = k + 1; }
+    }
+    return boundary;
+  };
+  std::vector<size_t> order(inserts.size()), boundary(inserts.size());
+  for (size_t i = 0; i < inserts.size(); ++i) boundary[i] = boundary_of(inserts[i].depth);
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return boundary[a] != boundary[b] ? boundary[a] < boundary[b] : inserts[a].depth < inserts[b].depth;
+  });
+  std::string prompt = wording.instruction;
+  size_t next = 0;
   for (size_t k = 0; k <= chosen.size(); ++k) {
-    if (k == boundary) {
-      c.needle_begin = static_cast<int64_t>(prompt.size());
-      prompt += needle_text;
-      c.needle_end = static_cast<int64_t>(prompt.size()) - 1;  // without the trailing space
+    for (; next < order.size() && boundary[order[next]] == k; ++next) {
+      const Insert& in = inserts[order[next]];
+      if (in.needle >= 0) {
+        NeedleInfo n;
+        n.label = facts ? labels[static_cast<size_t>(in.needle)] : "";
+        n.value = values[static_cast<size_t>(in.needle)];
+        n.depth = in.depth;
+        n.actual_depth = used > 0 ? static_cast<double>(before_boundary[k]) / static_cast<double>(used) : 0.0;
+        n.begin = static_cast<int64_t>(prompt.size());
+        n.end = n.begin + static_cast<int64_t>(in.text.size()) - 1;  // without the trailing space
+        if (in.needle == asked) {
+          c.asked = static_cast<int64_t>(c.needles.size());
+          c.needle_begin = n.begin;
+          c.needle_end = n.end;
+          c.actual_depth = n.actual_depth;
+          c.sentence_index = static_cast<int64_t>(k);
+        }
+        c.needles.push_back(std::move(n));
+      }
+      prompt += in.text;
     }
     if (k < chosen.size()) prompt += chosen[k] + " ";
   }
-  prompt += question();
+  prompt += question;
   c.prompt = std::move(prompt);
   return c;
-}
-
-bool passkey_found(const std::string& output, int64_t key) {
-  const std::string k = std::to_string(key);
-  std::istringstream words(output);
-  std::string w;
-  while (words >> w) {
-    size_t b = 0, e = w.size();
-    while (b < e && !std::isalnum(static_cast<unsigned char>(w[b]))) ++b;
-    while (e > b && !std::isalnum(static_cast<unsigned char>(w[e - 1]))) --e;
-    if (w.compare(b, e - b, k) == 0 && e - b == k.size()) return true;
-  }
-  return false;
-}
-
-int64_t passkey_digits_right(const std::string& output, int64_t key) {
-  const std::string k = std::to_string(key);
-  std::istringstream words(output);
-  std::string w;
-  int64_t best = 0;
-  while (words >> w) {
-    size_t b = 0, e = w.size();
-    while (b < e && !std::isalnum(static_cast<unsigned char>(w[b]))) ++b;
-    while (e > b && !std::isalnum(static_cast<unsigned char>(w[e - 1]))) --e;
-    int64_t right = 0;
-    for (size_t i = 0; i < k.size() && b + i < e; ++i) right += w[b + i] == k[i];
-    best = std::max(best, right);
-  }
-  return best;
 }
 
 }  // namespace memmamba::eval

@@ -1,27 +1,43 @@
-// Passkey retrieval prompts in DeciMamba's format (docs/eval-protocols.md): an
-// instruction, a haystack of book sentences (or the repeated Landmark filler), the
-// needle at a sentence boundary near the requested depth, the question, "Answer: ".
+// Retrieval prompts in DeciMamba's passkey format (docs/eval-protocols.md): an instruction,
+// a haystack of book sentences (or the repeated Landmark filler), one or more needles at
+// sentence boundaries near the requested depths, the question, "Answer: ".
+//
+// A case is drawn from a CaseSpec: the key's kind (digits of a given length, a word, a made-up
+// name), the wording of the instruction, needle and question (some wordings are kept out of
+// training, for evaluation only), how many labelled facts the haystack holds (one: the passkey
+// task; several: "The code for the red door is 4821."), and distractor numbers.
 // Torch-free; token lengths are measured with the tokenizer.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "model/eval/retrieval_case.h"
 #include "model/tokenizer.h"
 
 namespace memmamba::eval {
 
 enum class Haystack { BookSentences, RepeatedFiller };
+struct NeedleInfo {
+  std::string label;           // empty for the single-key task
+  std::string value;
+  double depth = 0;            // requested, 0..1
+  double actual_depth = 0;     // where it landed, as a fraction of the haystack's tokens
+  int64_t begin = 0, end = 0;  // byte range [begin, end) of the needle in the prompt, without its trailing space
+};
 
 struct PasskeyCase {
-  int64_t key = 0;
-  double depth = 0;            // requested, 0..1
-  double actual_depth = 0;     // where the needle landed, as a fraction of the haystack's tokens
+  std::string key;             // the value asked for
+  double depth = 0;            // the asked needle's, requested, 0..1
+  double actual_depth = 0;
   int64_t target_tokens = 0;
   std::string prompt;          // ends with "Answer: "
-  int64_t needle_begin = 0;    // byte range [begin, end) of the needle in the prompt
+  int64_t needle_begin = 0;    // byte range [begin, end) of the asked needle in the prompt
   int64_t needle_end = 0;
-  int64_t sentence_index = 0;  // the needle went before this haystack sentence
+  int64_t sentence_index = 0;  // the asked needle went before this haystack sentence
+  int64_t wording = 0;
+  std::vector<NeedleInfo> needles;  // every needle in prompt order (the passkey task: one)
+  int64_t asked = 0;                // index into needles
 };
 
 // Splits text into sentences (ending in . ! or ?), whitespace collapsed; keeps those of at
@@ -32,28 +48,24 @@ class PasskeyGenerator {
  public:
   // `sentences` may be empty for the repeated filler.
   PasskeyGenerator(const Tokenizer& tokenizer, std::vector<std::string> sentences, Haystack haystack);
-  // Deterministic in (target_tokens, depth, seed). The prompt's token count is within a few
-  // tokens of target_tokens (sentences are whole); the key never occurs in the haystack.
-  PasskeyCase make(int64_t target_tokens, double depth, uint64_t seed) const;
+  // Deterministic in (target_tokens, depth, seed, spec). The prompt's token count is within a
+  // few tokens of target_tokens (sentences are whole); a value never occurs in the haystack
+  // outside its needle. `forced_key` (same kind) replaces the drawn value of the asked needle.
+  PasskeyCase make(int64_t target_tokens, double depth, uint64_t seed, const CaseSpec& spec = CaseSpec{},
+                   const std::string& forced_key = {}) const;
 
-  static std::string needle(int64_t key);
+  // The first wording's texts (the bundled models' training wording).
+  static std::string needle(const std::string& key);
   static const char* instruction();
   static const char* question();
 
  private:
   int64_t tokens_of(size_t sentence) const;
+  int64_t tokens_of_text(const std::string& text) const;
   const Tokenizer& tokenizer_;
   std::vector<std::string> sentences_;
   mutable std::vector<int64_t> sentence_tokens_;  // filled on first use
   Haystack haystack_;
 };
-
-// A hit when the key appears among the whitespace-separated words of the output
-// (punctuation around a word is ignored).
-bool passkey_found(const std::string& output, int64_t key);
-
-// Partial credit, for failures that are nearly right: the most digits of the key that one
-// word of the output has in their places (0 to the key's length).
-int64_t passkey_digits_right(const std::string& output, int64_t key);
 
 }  // namespace memmamba::eval

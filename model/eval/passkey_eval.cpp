@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "model/eval/passkey_grid.h"
 #include "model/eval/result.h"
 #include "model/trace_builder.h"
 
@@ -15,10 +16,12 @@ namespace memmamba::eval {
 std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
                                            const std::vector<int64_t>& end) {
   // The key's tokens: those inside the digits of either mention in the needle.
-  const std::string key = std::to_string(c.key);
+  const std::string& key = c.key;
   const int64_t T = static_cast<int64_t>(begin.size());
   std::vector<int64_t> key_positions;
-  for (size_t at = c.prompt.find(key, c.needle_begin); at != std::string::npos && static_cast<int64_t>(at) < c.needle_end;
+  if (key.empty()) return key_positions;
+  for (size_t at = c.prompt.find(key, c.needle_begin);
+       at != std::string::npos && static_cast<int64_t>(at + key.size()) <= c.needle_end;
        at = c.prompt.find(key, at + 1)) {
     for (int64_t t = 0; t < T; ++t)
       if (begin[t] < static_cast<int64_t>(at + key.size()) && end[t] > static_cast<int64_t>(at)) key_positions.push_back(t);
@@ -40,9 +43,14 @@ int64_t key_source(const NoteInfo& note, const std::set<int64_t>& key_set) {
 // key notes got. Where each mention of the key is one token per digit (the bundled tokenizer
 // splits digits), `key_digit` is that token's digit index in the key, else -1.
 Json answer_reads(const AttentionRows& rows, const std::vector<NoteInfo>& notes, int64_t prompt_tokens,
-                  const std::vector<int64_t>& key_positions, const std::set<int64_t>& key_set, int64_t key) {
-  const int64_t digits = static_cast<int64_t>(std::to_string(key).size());
-  const bool one_token_per_digit = static_cast<int64_t>(key_positions.size()) == 2 * digits;
+                  const std::vector<int64_t>& key_positions, const std::set<int64_t>& key_set, const std::string& key) {
+  // Where each mention of the key is one token per character (the bundled tokenizer splits
+  // digits), a read's token gives its character index in the key.
+  const int64_t digits = static_cast<int64_t>(key.size());
+  const bool all_digits = std::all_of(key.begin(), key.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+  const bool one_token_per_digit = all_digits && digits > 0 && !key_positions.empty() &&
+                                   static_cast<int64_t>(key_positions.size()) % digits == 0 &&
+                                   static_cast<int64_t>(key_positions.size()) <= 2 * digits;
   Json reads = Json::array();
   for (int64_t position = prompt_tokens - 1;; ++position) {
     const int64_t row = rows.find(position);
@@ -82,6 +90,26 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
   r["depth"] = c.depth;
   r["actual_depth"] = c.actual_depth;
   r["key"] = c.key;
+  r["wording"] = c.wording;
+  if (c.needles.size() > 1) {
+    // Labelled facts: every needle, and which one the question asked for.
+    Json needles = Json::array();
+    for (const NeedleInfo& n : c.needles) {
+      Json nj = Json::object();
+      nj["label"] = n.label;
+      nj["value"] = n.value;
+      nj["depth"] = n.depth;
+      nj["actual_depth"] = n.actual_depth;
+      needles.push_back(nj);
+    }
+    r["needles"] = needles;
+    r["asked"] = c.asked;
+    // The answer gave another fact's value: the read found a note, but the wrong one.
+    std::string other;
+    for (size_t i = 0; i < c.needles.size(); ++i)
+      if (static_cast<int64_t>(i) != c.asked && passkey_found(answer_text, c.needles[i].value)) other = c.needles[i].label;
+    r["answered_other_fact"] = other;
+  }
   const int64_t T = prompt_tokens;  // the trace may go on through the generated answer
   r["prompt_tokens"] = T;
   r["answer"] = answer_text;
@@ -228,7 +256,7 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
       int64_t hits = 0, hits_dropped = 0;
       double digit_share = 0;
       for (int64_t s = 0; s < options.samples; ++s) {
-        const PasskeyCase c = generator.make(length, depth, options.seed * 1000003 + static_cast<uint64_t>(s));
+        const PasskeyCase c = generator.make(length, depth, options.seed * 1000003 + static_cast<uint64_t>(s), options.spec);
         Json r = run_case(model, tokenizer, c, options);
         r["sample"] = s;
         hits += r.at("hit").as_bool();
@@ -241,7 +269,7 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
           r["notes_dropped"] = d;
           hits_dropped += dropped.at("hit").as_bool();
         }
-        digit_share += static_cast<double>(r.at("digits_right").as_int()) / static_cast<double>(std::to_string(c.key).size());
+        digit_share += static_cast<double>(r.at("digits_right").as_int()) / static_cast<double>(std::max<size_t>(1, c.key.size()));
         cases.push_back(r);
         ++done;
         if (progress && !progress(done, total)) throw Cancelled();
@@ -262,6 +290,7 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
   out["settings"]["max_new_tokens"] = options.max_new_tokens;
   if (options.run.edits && !options.run.edits->empty()) out["settings"]["memory_edits"] = options.run.edits->to_json();
   out["settings"]["drop_key_notes"] = options.drop_key_notes;
+  out["settings"]["case"] = options.spec.to_json();
   out["cells"] = cells;
   out["cases"] = cases;
   return out;
@@ -280,7 +309,7 @@ std::string passkey_results_csv(const Json& results) {
     }
     quoted += "\"";
     csv << c.at("length").as_int() << ',' << c.at("depth").as_double() << ',' << c.at("sample").as_int() << ','
-        << c.at("key").as_int() << ',' << c.at("prompt_tokens").as_int() << ',' << c.at("actual_depth").as_double()
+        << case_key_text(c) << ',' << c.at("prompt_tokens").as_int() << ',' << c.at("actual_depth").as_double()
         << ',' << (c.at("hit").as_bool() ? 1 : 0) << ',' << quoted << ',' << c.at("seconds").as_double() << ','
         << (c.contains("digits_right") ? c.at("digits_right").as_int() : 0) << ','
         << (c.contains("notes_dropped") ? (c.at("notes_dropped").at("hit").as_bool() ? "1" : "0") : "") << '\n';

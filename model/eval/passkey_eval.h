@@ -19,6 +19,7 @@ struct PasskeyGridOptions {
   int64_t samples = 2;
   uint64_t seed = 0;
   int64_t max_new_tokens = 10;
+  CaseSpec spec;             // key kind and length, wordings, facts, distractors
   RunOptions run;            // memory settings, chunking, memory edits for every case
   // Also run each case with the notes made of the key's tokens never kept (every layer):
   // did the notes carry the key? (case "notes_dropped", cell "accuracy_notes_dropped")

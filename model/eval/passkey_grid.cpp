@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "model/eval/retrieval_case.h"
 #include "model/file_io.h"
 
 namespace memmamba::eval {
@@ -52,6 +53,9 @@ PasskeyGrid parse_passkey_grid(const Json& results) {
       }
     }
     results.at("cases").as_array("cases");
+    const CaseSpec spec = CaseSpec::of_results(results);
+    grid.case_description = spec.describe();
+    grid.facts = spec.facts;
   } catch (const std::invalid_argument&) {
     throw;
   } catch (const std::exception& e) {

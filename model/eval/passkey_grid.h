@@ -15,6 +15,9 @@ struct PasskeyGrid {
   std::vector<std::vector<double>> accuracy;  // [length][depth], NaN where the grid has no cell
   // Mean share of the key's digits in place (partial credit); NaN where the file has none.
   std::vector<std::vector<double>> digit_accuracy;
+  // What the cases were ("5-digit keys, wording 0", "4 facts, held-out wordings").
+  std::string case_description;
+  int64_t facts = 1;
 };
 
 // Bounds that keep a hostile file from asking for a huge matrix.

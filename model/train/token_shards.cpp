@@ -60,6 +60,15 @@ TokenShard TokenShard::load(const std::string& path) {
   return s;
 }
 
+const std::vector<std::string>& evaluation_books() {
+  static const std::vector<std::string> names = {
+      // bundled sample books and the default haystack
+      "The-Time-Machine_35.txt", "Alice-s-Adventures-in-Wonderland_11.txt", "Pride-and-Prejudice_1342.txt",
+      // evaluation books (perplexity, haystacks, DeciMamba's sweep)
+      "The-Adventures-of-Tom-Sawyer_74.txt", "Siddhartha_2500.txt", "The-Iliad_6130.txt", "Leviathan_3207.txt"};
+  return names;
+}
+
 Json build_token_shards(const Tokenizer& tokenizer, const std::string& books_dir, const std::string& out_dir,
                         const DataSplitOptions& options,
                         const std::function<void(const std::string&, int64_t, int64_t)>& progress) {
@@ -72,15 +81,19 @@ Json build_token_shards(const Tokenizer& tokenizer, const std::string& books_dir
     if (e.is_regular_file() && e.path().extension() == ".txt") books.push_back(e.path().filename().string());
   std::sort(books.begin(), books.end());
   if (books.empty()) throw FileError(books_dir + " holds no .txt books");
-  if (options.heldout_books < 0 || options.heldout_books >= static_cast<int64_t>(books.size()))
-    throw std::invalid_argument("--heldout must leave at least one training book (" + std::to_string(books.size()) +
-                                " books found)");
-  // Held-out books: the smallest name hashes (stable under adding books elsewhere in the list).
-  std::vector<std::string> by_hash = books;
+  std::vector<std::string> heldout, by_hash;
+  for (const std::string& b : books)
+    (std::find(options.held_out_names.begin(), options.held_out_names.end(), b) != options.held_out_names.end() ? heldout
+                                                                                                              : by_hash)
+        .push_back(b);
+  if (options.heldout_books < 0 || options.heldout_books >= static_cast<int64_t>(by_hash.size()))
+    throw std::invalid_argument("--heldout must leave at least one training book (" + std::to_string(by_hash.size()) +
+                                " books besides the evaluation books)");
+  // More held-out books: the smallest name hashes (stable under adding books elsewhere in the list).
   std::sort(by_hash.begin(), by_hash.end(), [&](const std::string& a, const std::string& b) {
     return name_hash(a, options.seed) < name_hash(b, options.seed);
   });
-  std::vector<std::string> heldout(by_hash.begin(), by_hash.begin() + options.heldout_books);
+  heldout.insert(heldout.end(), by_hash.begin(), by_hash.begin() + options.heldout_books);
   TokenShard train, held;
   train.vocab_size = held.vocab_size = static_cast<uint32_t>(tokenizer.vocab_size());
   Json train_books = Json::array(), heldout_books = Json::array();
@@ -112,6 +125,9 @@ Json build_token_shards(const Tokenizer& tokenizer, const std::string& books_dir
   m["train_books"] = train_books;
   m["heldout_books"] = heldout_books;
   m["seed"] = static_cast<int64_t>(options.seed);
+  Json names = Json::array();
+  for (const std::string& n : options.held_out_names) names.push_back(n);
+  m["held_out_by_name"] = names;
   write_file_atomic((fs::path(out_dir) / "manifest.json").string(), m.dump(1) + "\n");
   return m;
 }

@@ -22,8 +22,14 @@ struct TokenShard {
   static TokenShard load(const std::string& path);
 };
 
+// Books that no training shard may hold: the bundled sample books, the default haystacks of the
+// evaluations and the evaluation books (docs/model.md, "Held-out text").
+const std::vector<std::string>& evaluation_books();
+
 struct DataSplitOptions {
-  int64_t heldout_books = 4;  // books kept out of training, chosen by a hash of their names
+  // Kept out of training by name (file names; those not in the folder are skipped).
+  std::vector<std::string> held_out_names = evaluation_books();
+  int64_t heldout_books = 0;  // more books kept out, chosen by a hash of their names
   uint64_t seed = 0;
 };
 

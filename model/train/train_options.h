@@ -35,8 +35,13 @@ struct TrainOptions {
   int64_t eval_every = 200, eval_batches = 4, checkpoint_every = 500;
   double passkey_fraction = 0.25;  // share of sequences that are passkey examples
   std::string passkey_tokenizer;   // needed when passkey_fraction > 0
-  std::vector<std::string> passkey_books;  // haystack sentences (empty: the repeated filler)
-  std::string passkey_answer_end = ".";     // what follows the key in a passkey row (passkey_training_text)
+  std::vector<std::string> passkey_books;  // haystack sentences (empty: the shard's, or the repeated filler)
+  // Haystacks from the training shard's own text (decoded), so that no evaluation book is in them.
+  bool passkey_shard_haystack = false;
+  std::string passkey_answer_end = ".";
+  // Passkey rows draw their case from the training mix (training_case_spec): many wordings, keys
+  // of 3-10 digits, words and names, several labelled facts. Off: the first wording, 5 digits.
+  bool varied_cases = false;     // what follows the key in a passkey row (passkey_training_text)
   // Shortest passkey example in tokens (0: min(256, seq_len / 2)); longer examples put the key
   // further from its answer, beyond what the SSM's state alone still carries.
   int64_t passkey_min_tokens = 0;

@@ -23,11 +23,29 @@ int64_t token_at_byte(const Encoding& enc, int64_t byte) {
 
 // Byte offsets in the prompt of the key's two copies in the needle (-1 where absent).
 std::pair<int64_t, int64_t> needle_key_copies(const eval::PasskeyCase& c) {
-  const std::string key = std::to_string(c.key);
+  const std::string& key = c.key;
+  auto inside = [&](size_t at) { return at != std::string::npos && static_cast<int64_t>(at + key.size()) <= c.needle_end; };
   const size_t first = c.prompt.find(key, static_cast<size_t>(c.needle_begin));
-  if (first == std::string::npos) return {-1, -1};
+  if (key.empty() || !inside(first)) return {-1, -1};
   const size_t second = c.prompt.find(key, first + key.size());
-  return {static_cast<int64_t>(first), second == std::string::npos ? int64_t{-1} : static_cast<int64_t>(second)};
+  return {static_cast<int64_t>(first), inside(second) ? static_cast<int64_t>(second) : int64_t{-1}};
+}
+
+// Sentences of the training shard's text: 64 windows of 16k tokens spread over the shard,
+// decoded. Haystacks made of them hold only training text.
+std::vector<std::string> shard_sentences(const Tokenizer& tokenizer, const TokenShard& shard) {
+  std::vector<std::string> out;
+  const uint64_t window = 16384, windows = 64;
+  const uint64_t n = shard.tokens.size();
+  for (uint64_t w = 0; w < windows && n > 0; ++w) {
+    const uint64_t start = n > window ? (n - window) / windows * w : 0;
+    std::vector<int32_t> ids;
+    for (uint64_t i = start; i < std::min(n, start + window); ++i) ids.push_back(static_cast<int32_t>(shard.tokens[i]));
+    auto s = eval::split_sentences(tokenizer.decode(ids));
+    if (s.size() > 2) out.insert(out.end(), s.begin() + 1, s.end() - 1);  // the cut first and last ones out
+    if (n <= window) break;
+  }
+  return out;
 }
 
 }  // namespace
@@ -47,6 +65,7 @@ BatchMaker::BatchMaker(const TrainOptions& o, const TokenShard& train, int64_t b
       auto s = eval::split_sentences(load_text_file(b));
       sentences.insert(sentences.end(), s.begin(), s.end());
     }
+    if (o.passkey_shard_haystack) sentences = shard_sentences(*tokenizer_, train);
     generator_.emplace(*tokenizer_, sentences,
                        sentences.empty() ? eval::Haystack::RepeatedFiller : eval::Haystack::BookSentences);
   }
@@ -69,14 +88,17 @@ torch::Tensor BatchMaker::make(int64_t step, int64_t micro, int64_t rows, int* p
       // A passkey example (prompt, then the key) at a random length and depth, placed at
       // the end of the row; book text fills whatever is left before it.
       const int64_t target = passkey_example_tokens(o_, L, rng());
-      const eval::PasskeyCase c = generator_->make(target, unit(rng), rng());
+      const eval::CaseSpec spec = o_.varied_cases ? training_case_spec(rng) : eval::CaseSpec::legacy();
+      const eval::PasskeyCase c = generator_->make(target, unit(rng), rng(), spec);
       Encoding enc = tokenizer_->encode(passkey_training_text(c, o_.passkey_answer_end));
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
       for (int64_t i = 0; i < n; ++i) row[L - n + i] = enc.ids[enc.ids.size() - n + i];
       if (passkeys) ++*passkeys;
       if (targets) add_retrieval_targets(c, enc, r, L, *targets);
-      // Drawn only when asked for, so runs without blind needles keep their batches.
-      if (o_.blind_needle_fraction > 0 && unit(rng) < o_.blind_needle_fraction && ssm_mask) {
+      // Drawn from a stream of its own, so that a run with blind needles and one without (a
+      // MemMamba and its Mamba twin) get the same rows.
+      std::mt19937_64 blind_rng(rng() ^ 0xB11DB11DULL);
+      if (o_.blind_needle_fraction > 0 && unit(blind_rng) < o_.blind_needle_fraction && ssm_mask) {
         const auto [begin, end] = blind_needle_span(c, enc, L, blind_margin_);
         if (end > begin) {
           if (!ssm_mask->defined()) *ssm_mask = torch::ones({rows, o_.seq_len}, torch::kFloat32);
@@ -88,6 +110,19 @@ torch::Tensor BatchMaker::make(int64_t step, int64_t micro, int64_t rows, int* p
   return out;
 }
 
+eval::CaseSpec training_case_spec(std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  eval::CaseSpec spec;
+  const double kind = unit(rng);
+  spec.key_kind = kind < 0.7 ? eval::KeyKind::Digits : kind < 0.85 ? eval::KeyKind::Word : eval::KeyKind::Name;
+  spec.key_digits_min = 3;
+  spec.key_digits_max = 10;
+  spec.facts = unit(rng) < 0.5 ? 1 : std::uniform_int_distribution<int64_t>(2, 8)(rng);
+  spec.wordings = eval::parse_wordings("trained", spec.facts > 1);
+  spec.distractors = spec.key_kind == eval::KeyKind::Digits && unit(rng) < 0.5 ? std::uniform_int_distribution<int64_t>(1, 4)(rng) : 0;
+  return spec;
+}
+
 int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64_t random) {
   const int64_t L = row_tokens;
   const int64_t min_len = o.passkey_min_tokens > 0 ? std::min<int64_t>(o.passkey_min_tokens, L - 25)
@@ -97,7 +132,7 @@ int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64
 
 std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
                                               int64_t margin) {
-  const auto klen = static_cast<int64_t>(std::to_string(c.key).size());
+  const auto klen = static_cast<int64_t>(c.key.size());
   const auto [first, second] = needle_key_copies(c);
   if (first < 0) return {0, 0};
   const int64_t last_byte = (second >= 0 ? second : first) + klen - 1;
@@ -111,13 +146,12 @@ std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const 
 }
 
 std::string passkey_training_text(const eval::PasskeyCase& c, const std::string& answer_end) {
-  return c.prompt + std::to_string(c.key) + answer_end;
+  return c.prompt + c.key + answer_end;
 }
 
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
                            RetrievalTargets& out) {
-  const std::string key = std::to_string(c.key);
-  const auto klen = static_cast<int64_t>(key.size());
+  const auto klen = static_cast<int64_t>(c.key.size());
   const auto [first, second] = needle_key_copies(c);
   const int64_t answer = static_cast<int64_t>(c.prompt.size());
   const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,11 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
 // copy (clipped to the row). {0, 0} when the key is not in the row.
 std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
                                               int64_t margin);
+
+// The case of a passkey row with varied cases (TrainOptions::varied_cases): keys of 3-10
+// digits (70%), words or made-up names; one fact (half the rows) or 2-8 labelled facts; the
+// trained wordings only; distractor numbers in half the digit rows.
+eval::CaseSpec training_case_spec(std::mt19937_64& rng);
 
 // Copies tokens [start, start + n) of a shard into an int64 row.
 void copy_window(const TokenShard& shard, uint64_t start, int64_t n, int64_t* row);

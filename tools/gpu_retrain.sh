@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Retrains both bundled models from scratch on the held-out split, on equal terms
+# (docs/model.md, "Held-out retraining"). Shards from `memmamba data` (the sample and
+# evaluation books are not in them) are carried in $DATA.
+#   A1, A2, A3  a Mamba backbone: LM rows and varied passkey/fact rows, T 256 -> 1024 -> 4096
+#   Bmem        MemMamba: fresh memory weights (the shipped config) over the backbone, three
+#               losses, blind needles
+#   Bmamba      Mamba: the backbone alone, the same rows for the same steps, the answer loss
+# Each stage writes $RUNS/NAME/model.safetensors; A3 and the B stages also a bf16 copy under $OUT.
+# Usage: [STEPS_A1=n ...] tools/gpu_retrain.sh STAGE...
+set -euo pipefail
+cli=build-gpu/bin/memmamba
+data=${DATA:-gpu-carry/shards-heldout}
+runs=${RUNS:-/tmp/retrain}
+out=${OUT:-out}
+backbone=${BACKBONE:-$runs/A3/model.safetensors}  # the B stages start from it (a carried copy in another call)
+mkdir -p "$runs" "$out"
+rows=(--data "$data" --device cuda --passkey-fraction 0.5 --varied-cases --eval-batches 2 --checkpoint-every 0)
+last_line() { awk 'NR % 100 == 0 || /held-out|stopped|error/' ; }
+for stage in "$@"; do
+  start=$(date +%s)
+  case $stage in
+    A1) "$cli" train "${rows[@]}" --out "$runs/A1" --mamba-only --seq-len 256 --batch 64 --steps "${STEPS_A1:-1500}" \
+          --lr 2e-3 --warmup 200 --answer-loss 1 --seed 21 --eval-every 500 2>&1 | last_line ;;
+    A2) "$cli" train "${rows[@]}" --out "$runs/A2" --init "$runs/A1/model.safetensors" --seq-len 1024 --batch 16 \
+          --steps "${STEPS_A2:-1500}" --lr 1e-3 --warmup 50 --answer-loss 1 --seed 22 --eval-every 500 2>&1 | last_line ;;
+    A3) "$cli" train "${rows[@]}" --out "$runs/A3" --init "$runs/A2/model.safetensors" --seq-len 4096 --batch 8 \
+          --steps "${STEPS_A3:-400}" --lr 5e-4 --warmup 20 --answer-loss 1 --seed 23 --eval-every 200 2>&1 | last_line
+        "$cli" convert "$runs/A3/model.safetensors" "$out/backbone.safetensors" --dtype bf16 ;;
+    Bmem)
+      cat >"$runs/memmamba.json" <<'JSON'
+{"conv_kernel": 4, "cross_layer_groups": 2, "cross_layer_period": 2, "d_inner": 0, "d_model": 256, "d_state": 16,
+ "dt_rank": 0, "fusion": "weighted", "fusion_gain": 3.0, "fusion_init_scale": 0.1, "importance": "novelty",
+ "memory": true, "n_layers": 8, "norm_eps": 1e-05, "note_window": 1, "pool_policy": "priority", "pool_slots": 50,
+ "summary_dim": 64, "tau_note": 0.75, "tau_retrieve": -1.0, "vocab_size": 8192}
+JSON
+      "$cli" init "$runs/memory-init.safetensors" --config "$runs/memmamba.json" --seed 24 >/dev/null
+      "$cli" train "${rows[@]}" --out "$runs/Bmem" --init "$runs/memory-init.safetensors" \
+        --init-backbone "$backbone" --seq-len 4096 --batch 8 --steps "${STEPS_B:-500}" --lr 3e-4 \
+        --warmup 20 --retrieval-loss 1 --answer-loss 1 --note-loss 1 --blind-needles 1 --seed 25 --eval-every 250 2>&1 | last_line
+      "$cli" convert "$runs/Bmem/model.safetensors" "$out/memmamba-small.safetensors" --dtype bf16 ;;
+    Bmamba)
+      "$cli" train "${rows[@]}" --out "$runs/Bmamba" --init "$backbone" --seq-len 4096 --batch 8 \
+        --steps "${STEPS_B:-500}" --lr 3e-4 --warmup 20 --answer-loss 1 --seed 25 --eval-every 250 2>&1 | last_line
+      "$cli" convert "$runs/Bmamba/model.safetensors" "$out/mamba-small.safetensors" --dtype bf16 ;;
+    *) echo "unknown stage '$stage' (A1, A2, A3, Bmem or Bmamba)" >&2; exit 2 ;;
+  esac
+  echo "stage $stage: $(( $(date +%s) - start )) s"
+done
