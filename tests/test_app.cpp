@@ -118,6 +118,23 @@ class TestApp : public QObject {
     QVERIFY(notes[0].contains(QStringLiteral("/nowhere/book.txt")));
     QVERIFY(!m.filler_haystack && m.text_path.isEmpty());
     QVERIFY(app::applyGridRun(Json(), m).isEmpty());  // no grid loaded: nothing changes
+    QCOMPARE(f.spec.key_digits_min, int64_t{0});          // a grid without case settings: the legacy cases
+    // A facts grid's cases are rebuilt as the grid made them; unreadable case settings are said.
+    eval::CaseSpec facts;
+    facts.facts = 4;
+    facts.key_kind = eval::KeyKind::Name;
+    facts.wordings = eval::parse_wordings("held-out", true);
+    grid["settings"]["case"] = facts.to_json();
+    grid["meta"]["book"] = Json();
+    app::RunRequest c;
+    QVERIFY(app::applyGridRun(grid, c).isEmpty());
+    QCOMPARE(c.spec.to_json().dump(), facts.to_json().dump());
+    grid["settings"]["case"]["facts"] = int64_t{0};
+    app::RunRequest bad;
+    notes = app::applyGridRun(grid, bad);
+    QCOMPARE(notes.size(), 1);
+    QVERIFY2(notes[0].contains(QStringLiteral("case settings")), qPrintable(notes[0]));
+    QCOMPARE(bad.spec.facts, int64_t{1});
   }
 
   void runCanBeCancelled() {
@@ -437,6 +454,20 @@ class TestApp : public QObject {
     QCOMPARE(record.at("layers").as_array().size(), result.trace->layers.size());
     QCOMPARE(record.at("hit").as_bool(), eval::passkey_found(record.at("answer").as_string(), "24680"));
     QCOMPARE(record.at("digits_right").as_int(), eval::passkey_digits_right(record.at("answer").as_string(), "24680"));
+    // A case of four labelled facts (a grid of `eval facts`): the record lists them and the
+    // asked one's value is the truth.
+    app::RunRequest facts_request = request;
+    facts_request.key.clear();
+    facts_request.spec.facts = 4;
+    facts_request.spec.wordings = eval::parse_wordings("trained", true);
+    worker.run(facts_request);
+    QCOMPARE(failed.count(), 0);
+    const Json facts_record = Json::parse(finished.last().at(0).value<app::RunResult>().case_json.toStdString());
+    QCOMPARE(facts_record.at("needles").as_array().size(), size_t(4));
+    const int64_t asked = facts_record.at("asked").as_int();
+    QCOMPARE(facts_record.at("needles").as_array()[static_cast<size_t>(asked)].at("value").as_string(),
+             facts_record.at("key").as_string());
+    finished.removeLast();  // the checks below count the runs without this one
     // The same case on the repeated filler (a grid of `--haystack filler`): no book sentence in it.
     app::RunRequest filler = request;
     filler.filler_haystack = true;

@@ -336,6 +336,11 @@ class TestBadInputs : public QObject {
       r["cases"] = Json::array();
       eval::parse_passkey_grid(r);
     }, "more than 256 lengths");
+    refuse("evaluation result", "case settings with wording 99", [&] {
+      eval::parse_passkey_grid(Json::parse(
+          R"({"cells": [{"length": 1000, "depth": 0.5, "accuracy": 1}], "cases": [], "settings": {"case": {"key_kind": "digits",
+              "key_digits": [5, 5], "wordings": [99], "facts": 1, "distractors": 0}}})"));
+    }, "wording 99 does not exist");
   }
 
   void cliFlags() {
@@ -365,6 +370,34 @@ class TestBadInputs : public QObject {
         QStringList{QStringLiteral("eval"), QStringLiteral("passkey"), QStringLiteral("--out"), QString::fromStdString(path("g")),
                     QStringLiteral("--lengths"), QStringLiteral("10")} + tiny,
         2, QStringLiteral("lengths"));
+    auto passkey_eval = [&](const QString& flag, const QString& value) {
+      return QStringList{QStringLiteral("eval"), QStringLiteral("passkey"), QStringLiteral("--out"), QString::fromStdString(path("g")),
+                         flag, value} + tiny;
+    };
+    cli(QStringLiteral("eval passkey --key-digits 0"), passkey_eval(QStringLiteral("--key-digits"), QStringLiteral("0")), 2,
+        QStringLiteral("--key-digits"));
+    cli(QStringLiteral("eval passkey --key-digits 9-3"), passkey_eval(QStringLiteral("--key-digits"), QStringLiteral("9-3")), 2,
+        QStringLiteral("--key-digits"));
+    cli(QStringLiteral("eval passkey --key-kind colour"), passkey_eval(QStringLiteral("--key-kind"), QStringLiteral("colour")), 2,
+        QStringLiteral("--key-kind"));
+    cli(QStringLiteral("eval passkey --wording 99"), passkey_eval(QStringLiteral("--wording"), QStringLiteral("99")), 2,
+        QStringLiteral("--wording"));
+    cli(QStringLiteral("eval passkey --facts 0"), passkey_eval(QStringLiteral("--facts"), QStringLiteral("0")), 2,
+        QStringLiteral("facts"));
+    cli(QStringLiteral("eval passkey --key-kind word --key-digits 5"),
+        passkey_eval(QStringLiteral("--key-kind"), QStringLiteral("word")) + QStringList{QStringLiteral("--key-digits"), QStringLiteral("5")},
+        2, QStringLiteral("--key-digits goes with"));
+    cli(QStringLiteral("info --top-noted on a checkpoint"),
+        {QStringLiteral("info"), QString::fromStdString(kGoodCheckpoint), QStringLiteral("--top-noted"), QStringLiteral("5")}, 2,
+        QStringLiteral("--top-noted needs a trace"));
+    cli(QStringLiteral("train --case-mix without --varied-cases"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--case-mix"), QStringLiteral("passkey")},
+        2, QStringLiteral("--case-mix goes with"));
+    cli(QStringLiteral("train --haystack sea"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--haystack"), QStringLiteral("sea")},
+        2, QStringLiteral("--haystack"));
     cli(QStringLiteral("train --lr -1"),
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--lr"), QStringLiteral("-1")},

@@ -2,6 +2,8 @@
 // resuming from a checkpoint continues with exactly the losses of an uninterrupted run; the
 // retrieval loss points at the key's notes, and its gradient teaches the pool attention; a
 // blind needle hides the key from the SSM.
+#include <QDir>
+#include <QFile>
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
@@ -15,6 +17,7 @@
 #include "model/safetensors.h"
 #include "model/train/token_shards.h"
 #include "model/train/trainer.h"
+#include "model/train/training_rows.h"
 #include "tests/test_helpers.h"
 
 using namespace memmamba;
@@ -67,6 +70,60 @@ class TestTrainer : public QObject {
 
 
  private Q_SLOTS:
+  // The sample and evaluation books never reach a training shard, whatever else is held out.
+  void evaluationBooksStayOutOfTheShards() {
+    QTemporaryDir dir;
+    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+    const QStringList names = {QStringLiteral("The-Time-Machine_35.txt"), QStringLiteral("The-Iliad_6130.txt"),
+                               QStringLiteral("Emma_158.txt"), QStringLiteral("Dubliners_2814.txt"), QStringLiteral("Kidnapped_421.txt")};
+    QDir(dir.path()).mkdir(QStringLiteral("books"));
+    for (const QString& n : names) {
+      QFile f(dir.filePath(QStringLiteral("books/") + n));
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(QStringLiteral("The text of %1, which is a book of some length. ").arg(n).repeated(20).toUtf8());
+    }
+    auto split = [&](DataSplitOptions o) {
+      const Json m = build_token_shards(tok, dir.filePath(QStringLiteral("books")).toStdString(),
+                                        dir.filePath(QStringLiteral("shards")).toStdString(), o);
+      QStringList held;
+      for (const Json& b : m.at("heldout_books").as_array()) held << QString::fromStdString(b.at("book").as_string());
+      held.sort();
+      return held;
+    };
+    QCOMPARE(split(DataSplitOptions{}), (QStringList{QStringLiteral("The-Iliad_6130.txt"), QStringLiteral("The-Time-Machine_35.txt")}));
+    DataSplitOptions more;
+    more.heldout_books = 1;
+    const QStringList three = split(more);
+    QCOMPARE(three.size(), 3);
+    QVERIFY(three.contains(QStringLiteral("The-Time-Machine_35.txt")) && three.contains(QStringLiteral("The-Iliad_6130.txt")));
+    more.heldout_books = 3;  // would leave no training book
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, split(more));
+    for (const std::string& n : evaluation_books()) QVERIFY(QString::fromStdString(n).endsWith(QStringLiteral(".txt")));
+  }
+
+  // Training rows never use a held-out wording; the passkey mix is one digit key of 3-10
+  // digits; the whole mix has facts, words, names and distractors (only with digit keys).
+  void trainingCasesKeepHeldOutWordingsOut() {
+    std::mt19937_64 rng(3);
+    bool facts = false, words = false, names = false, distractors = false;
+    for (int i = 0; i < 400; ++i) {
+      const eval::CaseSpec all = training_case_spec(rng, "all");
+      const auto& wordings = all.facts > 1 ? eval::fact_wordings() : eval::passkey_wordings();
+      for (int64_t w : all.wordings) QVERIFY(!wordings[static_cast<size_t>(w)].held_out);
+      QVERIFY(all.facts >= 1 && all.facts <= 8);
+      if (all.distractors > 0) QVERIFY(all.key_kind == eval::KeyKind::Digits);
+      facts |= all.facts > 1;
+      words |= all.key_kind == eval::KeyKind::Word;
+      names |= all.key_kind == eval::KeyKind::Name;
+      distractors |= all.distractors > 0;
+      const eval::CaseSpec passkey = training_case_spec(rng, "passkey");
+      QCOMPARE(passkey.facts, int64_t{1});
+      QVERIFY(passkey.key_kind == eval::KeyKind::Digits && passkey.key_digits_min == 3 && passkey.key_digits_max == 10);
+      for (int64_t w : passkey.wordings) QVERIFY(!eval::passkey_wordings()[static_cast<size_t>(w)].held_out);
+    }
+    QVERIFY(facts && words && names && distractors);
+  }
+
   void shardsRoundTripAndRefuseCorruptFiles() {
     QTemporaryDir dir;
     TokenShard s;

@@ -19,6 +19,7 @@
 #include "views/book_view.h"
 #include "views/decay_view.h"
 #include "views/loss_difference_view.h"
+#include "views/noted_list_view.h"
 #include "views/plot_export.h"
 #include "views/pool_view.h"
 #include "views/retrieval_panel.h"
@@ -466,6 +467,73 @@ class TestViews : public QObject {
     bool said = false;
     for (QLabel* label : book.findChildren<QLabel*>()) said = said || label->text().contains(QStringLiteral("dropped by DeciMamba"));
     QVERIFY(said);
+  }
+
+  // The most-noted list counts noted tokens by their text, per layer, and steps through the
+  // places a text was noted.
+  void mostNotedListCountsTheNotedTexts() {
+    auto trace = std::make_shared<Trace>();
+    trace->text = "Ann met Bob. Ann saw 42, and Ann left 42 days later.";
+    // Words and punctuation as tokens, with their byte ranges (spaces go with the next word).
+    int64_t at = 0;
+    while (at < static_cast<int64_t>(trace->text.size())) {
+      int64_t end = at;
+      while (end < static_cast<int64_t>(trace->text.size()) && trace->text[end] == ' ') ++end;
+      const bool word = end < static_cast<int64_t>(trace->text.size()) && std::isalnum(static_cast<unsigned char>(trace->text[end]));
+      if (word)
+        while (end < static_cast<int64_t>(trace->text.size()) && std::isalnum(static_cast<unsigned char>(trace->text[end]))) ++end;
+      else
+        ++end;
+      trace->char_begin.push_back(at);
+      trace->char_end.push_back(end);
+      trace->tokens.push_back(static_cast<int32_t>(trace->tokens.size()));
+      at = end;
+    }
+    const int64_t T = trace->length();
+    trace->loss.assign(static_cast<size_t>(T), 1.0f);
+    trace->layers.resize(2);
+    for (LayerTrace& l : trace->layers) l.flags.assign(static_cast<size_t>(T), 0);
+    auto text_of = [&](int64_t t) { return trace->text.substr(trace->char_begin[t], trace->char_end[t] - trace->char_begin[t]); };
+    std::vector<int64_t> ann, forty_two;
+    for (int64_t t = 0; t < T; ++t) {
+      const std::string w = text_of(t);
+      if (w.find("Ann") != std::string::npos) ann.push_back(t);
+      if (w.find("42") != std::string::npos) forty_two.push_back(t);
+      if (w.find("Ann") != std::string::npos || w.find("42") != std::string::npos || w.find("Bob") != std::string::npos)
+        trace->layers[0].flags[t] |= kNoted;
+    }
+    QCOMPARE(ann.size(), size_t(3));
+    QCOMPARE(forty_two.size(), size_t(2));
+    const auto top = most_noted_strings(*trace, 0, 2);
+    QCOMPARE(top.size(), size_t(2));
+    QCOMPARE(top[0].text, std::string("Ann"));  // the leading space is trimmed
+    QCOMPARE(top[0].count, int64_t{3});
+    QVERIFY(top[0].positions == ann);
+    QCOMPARE(top[1].text, std::string("42"));
+    QCOMPARE(noted_count(*trace, 0), int64_t{6});
+    QVERIFY(most_noted_strings(*trace, 1, 30).empty());
+    QVERIFY(most_noted_strings(*trace, 7, 30).empty());  // a layer the trace does not have
+    QCOMPARE(most_noted_strings(*trace, 0, 0).size(), size_t(3));
+
+    views::TraceDocument doc;
+    views::NotedListView list(&doc);
+    QCOMPARE(list.rows(), 0);
+    doc.setTrace(trace, QStringLiteral("hand-made"));
+    doc.setLayer(0);
+    QCOMPARE(list.rows(), 3);
+    QVERIFY2(list.caption().contains(QStringLiteral("6 notes")), qPrintable(list.caption()));
+    // Stepping through "Ann": each place after the current token, then around again.
+    doc.setPosition(0);
+    list.stepToNext(0);
+    QCOMPARE(doc.position(), ann[1]);
+    list.stepToNext(0);
+    QCOMPARE(doc.position(), ann[2]);
+    list.stepToNext(0);
+    QCOMPARE(doc.position(), ann[0]);
+    QVERIFY(list.csv().startsWith(QStringLiteral("layer,text,count,first\n0,\"Ann\",3,")));
+    doc.setLayer(1);
+    QCOMPARE(list.rows(), 0);
+    QVERIFY(list.caption().contains(QStringLiteral("noted nothing")));
   }
 
   void timelinePlaysAndReportsFrames() {

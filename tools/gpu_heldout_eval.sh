@@ -22,25 +22,26 @@ while (($#)); do
   if [[ $1 == -- ]]; then shift; extra=("$@"); break; fi
   what+=("$1"); shift
 done
-run() { "$cli" eval "$@" --checkpoint "$checkpoint" --device cuda --book "$book" "${extra[@]}" 2>&1 | grep -v '^\[' | tail -n +1; }
+# Prints the case kind, the exact-match and the digits-in-place tables.
+run() { "$cli" eval "$@" --checkpoint "$checkpoint" --device cuda --book "$book" "${extra[@]}" 2>&1 | grep -av $'\r'; }
 for w in "${what[@]}"; do
   start=$(date +%s)
   case $w in
     passkey) run passkey --wording held-out --key-digits 3-10 --lengths 1k,4k,16k,64k --depths 0.1,0.5,0.9 --samples 2 \
-               --out "$results/$name-passkey" | tail -n 12 ;;
+               --out "$results/$name-passkey" ;;
     trained) run passkey --wording 0 --key-digits 5 --lengths 1k,4k,16k,64k --depths 0.1,0.5,0.9 --samples 2 \
-               --out "$results/$name-trained" | tail -n 6 ;;
+               --out "$results/$name-trained" ;;
     far) run passkey --wording held-out --key-digits 3-10 --lengths 256k,1m --depths 0.1,0.5,0.9 --samples 1 \
-           --out "$results/$name-far" | tail -n 8 ;;
+           --out "$results/$name-far" ;;
     facts) run facts --facts 4 --wording held-out --key-digits 3-10 --lengths 16k,64k,256k --depths 0.1,0.5,0.9 \
-             --samples 2 --out "$results/$name-facts" | tail -n 6 ;;
+             --samples 2 --out "$results/$name-facts" ;;
     words)
       for kind in word name; do
         run passkey --wording held-out --key-kind $kind --lengths 4k,64k --depths 0.1,0.5,0.9 --samples 2 \
-          --out "$results/$name-$kind" | tail -n 4
+          --out "$results/$name-$kind"
       done ;;
     docs) "$cli" eval docs --checkpoint "$checkpoint" --device cuda --book "$book" --noise 10,20,50 --samples 10 \
-            --out "$results/$name-docs.json" "${extra[@]}" 2>&1 | grep -v '^\[' | tail -n 5 ;;
+            --out "$results/$name-docs.json" "${extra[@]}" 2>&1 | grep -v '^\[' ;;
     ppl)
       for b in "${BOOKS:-gpu-carry/books}"/*.txt; do
         "$cli" eval ppl "$b" --checkpoint "$checkpoint" --device cuda --lengths 1k,2k,4k,10k,20k,30k,40k,60k \

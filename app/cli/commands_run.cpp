@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "app/cli/cli_common.h"
+#include "model/noted_strings.h"
 #include "model/checkpoint.h"
 #include "model/file_io.h"
 #include "model/log.h"
@@ -53,9 +54,10 @@ void print_trace_summary(const Trace& t) {
 }  // namespace
 
 int cmd_info(const std::vector<std::string>& argv) {
-  Args args(argv, {}, {"help"});
+  Args args(argv, {"top-noted"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 1) {
-    std::printf("usage: memmamba info FILE\n\nSummarises a checkpoint (config, parameters, dtypes) or a trace.\n");
+    std::printf("usage: memmamba info FILE [--top-noted N]\n\nSummarises a checkpoint (config, parameters, dtypes) or a trace.\n"
+                "  --top-noted N   for a trace: the N strings each layer notes most, with their counts\n");
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string path = args.positionals()[0];
@@ -66,8 +68,16 @@ int cmd_info(const std::vector<std::string>& argv) {
     std::printf("trace             %s\n", path.c_str());
     std::printf("config            %s\n", t.config.dump().c_str());
     print_trace_summary(t);
+    const int64_t top = args.get_int("top-noted", 0, 0, 100000);
+    for (int l = 0; top > 0 && l < static_cast<int>(t.layers.size()); ++l) {
+      std::printf("most noted, layer %d (%lld notes):", l, static_cast<long long>(noted_count(t, l)));
+      for (const NotedString& n : most_noted_strings(t, l, static_cast<size_t>(top)))
+        std::printf(" %s x%lld", n.text.c_str(), static_cast<long long>(n.count));
+      std::printf("\n");
+    }
     return kOk;
   }
+  if (args.has("top-noted")) throw UsageError("--top-noted needs a trace, not a checkpoint");
   Checkpoint ck = parse_checkpoint(read_file(path, uint64_t{1} << 34), path);
   std::printf("checkpoint        %s\n", path.c_str());
   std::printf("hash              %s\n", file_hash(path).c_str());

@@ -46,6 +46,7 @@
 #include "views/book_view.h"
 #include "views/decay_view.h"
 #include "views/loss_difference_view.h"
+#include "views/noted_list_view.h"
 #include "views/plot_export.h"
 #include "views/pool_view.h"
 #include "views/retrieval_panel.h"
@@ -101,6 +102,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   decay_ = new views::DecayView(document_, this);
   loss_difference_ = new views::LossDifferenceView(document_, this);
   retrieval_ = new views::RetrievalPanel(document_, this);
+  noted_ = new views::NotedListView(document_, this);
   log_ = new QPlainTextEdit(this);
   log_->setReadOnly(true);
   log_->setMaximumBlockCount(5000);
@@ -118,6 +120,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   auto* att_dock = dock(attention_, tr("Attention"), QStringLiteral("attention"), Qt::RightDockWidgetArea);
   auto* decay_dock = dock(decay_, tr("Decay"), QStringLiteral("decay"), Qt::BottomDockWidgetArea);
   auto* ret_dock = dock(retrieval_, tr("Passkey"), QStringLiteral("retrieval"), Qt::LeftDockWidgetArea);
+  auto* noted_dock = dock(noted_, tr("Most noted"), QStringLiteral("most-noted"), Qt::RightDockWidgetArea);
   auto* log_dock = dock(log_, tr("Log"), QStringLiteral("log"), Qt::BottomDockWidgetArea);
   tour_dock_ = dock(tour_, tr("Tour"), QStringLiteral("tour"), Qt::LeftDockWidgetArea);
   // Memory edits: what was changed, undoable one by one.
@@ -168,6 +171,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     addEdit(e);
   });
   tabifyDockWidget(pool_dock, att_dock);
+  tabifyDockWidget(att_dock, noted_dock);
   tabifyDockWidget(ret_dock, edits_dock);
   tabifyDockWidget(trig_dock, decay_dock);
   tabifyDockWidget(decay_dock, loss_dock_);

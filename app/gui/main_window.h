@@ -30,6 +30,7 @@ class AttentionView;
 class DecayView;
 class LossDifferenceView;
 class RetrievalPanel;
+class NotedListView;
 class PlotPanel;
 }  // namespace memmamba::views
 
@@ -67,6 +68,7 @@ class MainWindow : public QMainWindow {
   void saveScreenshots(const QString& directory);
   views::TraceDocument* document() const { return document_; }
   views::RetrievalPanel* retrievalPanel() const { return retrieval_; }
+  views::NotedListView* notedList() const { return noted_; }
   views::TimelineBar* timeline() const { return timeline_; }
   void showTour(bool show);
   // Batch use (screenshots): errors go to stderr instead of dialogs nobody could close.
@@ -127,6 +129,7 @@ class MainWindow : public QMainWindow {
   views::DecayView* decay_;
   views::LossDifferenceView* loss_difference_;
   views::RetrievalPanel* retrieval_;
+  views::NotedListView* noted_;
   QPlainTextEdit* log_;
   QTextBrowser* tour_;
   QDockWidget* tour_dock_ = nullptr;

@@ -88,7 +88,7 @@ torch::Tensor BatchMaker::make(int64_t step, int64_t micro, int64_t rows, int* p
       // A passkey example (prompt, then the key) at a random length and depth, placed at
       // the end of the row; book text fills whatever is left before it.
       const int64_t target = passkey_example_tokens(o_, L, rng());
-      const eval::CaseSpec spec = o_.varied_cases ? training_case_spec(rng) : eval::CaseSpec::legacy();
+      const eval::CaseSpec spec = o_.varied_cases ? training_case_spec(rng, o_.case_mix) : eval::CaseSpec::legacy();
       const eval::PasskeyCase c = generator_->make(target, unit(rng), rng(), spec);
       Encoding enc = tokenizer_->encode(passkey_training_text(c, o_.passkey_answer_end));
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
@@ -110,9 +110,15 @@ torch::Tensor BatchMaker::make(int64_t step, int64_t micro, int64_t rows, int* p
   return out;
 }
 
-eval::CaseSpec training_case_spec(std::mt19937_64& rng) {
+eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix) {
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   eval::CaseSpec spec;
+  if (mix == "passkey") {
+    spec.key_digits_min = 3;
+    spec.key_digits_max = 10;
+    spec.wordings = eval::parse_wordings("trained", false);
+    return spec;
+  }
   const double kind = unit(rng);
   spec.key_kind = kind < 0.7 ? eval::KeyKind::Digits : kind < 0.85 ? eval::KeyKind::Word : eval::KeyKind::Name;
   spec.key_digits_min = 3;

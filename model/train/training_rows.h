@@ -53,7 +53,8 @@ std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const 
 // The case of a passkey row with varied cases (TrainOptions::varied_cases): keys of 3-10
 // digits (70%), words or made-up names; one fact (half the rows) or 2-8 labelled facts; the
 // trained wordings only; distractor numbers in half the digit rows.
-eval::CaseSpec training_case_spec(std::mt19937_64& rng);
+// `mix` "passkey": one fact, digit keys of 3-10 digits, the trained wordings.
+eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix = "all");
 
 // Copies tokens [start, start + n) of a shard into an int64 row.
 void copy_window(const TokenShard& shard, uint64_t start, int64_t n, int64_t* row);
