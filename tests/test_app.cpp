@@ -14,6 +14,7 @@
 #include <QTemporaryDir>
 #include <QTextBrowser>
 #include <QToolButton>
+#include <QMenu>
 #include <QtTest/QtTest>
 
 #include <QComboBox>
@@ -220,6 +221,73 @@ class TestApp : public QObject {
       ++named;
     }
     QCOMPARE(named, 3);
+  }
+
+  void shortcutsHelpListsEveryShortcut() {
+    QStandardPaths::setTestModeEnabled(true);
+    app::MainWindow window;
+    window.setBatchMode(true);
+    const QString help = window.shortcutsHelp();
+    int listed = 0;
+    for (QAction* a : window.findChildren<QAction*>()) {
+      if (a->shortcut().isEmpty() || a->menu()) continue;
+      bool in_menu = false;  // actions of the menus (the timeline's buttons share their keys)
+      for (QObject* o : a->associatedObjects()) in_menu |= qobject_cast<QMenu*>(o) != nullptr;
+      if (!in_menu) continue;
+      const QString keys = a->shortcut().toString(QKeySequence::NativeText).toHtmlEscaped();
+      QVERIFY2(help.contains(QStringLiteral("<b>%1</b>").arg(keys)), qPrintable(keys));
+      QVERIFY2(help.contains(a->text().remove(QLatin1Char('&')).toHtmlEscaped()), qPrintable(a->text()));
+      ++listed;
+    }
+    QVERIFY(listed >= 12);
+    QVERIFY(help.contains(QStringLiteral("Next note")));
+  }
+
+  void notesAreReachedOneAfterAnother() {
+    QStandardPaths::setTestModeEnabled(true);
+    app::MainWindow window;
+    window.setBatchMode(true);
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    window.setModelChoice(QString(), QStringLiteral(MEMMAMBA_SOURCE_DIR "/sample_data/tokenizer.model"), false);
+    window.runText(QStringLiteral(MEMMAMBA_SOURCE_DIR "/sample_data/Alice-s-Adventures-in-Wonderland_11.txt"));
+    QVERIFY(loaded.wait(120000));
+    views::TraceDocument* doc = window.document();
+    QAction* next = nullptr;
+    QAction* previous = nullptr;
+    for (QAction* a : window.findChildren<QAction*>()) {
+      if (a->text().remove(QLatin1Char('&')) == QStringLiteral("Next note")) next = a;
+      if (a->text().remove(QLatin1Char('&')) == QStringLiteral("Previous note")) previous = a;
+    }
+    QVERIFY(next && previous);
+    doc->setLayer(0);
+    doc->setPosition(0);
+    std::vector<int64_t> visited;
+    for (int i = 0; i < 4; ++i) {
+      next->trigger();
+      visited.push_back(doc->position());
+    }
+    for (size_t i = 0; i < visited.size(); ++i) {
+      QVERIFY(doc->trace()->layers[0].flags[visited[i]] & kNoted);
+      if (i > 0) QVERIFY(visited[i] > visited[i - 1]);
+      // Nothing noted between two stops.
+      for (int64_t t = (i == 0 ? 1 : visited[i - 1] + 1); t < visited[i]; ++t) QVERIFY(!(doc->trace()->layers[0].flags[t] & kNoted));
+    }
+    previous->trigger();
+    QCOMPARE(doc->position(), visited[2]);
+  }
+
+  void passkeyCaseSaysWhichModelAnswered() {
+    QStandardPaths::setTestModeEnabled(true);
+    app::MainWindow window;
+    window.setBatchMode(true);
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    window.setModelChoice(QStringLiteral(MEMMAMBA_SOURCE_DIR "/sample_data/mamba-small.safetensors"),
+                          QStringLiteral(MEMMAMBA_SOURCE_DIR "/sample_data/tokenizer.model"), false);
+    window.runPasskey(400, 0.5, QString(), 1);
+    QVERIFY(loaded.wait(120000));
+    QString html;
+    for (QTextBrowser* b : window.retrievalPanel()->findChildren<QTextBrowser*>()) html += b->toPlainText();
+    QVERIFY2(html.contains(QStringLiteral("Mamba-only (a model without memory)")), qPrintable(html.left(400)));
   }
 
   void aMovedTraceFindsItsBook() {
@@ -507,7 +575,7 @@ class TestApp : public QObject {
     miss["hit"] = false;
     miss["digits_right"] = int64_t{4};
     panel.showCase(miss);
-    QVERIFY(panel.findChild<QTextBrowser*>()->toPlainText().contains(QStringLiteral("Key digits in place: 4 of 5")));
+    QVERIFY(panel.findChild<QTextBrowser*>()->toPlainText().contains(QStringLiteral("Key characters in place: 4 of 5")));
     // What each answer token read: the model's reads are shown, and a read of the key's third
     // digit names that digit.
     Json read = Json::object();

@@ -303,6 +303,18 @@ class TestViews : public QObject {
       const QString html = details->toHtml();
       QVERIFY(html.contains(QStringLiteral("blue box: 4821")));
       QVERIFY(html.contains(QStringLiteral("another fact: the red door")));
+      // A near miss (every character, then more) is said as such; a partial one counts characters.
+      Json near = fact_case;
+      near["key"] = std::string("51970");
+      near["answer"] = std::string("51970.d");
+      near["digits_right"] = int64_t{5};
+      panel.showCase(near);
+      QVERIFY(details->toPlainText().contains(QStringLiteral("Near miss")));
+      near["answer"] = std::string("51270");
+      near["digits_right"] = int64_t{4};
+      panel.showCase(near);
+      QVERIFY(!details->toPlainText().contains(QStringLiteral("Near miss")));
+      QVERIFY(details->toPlainText().contains(QStringLiteral("4 of 5")));
     }
     // Partial credit: the heatmap switches measure; cells without it are blank, not zero.
     auto* grid = panel.findChild<QCustomPlot*>(QStringLiteral("passkey-grid"));
@@ -531,9 +543,16 @@ class TestViews : public QObject {
     list.stepToNext(0);
     QCOMPARE(doc.position(), ann[0]);
     QVERIFY(list.csv().startsWith(QStringLiteral("layer,text,count,first\n0,\"Ann\",3,")));
+    // Next and previous note of a layer, from any token.
+    QCOMPARE(doc.nextNoted(0, ann[0], 1), ann[0] + 2);  // "Bob" (two tokens after "Ann": " met", " Bob")
+    QCOMPARE(doc.nextNoted(0, forty_two[1], 1), int64_t{-1});
+    QCOMPARE(doc.nextNoted(0, ann[2], -1), forty_two[0]);
+    QCOMPARE(doc.nextNoted(0, 0, -1), int64_t{-1});
+    QCOMPARE(doc.nextNoted(5, 0, 1), int64_t{-1});
     doc.setLayer(1);
     QCOMPARE(list.rows(), 0);
     QVERIFY(list.caption().contains(QStringLiteral("noted nothing")));
+    QCOMPARE(doc.nextNoted(1, 0, 1), int64_t{-1});
   }
 
   void timelinePlaysAndReportsFrames() {

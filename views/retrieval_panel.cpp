@@ -253,10 +253,18 @@ void RetrievalPanel::showCase(const Json& r, const QString& preface) {
                 .arg(keyOf(r).toHtmlEscaped())
                 .arg(QString::fromStdString(r.at("answer").as_string()).toHtmlEscaped())
                 .arg(hit ? tr("<span style='color:#20a060'>found</span>") : tr("<span style='color:#d03050'>missed</span>"));
-    if (!hit && r.contains("digits_right"))
-      html += tr("<p>Key digits in place: %1 of %2</p>")
-                  .arg(r.at("digits_right").as_int())
-                  .arg(keyOf(r).size());
+    if (!hit && r.contains("digits_right")) {
+      const int64_t right = r.at("digits_right").as_int();
+      const int64_t size = keyOf(r).size();
+      // A near miss: every character in place, then more in the same word ("51970.d"). The
+      // protocol counts it as a miss; the memory held the key and the answer's form failed.
+      if (size > 0 && right == size)
+        html += tr("<p><b>Near miss</b>: every character of the key is in place, but the answer's word goes on "
+                   "after it; exact match wants the key as a word of its own. The key was carried; the answer's "
+                   "form failed.</p>");
+      else
+        html += tr("<p>Key characters in place: %1 of %2</p>").arg(right).arg(size);
+    }
     if (r.contains("needles") && r.at("needles").is_array()) {
       // Labelled facts: which were in the haystack, which was asked, and whether the answer
       // gave another fact's value (the read found a note, but not the asked one).

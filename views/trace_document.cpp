@@ -55,6 +55,16 @@ void TraceDocument::setGrid(Json results, eval::PasskeyGrid grid, const QString&
   Q_EMIT gridChanged();
 }
 
+int64_t TraceDocument::nextNoted(int layer, int64_t from, int direction) const {
+  if (!trace_ || layer < 0 || layer >= layers() || direction == 0) return -1;
+  const auto& flags = trace_->layers[layer].flags;
+  const int64_t n = std::min<int64_t>(static_cast<int64_t>(flags.size()), length());
+  const int64_t step = direction > 0 ? 1 : -1;
+  for (int64_t t = from + step; t >= 0 && t < n; t += step)
+    if (flags[t] & kNoted) return t;
+  return -1;
+}
+
 void TraceDocument::setPosition(qint64 position) {
   if (!hasTrace()) return;
   position = std::clamp<qint64>(position, 0, length() - 1);

@@ -42,6 +42,9 @@ class TraceDocument : public QObject {
   QString tokenText(int64_t position) const;
   // Up to `radius` tokens of context around a position, the token itself in [brackets].
   QString context(int64_t position, int radius = 4) const;
+  // The next (direction 1) or previous (-1) position after / before `from` where `layer` noted
+  // a token; -1 where there is none.
+  int64_t nextNoted(int layer, int64_t from, int direction) const;
   // A note's source text (its first noted token in context).
   QString noteLabel(int64_t note) const;
 

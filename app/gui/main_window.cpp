@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include <cstdio>
 
@@ -337,6 +338,15 @@ void MainWindow::buildMenus() {
   timeline_->setShortcuts(back->shortcut(), play->shortcut(), forward->shortcut());
   view->addAction(tr("Next &layer"), QKeySequence(tr("Ctrl+Down")), this, [this] { document_->setLayer(document_->layer() + 1); });
   view->addAction(tr("Previous la&yer"), QKeySequence(tr("Ctrl+Up")), this, [this] { document_->setLayer(document_->layer() - 1); });
+  // The notes of the current layer, one after another (a book's notes are rare and far apart).
+  auto jumpToNote = [this](int direction) {
+    const int64_t at = document_->nextNoted(document_->layer(), document_->position(), direction);
+    if (at >= 0) document_->setPosition(at);
+    else statusBar()->showMessage(direction > 0 ? tr("no note of layer %1 after this token").arg(document_->layer())
+                                                : tr("no note of layer %1 before this token").arg(document_->layer()), 4000);
+  };
+  view->addAction(tr("Next &note"), QKeySequence(tr("Ctrl+Right")), this, [jumpToNote] { jumpToNote(1); });
+  view->addAction(tr("Previous n&ote"), QKeySequence(tr("Ctrl+Left")), this, [jumpToNote] { jumpToNote(-1); });
   view->addSeparator();
   auto* dark = view->addAction(tr("&Dark palette"));
   dark->setCheckable(true);
@@ -345,6 +355,11 @@ void MainWindow::buildMenus() {
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
   help->addAction(tr("&Tour"), this, [this] { showTour(true); });
+  help->addAction(tr("&Keyboard shortcuts"), this, [this] {
+    QMessageBox box(QMessageBox::NoIcon, tr("Keyboard shortcuts"), shortcutsHelp(), QMessageBox::Close, this);
+    box.setTextFormat(Qt::RichText);
+    box.exec();
+  });
   help->addAction(tr("&About MemMamba Explorer"), this, [this] {
     QMessageBox::about(this, tr("About MemMamba Explorer"),
                        tr("<h3>MemMamba Explorer %1</h3><p>Runs the MemMamba model (a Mamba state-space model that "
@@ -353,6 +368,27 @@ void MainWindow::buildMenus() {
                           "<p>Qt %2, QCustomPlot, LibTorch, SentencePiece.</p>")
                            .arg(QApplication::applicationVersion(), QLatin1String(qVersion())));
   });
+}
+
+QString MainWindow::shortcutsHelp() const {
+  // Generated from the menus' actions, so that it cannot drift from them.
+  QString rows;
+  std::function<void(const QMenu*, const QString&)> walk = [&](const QMenu* menu, const QString& path) {
+    for (QAction* a : menu->actions()) {
+      if (a->menu()) {
+        walk(a->menu(), path + QStringLiteral(" > ") + a->menu()->title().remove(QLatin1Char('&')));
+        continue;
+      }
+      if (a->shortcut().isEmpty()) continue;
+      rows += QStringLiteral("<tr><td><b>%1</b></td><td>%2 &gt; %3</td></tr>")
+                  .arg(a->shortcut().toString(QKeySequence::NativeText).toHtmlEscaped(), path,
+                       a->text().remove(QLatin1Char('&')).toHtmlEscaped());
+    }
+  };
+  for (QAction* a : menuBar()->actions())
+    if (a->menu()) walk(a->menu(), a->menu()->title().remove(QLatin1Char('&')));
+  return tr("<table cellpadding=3>%1</table><p>The timeline's buttons take the same keys; in the book view the "
+            "arrow keys move the text cursor.</p>").arg(rows);
 }
 
 void MainWindow::showTour(bool show) {
@@ -581,7 +617,15 @@ void MainWindow::onRunFinished(const RunResult& result) {
   if (result.request.kind == RunRequest::Kind::Passkey) {
     document_->setPosition(result.trace->length() - 1);  // the answer token
     try {
-      retrieval_->showCase(Json::parse(result.case_json.toStdString()));
+      // Which model answered: the case reads differently with the memory off.
+      const Json& config = result.trace->config;
+      const bool has_memory = config.is_object() && config.contains("memory") && config.at("memory").is_bool() &&
+                              config.at("memory").as_bool();
+      const QString model = result.request.decimate ? tr("DeciMamba (memory off, tokens dropped between layers)")
+                            : has_memory && result.request.memory ? tr("MemMamba (memory on)")
+                            : has_memory ? tr("Mamba-only: this MemMamba with its memory switched off")
+                                         : tr("Mamba-only (a model without memory)");
+      retrieval_->showCase(Json::parse(result.case_json.toStdString()), tr("<p>Model: <b>%1</b></p>").arg(model));
     } catch (const std::exception&) {
     }
   } else {

@@ -69,6 +69,8 @@ class MainWindow : public QMainWindow {
   views::TraceDocument* document() const { return document_; }
   views::RetrievalPanel* retrievalPanel() const { return retrieval_; }
   views::NotedListView* notedList() const { return noted_; }
+  // Every menu action with a shortcut, as an HTML table (Help > Keyboard shortcuts).
+  QString shortcutsHelp() const;
   views::TimelineBar* timeline() const { return timeline_; }
   void showTour(bool show);
   // Batch use (screenshots): errors go to stderr instead of dialogs nobody could close.
