@@ -33,6 +33,7 @@ expect 2 "needs a text" --export-figures /tmp/nowhere
 expect 2 "encoding takes" --encoding klingon
 expect 3 "cannot open" --edit /nonexistent/edits.json some.txt
 expect 3 "--grid" --grid /nonexistent/grid.json
+expect 2 "needs --grid" --case 1k,0.5
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -69,5 +70,18 @@ if [ -z "$rows" ] || [ "$rows" -lt 100 ]; then
   echo "FAIL: the edited run's loss difference has ${rows:-no} rows"; fail=1
 else
   echo "ok: --edit ran the text twice and drew the loss difference ($rows rows)"
+fi
+# A grid's case from the command line: a cell that is not in the grid is refused before any
+# window opens; one that is runs as the grid ran it and opens at its answer.
+"$cli" eval passkey --out "$work/grid" --lengths 300 --depths 0.5 --samples 1 --max-new 3 --checkpoint \
+  "$samples/memmamba-small.safetensors" --tokenizer "$samples/tokenizer.model" >/dev/null 2>&1 || { echo "FAIL: no grid"; exit 1; }
+expect 2 "not a cell of the grid (lengths 300; depths 0.5)" --grid "$work/grid.json" --case 4k,0.5
+expect 2 "instead of a book" --grid "$work/grid.json" --case 300,0.5 "$work/book.txt"
+out=$(QT_QPA_PLATFORM=offscreen timeout 300 "$explorer" --grid "$work/grid.json" --case 300,0.5 --screenshots "$work/case" \
+  --checkpoint "$samples/memmamba-small.safetensors" --tokenizer "$samples/tokenizer.model" --device cpu 2>&1)
+if [ $? -ne 0 ] || [ "$(ls "$work/case"/*.png 2>/dev/null | wc -l)" -lt 3 ]; then
+  echo "FAIL: --grid --case did not run the case: $(echo "$out" | tail -3)"; fail=1
+else
+  echo "ok: --grid --case ran the grid's case and saved $(ls "$work/case"/*.png | wc -l) screenshots"
 fi
 exit $fail

@@ -6,6 +6,8 @@
 #include <QFile>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QSpinBox>
+#include <QDoubleSpinBox>
 #include <QTemporaryDir>
 #include <QTextBrowser>
 #include <QtTest/QtTest>
@@ -277,6 +279,16 @@ class TestViews : public QObject {
     QCOMPARE(spy.at(0).at(1).toDouble(), 1.0);
     QCOMPARE(spy.at(0).at(3).toULongLong(), 7ULL * 1000003ULL);
     QCOMPARE(spy.at(0).at(2).toString(), QStringLiteral("12345"));  // a number in older files, text now
+    // The case fields follow the clicked cell.
+    QSpinBox* length_field = nullptr;
+    for (QSpinBox* box : panel.findChildren<QSpinBox*>())
+      if (box->suffix() == QStringLiteral(" tokens")) length_field = box;
+    QVERIFY(length_field);
+    QCOMPARE(length_field->value(), 4096);
+    panel.selectCell(0, 0);
+    QCOMPARE(length_field->value(), 1024);
+    QCOMPARE(panel.findChild<QDoubleSpinBox*>()->value(), 0.0);
+    panel.selectCell(1, 2);
     // A case of labelled facts lists them, marks the asked one, and says when the answer gave
     // another fact's value.
     {

@@ -170,6 +170,9 @@ void RetrievalPanel::selectCell(int li, int di) {
   const Json& results = document_->gridResults();
   const int64_t L = grid.lengths[li];
   const double depth = grid.depths[di];
+  // The case fields follow the clicked cell, so that "Run passkey case" varies it from there.
+  length_->setValue(static_cast<int>(std::min<int64_t>(L, length_->maximum())));
+  depth_->setValue(depth);
   QString html = tr("<h3>%1 tokens, depth %2: accuracy %3</h3>").arg(L).arg(depth).arg(grid.accuracy[li][di]);
   if (!std::isnan(grid.digit_accuracy[li][di]))
     html += tr("<p>Key digits in place: %1</p>").arg(grid.digit_accuracy[li][di], 0, 'f', 2);

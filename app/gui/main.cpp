@@ -5,6 +5,7 @@
 #include <QSize>
 #include <QTimer>
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -14,6 +15,7 @@
 #include "model/json.h"
 #include "model/log.h"
 #include "model/runtime.h"
+#include "views/retrieval_panel.h"
 #include "views/trace_document.h"
 
 int main(int argc, char** argv) {
@@ -47,8 +49,11 @@ int main(int argc, char** argv) {
   const QCommandLineOption grid(QStringLiteral("grid"),
                                 QStringLiteral("Open a passkey grid (`memmamba eval passkey` JSON) in the Passkey panel; click a cell to run its case."),
                                 QStringLiteral("FILE"));
+  const QCommandLineOption grid_case(QStringLiteral("case"),
+                                     QStringLiteral("With --grid: run the case of this cell (LENGTH,DEPTH as in the grid, e.g. 65536,0.5 or 64k,0.5) as the grid ran it, and open it at its answer."),
+                                     QStringLiteral("LENGTH,DEPTH"));
   parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, encoding, keep_boilerplate, edit,
-                     grid});
+                     grid, grid_case});
 
   // Read before the GUI starts, so --help, --version and bad flags need no display. Qt's own
   // options (-platform, -style ...) are unknown here: then the GUI starts first, removes
@@ -142,6 +147,43 @@ int main(int argc, char** argv) {
     }
   }
 
+  // --case: a cell of the grid, found now so that a wrong one is said before any window opens.
+  int case_length = -1, case_depth = -1;
+  if (parser.isSet(grid_case)) {
+    if (!parser.isSet(grid)) {
+      std::fprintf(stderr, "--case needs --grid FILE (the grid whose cell to run)\n");
+      return 2;
+    }
+    if (parser.isSet(trace) || !parser.positionalArguments().isEmpty()) {
+      std::fprintf(stderr, "--case runs a passkey case instead of a book: drop the book or --trace\n");
+      return 2;
+    }
+    const QStringList parts = parser.value(grid_case).split(QLatin1Char(','));
+    bool ok_length = false, ok_depth = false;
+    double length = 0, depth = 0;
+    if (parts.size() == 2) {
+      QString l = parts[0].trimmed().toLower();
+      double scale = 1;
+      if (l.endsWith(QLatin1Char('k'))) scale = 1024;
+      else if (l.endsWith(QLatin1Char('m'))) scale = 1024 * 1024;
+      if (scale > 1) l.chop(1);
+      length = l.toDouble(&ok_length) * scale;
+      depth = parts[1].trimmed().toDouble(&ok_depth);
+    }
+    for (size_t i = 0; ok_length && i < grid_cells.lengths.size(); ++i)
+      if (static_cast<double>(grid_cells.lengths[i]) == length) case_length = static_cast<int>(i);
+    for (size_t i = 0; ok_depth && i < grid_cells.depths.size(); ++i)
+      if (std::abs(grid_cells.depths[i] - depth) < 1e-9) case_depth = static_cast<int>(i);
+    if (case_length < 0 || case_depth < 0) {
+      QStringList lengths, depths;
+      for (int64_t v : grid_cells.lengths) lengths << QString::number(v);
+      for (double v : grid_cells.depths) depths << QString::number(v);
+      std::fprintf(stderr, "--case %s: not a cell of the grid (lengths %s; depths %s)\n", qPrintable(parser.value(grid_case)),
+                   qPrintable(lengths.join(QLatin1Char(' '))), qPrintable(depths.join(QLatin1Char(' '))));
+      return 2;
+    }
+  }
+
   // Figures without clicking: no display is needed for them.
   if (parsed && parser.isSet(export_figures) && qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM"))
     qputenv("QT_QPA_PLATFORM", "offscreen");
@@ -203,6 +245,8 @@ int main(int argc, char** argv) {
   if (parser.isSet(grid)) {
     window.document()->setGrid(std::move(grid_results), std::move(grid_cells), parser.value(grid));
     window.showGrid();
+    if (case_length >= 0)
+      QTimer::singleShot(0, &window, [&window, case_length, case_depth] { window.retrievalPanel()->selectCell(case_length, case_depth); });
   }
   const QStringList files = parser.positionalArguments();
   if (parser.isSet(trace)) window.openTrace(parser.value(trace));
