@@ -276,6 +276,48 @@ class TestApp : public QObject {
     QCOMPARE(doc->position(), visited[2]);
   }
 
+  // The comparison runs the bundled Mamba-small twin (trained on the same rows) by default, or
+  // the current model with its memory switched off.
+  void comparisonsRunTheTwinOrTheMemoryOff() {
+    QStandardPaths::setTestModeEnabled(true);
+    QTemporaryDir dir;
+    const QString path = dir.filePath(QStringLiteral("t.txt"));
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      for (int i = 0; i < 30; ++i) f.write("The keeper of the lighthouse wrote 48213 in his log and went to sleep. ");
+    }
+    app::MainWindow window;
+    window.setBatchMode(true);
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    window.openPath(path);
+    QVERIFY(loaded.wait(60000));
+    QAction* compare = nullptr;
+    QAction* twin = nullptr;
+    for (QAction* a : window.findChildren<QAction*>()) {
+      const QString text = a->text().remove(QLatin1Char('&'));
+      if (text == QStringLiteral("Add a Mamba-only comparison")) compare = a;
+      if (text.startsWith(QStringLiteral("Comparisons run the bundled Mamba-small twin"))) twin = a;
+    }
+    QVERIFY(compare && twin);
+    views::TraceDocument* doc = window.document();
+    QSignalSpy compared(doc, &views::TraceDocument::comparisonChanged);  // a comparison lands beside the trace
+    auto memory_of = [](const Trace* t) { return t->config.at("memory").as_bool(); };
+    twin->setChecked(true);
+    compare->trigger();
+    QVERIFY(compared.wait(60000));
+    QCOMPARE(doc->comparisonLabel(), QStringLiteral("Mamba-small"));
+    QVERIFY(!memory_of(doc->comparison()));  // another model: no memory at all
+    QVERIFY(memory_of(doc->trace()));
+    QCOMPARE(doc->comparison()->length(), doc->trace()->length());
+    twin->setChecked(false);
+    compare->trigger();
+    QVERIFY(compared.wait(60000));
+    QCOMPARE(doc->comparisonLabel(), QStringLiteral("Mamba-only"));
+    QVERIFY(memory_of(doc->comparison()));  // the same MemMamba, its memory switched off at run time
+    twin->setChecked(true);
+  }
+
   void passkeyCaseSaysWhichModelAnswered() {
     QStandardPaths::setTestModeEnabled(true);
     app::MainWindow window;

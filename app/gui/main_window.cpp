@@ -42,6 +42,7 @@
 
 #include "model/log.h"
 #include "model/runtime.h"
+#include "model/sample_files.h"
 #include "model/memory/memory_edits.h"
 #include "views/attention_view.h"
 #include "views/book_view.h"
@@ -306,6 +307,12 @@ void MainWindow::buildMenus() {
     if (ensureCurrentText(tr("Re-run"), tr("Open a text first."))) runText(current_text_);
   });
   run->addAction(tr("Add a &Mamba-only comparison"), this, [this] { runComparison(false); });
+  // Which Mamba the comparisons run: the bundled twin trained on the same rows (the fair
+  // baseline), or the current model with its memory switched off (what the memory adds at run time).
+  twin_action_ = run->addAction(tr("Comparisons run the bundled Mamba-small &twin (else: this model, memory off)"));
+  twin_action_->setCheckable(true);
+  twin_action_->setChecked(QSettings().value(QStringLiteral("run/compare_with_twin"), true).toBool());
+  connect(twin_action_, &QAction::toggled, this, [](bool on) { QSettings().setValue(QStringLiteral("run/compare_with_twin"), on); });
   run->addAction(tr("Add a &DeciMamba comparison (memory off, tokens dropped between layers)"), this,
                  [this] { runComparison(true); });
   run->addAction(tr("Run this text as DeciMam&ba (see which tokens each layer keeps)"), this, [this] {
@@ -551,7 +558,7 @@ void MainWindow::startRun(RunRequest request) {
     QMessageBox::information(this, tr("Busy"), tr("A run is in progress: cancel it first."));
     return;
   }
-  request.checkpoint = checkpoint_;
+  if (!request.own_checkpoint) request.checkpoint = checkpoint_;
   request.tokenizer = tokenizer_;
   request.cuda = cuda_;
   running_ = true;
@@ -667,17 +674,25 @@ void MainWindow::runComparison(bool decimate) {
   if (last_request_ && last_request_->kind == RunRequest::Kind::Passkey) {
     r = *last_request_;  // the same passkey case, run the other way
     r.edits = Json::array();
+    r.own_checkpoint = false;
   } else {
     if (!ensureCurrentText(tr("Comparison"), tr("Open a text first."))) return;
     r = textRequest(current_text_);
   }
   r.memory = false;
   r.decimate = decimate;
+  QString which = decimate ? tr("DeciMamba") : tr("Mamba-only");
+  const std::string twin = find_sample_file("mamba-small.safetensors");
+  if (twin_action_->isChecked() && !twin.empty()) {
+    r.checkpoint = QString::fromStdString(twin);
+    r.own_checkpoint = true;
+    which = decimate ? tr("DeciMamba on Mamba-small") : tr("Mamba-small");
+  }
   // Measured for the comparison too when the current run has it, so both sit side by side.
   const Trace* current = document_->trace();
   r.fidelity = current && current->run_info.is_object() && current->run_info.contains("fidelity");
-  r.label += decimate ? tr(" (DeciMamba)") : tr(" (Mamba-only)");
-  comparison_pending_ = decimate ? tr("DeciMamba") : tr("Mamba-only");
+  r.label += QStringLiteral(" (%1)").arg(which);
+  comparison_pending_ = which;
   startRun(r);
 }
 

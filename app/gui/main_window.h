@@ -12,6 +12,7 @@
 
 #include "app/gui/run_worker.h"
 
+class QAction;
 class QLabel;
 class QProgressBar;
 class QPushButton;
@@ -132,6 +133,7 @@ class MainWindow : public QMainWindow {
   views::LossDifferenceView* loss_difference_;
   views::RetrievalPanel* retrieval_;
   views::NotedListView* noted_;
+  QAction* twin_action_ = nullptr;
   QPlainTextEdit* log_;
   QTextBrowser* tour_;
   QDockWidget* tour_dock_ = nullptr;

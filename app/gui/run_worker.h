@@ -22,6 +22,7 @@ struct RunRequest {
   BookOptions book;         // how the book's text is read (a re-run takes the trace's)
   Json edits = Json::array();  // memory edits (model/memory/memory_edits.h), a JSON list
   QString checkpoint;       // empty: the bundled model (random weights when none is bundled)
+  bool own_checkpoint = false;  // the request names its model (a comparison's twin): kept as it is
   QString tokenizer;        // empty: the bundled tokenizer
   bool cuda = false;
   bool memory = true;       // false: Mamba-only at run time
