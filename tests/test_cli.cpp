@@ -65,13 +65,14 @@ class TestCli : public QObject {
     QCOMPARE(run_cli({"bench", "--compare", "gpt"}).code, 2);
     Result compare = run_cli({"bench", "--compare", "transformer", "--lengths", "64,128", "--config", small_config_});
     QVERIFY2(compare.code == 0, qPrintable(compare.err));
-    QVERIFY(compare.out.contains("MemMamba / Mamba-only") && compare.out.contains("MemMamba / Transformer"));
-    // One row per length: tokens, three speeds and two ratios, all numbers.
+    QVERIFY(compare.out.contains("MemMamba / Mamba-only") && compare.out.contains("MemMamba / Transformer") &&
+            compare.out.contains("MemMamba / DeciMamba"));
+    // One row per length: tokens, four speeds and three ratios, all numbers.
     for (const char* length : {"64", "128"}) {
       bool found = false;
       for (const QString& line : compare.out.split('\n')) {
         const QStringList cells = line.simplified().split(' ');
-        if (cells.size() != 6 || cells[0] != length) continue;
+        if (cells.size() != 8 || cells[0] != length) continue;
         found = true;
         for (const QString& cell : cells) QVERIFY2(cell.toDouble() > 0, qPrintable(line));
       }

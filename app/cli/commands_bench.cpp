@@ -23,7 +23,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
                 "alone and the note pool's sequential walk and walk by events on every layer (up to 64k).\n"
                 "Without --checkpoint it uses random weights of the default small config (D=256, L=8, V=8192).\n"
                 "--bf16: under bf16 autocast (CUDA).\n"
-                "--compare transformer: forward speed of MemMamba, Mamba-only and a causal Transformer\n"
+                "--compare transformer: forward speed of MemMamba, Mamba-only, DeciMamba (Mamba-only with the\n"
+                "default decimation) and a causal Transformer\n"
                 "of the same width and depth (untraced, no LM head) per length, with their ratios; on a\n"
                 "GPU under bf16 autocast, the Transformer on scaled_dot_product_attention, up to\n"
                 "--transformer-max tokens (default 256k).\n\n%s",
@@ -46,8 +47,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
       std::printf("forward, batch 1, %s, %s; Transformer: %lld parameters, attention: %s\n", s.device.c_str(),
                   s.bf16_autocast ? "bf16 autocast" : "fp32", static_cast<long long>(s.transformer_parameters),
                   s.transformer_uses_sdpa ? "scaled_dot_product_attention" : "blocked (no SDPA in this LibTorch)");
-      std::printf("%9s %14s %14s %15s %22s %22s\n", "tokens", "MemMamba tok/s", "Mamba-only tok/s", "Transformer tok/s",
-                  "MemMamba / Mamba-only", "MemMamba / Transformer");
+      std::printf("%9s %14s %16s %15s %17s %22s %22s %22s\n", "tokens", "MemMamba tok/s", "Mamba-only tok/s",
+                  "DeciMamba tok/s", "Transformer tok/s", "MemMamba / Mamba-only", "MemMamba / DeciMamba",
+                  "MemMamba / Transformer");
     };
     const auto on_row = [](const eval::SpeedComparisonRow& r) {
       char tf_speed[32] = "-", tf_ratio[32] = "-";
@@ -55,8 +57,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
         std::snprintf(tf_speed, sizeof tf_speed, "%.0f", r.transformer);
         std::snprintf(tf_ratio, sizeof tf_ratio, "%.2f", r.memmamba / r.transformer);
       }
-      std::printf("%9lld %14.0f %16.0f %17s %22.2f %22s\n", static_cast<long long>(r.tokens), r.memmamba, r.mamba_only,
-                  tf_speed, r.memmamba / r.mamba_only, tf_ratio);
+      std::printf("%9lld %14.0f %16.0f %15.0f %17s %22.2f %22.2f %22s\n", static_cast<long long>(r.tokens), r.memmamba,
+                  r.mamba_only, r.decimamba, tf_speed, r.memmamba / r.mamba_only, r.memmamba / r.decimamba, tf_ratio);
       std::fflush(stdout);
     };
     eval::compare_forward_speed(lm->model, run_options(model_args, lm->model), lengths,

@@ -29,6 +29,9 @@ void compare_forward_speed(const MemMambaModel& model, const RunOptions& options
   RunOptions with_memory = options, without = options;
   without.memory.enabled = false;
   with_memory.keep_hidden = without.keep_hidden = true;
+  with_memory.decimation = without.decimation = DecimationSettings{};
+  RunOptions decimated = without;
+  decimated.decimation = DecimationSettings::defaults_for(model.config());
   auto memmamba = [&](const RunOptions& o) {
     return [&model, o](const torch::Tensor& t) {
       RunState s = model.new_state(1);
@@ -39,6 +42,7 @@ void compare_forward_speed(const MemMambaModel& model, const RunOptions& options
   for (int i = 0; i < 2; ++i) {  // warm-up: kernels chosen, caches filled
     seconds_of(memmamba(with_memory), 4096);
     seconds_of(memmamba(without), 4096);
+    seconds_of(memmamba(decimated), 4096);
     seconds_of(tf, 4096);
   }
   if (on_setup)
@@ -53,6 +57,7 @@ void compare_forward_speed(const MemMambaModel& model, const RunOptions& options
     row.tokens = T;
     row.memmamba = T / best_of(memmamba(with_memory), T);
     row.mamba_only = T / best_of(memmamba(without), T);
+    row.decimamba = T / best_of(memmamba(decimated), T);
     row.transformer = T <= transformer_max_tokens ? T / best_of(tf, T) : 0;
     if (on_row) on_row(row);
   }

@@ -1,6 +1,6 @@
 // The paper's efficiency claim, measured: forward speed of MemMamba, the same model without
-// memory (Mamba-only) and a causal Transformer of the same width and depth, batch 1, the
-// same work for each (no LM head). On a GPU all three run under bf16 autocast and the
+// memory (Mamba-only), that Mamba with DeciMamba's token dropping (its default settings) and a
+// causal Transformer of the same width and depth, batch 1, the same work for each (no LM head). On a GPU all three run under bf16 autocast and the
 // Transformer on LibTorch's scaled_dot_product_attention (flash kernels), the field's own code.
 #pragma once
 #include <cstdint>
@@ -22,6 +22,7 @@ struct SpeedComparisonSetup {
 struct SpeedComparisonRow {
   int64_t tokens = 0;
   double memmamba = 0, mamba_only = 0;  // tokens/s
+  double decimamba = 0;                 // tokens/s: Mamba-only with the default decimation
   double transformer = 0;               // tokens/s; 0 above the Transformer's maximum length
 };
 
