@@ -5,6 +5,7 @@
 
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/json.h"
 #include "model/trace.h"
 
 using namespace memmamba;
@@ -173,6 +174,13 @@ class TestCli : public QObject {
     QFile csv(prefix + ".csv");
     QVERIFY(csv.open(QIODevice::ReadOnly));
     QCOMPARE(csv.readAll().count('\n'), 3);
+    // The default haystack is the bundled evaluation book, which no bundled model trained on;
+    // the case settings are recorded.
+    QFile result(prefix + ".json");
+    QVERIFY(result.open(QIODevice::ReadOnly));
+    const Json grid = Json::parse(result.readAll().toStdString());
+    QVERIFY(QString::fromStdString(grid.at("meta").at("book").as_string()).endsWith(QStringLiteral("The-Adventures-of-Tom-Sawyer_74.txt")));
+    QCOMPARE(grid.at("settings").at("case").at("facts").as_int(), int64_t{1});
     QCOMPARE(run_cli({"eval", "docs", "--out", "x", "--noise", "1000"}).code, 2);
     const QString docs = dir_.filePath("docs.json");
     Result d = run_cli({"eval", "docs", "--out", docs, "--noise", "3", "--samples", "1", "--random-init", "0", "--config",

@@ -14,7 +14,7 @@ set -euo pipefail
 name=$1 checkpoint=$2
 shift 2
 cli=build-gpu/bin/memmamba
-book=${BOOK:-gpu-carry/books/The-Adventures-of-Tom-Sawyer_74.txt}
+book=${BOOK:-sample_data/The-Adventures-of-Tom-Sawyer_74.txt}
 results=${OUT:-runs}/heldout
 mkdir -p "$results"
 what=() extra=()
