@@ -528,6 +528,21 @@ class TestViews : public QObject {
     }
     QCOMPARE(ann.size(), size_t(3));
     QCOMPARE(forty_two.size(), size_t(2));
+    // Importance above tau1 where noted; the first "Ann" has a note that entered slot 2 and
+    // was evicted at token 10, the first "42" one that the pool dropped.
+    trace->run_info = Json::object();
+    trace->run_info["tau_note"] = 0.75;
+    trace->pool_slots = 4;
+    for (LayerTrace& l : trace->layers) {
+      l.importance.assign(static_cast<size_t>(T), 0.1f);
+      for (int64_t t = 0; t < T; ++t)
+        if (l.flags[t] & kNoted) l.importance[t] = 0.9f;
+    }
+    trace->notes.push_back(NoteInfo{0, 7, 1, 0.875f, Column<int64_t>{ann[0]}});
+    trace->notes.push_back(NoteInfo{0, 8, 1, 0.5f, Column<int64_t>{forty_two[0]}});
+    trace->events.push_back(PoolEvent{ann[0], 0, 0, 2, 0, 0.875f});
+    trace->events.push_back(PoolEvent{10, 0, 1, 2, 0, 0.875f});
+    trace->events.push_back(PoolEvent{forty_two[0], 0, 2, -1, 1, 0.5f});
     const auto top = most_noted_strings(*trace, 0, 2);
     QCOMPARE(top.size(), size_t(2));
     QCOMPARE(top[0].text, std::string("Ann"));  // the leading space is trimmed
@@ -555,6 +570,15 @@ class TestViews : public QObject {
     list.stepToNext(0);
     QCOMPARE(doc.position(), ann[0]);
     QVERIFY(list.csv().startsWith(QStringLiteral("layer,text,count,first\n0,\"Ann\",3,")));
+    // Why a token was noted, or not.
+    const QString first_ann = doc.whyNoted(0, ann[0]);
+    QVERIFY2(first_ann.contains(QStringLiteral("importance 0.900 &gt; tau1 0.750")) && first_ann.contains(QStringLiteral("note 7")) &&
+                 first_ann.contains(QStringLiteral("slot 2 from token 1")) && first_ann.contains(QStringLiteral("evicted at token 10")),
+             qPrintable(first_ann));
+    QVERIFY(doc.whyNoted(0, forty_two[0]).contains(QStringLiteral("dropped")));
+    QVERIFY(doc.whyNoted(0, 1).contains(QStringLiteral("&le; tau1")) && doc.whyNoted(0, 1).contains(QStringLiteral("not noted")));
+    QVERIFY(doc.whyNoted(0, ann[1]).contains(QStringLiteral("its note is not in the trace")));
+    QVERIFY(doc.whyNoted(0, T).isEmpty() && doc.whyNoted(9, 0).isEmpty());
     // Next and previous note of a layer, from any token.
     QCOMPARE(doc.nextNoted(0, ann[0], 1), ann[0] + 2);  // "Bob" (two tokens after "Ann": " met", " Bob")
     QCOMPARE(doc.nextNoted(0, forty_two[1], 1), int64_t{-1});

@@ -4,10 +4,12 @@
 #include <QMenu>
 
 #include <QEvent>
+#include <QHelpEvent>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
 #include <QMouseEvent>
+#include <QToolTip>
 #include <QScrollBar>
 #include <QTextBlock>
 #include <QTextBrowser>
@@ -186,6 +188,16 @@ bool BookView::eventFilter(QObject* watched, QEvent* event) {
                        .arg(token).arg(document_->tokenText(token).trimmed()).arg(layer).arg(position),
                    this, [this, layer, token, position] { Q_EMIT plantRequested(layer, token, position); });
     menu.exec(ce->globalPos());
+    return true;
+  }
+  if (watched == text_->viewport() && event->type() == QEvent::ToolTip && document_->hasTrace()) {
+    // Why this token was (not) noted in the current layer.
+    auto* he = static_cast<QHelpEvent*>(event);
+    const int at = text_->cursorForPosition(he->pos()).position();
+    const int64_t token = tokenAtCursor(at > 0 ? at - 1 : at);
+    const QString why = token >= 0 ? document_->whyNoted(document_->layer(), token) : QString();
+    if (why.isEmpty()) QToolTip::hideText();
+    else QToolTip::showText(he->globalPos(), why, text_->viewport());
     return true;
   }
   if (watched == text_->viewport() && event->type() == QEvent::MouseButtonRelease) {

@@ -1,6 +1,7 @@
 #include "views/trace_document.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace memmamba::views {
 
@@ -112,6 +113,45 @@ QString TraceDocument::context(int64_t position, int radius) const {
     out += t == position ? QStringLiteral("[") + piece + QStringLiteral("]") : piece;
   }
   return out.simplified();
+}
+
+QString TraceDocument::whyNoted(int layer, int64_t token) const {
+  if (!trace_ || layer < 0 || layer >= layers() || token < 0 || token >= length()) return {};
+  const LayerTrace& l = trace_->layers[layer];
+  QString text = tr("token %L1 \"%2\", layer %3").arg(token).arg(tokenText(token).trimmed().toHtmlEscaped()).arg(layer);
+  const Json& info = trace_->run_info;
+  const bool has_tau = info.is_object() && info.contains("tau_note") && info.at("tau_note").is_number();
+  const double tau = has_tau ? info.at("tau_note").as_double() : std::nan("");
+  const bool noted = token < static_cast<int64_t>(l.flags.size()) && (l.flags[token] & kNoted);
+  if (token < static_cast<int64_t>(l.importance.size())) {
+    const double importance = l.importance[token];
+    text += tr("<br>importance %1").arg(importance, 0, 'f', 3);
+    if (has_tau) text += importance > tau ? tr(" &gt; tau1 %1").arg(tau, 0, 'f', 3) : tr(" &le; tau1 %1").arg(tau, 0, 'f', 3);
+  }
+  if (!noted) return text + tr("<br>not noted");
+  // The note that holds this token, and what became of it in the pool.
+  int64_t note = -1;
+  for (size_t n = 0; n < trace_->notes.size() && note < 0; ++n) {
+    const NoteInfo& info_n = trace_->notes[n];
+    if (info_n.layer != layer) continue;
+    for (int64_t s : info_n.sources)
+      if (s == token) note = static_cast<int64_t>(n);
+  }
+  if (note < 0) return text + tr("<br>noted (its note is not in the trace)");
+  text += tr("<br><b>noted</b>: note %1, priority %2").arg(trace_->notes[note].local_id).arg(trace_->notes[note].priority, 0, 'f', 3);
+  int64_t inserted = -1, left = -1;
+  int32_t slot = -1;
+  bool dropped = false;
+  for (const PoolEvent& e : trace_->events) {
+    if (e.note != note) continue;
+    if (e.kind == 0) { inserted = e.position; slot = e.slot; }
+    else if (e.kind == 1) left = e.position;
+    else dropped = true;
+  }
+  if (dropped) return text + tr("<br>dropped: not kept in the pool (full of notes of higher priority, or a memory edit)");
+  if (inserted >= 0) text += tr("<br>slot %1 from token %L2").arg(slot).arg(inserted + 1);
+  text += left >= 0 ? tr(", evicted at token %L1").arg(left) : tr(", still in the pool at the end");
+  return text;
 }
 
 QString TraceDocument::noteLabel(int64_t note) const {

@@ -45,6 +45,9 @@ class TraceDocument : public QObject {
   // The next (direction 1) or previous (-1) position after / before `from` where `layer` noted
   // a token; -1 where there is none.
   int64_t nextNoted(int layer, int64_t from, int direction) const;
+  // Why `token` was or was not noted in `layer`: its importance against tau1, and for a noted
+  // token its note, slot, priority and when it entered and left the pool (book view tooltips).
+  QString whyNoted(int layer, int64_t token) const;
   // A note's source text (its first noted token in context).
   QString noteLabel(int64_t note) const;
 
