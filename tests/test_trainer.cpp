@@ -15,6 +15,7 @@
 #include "model/checkpoint.h"
 #include "model/memmamba.h"
 #include "model/safetensors.h"
+#include "model/text_input.h"
 #include "model/train/token_shards.h"
 #include "model/train/trainer.h"
 #include "model/train/training_rows.h"
@@ -122,6 +123,64 @@ class TestTrainer : public QObject {
       for (int64_t w : passkey.wordings) QVERIFY(!eval::passkey_wordings()[static_cast<size_t>(w)].held_out);
     }
     QVERIFY(facts && words && names && distractors);
+  }
+
+  // Passkey rows on the shard's own text: the haystack sentences come from the training shard
+  // (never from a bundled or evaluation book), and the needle is in the row.
+  void shardHaystacksComeFromTheShard() {
+    QTemporaryDir dir;
+    const std::string tok_path = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+    const Tokenizer tok = Tokenizer::load(tok_path);
+    const std::string book = load_text_file(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/Alice-s-Adventures-in-Wonderland_11.txt");
+    TokenShard train, held;
+    train.vocab_size = held.vocab_size = static_cast<uint32_t>(tok.vocab_size());
+    for (int32_t id : tok.encode(book).ids) train.tokens.push_back(static_cast<uint16_t>(id));
+    held.tokens.assign(train.tokens.begin(), train.tokens.begin() + 2000);
+    train.save(dir.filePath(QStringLiteral("train.tokens")).toStdString());
+    held.save(dir.filePath(QStringLiteral("heldout.tokens")).toStdString());
+    TrainOptions o = tinyRun(dir.path(), dir.filePath(QStringLiteral("out")), 1);
+    o.config.vocab_size = tok.vocab_size();
+    o.seq_len = 600;
+    o.passkey_fraction = 1;
+    o.passkey_tokenizer = tok_path;
+    o.passkey_shard_haystack = true;
+    o.varied_cases = true;
+    o.case_mix = "passkey";
+    const TokenShard loaded = TokenShard::load(dir.filePath(QStringLiteral("train.tokens")).toStdString());
+    const BatchMaker rows(o, loaded, 6);
+    int keys = 0;
+    const torch::Tensor batch = rows.make(0, 0, 3, &keys);
+    QCOMPARE(keys, 3);
+    int shard_rows = 0;
+    for (int64_t r = 0; r < 3; ++r) {
+      std::vector<int32_t> ids;
+      for (int64_t i = 0; i < batch.size(1); ++i) ids.push_back(static_cast<int32_t>(batch[r][i].item<int64_t>()));
+      const std::string text = tok.decode(ids);
+      QVERIFY2(text.find("Answer: ") != std::string::npos, qPrintable(QString::fromStdString(text.substr(text.size() - 200))));
+      // The sentence just before the question is a haystack sentence (or the needle): one of the
+      // shard's. (The tokenizer turns newlines into spaces: the question is found by its words.)
+      size_t question = std::string::npos;
+      for (const eval::Wording& w : eval::passkey_wordings()) {
+        std::string q = w.question;
+        q = q.substr(1, q.find('\n', 1) - 1);  // "What is the pass key?"
+        const size_t at = text.rfind(q);
+        if (at != std::string::npos) question = at;
+      }
+      QVERIFY(question != std::string::npos);
+      const std::string before = text.substr(0, question);
+      const size_t start = before.rfind(". ", before.size() - 3);
+      const std::string last_sentence = before.substr(start == std::string::npos ? 0 : start + 2);
+      QVERIFY2(last_sentence.size() > 10, qPrintable(QString::fromStdString(last_sentence)));
+      const std::string probe = last_sentence.substr(0, std::min<size_t>(24, last_sentence.size()));
+      bool from_needle = false;
+      for (const eval::Wording& w : eval::passkey_wordings()) from_needle |= probe.find(std::string(w.needle).substr(0, 8)) == 0;
+      bool from_shard = false;
+      for (const std::string& sentence : eval::split_sentences(book)) from_shard |= sentence.find(probe) != std::string::npos;
+      QVERIFY2(from_needle || from_shard,
+               qPrintable(QString::fromStdString(probe)));
+      shard_rows += from_shard;
+    }
+    QVERIFY(shard_rows > 0);
   }
 
   void shardsRoundTripAndRefuseCorruptFiles() {
