@@ -7,14 +7,11 @@ namespace memmamba {
 
 namespace {
 std::string token_string(const Trace& trace, int64_t t) {
-  const bool has_text = t < static_cast<int64_t>(trace.char_begin.size()) && t < static_cast<int64_t>(trace.char_end.size()) &&
-                        trace.char_begin[t] >= 0 && trace.char_end[t] >= trace.char_begin[t] &&
-                        trace.char_end[t] <= static_cast<int64_t>(trace.text.size());
-  if (!has_text) return "#" + std::to_string(trace.tokens[t]);
-  std::string s = trace.text.substr(trace.char_begin[t], trace.char_end[t] - trace.char_begin[t]);
-  const size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return s.empty() ? std::string("#") + std::to_string(trace.tokens[t]) : std::string("\u2423");
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+  const std::optional<std::string_view> bytes = trace.token_bytes(t);
+  if (!bytes || bytes->empty()) return "#" + std::to_string(trace.tokens[t]);
+  const size_t b = bytes->find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return "\u2423";
+  return std::string(bytes->substr(b, bytes->find_last_not_of(" \t\r\n") - b + 1));
 }
 }  // namespace
 

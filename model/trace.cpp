@@ -28,6 +28,30 @@ std::vector<int64_t> Trace::pool_at(int32_t layer, int64_t position) const {
   return slots;
 }
 
+std::optional<std::string_view> Trace::token_bytes(int64_t t) const {
+  if (t < 0 || t >= static_cast<int64_t>(char_begin.size()) || char_begin[t] < 0 || text.empty()) return std::nullopt;
+  const auto size = static_cast<int64_t>(text.size());
+  const int64_t b = std::min(char_begin[t], size);
+  const int64_t e = std::clamp<int64_t>(t < static_cast<int64_t>(char_end.size()) ? char_end[t] : b, b, size);
+  return std::string_view(text).substr(static_cast<size_t>(b), static_cast<size_t>(e - b));
+}
+
+NoteLife note_life(const Trace& trace, int64_t note) {
+  NoteLife life;
+  for (const PoolEvent& e : trace.events) {
+    if (e.note != note) continue;
+    if (e.kind == 0) {
+      life.inserted = e.position;
+      life.slot = e.slot;
+    } else if (e.kind == 1) {
+      life.evicted = e.position;
+    } else {
+      life.dropped = true;
+    }
+  }
+  return life;
+}
+
 PoolReplay::PoolReplay(const Trace& trace, int64_t stride) : trace_(trace) {
   const size_t L = trace.layers.size();
   layer_events_.resize(L);

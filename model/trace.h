@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/column.h"
@@ -92,6 +94,8 @@ struct Trace {
   int64_t pool_slots = 0;
 
   int64_t length() const { return static_cast<int64_t>(tokens.size()); }
+  // The bytes of token t in `text`; nullopt where the trace has no text or no offsets for it.
+  std::optional<std::string_view> token_bytes(int64_t t) const;
   // The pool of `layer` as visible at `position`: note index per slot (-1 empty).
   std::vector<int64_t> pool_at(int32_t layer, int64_t position) const;
   uint64_t memory_bytes() const;
@@ -104,6 +108,15 @@ struct Trace {
  private:
   static Trace from_safetensors(const SafetensorsFile& f);
 };
+
+// What became of note `note` in its layer's pool, from the trace's events: where it entered
+// (and which slot), where it was evicted, or that it was dropped; -1 where none.
+struct NoteLife {
+  int64_t inserted = -1, evicted = -1;
+  int32_t slot = -1;
+  bool dropped = false;
+};
+NoteLife note_life(const Trace& trace, int64_t note);
 
 // Speeds up pool_at for scrubbing: snapshots every `stride` events per layer.
 class PoolReplay {

@@ -97,11 +97,8 @@ int64_t TraceDocument::tokenAtByte(int64_t byte) const {
 
 QString TraceDocument::tokenText(int64_t t) const {
   if (!trace_ || t < 0 || t >= trace_->length()) return {};
-  if (t < static_cast<int64_t>(trace_->char_begin.size()) && trace_->char_begin[t] >= 0 && !trace_->text.empty()) {
-    const int64_t b = trace_->char_begin[t], e = std::min<int64_t>(trace_->char_end[t], trace_->text.size());
-    if (e > b) return QString::fromUtf8(trace_->text.data() + b, static_cast<qsizetype>(e - b));
-    return {};
-  }
+  if (const auto bytes = trace_->token_bytes(t))
+    return bytes->empty() ? QString() : QString::fromUtf8(bytes->data(), static_cast<qsizetype>(bytes->size()));
   return QStringLiteral("#%1").arg(trace_->tokens[t]);
 }
 
@@ -139,18 +136,10 @@ QString TraceDocument::whyNoted(int layer, int64_t token) const {
   }
   if (note < 0) return text + tr("<br>noted (its note is not in the trace)");
   text += tr("<br><b>noted</b>: note %1, priority %2").arg(trace_->notes[note].local_id).arg(trace_->notes[note].priority, 0, 'f', 3);
-  int64_t inserted = -1, left = -1;
-  int32_t slot = -1;
-  bool dropped = false;
-  for (const PoolEvent& e : trace_->events) {
-    if (e.note != note) continue;
-    if (e.kind == 0) { inserted = e.position; slot = e.slot; }
-    else if (e.kind == 1) left = e.position;
-    else dropped = true;
-  }
-  if (dropped) return text + tr("<br>dropped: not kept in the pool (full of notes of higher priority, or a memory edit)");
-  if (inserted >= 0) text += tr("<br>slot %1 from token %L2").arg(slot).arg(inserted + 1);
-  text += left >= 0 ? tr(", evicted at token %L1").arg(left) : tr(", still in the pool at the end");
+  const NoteLife life = note_life(*trace_, note);
+  if (life.dropped) return text + tr("<br>dropped: not kept in the pool (full of notes of higher priority, or a memory edit)");
+  if (life.inserted >= 0) text += tr("<br>slot %1 from token %L2").arg(life.slot).arg(life.inserted + 1);
+  text += life.evicted >= 0 ? tr(", evicted at token %L1").arg(life.evicted) : tr(", still in the pool at the end");
   return text;
 }
 

@@ -21,12 +21,10 @@
 namespace memmamba::cli {
 
 namespace {
+
 // The default haystack and paragraphs of the evaluations: a bundled book outside every training
 // shard of the bundled models (sample_data/MODEL_CARD.md).
 constexpr const char* kEvaluationBook = "The-Adventures-of-Tom-Sawyer_74.txt";
-}  // namespace
-
-namespace {
 
 std::vector<double> parse_depths(const std::string& text) {
   std::vector<double> out;
@@ -179,9 +177,6 @@ int cmd_eval_docs(const std::vector<std::string>& argv) {
   return kOk;
 }
 
-}  // namespace
-
-namespace {
 // The task wordings, as `--wording` takes them.
 int cmd_eval_wordings() {
   auto show = [](const char* title, const std::vector<eval::Wording>& wordings) {

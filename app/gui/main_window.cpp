@@ -36,13 +36,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 
 #include <cstdio>
 
 #include "model/log.h"
 #include "model/runtime.h"
-#include "model/sample_files.h"
 #include "model/memory/memory_edits.h"
 #include "views/attention_view.h"
 #include "views/book_view.h"

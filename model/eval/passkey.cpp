@@ -4,8 +4,6 @@
 #include <cctype>
 #include <numeric>
 #include <random>
-#include <set>
-#include <sstream>
 #include <stdexcept>
 
 namespace memmamba::eval {
@@ -80,6 +78,15 @@ bool overlaps(const std::string& a, const std::vector<std::string>& others) {
 std::string PasskeyGenerator::needle(const std::string& key) { return fill_wording(passkey_wordings()[0].needle, key, ""); }
 const char* PasskeyGenerator::instruction() { return passkey_wordings()[0].instruction; }
 const char* PasskeyGenerator::question() { return passkey_wordings()[0].question; }
+
+std::vector<int64_t> key_mentions(const PasskeyCase& c) {
+  std::vector<int64_t> at;
+  if (c.key.empty()) return at;
+  for (size_t i = c.prompt.find(c.key, static_cast<size_t>(c.needle_begin));
+       i != std::string::npos && static_cast<int64_t>(i + c.key.size()) <= c.needle_end; i = c.prompt.find(c.key, i + c.key.size()))
+    at.push_back(static_cast<int64_t>(i));
+  return at;
+}
 
 std::vector<std::string> split_sentences(const std::string& text, int64_t min_words) {
   std::vector<std::string> out;

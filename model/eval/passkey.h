@@ -40,6 +40,10 @@ struct PasskeyCase {
   int64_t asked = 0;                // index into needles
 };
 
+// Byte offsets in the prompt of each mention of the asked value inside the asked needle, in
+// order (the passkey wordings mention it once or twice). Empty for an empty key.
+std::vector<int64_t> key_mentions(const PasskeyCase& c);
+
 // Splits text into sentences (ending in . ! or ?), whitespace collapsed; keeps those of at
 // least `min_words` words. Used to build haystacks from any book.
 std::vector<std::string> split_sentences(const std::string& text, int64_t min_words = 5);

@@ -7,7 +7,6 @@
 #include <set>
 #include <sstream>
 
-#include "model/eval/passkey_grid.h"
 #include "model/eval/result.h"
 #include "model/trace_builder.h"
 
@@ -16,15 +15,12 @@ namespace memmamba::eval {
 std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
                                            const std::vector<int64_t>& end) {
   // The key's tokens: those inside the digits of either mention in the needle.
-  const std::string& key = c.key;
+  const auto size = static_cast<int64_t>(c.key.size());
   const int64_t T = static_cast<int64_t>(begin.size());
   std::vector<int64_t> key_positions;
-  if (key.empty()) return key_positions;
-  for (size_t at = c.prompt.find(key, c.needle_begin);
-       at != std::string::npos && static_cast<int64_t>(at + key.size()) <= c.needle_end;
-       at = c.prompt.find(key, at + 1)) {
+  for (const int64_t at : key_mentions(c)) {
     for (int64_t t = 0; t < T; ++t)
-      if (begin[t] < static_cast<int64_t>(at + key.size()) && end[t] > static_cast<int64_t>(at)) key_positions.push_back(t);
+      if (begin[t] < at + size && end[t] > at) key_positions.push_back(t);
   }
   return key_positions;
 }
@@ -133,18 +129,11 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
       Json nj = Json::object();
       nj["note"] = static_cast<int64_t>(n);
       nj["priority"] = static_cast<double>(note.priority);
-      int64_t inserted = -1, evicted = -1;
-      bool dropped = false;
-      for (const PoolEvent& e : trace.events) {
-        if (e.note != static_cast<int64_t>(n)) continue;
-        if (e.kind == 0) inserted = e.position;
-        else if (e.kind == 1) evicted = e.position;
-        else dropped = true;
-      }
-      nj["inserted_at"] = inserted;
-      nj["evicted_at"] = evicted;
-      nj["dropped"] = dropped;
-      nj["in_pool_at_answer"] = inserted >= 0 && (evicted < 0 || evicted >= T - 1);
+      const NoteLife life = note_life(trace, static_cast<int64_t>(n));
+      nj["inserted_at"] = life.inserted;
+      nj["evicted_at"] = life.evicted;
+      nj["dropped"] = life.dropped;
+      nj["in_pool_at_answer"] = life.inserted >= 0 && (life.evicted < 0 || life.evicted >= T - 1);
       notes.push_back(nj);
     }
     layer["key_tokens_noted"] = noted_key_tokens;

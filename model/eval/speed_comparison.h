@@ -1,7 +1,7 @@
 // The paper's efficiency claim, measured: forward speed of MemMamba, the same model without
 // memory (Mamba-only), that Mamba with DeciMamba's token dropping (its default settings) and a
-// causal Transformer of the same width and depth, batch 1, the same work for each (no LM head). On a GPU all three run under bf16 autocast and the
-// Transformer on LibTorch's scaled_dot_product_attention (flash kernels), the field's own code.
+// causal Transformer of the same width and depth, batch 1, the same work for each (no LM head).
+// On a GPU all four run under bf16 autocast and the Transformer on LibTorch's scaled_dot_product_attention (flash kernels), the field's own code.
 #pragma once
 #include <cstdint>
 #include <functional>

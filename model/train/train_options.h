@@ -38,13 +38,13 @@ struct TrainOptions {
   std::vector<std::string> passkey_books;  // haystack sentences (empty: the shard's, or the repeated filler)
   // Haystacks from the training shard's own text (decoded), so that no evaluation book is in them.
   bool passkey_shard_haystack = false;
-  std::string passkey_answer_end = ".";
+  std::string passkey_answer_end = ".";     // what follows the key in a passkey row (passkey_training_text)
   // Passkey rows draw their case from the training mix (training_case_spec): many wordings, keys
   // of 3-10 digits, words and names, several labelled facts. Off: the first wording, 5 digits.
   bool varied_cases = false;
   // With varied cases: "all" (the whole mix) or "passkey" (one fact, digit keys of 3-10 digits,
   // the trained wordings: the wording alone varies).
-  std::string case_mix = "all";     // what follows the key in a passkey row (passkey_training_text)
+  std::string case_mix = "all";
   // Shortest passkey example in tokens (0: min(256, seq_len / 2)); longer examples put the key
   // further from its answer, beyond what the SSM's state alone still carries.
   int64_t passkey_min_tokens = 0;

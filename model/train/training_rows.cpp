@@ -23,12 +23,8 @@ int64_t token_at_byte(const Encoding& enc, int64_t byte) {
 
 // Byte offsets in the prompt of the key's two copies in the needle (-1 where absent).
 std::pair<int64_t, int64_t> needle_key_copies(const eval::PasskeyCase& c) {
-  const std::string& key = c.key;
-  auto inside = [&](size_t at) { return at != std::string::npos && static_cast<int64_t>(at + key.size()) <= c.needle_end; };
-  const size_t first = c.prompt.find(key, static_cast<size_t>(c.needle_begin));
-  if (key.empty() || !inside(first)) return {-1, -1};
-  const size_t second = c.prompt.find(key, first + key.size());
-  return {static_cast<int64_t>(first), inside(second) ? static_cast<int64_t>(second) : int64_t{-1}};
+  const std::vector<int64_t> at = eval::key_mentions(c);
+  return {at.empty() ? -1 : at[0], at.size() < 2 ? -1 : at[1]};
 }
 
 // Sentences of the training shard's text: 64 windows of 16k tokens spread over the shard,
