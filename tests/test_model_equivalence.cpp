@@ -4,6 +4,7 @@
 #include <QtTest/QtTest>
 
 #include "model/memmamba.h"
+#include "model/memory/slot_attention.h"
 #include "model/selective_scan.h"
 #include "model/runtime.h"
 #include "test_helpers.h"
@@ -203,6 +204,40 @@ class TestModelEquivalence : public QObject {
     MemMambaModel mg(c, wg);
     auto slow = mg.logits(mg.forward(tokens, s2, mg.default_options())).detach();
     QVERIFY((fast - slow).abs().max().item<double>() < 1e-4);
+  }
+
+  // Training reads the pool through matrix products over the bank entries seen; they must
+  // give the per-row gathers' weights, context and gradients: empty slots, rows that see
+  // nothing, entries seen by a few rows only, and the union's width.
+  void denseSlotAttentionEqualsGathered() {
+    struct Case { int64_t n, S, M, nb; };
+    for (const Case& c : {Case{300, 16, 50, 120}, Case{64, 8, 200, 900}, Case{7, 3, 4, 5}}) {
+      torch::manual_seed(c.n + c.M);
+      auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+      auto q = torch::randn({c.n, c.S}, f64), k = torch::randn({c.nb, c.S}, f64), v = torch::randn({c.nb, c.S}, f64);
+      auto lp = torch::log(torch::rand({c.nb}, f64).add(0.01));
+      // Each row sees distinct entries (a note holds one slot), some slots empty.
+      auto visible = std::get<1>(torch::rand({c.n, c.nb}).sort(1)).narrow(1, 0, c.M).contiguous();
+      visible = torch::where(torch::rand({c.n, c.M}).lt(0.3), torch::full_like(visible, -1), visible);
+      visible.narrow(0, 0, 2).fill_(-1);  // rows that see nothing
+      std::vector<torch::Tensor> grads[2];
+      torch::Tensor ctx[2], att[2];
+      for (int path = 0; path < 2; ++path) {
+        std::vector<torch::Tensor> in{q.clone().requires_grad_(), k.clone().requires_grad_(), v.clone().requires_grad_(),
+                                      lp.clone().requires_grad_()};
+        auto out = attend_slots(in[0], in[1], in[2], in[3], visible, 0.3,
+                                path == 0 ? SlotAttentionPath::Dense : SlotAttentionPath::Gathered);
+        (out.context.pow(2).sum() + (out.weights * torch::arange(c.M, f64)).sum()).backward();
+        ctx[path] = out.context.detach();
+        att[path] = out.weights.detach();
+        for (auto& t : in) grads[path].push_back(t.grad());
+      }
+      QVERIFY((ctx[0] - ctx[1]).abs().max().item<double>() < 1e-12);
+      QVERIFY((att[0] - att[1]).abs().max().item<double>() < 1e-12);
+      QVERIFY(att[0].narrow(0, 0, 2).abs().sum().item<double>() == 0);
+      for (size_t i = 0; i < 4; ++i)
+        QVERIFY2((grads[0][i] - grads[1][i]).abs().max().item<double>() < 1e-10, qPrintable(QString("input %1").arg(i)));
+    }
   }
 
   void loopMixerStepEqualsTheTensorOpsStep() {

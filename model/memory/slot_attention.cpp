@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "model/cuda/note_pool_op.h"
 #include "model/mamba_mixer.h"
@@ -122,22 +123,13 @@ GatedRead gated_read_cpu_inference(const ModelConfig& c, const Weights& w, const
 }
 }  // namespace
 
-SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const std::string& prefix,
-                                   const torch::Tensor& x_rows, const torch::Tensor& bank,
-                                   const torch::Tensor& bank_priority, const torch::Tensor& visible) {
-  const int64_t n = x_rows.size(0), M = visible.size(1), S = c.summary_dim;
-  auto keys = torch::matmul(bank, w[prefix + "k.weight"].t());    // [nb, S]
-  auto values = torch::matmul(bank, w[prefix + "v.weight"].t());  // [nb, S]
-  auto log_priority = torch::log(bank_priority.clamp_min(1e-6));
-  auto queries = project(rms_norm(x_rows, w[prefix + "norm.weight"], c.norm_eps), w[prefix + "q.weight"]);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(S));
-  // (CPU reads without autograd never come here: gated_slot_attention fuses them.)
-  const bool needs_grad = needs_autograd({queries, keys, log_priority});
-  if (!needs_grad && cuda_ops::slot_attention_available(queries, M)) {
-    auto rows = cuda_ops::slot_attention_rows(queries, keys, values, log_priority, visible, scale);
-    const auto type = x_rows.scalar_type();
-    return {project(rows.context.to(type), w[prefix + "o.weight"]), rows.weights.to(type)};
-  }
+namespace {
+// The attention as gathers of each row's visible slots ([rows, M, S]): memory bounded by
+// blocks of rows whatever the bank's size. Its backward scatters every row's gradient onto
+// the few bank rows it read, which is slow on a GPU (atomic adds on the same addresses).
+SlotAttentionOutput attend_gathered(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& values,
+                                    const torch::Tensor& log_priority, const torch::Tensor& visible, double scale) {
+  const int64_t n = queries.size(0), M = visible.size(1), S = queries.size(1);
   constexpr int64_t kRowsPerBlock = 1024;
   std::vector<torch::Tensor> contexts, weights;
   for (int64_t r0 = 0; r0 < n; r0 += kRowsPerBlock) {
@@ -156,9 +148,73 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
     contexts.push_back(torch::matmul(att.unsqueeze(1), v).squeeze(1));
     weights.push_back(att);
   }
-  auto ctx = contexts.empty() ? torch::zeros({0, S}, x_rows.options()) : torch::cat(contexts, 0);
-  auto att = weights.empty() ? torch::zeros({0, M}, x_rows.options()) : torch::cat(weights, 0);
-  return {torch::matmul(ctx, w[prefix + "o.weight"].t()), att};
+  auto ctx = contexts.empty() ? torch::zeros({0, S}, queries.options()) : torch::cat(contexts, 0);
+  auto att = weights.empty() ? torch::zeros({0, M}, queries.options()) : torch::cat(weights, 0);
+  return {ctx, att};
+}
+
+// The same attention over the bank entries that some row sees, as two matrix products:
+// logits [n, nb'] = q k^T masked to each row's visible entries, context = softmax v. A
+// chunk of a trained model sees its K carried slots and a few notes, so nb' is tens to a
+// few hundred and the products (and their backward) cost less than the gathers' copies.
+// Each bank index appears at most once in a row (a note holds one slot). Returns nothing
+// when the entries seen exceed max_entries.
+std::optional<SlotAttentionOutput> attend_dense(const torch::Tensor& queries, const torch::Tensor& keys,
+                                                const torch::Tensor& values, const torch::Tensor& log_priority,
+                                                const torch::Tensor& visible, double scale, int64_t max_entries) {
+  const int64_t n = queries.size(0), nb = keys.size(0);
+  auto mask = visible.ge(0);
+  auto long_opts = visible.options();
+  // Entry nb+... : index 0 of `seen` stands for "-1, nothing".
+  auto seen = torch::zeros({nb + 1}, long_opts).index_fill_(0, (visible + 1).reshape({-1}), 1).narrow(0, 1, nb);
+  auto used = seen.nonzero().squeeze(1);  // the one host sync: the dense width
+  const int64_t nc = used.size(0);
+  if (nc > max_entries) return std::nullopt;
+  auto compact = torch::full({nb}, nc, long_opts).index_put_({used}, torch::arange(nc, long_opts));
+  // Column nc collects the empty slots and is dropped.
+  auto column = torch::where(mask, compact.index_select(0, visible.clamp_min(0).reshape({-1})).view_as(visible),
+                             torch::full({}, nc, long_opts));
+  auto dense_mask = torch::zeros({n, nc + 1}, mask.options()).scatter_(1, column, true).narrow(1, 0, nc);
+  auto k = keys.index_select(0, used), v = values.index_select(0, used);
+  auto logits = torch::matmul(queries, k.t()) * scale + log_priority.index_select(0, used);
+  logits = logits.masked_fill(dense_mask.logical_not(), -std::numeric_limits<float>::infinity());
+  auto any = dense_mask.any(-1, true);
+  auto att = torch::softmax(logits.masked_fill(any.logical_not(), 0.0), -1) * dense_mask.to(logits.dtype());
+  auto ctx = torch::matmul(att, v);
+  // The weights in slot order, as the trace and the retrieval loss read them.
+  auto padded = torch::cat({att, torch::zeros({n, 1}, att.options())}, 1);
+  return SlotAttentionOutput{ctx, padded.gather(1, column)};
+}
+}  // namespace
+
+SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const std::string& prefix,
+                                   const torch::Tensor& x_rows, const torch::Tensor& bank,
+                                   const torch::Tensor& bank_priority, const torch::Tensor& visible) {
+  const int64_t M = visible.size(1), S = c.summary_dim;
+  auto keys = torch::matmul(bank, w[prefix + "k.weight"].t());    // [nb, S]
+  auto values = torch::matmul(bank, w[prefix + "v.weight"].t());  // [nb, S]
+  auto log_priority = torch::log(bank_priority.clamp_min(1e-6));
+  auto queries = project(rms_norm(x_rows, w[prefix + "norm.weight"], c.norm_eps), w[prefix + "q.weight"]);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(S));
+  // (CPU reads without autograd never come here: gated_slot_attention fuses them.)
+  const bool needs_grad = needs_autograd({queries, keys, log_priority});
+  if (!needs_grad && cuda_ops::slot_attention_available(queries, M)) {
+    auto rows = cuda_ops::slot_attention_rows(queries, keys, values, log_priority, visible, scale);
+    const auto type = x_rows.scalar_type();
+    return {project(rows.context.to(type), w[prefix + "o.weight"]), rows.weights.to(type)};
+  }
+  std::optional<SlotAttentionOutput> out;
+  if (needs_grad) out = attend_dense(queries, keys, values, log_priority, visible, scale, kDenseSlotAttentionMaxEntries);
+  if (!out) out = attend_gathered(queries, keys, values, log_priority, visible, scale);
+  return {torch::matmul(out->context, w[prefix + "o.weight"].t()), out->weights};
+}
+
+SlotAttentionOutput attend_slots(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& values,
+                                 const torch::Tensor& log_priority, const torch::Tensor& visible, double scale,
+                                 SlotAttentionPath path) {
+  if (path == SlotAttentionPath::Dense)
+    return *attend_dense(queries, keys, values, log_priority, visible, scale, keys.size(0));
+  return attend_gathered(queries, keys, values, log_priority, visible, scale);
 }
 
 GatedRead gated_slot_attention(const ModelConfig& c, const Weights& w, const std::string& prefix, const torch::Tensor& x,

@@ -24,6 +24,18 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
                                    const torch::Tensor& x_rows, const torch::Tensor& bank,
                                    const torch::Tensor& bank_priority, const torch::Tensor& visible);
 
+// With autograd, the attention runs as matrix products over the bank entries some row sees
+// when they are at most this many, else as gathers of each row's visible slots.
+constexpr int64_t kDenseSlotAttentionMaxEntries = 2048;
+
+// The attention on projected queries [n, S], keys and values [nb, S], log priorities [nb]:
+// dense (matrix products over the entries seen) or gathered (per row). Both compute the
+// same; tests hold one against the other. Context [n, S] before the output projection.
+enum class SlotAttentionPath { Dense, Gathered };
+SlotAttentionOutput attend_slots(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& values,
+                                 const torch::Tensor& log_priority, const torch::Tensor& visible, double scale,
+                                 SlotAttentionPath path);
+
 // Which rows read and what they read: the attention of `slot_attention` for the rows of
 // x where `gate` holds (all rows when gate is undefined) and something is visible.
 struct GatedRead {

@@ -7,11 +7,13 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 
 #include "model/autocast.h"
 #include "model/file_io.h"
 #include "model/log.h"
+#include "model/profile.h"
 #include "model/runner.h"
 #include "model/runtime.h"
 #include "model/train/losses.h"
@@ -102,6 +104,17 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
 
   int64_t step = start_step;
   auto t_last = std::chrono::steady_clock::now();
+  const auto t_first = t_last;
+  profile::reset();
+  // With MEMMAMBA_PROFILE=1: where the steps' time went, when the loop ends however it ends.
+  struct ProfileReport {
+    std::chrono::steady_clock::time_point start;
+    ~ProfileReport() {
+      if (profile::enabled())
+        log::info("training profile:\n" +
+                  profile::report(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    }
+  } profile_report{t_first};
   for (; step < o.steps; ++step) {
     const double lr = learning_rate_at(step, o);
     double loss_sum = 0;
@@ -114,6 +127,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       auto batch = batches.make(step, micro, micro_rows, &passkeys, &targets, &ssm_mask).to(device);
       SequenceLoss losses;
       {
+        const profile::Section section("train: forward and losses", device);
         AutocastGuard autocast(o.cuda && o.bf16);
         losses = sequence_loss(model, batch, &targets, o.retrieval_loss_weight, o.answer_loss_weight, o.note_loss_weight,
                                ssm_mask.defined() ? ssm_mask.to(device) : ssm_mask);
@@ -129,11 +143,16 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       if (!std::isfinite(loss_value))
         throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step) +
                                  ": lower the learning rate or resume from the last checkpoint");
-      (loss / static_cast<double>(o.accumulation)).backward();
+      {
+        const profile::Section section("train: backward", device);
+        (loss / static_cast<double>(o.accumulation)).backward();
+      }
       loss_sum += loss_value;
     }
+    std::optional<profile::Section> section(std::in_place, "train: clip and optimizer", device);
     const double grad_norm = torch::nn::utils::clip_grad_norm_(opt.params, o.clip);
     opt.step_with(lr, o);
+    section.reset();
     state.tokens += o.batch * o.seq_len;
     if (o.cuda) torch::cuda::synchronize();
     const auto now = std::chrono::steady_clock::now();
