@@ -1,6 +1,8 @@
 // Parallel (whole-sequence, chunked) and step (recurrent) mode must give the same logits.
 #include <torch/torch.h>
 
+#include <optional>
+
 #include <QtTest/QtTest>
 
 #include "model/memmamba.h"
@@ -157,6 +159,36 @@ class TestModelEquivalence : public QObject {
       o.memory.tau_retrieve = tau2;
       const double diff = (parallel_logits(m, tokens, o, 64) - step_logits(m, tokens, o)).abs().max().item<double>();
       QVERIFY2(diff < 1e-4, qPrintable(QString("tau2 %1: %2").arg(tau2).arg(diff)));
+    }
+  }
+
+  // The memory reads the whole batch at once (one bank, sequences one after another): a
+  // sequence must read only its own notes. Each row of a batch equals that text run alone,
+  // in chunks and in steps, with and without autograd (the dense reads).
+  void batchRowsEqualTheirTextsAlone() {
+    for (bool autograd : {false, true}) {
+      ModelConfig c = testing::tiny_config();
+      c.tau_note = 0.2;
+      Weights w = Weights::random(c, 9);
+      if (autograd) w.set_requires_grad(true);
+      MemMambaModel m(c, w);
+      torch::manual_seed(11);
+      auto tokens = torch::randint(0, c.vocab_size, {3, 90}, torch::kInt64);
+      RunOptions o = m.default_options();
+      o.memory.tau_retrieve = 0.05;
+      std::optional<torch::NoGradGuard> no_grad;
+      if (!autograd) no_grad.emplace();
+      auto together = parallel_logits(m, tokens, o, 32).detach();
+      auto stepped = autograd ? torch::Tensor() : step_logits(m, tokens, o);
+      for (int64_t b = 0; b < 3; ++b) {
+        auto alone = parallel_logits(m, tokens.narrow(0, b, 1), o, 32).detach();
+        const double diff = (together.narrow(0, b, 1) - alone).abs().max().item<double>();
+        QVERIFY2(diff < 1e-4, qPrintable(QString("row %1 (autograd %2): %3").arg(b).arg(autograd).arg(diff)));
+        if (stepped.defined()) QVERIFY((stepped.narrow(0, b, 1) - alone).abs().max().item<double>() < 1e-4);
+      }
+      RunState s = m.new_state(3);
+      m.forward(tokens, s, o);
+      QVERIFY2(s.pools[0]->notes_made(0) > 0 && s.pools[0]->notes_made(2) > 0, "the rows take notes");
     }
   }
 

@@ -30,7 +30,8 @@ PoolUnion pool_union(const std::vector<LayerBank>& banks, int64_t first, int64_t
 // The layers whose pools layer `layer` reads: [first, layer].
 int64_t cross_layer_first(const ModelConfig& c, int64_t layer);
 
-// x: [T, D] one sequence's layer input, the same input cross-token attention reads.
+// x: [n, D] the rows of the layer input that read (one sequence's, or the batch's one sequence
+// after another with `pools` holding every sequence's union), the input cross-token attention reads.
 GatedRead cross_layer_attention(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x,
                                 const PoolUnion& pools);
 

@@ -6,7 +6,8 @@
 
 namespace memmamba {
 
-// x: [T, D] one sequence's layer input; triggered: [T] bool from the pool walk.
+// x: [n, D] rows of the layer input (one sequence's, or the batch's one sequence after another
+// with `bank` holding every sequence's entries); triggered: [n] bool from the pool walk.
 GatedRead cross_token_attention(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x,
                                 const SequenceBank& bank, const torch::Tensor& triggered);
 

@@ -76,23 +76,64 @@ void report_attention(RunObserver& observer, int64_t layer, bool cross_layer, in
                           local_host.data_ptr<int32_t>(), weight_host.data_ptr<float>(), columns.layer, columns.slot);
 }
 
-// An edit that masks reads: the masked rows' context does not reach the stream.
-void mask_reads(const MemoryEdits& edits, int64_t layer, bool cross_layer, int64_t pos0, GatedRead& read) {
-  const int64_t T = read.context.size(0);
-  std::vector<uint8_t> keep(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) keep[t] = edits.read_masked(layer, cross_layer, pos0 + t) ? 0 : 1;
-  auto keep_rows = torch::from_blob(keep.data(), {T}, torch::kUInt8).to(read.context.device()).to(torch::kBool);
+// An edit that masks reads: the masked rows' context does not reach the stream. The read
+// holds the batch's rows one sequence after another, T each; an edit masks a position
+// in every sequence.
+void mask_reads(const MemoryEdits& edits, int64_t layer, bool cross_layer, int64_t pos0, int64_t T, GatedRead& read) {
+  const int64_t rows = read.context.size(0);
+  std::vector<uint8_t> keep(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) keep[r] = edits.read_masked(layer, cross_layer, pos0 + r % T) ? 0 : 1;
+  auto keep_rows = torch::from_blob(keep.data(), {rows}, torch::kUInt8).to(read.context.device()).to(torch::kBool);
   read.context = read.context * keep_rows.unsqueeze(-1).to(read.context.dtype());
   read.applied = read.applied & keep_rows.index_select(0, read.rows);
+}
+
+// The batch's banks as one bank: each sequence's entries after the previous sequences',
+// its visible indices shifted with them, so that one read serves every row of the batch
+// (a row only sees its own sequence's entries). Sequence 0's indices stay as they were.
+template <typename Bank>
+Bank batch_bank(std::vector<Bank> per_sequence) {
+  if (per_sequence.size() == 1) return std::move(per_sequence[0]);
+  std::vector<torch::Tensor> vectors, priority, visible, source;
+  int64_t offset = 0;
+  bool sources = true;
+  for (const Bank& bank : per_sequence) {
+    vectors.push_back(bank.vectors);
+    priority.push_back(bank.priority);
+    visible.push_back(offset == 0 ? bank.visible : torch::where(bank.visible.ge(0), bank.visible + offset, bank.visible));
+    sources = sources && bank.source.defined();
+    if (sources) source.push_back(bank.source);
+    offset += bank.vectors.size(0);
+  }
+  Bank all = std::move(per_sequence[0]);
+  all.vectors = torch::cat(vectors, 0);
+  all.priority = torch::cat(priority, 0);
+  all.visible = torch::cat(visible, 0);
+  all.source = sources ? torch::cat(source, 0) : torch::Tensor();
+  return all;
+}
+
+// Sequence b's rows of a read over the batch (rows b*T .. (b+1)*T), numbered within the
+// sequence; visible indices stay the batch bank's.
+GatedRead sequence_read(const GatedRead& all, int64_t b, int64_t T) {
+  int64_t first = b * T, count = T;
+  if (all.rows.size(0) != all.context.size(0)) {  // only some rows read (the CPU's gated rows)
+    auto rows = all.rows.to(torch::kCPU);
+    first = rows.lt(b * T).sum().item<int64_t>();
+    count = rows.lt((b + 1) * T).sum().item<int64_t>() - first;
+  }
+  GatedRead read;
+  read.context = all.context.narrow(0, b * T, T);
+  read.rows = all.rows.narrow(0, first, count) - b * T;
+  read.weights = all.weights.narrow(0, first, count);
+  read.visible = all.visible.narrow(0, first, count);
+  read.applied = all.applied.narrow(0, first, count);
+  return read;
 }
 
 std::vector<float> row_norms(const torch::Tensor& term) {
   auto n = term.norm(2, -1).detach().to(torch::kCPU, torch::kFloat32).contiguous();
   return std::vector<float>(n.data_ptr<float>(), n.data_ptr<float>() + n.numel());
-}
-
-torch::Tensor stack_rows(const std::vector<torch::Tensor>& per_sequence) {
-  return per_sequence.size() == 1 ? per_sequence[0].unsqueeze(0) : torch::stack(per_sequence, 0);
 }
 
 }  // namespace
@@ -135,43 +176,36 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
   }
 
   section.emplace("memory: token attention", x.device());
-  std::vector<torch::Tensor> contexts;
-  std::optional<GatedRead> observed;
-  for (int64_t b = 0; b < B; ++b) {
-    const SequenceBank& seq = bank.sequences[b];
-    GatedRead read = cross_token_attention(c, w, layer, x[b], seq, walked.triggered[b]);
-    if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, false, pos0, read);
-    if (options.on_attention) tap_attention(options, layer, false, b, pos0, read, seq.source);
-    contexts.push_back(read.context);
-    if (observer && b == 0) observed = std::move(read);
-  }
-  const auto token_term = fusion_term(c, w, p + "token_attention.", x, stack_rows(contexts), gain);
+  const int64_t T = x.size(1);
+  const auto x_rows = x.reshape({B * T, x.size(2)});
+  SequenceBank own = batch_bank(bank.sequences);
+  GatedRead read = cross_token_attention(c, w, layer, x_rows, own,
+                                         B == 1 ? walked.triggered[0] : torch::cat(walked.triggered, 0));
+  if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, false, pos0, T, read);
+  if (options.on_attention)
+    for (int64_t b = 0; b < B; ++b) tap_attention(options, layer, false, b, pos0, sequence_read(read, b, T), own.source);
+  const auto token_term = fusion_term(c, w, p + "token_attention.", x, read.context.view_as(x), gain);
   if (observer) {
     section.emplace("trace: attention rows", x.device());
-    report_attention(*observer, layer, false, pos0, *observed, own_pool_columns(layer, K, &bank.sequences[0].note_ids));
+    report_attention(*observer, layer, false, pos0, sequence_read(read, 0, T),
+                     own_pool_columns(layer, K, &bank.sequences[0].note_ids));
     signals.token_norm = row_norms(token_term[0]);
   }
   torch::Tensor out = x + token_term;
   if (!c.has_cross_layer(layer)) return out;
 
   section.emplace("memory: cross-layer attention", x.device());
-  contexts.clear();
-  std::optional<PoolUnion> observed_pools;
-  for (int64_t b = 0; b < B; ++b) {
-    PoolUnion pools = pool_union(banks, cross_layer_first(c, layer), layer, b, K);
-    GatedRead read = cross_layer_attention(c, w, layer, x[b], pools);
-    if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, true, pos0, read);
-    if (options.on_attention) tap_attention(options, layer, true, b, pos0, read, pools.source);
-    contexts.push_back(read.context);
-    if (observer && b == 0) {
-      observed = std::move(read);
-      observed_pools = std::move(pools);
-    }
-  }
-  const auto layer_term = fusion_term(c, w, p + "layer_attention.", x, stack_rows(contexts), gain);
+  std::vector<PoolUnion> unions;
+  for (int64_t b = 0; b < B; ++b) unions.push_back(pool_union(banks, cross_layer_first(c, layer), layer, b, K));
+  PoolUnion pools = batch_bank(std::move(unions));
+  read = cross_layer_attention(c, w, layer, x_rows, pools);
+  if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, true, pos0, T, read);
+  if (options.on_attention)
+    for (int64_t b = 0; b < B; ++b) tap_attention(options, layer, true, b, pos0, sequence_read(read, b, T), pools.source);
+  const auto layer_term = fusion_term(c, w, p + "layer_attention.", x, read.context.view_as(x), gain);
   if (observer) {
     section.emplace("trace: attention rows", x.device());
-    report_attention(*observer, layer, true, pos0, *observed, observed_pools->columns);
+    report_attention(*observer, layer, true, pos0, sequence_read(read, 0, T), pools.columns);
     signals.layer_norm = row_norms(layer_term[0]);
   }
   return out + layer_term;

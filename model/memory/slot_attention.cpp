@@ -204,7 +204,9 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
     return {project(rows.context.to(type), w[prefix + "o.weight"]), rows.weights.to(type)};
   }
   std::optional<SlotAttentionOutput> out;
-  if (needs_grad) out = attend_dense(queries, keys, values, log_priority, visible, scale, kDenseSlotAttentionMaxEntries);
+  if (needs_grad)
+    out = attend_dense(queries, keys, values, log_priority, visible, scale,
+                       kDenseSlotAttentionMaxLogits / std::max<int64_t>(1, queries.size(0)));
   if (!out) out = attend_gathered(queries, keys, values, log_priority, visible, scale);
   return {torch::matmul(out->context, w[prefix + "o.weight"].t()), out->weights};
 }

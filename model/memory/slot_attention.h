@@ -25,8 +25,9 @@ SlotAttentionOutput slot_attention(const ModelConfig& c, const Weights& w, const
                                    const torch::Tensor& bank_priority, const torch::Tensor& visible);
 
 // With autograd, the attention runs as matrix products over the bank entries some row sees
-// when they are at most this many, else as gathers of each row's visible slots.
-constexpr int64_t kDenseSlotAttentionMaxEntries = 2048;
+// while rows x entries stays within this many logits (512 MiB in fp32), else as gathers of
+// each row's visible slots.
+constexpr int64_t kDenseSlotAttentionMaxLogits = int64_t{1} << 27;
 
 // The attention on projected queries [n, S], keys and values [nb, S], log priorities [nb]:
 // dense (matrix products over the entries seen) or gathered (per row). Both compute the
