@@ -5,6 +5,7 @@
 #   passkey    keys of 3-10 digits, held-out wordings, 1k/4k/16k/64k x 3 depths x 2 samples
 #   trained    5-digit keys in the first (trained) wording, the same grid
 #   far        the held-out passkey task at 256k and 1M (3 depths, 1 sample)
+#   trainedfar the trained-wording task at 256k and 1M (3 depths, 1 sample)
 #   facts      4 labelled facts, one asked, held-out wording, 16k/64k/256k
 #   words      word and name keys, held-out wordings, 4k and 64k
 #   docs       DeciMamba's multi-document retrieval from $BOOK's paragraphs at 10/20/50 documents
@@ -33,6 +34,8 @@ for w in "${what[@]}"; do
                --out "$results/$name-trained" ;;
     far) run passkey --wording held-out --key-digits 3-10 --lengths 256k,1m --depths 0.1,0.5,0.9 --samples 1 \
            --out "$results/$name-far" ;;
+    trainedfar) run passkey --wording 0 --key-digits 5 --lengths 256k,1m --depths 0.1,0.5,0.9 --samples 1 \
+                  --out "$results/$name-trainedfar" ;;
     facts) run facts --facts 4 --wording held-out --key-digits 3-10 --lengths 16k,64k,256k --depths 0.1,0.5,0.9 \
              --samples 2 --out "$results/$name-facts" ;;
     words)
