@@ -9,6 +9,7 @@
 #   Fmem        the bundled MemMamba-small fine-tuned on the passkey mix (keys of 3-10 digits,
 #               the trained wordings), three losses, blind needles ($STEPS_F steps, $LR_F)
 #   Fmamba      the bundled Mamba-small on the same rows for the same steps, the answer loss
+#               ($F_MEM and $F_MAMBA start them elsewhere, $F_MIX=all adds facts, words and names)
 # Each stage writes $RUNS/NAME/model.safetensors; A3 and the B stages also a bf16 copy under $OUT.
 # Usage: [STEPS_A1=n ...] tools/gpu_retrain.sh STAGE...
 set -euo pipefail
@@ -48,11 +49,12 @@ JSON
       "$cli" convert "$runs/Bmamba/model.safetensors" "$out/mamba-small.safetensors" --dtype bf16 ;;
     Fmem|Fmamba)
       if [ "$stage" = Fmem ]; then
-        from=sample_data/memmamba-small.safetensors losses=(--retrieval-loss 1 --answer-loss 1 --note-loss 1 --blind-needles 1)
+        from=${F_MEM:-sample_data/memmamba-small.safetensors}
+        losses=(--retrieval-loss 1 --answer-loss 1 --note-loss 1 --blind-needles 1)
       else
-        from=sample_data/mamba-small.safetensors losses=(--answer-loss 1)
+        from=${F_MAMBA:-sample_data/mamba-small.safetensors} losses=(--answer-loss 1)
       fi
-      "$cli" train "${rows[@]}" --case-mix passkey --out "$runs/$stage" --init "$from" --seq-len 4096 --batch 8 \
+      "$cli" train "${rows[@]}" --case-mix "${F_MIX:-passkey}" --out "$runs/$stage" --init "$from" --seq-len 4096 --batch 8 \
         --steps "${STEPS_F:-1500}" --lr "${LR_F:-1e-4}" --warmup 50 "${losses[@]}" --seed 43 --eval-every 500 2>&1 | last_line
       "$cli" convert "$runs/$stage/model.safetensors" "$out/$stage.safetensors" --dtype bf16 ;;
     *) echo "unknown stage '$stage' (A1, A2, A3, Bmem, Bmamba, Fmem or Fmamba)" >&2; exit 2 ;;
