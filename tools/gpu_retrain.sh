@@ -55,7 +55,7 @@ JSON
         from=${F_MAMBA:-sample_data/mamba-small.safetensors} losses=(--answer-loss 1)
       fi
       "$cli" train "${rows[@]}" --case-mix "${F_MIX:-passkey}" --out "$runs/$stage" --init "$from" --seq-len 4096 --batch 8 \
-        --steps "${STEPS_F:-1500}" --lr "${LR_F:-1e-4}" --warmup 50 "${losses[@]}" --seed 43 --eval-every 500 2>&1 | last_line
+        --steps "${STEPS_F:-1500}" --lr "${LR_F:-1e-4}" --warmup 50 "${losses[@]}" --seed "${F_SEED:-43}" --eval-every 500 2>&1 | last_line
       "$cli" convert "$runs/$stage/model.safetensors" "$out/$stage.safetensors" --dtype bf16 ;;
     *) echo "unknown stage '$stage' (A1, A2, A3, Bmem, Bmamba, Fmem or Fmamba)" >&2; exit 2 ;;
   esac
