@@ -339,6 +339,63 @@ class TestTrainer : public QObject {
     }
   }
 
+  // In a row with several facts, the selection loss also gets every fact's value that was not
+  // asked (the model cannot know which will be): each token of each such value, none of the
+  // asked one's, none in a one-fact row.
+  void otherFactsValuesAreSelectionTargets() {
+    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+    const eval::PasskeyGenerator gen(tok, {}, eval::Haystack::RepeatedFiller);
+    eval::CaseSpec spec;
+    spec.facts = 4;
+    spec.key_digits_min = 3;
+    spec.key_digits_max = 8;
+    for (uint64_t seed : {5u, 6u, 7u}) {
+      const eval::PasskeyCase c = gen.make(900, 0.5, seed, spec);
+      QCOMPARE(c.needles.size(), size_t{4});
+      const std::string text = passkey_training_text(c);
+      const Encoding enc = tok.encode(text);
+      const int64_t shift = 11, row_length = static_cast<int64_t>(enc.ids.size()) + shift;
+      RetrievalTargets t;
+      add_retrieval_targets(c, enc, 1, row_length, t);
+      QCOMPARE(t.other_value_row.size(), t.other_value_position.size());
+      std::string covered;  // the bytes of the targeted tokens, per needle
+      size_t values_hit = 0;
+      for (size_t j = 0; j < c.needles.size(); ++j) {
+        const eval::NeedleInfo& n = c.needles[j];
+        const auto v = static_cast<int64_t>(c.prompt.find(n.value, static_cast<size_t>(n.begin)));
+        bool any = false;
+        for (size_t i = 0; i < t.other_value_position.size(); ++i) {
+          QCOMPARE(t.other_value_row[i], int64_t{1});
+          const int64_t k = t.other_value_position[i] - shift;
+          if (enc.end[k] > v && enc.begin[k] < v + static_cast<int64_t>(n.value.size())) any = true;
+        }
+        if (static_cast<int64_t>(j) == c.asked) {
+          QVERIFY2(!any, "the asked value has its own targets");
+        } else {
+          QVERIFY2(any, qPrintable(QString::fromStdString("no target on " + n.value)));
+          ++values_hit;
+        }
+      }
+      QCOMPARE(values_hit, size_t{3});
+      // Every targeted token lies inside some other needle's value.
+      for (int64_t pos : t.other_value_position) {
+        const int64_t k = pos - shift;
+        bool inside = false;
+        for (size_t j = 0; j < c.needles.size(); ++j) {
+          const auto v = static_cast<int64_t>(c.prompt.find(c.needles[j].value, static_cast<size_t>(c.needles[j].begin)));
+          inside = inside || (static_cast<int64_t>(j) != c.asked && enc.end[k] > v &&
+                              enc.begin[k] < v + static_cast<int64_t>(c.needles[j].value.size()));
+        }
+        QVERIFY(inside);
+      }
+    }
+    RetrievalTargets single;
+    const eval::PasskeyCase one = gen.make(600, 0.5, 3);
+    add_retrieval_targets(one, tok.encode(passkey_training_text(one)), 0, 700, single);
+    QVERIFY(!single.row.empty());
+    QVERIFY(single.other_value_position.empty());
+  }
+
   void attentionTapTeachesTheReadOut() {
     // A loss on the tapped attention weights (as the retrieval loss builds it) moves the
     // attention onto the chosen note; the sources the tap reports are noted, earlier tokens.

@@ -59,8 +59,9 @@ std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& t
   };
 }
 
-// The selection loss: the needle's key tokens (its first copy) should clear the note threshold
-// by a margin in every layer: mean over layers and key tokens of max(0, tau1 + margin - I_t).
+// The selection loss: the needle's key tokens (its first copy), and in rows with several facts
+// every other fact's value, should clear the note threshold by a margin in every layer: mean
+// over layers and those tokens of max(0, tau1 + margin - I_t).
 struct SelectionStats {
   torch::Tensor loss_sum, noted;
   int64_t count = 0;
@@ -73,6 +74,8 @@ std::function<void(int64_t, int64_t, int64_t, const torch::Tensor&)> selection_t
   std::map<int64_t, std::vector<int64_t>> positions;
   for (size_t i = 0; i < targets.row.size(); ++i)
     if (targets.first[i] >= 0) positions[targets.row[i]].push_back(targets.first[i]);
+  for (size_t i = 0; i < targets.other_value_row.size(); ++i)
+    positions[targets.other_value_row[i]].push_back(targets.other_value_position[i]);
   auto per_row = std::make_shared<std::map<int64_t, torch::Tensor>>();
   for (auto& [row, p] : positions) {
     std::sort(p.begin(), p.end());

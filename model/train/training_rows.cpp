@@ -170,6 +170,21 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
     out.first.push_back(a);
     out.second.push_back(b);
   }
+  // The values of the facts that were not asked, each token of their first mention.
+  for (size_t j = 0; j < c.needles.size(); ++j) {
+    const eval::NeedleInfo& needle = c.needles[j];
+    if (static_cast<int64_t>(j) == c.asked || needle.value.empty()) continue;
+    const size_t found = c.prompt.find(needle.value, static_cast<size_t>(needle.begin));
+    if (found == std::string::npos || static_cast<int64_t>(found + needle.value.size()) > needle.end) continue;
+    const auto value_begin = static_cast<int64_t>(found), value_end = value_begin + static_cast<int64_t>(needle.value.size());
+    for (size_t i = 0; i < enc.ids.size(); ++i) {
+      if (enc.end[i] <= value_begin || enc.begin[i] >= value_end) continue;
+      const int64_t pos = at(static_cast<int64_t>(i));
+      if (pos < 0) continue;
+      out.other_value_row.push_back(row);
+      out.other_value_position.push_back(pos);
+    }
+  }
   // The answer's end: the first piece that begins after the key (pieces are in text order).
   const auto after = std::lower_bound(enc.begin.begin(), enc.begin.end(), answer + klen);
   if (after == enc.begin.end()) return;

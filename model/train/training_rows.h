@@ -27,6 +27,9 @@ namespace memmamba {
 struct RetrievalTargets {
   std::vector<int64_t> row, query, first, second;
   std::vector<int64_t> end_row, end_query;
+  // Row positions of the tokens of every needle's value that was not asked (rows with several
+  // facts): the question could have asked any of them, so the selection loss lifts them too.
+  std::vector<int64_t> other_value_row, other_value_position;
 };
 
 // The length in tokens of a passkey example in a row of `row_tokens` (>= 128) tokens, from a
