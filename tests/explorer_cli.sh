@@ -55,6 +55,14 @@ png=$(ls "$work/figures"/*.png | head -1)
 size=$(od -An -tu1 -j16 -N8 "$png" | tr -s ' ' | awk '{print ($1*16777216+$2*65536+$3*256+$4) "x" ($5*16777216+$6*65536+$7*256+$8)}')
 if [ "$size" != "1050x750" ]; then echo "FAIL: $png is $size pixels, not 1050x750"; fail=1; fi
 [ "$fail" -eq 0 ] && echo "ok: --export-figures wrote $pdfs figures at column size"
+# CSVs hold what a figure draws (the raster's columns), or with --csv-full every token.
+raster=$(ls "$work/figures"/*trigger-raster.csv | head -1)
+head -1 "$raster" | grep -q "token_begin,token_end" || { echo "FAIL: $raster is not by column: $(head -1 "$raster")"; fail=1; }
+expect 0 "figures written" --trace "$work/tm.trace" --export-figures "$work/full" --csv-full
+raster=$(ls "$work/full"/*trigger-raster.csv | head -1)
+if ! head -1 "$raster" | grep -q "^layer,token,noted" || [ "$(wc -l <"$raster")" -ne $((1 + 8 * 1500)) ]; then
+  echo "FAIL: --csv-full raster $(head -1 "$raster"), $(wc -l <"$raster") lines"; fail=1
+fi
 
 # Memory edits from a file: a bad file is refused before any run; a good one runs the text
 # twice and the figures show the edited run against the one before (the loss difference).

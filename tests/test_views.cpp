@@ -170,9 +170,65 @@ class TestViews : public QObject {
     QCOMPARE(decay.fidelityCurves(), expected);
     doc.setComparison(loaded, QStringLiteral("again"));
     QCOMPARE(decay.fidelityCurves(), 2 * expected);
-    QCOMPARE(decay.csv(QStringLiteral("memory-fidelity")).count(QLatin1Char('\n')),
+    QCOMPARE(decay.csv(QStringLiteral("memory-fidelity"), views::CsvDetail::Figure).count(QLatin1Char('\n')),
              1 + 2 * (static_cast<int>(trace_->layers.size()) +
                       static_cast<int>(with_fidelity->run_info.at("fidelity").at("eclmf").at("2").at("per_layer").as_array().size())));
+  }
+
+  // A figure's CSV holds what it draws: a long book's raster is layers x columns (bins of
+  // tokens), its loss difference the average and the band; every value is there on request.
+  void csvAtTheFiguresResolution() {
+    const int64_t T = 7001;  // beyond the raster's 3,000 columns and the loss view's 2,000 points
+    auto synthetic = [T](float loss_shift) {
+      auto t = std::make_shared<Trace>();
+      t->tokens.assign(static_cast<size_t>(T), 1);
+      t->char_begin.assign(static_cast<size_t>(T), -1);
+      t->char_end.assign(static_cast<size_t>(T), -1);
+      t->loss.resize(static_cast<size_t>(T));
+      for (int64_t i = 0; i < T; ++i) t->loss[i] = 3.0f + loss_shift * static_cast<float>(i % 7);
+      for (int l = 0; l < 2; ++l) {
+        LayerTrace layer;
+        layer.importance.resize(static_cast<size_t>(T));
+        for (int64_t i = 0; i < T; ++i) layer.importance[i] = static_cast<float>(i % 100) / 100.0f;
+        layer.istate = layer.importance;
+        layer.flags.assign(static_cast<size_t>(T), 0);
+        for (int64_t i = l; i < T; i += 50) layer.flags[i] = kNoted;
+        layer.fusion_token_norm.assign(static_cast<size_t>(T), 0.f);
+        layer.fusion_layer_norm.assign(static_cast<size_t>(T), 0.f);
+        layer.log_decay.assign(static_cast<size_t>(T), -0.1f);
+        t->layers.push_back(std::move(layer));
+      }
+      return std::shared_ptr<const Trace>(std::move(t));
+    };
+    views::TraceDocument doc;
+    views::TriggerView triggers(&doc);
+    views::LossDifferenceView diff(&doc);
+    doc.setTrace(synthetic(0.1f), QStringLiteral("long"));
+    doc.setComparison(synthetic(0.0f), QStringLiteral("twin"));
+    const int columns = triggers.rasterColumns();
+    QVERIFY(columns > 1000 && columns < T);
+    const QStringList drawn = triggers.csv(QStringLiteral("trigger-raster"), views::CsvDetail::Figure).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(drawn.size(), 1 + 2 * columns);
+    QVERIFY(drawn[0].startsWith(QStringLiteral("layer,token_begin,token_end,noted,triggered,importance_mean,importance_max")));
+    int64_t noted = 0, covered = 0;
+    for (int i = 1; i < drawn.size(); ++i) {
+      const QStringList f = drawn[i].split(QLatin1Char(','));
+      if (f[0] == QLatin1String("0")) covered += f[2].toLongLong() - f[1].toLongLong();
+      noted += f[3].toLongLong();
+    }
+    QCOMPARE(covered, T);  // the columns tile the text
+    QCOMPARE(noted, (T + 49) / 50 + (T - 1 + 49) / 50);  // every note of both layers, once
+    const QStringList every = triggers.csv(QStringLiteral("trigger-raster"), views::CsvDetail::Full).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(every.size(), 1 + 2 * static_cast<int>(T));
+    // The loss difference as drawn: the band's two edges and the average, far fewer rows than
+    // tokens; each token's difference on request.
+    const QStringList curve = diff.csv(QStringLiteral("loss-difference"), views::CsvDetail::Figure).split('\n', Qt::SkipEmptyParts);
+    QVERIFY2(curve.size() > 100 && curve.size() < T / 2, qPrintable(QString::number(curve.size())));
+    QVERIFY(curve[0] == QLatin1String("series,token,difference"));
+    QVERIFY(curve.filter(QStringLiteral("\"mean_of_")).size() > 100);
+    QVERIFY(!curve.filter(QStringLiteral("\"quartile_1_of_")).isEmpty() && !curve.filter(QStringLiteral("\"quartile_3_of_")).isEmpty());
+    const QStringList tokens = diff.csv(QStringLiteral("loss-difference"), views::CsvDetail::Full).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(tokens.size(), 1 + static_cast<int>(T));
   }
 
   void exportWritesValidFiles() {
@@ -196,7 +252,7 @@ class TestViews : public QObject {
     }
     QImage png(dir.filePath(QStringLiteral("f.png")));
     QCOMPARE(png.size(), QSize(1600, 1000));  // 800 x 500 at scale 2
-    const QString csv = triggers.csv(QStringLiteral("trigger-raster"));
+    const QString csv = triggers.csv(QStringLiteral("trigger-raster"), views::CsvDetail::Full);
     QCOMPARE(csv.count(QLatin1Char('\n')), 1 + static_cast<int>(T_ * trace_->layers.size()));
     // A failed export leaves nothing behind and says why.
     const QString bad = dir.filePath(QStringLiteral("missing/f.png"));
@@ -339,7 +395,7 @@ class TestViews : public QObject {
     QVERIFY(panel.showsDigits());
     QCOMPARE(cellValue(2, 1), 0.7);
     QVERIFY(std::isnan(cellValue(0, 0)));
-    const QStringList rows = panel.csv(QStringLiteral("passkey-grid")).split('\n', Qt::SkipEmptyParts);
+    const QStringList rows = panel.csv(QStringLiteral("passkey-grid"), views::CsvDetail::Figure).split('\n', Qt::SkipEmptyParts);
     QCOMPARE(rows.first(), QStringLiteral("length,depth,accuracy,digit_accuracy"));
     QVERIFY(rows.contains(QStringLiteral("4096,1,0.5,0.7")));
     QVERIFY(rows.contains(QStringLiteral("1024,0,1,")));
@@ -427,7 +483,7 @@ class TestViews : public QObject {
     int finite = 0;
     for (float l : trace_->loss) finite += std::isfinite(l) ? 1 : 0;
     QCOMPARE(diff.comparedTokens(), finite);
-    const QStringList rows = diff.csv(QStringLiteral("loss-difference")).split(QLatin1Char('\n'), Qt::SkipEmptyParts);
+    const QStringList rows = diff.csv(QStringLiteral("loss-difference"), views::CsvDetail::Full).split(QLatin1Char('\n'), Qt::SkipEmptyParts);
     QCOMPARE(rows.size(), finite + 1);
     double total = 0;
     for (int i = 1; i < rows.size(); ++i) total += rows[i].section(QLatin1Char(','), 3, 3).toDouble();

@@ -32,7 +32,7 @@ std::vector<Figure> AttentionView::figures() const {
   return {{QStringLiteral("attention-token-slot"), heat_}, {QStringLiteral("attention-sources"), sources_}};
 }
 
-QString AttentionView::csv(const QString& figure) const {
+QString AttentionView::csv(const QString& figure, CsvDetail /*every value is drawn*/) const {
   const Trace* t = document_->trace();
   if (!t) return {};
   const int layer = document_->layer();

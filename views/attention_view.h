@@ -16,7 +16,7 @@ class AttentionView : public PlotPanel {
  public:
   explicit AttentionView(TraceDocument* document, QWidget* parent = nullptr);
   std::vector<Figure> figures() const override;
-  QString csv(const QString& figure) const override;
+  QString csv(const QString& figure, CsvDetail detail) const override;
   int heatmapRows() const { return heat_rows_; }
   int sourceBars() const { return source_bars_; }
   // Bars of the comparison run at the current token (outlined beside the trace's own).

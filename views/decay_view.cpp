@@ -84,7 +84,7 @@ std::vector<Figure> DecayView::figures() const {
 
 int DecayView::fidelityCurves() const { return fidelity_->graphCount(); }
 
-QString DecayView::csv(const QString& figure) const {
+QString DecayView::csv(const QString& figure, CsvDetail /*every value is drawn*/) const {
   QString out;
   const QCustomPlot* p = figure == QLatin1String("decay-a-power-k") ? average_
                          : figure == QLatin1String("memory-fidelity") ? fidelity_

@@ -17,7 +17,7 @@ class DecayView : public PlotPanel {
  public:
   explicit DecayView(TraceDocument* document, QWidget* parent = nullptr);
   std::vector<Figure> figures() const override;
-  QString csv(const QString& figure) const override;
+  QString csv(const QString& figure, CsvDetail detail) const override;
   int curves() const;
   int exactCurves() const { return exact_; }
   int fidelityCurves() const;

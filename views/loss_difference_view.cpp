@@ -63,9 +63,12 @@ std::vector<Figure> LossDifferenceView::figures() const { return {{QStringLitera
 
 QString LossDifferenceView::caption() const { return caption_->text(); }
 
-QString LossDifferenceView::csv(const QString&) const {
+QString LossDifferenceView::csv(const QString&, CsvDetail detail) const {
   const Trace* t = document_->trace();
   const Trace* c = document_->comparison();
+  // As drawn: the moving average and the per-token points or the band of their middle half.
+  if (detail == CsvDetail::Figure)
+    return graphsCsv(plot_, sameTokens(t, c) ? series_ : QStringList(), QStringLiteral("token"), QStringLiteral("difference"));
   QString out = QStringLiteral("token,loss,comparison_loss,difference\n");
   if (!sameTokens(t, c)) return out;
   for (size_t i = 0; i < t->loss.size(); ++i) {
@@ -79,6 +82,7 @@ QString LossDifferenceView::csv(const QString&) const {
 void LossDifferenceView::rebuild() {
   plot_->clearGraphs();
   plot_->clearItems();
+  series_.clear();
   compared_ = 0;
   const Trace* t = document_->trace();
   const Trace* c = document_->comparison();
@@ -122,11 +126,14 @@ void LossDifferenceView::rebuild() {
   // About 200 windows across the text, at least 16 and at most 1,024 tokens each.
   const int window = std::clamp(compared_ / 200, 16, 1024);
   average_window_ = window;
+  // Drawn at most kMaxPoints times across the text: a book's 160k points would weigh
+  // megabytes in a vector figure and look the same.
+  const int stride = std::max(1, (compared_ + kMaxPoints - 1) / kMaxPoints);
   double window_sum = 0;
   for (int i = 0; i < compared_; ++i) {
     window_sum += diff[i];
     if (i >= window) window_sum -= diff[i - window];
-    if (i >= window - 1) {
+    if (i >= window - 1 && (i - (window - 1)) % stride == 0) {
       mean_x << x[i - window / 2];
       mean << window_sum / window;
     }
@@ -141,6 +148,7 @@ void LossDifferenceView::rebuild() {
     raw->setLineStyle(QCPGraph::lsNone);
     raw->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, QColor(120, 120, 120, 90), 2));
     raw->setData(x, diff, true);
+    series_ << QStringLiteral("per_token");
   } else {
     QVector<double> bx, lo_v, hi_v;
     for (int i = 0; i < compared_; i += bin) {
@@ -164,12 +172,14 @@ void LossDifferenceView::rebuild() {
     low->setData(bx, lo_v, true);
     high->setData(bx, hi_v, true);
     high->setName(tr("middle half of each %1 tokens").arg(bin));
+    series_ << QStringLiteral("quartile_1_of_%1_tokens").arg(bin) << QStringLiteral("quartile_3_of_%1_tokens").arg(bin);
     low->removeFromLegend();
   }
   auto* avg = plot_->addGraph();
   avg->setName(tr("mean over %1 tokens").arg(window));
   avg->setPen(QPen(QColor(200, 60, 60), 2));
   avg->setData(mean_x, mean, true);
+  series_ << QStringLiteral("mean_of_%1_tokens").arg(window);
   auto* zero = new QCPItemStraightLine(plot_);
   zero->point1->setCoords(0, 0);
   zero->point2->setCoords(1, 0);

@@ -119,6 +119,18 @@ QString exportFigure(QCustomPlot* plot, const QString& path, ImageFormat format,
   return commit(file, bytes);
 }
 
+QString graphsCsv(const QCustomPlot* plot, const QStringList& series, const QString& x_name, const QString& y_name) {
+  QString out = QStringLiteral("series,%1,%2\n").arg(x_name, y_name);
+  for (int g = 0; g < plot->graphCount(); ++g) {
+    const QCPGraph* graph = plot->graph(g);
+    const QString label = g < series.size() ? series[g] : graph->name();
+    const QString name = QLatin1Char('"') + QString(label).replace(QLatin1Char('"'), QStringLiteral("\"\"")) + QLatin1Char('"');
+    for (auto it = graph->data()->constBegin(); it != graph->data()->constEnd(); ++it)
+      out += QStringLiteral("%1,%2,%3\n").arg(name).arg(it->key, 0, 'g', 9).arg(it->value, 0, 'g', 7);
+  }
+  return out;
+}
+
 QString writeTextAtomically(const QString& path, const QString& text) {
   QSaveFile file(path);
   if (!file.open(QIODevice::WriteOnly | QIODevice::Text))

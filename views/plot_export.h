@@ -25,6 +25,9 @@ void markAsCursor(QObject* item);
 // Returns an empty string on success, else why it failed (an empty figure is refused).
 QString exportFigure(QCustomPlot* plot, const QString& path, ImageFormat format, const ExportSize& size);
 QString writeTextAtomically(const QString& path, const QString& text);
+// The points a plot's graphs draw, as CSV "series,X,Y": each graph named by `series` (in
+// graph order), else by its legend name; a plot with no graphs gives the header alone.
+QString graphsCsv(const QCustomPlot* plot, const QStringList& series, const QString& x_name, const QString& y_name);
 ImageFormat formatForPath(const QString& path, bool* known = nullptr);
 
 }  // namespace memmamba::views

@@ -15,6 +15,10 @@ namespace memmamba::views {
 
 class TraceDocument;
 
+// How much a figure's CSV holds: what the figure draws (its bins, averages and bands: a
+// book's raster is layers x 3,000 columns, not layers x 160k tokens), or every value behind it.
+enum class CsvDetail { Figure, Full };
+
 struct Figure {
   QString name;       // file-name friendly: "pool-occupancy"
   QCustomPlot* plot;  // owned by the view
@@ -25,8 +29,8 @@ class PlotPanel : public QWidget {
  public:
   PlotPanel(TraceDocument* document, QWidget* parent);
   virtual std::vector<Figure> figures() const = 0;
-  // The numbers drawn in a figure, as CSV with a header row.
-  virtual QString csv(const QString& figure) const = 0;
+  // The numbers of a figure, as CSV with a header row: as drawn, or every value behind it.
+  virtual QString csv(const QString& figure, CsvDetail detail) const = 0;
   bool showsEmptyHint() const;
 
  protected:

@@ -81,7 +81,7 @@ int PoolView::slotRows() const { return table_->rowCount(); }
 
 std::vector<Figure> PoolView::figures() const { return {{QStringLiteral("pool-occupancy"), plot_}}; }
 
-QString PoolView::csv(const QString&) const {
+QString PoolView::csv(const QString& figure, CsvDetail /*every value is drawn*/) const {
   QString out = QStringLiteral("slot,token_begin,token_end,priority\n");
   for (size_t j = 0; j < cells_.size(); ++j)
     for (size_t c = 0; c < cells_[j].size(); ++c) {

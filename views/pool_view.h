@@ -21,7 +21,7 @@ class PoolView : public PlotPanel {
  public:
   explicit PoolView(TraceDocument* document, QWidget* parent = nullptr);
   std::vector<Figure> figures() const override;
-  QString csv(const QString& figure) const override;
+  QString csv(const QString& figure, CsvDetail detail) const override;
   int slotRows() const;
   int occupiedRows() const { return occupied_; }
   int changedRows() const { return changed_; }

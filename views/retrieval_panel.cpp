@@ -92,7 +92,7 @@ QString RetrievalPanel::keyOf(const Json& record) { return QString::fromStdStrin
 
 std::vector<Figure> RetrievalPanel::figures() const { return {{QStringLiteral("passkey-grid"), grid_}}; }
 
-QString RetrievalPanel::csv(const QString&) const {
+QString RetrievalPanel::csv(const QString& figure, CsvDetail /*every value is drawn*/) const {
   QString out = QStringLiteral("length,depth,accuracy,digit_accuracy\n");
   auto number = [](double v) { return std::isnan(v) ? QString() : QString::number(v); };
   const eval::PasskeyGrid& grid = document_->grid();

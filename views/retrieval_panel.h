@@ -24,7 +24,7 @@ class RetrievalPanel : public PlotPanel {
  public:
   explicit RetrievalPanel(TraceDocument* document, QWidget* parent = nullptr);
   std::vector<Figure> figures() const override;
-  QString csv(const QString& figure) const override;
+  QString csv(const QString& figure, CsvDetail detail) const override;
 
   int gridLengths() const;
   int gridDepths() const;

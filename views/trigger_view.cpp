@@ -1,5 +1,7 @@
 #include "views/trigger_view.h"
 
+#include <limits>
+
 #include <QDoubleSpinBox>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -100,17 +102,42 @@ std::vector<Figure> TriggerView::figures() const {
   return {{QStringLiteral("trigger-raster"), raster_}, {QStringLiteral("threshold-signals"), signals_}};
 }
 
-QString TriggerView::csv(const QString& figure) const {
+QString TriggerView::csv(const QString& figure, CsvDetail detail) const {
   const Trace* t = document_->trace();
   if (!t) return {};
   if (figure == QLatin1String("trigger-raster")) {
-    QString out = QStringLiteral("layer,token,noted,triggered,importance,istate\n");
-    for (size_t l = 0; l < t->layers.size(); ++l)
-      for (int64_t i = 0; i < t->length(); ++i) {
-        const auto& lt = t->layers[l];
-        out += QStringLiteral("%1,%2,%3,%4,%5,%6\n").arg(l).arg(i).arg((lt.flags[i] & kNoted) ? 1 : 0)
-                   .arg((lt.flags[i] & kTriggered) ? 1 : 0).arg(lt.importance[i], 0, 'g', 6).arg(lt.istate[i], 0, 'g', 6);
+    const int64_t T = t->length();
+    // As drawn: one row per layer and column of the raster (bin_ tokens each, the last one
+    // shorter), with what the column's tokens did; a DeciMamba trace adds how many its scan kept.
+    const int64_t bin = detail == CsvDetail::Full ? 1 : std::max<int64_t>(1, bin_);
+    QString out = bin == 1 && detail == CsvDetail::Full
+                      ? QStringLiteral("layer,token,noted,triggered,importance,istate%1\n")
+                      : QStringLiteral("layer,token_begin,token_end,noted,triggered,importance_mean,importance_max,istate_mean%1\n");
+    out = out.arg(decimated_ ? QStringLiteral(",kept") : QString());
+    for (size_t l = 0; l < t->layers.size(); ++l) {
+      const auto& lt = t->layers[l];
+      for (int64_t a = 0; a < T; a += bin) {
+        const int64_t b = std::min(T, a + bin);
+        int64_t noted = 0, triggered = 0, kept = 0;
+        double importance_sum = 0, importance_max = -std::numeric_limits<double>::infinity(), istate_sum = 0;
+        for (int64_t i = a; i < b; ++i) {
+          noted += (lt.flags[i] & kNoted) != 0;
+          triggered += (lt.flags[i] & kTriggered) != 0;
+          kept += (lt.flags[i] & kDecimated) == 0;
+          importance_sum += lt.importance[i];
+          importance_max = std::max<double>(importance_max, lt.importance[i]);
+          istate_sum += lt.istate[i];
+        }
+        const QString tail = decimated_ ? QStringLiteral(",%1").arg(kept) : QString();
+        if (detail == CsvDetail::Full)
+          out += QStringLiteral("%1,%2,%3,%4,%5,%6%7\n").arg(l).arg(a).arg(noted).arg(triggered)
+                     .arg(lt.importance[a], 0, 'g', 6).arg(lt.istate[a], 0, 'g', 6).arg(tail);
+        else
+          out += QStringLiteral("%1,%2,%3,%4,%5,%6,%7,%8%9\n").arg(l).arg(a).arg(b).arg(noted).arg(triggered)
+                     .arg(importance_sum / static_cast<double>(b - a), 0, 'g', 6).arg(importance_max, 0, 'g', 6)
+                     .arg(istate_sum / static_cast<double>(b - a), 0, 'g', 6).arg(tail);
       }
+    }
     return out;
   }
   const int layer = document_->layer();

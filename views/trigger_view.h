@@ -16,7 +16,7 @@ class TriggerView : public PlotPanel {
  public:
   explicit TriggerView(TraceDocument* document, QWidget* parent = nullptr);
   std::vector<Figure> figures() const override;
-  QString csv(const QString& figure) const override;
+  QString csv(const QString& figure, CsvDetail detail) const override;
   int rasterRows() const { return rows_; }
   // A DeciMamba trace: the raster shows each layer's kept tokens and a "kept" row.
   bool showsDecimation() const { return decimated_; }

@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   const QCommandLineOption figure_size(QStringLiteral("figure-size"),
                                        QStringLiteral("Size of exported figures: column (252 x 180 pt), two-column (516 x 260 pt), slide (960 x 540 pt) or WIDTHxHEIGHT in points (default: two-column). PNGs are drawn at 300 dpi."),
                                        QStringLiteral("SIZE"));
+  const QCommandLineOption csv_full(QStringLiteral("csv-full"),
+                                    QStringLiteral("With --export-figures: CSVs hold every value behind a figure (per token), not the points it draws."));
   const QCommandLineOption encoding(QStringLiteral("encoding"),
                                     QStringLiteral("How to read a text file: auto (default: a BOM, else UTF-8, else CP-1252), utf-8, utf-16le, utf-16be, latin-1 or cp1252."),
                                     QStringLiteral("E"));
@@ -52,8 +54,8 @@ int main(int argc, char** argv) {
   const QCommandLineOption grid_case(QStringLiteral("case"),
                                      QStringLiteral("With --grid: run the case of this cell (LENGTH,DEPTH as in the grid, e.g. 65536,0.5 or 64k,0.5) as the grid ran it, and open it at its answer."),
                                      QStringLiteral("LENGTH,DEPTH"));
-  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, encoding, keep_boilerplate, edit,
-                     grid, grid_case});
+  parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, csv_full, encoding,
+                     keep_boilerplate, edit, grid, grid_case});
 
   // Read before the GUI starts, so --help, --version and bad flags need no display. Qt's own
   // options (-platform, -style ...) are unknown here: then the GUI starts first, removes
@@ -217,10 +219,13 @@ int main(int argc, char** argv) {
   const QString figures_dir = parser.value(export_figures);
   if (!figures_dir.isEmpty()) {
     window.setBatchMode(true);
-    QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window, [&window, figures_dir, figure_points, loads_left] {
+    const auto csv_detail = parser.isSet(csv_full) ? memmamba::views::CsvDetail::Full : memmamba::views::CsvDetail::Figure;
+    QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window,
+                     [&window, figures_dir, figure_points, loads_left, csv_detail] {
       if (*loads_left > 0) return;
       // 300 dpi for the PNGs: points are 1/72 inch.
-      const QString error = window.exportAll(figures_dir, figure_points.width(), figure_points.height(), 300.0 / 72.0);
+      const QString error = window.exportAll(figures_dir, figure_points.width(), figure_points.height(), 300.0 / 72.0, {},
+                                             csv_detail);
       if (!error.isEmpty()) std::fprintf(stderr, "%s\n", qPrintable(error));
       std::printf("figures written to %s\n", qPrintable(figures_dir));
       QApplication::exit(error.isEmpty() ? 0 : 1);

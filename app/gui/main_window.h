@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "app/gui/run_worker.h"
+#include "views/plot_panel.h"
 
 class QAction;
 class QLabel;
@@ -32,7 +33,6 @@ class DecayView;
 class LossDifferenceView;
 class RetrievalPanel;
 class NotedListView;
-class PlotPanel;
 }  // namespace memmamba::views
 
 namespace memmamba::app {
@@ -61,11 +61,14 @@ class MainWindow : public QMainWindow {
   QString tokenizerChoice() const { return tokenizer_; }
   // Every figure of every view, for export ("panel/figure").
   QStringList figureNames() const;
-  QString exportFigure(const QString& name, const QString& path, int width, int height, double scale);
+  // A .csv path writes the figure's numbers as drawn, or every value behind it (`csv_detail`).
+  QString exportFigure(const QString& name, const QString& path, int width, int height, double scale,
+                       views::CsvDetail csv_detail = views::CsvDetail::Figure);
   // Writes PNG, SVG, PDF and CSV of every figure into `directory`; returns errors ("" = none).
   // `progress(done, total)` is asked before each file; returning false stops there.
   QString exportAll(const QString& directory, int width, int height, double scale,
-                    const std::function<bool(int, int)>& progress = {});
+                    const std::function<bool(int, int)>& progress = {},
+                    views::CsvDetail csv_detail = views::CsvDetail::Figure);
   void saveScreenshots(const QString& directory);
   views::TraceDocument* document() const { return document_; }
   views::RetrievalPanel* retrievalPanel() const { return retrieval_; }

@@ -3,6 +3,7 @@
 #include "app/gui/main_window.h"
 
 #include <QApplication>
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDialog>
 #include <QDialogButtonBox>
@@ -41,13 +42,14 @@ QStringList MainWindow::figureNames() const {
   return out;
 }
 
-QString MainWindow::exportFigure(const QString& name, const QString& path, int width, int height, double scale) {
+QString MainWindow::exportFigure(const QString& name, const QString& path, int width, int height, double scale,
+                                 views::CsvDetail csv_detail) {
   for (const auto& [panel_name, panel] : panels())
     for (const views::Figure& f : panel->figures())
       if (panel_name + QLatin1Char('/') + f.name == name) {
         if (views::figureIsEmpty(f.plot))
           return tr("%1 is empty: nothing is drawn in it yet (load a trace, a grid or a measurement first)").arg(name);
-        if (path.endsWith(QLatin1String(".csv"), Qt::CaseInsensitive)) return views::writeTextAtomically(path, panel->csv(f.name));
+        if (path.endsWith(QLatin1String(".csv"), Qt::CaseInsensitive)) return views::writeTextAtomically(path, panel->csv(f.name, csv_detail));
         bool known = false;
         const auto format = views::formatForPath(path, &known);
         if (!known) return tr("%1: choose a .png, .svg, .pdf or .csv file name").arg(path);
@@ -57,7 +59,7 @@ QString MainWindow::exportFigure(const QString& name, const QString& path, int w
 }
 
 QString MainWindow::exportAll(const QString& directory, int width, int height, double scale,
-                              const std::function<bool(int, int)>& progress) {
+                              const std::function<bool(int, int)>& progress, views::CsvDetail csv_detail) {
   QDir dir(directory);
   if (!dir.exists() && !QDir().mkpath(directory)) return tr("cannot create %1").arg(directory);
   QStringList errors;
@@ -80,7 +82,7 @@ QString MainWindow::exportAll(const QString& directory, int width, int height, d
         errors << tr("cancelled after %1 of %2 files").arg(done).arg(total);
         return errors.join(QLatin1Char('\n'));
       }
-      const QString e = exportFigure(name, base + QLatin1String(ext), width, height, scale);
+      const QString e = exportFigure(name, base + QLatin1String(ext), width, height, scale, csv_detail);
       if (!e.isEmpty()) errors << e;
       ++done;
     }
@@ -105,10 +107,15 @@ void MainWindow::exportDialog() {
   scale->setRange(0.5, 8);
   scale->setValue(QSettings().value(QStringLiteral("export/scale"), 2.0).toDouble());
   scale->setToolTip(tr("PNG pixel ratio: 2 gives 192 dpi at the same layout"));
+  auto* csv_full = new QCheckBox(tr("every value (per token), not what the figure draws"), &dialog);
+  csv_full->setChecked(QSettings().value(QStringLiteral("export/csv_full"), false).toBool());
+  csv_full->setToolTip(tr("A CSV holds the figure's points as drawn (its bins, averages and bands); checked, it holds "
+                          "every value behind them, which for a book's raster is tens of megabytes"));
   form->addRow(tr("Figure"), figure);
   form->addRow(tr("Width (px / pt)"), width);
   form->addRow(tr("Height (px / pt)"), height);
   form->addRow(tr("PNG scale"), scale);
+  form->addRow(tr("CSV data"), csv_full);
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Save | QDialogButtonBox::Cancel, &dialog);
   form->addRow(buttons);
   connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
@@ -118,10 +125,12 @@ void MainWindow::exportDialog() {
   s.setValue(QStringLiteral("export/width"), width->value());
   s.setValue(QStringLiteral("export/height"), height->value());
   s.setValue(QStringLiteral("export/scale"), scale->value());
+  s.setValue(QStringLiteral("export/csv_full"), csv_full->isChecked());
   const QString path = QFileDialog::getSaveFileName(this, tr("Export figure"), QString(figure->currentText()).replace(QLatin1Char('/'), QLatin1Char('-')) + QStringLiteral(".png"),
                                                     tr("PNG (*.png);;SVG (*.svg);;PDF (*.pdf);;CSV data (*.csv)"));
   if (path.isEmpty()) return;
-  const QString error = exportFigure(figure->currentText(), path, width->value(), height->value(), scale->value());
+  const QString error = exportFigure(figure->currentText(), path, width->value(), height->value(), scale->value(),
+                                     csv_full->isChecked() ? views::CsvDetail::Full : views::CsvDetail::Figure);
   if (!error.isEmpty()) QMessageBox::warning(this, tr("Export"), error);
   else appendLog(tr("exported %1").arg(path));
 }
@@ -138,11 +147,12 @@ void MainWindow::exportAllDialog() {
   QProgressDialog dialog(tr("Exporting every figure..."), tr("Cancel"), 0, 1, this);
   dialog.setWindowModality(Qt::WindowModal);
   dialog.setMinimumDuration(300);
+  const auto csv_detail = s.value(QStringLiteral("export/csv_full"), false).toBool() ? views::CsvDetail::Full : views::CsvDetail::Figure;
   const QString error = exportAll(dir, width, height, scale, [&dialog](int done, int total) {
     dialog.setMaximum(total);
     dialog.setValue(done);  // processes events: the Cancel button works between files
     return !dialog.wasCanceled();
-  });
+  }, csv_detail);
   if (!error.isEmpty()) QMessageBox::warning(this, tr("Export"), error);
   else appendLog(tr("exported every figure to %1").arg(dir));
 }
