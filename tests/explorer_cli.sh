@@ -30,6 +30,7 @@ expect 3 "no such file" --trace /nonexistent/x.trace
 expect 3 "no such file" --checkpoint /nonexistent/m.safetensors
 expect 2 "figure-size" --figure-size huge --trace /nonexistent/x.trace
 expect 2 "needs a text" --export-figures /tmp/nowhere
+expect 2 "needs --export-figures" --csv-full
 expect 2 "encoding takes" --encoding klingon
 expect 3 "cannot open" --edit /nonexistent/edits.json some.txt
 expect 3 "--grid" --grid /nonexistent/grid.json

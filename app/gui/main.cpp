@@ -91,6 +91,10 @@ int main(int argc, char** argv) {
         figure_points = QSize(w, h);
       }
     }
+    if (parser.isSet(csv_full) && !parser.isSet(export_figures)) {
+      std::fprintf(stderr, "--csv-full needs --export-figures (in the window, the export dialog's CSV box does the same)\n");
+      return 2;
+    }
     if (parser.isSet(export_figures) && !parser.isSet(trace) && parser.positionalArguments().isEmpty()) {
       std::fprintf(stderr, "--export-figures needs a text or a --trace to draw\n");
       return 2;
