@@ -35,6 +35,7 @@ expect 2 "encoding takes" --encoding klingon
 expect 3 "cannot open" --edit /nonexistent/edits.json some.txt
 expect 3 "--grid" --grid /nonexistent/grid.json
 expect 2 "needs --grid" --case 1k,0.5
+expect 2 "compare-grid needs --grid" --compare-grid /nonexistent/other.json
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -86,6 +87,8 @@ fi
   "$samples/memmamba-small.safetensors" --tokenizer "$samples/tokenizer.model" >/dev/null 2>&1 || { echo "FAIL: no grid"; exit 1; }
 expect 2 "not a cell of the grid (lengths 300; depths 0.5)" --grid "$work/grid.json" --case 4k,0.5
 expect 2 "instead of a book" --grid "$work/grid.json" --case 300,0.5 "$work/book.txt"
+printf '{"cells": 3}' > "$work/bad-grid.json"
+expect 3 "--compare-grid $work/bad-grid.json" --grid "$work/grid.json" --compare-grid "$work/bad-grid.json"
 out=$(QT_QPA_PLATFORM=offscreen timeout 300 "$explorer" --grid "$work/grid.json" --case 300,0.5 --screenshots "$work/case" \
   --checkpoint "$samples/memmamba-small.safetensors" --tokenizer "$samples/tokenizer.model" --device cpu 2>&1)
 if [ $? -ne 0 ] || [ "$(ls "$work/case"/*.png 2>/dev/null | wc -l)" -lt 3 ]; then

@@ -430,6 +430,69 @@ class TestViews : public QObject {
     QCOMPARE(row_map->data()->data(0.0, 0.0), 0.0);
   }
 
+  // Two models' grids side by side: both drawn, each titled with its model, a clicked cell
+  // lists both answers to its cases, and each grid exports its own numbers.
+  void twoGridsSideBySide() {
+    auto results = [](const char* checkpoint, bool memory, double hit_rate, const char* answer) {
+      Json r = Json::object(), cells = Json::array(), cases = Json::array();
+      for (int64_t L : {1024, 65536}) {
+        Json cell = Json::object();
+        cell["length"] = L;
+        cell["depth"] = 0.5;
+        cell["accuracy"] = L == 1024 ? 1.0 : hit_rate;
+        cells.push_back(cell);
+        Json k = Json::object();
+        k["length"] = L;
+        k["depth"] = 0.5;
+        k["sample"] = int64_t{0};
+        k["key"] = std::string("48213");
+        k["answer"] = std::string(L == 1024 ? "48213." : answer);
+        k["hit"] = L == 1024 || hit_rate > 0.5;
+        k["prompt_tokens"] = L;
+        k["actual_depth"] = 0.5;
+        cases.push_back(k);
+      }
+      r["cells"] = cells;
+      r["cases"] = cases;
+      Json meta = Json::object();
+      meta["checkpoint"] = std::string(checkpoint);
+      r["meta"] = meta;
+      Json settings = Json::object();
+      settings["memory_enabled"] = memory;
+      r["settings"] = settings;
+      return r;
+    };
+    views::TraceDocument doc;
+    views::RetrievalPanel panel(&doc);
+    const Json mem = results("/x/memmamba-small.safetensors", true, 1.0, "48213.");
+    const Json base = results("/y/mamba-small.safetensors", false, 0.0, "66827817.");
+    doc.setGrid(mem, eval::parse_passkey_grid(mem), QStringLiteral("mem.json"));
+    QVERIFY(!panel.showsComparisonGrid());
+    doc.setComparisonGrid(base, eval::parse_passkey_grid(base), QStringLiteral("base.json"));
+    QVERIFY(panel.showsComparisonGrid());
+    QCOMPARE(views::RetrievalPanel::gridModel(base), QStringLiteral("mamba-small.safetensors (memory off)"));
+    QCOMPARE(views::RetrievalPanel::gridModel(mem), QStringLiteral("memmamba-small.safetensors"));
+    auto* other = panel.findChild<QCustomPlot*>(QStringLiteral("passkey-grid-comparison"));
+    QVERIFY(other && !views::figureIsEmpty(other));
+    bool titled = false;
+    for (int i = 0; i < other->plotLayout()->elementCount(); ++i)
+      if (auto* t = qobject_cast<QCPTextElement*>(other->plotLayout()->elementAt(i)))
+        titled = titled || t->text().contains(QStringLiteral("mamba-small"));
+    QVERIFY(titled);
+    panel.selectCell(1, 0);  // 64k: found by one, missed by the other
+    QTextBrowser* details = nullptr;
+    for (QTextBrowser* b : panel.findChildren<QTextBrowser*>()) details = b;
+    const QString text = details->toPlainText();
+    QVERIFY2(text.contains(QStringLiteral("memmamba-small")) && text.contains(QStringLiteral("mamba-small.safetensors (memory off)")),
+             qPrintable(text));
+    QVERIFY(text.contains(QStringLiteral("66827817.")) && text.contains(QStringLiteral("missed")));
+    QCOMPARE(panel.csv(QStringLiteral("passkey-grid-comparison"), views::CsvDetail::Figure),
+             QStringLiteral("length,depth,accuracy,digit_accuracy\n1024,0.5,1,\n65536,0.5,0,\n"));
+    QVERIFY(panel.csv(QStringLiteral("passkey-grid"), views::CsvDetail::Figure).contains(QStringLiteral("65536,0.5,1,")));
+    doc.clearComparisonGrid();
+    QVERIFY(!panel.showsComparisonGrid());
+  }
+
   void rasterOfARunThatReadsEverywhereShowsTheNotes() {
     // With tau2 below every I_state the read runs at every token; the raster then shows the
     // notes alone (cells 0 or 1) instead of a solid "triggered" colour, and says so.

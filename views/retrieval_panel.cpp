@@ -5,6 +5,7 @@
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFile>
+#include <QFileInfo>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -48,12 +49,16 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
   auto* buttons = new QHBoxLayout;
   auto* run = new QPushButton(tr("Run passkey case"), this);
   auto* load = new QPushButton(tr("Load evaluation grid..."), this);
+  auto* compare = new QPushButton(tr("Compare with grid..."), this);
+  compare->setToolTip(tr("Draw a second grid (another model on the same cases) beside this one; a clicked cell lists "
+                         "both models' answers"));
   measure_ = new QComboBox(this);
   measure_->addItem(tr("Exact key"));
   measure_->addItem(tr("Key digits in place"));
   measure_->setToolTip(tr("Exact match of the key, or partial credit: the share of its digits the answer has in place"));
   buttons->addWidget(run);
   buttons->addWidget(load);
+  buttons->addWidget(compare);
   buttons->addWidget(measure_);
   layout->addLayout(form);
   layout->addLayout(buttons);
@@ -61,11 +66,18 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
   grid_label_->setWordWrap(true);
   layout->addWidget(grid_label_);
   auto* split = new QSplitter(Qt::Vertical, this);
+  auto* grids = new QSplitter(Qt::Horizontal, this);
   grid_ = new QCustomPlot(this);
   grid_->setObjectName(QStringLiteral("passkey-grid"));
   grid_->setMinimumHeight(160);
+  comparison_grid_ = new QCustomPlot(this);
+  comparison_grid_->setObjectName(QStringLiteral("passkey-grid-comparison"));
+  comparison_grid_->setMinimumHeight(160);
+  comparison_grid_->setVisible(false);
+  grids->addWidget(grid_);
+  grids->addWidget(comparison_grid_);
   details_ = new QTextBrowser(this);
-  split->addWidget(grid_);
+  split->addWidget(grids);
   split->addWidget(details_);
   layout->addWidget(split, 1);
   connect(run, &QPushButton::clicked, this, [this] {
@@ -79,6 +91,7 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
   });
   connect(measure_, &QComboBox::currentIndexChanged, this, [this](int i) { setShowDigits(i == 1); });
   connect(load, &QPushButton::clicked, this, &RetrievalPanel::gridLoadRequested);
+  connect(compare, &QPushButton::clicked, this, &RetrievalPanel::comparisonGridLoadRequested);
   connect(document, &TraceDocument::gridChanged, this, &RetrievalPanel::onGridChanged);
   connect(grid_, &QCustomPlot::mousePress, this, [this](QMouseEvent* e) {
     if (!document_->hasGrid()) return;
@@ -86,16 +99,74 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
     const int di = static_cast<int>(std::lround(grid_->xAxis->pixelToCoord(e->position().x())));
     if (li >= 0 && li < gridLengths() && di >= 0 && di < gridDepths()) selectCell(li, di);
   });
+  // A cell of the comparison selects the same length and depth of the first grid, so both
+  // answers are listed together; a cell only the comparison has lists its cases alone.
+  connect(comparison_grid_, &QCustomPlot::mousePress, this, [this](QMouseEvent* e) {
+    const eval::PasskeyGrid& other = document_->comparisonGrid();
+    const int li = static_cast<int>(std::lround(comparison_grid_->yAxis->pixelToCoord(e->position().y())));
+    const int di = static_cast<int>(std::lround(comparison_grid_->xAxis->pixelToCoord(e->position().x())));
+    if (li < 0 || li >= static_cast<int>(other.lengths.size()) || di < 0 || di >= static_cast<int>(other.depths.size())) return;
+    const eval::PasskeyGrid& grid = document_->grid();
+    const auto l = std::find(grid.lengths.begin(), grid.lengths.end(), other.lengths[li]);
+    const auto d = std::find_if(grid.depths.begin(), grid.depths.end(),
+                                [&](double v) { return std::abs(v - other.depths[di]) < 1e-9; });
+    if (l != grid.lengths.end() && d != grid.depths.end()) {
+      selectCell(static_cast<int>(l - grid.lengths.begin()), static_cast<int>(d - grid.depths.begin()));
+      return;
+    }
+    details_->setHtml(tr("<h3>%1 tokens, depth %2</h3><p>Only %3 has this cell.</p>")
+                          .arg(other.lengths[li]).arg(other.depths[di]).arg(gridModel(document_->comparisonGridResults()).toHtmlEscaped()) +
+                      cellCases(document_->comparisonGridResults(), other.lengths[li], other.depths[di], nullptr));
+  });
+}
+
+QString RetrievalPanel::gridModel(const Json& results) {
+  QString name = QObject::tr("the model");
+  if (results.is_object() && results.contains("meta") && results.at("meta").is_object()) {
+    const Json& meta = results.at("meta");
+    if (meta.contains("checkpoint") && meta.at("checkpoint").is_string())
+      name = QFileInfo(QString::fromStdString(meta.at("checkpoint").as_string())).fileName();
+    if (meta.contains("trained") && meta.at("trained").is_bool() && !meta.at("trained").as_bool())
+      name = QObject::tr("untrained weights");
+  }
+  if (results.is_object() && results.contains("settings") && results.at("settings").is_object()) {
+    const Json& settings = results.at("settings");
+    if (settings.contains("decimation")) name += QObject::tr(" (DeciMamba)");
+    else if (settings.contains("memory_enabled") && settings.at("memory_enabled").is_bool() &&
+             !settings.at("memory_enabled").as_bool())
+      name += QObject::tr(" (memory off)");
+  }
+  return name;
+}
+
+bool RetrievalPanel::showsComparisonGrid() const { return document_->hasComparisonGrid() && !comparison_grid_->isHidden(); }
+
+QString RetrievalPanel::cellCases(const Json& results, int64_t L, double depth, const Json** first) const {
+  QString html;
+  if (!results.is_object() || !results.contains("cases")) return html;
+  for (const Json& c : results.at("cases").as_array()) {
+    if (c.at("length").as_int() != L || std::abs(c.at("depth").as_double() - depth) > 1e-9) continue;
+    if (first && !*first) *first = &c;
+    html += tr("<p>sample %1: key <b>%2</b>, answer <b>%3</b> &mdash; %4</p>")
+                .arg(c.contains("sample") ? c.at("sample").as_int() : 0)
+                .arg(keyOf(c).toHtmlEscaped())
+                .arg(QString::fromStdString(c.at("answer").as_string()).toHtmlEscaped())
+                .arg(c.at("hit").as_bool() ? tr("found") : tr("<span style='color:#d03050'>missed</span>"));
+  }
+  return html;
 }
 
 QString RetrievalPanel::keyOf(const Json& record) { return QString::fromStdString(eval::case_key_text(record)); }
 
-std::vector<Figure> RetrievalPanel::figures() const { return {{QStringLiteral("passkey-grid"), grid_}}; }
+std::vector<Figure> RetrievalPanel::figures() const {
+  return {{QStringLiteral("passkey-grid"), grid_}, {QStringLiteral("passkey-grid-comparison"), comparison_grid_}};
+}
 
 QString RetrievalPanel::csv(const QString& figure, CsvDetail /*every value is drawn*/) const {
   QString out = QStringLiteral("length,depth,accuracy,digit_accuracy\n");
   auto number = [](double v) { return std::isnan(v) ? QString() : QString::number(v); };
-  const eval::PasskeyGrid& grid = document_->grid();
+  const eval::PasskeyGrid& grid =
+      figure == QLatin1String("passkey-grid-comparison") ? document_->comparisonGrid() : document_->grid();
   for (size_t i = 0; i < grid.lengths.size(); ++i)
     for (size_t j = 0; j < grid.depths.size(); ++j)
       out += QStringLiteral("%1,%2,%3,%4\n").arg(grid.lengths[i]).arg(grid.depths[j])
@@ -113,31 +184,50 @@ int RetrievalPanel::gridLengths() const { return static_cast<int>(document_->gri
 int RetrievalPanel::gridDepths() const { return static_cast<int>(document_->grid().depths.size()); }
 
 void RetrievalPanel::onGridChanged() {
-  grid_label_->setText(document_->hasGrid() ? tr("Grid: %1 (%2; click a cell)")
-                                                  .arg(document_->gridSource(),
-                                                       QString::fromStdString(document_->grid().case_description))
-                                            : tr("No grid loaded: run `memmamba eval passkey` and load its JSON."));
+  QString text = document_->hasGrid() ? tr("Grid: %1 (%2; click a cell)")
+                                            .arg(document_->gridSource(),
+                                                 QString::fromStdString(document_->grid().case_description))
+                                      : tr("No grid loaded: run `memmamba eval passkey` and load its JSON.");
+  if (document_->hasComparisonGrid())
+    text += tr("\nBeside it: %1 (%2)").arg(document_->comparisonGridSource(),
+                                           QString::fromStdString(document_->comparisonGrid().case_description));
+  grid_label_->setText(text);
   drawGrid();
 }
 
 void RetrievalPanel::drawGrid() {
-  grid_->clearPlottables();
-  grid_->clearItems();
-  auto* map = new QCPColorMap(grid_->xAxis, grid_->yAxis);
-  const int nl = gridLengths(), nd = gridDepths();
+  const bool two = document_->hasComparisonGrid();
+  drawGridOn(grid_, document_->grid(), two ? gridModel(document_->gridResults()) : QString());
+  comparison_grid_->setVisible(two);
+  if (two) drawGridOn(comparison_grid_, document_->comparisonGrid(), gridModel(document_->comparisonGridResults()));
+}
+
+void RetrievalPanel::drawGridOn(QCustomPlot* plot, const eval::PasskeyGrid& grid, const QString& title) {
+  plot->clearPlottables();
+  plot->clearItems();
+  // The model's name above the grid when two are side by side.
+  if (plot->plotLayout()->rowCount() > 1) {
+    plot->plotLayout()->removeAt(0);
+    plot->plotLayout()->simplify();
+  }
+  if (!title.isEmpty()) {
+    plot->plotLayout()->insertRow(0);
+    plot->plotLayout()->addElement(0, 0, new QCPTextElement(plot, title, QFont(font().family(), font().pointSize(), QFont::Bold)));
+  }
+  auto* map = new QCPColorMap(plot->xAxis, plot->yAxis);
+  const int nl = static_cast<int>(grid.lengths.size()), nd = static_cast<int>(grid.depths.size());
   // A colour map needs two cells along each axis to know their width: a grid of one length
   // (or one depth) is drawn as two equal half-cells around it.
   const int cells_x = std::max(2, nd), cells_y = std::max(2, nl);
   map->data()->setSize(cells_x, cells_y);
   map->data()->setRange(nd > 1 ? QCPRange(0, nd - 1) : QCPRange(-0.25, 0.25),
                         nl > 1 ? QCPRange(0, nl - 1) : QCPRange(-0.25, 0.25));
-  const eval::PasskeyGrid& grid = document_->grid();
   const auto& values = show_digits_ ? grid.digit_accuracy : grid.accuracy;
   for (int i = 0; i < nl; ++i)
     for (int j = 0; j < nd; ++j) {
       for (int cx = nd > 1 ? j : 0; cx <= (nd > 1 ? j : 1); ++cx)
         for (int cy = nl > 1 ? i : 0; cy <= (nl > 1 ? i : 1); ++cy) map->data()->setCell(cx, cy, values[i][j]);
-      auto* label = new QCPItemText(grid_);
+      auto* label = new QCPItemText(plot);
       label->position->setCoords(j, i);
       label->setText(std::isnan(values[i][j]) ? QStringLiteral("-") : QString::number(values[i][j], 'f', 2));
       label->setColor(values[i][j] > 0.6 ? Qt::black : Qt::white);
@@ -151,17 +241,20 @@ void RetrievalPanel::drawGrid() {
   auto lengthTicks = QSharedPointer<QCPAxisTickerText>::create();
   for (int i = 0; i < nl; ++i) {
     const int64_t L = grid.lengths[i];
-    lengthTicks->addTick(i, L >= 1024 && L % 1024 == 0 ? QStringLiteral("%1k").arg(L / 1024) : QString::number(L));
+    const QString label = L >= (1 << 20) && L % (1 << 20) == 0 ? QStringLiteral("%1M").arg(L >> 20)
+                          : L >= 1024 && L % 1024 == 0        ? QStringLiteral("%1k").arg(L / 1024)
+                                                              : QString::number(L);
+    lengthTicks->addTick(i, label);
   }
   auto depthTicks = QSharedPointer<QCPAxisTickerText>::create();
   for (int j = 0; j < nd; ++j) depthTicks->addTick(j, QString::number(grid.depths[j], 'g', 3));
-  grid_->yAxis->setTicker(lengthTicks);
-  grid_->xAxis->setTicker(depthTicks);
-  grid_->xAxis->setLabel(tr("needle depth"));
-  grid_->yAxis->setLabel(tr("context length (tokens)"));
-  grid_->xAxis->setRange(-0.5, nd - 0.5);
-  grid_->yAxis->setRange(-0.5, nl - 0.5);
-  grid_->replot();
+  plot->yAxis->setTicker(lengthTicks);
+  plot->xAxis->setTicker(depthTicks);
+  plot->xAxis->setLabel(tr("needle depth"));
+  plot->yAxis->setLabel(tr("context length (tokens)"));
+  plot->xAxis->setRange(-0.5, nd - 0.5);
+  plot->yAxis->setRange(-0.5, nl - 0.5);
+  plot->replot();
 }
 
 void RetrievalPanel::selectCell(int li, int di) {
@@ -177,14 +270,20 @@ void RetrievalPanel::selectCell(int li, int di) {
   if (!std::isnan(grid.digit_accuracy[li][di]))
     html += tr("<p>Key digits in place: %1</p>").arg(grid.digit_accuracy[li][di], 0, 'f', 2);
   const Json* first = nullptr;
-  for (const Json& c : results.at("cases").as_array()) {
-    if (c.at("length").as_int() != L || std::abs(c.at("depth").as_double() - depth) > 1e-9) continue;
-    if (!first) first = &c;
-    html += tr("<p>sample %1: key <b>%2</b>, answer <b>%3</b> &mdash; %4</p>")
-                .arg(c.contains("sample") ? c.at("sample").as_int() : 0)
-                .arg(keyOf(c).toHtmlEscaped())
-                .arg(QString::fromStdString(c.at("answer").as_string()).toHtmlEscaped())
-                .arg(c.at("hit").as_bool() ? tr("found") : tr("<span style='color:#d03050'>missed</span>"));
+  const bool two = document_->hasComparisonGrid();
+  if (two) html += tr("<p><b>%1</b></p>").arg(gridModel(results).toHtmlEscaped());
+  html += cellCases(results, L, depth, &first);
+  if (two) {
+    // The same cell of the grid beside it: both models' answers to the same cases together.
+    const eval::PasskeyGrid& other = document_->comparisonGrid();
+    const auto l = std::find(other.lengths.begin(), other.lengths.end(), L);
+    const auto d = std::find_if(other.depths.begin(), other.depths.end(), [&](double v) { return std::abs(v - depth) < 1e-9; });
+    const QString name = gridModel(document_->comparisonGridResults()).toHtmlEscaped();
+    if (l == other.lengths.end() || d == other.depths.end())
+      html += tr("<p><b>%1</b>: no such cell</p>").arg(name);
+    else
+      html += tr("<p><b>%1</b>: accuracy %2</p>").arg(name).arg(other.accuracy[l - other.lengths.begin()][d - other.depths.begin()]) +
+              cellCases(document_->comparisonGridResults(), L, depth, nullptr);
   }
   if (!first) details_->setHtml(html);
   if (first) {

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "model/eval/passkey_grid.h"
 #include "model/json.h"
 #include "views/plot_panel.h"
 
@@ -28,6 +29,10 @@ class RetrievalPanel : public PlotPanel {
 
   int gridLengths() const;
   int gridDepths() const;
+  // Whether a second grid is drawn beside the first (TraceDocument::setComparisonGrid).
+  bool showsComparisonGrid() const;
+  // The model a grid ran: its checkpoint's file name, "memory off" or DeciMamba where so.
+  static QString gridModel(const Json& results);
   // The heatmap shows exact-match accuracy, or the share of key digits in place.
   void setShowDigits(bool digits);
   bool showsDigits() const { return show_digits_; }
@@ -43,15 +48,21 @@ class RetrievalPanel : public PlotPanel {
   void caseSelected(qint64 length, double depth, const QString& key, quint64 seed);
   // "Load evaluation grid..." was pressed: the app asks for the file and loads it.
   void gridLoadRequested();
+  // "Compare with grid..." was pressed: the app asks for a second grid to draw beside it.
+  void comparisonGridLoadRequested();
 
  private:
   static QString keyOf(const Json& record);  // the case's key as text (a number in older files)
   void drawGrid();
+  void drawGridOn(QCustomPlot* plot, const eval::PasskeyGrid& grid, const QString& title);
+  // The cases of one cell of a grid's results, as HTML lines (key, answer, found or missed).
+  QString cellCases(const Json& results, int64_t length, double depth, const Json** first) const;
   QSpinBox* length_;
   QDoubleSpinBox* depth_;
   QSpinBox* key_;
   QSpinBox* seed_;
   QCustomPlot* grid_;
+  QCustomPlot* comparison_grid_;
   QTextBrowser* details_;
   QLabel* grid_label_;
   void onGridChanged();

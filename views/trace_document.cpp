@@ -56,6 +56,15 @@ void TraceDocument::setGrid(Json results, eval::PasskeyGrid grid, const QString&
   Q_EMIT gridChanged();
 }
 
+void TraceDocument::setComparisonGrid(Json results, eval::PasskeyGrid grid, const QString& source) {
+  comparison_grid_results_ = std::move(results);
+  comparison_grid_ = std::move(grid);
+  comparison_grid_source_ = source;
+  Q_EMIT gridChanged();
+}
+
+void TraceDocument::clearComparisonGrid() { setComparisonGrid(Json(), eval::PasskeyGrid(), QString()); }
+
 int64_t TraceDocument::nextNoted(int layer, int64_t from, int direction) const {
   if (!trace_ || layer < 0 || layer >= layers() || direction == 0) return -1;
   const auto& flags = trace_->layers[layer].flags;

@@ -67,6 +67,14 @@ class TraceDocument : public QObject {
   const eval::PasskeyGrid& grid() const { return grid_; }
   bool hasGrid() const { return !grid_.lengths.empty(); }
   QString gridSource() const { return grid_source_; }
+  // A second grid beside the first (another model, or other settings, on the same kind of
+  // cases): the Passkey panel draws both and lists both answers of a cell. Empty until set.
+  void setComparisonGrid(Json results, eval::PasskeyGrid grid, const QString& source);
+  void clearComparisonGrid();
+  const Json& comparisonGridResults() const { return comparison_grid_results_; }
+  const eval::PasskeyGrid& comparisonGrid() const { return comparison_grid_; }
+  bool hasComparisonGrid() const { return !comparison_grid_.lengths.empty(); }
+  QString comparisonGridSource() const { return comparison_grid_source_; }
 
  public Q_SLOTS:
   void setPosition(qint64 position);
@@ -83,8 +91,9 @@ class TraceDocument : public QObject {
   std::shared_ptr<const Trace> trace_, comparison_;
   std::vector<ChapterMark> chapters_;
   std::unique_ptr<PoolReplay> replay_;
-  Json grid_results_;
-  eval::PasskeyGrid grid_;
+  Json grid_results_, comparison_grid_results_;
+  eval::PasskeyGrid grid_, comparison_grid_;
+  QString comparison_grid_source_;
   QString source_, comparison_label_, grid_source_;
   int64_t position_ = 0;
   int layer_ = 0;

@@ -54,8 +54,11 @@ int main(int argc, char** argv) {
   const QCommandLineOption grid_case(QStringLiteral("case"),
                                      QStringLiteral("With --grid: run the case of this cell (LENGTH,DEPTH as in the grid, e.g. 65536,0.5 or 64k,0.5) as the grid ran it, and open it at its answer."),
                                      QStringLiteral("LENGTH,DEPTH"));
+  const QCommandLineOption compare_grid(QStringLiteral("compare-grid"),
+                                        QStringLiteral("With --grid: draw this second grid (another model on the same cases) beside it; a clicked cell lists both answers."),
+                                        QStringLiteral("FILE"));
   parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, csv_full, encoding,
-                     keep_boilerplate, edit, grid, grid_case});
+                     keep_boilerplate, edit, grid, grid_case, compare_grid});
 
   // Read before the GUI starts, so --help, --version and bad flags need no display. Qt's own
   // options (-platform, -style ...) are unknown here: then the GUI starts first, removes
@@ -153,6 +156,20 @@ int main(int argc, char** argv) {
     }
   }
 
+  memmamba::Json compare_results;
+  memmamba::eval::PasskeyGrid compare_cells;
+  if (parser.isSet(compare_grid)) {
+    if (!parser.isSet(grid)) {
+      std::fprintf(stderr, "--compare-grid needs --grid FILE (the grid to draw it beside)\n");
+      return 2;
+    }
+    try {
+      compare_cells = memmamba::eval::load_passkey_grid(parser.value(compare_grid).toStdString(), &compare_results);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "--compare-grid %s: %s\n", qPrintable(parser.value(compare_grid)), e.what());
+      return 3;
+    }
+  }
   // --case: a cell of the grid, found now so that a wrong one is said before any window opens.
   int case_length = -1, case_depth = -1;
   if (parser.isSet(grid_case)) {
@@ -253,6 +270,8 @@ int main(int argc, char** argv) {
   }
   if (parser.isSet(grid)) {
     window.document()->setGrid(std::move(grid_results), std::move(grid_cells), parser.value(grid));
+    if (parser.isSet(compare_grid))
+      window.document()->setComparisonGrid(std::move(compare_results), std::move(compare_cells), parser.value(compare_grid));
     window.showGrid();
     if (case_length >= 0)
       QTimer::singleShot(0, &window, [&window, case_length, case_depth] { window.retrievalPanel()->selectCell(case_length, case_depth); });

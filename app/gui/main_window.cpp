@@ -233,6 +233,12 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     const QString error = loadGrid(path);
     if (!error.isEmpty()) complain(tr("Passkey grid"), error);
   });
+  connect(retrieval_, &views::RetrievalPanel::comparisonGridLoadRequested, this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, tr("Grid to draw beside this one"), QString(), tr("JSON (*.json)"));
+    if (path.isEmpty()) return;
+    const QString error = loadComparisonGrid(path);
+    if (!error.isEmpty()) complain(tr("Passkey grid"), error);
+  });
 
   memmamba::log::set_extra_sink([this](memmamba::log::Level level, const std::string& message) {
     const char* names[] = {"debug", "info", "warning", "error"};
@@ -499,6 +505,17 @@ QString MainWindow::loadGrid(const QString& path) {
     Json results;
     eval::PasskeyGrid grid = eval::load_passkey_grid(path.toStdString(), &results);
     document_->setGrid(std::move(results), std::move(grid), path);
+    return {};
+  } catch (const std::exception& e) {
+    return QString::fromStdString(e.what());
+  }
+}
+
+QString MainWindow::loadComparisonGrid(const QString& path) {
+  try {
+    Json results;
+    eval::PasskeyGrid grid = eval::load_passkey_grid(path.toStdString(), &results);
+    document_->setComparisonGrid(std::move(results), std::move(grid), path);
     return {};
   } catch (const std::exception& e) {
     return QString::fromStdString(e.what());

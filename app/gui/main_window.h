@@ -53,6 +53,8 @@ class MainWindow : public QMainWindow {
   void runGridCase(qint64 length, double depth, const QString& key, quint64 seed);
   // Loads a `memmamba eval passkey` result into the document; returns "" or why it is not a grid.
   QString loadGrid(const QString& path);
+  // Loads a second grid to draw beside the first (another model on the same cases).
+  QString loadComparisonGrid(const QString& path);
   // Brings the Passkey panel (and its grid) to the front.
   void showGrid();
   void cancelRun();
