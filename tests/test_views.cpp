@@ -11,6 +11,9 @@
 #include <QTemporaryDir>
 #include <QTextBrowser>
 #include <QtTest/QtTest>
+#include <QHelpEvent>
+#include <QTableWidget>
+#include <QToolTip>
 #include <qcustomplot.h>
 
 #include <cmath>
@@ -656,6 +659,7 @@ class TestViews : public QObject {
       l.importance.assign(static_cast<size_t>(T), 0.1f);
       for (int64_t t = 0; t < T; ++t)
         if (l.flags[t] & kNoted) l.importance[t] = 0.9f;
+      l.istate = l.importance;  // every per-token array a loaded trace has, for the views
     }
     trace->notes.push_back(NoteInfo{0, 7, 1, 0.875f, Column<int64_t>{ann[0]}});
     trace->notes.push_back(NoteInfo{0, 8, 1, 0.5f, Column<int64_t>{forty_two[0]}});
@@ -698,6 +702,43 @@ class TestViews : public QObject {
     QVERIFY(doc.whyNoted(0, 1).contains(QStringLiteral("&le; tau1")) && doc.whyNoted(0, 1).contains(QStringLiteral("not noted")));
     QVERIFY(doc.whyNoted(0, ann[1]).contains(QStringLiteral("its note is not in the trace")));
     QVERIFY(doc.whyNoted(0, T).isEmpty() && doc.whyNoted(9, 0).isEmpty());
+    // The same story on the pool's rows and the raster's cells (tooltips).
+    QVERIFY2(doc.noteStory(0).contains(QStringLiteral("note 7")) && doc.noteStory(0).contains(QStringLiteral("evicted at token 10")),
+             qPrintable(doc.noteStory(0)));
+    QVERIFY(doc.noteStory(1).contains(QStringLiteral("dropped")) && doc.noteStory(2).isEmpty());
+    QVERIFY2(doc.spanSummary(0, 0, T).contains(QStringLiteral("6 noted")), qPrintable(doc.spanSummary(0, 0, T)));
+    QCOMPARE(doc.spanSummary(0, ann[0], ann[0] + 1), doc.whyNoted(0, ann[0]));
+    QVERIFY(ann[0] + 1 < 10);
+    {
+      views::PoolView pool_view(&doc);
+      pool_view.resize(900, 700);
+      pool_view.show();
+      doc.setPosition(ann[0] + 2);  // the note sits in slot 2 from ann[0] + 1 to token 10
+      auto* table = pool_view.findChild<QTableWidget*>();
+      QVERIFY(table && table->rowCount() == 4);
+      const QPoint row2 = table->visualItemRect(table->item(2, 0)).center();
+      QHelpEvent help(QEvent::ToolTip, row2, table->viewport()->mapToGlobal(row2));
+      QApplication::sendEvent(table->viewport(), &help);
+      QVERIFY2(QToolTip::text().contains(QStringLiteral("slot 2")) && QToolTip::text().contains(QStringLiteral("note 7")),
+               qPrintable(QToolTip::text()));
+      const QPoint row0 = table->visualItemRect(table->item(0, 0)).center();
+      QHelpEvent empty(QEvent::ToolTip, row0, table->viewport()->mapToGlobal(row0));
+      QApplication::sendEvent(table->viewport(), &empty);
+      QVERIFY2(QToolTip::text().contains(QStringLiteral("empty")), qPrintable(QToolTip::text()));
+      // The raster: a cell of layer 0 over the first "Ann" explains that token.
+      views::TriggerView raster_view(&doc);
+      raster_view.resize(900, 700);
+      raster_view.show();
+      doc.setTrace(trace, QStringLiteral("hand-made"));  // views draw what the document loads
+      doc.setLayer(0);
+      auto* raster = raster_view.findChild<QCustomPlot*>(QStringLiteral("trigger-raster"));
+      raster->replot();
+      const QPoint cell(static_cast<int>(raster->xAxis->coordToPixel(static_cast<double>(ann[0]) + 0.5)),
+                        static_cast<int>(raster->yAxis->coordToPixel(0)));
+      QHelpEvent over(QEvent::ToolTip, cell, raster->mapToGlobal(cell));
+      QApplication::sendEvent(raster, &over);
+      QVERIFY2(QToolTip::text().contains(QStringLiteral("note 7")), qPrintable(QToolTip::text()));
+    }
     // Next and previous note of a layer, from any token.
     QCOMPARE(doc.nextNoted(0, ann[0], 1), ann[0] + 2);  // "Bob" (two tokens after "Ann": " met", " Bob")
     QCOMPARE(doc.nextNoted(0, forty_two[1], 1), int64_t{-1});

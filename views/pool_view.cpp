@@ -5,6 +5,7 @@
 #include <QSplitter>
 #include <QMenu>
 #include <QTableWidget>
+#include <QToolTip>
 #include <QVBoxLayout>
 #include <qcustomplot.h>
 
@@ -39,6 +40,8 @@ PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(documen
   split->addWidget(table_);
   plot_ = new QCustomPlot(this);
   plot_->setObjectName(QStringLiteral("pool-occupancy"));
+  plot_->installEventFilter(this);
+  table_->viewport()->installEventFilter(this);
   plot_->setMinimumHeight(160);
   split->addWidget(plot_);
   layout->addWidget(split, 1);
@@ -78,6 +81,34 @@ PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(documen
 }
 
 int PoolView::slotRows() const { return table_->rowCount(); }
+
+bool PoolView::eventFilter(QObject* watched, QEvent* event) {
+  if (event->type() != QEvent::ToolTip || (watched != plot_ && watched != table_->viewport()) || !document_->hasTrace())
+    return PlotPanel::eventFilter(watched, event);
+  auto* he = static_cast<QHelpEvent*>(event);
+  const int layer = document_->layer();
+  int64_t position = document_->position();
+  int slot = -1;
+  if (watched == plot_) {
+    if (!map_) return true;
+    const double x = plot_->xAxis->pixelToCoord(he->pos().x());
+    slot = static_cast<int>(std::lround(plot_->yAxis->pixelToCoord(he->pos().y())));
+    if (x < 0 || x >= static_cast<double>(document_->length())) slot = -1;
+    position = static_cast<int64_t>(x);
+  } else {
+    slot = table_->rowAt(he->pos().y());
+  }
+  const std::vector<int64_t> pool = slot >= 0 ? document_->poolAt(layer, position) : std::vector<int64_t>{};
+  if (slot < 0 || slot >= static_cast<int>(pool.size())) {
+    QToolTip::hideText();
+    return true;
+  }
+  const int64_t note = pool[static_cast<size_t>(slot)];
+  const QString text = note >= 0 ? tr("slot %1 at token %L2<br>").arg(slot).arg(position) + document_->noteStory(note)
+                                 : tr("slot %1 at token %L2: empty").arg(slot).arg(position);
+  QToolTip::showText(he->globalPos(), text, qobject_cast<QWidget*>(watched));
+  return true;
+}
 
 std::vector<Figure> PoolView::figures() const { return {{QStringLiteral("pool-occupancy"), plot_}}; }
 

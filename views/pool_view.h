@@ -32,6 +32,10 @@ class PoolView : public PlotPanel {
   // for layer-local note `note` of `layer`; `position` is the current token.
   void editRequested(const QString& kind, int layer, qint64 note, qint64 position);
 
+ protected:
+  // Tooltips on the slot table and the occupancy map: the hovered slot's note, its story.
+  bool eventFilter(QObject* watched, QEvent* event) override;
+
  private:
   void rebuildMap();
   void fitColumns();

@@ -144,12 +144,40 @@ QString TraceDocument::whyNoted(int layer, int64_t token) const {
       if (s == token) note = static_cast<int64_t>(n);
   }
   if (note < 0) return text + tr("<br>noted (its note is not in the trace)");
-  text += tr("<br><b>noted</b>: note %1, priority %2").arg(trace_->notes[note].local_id).arg(trace_->notes[note].priority, 0, 'f', 3);
+  return text + QStringLiteral("<br>") + noteStory(note);
+}
+
+QString TraceDocument::noteStory(int64_t note) const {
+  if (!trace_ || note < 0 || note >= static_cast<int64_t>(trace_->notes.size())) return {};
+  const NoteInfo& n = trace_->notes[note];
+  QString text = tr("<b>note %1</b> of layer %2, priority %3").arg(n.local_id).arg(n.layer).arg(n.priority, 0, 'f', 3);
+  if (!n.sources.empty())
+    text += tr("<br>from token %L1 \"%2\": %3")
+                .arg(n.sources.front())
+                .arg(tokenText(n.sources.front()).trimmed().toHtmlEscaped(), context(n.sources.front(), 4).toHtmlEscaped());
   const NoteLife life = note_life(*trace_, note);
   if (life.dropped) return text + tr("<br>dropped: not kept in the pool (full of notes of higher priority, or a memory edit)");
   if (life.inserted >= 0) text += tr("<br>slot %1 from token %L2").arg(life.slot).arg(life.inserted + 1);
   text += life.evicted >= 0 ? tr(", evicted at token %L1").arg(life.evicted) : tr(", still in the pool at the end");
   return text;
+}
+
+QString TraceDocument::spanSummary(int layer, int64_t begin, int64_t end) const {
+  if (!trace_ || layer < 0 || layer >= layers()) return {};
+  begin = std::max<int64_t>(0, begin);
+  end = std::min(end, length());
+  if (end <= begin) return {};
+  if (end - begin == 1) return whyNoted(layer, begin);
+  const LayerTrace& l = trace_->layers[layer];
+  int64_t noted = 0, triggered = 0, top = begin;
+  for (int64_t t = begin; t < end; ++t) {
+    noted += (l.flags[t] & kNoted) != 0;
+    triggered += (l.flags[t] & kTriggered) != 0;
+    if (l.importance[t] > l.importance[top]) top = t;
+  }
+  return tr("layer %1, tokens %L2-%L3: %4 noted, %5 read the pool<br>the most important of them:<br>")
+             .arg(layer).arg(begin).arg(end - 1).arg(noted).arg(triggered) +
+         whyNoted(layer, top);
 }
 
 QString TraceDocument::noteLabel(int64_t note) const {

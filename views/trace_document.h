@@ -49,6 +49,12 @@ class TraceDocument : public QObject {
   // token its note, slot, priority and when it entered and left the pool (book view tooltips).
   QString whyNoted(int layer, int64_t token) const;
   // A note's source text (its first noted token in context).
+  // A note's story for tooltips: its token and context, priority, slot, when it entered the
+  // pool and when it left (evicted, dropped, or still there at the end).
+  QString noteStory(int64_t note) const;
+  // What a layer did over tokens [begin, end) for tooltips on binned figures: notes and reads
+  // counted, and the span's most important token explained (whyNoted).
+  QString spanSummary(int layer, int64_t begin, int64_t end) const;
   QString noteLabel(int64_t note) const;
 
   // The book's chapters as the trace recorded them (run_info "book"), by first token.

@@ -4,9 +4,11 @@
 
 #include <QDoubleSpinBox>
 #include <QHBoxLayout>
+#include <QHelpEvent>
 #include <QLabel>
 #include <QPushButton>
 #include <QSplitter>
+#include <QToolTip>
 #include <QVBoxLayout>
 #include <qcustomplot.h>
 
@@ -50,6 +52,7 @@ TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(d
   auto* split = new QSplitter(Qt::Vertical, this);
   raster_ = new QCustomPlot(this);
   raster_->setObjectName(QStringLiteral("trigger-raster"));
+  raster_->installEventFilter(this);
   signals_ = new QCustomPlot(this);
   signals_->setObjectName(QStringLiteral("threshold-signals"));
   // The legend in a row of its own above the data, one line wide: inside the axis rect it
@@ -147,6 +150,25 @@ QString TriggerView::csv(const QString& figure, CsvDetail detail) const {
     out += QStringLiteral("%1,%2,%3,%4,%5,%6\n").arg(layer).arg(i).arg(t->layers[layer].importance[i], 0, 'g', 6)
                .arg(t->layers[layer].istate[i], 0, 'g', 6).arg(tau_note_->value()).arg(tau_retrieve_->value());
   return out;
+}
+
+bool TriggerView::eventFilter(QObject* watched, QEvent* event) {
+  if (watched != raster_ || event->type() != QEvent::ToolTip) return PlotPanel::eventFilter(watched, event);
+  auto* he = static_cast<QHelpEvent*>(event);
+  const Trace* t = document_->trace();
+  const double x = raster_->xAxis->pixelToCoord(he->pos().x());
+  const int row = static_cast<int>(std::lround(raster_->yAxis->pixelToCoord(he->pos().y())));
+  if (!t || !map_ || x < 0 || x >= static_cast<double>(t->length()) || row < 0 || row >= rows_) {
+    QToolTip::hideText();
+    return true;
+  }
+  const int64_t begin = static_cast<int64_t>(x) / bin_ * bin_;
+  // A DeciMamba raster's last row is "kept to the end": the last layer's scan.
+  const int layer = std::min(row, static_cast<int>(t->layers.size()) - 1);
+  QString text = document_->spanSummary(layer, begin, begin + bin_);
+  if (decimated_ && row == rows_ - 1) text = tr("kept to the end (the last layer's scan)<br>") + text;
+  QToolTip::showText(he->globalPos(), text, raster_);
+  return true;
 }
 
 void TriggerView::rebuildRaster() {

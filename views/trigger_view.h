@@ -29,6 +29,10 @@ class TriggerView : public PlotPanel {
  Q_SIGNALS:
   void rerunRequested(double tau_note, double tau_retrieve, double fusion_gain);
 
+ protected:
+  // Tooltips on the raster: what the hovered layer did over the hovered column's tokens.
+  bool eventFilter(QObject* watched, QEvent* event) override;
+
  private:
   void rebuildRaster();
   void updateSignals();
