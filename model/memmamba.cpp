@@ -224,15 +224,100 @@ torch::Tensor MemMambaModel::forward_decimated(const torch::Tensor& tokens, RunS
   if (state.position != 0) throw std::invalid_argument("decimation needs the whole context in one pass from its first token");
   if (options.ssm_input_mask.defined()) throw std::invalid_argument("decimation does not take an SSM input mask");
   const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.d_model;
+  const int64_t chunk = std::max<int64_t>(1, options.chunk_tokens);
   const auto& embedding = weights_["embedding.weight"];
-  auto x = embedding.index_select(0, tokens.reshape({-1})).view({B, T, D});
-  // The original position of each row of x: rows leave at the decimating layers.
-  auto positions = torch::arange(T, torch::TensorOptions().dtype(torch::kInt64).device(device())).unsqueeze(0).expand({B, T}).contiguous();
-  std::vector<LayerBank> banks(static_cast<size_t>(config_.n_layers));
-  int64_t stage = 0;
-  for (int64_t l = 0; l < config_.n_layers; ++l) {
+  const auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(device());
+  auto is_decimating = [&](int64_t l) {
+    return std::find(decimation.layers.begin(), decimation.layers.end(), l) != decimation.layers.end();
+  };
+  // Per original token, a layer's flags and log decay for the observer: a token outside the
+  // layer's scan is flagged and does not decay the state (log decay 0).
+  auto report = [&](int64_t l, int64_t pos0, int64_t n, const torch::Tensor& kept_positions, const torch::Tensor& dt) {
+    RunObserver* observer = options.observer;
+    if (!observer) return;
+    const profile::Section section("trace (host)", device());
+    std::vector<float> zeros(static_cast<size_t>(n), 0.f), log_decay(static_cast<size_t>(n), 0.f);
+    std::vector<uint8_t> flags(static_cast<size_t>(n), kDecimated);
+    const auto decay = to_floats((dt[0] * mixer_decay_rates(weights_, l).mean(1)).mean(-1));
+    const auto kept_cpu = kept_positions.to(torch::kCPU).contiguous();
+    const int64_t* kept = kept_cpu.data_ptr<int64_t>();
+    for (int64_t i = 0; i < kept_cpu.numel(); ++i) {
+      flags[static_cast<size_t>(kept[i] - pos0)] = 0;
+      log_decay[static_cast<size_t>(kept[i] - pos0)] = decay[static_cast<size_t>(i)];
+    }
+    observer->layer_tokens(static_cast<int32_t>(l), pos0, n, zeros.data(), zeros.data(), flags.data(), zeros.data(),
+                           zeros.data(), log_decay.data());
+  };
+  auto progress = [&](int64_t done) {
+    if (options.progress && !options.progress(done, T)) throw Cancelled();
+  };
+
+  // Up to the first decimating layer every token goes on: those layers run chunk by chunk, as
+  // the plain forward does, so a long context holds one chunk's intermediates at a time and
+  // the first decimating layer's input [B, T, D].
+  const int64_t first = *std::min_element(decimation.layers.begin(), decimation.layers.end());
+  std::vector<torch::Tensor> inputs;  // the first decimating layer's input, chunk by chunk
+  for (int64_t c0 = 0; c0 < T; c0 += chunk) {
+    const int64_t n = std::min(chunk, T - c0);
+    auto x = embedding.index_select(0, tokens.narrow(1, c0, n).reshape({-1})).view({B, n, D});
+    for (int64_t l = 0; l < first; ++l) {
+      MixerOutput mixed = mixer_forward(config_, weights_, l, x, state.mixers[l]);
+      report(l, c0, n, torch::arange(c0, c0 + n, long_opts), mixed.dt);
+      x = mixed.x_next;
+      if (options.on_layer_output) options.on_layer_output(l, c0, x);
+    }
+    inputs.push_back(x);
+    if (first > 0) progress(std::min(T, c0 + n) * first / config_.n_layers);
+  }
+
+  // The first decimating layer scores every token by its step sizes and keeps the top k of
+  // the whole context. With one sequence it runs chunk by chunk in two passes: the first (on a
+  // copy of the layer's state, its scan skipped) scores every token, the second runs the conv
+  // over every token and the scan over the kept ones, whose order the chunks keep. A batch
+  // runs it on the whole context at once (the chunks would keep different counts per row), and
+  // so does the GPU, whose memory holds a layer of a million tokens (the two passes are
+  // measured and tested on the CPU only).
+  const int64_t first_keep = decimation.keep_count(T, 0);
+  torch::Tensor x, positions;
+  if (B == 1 && first_keep < T && inputs.size() > 1 && !device().is_cuda()) {
+    std::vector<torch::Tensor> scores;
+    {
+      MixerState scratch{state.mixers[first].conv.clone(), state.mixers[first].ssm.clone()};
+      for (const torch::Tensor& input : inputs)
+        mixer_forward(config_, weights_, first, input, scratch, {}, [&scores, &long_opts](const torch::Tensor& dt) {
+          scores.push_back(dt.to(torch::kFloat32).norm(2, -1));
+          return torch::zeros({dt.size(0), 1}, long_opts);  // one row, so the scan costs nothing
+        });
+    }
+    const torch::Tensor kept_all = decimation_keep(torch::cat(scores, 1), first_keep, decimation.protected_tail)[0];
+    std::vector<torch::Tensor> outputs, kept_parts;
+    int64_t c0 = 0;
+    for (torch::Tensor& input : inputs) {
+      const int64_t n = input.size(1);
+      const auto in_chunk = kept_all.masked_select(kept_all.ge(c0) & kept_all.lt(c0 + n));
+      MixerOutput mixed = mixer_forward(config_, weights_, first, input, state.mixers[first], {},
+                                        [&](const torch::Tensor&) { return (in_chunk - c0).unsqueeze(0); });
+      report(first, c0, n, in_chunk, mixed.dt);
+      outputs.push_back(mixed.x_next);
+      kept_parts.push_back(in_chunk);
+      input = torch::Tensor();  // its rows are no longer needed
+      c0 += n;
+    }
+    x = torch::cat(outputs, 1);
+    positions = torch::cat(kept_parts, 0).unsqueeze(0);
+  } else {
+    x = inputs.size() == 1 ? inputs[0] : torch::cat(inputs, 1);
+    inputs.clear();
+    positions = torch::arange(T, long_opts).unsqueeze(0).expand({B, T}).contiguous();
+  }
+  progress(T * (first + 1) / config_.n_layers);
+
+  // The rest on the shorter sequence, whole: the first decimating layer's stage when it has not
+  // run above, then every later layer (a decimating one drops more).
+  int64_t stage = x.size(1) < T ? 1 : 0;
+  for (int64_t l = stage == 1 ? first + 1 : first; l < config_.n_layers; ++l) {
     TokenSelector select;
-    if (std::find(decimation.layers.begin(), decimation.layers.end(), l) != decimation.layers.end()) {
+    if (is_decimating(l)) {
       const int64_t keep = decimation.keep_count(x.size(1), stage++);
       select = [keep, &decimation](const torch::Tensor& dt) {
         if (keep >= dt.size(1)) return torch::Tensor();
@@ -241,22 +326,7 @@ torch::Tensor MemMambaModel::forward_decimated(const torch::Tensor& tokens, RunS
     }
     MixerOutput mixed = mixer_forward(config_, weights_, l, x, state.mixers[l], {}, select);
     if (mixed.kept.defined()) positions = positions.gather(1, mixed.kept);
-    if (RunObserver* observer = options.observer) {
-      // Per original token: the layer's signals where the token went through its scan; a
-      // dropped token is flagged and does not decay the state (log decay 0).
-      const profile::Section section("trace (host)", x.device());
-      std::vector<float> zeros(static_cast<size_t>(T), 0.f), log_decay(static_cast<size_t>(T), 0.f);
-      std::vector<uint8_t> flags(static_cast<size_t>(T), kDecimated);
-      const auto decay = to_floats((mixed.dt[0] * mixer_decay_rates(weights_, l).mean(1)).mean(-1));
-      const auto kept_cpu = positions[0].to(torch::kCPU).contiguous();
-      const int64_t* kept = kept_cpu.data_ptr<int64_t>();
-      for (int64_t i = 0; i < kept_cpu.numel(); ++i) {
-        flags[static_cast<size_t>(kept[i])] = 0;
-        log_decay[static_cast<size_t>(kept[i])] = decay[static_cast<size_t>(i)];
-      }
-      observer->layer_tokens(static_cast<int32_t>(l), 0, T, zeros.data(), zeros.data(), flags.data(), zeros.data(),
-                             zeros.data(), log_decay.data());
-    }
+    report(l, 0, T, positions[0], mixed.dt);
     x = mixed.x_next;
     if (options.on_layer_output && x.size(1) == T) options.on_layer_output(l, 0, x);
   }
@@ -270,7 +340,7 @@ torch::Tensor MemMambaModel::forward_decimated(const torch::Tensor& tokens, RunS
     hidden.scatter_(1, positions.unsqueeze(-1).expand({B, positions.size(1), D}), h);
     if (options.on_hidden) options.on_hidden(0, hidden);
   }
-  if (options.progress && !options.progress(T, T)) throw Cancelled();
+  progress(T);
   return options.keep_hidden ? hidden : torch::Tensor();
 }
 

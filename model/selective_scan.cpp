@@ -284,6 +284,8 @@ ScanOutput selective_scan(const torch::Tensor& u, const torch::Tensor& delta, co
   auto h0 = initial_state.defined()
                 ? initial_state
                 : torch::zeros({u.size(0), u.size(2), A.size(1)}, u.options().dtype(torch::kFloat32));
+  // No tokens (a chunk whose tokens a decimating layer all dropped): the state stays.
+  if (u.size(1) == 0) return {torch::zeros_like(u), h0};
   auto outs = SelectiveScanFunction::apply(u, delta, A, Bmat, Cmat, Dskip, h0);
   return {outs[0], outs[1]};
 }

@@ -147,6 +147,47 @@ class TestDecimation : public QObject {
     for (size_t i = 0; i < first.size(); ++i) QCOMPARE(expect[0][static_cast<int64_t>(i)].item<int64_t>(), first[i]);
   }
 
+  // A long context runs chunk by chunk up to the first decimating layer and through it in two
+  // passes (score every token, then scan the kept ones): the same kept tokens in every layer
+  // and the same hidden states as one pass over the whole context, including chunks whose
+  // tokens the layer dropped entirely and a decimating layer 0.
+  void chunkedDecimationEqualsOnePass() {
+    torch::NoGradGuard no_grad;
+    const MemMambaModel model = MemMambaModel::random(mamba_only(), 8);
+    const auto tokens = pattern(700, model.config().vocab_size);
+    std::vector<int64_t> ids(tokens.begin(), tokens.end());
+    const auto input = torch::tensor(ids, torch::kInt64).view({1, 700});
+    for (const std::vector<int64_t>& layers : {std::vector<int64_t>{1, 2}, std::vector<int64_t>{0}, std::vector<int64_t>{2}}) {
+      DecimationSettings d;
+      d.layers = layers;
+      d.base_length = 60;  // about one token in twelve: many 32-token chunks keep none
+      d.min_length = 10;
+      d.protected_tail = 5;
+      auto run = [&](int64_t chunk, std::vector<std::vector<int64_t>>* kept) {
+        RunOptions o = model.default_options();
+        o.decimation = d;
+        o.chunk_tokens = chunk;
+        RunState s = model.new_state(1);
+        auto h = model.forward(input, s, o);
+        TraceRunRequest req;
+        req.tokens = tokens;
+        req.options = o;
+        const Trace t = trace_tokens(model, std::move(req));
+        for (int l = 0; l < model.config().n_layers; ++l) kept->push_back(scanned(t, l));
+        return std::pair{h, s.mixers[3].ssm.clone()};
+      };
+      std::vector<std::vector<int64_t>> whole_kept, chunked_kept;
+      const auto [h_whole, state_whole] = run(1 << 20, &whole_kept);
+      const auto [h_chunked, state_chunked] = run(32, &chunked_kept);
+      QVERIFY(chunked_kept == whole_kept);
+      QCOMPARE(static_cast<int64_t>(whole_kept[static_cast<size_t>(layers[0])].size()), int64_t{60});
+      auto finite = torch::isfinite(h_whole);
+      QVERIFY(torch::equal(finite, torch::isfinite(h_chunked)));
+      QVERIFY((h_whole.masked_select(finite) - h_chunked.masked_select(finite)).abs().max().item<double>() < 1e-4);
+      QVERIFY((state_whole - state_chunked).abs().max().item<double>() < 1e-4);
+    }
+  }
+
   void decimationNeedsAMambaOnlyRunFromTheStart() {
     const MemMambaModel with_memory = MemMambaModel::random(testing::tiny_config(), 5);
     RunOptions o = with_memory.default_options();
