@@ -386,6 +386,18 @@ class TestViews : public QObject {
       panel.showCase(near);
       QVERIFY(!details->toPlainText().contains(QStringLiteral("Near miss")));
       QVERIFY(details->toPlainText().contains(QStringLiteral("4 of 5")));
+      // The comparison's answer to the same case goes under it, with its own verdict.
+      Json twin = near;
+      twin["answer"] = std::string("66827817.");
+      twin["digits_right"] = int64_t{1};
+      twin["key_survived_decimation"] = false;
+      panel.showComparisonAnswer(twin, QStringLiteral("DeciMamba-small"));
+      const QString both = details->toPlainText();
+      QVERIFY2(both.contains(QStringLiteral("51270")) && both.contains(QStringLiteral("DeciMamba-small on the same case: answer 66827817.")) &&
+                   both.contains(QStringLiteral("1 of 5")) && both.contains(QStringLiteral("dropped by decimation")),
+               qPrintable(both));
+      panel.showComparisonAnswer(Json::object(), QStringLiteral("broken"));  // an incomplete record is said, not a crash
+      QVERIFY(details->toPlainText().contains(QStringLiteral("incomplete")));
     }
     // Partial credit: the heatmap switches measure; cells without it are blank, not zero.
     auto* grid = panel.findChild<QCustomPlot*>(QStringLiteral("passkey-grid"));

@@ -346,6 +346,24 @@ QString RetrievalPanel::answerReadsTable(const Json& r) const {
          QStringLiteral("<table border=1 cellspacing=0 cellpadding=3>") + header + rows + QStringLiteral("</table>");
 }
 
+void RetrievalPanel::showComparisonAnswer(const Json& r, const QString& model) {
+  try {
+    const bool hit = r.at("hit").as_bool();
+    QString html = tr("<hr><p><b>%1</b> on the same case: answer <b>%2</b> &nbsp; %3")
+                       .arg(model.toHtmlEscaped())
+                       .arg(QString::fromStdString(r.at("answer").as_string()).toHtmlEscaped())
+                       .arg(hit ? tr("<span style='color:#20a060'>found</span>") : tr("<span style='color:#d03050'>missed</span>"));
+    if (r.contains("digits_right") && r.at("digits_right").is_integer())
+      html += tr(" &nbsp; key characters in place: %1 of %2").arg(r.at("digits_right").as_int()).arg(keyOf(r).size());
+    if (r.contains("key_survived_decimation") && r.at("key_survived_decimation").is_bool())
+      html += r.at("key_survived_decimation").as_bool() ? tr("; the key survived every decimating layer")
+                                                         : tr("; the key was dropped by decimation");
+    details_->append(html + QStringLiteral("</p>"));
+  } catch (const std::exception& e) {
+    details_->append(tr("<p>The comparison's case record is incomplete: %1</p>").arg(QString::fromUtf8(e.what()).toHtmlEscaped()));
+  }
+}
+
 void RetrievalPanel::showCase(const Json& r, const QString& preface) {
   try {
     QString html = preface + tr("<h3>Passkey case: %1 tokens, depth %2</h3>")

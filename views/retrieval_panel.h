@@ -40,6 +40,10 @@ class RetrievalPanel : public PlotPanel {
   void selectCell(int length_index, int depth_index);
   // Shows one case's record (from a grid or from a single run).
   void showCase(const Json& record, const QString& preface = {});
+  // Puts the same case's answer by another model (the comparison run) under the shown case:
+  // its answer, found or missed, the key's characters in place, and for DeciMamba whether
+  // the key survived decimation.
+  void showComparisonAnswer(const Json& record, const QString& model);
   // Which key token each answer token read, per layer (empty where the record has no reads).
   QString answerReadsTable(const Json& record) const;
 

@@ -592,6 +592,7 @@ void MainWindow::onRunFinished(const RunResult& result) {
           line += record.at("key_survived_decimation").as_bool() ? tr("; the key survived every decimating layer")
                                                                  : tr("; the key was dropped by decimation");
         appendLog(line);
+        retrieval_->showComparisonAnswer(record, label);
       } catch (const std::exception&) {
       }
     }
