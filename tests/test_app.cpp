@@ -16,6 +16,11 @@
 #include <QToolButton>
 #include <QMenu>
 #include <QtTest/QtTest>
+#include <QAbstractButton>
+#include <QSettings>
+#include <QTimer>
+#include <QCheckBox>
+#include <QMessageBox>
 
 #include <QComboBox>
 #include <QListWidget>
@@ -198,6 +203,60 @@ class TestApp : public QObject {
       QVERIFY(axes_follow(fg) > 10);
     }
     window.setDarkPalette(false);
+  }
+
+  // A grid's case with a book loaded: the window asks before replacing the book. Cancel keeps
+  // the book; "Here" (remembered) runs the case in this window; a new window gets the grid's
+  // cell with this window's model, tokenizer and device.
+  void aGridCaseAsksBeforeReplacingTheBook() {
+    QStandardPaths::setTestModeEnabled(true);
+    QSettings().remove(QStringLiteral("grid/case_window"));
+    QTemporaryDir dir;
+    const QString book = dir.filePath(QStringLiteral("book.txt"));
+    {
+      QFile f(book);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      for (int i = 0; i < 40; ++i) f.write("The rain fell on the town all day, and nobody went out. ");
+    }
+    const QString grid = dir.filePath(QStringLiteral("grid.json"));
+    {
+      QFile f(grid);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(R"({"cells": [{"length": 300, "depth": 0.5, "accuracy": 1.0}], "cases": []})");
+    }
+    app::MainWindow window;
+    window.show();
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    window.openPath(book);
+    QVERIFY(loaded.wait(60000));
+    QCOMPARE(window.loadGrid(grid), QString());
+    const QStringList args = window.caseWindowArguments(300, 0.5);
+    QCOMPARE(args.mid(0, 4), (QStringList{QStringLiteral("--grid"), grid, QStringLiteral("--case"), QStringLiteral("300,0.5")}));
+    QVERIFY(args.contains(QStringLiteral("--device")));
+    int asked = 0;
+    auto answer = [&asked](const QString& button, bool remember) {
+      QTimer::singleShot(200, [&asked, button, remember] {
+        auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget());
+        if (!box) return;
+        ++asked;
+        if (remember && box->checkBox()) box->checkBox()->setChecked(true);
+        for (QAbstractButton* b : box->buttons())
+          if (b->text() == button || (button == QLatin1String("Cancel") && box->buttonRole(b) == QMessageBox::RejectRole)) b->click();
+      });
+    };
+    const std::string book_text = window.document()->trace()->text;
+    answer(QStringLiteral("Cancel"), false);
+    window.runGridCase(300, 0.5, QString(), 0);
+    QCOMPARE(asked, 1);
+    QVERIFY(!loaded.wait(1500));  // nothing ran: the book stays
+    QCOMPARE(window.document()->trace()->text, book_text);
+    answer(QStringLiteral("Here"), true);
+    window.runGridCase(300, 0.5, QString(), 0);
+    QVERIFY(loaded.wait(60000));
+    QCOMPARE(asked, 2);
+    QVERIFY(window.document()->trace()->text != book_text);  // the case replaced it
+    QCOMPARE(QSettings().value(QStringLiteral("grid/case_window")).toString(), QStringLiteral("here"));
+    QSettings().remove(QStringLiteral("grid/case_window"));
   }
 
   void timelineTooltipsNameTheRealKeys() {

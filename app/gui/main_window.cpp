@@ -531,6 +531,7 @@ void MainWindow::showGrid() {
 }
 
 void MainWindow::runGridCase(qint64 length, double depth, const QString& key, quint64 seed) {
+  if (!caseGoesHere(length, depth)) return;
   RunRequest r;
   r.kind = RunRequest::Kind::Passkey;
   r.text_path = current_text_;

@@ -51,6 +51,9 @@ class MainWindow : public QMainWindow {
   void runPasskey(qint64 length, double depth, const QString& key, quint64 seed);
   // A case of the loaded `eval passkey` grid, run as the grid ran it (applyGridRun).
   void runGridCase(qint64 length, double depth, const QString& key, quint64 seed);
+  // The command line of another Explorer that opens the loaded grid's cell (length, depth) with
+  // this window's model, tokenizer and device.
+  QStringList caseWindowArguments(qint64 length, double depth) const;
   // Loads a `memmamba eval passkey` result into the document; returns "" or why it is not a grid.
   QString loadGrid(const QString& path);
   // Loads a second grid to draw beside the first (another model on the same cases).
@@ -105,6 +108,10 @@ class MainWindow : public QMainWindow {
   void dropEvent(QDropEvent* event) override;
 
  private:
+  // Whether a grid's case runs in this window. With a book loaded it asks (or takes the
+  // remembered answer, setting grid/case_window): a new window for the case (then false), here
+  // (the book's trace is replaced), or not at all.
+  bool caseGoesHere(qint64 length, double depth);
   // The text to re-run: the current one, or (a trace's book that moved) the one the user
   // locates; otherwise says `message` and returns false.
   bool ensureCurrentText(const QString& title, const QString& message);

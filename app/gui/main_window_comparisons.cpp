@@ -1,10 +1,17 @@
 // The main window's comparisons (the same text or passkey case run by the Mamba-small twin,
-// by this model with its memory off, or as DeciMamba) and the keyboard-shortcut help.
+// by this model with its memory off, or as DeciMamba), a grid's cases in a window of their
+// own, and the keyboard-shortcut help.
 #include "app/gui/main_window.h"
 
 #include <QAction>
+#include <QCheckBox>
+#include <QCoreApplication>
 #include <QMenu>
 #include <QMenuBar>
+#include <QMessageBox>
+#include <QProcess>
+#include <QPushButton>
+#include <QSettings>
 
 #include <functional>
 
@@ -12,6 +19,44 @@
 #include "views/trace_document.h"
 
 namespace memmamba::app {
+
+QStringList MainWindow::caseWindowArguments(qint64 length, double depth) const {
+  QStringList args{QStringLiteral("--grid"), document_->gridSource(), QStringLiteral("--case"),
+                   QStringLiteral("%1,%2").arg(length).arg(depth, 0, 'g', 17)};
+  if (!checkpoint_.isEmpty()) args << QStringLiteral("--checkpoint") << checkpoint_;
+  if (!tokenizer_.isEmpty()) args << QStringLiteral("--tokenizer") << tokenizer_;
+  args << QStringLiteral("--device") << (cuda_ ? QStringLiteral("cuda") : QStringLiteral("cpu"));
+  return args;
+}
+
+bool MainWindow::caseGoesHere(qint64 length, double depth) {
+  const bool book_loaded = document_->hasTrace() && last_request_ && last_request_->kind == RunRequest::Kind::Text;
+  if (batch_ || !book_loaded || document_->gridSource().isEmpty()) return true;
+  QSettings settings;
+  QString choice = settings.value(QStringLiteral("grid/case_window")).toString();
+  if (choice != QLatin1String("here") && choice != QLatin1String("new")) {
+    QMessageBox box(QMessageBox::Question, tr("Open the case"),
+                    tr("Running this case replaces the book shown here (%1). Open the case in a new window instead?")
+                        .arg(document_->source()),
+                    QMessageBox::Cancel, this);
+    auto* fresh = box.addButton(tr("New window"), QMessageBox::AcceptRole);
+    auto* here = box.addButton(tr("Here"), QMessageBox::DestructiveRole);
+    box.setDefaultButton(fresh);
+    auto* remember = new QCheckBox(tr("Remember (Settings: grid/case_window)"), &box);
+    box.setCheckBox(remember);
+    box.exec();
+    if (box.clickedButton() != fresh && box.clickedButton() != here) return false;
+    choice = box.clickedButton() == fresh ? QStringLiteral("new") : QStringLiteral("here");
+    if (remember->isChecked()) settings.setValue(QStringLiteral("grid/case_window"), choice);
+  }
+  if (choice == QLatin1String("here")) return true;
+  const QStringList args = caseWindowArguments(length, depth);
+  if (QProcess::startDetached(QCoreApplication::applicationFilePath(), args))
+    appendLog(tr("opened the case in a new window: %1 %2").arg(QCoreApplication::applicationFilePath(), args.join(QLatin1Char(' '))));
+  else
+    complain(tr("Open the case"), tr("could not start another Explorer (%1)").arg(QCoreApplication::applicationFilePath()));
+  return false;
+}
 
 void MainWindow::runComparison(bool decimate) {
   RunRequest r;
