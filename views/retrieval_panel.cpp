@@ -107,11 +107,9 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
     const int di = static_cast<int>(std::lround(comparison_grid_->xAxis->pixelToCoord(e->position().x())));
     if (li < 0 || li >= static_cast<int>(other.lengths.size()) || di < 0 || di >= static_cast<int>(other.depths.size())) return;
     const eval::PasskeyGrid& grid = document_->grid();
-    const auto l = std::find(grid.lengths.begin(), grid.lengths.end(), other.lengths[li]);
-    const auto d = std::find_if(grid.depths.begin(), grid.depths.end(),
-                                [&](double v) { return std::abs(v - other.depths[di]) < 1e-9; });
-    if (l != grid.lengths.end() && d != grid.depths.end()) {
-      selectCell(static_cast<int>(l - grid.lengths.begin()), static_cast<int>(d - grid.depths.begin()));
+    const int l = grid.length_index(static_cast<double>(other.lengths[li])), d = grid.depth_index(other.depths[di]);
+    if (l >= 0 && d >= 0) {
+      selectCell(l, d);
       return;
     }
     details_->setHtml(tr("<h3>%1 tokens, depth %2</h3><p>Only %3 has this cell.</p>")
@@ -276,13 +274,12 @@ void RetrievalPanel::selectCell(int li, int di) {
   if (two) {
     // The same cell of the grid beside it: both models' answers to the same cases together.
     const eval::PasskeyGrid& other = document_->comparisonGrid();
-    const auto l = std::find(other.lengths.begin(), other.lengths.end(), L);
-    const auto d = std::find_if(other.depths.begin(), other.depths.end(), [&](double v) { return std::abs(v - depth) < 1e-9; });
+    const int l = other.length_index(static_cast<double>(L)), d = other.depth_index(depth);
     const QString name = gridModel(document_->comparisonGridResults()).toHtmlEscaped();
-    if (l == other.lengths.end() || d == other.depths.end())
+    if (l < 0 || d < 0)
       html += tr("<p><b>%1</b>: no such cell</p>").arg(name);
     else
-      html += tr("<p><b>%1</b>: accuracy %2</p>").arg(name).arg(other.accuracy[l - other.lengths.begin()][d - other.depths.begin()]) +
+      html += tr("<p><b>%1</b>: accuracy %2</p>").arg(name).arg(other.accuracy[l][d]) +
               cellCases(document_->comparisonGridResults(), L, depth, nullptr);
   }
   if (!first) details_->setHtml(html);

@@ -113,7 +113,7 @@ QString TriggerView::csv(const QString& figure, CsvDetail detail) const {
     // As drawn: one row per layer and column of the raster (bin_ tokens each, the last one
     // shorter), with what the column's tokens did; a DeciMamba trace adds how many its scan kept.
     const int64_t bin = detail == CsvDetail::Full ? 1 : std::max<int64_t>(1, bin_);
-    QString out = bin == 1 && detail == CsvDetail::Full
+    QString out = detail == CsvDetail::Full
                       ? QStringLiteral("layer,token,noted,triggered,importance,istate%1\n")
                       : QStringLiteral("layer,token_begin,token_end,noted,triggered,importance_mean,importance_max,istate_mean%1\n");
     out = out.arg(decimated_ ? QStringLiteral(",kept") : QString());

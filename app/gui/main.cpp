@@ -145,16 +145,18 @@ int main(int argc, char** argv) {
 
   // A grid is read now too, so a bad one is refused without a display; the window takes it
   // as read.
+  auto read_grid = [&parser](const QCommandLineOption& option, memmamba::Json& results, memmamba::eval::PasskeyGrid& cells) {
+    try {
+      cells = memmamba::eval::load_passkey_grid(parser.value(option).toStdString(), &results);
+      return true;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "--%s %s: %s\n", qPrintable(option.names().first()), qPrintable(parser.value(option)), e.what());
+      return false;
+    }
+  };
   memmamba::Json grid_results;
   memmamba::eval::PasskeyGrid grid_cells;
-  if (parser.isSet(grid)) {
-    try {
-      grid_cells = memmamba::eval::load_passkey_grid(parser.value(grid).toStdString(), &grid_results);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "--grid %s: %s\n", qPrintable(parser.value(grid)), e.what());
-      return 3;
-    }
-  }
+  if (parser.isSet(grid) && !read_grid(grid, grid_results, grid_cells)) return 3;
 
   memmamba::Json compare_results;
   memmamba::eval::PasskeyGrid compare_cells;
@@ -163,12 +165,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "--compare-grid needs --grid FILE (the grid to draw it beside)\n");
       return 2;
     }
-    try {
-      compare_cells = memmamba::eval::load_passkey_grid(parser.value(compare_grid).toStdString(), &compare_results);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "--compare-grid %s: %s\n", qPrintable(parser.value(compare_grid)), e.what());
-      return 3;
-    }
+    if (!read_grid(compare_grid, compare_results, compare_cells)) return 3;
   }
   // --case: a cell of the grid, found now so that a wrong one is said before any window opens.
   int case_length = -1, case_depth = -1;
@@ -193,10 +190,8 @@ int main(int argc, char** argv) {
       length = l.toDouble(&ok_length) * scale;
       depth = parts[1].trimmed().toDouble(&ok_depth);
     }
-    for (size_t i = 0; ok_length && i < grid_cells.lengths.size(); ++i)
-      if (static_cast<double>(grid_cells.lengths[i]) == length) case_length = static_cast<int>(i);
-    for (size_t i = 0; ok_depth && i < grid_cells.depths.size(); ++i)
-      if (std::abs(grid_cells.depths[i] - depth) < 1e-9) case_depth = static_cast<int>(i);
+    if (ok_length) case_length = grid_cells.length_index(length);
+    if (ok_depth) case_depth = grid_cells.depth_index(depth);
     if (case_length < 0 || case_depth < 0) {
       QStringList lengths, depths;
       for (int64_t v : grid_cells.lengths) lengths << QString::number(v);

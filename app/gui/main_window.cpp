@@ -500,22 +500,16 @@ void MainWindow::runPasskey(qint64 length, double depth, const QString& key, qui
   startRun(r);
 }
 
-QString MainWindow::loadGrid(const QString& path) {
-  try {
-    Json results;
-    eval::PasskeyGrid grid = eval::load_passkey_grid(path.toStdString(), &results);
-    document_->setGrid(std::move(results), std::move(grid), path);
-    return {};
-  } catch (const std::exception& e) {
-    return QString::fromStdString(e.what());
-  }
-}
+QString MainWindow::loadGrid(const QString& path) { return readGridInto(path, false); }
 
-QString MainWindow::loadComparisonGrid(const QString& path) {
+QString MainWindow::loadComparisonGrid(const QString& path) { return readGridInto(path, true); }
+
+QString MainWindow::readGridInto(const QString& path, bool comparison) {
   try {
     Json results;
     eval::PasskeyGrid grid = eval::load_passkey_grid(path.toStdString(), &results);
-    document_->setComparisonGrid(std::move(results), std::move(grid), path);
+    if (comparison) document_->setComparisonGrid(std::move(results), std::move(grid), path);
+    else document_->setGrid(std::move(results), std::move(grid), path);
     return {};
   } catch (const std::exception& e) {
     return QString::fromStdString(e.what());

@@ -108,6 +108,8 @@ class MainWindow : public QMainWindow {
   void dropEvent(QDropEvent* event) override;
 
  private:
+  // Reads a grid file into the document, as its grid or as the one beside it; "" or why not.
+  QString readGridInto(const QString& path, bool comparison);
   // Whether a grid's case runs in this window. With a book loaded it asks (or takes the
   // remembered answer, setting grid/case_window): a new window for the case (then false), here
   // (the book's trace is replaced), or not at all.

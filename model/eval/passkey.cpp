@@ -79,14 +79,16 @@ std::string PasskeyGenerator::needle(const std::string& key) { return fill_wordi
 const char* PasskeyGenerator::instruction() { return passkey_wordings()[0].instruction; }
 const char* PasskeyGenerator::question() { return passkey_wordings()[0].question; }
 
-std::vector<int64_t> key_mentions(const PasskeyCase& c) {
+std::vector<int64_t> mentions(const std::string& prompt, const std::string& value, int64_t begin, int64_t end) {
   std::vector<int64_t> at;
-  if (c.key.empty()) return at;
-  for (size_t i = c.prompt.find(c.key, static_cast<size_t>(c.needle_begin));
-       i != std::string::npos && static_cast<int64_t>(i + c.key.size()) <= c.needle_end; i = c.prompt.find(c.key, i + c.key.size()))
+  if (value.empty() || begin < 0) return at;
+  for (size_t i = prompt.find(value, static_cast<size_t>(begin));
+       i != std::string::npos && static_cast<int64_t>(i + value.size()) <= end; i = prompt.find(value, i + value.size()))
     at.push_back(static_cast<int64_t>(i));
   return at;
 }
+
+std::vector<int64_t> key_mentions(const PasskeyCase& c) { return mentions(c.prompt, c.key, c.needle_begin, c.needle_end); }
 
 std::vector<std::string> split_sentences(const std::string& text, int64_t min_words) {
   std::vector<std::string> out;

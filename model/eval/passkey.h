@@ -40,8 +40,11 @@ struct PasskeyCase {
   int64_t asked = 0;                // index into needles
 };
 
-// Byte offsets in the prompt of each mention of the asked value inside the asked needle, in
-// order (the passkey wordings mention it once or twice). Empty for an empty key.
+// Byte offsets in `prompt` of each mention of `value` within bytes [begin, end), in order.
+// Empty for an empty value.
+std::vector<int64_t> mentions(const std::string& prompt, const std::string& value, int64_t begin, int64_t end);
+// The mentions of the asked value inside the asked needle (the passkey wordings mention it once
+// or twice).
 std::vector<int64_t> key_mentions(const PasskeyCase& c);
 
 // Splits text into sentences (ending in . ! or ?), whitespace collapsed; keeps those of at

@@ -17,6 +17,14 @@ int index_of(const std::vector<double>& values, double x) {
 }
 }  // namespace
 
+int PasskeyGrid::length_index(double length) const {
+  for (size_t i = 0; i < lengths.size(); ++i)
+    if (static_cast<double>(lengths[i]) == length) return static_cast<int>(i);
+  return -1;
+}
+
+int PasskeyGrid::depth_index(double depth) const { return index_of(depths, depth); }
+
 PasskeyGrid parse_passkey_grid(const Json& results) {
   if (!results.is_object() || !results.contains("cells") || !results.contains("cases"))
     throw std::invalid_argument("not a passkey result (no \"cells\" and \"cases\"): produce one with `memmamba eval passkey`");

@@ -18,6 +18,9 @@ struct PasskeyGrid {
   // What the cases were ("5-digit keys, wording 0", "4 facts, held-out wordings").
   std::string case_description;
   int64_t facts = 1;
+  // The row of a length and the column of a depth (depths within 1e-9); -1 where the grid has none.
+  int length_index(double length) const;
+  int depth_index(double depth) const;
 };
 
 // Bounds that keep a hostile file from asking for a huge matrix.

@@ -175,39 +175,38 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
     observer->pool_events(static_cast<int32_t>(layer), walked.records.events);
   }
 
-  section.emplace("memory: token attention", x.device());
   const int64_t T = x.size(1);
   const auto x_rows = x.reshape({B * T, x.size(2)});
+  // What a read brings to the stream: the edits' masks, the taps and the observer's rows per
+  // sequence, then its fusion term (and, observed, the term's norm per token).
+  auto into_stream = [&](GatedRead read, bool cross_layer, const torch::Tensor& source, const SlotColumns& columns,
+                         const char* fusion, std::vector<float>& norms) {
+    if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, cross_layer, pos0, T, read);
+    if (options.on_attention)
+      for (int64_t b = 0; b < B; ++b) tap_attention(options, layer, cross_layer, b, pos0, sequence_read(read, b, T), source);
+    auto term = fusion_term(c, w, p + fusion, x, read.context.view_as(x), gain);
+    if (observer) {
+      section.emplace("trace: attention rows", x.device());
+      report_attention(*observer, layer, cross_layer, pos0, sequence_read(read, 0, T), columns);
+      norms = row_norms(term[0]);
+    }
+    return term;
+  };
+
+  section.emplace("memory: token attention", x.device());
   SequenceBank own = batch_bank(bank.sequences);
-  GatedRead read = cross_token_attention(c, w, layer, x_rows, own,
-                                         B == 1 ? walked.triggered[0] : torch::cat(walked.triggered, 0));
-  if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, false, pos0, T, read);
-  if (options.on_attention)
-    for (int64_t b = 0; b < B; ++b) tap_attention(options, layer, false, b, pos0, sequence_read(read, b, T), own.source);
-  const auto token_term = fusion_term(c, w, p + "token_attention.", x, read.context.view_as(x), gain);
-  if (observer) {
-    section.emplace("trace: attention rows", x.device());
-    report_attention(*observer, layer, false, pos0, sequence_read(read, 0, T),
-                     own_pool_columns(layer, K, &bank.sequences[0].note_ids));
-    signals.token_norm = row_norms(token_term[0]);
-  }
-  torch::Tensor out = x + token_term;
+  const auto triggered = B == 1 ? walked.triggered[0] : torch::cat(walked.triggered, 0);
+  const SlotColumns own_columns = observer ? own_pool_columns(layer, K, &bank.sequences[0].note_ids) : SlotColumns{};
+  const torch::Tensor out = x + into_stream(cross_token_attention(c, w, layer, x_rows, own, triggered), false, own.source,
+                                            own_columns, "token_attention.", signals.token_norm);
   if (!c.has_cross_layer(layer)) return out;
 
   section.emplace("memory: cross-layer attention", x.device());
   std::vector<PoolUnion> unions;
   for (int64_t b = 0; b < B; ++b) unions.push_back(pool_union(banks, cross_layer_first(c, layer), layer, b, K));
   PoolUnion pools = batch_bank(std::move(unions));
-  read = cross_layer_attention(c, w, layer, x_rows, pools);
-  if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, true, pos0, T, read);
-  if (options.on_attention)
-    for (int64_t b = 0; b < B; ++b) tap_attention(options, layer, true, b, pos0, sequence_read(read, b, T), pools.source);
-  const auto layer_term = fusion_term(c, w, p + "layer_attention.", x, read.context.view_as(x), gain);
-  if (observer) {
-    section.emplace("trace: attention rows", x.device());
-    report_attention(*observer, layer, true, pos0, sequence_read(read, 0, T), pools.columns);
-    signals.layer_norm = row_norms(layer_term[0]);
-  }
+  const auto layer_term = into_stream(cross_layer_attention(c, w, layer, x_rows, pools), true, pools.source, pools.columns,
+                                      "layer_attention.", signals.layer_norm);
   return out + layer_term;
 }
 

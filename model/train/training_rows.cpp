@@ -173,10 +173,10 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
   // The values of the facts that were not asked, each token of their first mention.
   for (size_t j = 0; j < c.needles.size(); ++j) {
     const eval::NeedleInfo& needle = c.needles[j];
-    if (static_cast<int64_t>(j) == c.asked || needle.value.empty()) continue;
-    const size_t found = c.prompt.find(needle.value, static_cast<size_t>(needle.begin));
-    if (found == std::string::npos || static_cast<int64_t>(found + needle.value.size()) > needle.end) continue;
-    const auto value_begin = static_cast<int64_t>(found), value_end = value_begin + static_cast<int64_t>(needle.value.size());
+    if (static_cast<int64_t>(j) == c.asked) continue;
+    const std::vector<int64_t> found = eval::mentions(c.prompt, needle.value, needle.begin, needle.end);
+    if (found.empty()) continue;
+    const int64_t value_begin = found.front(), value_end = value_begin + static_cast<int64_t>(needle.value.size());
     for (size_t i = 0; i < enc.ids.size(); ++i) {
       if (enc.end[i] <= value_begin || enc.begin[i] >= value_end) continue;
       const int64_t pos = at(static_cast<int64_t>(i));
