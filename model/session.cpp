@@ -142,6 +142,11 @@ Trace run_trace_job(const LoadedModel& loaded, const Tokenizer& tokenizer, Trace
   if (request.options.edits) request.run_info["memory_edits"] = request.options.edits->to_json();
   // Where the text is, absolute and relative to the trace's folder, so that a trace moved
   // with its book, or opened from another folder, still finds it.
+  // Fidelity reads every layer's output at every token; a decimated run has dropped some by
+  // then. Said before the run, not after it.
+  if (job.fidelity_tokens >= 2 && request.options.decimation.enabled())
+    throw std::invalid_argument("memory fidelity (ETMF, ECLMF) needs every token at every layer: it cannot be measured on a "
+                                "decimated (DeciMamba) run; measure the model without decimation");
   if (!job.source_file.empty()) {
     const fs::path source = fs::absolute(job.source_file).lexically_normal();
     request.run_info["source_file"] = source.string();

@@ -31,10 +31,12 @@
 
 #include "app/gui/main_window.h"
 #include "app/gui/run_worker.h"
+#include "model/sample_files.h"
 #include "tests/test_helpers.h"
 #include "views/attention_view.h"
 #include "views/book_view.h"
 #include "views/decay_view.h"
+#include "views/loss_difference_view.h"
 #include "views/plot_export.h"
 #include "views/pool_view.h"
 #include "views/retrieval_panel.h"
@@ -124,6 +126,13 @@ class TestApp : public QObject {
     QVERIFY(notes[0].contains(QStringLiteral("/nowhere/book.txt")));
     QVERIFY(!m.filler_haystack && m.text_path.isEmpty());
     QVERIFY(app::applyGridRun(Json(), m).isEmpty());  // no grid loaded: nothing changes
+    // A relative path from where the evaluation ran: found among the samples by name, and said.
+    grid["meta"]["book"] = std::string("elsewhere/The-Time-Machine_35.txt");
+    app::RunRequest moved;
+    notes = app::applyGridRun(grid, moved, QStringLiteral("/tmp/grids/g.json"));
+    QCOMPARE(moved.text_path, QString::fromStdString(find_sample_file("The-Time-Machine_35.txt")));
+    QCOMPARE(notes.size(), 1);
+    QVERIFY2(notes[0].contains(QStringLiteral("is read from")), qPrintable(notes[0]));
     QCOMPARE(f.spec.key_digits_min, int64_t{0});          // a grid without case settings: the legacy cases
     // A facts grid's cases are rebuilt as the grid made them; unreadable case settings are said.
     eval::CaseSpec facts;
@@ -198,6 +207,11 @@ class TestApp : public QObject {
       const QColor fg = QApplication::palette().color(QPalette::WindowText);
       QCOMPARE(fg == QColor(230, 230, 230), dark);
       QVERIFY(axes_follow(fg) > 10);
+      // The book's text too (it was laid out in the old colours: dark on dark).
+      QTextDocument* book = window.findChild<views::BookView*>()->findChild<QTextBrowser*>()->document();
+      QTextCursor middle(book);
+      middle.setPosition(book->characterCount() / 2);
+      QCOMPARE(middle.charFormat().foreground().color(), QApplication::palette().color(QPalette::Text));
       window.document()->setLayer(dark ? 1 : 0);  // the pool view rebuilds its map
       QCoreApplication::processEvents();
       QVERIFY(axes_follow(fg) > 10);
@@ -375,6 +389,67 @@ class TestApp : public QObject {
     QCOMPARE(doc->comparisonLabel(), QStringLiteral("Mamba-only"));
     QVERIFY(memory_of(doc->comparison()));  // the same MemMamba, its memory switched off at run time
     twin->setChecked(true);
+  }
+
+  // The teaching demo's three ways on one text: this run's notes, Mamba-small forgetting and
+  // DeciMamba dropping tokens, drawn together (book, raster, loss, decay) by one action.
+  void threeWaysSideBySide() {
+    QStandardPaths::setTestModeEnabled(true);
+    QTemporaryDir dir;
+    const QString path = dir.filePath(QStringLiteral("long.txt"));
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      // Past DeciMamba's first L_base (2,000 tokens), so that it drops some.
+      for (int i = 0; i < 260; ++i) f.write(QStringLiteral("Sentence %1: the keeper of the lighthouse wrote a number in his log. ").arg(i).toUtf8());
+    }
+    app::MainWindow window;
+    window.setBatchMode(true);
+    QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
+    window.openPath(path);
+    QVERIFY(loaded.wait(120000));
+    QAction* three = nullptr;
+    for (QAction* a : window.findChildren<QAction*>())
+      if (a->text().remove(QLatin1Char('&')).startsWith(QStringLiteral("Compare all three"))) three = a;
+    QVERIFY(three);
+    QSignalSpy finished(&window, &app::MainWindow::comparisonsFinished);
+    views::TraceDocument* doc = window.document();
+    for (int round = 0; round < 2; ++round) {  // a second round replaces the first's pair
+      three->trigger();
+      QVERIFY(finished.wait(240000));
+      QCOMPARE(doc->comparisons().size(), size_t{2});
+    }
+    QCOMPARE(doc->comparisons()[0].label, QStringLiteral("Mamba-small"));
+    QCOMPARE(doc->comparisons()[1].label, QStringLiteral("DeciMamba on Mamba-small"));
+    for (const auto& c : doc->comparisons()) QCOMPARE(c.trace->tokens, doc->trace()->tokens);
+    const views::TraceDocument::Comparison* decimated = doc->decimatedComparison();
+    QVERIFY(decimated && decimated->label == QStringLiteral("DeciMamba on Mamba-small"));
+    // The raster gains a row of the tokens DeciMamba kept, its CSV the counts per layer.
+    auto* triggers = window.findChild<views::TriggerView*>();
+    QCOMPARE(triggers->keptRowLabel(), decimated->label);
+    QCOMPARE(triggers->rasterRows(), doc->layers() + 1);
+    const QString raster = triggers->csv(QStringLiteral("trigger-raster"), views::CsvDetail::Full);
+    QVERIFY(raster.startsWith(QStringLiteral("layer,token,noted,triggered,importance,istate,kept_by_comparison\n")));
+    const int64_t T = doc->length();
+    int64_t kept_last = 0;
+    for (const QString& line : raster.split(QLatin1Char('\n')))
+      if (line.startsWith(QStringLiteral("%1,").arg(doc->layers() - 1))) kept_last += line.section(QLatin1Char(','), 6, 6).toLongLong();
+    int64_t kept_truth = 0;
+    for (int64_t i = 0; i < T; ++i) kept_truth += (decimated->trace->layers[doc->layers() - 1].flags[i] & kDecimated) == 0;
+    QCOMPARE(kept_last, kept_truth);
+    QVERIFY(kept_truth > 0 && kept_truth < T);
+    // The book strikes out what DeciMamba dropped, beside this run's notes, at the last layer.
+    doc->setLayer(doc->layers() - 1);
+    doc->setPosition(T - 1);
+    QString status;
+    for (QLabel* l : window.findChild<views::BookView*>()->findChildren<QLabel*>()) status += l->text();
+    QVERIFY2(status.contains(QStringLiteral("dropped by DeciMamba on Mamba-small")), qPrintable(status));
+    // The loss view draws the difference to each of the two; its CSV names them.
+    auto* loss = window.findChild<views::LossDifferenceView*>();
+    QVERIFY(loss->csv(QStringLiteral("loss-difference"), views::CsvDetail::Figure)
+                .contains(QStringLiteral("_tokens_minus_decimamba_on_mamba_small\",")));
+    QVERIFY(loss->csv(QStringLiteral("loss-difference"), views::CsvDetail::Full).startsWith(
+        QStringLiteral("token,loss,comparison_loss,difference,comparison_2_loss\n")));
   }
 
   void passkeyCaseSaysWhichModelAnswered() {

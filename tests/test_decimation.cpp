@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "model/decimation.h"
+#include "model/eval/fidelity.h"
 #include "model/memmamba.h"
 #include "model/runner.h"
 #include "model/runtime.h"
@@ -205,6 +206,18 @@ class TestDecimation : public QObject {
     g.decimation.base_length = 20;
     const auto out = generate_greedy(mamba, std::vector<int64_t>(100, 5), 4, g);
     QCOMPARE(out.size(), size_t{4});
+    // Fidelity reads every layer at every token: a decimated run is refused with a reason
+    // (it once failed deep inside torch.cat).
+    eval::FidelityOptions fidelity;
+    fidelity.run = g;
+    try {
+      eval::memory_fidelity(mamba, pattern(60, mamba.config().vocab_size), fidelity);
+      QFAIL("fidelity ran on a decimated run");
+    } catch (const std::invalid_argument& e) {
+      QVERIFY2(QString::fromUtf8(e.what()).contains(QStringLiteral("decimated")), e.what());
+    }
+    fidelity.run.decimation = DecimationSettings();
+    QVERIFY(eval::memory_fidelity(mamba, pattern(60, mamba.config().vocab_size), fidelity).contains("etmf_per_layer"));
   }
 };
 

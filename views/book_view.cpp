@@ -45,6 +45,7 @@ BookView::BookView(TraceDocument* document, QWidget* parent) : QWidget(parent), 
   });
   connect(document_, &TraceDocument::traceChanged, this, [this] { begin_ = end_ = 0; rebuild(); });
   connect(document_, &TraceDocument::layerChanged, this, [this] { rebuild(); });
+  connect(document_, &TraceDocument::comparisonChanged, this, [this] { rebuild(); });
   connect(document_, &TraceDocument::positionChanged, this, [this] { onPosition(); });
 }
 
@@ -84,6 +85,19 @@ void BookView::onPosition() {
   text_->ensureCursorVisible();
 }
 
+void BookView::changeEvent(QEvent* event) {
+  QWidget::changeEvent(event);
+  if (event->type() == QEvent::PaletteChange && document_->hasTrace()) rebuild();
+}
+
+bool BookView::droppedByComparison(int64_t i) const {
+  if (!dropped_by_) return false;
+  const auto& layers = dropped_by_->layers;
+  if (layers.empty()) return false;
+  const auto& flags = layers[std::min<size_t>(static_cast<size_t>(document_->layer()), layers.size() - 1)].flags;
+  return static_cast<size_t>(i) < flags.size() && (flags[static_cast<size_t>(i)] & kDecimated) != 0;
+}
+
 QTextCharFormat BookView::formatFor(int64_t i) const {
   const Trace* t = document_->trace();
   const LayerTrace& lt = t->layers[document_->layer()];
@@ -100,6 +114,10 @@ QTextCharFormat BookView::formatFor(int64_t i) const {
   if (flags & kDecimated) {
     // DeciMamba dropped the token at this layer or before: it is not in this layer's scan.
     f.setForeground(dark ? QColor(110, 110, 110) : QColor(165, 165, 165));
+    f.setFontStrikeOut(true);
+  } else if (droppedByComparison(i)) {
+    // The DeciMamba comparison dropped it: struck out in its colour, this run's notes stay.
+    f.setForeground(dark ? QColor(90, 170, 160) : QColor(20, 120, 110));
     f.setFontStrikeOut(true);
   }
   if (flags & kTriggered) {
@@ -130,6 +148,9 @@ void BookView::rebuild() {
   token_start_.clear();
   highlighted_ = 0;
   current_ = -1;
+  const TraceDocument::Comparison* decimated = document_->decimatedComparison();
+  dropped_by_ = decimated ? decimated->trace : nullptr;
+  dropped_by_label_ = decimated ? decimated->label : QString();
   if (!t || t->length() == 0) {
     text_->clear();
     begin_ = end_ = 0;
@@ -148,10 +169,11 @@ void BookView::rebuild() {
   QTextCursor cursor(doc);
   int current_offset = 0;
   cursor.beginEditBlock();
-  int64_t dropped = 0;
+  int64_t dropped = 0, dropped_there = 0;
   for (int64_t i = begin_; i < end_; ++i) {
     highlighted_ += (lt.flags[i] & kNoted) != 0;
     dropped += (lt.flags[i] & kDecimated) != 0;
+    dropped_there += droppedByComparison(i);
     if (i == pos) current_offset = cursor.position();
     token_start_.push_back(cursor.position());
     QString piece = document_->tokenText(i);
@@ -165,6 +187,8 @@ void BookView::rebuild() {
   text_->ensureCursorVisible();
   status_->setText(dropped > 0 ? tr("layer %1: %2 of %3 shown dropped by DeciMamba (struck out), %4 noted")
                                      .arg(layer).arg(dropped).arg(end_ - begin_).arg(highlighted_)
+                   : dropped_by_ ? tr("layer %1: %2 noted of %3 shown; %4 dropped by %5 (struck out)")
+                                       .arg(layer).arg(highlighted_).arg(end_ - begin_).arg(dropped_there).arg(dropped_by_label_)
                                : tr("layer %1: %2 noted of %3 shown").arg(layer).arg(highlighted_).arg(end_ - begin_));
 }
 

@@ -6,7 +6,10 @@
 #include <QTextCharFormat>
 #include <QWidget>
 
+#include <memory>
 #include <vector>
+
+#include "model/trace.h"
 
 class QTextBrowser;
 class QLineEdit;
@@ -30,6 +33,8 @@ class BookView : public QWidget {
 
  protected:
   bool eventFilter(QObject* watched, QEvent* event) override;
+  // A palette switch lays the text out again in the new colours.
+  void changeEvent(QEvent* event) override;
 
  Q_SIGNALS:
   // "Plant a note of this token": token `source`'s summary enters layer `layer`'s pool
@@ -41,6 +46,7 @@ class BookView : public QWidget {
   void onPosition();
   void restyle(int64_t token);
   QTextCharFormat formatFor(int64_t token) const;
+  bool droppedByComparison(int64_t token) const;
   int64_t tokenAtCursor(int cursor_position) const;
 
   TraceDocument* document_;
@@ -51,6 +57,10 @@ class BookView : public QWidget {
   int64_t begin_ = 0, end_ = 0, highlighted_ = 0;
   int layer_ = -1;
   int64_t current_ = -1;  // the token styled as current
+  // A DeciMamba comparison of the same tokens: the tokens it dropped by the current layer are
+  // struck out beside this run's notes (notes against dropped tokens, on one page).
+  std::shared_ptr<const Trace> dropped_by_;
+  QString dropped_by_label_;
   std::vector<int> token_start_;  // per rendered token, its offset in the document
 };
 

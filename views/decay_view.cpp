@@ -98,6 +98,22 @@ QString DecayView::csv(const QString& figure, CsvDetail /*every value is drawn*/
   return out;
 }
 
+namespace {
+// The k-th comparison's line style, and its name for captions.
+Qt::PenStyle comparisonPen(size_t k) {
+  const Qt::PenStyle styles[] = {Qt::DashLine, Qt::DotLine, Qt::DashDotLine, Qt::DashDotDotLine};
+  return styles[k % 4];
+}
+QString penName(Qt::PenStyle style) {
+  switch (style) {
+    case Qt::DotLine: return DecayView::tr("dotted");
+    case Qt::DashDotLine: return DecayView::tr("dash-dot");
+    case Qt::DashDotDotLine: return DecayView::tr("dash-dot-dot");
+    default: return DecayView::tr("dashed");
+  }
+}
+}  // namespace
+
 void DecayView::refresh(bool average_too) {
   selected_->clearGraphs();
   if (average_too) average_->clearGraphs();
@@ -128,6 +144,10 @@ void DecayView::refresh(bool average_too) {
       QPen pen(layerColour(l, layers), l == document_->layer() ? 2 : 1, style);
       g->setPen(pen);
       g->setData(x, r, true);
+      // A comparison's curves share the layers' colours: only its current layer's is named,
+      // or two comparisons' legends would cover the plot.
+      const bool named = style == Qt::SolidLine || l == document_->layer();
+      if (!named) g->removeFromLegend();
       if (!average_too) continue;
       const double a = std::exp(meanLogDecay(trace, l));
       reach_average = std::max(reach_average, a >= 1.0 ? static_cast<double>(horizon_)
@@ -138,10 +158,16 @@ void DecayView::refresh(bool average_too) {
       ga->setName(QStringLiteral("%1L%2 |A|=%3").arg(tag).arg(l).arg(a, 0, 'f', 4));
       ga->setPen(pen);
       ga->setData(xa, ya, true);
+      if (!named) ga->removeFromLegend();
     }
   };
   draw(*t, QString(), Qt::SolidLine);
-  if (const Trace* c = document_->comparison()) draw(*c, document_->comparisonLabel() + QStringLiteral(" "), Qt::DashLine);
+  QStringList styled;
+  const auto& others = document_->comparisons();
+  for (size_t k = 0; k < others.size(); ++k) {
+    draw(*others[k].trace, others[k].label + QStringLiteral(" "), comparisonPen(k));
+    styled << QStringLiteral("%1: %2").arg(penName(comparisonPen(k)), others[k].label);
+  }
   for (QCustomPlot* p : {selected_, average_}) {
     if (p == average_ && !average_too) continue;
     p->legend->setVisible(true);
@@ -158,7 +184,7 @@ void DecayView::refresh(bool average_too) {
   caption_->setText(tr("Token %L1 %2: %3 of %4 layers have exact curves (run with retention sources to record more); "
                        "\"~\" marks exp(sum of mean log-decay), an approximation.%5")
                         .arg(pos).arg(document_->context(pos, 3)).arg(exact_).arg(layers)
-                        .arg(document_->comparison() ? tr(" Dashed: %1.").arg(document_->comparisonLabel()) : QString()));
+                        .arg(styled.isEmpty() ? QString() : QStringLiteral(" ") + styled.join(QStringLiteral("; ")) + QLatin1Char('.')));
 }
 
 namespace {
@@ -212,8 +238,10 @@ void DecayView::refreshFidelity() {
   const Trace* t = document_->trace();
   int drawn = 0;
   if (const Json* f = fidelityOf(t)) drawn += drawFidelity(fidelity_, *f, QString(), Qt::SolidLine);
-  if (const Json* f = fidelityOf(document_->comparison()))
-    drawn += drawFidelity(fidelity_, *f, document_->comparisonLabel() + QStringLiteral(" "), Qt::DashLine);
+  const auto& others = document_->comparisons();
+  for (size_t k = 0; k < others.size(); ++k)
+    if (const Json* f = fidelityOf(others[k].trace.get()))
+      drawn += drawFidelity(fidelity_, *f, others[k].label + QStringLiteral(" "), comparisonPen(k));
   fidelity_->xAxis->setLabel(tr("layer (ECLMF: from this layer to layer + G)"));
   fidelity_->yAxis->setLabel(tr("memory fidelity"));
   fidelity_->xAxis->setRange(-0.5, std::max(1, document_->layers()) - 0.5);

@@ -4,7 +4,7 @@
 // Right: the paper's |A^k| view, the per-layer mean decay raised to the distance, on a
 // log scale. Third: memory fidelity per layer (ETMF through the final norm and head, ECLMF
 // per gap from each layer) when the run measured it (run_info "fidelity").
-// A comparison trace (e.g. the same text Mamba-only) is drawn dashed.
+// Comparison traces (e.g. the same text Mamba-only, or as DeciMamba) are drawn dashed, dotted, ...
 #pragma once
 #include "views/plot_panel.h"
 

@@ -1,6 +1,7 @@
 #include "views/loss_difference_view.h"
 
 #include <QLabel>
+#include <QRegularExpression>
 #include <QVBoxLayout>
 #include <qcustomplot.h>
 
@@ -69,12 +70,24 @@ QString LossDifferenceView::csv(const QString&, CsvDetail detail) const {
   // As drawn: the moving average and the per-token points or the band of their middle half.
   if (detail == CsvDetail::Figure)
     return graphsCsv(plot_, sameTokens(t, c) ? series_ : QStringList(), QStringLiteral("token"), QStringLiteral("difference"));
-  QString out = QStringLiteral("token,loss,comparison_loss,difference\n");
+  // Every further comparison of the same tokens adds its loss as a column (empty where not finite).
+  std::vector<const Trace*> extra;
+  QString header = QStringLiteral("token,loss,comparison_loss,difference");
+  const auto& others = document_->comparisons();
+  for (size_t k = 1; k < others.size(); ++k)
+    if (sameTokens(t, others[k].trace.get())) {
+      extra.push_back(others[k].trace.get());
+      header += QStringLiteral(",comparison_%1_loss").arg(extra.size() + 1);
+    }
+  QString out = header + QLatin1Char('\n');
   if (!sameTokens(t, c)) return out;
   for (size_t i = 0; i < t->loss.size(); ++i) {
     const double a = t->loss[i], b = c->loss[i];
     if (!std::isfinite(a) || !std::isfinite(b)) continue;
-    out += QStringLiteral("%1,%2,%3,%4\n").arg(i).arg(a, 0, 'g', 7).arg(b, 0, 'g', 7).arg(a - b, 0, 'g', 7);
+    out += QStringLiteral("%1,%2,%3,%4").arg(i).arg(a, 0, 'g', 7).arg(b, 0, 'g', 7).arg(a - b, 0, 'g', 7);
+    for (const Trace* o : extra)
+      out += std::isfinite(o->loss[i]) ? QStringLiteral(",%1").arg(o->loss[i], 0, 'g', 7) : QStringLiteral(",");
+    out += QLatin1Char('\n');
   }
   return out;
 }
@@ -175,11 +188,62 @@ void LossDifferenceView::rebuild() {
     series_ << QStringLiteral("quartile_1_of_%1_tokens").arg(bin) << QStringLiteral("quartile_3_of_%1_tokens").arg(bin);
     low->removeFromLegend();
   }
+  const auto& others = document_->comparisons();
   auto* avg = plot_->addGraph();
-  avg->setName(tr("mean over %1 tokens").arg(window));
+  avg->setName(others.size() > 1 ? tr("mean over %1 tokens, minus %2").arg(window).arg(others.front().label)
+                                 : tr("mean over %1 tokens").arg(window));
   avg->setPen(QPen(QColor(200, 60, 60), 2));
   avg->setData(mean_x, mean, true);
   series_ << QStringLiteral("mean_of_%1_tokens").arg(window);
+  // Further comparisons of the same tokens (Mamba-only and DeciMamba beside MemMamba): their
+  // moving averages alone, in the same window, so that the three ways compare along the book.
+  double lo = -0.05, hi = 0.05;
+  QString others_caption;
+  const QColor extra_colours[] = {QColor(20, 140, 130), QColor(130, 70, 190), QColor(200, 140, 20)};
+  for (size_t k = 1; k < others.size(); ++k) {
+    const Trace* o = others[k].trace.get();
+    if (!sameTokens(t, o)) {
+      others_caption += tr(" %1 ran other tokens: not drawn.").arg(others[k].label);
+      continue;
+    }
+    QVector<double> ox, od;
+    double sum_t = 0, sum_o = 0;
+    for (size_t i = 0; i < t->loss.size(); ++i) {
+      const double a = t->loss[i], b = o->loss[i];
+      if (!std::isfinite(a) || !std::isfinite(b)) continue;
+      ox << static_cast<double>(i);
+      od << a - b;
+      sum_t += a;
+      sum_o += b;
+    }
+    const int n = static_cast<int>(ox.size());
+    const int other_stride = std::max(1, (n + kMaxPoints - 1) / kMaxPoints);
+    QVector<double> mx, my;
+    double sum = 0;
+    for (int i = 0; i < n; ++i) {
+      sum += od[i];
+      if (i >= window) sum -= od[i - window];
+      if (i >= window - 1 && (i - (window - 1)) % other_stride == 0) {
+        mx << ox[i - window / 2];
+        my << sum / window;
+        lo = std::min(lo, my.back());
+        hi = std::max(hi, my.back());
+      }
+    }
+    auto* g = plot_->addGraph();
+    g->setName(tr("mean over %1 tokens, minus %2").arg(window).arg(others[k].label));
+    g->setPen(QPen(extra_colours[(k - 1) % 3], 2));
+    g->setData(mx, my, true);
+    QString slug = others[k].label.toLower();
+    slug.replace(QRegularExpression(QStringLiteral("[^a-z0-9]+")), QStringLiteral("_"));
+    series_ << QStringLiteral("mean_of_%1_tokens_minus_%2").arg(window).arg(slug);
+    if (n > 0)
+      others_caption += tr(" Against %1: mean %2 nats (%3%4).")
+                            .arg(others[k].label)
+                            .arg(sum_o / n, 0, 'f', 4)
+                            .arg(sum_t - sum_o >= 0 ? QStringLiteral("+") : QString())
+                            .arg((sum_t - sum_o) / n, 0, 'f', 4);
+  }
   auto* zero = new QCPItemStraightLine(plot_);
   zero->point1->setCoords(0, 0);
   zero->point2->setCoords(1, 0);
@@ -199,7 +263,6 @@ void LossDifferenceView::rebuild() {
   plot_->xAxis->setRange(0, std::max(1.0, static_cast<double>(t->length() - 1)));
   // The average's range, with room for it and the legend: the raw points' outliers would
   // flatten it.
-  double lo = -0.05, hi = 0.05;
   for (double v : mean) { lo = std::min(lo, v); hi = std::max(hi, v); }
   const double pad = 0.15 * (hi - lo);
   plot_->yAxis->setRange(lo - pad, hi + 3 * pad);
@@ -214,7 +277,7 @@ void LossDifferenceView::rebuild() {
                         .arg(largest_at)
                         .arg(largest >= 0 ? QStringLiteral("+") : QString())
                         .arg(largest, 0, 'f', 2)
-                        .arg(window));
+                        .arg(window) + others_caption);
   moveCursor();
 }
 

@@ -1,5 +1,6 @@
 // Where two runs of the same text predict differently: the per-token loss of the trace minus
-// that of the comparison (the run before the memory edits, or the same text Mamba-only),
+// that of the comparison (the run before the memory edits, or the same text Mamba-only; further
+// comparisons add their moving averages),
 // raw and as a moving average, with the edits' positions marked. Double-click jumps there.
 #pragma once
 #include <QStringList>

@@ -195,6 +195,7 @@ void RetrievalPanel::onGridChanged() {
 
 void RetrievalPanel::drawGrid() {
   const bool two = document_->hasComparisonGrid();
+  grid_->setVisible(document_->hasGrid());  // no empty axes: the label above says how to get a grid
   drawGridOn(grid_, document_->grid(), two ? gridModel(document_->gridResults()) : QString());
   comparison_grid_->setVisible(two);
   if (two) drawGridOn(comparison_grid_, document_->comparisonGrid(), gridModel(document_->comparisonGridResults()));

@@ -30,7 +30,7 @@ void TraceDocument::setTrace(std::shared_ptr<const Trace> trace, const QString& 
   }
   position_ = trace_ && trace_->length() > 0 ? std::min<int64_t>(position_, trace_->length() - 1) : 0;
   layer_ = std::clamp(layer_, 0, std::max(0, layers() - 1));
-  comparison_.reset();
+  comparisons_.clear();
   Q_EMIT traceChanged();
   Q_EMIT comparisonChanged();
   Q_EMIT layerChanged(layer_);
@@ -44,9 +44,27 @@ int TraceDocument::chapterAt(int64_t position) const {
 }
 
 void TraceDocument::setComparison(std::shared_ptr<const Trace> trace, const QString& label) {
-  comparison_ = std::move(trace);
-  comparison_label_ = label;
+  comparisons_.clear();
+  if (trace) comparisons_.push_back({label, std::move(trace)});
   Q_EMIT comparisonChanged();
+}
+
+void TraceDocument::addComparison(std::shared_ptr<const Trace> trace, const QString& label) {
+  if (!trace) return;
+  auto same = std::find_if(comparisons_.begin(), comparisons_.end(), [&](const Comparison& c) { return c.label == label; });
+  if (same != comparisons_.end()) same->trace = std::move(trace);
+  else comparisons_.push_back({label, std::move(trace)});
+  Q_EMIT comparisonChanged();
+}
+
+const TraceDocument::Comparison* TraceDocument::decimatedComparison() const {
+  if (!trace_) return nullptr;
+  for (const Comparison& c : comparisons_) {
+    if (c.trace->tokens != trace_->tokens) continue;
+    for (const LayerTrace& layer : c.trace->layers)
+      if (std::any_of(layer.flags.begin(), layer.flags.end(), [](uint8_t f) { return (f & kDecimated) != 0; })) return &c;
+  }
+  return nullptr;
 }
 
 void TraceDocument::setGrid(Json results, eval::PasskeyGrid grid, const QString& source) {

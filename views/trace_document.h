@@ -1,5 +1,5 @@
-// The shared selection every view follows: the loaded trace (and an optional comparison
-// trace, e.g. the same text run Mamba-only), the current token, the current layer, and the
+// The shared selection every view follows: the loaded trace (and comparison traces, e.g. the
+// same text run by Mamba-only and as DeciMamba), the current token, the current layer, and the
 // loaded passkey grid. Views read it and never own data; the app loads files and sets it.
 #pragma once
 #include <QObject>
@@ -20,11 +20,24 @@ class TraceDocument : public QObject {
   explicit TraceDocument(QObject* parent = nullptr);
 
   void setTrace(std::shared_ptr<const Trace> trace, const QString& source);
+  // Replaces every comparison by this one (none for a null trace).
   void setComparison(std::shared_ptr<const Trace> trace, const QString& label);
+  // One more comparison beside the others (one of the same label is replaced): the three ways
+  // of keeping the far past, notes, forgetting and dropped tokens, drawn together.
+  void addComparison(std::shared_ptr<const Trace> trace, const QString& label);
+  struct Comparison {
+    QString label;
+    std::shared_ptr<const Trace> trace;
+  };
+  const std::vector<Comparison>& comparisons() const { return comparisons_; }
   const Trace* trace() const { return trace_.get(); }
   std::shared_ptr<const Trace> sharedTrace() const { return trace_; }
-  const Trace* comparison() const { return comparison_.get(); }
-  QString comparisonLabel() const { return comparison_label_; }
+  // The first comparison: the one the pool and attention views set beside the trace.
+  const Trace* comparison() const { return comparisons_.empty() ? nullptr : comparisons_.front().trace.get(); }
+  QString comparisonLabel() const { return comparisons_.empty() ? QString() : comparisons_.front().label; }
+  // The first comparison that ran the trace's tokens as DeciMamba (tokens dropped between
+  // layers), for the book view's and the raster's "kept" marks; null where there is none.
+  const Comparison* decimatedComparison() const;
   QString source() const { return source_; }
   bool hasTrace() const { return trace_ && trace_->length() > 0; }
 
@@ -94,13 +107,14 @@ class TraceDocument : public QObject {
   void gridChanged();
 
  private:
-  std::shared_ptr<const Trace> trace_, comparison_;
+  std::shared_ptr<const Trace> trace_;
+  std::vector<Comparison> comparisons_;
   std::vector<ChapterMark> chapters_;
   std::unique_ptr<PoolReplay> replay_;
   Json grid_results_, comparison_grid_results_;
   eval::PasskeyGrid grid_, comparison_grid_;
   QString comparison_grid_source_;
-  QString source_, comparison_label_, grid_source_;
+  QString source_, grid_source_;
   int64_t position_ = 0;
   int layer_ = 0;
 };

@@ -88,6 +88,10 @@ TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(d
     rebuildRaster();
     updateSignals();
   });
+  connect(document_, &TraceDocument::comparisonChanged, this, [this] {
+    rebuildRaster();
+    updateSignals();
+  });
   connect(document_, &TraceDocument::layerChanged, this, &TriggerView::updateSignals);
   connect(document_, &TraceDocument::positionChanged, this, &TriggerView::updateSignals);
   setEmptyHint(tr("Where the note and retrieval thresholds fire appears here: open a book (File > Open) or a trace."));
@@ -116,22 +120,26 @@ QString TriggerView::csv(const QString& figure, CsvDetail detail) const {
     QString out = detail == CsvDetail::Full
                       ? QStringLiteral("layer,token,noted,triggered,importance,istate%1\n")
                       : QStringLiteral("layer,token_begin,token_end,noted,triggered,importance_mean,importance_max,istate_mean%1\n");
-    out = out.arg(decimated_ ? QStringLiteral(",kept") : QString());
+    // A DeciMamba comparison: how many of the span's tokens its same layer's scan kept.
+    out = out.arg(decimated_ ? QStringLiteral(",kept") : kept_by_ ? QStringLiteral(",kept_by_comparison") : QString());
     for (size_t l = 0; l < t->layers.size(); ++l) {
       const auto& lt = t->layers[l];
       for (int64_t a = 0; a < T; a += bin) {
         const int64_t b = std::min(T, a + bin);
-        int64_t noted = 0, triggered = 0, kept = 0;
+        int64_t noted = 0, triggered = 0, kept = 0, kept_there = 0;
         double importance_sum = 0, importance_max = -std::numeric_limits<double>::infinity(), istate_sum = 0;
         for (int64_t i = a; i < b; ++i) {
           noted += (lt.flags[i] & kNoted) != 0;
           triggered += (lt.flags[i] & kTriggered) != 0;
           kept += (lt.flags[i] & kDecimated) == 0;
+          if (kept_by_) kept_there += (kept_by_->layers[std::min(l, kept_by_->layers.size() - 1)].flags[i] & kDecimated) == 0;
           importance_sum += lt.importance[i];
           importance_max = std::max<double>(importance_max, lt.importance[i]);
           istate_sum += lt.istate[i];
         }
-        const QString tail = decimated_ ? QStringLiteral(",%1").arg(kept) : QString();
+        const QString tail = decimated_ ? QStringLiteral(",%1").arg(kept)
+                             : kept_by_  ? QStringLiteral(",%1").arg(kept_there)
+                                         : QString();
         if (detail == CsvDetail::Full)
           out += QStringLiteral("%1,%2,%3,%4,%5,%6%7\n").arg(l).arg(a).arg(noted).arg(triggered)
                      .arg(lt.importance[a], 0, 'g', 6).arg(lt.istate[a], 0, 'g', 6).arg(tail);
@@ -167,6 +175,13 @@ bool TriggerView::eventFilter(QObject* watched, QEvent* event) {
   const int layer = std::min(row, static_cast<int>(t->layers.size()) - 1);
   QString text = document_->spanSummary(layer, begin, begin + bin_);
   if (decimated_ && row == rows_ - 1) text = tr("kept to the end (the last layer's scan)<br>") + text;
+  if (kept_by_ && row == rows_ - 1) {
+    const int64_t end = std::min(t->length(), begin + bin_);
+    const auto& flags = kept_by_->layers.back().flags;
+    int64_t kept = 0;
+    for (int64_t i = begin; i < end; ++i) kept += (flags[i] & kDecimated) == 0;
+    text = tr("%1 kept %2 of the %3 tokens %L4-%L5 to its last layer").arg(kept_label_).arg(kept).arg(end - begin).arg(begin).arg(end - 1);
+  }
   QToolTip::showText(he->globalPos(), text, raster_);
   return true;
 }
@@ -177,6 +192,8 @@ void TriggerView::rebuildRaster() {
   map_ = nullptr;
   cursor_ = nullptr;
   rows_ = columns_ = 0;
+  kept_by_.reset();
+  kept_label_.clear();
   const Trace* t = document_->trace();
   if (!t || t->length() == 0) { raster_->replot(); return; }
   const int64_t T = t->length();
@@ -223,10 +240,32 @@ void TriggerView::rebuildRaster() {
     ticks->addTick(rows_ - 1, tr("kept"));
     raster_->yAxis->setTicker(ticks);
   } else {
-    raster_->yAxis->setTicker(QSharedPointer<QCPAxisTicker>::create());
     // Cell value: 0 nothing, 1 noted, 2 triggered, 3 both; a bin of several tokens shows what
     // happened to any of them (fractions would blend "partly triggered" into the "noted" colour).
-    for (int l = 0; l < rows_; ++l) {
+    // With a DeciMamba comparison a last row holds 4 + the share of the column's tokens it kept.
+    const TraceDocument::Comparison* decimated = document_->decimatedComparison();
+    kept_by_ = decimated ? decimated->trace : nullptr;
+    kept_label_ = decimated ? decimated->label : QString();
+    const int layer_rows = rows_;
+    if (kept_by_) {
+      rows_ += 1;
+      map_->data()->setSize(columns_, rows_);
+      map_->data()->setRange(QCPRange(0, static_cast<double>(T)), QCPRange(0, std::max(0, rows_ - 1)));
+      const auto& flags = kept_by_->layers.back().flags;
+      for (int c = 0; c < columns_; ++c) {
+        const int64_t a = c * bin_, b = std::min(T, a + bin_);
+        double kept = 0;
+        for (int64_t i = a; i < b; ++i) kept += (flags[i] & kDecimated) == 0;
+        map_->data()->setCell(c, rows_ - 1, 4.0 + kept / static_cast<double>(b - a));
+      }
+      auto ticks = QSharedPointer<QCPAxisTickerText>::create();
+      for (int l = 0; l < layer_rows; ++l) ticks->addTick(l, QString::number(l));
+      ticks->addTick(rows_ - 1, tr("kept"));
+      raster_->yAxis->setTicker(ticks);
+    } else {
+      raster_->yAxis->setTicker(QSharedPointer<QCPAxisTicker>::create());
+    }
+    for (int l = 0; l < layer_rows; ++l) {
       const auto& flags = t->layers[l].flags;
       for (int c = 0; c < columns_; ++c) {
         double noted = 0, trig = 0;
@@ -236,17 +275,31 @@ void TriggerView::rebuildRaster() {
       }
     }
     QCPColorGradient g;
-    g.setColorStopAt(0.0, palette().color(QPalette::Base));
-    g.setColorStopAt(1.0 / 3, QColor(255, 150, 0));
-    g.setColorStopAt(2.0 / 3, QColor(40, 110, 220));
-    g.setColorStopAt(1.0, QColor(150, 40, 160));
-    g.setLevelCount(4);
+    if (kept_by_) {
+      // Categories at 0-3, the kept share from 4 (none: blank) to 5 (all: teal); 351 levels
+      // land every category on a level of its own.
+      g.setColorStopAt(0.0, palette().color(QPalette::Base));
+      g.setColorStopAt(0.2, QColor(255, 150, 0));
+      g.setColorStopAt(0.4, QColor(40, 110, 220));
+      g.setColorStopAt(0.6, QColor(150, 40, 160));
+      g.setColorStopAt(0.8, palette().color(QPalette::Base));
+      g.setColorStopAt(1.0, QColor(20, 140, 130));
+      g.setLevelCount(351);
+      map_->setDataRange(QCPRange(0, 5));
+    } else {
+      g.setColorStopAt(0.0, palette().color(QPalette::Base));
+      g.setColorStopAt(1.0 / 3, QColor(255, 150, 0));
+      g.setColorStopAt(2.0 / 3, QColor(40, 110, 220));
+      g.setColorStopAt(1.0, QColor(150, 40, 160));
+      g.setLevelCount(4);
+      map_->setDataRange(QCPRange(0, 3));
+    }
     map_->setGradient(g);
-    map_->setDataRange(QCPRange(0, 3));
     map_->setInterpolate(false);
+    const QString kept = kept_by_ ? tr("; last row, teal: kept to the end by %1").arg(kept_label_) : QString();
     raster_->xAxis->setLabel(reads_everywhere
-                                 ? tr("token position   (orange: noted; retrieval ran at every token of every layer)")
-                                 : tr("token position   (orange: noted, blue: retrieval triggered, purple: both)"));
+                                 ? tr("token position   (orange: noted; retrieval ran at every token of every layer%1)").arg(kept)
+                                 : tr("token position   (orange: noted, blue: retrieval triggered, purple: both%1)").arg(kept));
   }
   raster_->yAxis->setLabel(tr("layer"));
   raster_->xAxis->setRange(0, static_cast<double>(T));

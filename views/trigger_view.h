@@ -4,6 +4,10 @@
 #pragma once
 #include "views/plot_panel.h"
 
+#include <memory>
+
+#include "model/trace.h"
+
 class QDoubleSpinBox;
 class QPushButton;
 class QCPColorMap;
@@ -20,6 +24,9 @@ class TriggerView : public PlotPanel {
   int rasterRows() const { return rows_; }
   // A DeciMamba trace: the raster shows each layer's kept tokens and a "kept" row.
   bool showsDecimation() const { return decimated_; }
+  // A DeciMamba comparison of the same tokens: a last row shows which tokens it kept to the
+  // end, under this run's notes; "" where there is none.
+  QString keptRowLabel() const { return kept_label_; }
   int rasterColumns() const { return columns_; }
   int signalCurves() const;  // 1 where I_state is I_t shifted by a token, else 2
   void setThresholds(double tau_note, double tau_retrieve);
@@ -46,6 +53,8 @@ class TriggerView : public PlotPanel {
   QCPItemStraightLine* cursor_ = nullptr;
   int rows_ = 0, columns_ = 0;
   bool decimated_ = false;
+  std::shared_ptr<const Trace> kept_by_;  // the DeciMamba comparison of the kept row
+  QString kept_label_;
   int64_t bin_ = 1, window_ = 400;
 };
 

@@ -57,8 +57,11 @@ int main(int argc, char** argv) {
   const QCommandLineOption compare_grid(QStringLiteral("compare-grid"),
                                         QStringLiteral("With --grid: draw this second grid (another model on the same cases) beside it; a clicked cell lists both answers."),
                                         QStringLiteral("FILE"));
+  const QCommandLineOption compare(QStringLiteral("compare"),
+                                   QStringLiteral("After the text, trace or --case has run, run it the other ways beside it: mamba (Mamba-only), decimamba (DeciMamba) or both (the three ways side by side). With --screenshots or --export-figures they wait for these runs."),
+                                   QStringLiteral("WHICH"));
   parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, csv_full, encoding,
-                     keep_boilerplate, edit, grid, grid_case, compare_grid});
+                     keep_boilerplate, edit, grid, grid_case, compare_grid, compare});
 
   // Read before the GUI starts, so --help, --version and bad flags need no display. Qt's own
   // options (-platform, -style ...) are unknown here: then the GUI starts first, removes
@@ -76,6 +79,7 @@ int main(int argc, char** argv) {
   }
   // Figure sizes in points, as a paper or a slide measures them.
   QSize figure_points(516, 260);
+  QList<bool> comparisons;  // --compare: per comparison run, whether it is DeciMamba
   auto check_flags = [&]() -> int {
     if (parser.isSet(figure_size)) {
       const QString v = parser.value(figure_size).toLower();
@@ -92,6 +96,20 @@ int main(int argc, char** argv) {
           return 2;
         }
         figure_points = QSize(w, h);
+      }
+    }
+    if (parser.isSet(compare)) {
+      const QString which = parser.value(compare).toLower();
+      if (which == QLatin1String("mamba")) comparisons = {false};
+      else if (which == QLatin1String("decimamba")) comparisons = {true};
+      else if (which == QLatin1String("both")) comparisons = {false, true};
+      else {
+        std::fprintf(stderr, "--compare takes mamba, decimamba or both, not \"%s\"\n", qPrintable(parser.value(compare)));
+        return 2;
+      }
+      if (parser.isSet(edit)) {
+        std::fprintf(stderr, "--compare and --edit both set what the run is compared with: give one\n");
+        return 2;
       }
     }
     if (parser.isSet(csv_full) && !parser.isSet(export_figures)) {
@@ -232,11 +250,19 @@ int main(int argc, char** argv) {
     --*loads_left;
     if (with_edits && *loads_left == 1) QTimer::singleShot(0, &window, [&window, edit_list] { window.setEdits(edit_list); });
   });
+  // With --compare the run's trace starts the comparisons, and "ready" (figures, screenshots)
+  // is when the last of them has landed.
+  if (!comparisons.isEmpty())
+    QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window, [&window, loads_left, comparisons] {
+      if (*loads_left == 0) QTimer::singleShot(0, &window, [&window, comparisons] { window.runComparisons(comparisons); });
+    });
+  const auto ready_signal = comparisons.isEmpty() ? &memmamba::app::MainWindow::traceLoaded
+                                                  : &memmamba::app::MainWindow::comparisonsFinished;
   const QString figures_dir = parser.value(export_figures);
   if (!figures_dir.isEmpty()) {
     window.setBatchMode(true);
     const auto csv_detail = parser.isSet(csv_full) ? memmamba::views::CsvDetail::Full : memmamba::views::CsvDetail::Figure;
-    QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window,
+    QObject::connect(&window, ready_signal, &window,
                      [&window, figures_dir, figure_points, loads_left, csv_detail] {
       if (*loads_left > 0) return;
       // 300 dpi for the PNGs: points are 1/72 inch.
@@ -260,7 +286,7 @@ int main(int argc, char** argv) {
         QApplication::quit();
       });
     };
-    QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window, finish);
+    QObject::connect(&window, ready_signal, &window, finish);
     QObject::connect(&window, &memmamba::app::MainWindow::runFailed, &window, [] { QApplication::exit(1); });
   }
   if (parser.isSet(grid)) {

@@ -313,7 +313,7 @@ void MainWindow::buildMenus() {
   run->addAction(tr("&Re-run the current text"), QKeySequence(tr("F5")), this, [this] {
     if (ensureCurrentText(tr("Re-run"), tr("Open a text first."))) runText(current_text_);
   });
-  run->addAction(tr("Add a &Mamba-only comparison"), this, [this] { runComparison(false); });
+  run->addAction(tr("Add a &Mamba-only comparison"), this, [this] { runComparisons({false}); });
   // Which Mamba the comparisons run: the bundled twin trained on the same rows (the fair
   // baseline), or the current model with its memory switched off (what the memory adds at run time).
   twin_action_ = run->addAction(tr("Comparisons run the bundled Mamba-small &twin (else: this model, memory off)"));
@@ -321,7 +321,11 @@ void MainWindow::buildMenus() {
   twin_action_->setChecked(QSettings().value(QStringLiteral("run/compare_with_twin"), true).toBool());
   connect(twin_action_, &QAction::toggled, this, [](bool on) { QSettings().setValue(QStringLiteral("run/compare_with_twin"), on); });
   run->addAction(tr("Add a &DeciMamba comparison (memory off, tokens dropped between layers)"), this,
-                 [this] { runComparison(true); });
+                 [this] { runComparisons({true}); });
+  // The teaching demo's three ways of keeping the far past: notes (this run), forgetting
+  // (Mamba-only) and dropped tokens (DeciMamba), on the same text or case.
+  run->addAction(tr("Compare all &three: Mamba-only and DeciMamba beside this run"), QKeySequence(tr("Ctrl+Shift+M")), this,
+                 [this] { runComparisons({false, true}); });
   run->addAction(tr("Run this text as DeciMam&ba (see which tokens each layer keeps)"), this, [this] {
     if (!ensureCurrentText(tr("DeciMamba"), tr("Open a text first."))) return;
     RunRequest r = textRequest(current_text_);
@@ -534,7 +538,7 @@ void MainWindow::runGridCase(qint64 length, double depth, const QString& key, qu
   r.depth = depth;
   r.key = key;
   r.seed = seed;
-  for (const QString& note : applyGridRun(document_->gridResults(), r)) appendLog(tr("warning: %1").arg(note));
+  for (const QString& note : applyGridRun(document_->gridResults(), r, document_->gridSource())) appendLog(tr("warning: %1").arg(note));
   r.label = tr("passkey %1 tokens, depth %2 (as in the grid: tau1 %3, tau2 %4, gain %5%6)")
                 .arg(length)
                 .arg(depth)
@@ -573,24 +577,7 @@ void MainWindow::onRunFinished(const RunResult& result) {
   appendLog(tr("done: %1, %L2 tokens in %3 s (%4)").arg(result.request.label).arg(result.trace->length())
                 .arg(result.seconds, 0, 'f', 1).arg(result.model_description));
   if (!comparison_pending_.isEmpty()) {
-    const QString label = comparison_pending_;
-    comparison_pending_.clear();
-    document_->setComparison(result.trace, label);
-    if (result.request.kind == RunRequest::Kind::Passkey && !result.case_json.isEmpty()) {
-      // The same case the other way: its answer, and for DeciMamba whether the key survived.
-      try {
-        const Json record = Json::parse(result.case_json.toStdString());
-        QString line = tr("%1 answered \"%2\" (%3)")
-                           .arg(label, QString::fromStdString(record.at("answer").as_string()),
-                                record.at("hit").as_bool() ? tr("found") : tr("missed"));
-        if (record.contains("key_survived_decimation"))
-          line += record.at("key_survived_decimation").as_bool() ? tr("; the key survived every decimating layer")
-                                                                 : tr("; the key was dropped by decimation");
-        appendLog(line);
-        retrieval_->showComparisonAnswer(record, label);
-      } catch (const std::exception&) {
-      }
-    }
+    acceptComparison(result);
     return;
   }
   if (result.request.kind == RunRequest::Kind::Text) {
@@ -637,6 +624,7 @@ void MainWindow::onRunFinished(const RunResult& result) {
 void MainWindow::onRunFailed(const QString& message, bool cancelled) {
   running_ = false;
   comparison_pending_.clear();
+  comparison_queue_.clear();  // the comparisons after a failed or cancelled one do not start
   progress_->setVisible(false);
   cancel_->setVisible(false);
   speed_label_->setText(cancelled ? tr("cancelled") : tr("failed"));

@@ -85,6 +85,10 @@ class MainWindow : public QMainWindow {
   // Batch use (screenshots): errors go to stderr instead of dialogs nobody could close.
   void setBatchMode(bool batch) { batch_ = batch; }
   void setDarkPalette(bool dark);
+  // Runs the same text or passkey case the other ways, one after another, as the comparisons
+  // every view draws beside the run: per entry Mamba-only (false) or DeciMamba (true), on the
+  // bundled Mamba-small twin where Run > twin is on. comparisonsFinished() follows the last.
+  void runComparisons(const QList<bool>& decimate_each);
   // How texts opened from now on are read (encoding, Gutenberg boilerplate); a re-run of a
   // trace's book reads it as the trace did.
   void setBookOptions(const BookOptions& options) { book_options_ = options; }
@@ -99,6 +103,7 @@ class MainWindow : public QMainWindow {
 
  Q_SIGNALS:
   void traceLoaded();
+  void comparisonsFinished();
   void runFailed(const QString& message);
   void runRequested(const memmamba::app::RunRequest& request);
 
@@ -128,8 +133,10 @@ class MainWindow : public QMainWindow {
   void exportAllDialog();
   void saveTraceAs();
   void chooseModel();
-  // The same text Mamba-only, or as DeciMamba, as the comparison every view draws beside the run.
-  void runComparison(bool decimate);
+  // A comparison run's result: set beside the run (the first of a batch replaces the earlier
+  // ones), its passkey answer shown; then the next queued comparison starts.
+  void acceptComparison(const RunResult& result);
+  void startNextComparison();
   void appendLog(const QString& line);
   void rerunWithEdits();
   void refreshEditList();
@@ -164,6 +171,12 @@ class MainWindow : public QMainWindow {
   QString missing_book_;  // the book a loaded trace names but that was not found
   bool cuda_ = false;
   QString comparison_pending_;  // the label of a comparison run under way ("" none)
+  struct PendingComparison {
+    RunRequest request;
+    QString label;
+  };
+  std::vector<PendingComparison> comparison_queue_;  // comparisons still to start, in order
+  bool comparison_replaces_ = true;                  // the one under way replaces the earlier ones
   bool batch_ = false;
   Json edits_ = Json::array();
   BookOptions book_options_;

@@ -1,5 +1,5 @@
 // The main window's comparisons (the same text or passkey case run by the Mamba-small twin,
-// by this model with its memory off, or as DeciMamba), a grid's cases in a window of their
+// by this model with its memory off, or as DeciMamba, one or several side by side), a grid's cases in a window of their
 // own, and the keyboard-shortcut help.
 #include "app/gui/main_window.h"
 
@@ -12,10 +12,13 @@
 #include <QProcess>
 #include <QPushButton>
 #include <QSettings>
+#include <QTimer>
 
+#include <algorithm>
 #include <functional>
 
 #include "model/sample_files.h"
+#include "views/retrieval_panel.h"
 #include "views/trace_document.h"
 
 namespace memmamba::app {
@@ -58,31 +61,86 @@ bool MainWindow::caseGoesHere(qint64 length, double depth) {
   return false;
 }
 
-void MainWindow::runComparison(bool decimate) {
-  RunRequest r;
+void MainWindow::runComparisons(const QList<bool>& decimate_each) {
+  // A comparison that cannot start says so with runFailed too: batch use waits for one or the other.
+  if (running_) {
+    complain(tr("Comparison"), tr("A run is in progress: cancel it first."));
+    Q_EMIT runFailed(tr("a run is in progress"));
+    return;
+  }
+  RunRequest base;
   if (last_request_ && last_request_->kind == RunRequest::Kind::Passkey) {
-    r = *last_request_;  // the same passkey case, run the other way
-    r.edits = Json::array();
-    r.own_checkpoint = false;
+    base = *last_request_;  // the same passkey case, run the other way
+    base.edits = Json::array();
+    base.own_checkpoint = false;
   } else {
-    if (!ensureCurrentText(tr("Comparison"), tr("Open a text first."))) return;
-    r = textRequest(current_text_);
+    if (!ensureCurrentText(tr("Comparison"), tr("Open a text first."))) {
+      Q_EMIT runFailed(tr("no text to compare"));
+      return;
+    }
+    base = textRequest(current_text_);
+    // The same tokens as the run beside it, also where that run stopped early (--max-tokens).
+    if (const Trace* shown = document_->trace(); shown && shown->length() > 0)
+      base.max_tokens = std::min<qint64>(base.max_tokens, shown->length());
   }
-  r.memory = false;
-  r.decimate = decimate;
-  QString which = decimate ? tr("DeciMamba") : tr("Mamba-only");
-  const std::string twin = find_sample_file("mamba-small.safetensors");
-  if (twin_action_->isChecked() && !twin.empty()) {
-    r.checkpoint = QString::fromStdString(twin);
-    r.own_checkpoint = true;
-    which = decimate ? tr("DeciMamba on Mamba-small") : tr("Mamba-small");
-  }
-  // Measured for the comparison too when the current run has it, so both sit side by side.
+  // Measured for the comparisons too when the current run has it, so they sit side by side.
   const Trace* current = document_->trace();
-  r.fidelity = current && current->run_info.is_object() && current->run_info.contains("fidelity");
-  r.label += QStringLiteral(" (%1)").arg(which);
-  comparison_pending_ = which;
-  startRun(r);
+  base.fidelity = current && current->run_info.is_object() && current->run_info.contains("fidelity");
+  const std::string twin = find_sample_file("mamba-small.safetensors");
+  comparison_queue_.clear();
+  for (const bool decimate : decimate_each) {
+    RunRequest r = base;
+    r.memory = false;
+    r.decimate = decimate;
+    r.fidelity = base.fidelity && !decimate;  // fidelity needs every token at every layer
+    QString which = decimate ? tr("DeciMamba") : tr("Mamba-only");
+    if (twin_action_->isChecked() && !twin.empty()) {
+      r.checkpoint = QString::fromStdString(twin);
+      r.own_checkpoint = true;
+      which = decimate ? tr("DeciMamba on Mamba-small") : tr("Mamba-small");
+    }
+    r.label += QStringLiteral(" (%1)").arg(which);
+    comparison_queue_.push_back({r, which});
+  }
+  comparison_replaces_ = true;
+  startNextComparison();
+}
+
+void MainWindow::startNextComparison() {
+  if (comparison_queue_.empty()) {
+    Q_EMIT comparisonsFinished();
+    return;
+  }
+  PendingComparison next = comparison_queue_.front();
+  comparison_queue_.erase(comparison_queue_.begin());
+  comparison_pending_ = next.label;
+  startRun(next.request);
+}
+
+void MainWindow::acceptComparison(const RunResult& result) {
+  const QString label = comparison_pending_;
+  comparison_pending_.clear();
+  // The first of a batch replaces the comparisons before it; the others join it.
+  if (comparison_replaces_) document_->setComparison(result.trace, label);
+  else document_->addComparison(result.trace, label);
+  comparison_replaces_ = false;
+  if (result.request.kind == RunRequest::Kind::Passkey && !result.case_json.isEmpty()) {
+    // The same case the other way: its answer, and for DeciMamba whether the key survived.
+    try {
+      const Json record = Json::parse(result.case_json.toStdString());
+      QString line = tr("%1 answered \"%2\" (%3)")
+                         .arg(label, QString::fromStdString(record.at("answer").as_string()),
+                              record.at("hit").as_bool() ? tr("found") : tr("missed"));
+      if (record.contains("key_survived_decimation"))
+        line += record.at("key_survived_decimation").as_bool() ? tr("; the key survived every decimating layer")
+                                                               : tr("; the key was dropped by decimation");
+      appendLog(line);
+      retrieval_->showComparisonAnswer(record, label);
+    } catch (const std::exception&) {
+    }
+  }
+  // Queued: the next run starts once this slot has returned.
+  QTimer::singleShot(0, this, &MainWindow::startNextComparison);
 }
 
 QString MainWindow::shortcutsHelp() const {

@@ -2,6 +2,7 @@
 // PDF and CSV) with their dialogs, and screenshots of every view.
 #include "app/gui/main_window.h"
 
+#include <QAction>
 #include <QApplication>
 #include <QCheckBox>
 #include <QComboBox>
@@ -160,13 +161,31 @@ void MainWindow::exportAllDialog() {
 void MainWindow::saveScreenshots(const QString& directory) {
   QDir().mkpath(directory);
   grab().save(QDir(directory).filePath(QStringLiteral("main-window.png")));
+  // Each panel on its own at a readable size (docked, the bottom ones are a strip), then put back.
   for (QDockWidget* d : findChildren<QDockWidget*>()) {
     if (!d->widget()) continue;
+    const bool was_floating = d->isFloating(), was_visible = d->isVisible();
     d->setVisible(true);
-    d->raise();
+    d->setFloating(true);
+    d->resize(1100, 700);
     QApplication::processEvents();
     d->widget()->grab().save(QDir(directory).filePath(d->objectName() + QStringLiteral(".png")));
+    d->setFloating(was_floating);
+    d->setVisible(was_visible);
   }
+  QApplication::processEvents();
+  // The window after a switch to the dark palette and back to the one it had (a teacher's
+  // projector): both must draw every view in readable colours.
+  QAction* dark = nullptr;
+  for (QAction* a : findChildren<QAction*>())
+    if (a->isCheckable() && a->text().remove(QLatin1Char('&')) == tr("Dark palette")) dark = a;
+  if (!dark) return;
+  const bool was_dark = dark->isChecked();
+  dark->trigger();  // as View > Dark palette does it
+  QApplication::processEvents();
+  grab().save(QDir(directory).filePath(was_dark ? QStringLiteral("main-window-light.png") : QStringLiteral("main-window-dark.png")));
+  dark->trigger();
+  QApplication::processEvents();
 }
 
 }  // namespace memmamba::app

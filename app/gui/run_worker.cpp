@@ -48,7 +48,7 @@ QString locateTraceBook(const Json& run_info, const QString& trace_path) {
   return {};
 }
 
-QStringList applyGridRun(const Json& grid_results, RunRequest& request) {
+QStringList applyGridRun(const Json& grid_results, RunRequest& request, const QString& grid_path) {
   QStringList notes;
   if (!grid_results.is_object()) return notes;
   auto field = [](const Json& object, const char* key) -> const Json* {
@@ -60,8 +60,25 @@ QStringList applyGridRun(const Json& grid_results, RunRequest& request) {
   const Json* book = meta ? field(*meta, "book") : nullptr;
   if (!request.filler_haystack && book && book->is_string()) {
     const QString path = QString::fromStdString(book->as_string());
-    if (QFileInfo(path).isReadable()) {
-      request.text_path = path;
+    // Grids record the book as the evaluation named it, often relative to where it ran: look
+    // beside the grid, then among the bundled samples by its file name.
+    QStringList candidates{path};
+    const QString name = QFileInfo(path).fileName();
+    if (!grid_path.isEmpty() && QFileInfo(path).isRelative()) {
+      const QDir grid_dir = QFileInfo(grid_path).absoluteDir();
+      candidates << grid_dir.filePath(path) << grid_dir.filePath(name);
+    }
+    if (const std::string sample = find_sample_file(name.toStdString()); !name.isEmpty() && !sample.empty())
+      candidates << QString::fromStdString(sample);
+    QString found;
+    for (const QString& c : candidates)
+      if (QFileInfo(c).isFile() && QFileInfo(c).isReadable()) {
+        found = c;
+        break;
+      }
+    if (!found.isEmpty()) {
+      request.text_path = found;
+      if (found != path) notes << QObject::tr("the grid's haystack book %1 is read from %2").arg(path, found);
     } else {
       notes << QObject::tr("the grid's haystack book %1 is not here: the case runs on %2 and may differ")
                    .arg(path, request.text_path.isEmpty() ? QObject::tr("the bundled sample book") : request.text_path);

@@ -46,8 +46,9 @@ struct RunRequest {
 // haystack (filler, or the grid's book where that file is here), thresholds, read-out gain
 // (1 for grids written before the gain existed) and memory switch. What cannot be matched
 // (a missing book, another checkpoint than request.checkpoint, empty meaning the bundled one)
-// is returned as notes for the log.
-QStringList applyGridRun(const Json& grid_results, RunRequest& request);
+// is returned as notes for the log. A relative book path is also looked for beside the grid
+// file (`grid_path`) and among the bundled samples by name.
+QStringList applyGridRun(const Json& grid_results, RunRequest& request, const QString& grid_path = QString());
 
 struct RunResult {
   std::shared_ptr<const Trace> trace;

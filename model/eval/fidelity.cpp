@@ -42,6 +42,8 @@ Json memory_fidelity(const MemMambaModel& model, const std::vector<int32_t>& tok
   torch::NoGradGuard no_grad;
   const int64_t T = static_cast<int64_t>(tokens.size()), L = model.config().n_layers;
   if (T < 2) throw std::invalid_argument("fidelity: the text needs at least 2 tokens");
+  if (options.run.decimation.enabled())
+    throw std::invalid_argument("fidelity: a decimated (DeciMamba) run drops tokens between layers; fidelity needs every token");
   std::vector<std::vector<torch::Tensor>> layer_states(static_cast<size_t>(L));
   RunOptions run = options.run;
   run.keep_hidden = true;
