@@ -36,6 +36,10 @@ expect 3 "cannot open" --edit /nonexistent/edits.json some.txt
 expect 3 "--grid" --grid /nonexistent/grid.json
 expect 2 "needs --grid" --case 1k,0.5
 expect 2 "compare-grid needs --grid" --compare-grid /nonexistent/other.json
+expect 2 "compare takes mamba, decimamba or both" --compare all
+expect 2 "give one" --compare both --edit /nonexistent/edits.json some.txt
+expect 2 "layer takes a whole number" --layer -1
+expect 2 "token takes a whole number" --token 1e9
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -60,8 +60,10 @@ int main(int argc, char** argv) {
   const QCommandLineOption compare(QStringLiteral("compare"),
                                    QStringLiteral("After the text, trace or --case has run, run it the other ways beside it: mamba (Mamba-only), decimamba (DeciMamba) or both (the three ways side by side). With --screenshots or --export-figures they wait for these runs."),
                                    QStringLiteral("WHICH"));
+  const QCommandLineOption at_layer(QStringLiteral("layer"), QStringLiteral("Open at this layer (0 = first)."), QStringLiteral("L"));
+  const QCommandLineOption at_token(QStringLiteral("token"), QStringLiteral("Open at this token position (0 = first)."), QStringLiteral("T"));
   parser.addOptions({trace, checkpoint, tokenizer, device, screenshots, export_figures, figure_size, csv_full, encoding,
-                     keep_boilerplate, edit, grid, grid_case, compare_grid, compare});
+                     keep_boilerplate, edit, grid, grid_case, compare_grid, compare, at_layer, at_token});
 
   // Read before the GUI starts, so --help, --version and bad flags need no display. Qt's own
   // options (-platform, -style ...) are unknown here: then the GUI starts first, removes
@@ -109,6 +111,16 @@ int main(int argc, char** argv) {
       }
       if (parser.isSet(edit)) {
         std::fprintf(stderr, "--compare and --edit both set what the run is compared with: give one\n");
+        return 2;
+      }
+    }
+    for (const QCommandLineOption* o : {&at_layer, &at_token}) {
+      if (!parser.isSet(*o)) continue;
+      bool ok = false;
+      const qlonglong v = parser.value(*o).toLongLong(&ok);
+      if (!ok || v < 0) {
+        std::fprintf(stderr, "--%s takes a whole number from 0, not \"%s\"\n", qPrintable(o->names().first()),
+                     qPrintable(parser.value(*o)));
         return 2;
       }
     }
@@ -250,6 +262,16 @@ int main(int argc, char** argv) {
     --*loads_left;
     if (with_edits && *loads_left == 1) QTimer::singleShot(0, &window, [&window, edit_list] { window.setEdits(edit_list); });
   });
+  // --layer and --token place the views once the (last) trace is in; beyond the trace they
+  // stop at its last layer and token, as the timeline does.
+  if (parser.isSet(at_layer) || parser.isSet(at_token))
+    QObject::connect(&window, &memmamba::app::MainWindow::traceLoaded, &window,
+                     [&window, loads_left, layer = parser.isSet(at_layer) ? parser.value(at_layer).toInt() : -1,
+                      token = parser.isSet(at_token) ? parser.value(at_token).toLongLong() : -1] {
+      if (*loads_left != 0) return;
+      if (layer >= 0) window.document()->setLayer(layer);
+      if (token >= 0) window.document()->setPosition(token);
+    });
   // With --compare the run's trace starts the comparisons, and "ready" (figures, screenshots)
   // is when the last of them has landed.
   if (!comparisons.isEmpty())

@@ -415,7 +415,13 @@ void MainWindow::setDarkPalette(bool dark) {
   if (document_->hasTrace()) Q_EMIT document_->traceChanged();
 }
 
-void MainWindow::appendLog(const QString& line) { log_->appendPlainText(line); }
+void MainWindow::appendLog(const QString& line) {
+  log_->appendPlainText(line);
+  if (batch_) {  // screenshots and figures without a window: the log is what the caller reads
+    std::printf("%s\n", qPrintable(line));
+    std::fflush(stdout);
+  }
+}
 
 void MainWindow::complain(const QString& title, const QString& message) {
   if (batch_) {  // no one to close a dialog: say it on stderr (the caller exits)
