@@ -16,14 +16,18 @@ torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')  
 
 rm -rf "$qt" && mkdir -p "$qt" && tar -C "$qt" -xJf "$archive"
 lib=$qt/usr/lib/x86_64-linux-gnu
-# Where this machine has a library of the same soname, its own (newer) one is used: only what
-# it lacks (Qt, ICU 72, ...) comes from the prefix.
+# Some packages (D-Bus, systemd, ...) still install into /lib: one library folder for all.
+if [ -d "$qt/lib/x86_64-linux-gnu" ]; then cp -a "$qt/lib/x86_64-linux-gnu/." "$lib/" && rm -rf "$qt/lib/x86_64-linux-gnu"; fi
+# The base libraries that the build tools load too (compressors, expat, PCRE) are this
+# machine's own where it has them (newer than Debian 12's); the rest (Qt, ICU 72, D-Bus, fonts,
+# GL, ...) come from the prefix. (Leaving D-Bus to the machine failed to link: its copy there
+# lacks the versioned symbols Qt's was built against.)
+base='^(libz|libzstd|liblzma|libexpat|libpcre2-8|libbsd|libmd|libcap|libgcrypt|libgpg-error|liblz4|libsystemd)\.so\.'
 kept=0 dropped=0
 for f in "$lib"/lib*.so.*; do
   [ -f "$f" ] && [ ! -L "$f" ] || continue
-  case "$(basename "$f")" in libQt6* | libQCustomPlot*) kept=$((kept + 1)); continue ;; esac
   soname=$(objdump -p "$f" 2>/dev/null | awk '/SONAME/{print $2}')
-  if [ -n "$soname" ] && ldconfig -p | grep -q "^[[:space:]]*$soname "; then
+  if [[ "$soname" =~ $base ]] && ldconfig -p | grep -q "^[[:space:]]*$soname "; then
     rm -f "$f" "$lib/$soname"
     dropped=$((dropped + 1))
   else

@@ -92,6 +92,7 @@ void AttentionView::refresh() {
     heat_scale_ = new QCPColorScale(heat_);
     heat_->plotLayout()->addElement(0, 1, heat_scale_);
     heat_scale_->setLabel(tr("attention weight (blank: not recorded)"));
+    applyPlotPalette(heat_, palette());  // a scale made after a palette switch starts black
   }
   map->setColorScale(heat_scale_);
   map->setGradient(g);

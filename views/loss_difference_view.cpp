@@ -217,32 +217,35 @@ void LossDifferenceView::rebuild() {
       sum_o += b;
     }
     const int n = static_cast<int>(ox.size());
+    // Its own window: DeciMamba has a loss only at the tokens it kept to the end, far fewer.
+    const int other_window = std::clamp(n / 200, 16, 1024);
     const int other_stride = std::max(1, (n + kMaxPoints - 1) / kMaxPoints);
     QVector<double> mx, my;
     double sum = 0;
     for (int i = 0; i < n; ++i) {
       sum += od[i];
-      if (i >= window) sum -= od[i - window];
-      if (i >= window - 1 && (i - (window - 1)) % other_stride == 0) {
-        mx << ox[i - window / 2];
-        my << sum / window;
+      if (i >= other_window) sum -= od[i - other_window];
+      if (i >= other_window - 1 && (i - (other_window - 1)) % other_stride == 0) {
+        mx << ox[i - other_window / 2];
+        my << sum / other_window;
         lo = std::min(lo, my.back());
         hi = std::max(hi, my.back());
       }
     }
     auto* g = plot_->addGraph();
-    g->setName(tr("mean over %1 tokens, minus %2").arg(window).arg(others[k].label));
+    g->setName(tr("mean over %1 tokens, minus %2").arg(other_window).arg(others[k].label));
     g->setPen(QPen(extra_colours[(k - 1) % 3], 2));
     g->setData(mx, my, true);
     QString slug = others[k].label.toLower();
     slug.replace(QRegularExpression(QStringLiteral("[^a-z0-9]+")), QStringLiteral("_"));
-    series_ << QStringLiteral("mean_of_%1_tokens_minus_%2").arg(window).arg(slug);
+    series_ << QStringLiteral("mean_of_%1_tokens_minus_%2").arg(other_window).arg(slug);
     if (n > 0)
-      others_caption += tr(" Against %1: mean %2 nats (%3%4).")
+      others_caption += tr(" Against %1 (%L5 tokens with a loss in both): mean %2 nats (%3%4).")
                             .arg(others[k].label)
                             .arg(sum_o / n, 0, 'f', 4)
                             .arg(sum_t - sum_o >= 0 ? QStringLiteral("+") : QString())
-                            .arg((sum_t - sum_o) / n, 0, 'f', 4);
+                            .arg((sum_t - sum_o) / n, 0, 'f', 4)
+                            .arg(n);
   }
   auto* zero = new QCPItemStraightLine(plot_);
   zero->point1->setCoords(0, 0);

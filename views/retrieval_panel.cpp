@@ -74,6 +74,7 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
   comparison_grid_->setObjectName(QStringLiteral("passkey-grid-comparison"));
   comparison_grid_->setMinimumHeight(160);
   comparison_grid_->setVisible(false);
+  grid_->setVisible(false);  // until a grid is loaded (drawGrid)
   grids->addWidget(grid_);
   grids->addWidget(comparison_grid_);
   details_ = new QTextBrowser(this);
