@@ -31,6 +31,7 @@
 
 #include "app/gui/main_window.h"
 #include "app/gui/run_worker.h"
+#include "model/book/extractors.h"
 #include "model/sample_files.h"
 #include "tests/test_helpers.h"
 #include "views/attention_view.h"
@@ -516,7 +517,10 @@ class TestApp : public QObject {
               "<h2>CHAPTER II. Tuesday</h2><p>The sun came back and the streets filled with people.</p>"
               "<p>*** END OF THE PROJECT GUTENBERG EBOOK TWO DAYS ***</p><p>Licence.</p></body></html>");
     }
+    // A build without libxml2 (the GPU machine's) says so in the failed run's message.
+    if (!book_extractors::html_available()) QSKIP("this build reads no HTML (libxml2 absent)");
     app::MainWindow window;
+    window.setBatchMode(true);  // a failed run fails the test instead of waiting on a dialog
     QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
     window.openPath(path);
     QVERIFY(loaded.wait(60000));
