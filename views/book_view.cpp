@@ -30,6 +30,7 @@ BookView::BookView(TraceDocument* document, QWidget* parent) : QWidget(parent), 
   search_ = new QLineEdit(this);
   search_->setPlaceholderText(tr("Find in text (Enter: next)"));
   search_->setClearButtonEnabled(true);
+  search_->setMinimumWidth(160);  // a long status line (three runs compared) must not squeeze it away
   status_ = new QLabel(this);
   bar->addWidget(search_, 1);
   bar->addWidget(status_);

@@ -270,7 +270,7 @@ void LossDifferenceView::rebuild() {
   const double pad = 0.15 * (hi - lo);
   plot_->yAxis->setRange(lo - pad, hi + 3 * pad);
   const double mean_a = compared_ ? sum_a / compared_ : 0, mean_b = compared_ ? sum_b / compared_ : 0;
-  caption_->setText(tr("Loss of this run minus the loss %3, per token. Mean %1 nats against %2 (%4%5); the largest "
+  caption_->setText(tr("Loss of this run minus that of the comparison (%3), per token. Mean %1 nats against %2 (%4%5); the largest "
                        "change at token %L6 (%7%8 nats). Red: the mean over %9 tokens; dotted blue: the edits' positions.")
                         .arg(mean_a, 0, 'f', 4)
                         .arg(mean_b, 0, 'f', 4)
