@@ -645,6 +645,43 @@ void decimation_gpu_matches_cpu() {
   check(out_gpu == out_cpu, "decimation: a decimated prompt continues in step mode, GPU == CPU");
 }
 
+// A decimated run in chunks equals one over the whole context on the GPU: the same kept
+// tokens, outputs and final state (the layers before the first decimating one run chunk by
+// chunk; that layer, on the GPU, over the whole context).
+void decimation_in_chunks_matches_one_pass_on_gpu() {
+  torch::NoGradGuard no_grad;
+  const torch::Device gpu(torch::kCUDA);
+  ModelConfig c = testing::tiny_config();
+  c.memory = false;
+  MemMambaModel dev = MemMambaModel::random(c, 8);
+  dev.to(gpu);
+  std::vector<int64_t> ids;
+  for (int64_t t = 0; t < 700; ++t) ids.push_back((t * 13 + t / 7) % c.vocab_size);
+  const auto input = torch::tensor(ids, torch::kInt64).view({1, 700}).to(gpu);
+  for (const std::vector<int64_t>& layers : {std::vector<int64_t>{1, 2}, std::vector<int64_t>{0}, std::vector<int64_t>{2}}) {
+    auto run = [&](int64_t chunk) {
+      RunOptions o = dev.default_options();
+      o.decimation.layers = layers;
+      o.decimation.base_length = 60;  // many 32-token chunks keep none
+      o.decimation.min_length = 10;
+      o.decimation.protected_tail = 5;
+      o.chunk_tokens = chunk;
+      RunState s = dev.new_state(1);
+      auto h = dev.forward(input, s, o);
+      return std::pair{h.to(torch::kCPU), s.mixers[3].ssm.to(torch::kCPU)};
+    };
+    const auto [h_whole, state_whole] = run(1 << 20);
+    const auto [h_chunked, state_chunked] = run(32);
+    const auto finite = torch::isfinite(h_whole);
+    const bool same_kept = torch::equal(finite, torch::isfinite(h_chunked));
+    const double worst = same_kept ? (h_whole.masked_select(finite) - h_chunked.masked_select(finite)).abs().max().item<double>() : 1e9;
+    const double state_diff = (state_whole - state_chunked).abs().max().item<double>();
+    check(same_kept && worst < 1e-3 && state_diff < 1e-3,
+          "decimation: in chunks == the whole context on the GPU (layers " + std::to_string(layers[0]) + "..., max diff " +
+              std::to_string(worst) + ", state " + std::to_string(state_diff) + ")");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -665,6 +702,7 @@ int main() {
   attention_taps_agree();
   out_of_memory_falls_back();
   decimation_gpu_matches_cpu();
+  decimation_in_chunks_matches_one_pass_on_gpu();
   std::printf("%d failure(s)\n", failures);
   return failures == 0 ? 0 : 1;
 }
