@@ -12,16 +12,21 @@ archive=${QT_PREFIX_ARCHIVE:-gpu-carry/qt-prefix.tar.xz}
 qt=${QT_PREFIX_DIR:-/tmp/qt-prefix}
 shots=${OUT:-$PWD/explorer-gpu}
 device=${DEVICE:-cuda}  # cpu, with MEMMAMBA_CUDA=OFF, tries the same steps on a machine without a GPU
-torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')  # before our libraries are on the path
 
-rm -rf "$qt" && mkdir -p "$qt" && tar -C "$qt" -xJf "$archive"
+[ -f "$archive" ] || { echo "no $archive: make it with tools/qt_prefix.sh and carry it" >&2; exit 2; }
+# The prefix folder is replaced: only one this script made (its marker), or an empty one.
+if [ -e "$qt" ] && [ ! -e "$qt/.memmamba-qt-prefix" ] && [ -n "$(ls -A "$qt" 2>/dev/null)" ]; then
+  echo "$qt is not empty and not a prefix this script made: set QT_PREFIX_DIR to another folder" >&2
+  exit 2
+fi
+torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')  # before our libraries are on the path
+rm -rf "$qt" && mkdir -p "$qt" && touch "$qt/.memmamba-qt-prefix" && tar -C "$qt" -xJf "$archive"
 lib=$qt/usr/lib/x86_64-linux-gnu
 # Some packages (D-Bus, systemd, ...) still install into /lib: one library folder for all.
 if [ -d "$qt/lib/x86_64-linux-gnu" ]; then cp -a "$qt/lib/x86_64-linux-gnu/." "$lib/" && rm -rf "$qt/lib/x86_64-linux-gnu"; fi
 # The base libraries that the build tools load too (compressors, expat, PCRE) are this
 # machine's own where it has them (newer than Debian 12's); the rest (Qt, ICU 72, D-Bus, fonts,
-# GL, ...) come from the prefix. (Leaving D-Bus to the machine failed to link: its copy there
-# lacks the versioned symbols Qt's was built against.)
+# GL, ...) come from the prefix. (With the GPU machine's own D-Bus, Qt's failed to link.)
 base='^(libz|libzstd|liblzma|libexpat|libpcre2-8|libbsd|libmd|libcap|libgcrypt|libgpg-error|liblz4|libsystemd)\.so\.'
 kept=0 dropped=0
 for f in "$lib"/lib*.so.*; do

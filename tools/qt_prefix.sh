@@ -36,5 +36,7 @@ find "$work/prefix" -type l | while read -r link; do
   esac
 done
 mkdir -p "$(dirname "$archive")"
-tar -C "$work/prefix" -cf - . | xz -9e -T0 >"$archive"
+# Written beside and renamed: an interrupted run leaves the archive it had.
+tar -C "$work/prefix" -cf - . | xz -9e -T0 >"$archive.partial"
+mv "$archive.partial" "$archive"
 ls -l "$archive"
