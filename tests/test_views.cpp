@@ -516,7 +516,7 @@ class TestViews : public QObject {
     views::TriggerView triggers(&doc);
     doc.setTrace(trace, QStringLiteral("reads everywhere"));
     auto* raster = triggers.findChild<QCustomPlot*>(QStringLiteral("trigger-raster"));
-    QVERIFY2(raster->xAxis->label().contains(QStringLiteral("every token of every layer")), qPrintable(raster->xAxis->label()));
+    QVERIFY2(raster->xAxis->label().contains(QStringLiteral("read at every token")), qPrintable(raster->xAxis->label()));
     auto* map = qobject_cast<QCPColorMap*>(raster->plottable(0));
     QVERIFY(map);
     int noted_cells = 0;

@@ -234,7 +234,8 @@ void TriggerView::rebuildRaster() {
     map_->setGradient(g);
     map_->setDataRange(QCPRange(0, 1));
     map_->setInterpolate(false);
-    raster_->xAxis->setLabel(tr("token position   (teal: in the layer's scan, DeciMamba; last row: kept)"));
+    // Short lines: a column-wide figure (252 pt) clips a long axis label.
+    raster_->xAxis->setLabel(tr("token position\nteal: in this layer's scan (DeciMamba)\nlast row: kept to the end"));
     auto ticks = QSharedPointer<QCPAxisTickerText>::create();
     for (int l = 0; l + 1 < rows_; ++l) ticks->addTick(l, QString::number(l));
     ticks->addTick(rows_ - 1, tr("kept"));
@@ -296,12 +297,16 @@ void TriggerView::rebuildRaster() {
     }
     map_->setGradient(g);
     map_->setInterpolate(false);
-    const QString kept = kept_by_ ? tr("; last row, teal: kept to the end by %1").arg(kept_label_) : QString();
-    raster_->xAxis->setLabel(reads_everywhere
-                                 ? tr("token position   (orange: noted; retrieval ran at every token of every layer%1)").arg(kept)
-                                 : tr("token position   (orange: noted, blue: retrieval triggered, purple: both%1)").arg(kept));
+    // Short lines: a column-wide figure (252 pt) clips a long axis label.
+    const QString kept = kept_by_ ? tr("\nlast row: kept by DeciMamba") : QString();  // its run named in the tooltip
+    raster_->xAxis->setLabel(reads_everywhere ? tr("token position\norange: noted; read at every token%1").arg(kept)
+                                              : tr("token position\norange: noted, blue: read, purple: both%1").arg(kept));
   }
   raster_->yAxis->setLabel(tr("layer"));
+  // The key under the axis in a smaller type, so that its lines fit a column-wide figure.
+  QFont key = raster_->xAxis->tickLabelFont();
+  key.setPointSizeF(key.pointSizeF() * 0.85);
+  raster_->xAxis->setLabelFont(key);
   raster_->xAxis->setRange(0, static_cast<double>(T));
   raster_->yAxis->setRange(-0.5, rows_ - 0.5);
   raster_->yAxis->setRangeReversed(true);
