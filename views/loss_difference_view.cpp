@@ -43,10 +43,17 @@ LossDifferenceView::LossDifferenceView(TraceDocument* document, QWidget* parent)
   plot_ = new QCustomPlot(this);
   plot_->setObjectName(QStringLiteral("loss-difference"));
   plot_->setMinimumHeight(140);
-  // The legend in one row along the top, where the axis range leaves room for it.
+  // The legend under the plot, outside the data, two entries a row in a smaller type: with
+  // three runs compared a column-wide figure (252 pt) has no room for them side by side.
+  plot_->axisRect()->insetLayout()->take(plot_->legend);
+  plot_->plotLayout()->addElement(1, 0, plot_->legend);
+  plot_->plotLayout()->setRowStretchFactor(1, 0.001);
   plot_->legend->setFillOrder(QCPLegend::foColumnsFirst);
-  plot_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
-  plot_->legend->setBrush(QColor(255, 255, 255, 200));
+  plot_->legend->setWrap(2);
+  QFont legend_font = plot_->legend->font();
+  legend_font.setPointSizeF(legend_font.pointSizeF() * 0.85);
+  plot_->legend->setFont(legend_font);
+  plot_->legend->setMargins(QMargins(4, 2, 4, 2));
   layout->addWidget(caption_);
   layout->addWidget(plot_, 1);
   connect(plot_, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent* e) {
@@ -190,7 +197,7 @@ void LossDifferenceView::rebuild() {
   }
   const auto& others = document_->comparisons();
   auto* avg = plot_->addGraph();
-  avg->setName(others.size() > 1 ? tr("mean over %1 tokens, minus %2").arg(window).arg(others.front().label)
+  avg->setName(others.size() > 1 ? tr("mean of %1, minus %2").arg(window).arg(others.front().label)
                                  : tr("mean over %1 tokens").arg(window));
   avg->setPen(QPen(QColor(200, 60, 60), 2));
   avg->setData(mean_x, mean, true);
@@ -233,7 +240,7 @@ void LossDifferenceView::rebuild() {
       }
     }
     auto* g = plot_->addGraph();
-    g->setName(tr("mean over %1 tokens, minus %2").arg(other_window).arg(others[k].label));
+    g->setName(tr("mean of %1, minus %2").arg(other_window).arg(others[k].label));
     g->setPen(QPen(extra_colours[(k - 1) % 3], 2));
     g->setData(mx, my, true);
     QString slug = others[k].label.toLower();
@@ -264,11 +271,10 @@ void LossDifferenceView::rebuild() {
   plot_->xAxis->setLabel(tr("token"));
   plot_->yAxis->setLabel(tr("loss change (nats)"));
   plot_->xAxis->setRange(0, std::max(1.0, static_cast<double>(t->length() - 1)));
-  // The average's range, with room for it and the legend: the raw points' outliers would
-  // flatten it.
+  // The averages' range, with room around them: the raw points' outliers would flatten them.
   for (double v : mean) { lo = std::min(lo, v); hi = std::max(hi, v); }
   const double pad = 0.15 * (hi - lo);
-  plot_->yAxis->setRange(lo - pad, hi + 3 * pad);
+  plot_->yAxis->setRange(lo - pad, hi + pad);
   const double mean_a = compared_ ? sum_a / compared_ : 0, mean_b = compared_ ? sum_b / compared_ : 0;
   caption_->setText(tr("Loss of this run minus that of the comparison (%3), per token. Mean %1 nats against %2 (%4%5); the largest "
                        "change at token %L6 (%7%8 nats). Red: the mean over %9 tokens; dotted blue: the edits' positions.")
