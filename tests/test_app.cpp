@@ -54,6 +54,12 @@ class TestApp : public QObject {
   int64_t T_ = 300;
 
   // Opens the test trace in a window as a user does, from a file; true once it has loaded.
+  // Writes `bytes` to a new file at `path`; false where it cannot.
+  static bool writeFile(const QString& path, const QByteArray& bytes) {
+    QFile f(path);
+    return f.open(QIODevice::WriteOnly) && f.write(bytes) == bytes.size();
+  }
+
   bool openInWindow(app::MainWindow& window) {
     QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
     QTemporaryDir dir;
@@ -356,11 +362,7 @@ class TestApp : public QObject {
     QStandardPaths::setTestModeEnabled(true);
     QTemporaryDir dir;
     const QString path = dir.filePath(QStringLiteral("t.txt"));
-    {
-      QFile f(path);
-      QVERIFY(f.open(QIODevice::WriteOnly));
-      for (int i = 0; i < 30; ++i) f.write("The keeper of the lighthouse wrote 48213 in his log and went to sleep. ");
-    }
+    QVERIFY(writeFile(path, QByteArray("The keeper of the lighthouse wrote 48213 in his log and went to sleep. ").repeated(30)));
     app::MainWindow window;
     window.setBatchMode(true);
     QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
@@ -398,12 +400,10 @@ class TestApp : public QObject {
     QStandardPaths::setTestModeEnabled(true);
     QTemporaryDir dir;
     const QString path = dir.filePath(QStringLiteral("long.txt"));
-    {
-      QFile f(path);
-      QVERIFY(f.open(QIODevice::WriteOnly));
-      // Past DeciMamba's first L_base (2,000 tokens), so that it drops some.
-      for (int i = 0; i < 260; ++i) f.write(QStringLiteral("Sentence %1: the keeper of the lighthouse wrote a number in his log. ").arg(i).toUtf8());
-    }
+    QByteArray text;
+    // Past DeciMamba's first L_base (2,000 tokens), so that it drops some.
+    for (int i = 0; i < 260; ++i) text += QStringLiteral("Sentence %1: the keeper of the lighthouse wrote a number in his log. ").arg(i).toUtf8();
+    QVERIFY(writeFile(path, text));
     app::MainWindow window;
     window.setBatchMode(true);
     QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
@@ -508,15 +508,11 @@ class TestApp : public QObject {
     // trace records how the text was made.
     QTemporaryDir dir;
     const QString path = dir.filePath(QStringLiteral("book.html"));
-    {
-      QFile f(path);
-      QVERIFY(f.open(QIODevice::WriteOnly));
-      f.write("<html><body><p>The Project Gutenberg eBook of Two Days</p>"
-              "<p>*** START OF THE PROJECT GUTENBERG EBOOK TWO DAYS ***</p>"
-              "<h2>CHAPTER I. Monday</h2><p>The rain fell on the town all day, and nobody went out.</p>"
-              "<h2>CHAPTER II. Tuesday</h2><p>The sun came back and the streets filled with people.</p>"
-              "<p>*** END OF THE PROJECT GUTENBERG EBOOK TWO DAYS ***</p><p>Licence.</p></body></html>");
-    }
+    QVERIFY(writeFile(path, "<html><body><p>The Project Gutenberg eBook of Two Days</p>"
+                            "<p>*** START OF THE PROJECT GUTENBERG EBOOK TWO DAYS ***</p>"
+                            "<h2>CHAPTER I. Monday</h2><p>The rain fell on the town all day, and nobody went out.</p>"
+                            "<h2>CHAPTER II. Tuesday</h2><p>The sun came back and the streets filled with people.</p>"
+                            "<p>*** END OF THE PROJECT GUTENBERG EBOOK TWO DAYS ***</p><p>Licence.</p></body></html>"));
     // A build without libxml2 (the GPU machine's) says so in the failed run's message.
     if (!book_extractors::html_available()) QSKIP("this build reads no HTML (libxml2 absent)");
     app::MainWindow window;
@@ -587,13 +583,7 @@ class TestApp : public QObject {
     // the comparison and lists the edit; undoing it runs without edits again.
     QTemporaryDir dir;
     const QString path = dir.filePath(QStringLiteral("t.txt"));
-    {
-      QFile f(path);
-      QVERIFY(f.open(QIODevice::WriteOnly));
-      QByteArray text;
-      for (int i = 0; i < 40; ++i) text += "The key is 48213. Remember it, said the keeper of the lighthouse. ";
-      f.write(text);
-    }
+    QVERIFY(writeFile(path, QByteArray("The key is 48213. Remember it, said the keeper of the lighthouse. ").repeated(40)));
     app::MainWindow window;
     QSignalSpy loaded(&window, &app::MainWindow::traceLoaded);
     window.openPath(path);

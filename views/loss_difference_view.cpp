@@ -32,6 +32,45 @@ std::vector<int64_t> editPositions(const Trace& t) {
   return out;
 }
 
+// Per token where both runs have a finite loss: its position and the difference, with the
+// two runs' sums (for their means).
+struct LossDifferences {
+  QVector<double> x, diff;
+  double sum_a = 0, sum_b = 0;
+};
+
+LossDifferences differences(const Trace& a_run, const Trace& b_run) {
+  LossDifferences d;
+  for (size_t i = 0; i < a_run.loss.size(); ++i) {
+    const double a = a_run.loss[i], b = b_run.loss[i];
+    if (!std::isfinite(a) || !std::isfinite(b)) continue;
+    d.x << static_cast<double>(i);
+    d.diff << a - b;
+    d.sum_a += a;
+    d.sum_b += b;
+  }
+  return d;
+}
+
+// A centred moving average over `window` differences, drawn every `stride`-th window.
+void movingAverage(const LossDifferences& d, int window, int stride, QVector<double>& mean_x, QVector<double>& mean) {
+  double sum = 0;
+  for (int i = 0; i < d.diff.size(); ++i) {
+    sum += d.diff[i];
+    if (i >= window) sum -= d.diff[i - window];
+    if (i >= window - 1 && (i - (window - 1)) % stride == 0) {
+      mean_x << d.x[i - window / 2];
+      mean << sum / window;
+    }
+  }
+}
+
+// About 200 windows across the compared tokens, at least 16 and at most 1,024 tokens each;
+// drawn at most `max_points` times (a book's 160k points would weigh megabytes in a vector
+// figure and look the same).
+int windowFor(int compared) { return std::clamp(compared / 200, 16, 1024); }
+int strideFor(int compared, int max_points) { return std::max(1, (compared + max_points - 1) / max_points); }
+
 }  // namespace
 
 LossDifferenceView::LossDifferenceView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
@@ -125,39 +164,23 @@ void LossDifferenceView::rebuild() {
     plot_->replot();
     return;
   }
-  QVector<double> x, diff, mean_x, mean;
-  double sum_a = 0, sum_b = 0;
+  const LossDifferences primary = differences(*t, *c);
+  const QVector<double>& x = primary.x;
+  const QVector<double>& diff = primary.diff;
+  const double sum_a = primary.sum_a, sum_b = primary.sum_b;
   int64_t largest_at = -1;
   double largest = 0;
-  for (size_t i = 0; i < t->loss.size(); ++i) {
-    const double a = t->loss[i], b = c->loss[i];
-    if (!std::isfinite(a) || !std::isfinite(b)) continue;
-    x << static_cast<double>(i);
-    diff << a - b;
-    sum_a += a;
-    sum_b += b;
-    if (std::abs(a - b) > std::abs(largest)) {
-      largest = a - b;
-      largest_at = static_cast<int64_t>(i);
+  for (int i = 0; i < diff.size(); ++i)
+    if (std::abs(diff[i]) > std::abs(largest)) {
+      largest = diff[i];
+      largest_at = static_cast<int64_t>(x[i]);
     }
-  }
   compared_ = static_cast<int>(x.size());
   // A centred moving average: single tokens swing by nats, the trend is what an edit moves.
-  // About 200 windows across the text, at least 16 and at most 1,024 tokens each.
-  const int window = std::clamp(compared_ / 200, 16, 1024);
+  const int window = windowFor(compared_);
   average_window_ = window;
-  // Drawn at most kMaxPoints times across the text: a book's 160k points would weigh
-  // megabytes in a vector figure and look the same.
-  const int stride = std::max(1, (compared_ + kMaxPoints - 1) / kMaxPoints);
-  double window_sum = 0;
-  for (int i = 0; i < compared_; ++i) {
-    window_sum += diff[i];
-    if (i >= window) window_sum -= diff[i - window];
-    if (i >= window - 1 && (i - (window - 1)) % stride == 0) {
-      mean_x << x[i - window / 2];
-      mean << window_sum / window;
-    }
-  }
+  QVector<double> mean_x, mean;
+  movingAverage(primary, window, strideFor(compared_, kMaxPoints), mean_x, mean);
   // The raw spread: every token while they are few, else the middle half of each bin's
   // changes as a band (a book has 100k tokens; a vector figure of each would weigh megabytes,
   // and single tokens swing by nats either way).
@@ -203,7 +226,7 @@ void LossDifferenceView::rebuild() {
   avg->setData(mean_x, mean, true);
   series_ << QStringLiteral("mean_of_%1_tokens").arg(window);
   // Further comparisons of the same tokens (Mamba-only and DeciMamba beside MemMamba): their
-  // moving averages alone, in the same window, so that the three ways compare along the book.
+  // moving averages alone, so that the three ways compare along the book.
   double lo = -0.05, hi = 0.05;
   QString others_caption;
   const QColor extra_colours[] = {QColor(20, 140, 130), QColor(130, 70, 190), QColor(200, 140, 20)};
@@ -213,31 +236,16 @@ void LossDifferenceView::rebuild() {
       others_caption += tr(" %1 ran other tokens: not drawn.").arg(others[k].label);
       continue;
     }
-    QVector<double> ox, od;
-    double sum_t = 0, sum_o = 0;
-    for (size_t i = 0; i < t->loss.size(); ++i) {
-      const double a = t->loss[i], b = o->loss[i];
-      if (!std::isfinite(a) || !std::isfinite(b)) continue;
-      ox << static_cast<double>(i);
-      od << a - b;
-      sum_t += a;
-      sum_o += b;
-    }
-    const int n = static_cast<int>(ox.size());
+    const LossDifferences other = differences(*t, *o);
+    const double sum_t = other.sum_a, sum_o = other.sum_b;
+    const int n = static_cast<int>(other.x.size());
     // Its own window: DeciMamba has a loss only at the tokens it kept to the end, far fewer.
-    const int other_window = std::clamp(n / 200, 16, 1024);
-    const int other_stride = std::max(1, (n + kMaxPoints - 1) / kMaxPoints);
+    const int other_window = windowFor(n);
     QVector<double> mx, my;
-    double sum = 0;
-    for (int i = 0; i < n; ++i) {
-      sum += od[i];
-      if (i >= other_window) sum -= od[i - other_window];
-      if (i >= other_window - 1 && (i - (other_window - 1)) % other_stride == 0) {
-        mx << ox[i - other_window / 2];
-        my << sum / other_window;
-        lo = std::min(lo, my.back());
-        hi = std::max(hi, my.back());
-      }
+    movingAverage(other, other_window, strideFor(n, kMaxPoints), mx, my);
+    for (double v : my) {
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
     }
     auto* g = plot_->addGraph();
     g->setName(tr("mean of %1, minus %2").arg(other_window).arg(others[k].label));

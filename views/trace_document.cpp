@@ -31,6 +31,7 @@ void TraceDocument::setTrace(std::shared_ptr<const Trace> trace, const QString& 
   position_ = trace_ && trace_->length() > 0 ? std::min<int64_t>(position_, trace_->length() - 1) : 0;
   layer_ = std::clamp(layer_, 0, std::max(0, layers() - 1));
   comparisons_.clear();
+  decimated_comparison_ = -1;
   Q_EMIT traceChanged();
   Q_EMIT comparisonChanged();
   Q_EMIT layerChanged(layer_);
@@ -46,6 +47,7 @@ int TraceDocument::chapterAt(int64_t position) const {
 void TraceDocument::setComparison(std::shared_ptr<const Trace> trace, const QString& label) {
   comparisons_.clear();
   if (trace) comparisons_.push_back({label, std::move(trace)});
+  findDecimatedComparison();
   Q_EMIT comparisonChanged();
 }
 
@@ -54,17 +56,28 @@ void TraceDocument::addComparison(std::shared_ptr<const Trace> trace, const QStr
   auto same = std::find_if(comparisons_.begin(), comparisons_.end(), [&](const Comparison& c) { return c.label == label; });
   if (same != comparisons_.end()) same->trace = std::move(trace);
   else comparisons_.push_back({label, std::move(trace)});
+  findDecimatedComparison();
   Q_EMIT comparisonChanged();
 }
 
 const TraceDocument::Comparison* TraceDocument::decimatedComparison() const {
-  if (!trace_) return nullptr;
-  for (const Comparison& c : comparisons_) {
-    if (c.trace->tokens != trace_->tokens) continue;
-    for (const LayerTrace& layer : c.trace->layers)
-      if (std::any_of(layer.flags.begin(), layer.flags.end(), [](uint8_t f) { return (f & kDecimated) != 0; })) return &c;
+  return decimated_comparison_ >= 0 ? &comparisons_[static_cast<size_t>(decimated_comparison_)] : nullptr;
+}
+
+void TraceDocument::findDecimatedComparison() {
+  // Found once per change of the comparisons: the book and the raster ask at every rebuild,
+  // and the scan reads every flag of every layer.
+  decimated_comparison_ = -1;
+  if (!trace_) return;
+  for (size_t k = 0; k < comparisons_.size() && decimated_comparison_ < 0; ++k) {
+    const Trace& c = *comparisons_[k].trace;
+    if (c.tokens != trace_->tokens) continue;
+    for (const LayerTrace& layer : c.layers)
+      if (std::any_of(layer.flags.begin(), layer.flags.end(), [](uint8_t f) { return (f & kDecimated) != 0; })) {
+        decimated_comparison_ = static_cast<int>(k);
+        break;
+      }
   }
-  return nullptr;
 }
 
 void TraceDocument::setGrid(Json results, eval::PasskeyGrid grid, const QString& source) {

@@ -109,6 +109,8 @@ class TraceDocument : public QObject {
  private:
   std::shared_ptr<const Trace> trace_;
   std::vector<Comparison> comparisons_;
+  int decimated_comparison_ = -1;  // index in comparisons_ (decimatedComparison), -1 none
+  void findDecimatedComparison();
   std::vector<ChapterMark> chapters_;
   std::unique_ptr<PoolReplay> replay_;
   Json grid_results_, comparison_grid_results_;

@@ -20,6 +20,13 @@
 namespace memmamba::views {
 
 namespace {
+
+// Tokens [begin, end) of a layer's flags that were in its scan (not dropped by DeciMamba).
+int64_t keptIn(const std::vector<uint8_t>& flags, int64_t begin, int64_t end) {
+  int64_t kept = 0;
+  for (int64_t i = begin; i < end; ++i) kept += (flags[static_cast<size_t>(i)] & kDecimated) == 0;
+  return kept;
+}
 constexpr int kMaxColumns = 3000;
 }
 
@@ -177,9 +184,7 @@ bool TriggerView::eventFilter(QObject* watched, QEvent* event) {
   if (decimated_ && row == rows_ - 1) text = tr("kept to the end (the last layer's scan)<br>") + text;
   if (kept_by_ && row == rows_ - 1) {
     const int64_t end = std::min(t->length(), begin + bin_);
-    const auto& flags = kept_by_->layers.back().flags;
-    int64_t kept = 0;
-    for (int64_t i = begin; i < end; ++i) kept += (flags[i] & kDecimated) == 0;
+    const int64_t kept = keptIn(kept_by_->layers.back().flags, begin, end);
     text = tr("%1 kept %2 of the %3 tokens %L4-%L5 to its last layer").arg(kept_label_).arg(kept).arg(end - begin).arg(begin).arg(end - 1);
   }
   QToolTip::showText(he->globalPos(), text, raster_);
@@ -223,9 +228,7 @@ void TriggerView::rebuildRaster() {
       const auto& flags = t->layers[std::min(l, static_cast<int>(t->layers.size()) - 1)].flags;
       for (int c = 0; c < columns_; ++c) {
         const int64_t a = c * bin_, b = std::min(T, a + bin_);
-        double kept = 0;
-        for (int64_t i = a; i < b; ++i) kept += (flags[i] & kDecimated) == 0;
-        map_->data()->setCell(c, l, kept / static_cast<double>(b - a));
+        map_->data()->setCell(c, l, static_cast<double>(keptIn(flags, a, b)) / static_cast<double>(b - a));
       }
     }
     QCPColorGradient g;
@@ -255,9 +258,7 @@ void TriggerView::rebuildRaster() {
       const auto& flags = kept_by_->layers.back().flags;
       for (int c = 0; c < columns_; ++c) {
         const int64_t a = c * bin_, b = std::min(T, a + bin_);
-        double kept = 0;
-        for (int64_t i = a; i < b; ++i) kept += (flags[i] & kDecimated) == 0;
-        map_->data()->setCell(c, rows_ - 1, 4.0 + kept / static_cast<double>(b - a));
+        map_->data()->setCell(c, rows_ - 1, 4.0 + static_cast<double>(keptIn(flags, a, b)) / static_cast<double>(b - a));
       }
       auto ticks = QSharedPointer<QCPAxisTickerText>::create();
       for (int l = 0; l < layer_rows; ++l) ticks->addTick(l, QString::number(l));

@@ -68,6 +68,7 @@ void MainWindow::runComparisons(const QList<bool>& decimate_each) {
     Q_EMIT runFailed(tr("a run is in progress"));
     return;
   }
+  const Trace* current = document_->trace();
   RunRequest base;
   if (last_request_ && last_request_->kind == RunRequest::Kind::Passkey) {
     base = *last_request_;  // the same passkey case, run the other way
@@ -80,11 +81,9 @@ void MainWindow::runComparisons(const QList<bool>& decimate_each) {
     }
     base = textRequest(current_text_);
     // The same tokens as the run beside it, also where that run stopped early (--max-tokens).
-    if (const Trace* shown = document_->trace(); shown && shown->length() > 0)
-      base.max_tokens = std::min<qint64>(base.max_tokens, shown->length());
+    if (current && current->length() > 0) base.max_tokens = std::min<qint64>(base.max_tokens, current->length());
   }
   // Measured for the comparisons too when the current run has it, so they sit side by side.
-  const Trace* current = document_->trace();
   base.fidelity = current && current->run_info.is_object() && current->run_info.contains("fidelity");
   const std::string twin = find_sample_file("mamba-small.safetensors");
   comparison_queue_.clear();
