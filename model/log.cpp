@@ -22,6 +22,13 @@ void info(const std::string& m) { spdlog::info(m); forward(Level::Info, m); }
 void warn(const std::string& m) { spdlog::warn(m); forward(Level::Warn, m); }
 void error(const std::string& m) { spdlog::error(m); forward(Level::Error, m); }
 
+void set_console_level(Level level) {
+  spdlog::set_level(level == Level::Debug  ? spdlog::level::debug
+                    : level == Level::Info ? spdlog::level::info
+                    : level == Level::Warn ? spdlog::level::warn
+                                           : spdlog::level::err);
+}
+
 void use_plain_console_format() { spdlog::set_pattern("%^%l%$: %v"); }
 
 void set_extra_sink(std::function<void(Level, const std::string&)> sink) {

@@ -14,6 +14,8 @@ void debug(const std::string& message);
 void info(const std::string& message);
 void warn(const std::string& message);
 void error(const std::string& message);
+// Drops console messages below `level` (ranks other than 0 of a job keep warnings only).
+void set_console_level(Level level);
 // Plain "level: message" lines on stderr, for command-line tools.
 void use_plain_console_format();
 // Also hands every message to `sink` (the app's log panel); empty to remove.

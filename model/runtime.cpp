@@ -36,6 +36,7 @@ void configure_cpu_runtime() {
 }
 
 bool cuda_available() { return torch::cuda::is_available(); }
+int cuda_device_count() { return cuda_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
 
 std::string device_choice_error(const std::string& name) {
   if (name != "cpu" && name != "cuda") return "--device must be cpu or cuda, not \"" + name + "\"";

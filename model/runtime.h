@@ -12,6 +12,8 @@ void configure_cpu_runtime();
 
 // Whether this build and machine can run on a GPU.
 bool cuda_available();
+// GPUs this process sees (0 without CUDA).
+int cuda_device_count();
 
 // Checks a device the user named: "cpu", or "cuda" where cuda_available(). Returns "" when it
 // can be used, else the message for the user ("--device must be cpu or cuda, not ...").

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(build-essential cmake ninja-build ccache pkg-config
-          qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libtorch-dev
+          qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libtorch-dev libgloo-dev
           libsentencepiece-dev sentencepiece libspdlog-dev libopenblas0-pthread xvfb xauth
           libxml2-dev libzip-dev libpoppler-cpp-dev qpdf)
 missing=()

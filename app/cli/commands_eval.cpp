@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "app/cli/cli_common.h"
+#include "app/cli/launcher.h"
 #include "model/eval/documents_eval.h"
 #include "model/eval/fidelity.h"
 #include "model/eval/passkey_eval.h"
@@ -25,6 +26,19 @@ namespace {
 // The default haystack and paragraphs of the evaluations: a bundled book outside every training
 // shard of the bundled models (sample_data/MODEL_CARD.md).
 constexpr const char* kEvaluationBook = "The-Adventures-of-Tom-Sawyer_74.txt";
+
+// `options` and the data-parallel ones.
+std::set<std::string> with_world(std::set<std::string> options) {
+  options.insert(kWorldOptions.begin(), kWorldOptions.end());
+  return options;
+}
+
+// For --gpus/--processes: the argv that starts this evaluation's copies.
+std::vector<std::string> eval_copy(const std::vector<std::string>& argv) {
+  std::vector<std::string> copy{"eval"};
+  copy.insert(copy.end(), argv.begin(), argv.end());
+  return copy;
+}
 
 std::vector<double> parse_depths(const std::string& text) {
   std::vector<double> out;
@@ -47,7 +61,7 @@ std::vector<double> parse_depths(const std::string& text) {
 }
 
 int cmd_eval_ppl(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"lengths", "windows", "scored", "out"}), {"help", "no-memory", "decimate", "by-context"});
+  Args args(argv, with_world(with(kModelOptions, {"lengths", "windows", "scored", "out"})), {"help", "no-memory", "decimate", "by-context"});
   if (args.flag("help") || args.positionals().size() != 2) {
     std::printf("usage: memmamba eval ppl BOOK.txt --out FILE.json [options]\n\n"
                 "Perplexity by context length: up to --windows windows of each length from the book,\n"
@@ -57,12 +71,14 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
                 "  --windows N          windows per length (default 10)\n"
                 "  --scored N           scored tokens at each window's end (default 100)\n"
                 "  --by-context         also score the same tokens (the ends of the longest windows)\n"
-                "                       after each length of context: rows that differ in context alone\n",
-                kModelOptionsHelp);
+                "                       after each length of context: rows that differ in context alone\n%s",
+                kModelOptionsHelp, kWorldOptionsHelp);
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string out = args.require("out");
   check_model_flags(args);
+  const WorldRequest world = world_request(args, args.get("device", "cpu") == "cuda");
+  if (world.local_copies > 1) return run_local_copies(world.local_copies, world.cuda, eval_copy(argv));
   eval::PerplexityOptions o;
   o.lengths = args.get_int_list("lengths", o.lengths, 2, 1 << 24);
   o.windows = args.get_int("windows", 10, 1, 100000);
@@ -84,8 +100,12 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
   }
   o.meta = model_identity(lm, tok);
   o.meta["book"] = book;
+  const std::shared_ptr<World> joined = join_world(world, World::Backend::StoreOnly);
+  o.world = joined.get();
+  record_devices(o.world, world.cuda, o.meta);
   ProgressBar bar("perplexity", "windows");
-  Json r = eval::perplexity_by_length(lm.model, enc.ids, o, [&](int64_t d, int64_t t) { return bar.update(d, t); });
+  Json r = eval::perplexity_by_length(lm.model, enc.ids, o, job_progress(o.world, bar));
+  if (r.is_null()) return kOk;  // another rank's share: rank 0 writes the result
   write_file_atomic(out, r.dump(1) + "\n");
   std::printf("%10s %8s %12s %10s\n", "length", "windows", "perplexity", "seconds");
   for (const Json& row : r.at("lengths").as_array())
@@ -141,18 +161,20 @@ int cmd_eval_fidelity(const std::vector<std::string>& argv) {
 }
 
 int cmd_eval_docs(const std::vector<std::string>& argv) {
-  Args args(argv, with(kModelOptions, {"noise", "samples", "seed", "book", "out"}), {"help", "no-memory", "decimate"});
+  Args args(argv, with_world(with(kModelOptions, {"noise", "samples", "seed", "book", "out"})), {"help", "no-memory", "decimate"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba eval docs --out FILE.json [--noise 10,20,120,160,200] [--samples N] [options]\n\n"
                 "Noisy multi-document retrieval in DeciMamba's format, built from book paragraphs with an\n"
                 "inserted fact (SQuAD is not available): exact match of the golden document's id.\n\n%s"
                 "  --book FILE   paragraphs (default: the bundled evaluation book, The Adventures of Tom Sawyer,\n"
-                "                which no bundled model trained on)\n",
-                kModelOptionsHelp);
+                "                which no bundled model trained on)\n%s",
+                kModelOptionsHelp, kWorldOptionsHelp);
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string out = args.require("out");
   check_model_flags(args);
+  const WorldRequest world = world_request(args, args.get("device", "cpu") == "cuda");
+  if (world.local_copies > 1) return run_local_copies(world.local_copies, world.cuda, eval_copy(argv));
   eval::DocumentGridOptions o;
   o.noise_levels = args.get_int_list("noise", o.noise_levels, 0, 999);
   o.samples = args.get_int("samples", 10, 1, 100000);
@@ -166,8 +188,12 @@ int cmd_eval_docs(const std::vector<std::string>& argv) {
   o.run = run_options(args, lm.model);
   o.meta = model_identity(lm, tok);
   o.meta["book"] = book;
+  const std::shared_ptr<World> joined = join_world(world, World::Backend::StoreOnly);
+  o.world = joined.get();
+  record_devices(o.world, world.cuda, o.meta);
   ProgressBar bar("documents", "cases");
-  Json r = eval::run_document_grid(lm.model, tok, generator, o, [&](int64_t d, int64_t t) { return bar.update(d, t); });
+  Json r = eval::run_document_grid(lm.model, tok, generator, o, job_progress(o.world, bar));
+  if (r.is_null()) return kOk;  // another rank's share: rank 0 writes the result
   write_file_atomic(out, r.dump(1) + "\n");
   std::printf("%8s %8s %12s\n", "noise", "samples", "exact match");
   for (const Json& l : r.at("levels").as_array())
@@ -200,8 +226,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
   if (!argv.empty() && argv[0] == "ppl") return cmd_eval_ppl(argv);
   if (!argv.empty() && argv[0] == "docs") return cmd_eval_docs(argv);
   if (!argv.empty() && argv[0] == "fidelity") return cmd_eval_fidelity(argv);
-  const std::set<std::string> options = with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out",
-                                                             "edit", "key-kind", "key-digits", "wording", "facts", "distractors"});
+  const std::set<std::string> options = with_world(with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out",
+                                                             "edit", "key-kind", "key-digits", "wording", "facts", "distractors"}));
   Args args(argv, options, {"help", "no-memory", "decimate", "drop-key-notes"});
   const bool facts_task = args.positionals().size() == 1 && args.positionals()[0] == "facts";
   if (args.flag("help") || args.positionals().size() != 1 || (args.positionals()[0] != "passkey" && !facts_task)) {
@@ -230,12 +256,13 @@ int cmd_eval(const std::vector<std::string>& argv) {
                 "  --facts N               labelled facts in the haystack, one asked (default 1; eval facts: 4)\n"
                 "  --distractors N         sentences with other numbers of the key's length (default 0)\n"
                 "  --drop-key-notes        also answer each case with the notes made of the key's tokens\n"
-                "                          never kept (every layer): did the notes carry the key?\n%s",
-                kModelOptionsHelp, kEditHelp);
+                "                          never kept (every layer): did the notes carry the key?\n%s%s",
+                kModelOptionsHelp, kEditHelp, kWorldOptionsHelp);
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string out = args.require("out");
   check_model_flags(args);
+  const WorldRequest world = world_request(args, args.get("device", "cpu") == "cuda");
   eval::PasskeyGridOptions grid;
   grid.lengths = args.get_int_list("lengths", grid.lengths, 64, 1 << 24);
   if (args.has("depths")) grid.depths = parse_depths(args.get("depths", ""));
@@ -264,6 +291,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
     book = find_sample_file(kEvaluationBook);
     if (book.empty()) throw UsageError("no bundled book found: pass --book FILE");
   }
+  // Every flag was checked above: the copies start only on a good command line.
+  if (world.local_copies > 1) return run_local_copies(world.local_copies, world.cuda, eval_copy(argv));
   const std::vector<std::string> sentences = haystack == "book" ? eval::split_sentences(load_text_file(book)) : std::vector<std::string>{};
   LoadedModel lm = load_model(args);
   Tokenizer tok = load_tokenizer(args, lm.model.config());
@@ -276,9 +305,13 @@ int cmd_eval(const std::vector<std::string>& argv) {
   grid.meta["haystack"] = haystack;
   grid.meta["book"] = book;
   grid.meta["task"] = facts_task ? "facts" : "passkey";
+  const std::shared_ptr<World> joined = join_world(world, World::Backend::StoreOnly);
+  grid.world = joined.get();
+  record_devices(grid.world, world.cuda, grid.meta);
   ProgressBar bar(facts_task ? "facts" : "passkey", "cases");
   const auto t0 = std::chrono::steady_clock::now();
-  Json results = eval::run_passkey_grid(lm.model, tok, generator, grid, [&](int64_t d, int64_t t) { return bar.update(d, t); });
+  Json results = eval::run_passkey_grid(lm.model, tok, generator, grid, job_progress(grid.world, bar));
+  if (results.is_null()) return kOk;  // another rank's share: rank 0 writes the result
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   results["meta"]["wall_seconds"] = secs;
   write_file_atomic(out + ".json", results.dump(1) + "\n");

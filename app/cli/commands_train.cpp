@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "app/cli/cli_common.h"
+#include "app/cli/launcher.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "model/sample_files.h"
@@ -141,12 +142,13 @@ int cmd_data(const std::vector<std::string>& argv) {
 }
 
 int cmd_train(const std::vector<std::string>& argv) {
-  Args args(argv, {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
+  std::set<std::string> options = {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
-                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix"},
-            {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases"});
+                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix"};
+  options.insert(kWorldOptions.begin(), kWorldOptions.end());
+  Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
                 "Trains on DIR/train.tokens (from `memmamba data`), evaluating on DIR/heldout.tokens.\n"
@@ -185,8 +187,18 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --blind-margin N      tokens hidden past the key (default (conv_kernel - 1) x layers)\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
                 "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
-                "Ctrl-C stops after saving a checkpoint.\n");
+                "Ctrl-C stops after saving a checkpoint.\n\n%s"
+                "  With several ranks --batch is the global batch: each rank takes batch / accumulation / ranks rows\n"
+                "  of every micro-batch, so a run resumes on any number of GPUs with the same data.\n",
+                kWorldOptionsHelp);
     return kOk;
+  }
+  // Before anything starts CUDA: a rank sees only its own GPU.
+  const WorldRequest world = world_request(args, args.get("device", "cpu") == "cuda");
+  if (world.local_copies > 1) {
+    std::vector<std::string> copy{"train"};
+    copy.insert(copy.end(), argv.begin(), argv.end());
+    return run_local_copies(world.local_copies, world.cuda, copy);
   }
   TrainOptions o;
   o.data_dir = args.require("data");
@@ -271,6 +283,8 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);
   if ((o.retrieval_loss_weight > 0 || o.answer_loss_weight > 0 || o.note_loss_weight > 0) && o.passkey_fraction <= 0)
     throw UsageError("--retrieval-loss, --answer-loss and --note-loss need passkey rows (--passkey-fraction > 0)");
+  o.world = join_world(world, o.cuda ? World::Backend::Nccl : World::Backend::Gloo);
+  const bool leader = !o.world || o.world->leader();
   const int64_t last = train_model(o, [](const TrainProgress& p) {
     std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  |g| %.2f  %.0f tok/s", static_cast<long long>(p.step),
                  static_cast<long long>(p.steps), p.loss, p.lr, p.grad_norm, p.tokens_per_second);
@@ -283,7 +297,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     std::fprintf(stderr, "\n");
     return !g_interrupted.load();
   });
-  std::printf("stopped at step %lld; wrote %s/model.safetensors\n", static_cast<long long>(last), o.out_dir.c_str());
+  if (leader) std::printf("stopped at step %lld; wrote %s/model.safetensors\n", static_cast<long long>(last), o.out_dir.c_str());
   return g_interrupted ? kInterrupted : kOk;
 }
 

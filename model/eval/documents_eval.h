@@ -3,6 +3,7 @@
 #include <functional>
 #include <vector>
 
+#include "model/distributed/world.h"
 #include "model/eval/documents.h"
 #include "model/json.h"
 #include "model/memmamba.h"
@@ -17,10 +18,12 @@ struct DocumentGridOptions {
   int64_t max_new_tokens = 4;
   RunOptions run;
   Json meta = Json::object();
+  // Spread the cases over this world's ranks (null: all here); only rank 0 gets the result.
+  World* world = nullptr;
 };
 
 Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, const DocumentRetrievalGenerator& generator,
                        const DocumentGridOptions& options,
-                       const std::function<bool(int64_t done, int64_t total)>& progress = {});
+                       const std::function<bool(int64_t done, int64_t total)>& progress = {});  // other ranks: null
 
 }  // namespace memmamba::eval

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "model/distributed/shared_work.h"
 #include "model/eval/result.h"
 #include "model/trace_builder.h"
 
@@ -236,43 +237,56 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
 Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyGenerator& generator,
                       const PasskeyGridOptions& options, const std::function<bool(int64_t, int64_t)>& progress) {
   if (options.samples < 1) throw std::invalid_argument("passkey: at least one sample per cell");
-  Json cases = Json::array();
-  Json cells = Json::array();
-  const int64_t total = static_cast<int64_t>(options.lengths.size() * options.depths.size()) * options.samples;
-  int64_t done = 0;
-  for (int64_t length : options.lengths) {
-    for (double depth : options.depths) {
-      int64_t hits = 0, hits_dropped = 0;
-      double digit_share = 0;
-      for (int64_t s = 0; s < options.samples; ++s) {
-        const PasskeyCase c = generator.make(length, depth, options.seed * 1000003 + static_cast<uint64_t>(s), options.spec);
+  const bool drop_runs = options.drop_key_notes && model.config().memory && options.run.memory.enabled;
+  struct CaseAt {
+    int64_t length;
+    double depth;
+    int64_t sample;
+  };
+  std::vector<CaseAt> grid;
+  for (int64_t length : options.lengths)
+    for (double depth : options.depths)
+      for (int64_t s = 0; s < options.samples; ++s) grid.push_back({length, depth, s});
+  const std::vector<std::string> records = share_units(
+      options.world, "passkey", static_cast<int64_t>(grid.size()),
+      [&](int64_t unit) {
+        const CaseAt& at = grid[static_cast<size_t>(unit)];
+        const PasskeyCase c = generator.make(at.length, at.depth, options.seed * 1000003 + static_cast<uint64_t>(at.sample), options.spec);
         Json r = run_case(model, tokenizer, c, options);
-        r["sample"] = s;
-        hits += r.at("hit").as_bool();
-        if (options.drop_key_notes && model.config().memory && options.run.memory.enabled) {
+        r["sample"] = at.sample;
+        if (drop_runs) {
           const Json dropped = run_case(model, tokenizer, c, options, true);
           Json d = Json::object();
           d["answer"] = dropped.at("answer");
           d["hit"] = dropped.at("hit");
           d["digits_right"] = dropped.at("digits_right");
           r["notes_dropped"] = d;
-          hits_dropped += dropped.at("hit").as_bool();
         }
-        digit_share += static_cast<double>(r.at("digits_right").as_int()) / static_cast<double>(std::max<size_t>(1, c.key.size()));
-        cases.push_back(r);
-        ++done;
-        if (progress && !progress(done, total)) throw Cancelled();
-      }
-      Json cell = Json::object();
-      cell["length"] = length;
-      cell["depth"] = depth;
-      cell["samples"] = options.samples;
-      cell["accuracy"] = static_cast<double>(hits) / static_cast<double>(options.samples);
-      cell["digit_accuracy"] = digit_share / static_cast<double>(options.samples);
-      if (options.drop_key_notes && model.config().memory && options.run.memory.enabled)
-        cell["accuracy_notes_dropped"] = static_cast<double>(hits_dropped) / static_cast<double>(options.samples);
-      cells.push_back(cell);
+        return r.dump();
+      },
+      progress);
+  if (records.size() != grid.size()) return Json();  // another rank's share: rank 0 writes the result
+  Json cases = Json::array();
+  Json cells = Json::array();
+  for (size_t first = 0; first < grid.size(); first += static_cast<size_t>(options.samples)) {
+    int64_t hits = 0, hits_dropped = 0;
+    double digit_share = 0;
+    for (size_t i = first; i < first + static_cast<size_t>(options.samples); ++i) {
+      Json r = Json::parse(records[i]);
+      hits += r.at("hit").as_bool();
+      if (drop_runs) hits_dropped += r.at("notes_dropped").at("hit").as_bool();
+      digit_share += static_cast<double>(r.at("digits_right").as_int()) /
+                     static_cast<double>(std::max<size_t>(1, r.at("key").as_string().size()));
+      cases.push_back(std::move(r));
     }
+    Json cell = Json::object();
+    cell["length"] = grid[first].length;
+    cell["depth"] = grid[first].depth;
+    cell["samples"] = options.samples;
+    cell["accuracy"] = static_cast<double>(hits) / static_cast<double>(options.samples);
+    cell["digit_accuracy"] = digit_share / static_cast<double>(options.samples);
+    if (drop_runs) cell["accuracy_notes_dropped"] = static_cast<double>(hits_dropped) / static_cast<double>(options.samples);
+    cells.push_back(cell);
   }
   Json out = result_header("passkey", model, options.meta, options.run.memory);
   out["seed"] = static_cast<int64_t>(options.seed);

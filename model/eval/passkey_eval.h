@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "model/distributed/world.h"
 #include "model/eval/passkey.h"
 #include "model/json.h"
 #include "model/memmamba.h"
@@ -26,6 +27,8 @@ struct PasskeyGridOptions {
   bool drop_key_notes = false;
   int32_t attention_topk = 8;
   Json meta = Json::object();  // checkpoint, hash, device... copied into the result
+  // Spread the cases over this world's ranks (null: all here); only rank 0 gets the result.
+  World* world = nullptr;
 };
 
 // The tokens of the key's digits in the needle, from the prompt's token byte ranges.
@@ -38,6 +41,7 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
                          const std::vector<int64_t>& key_positions, const std::string& answer_text);
 
 // Runs every (length, depth, sample) case; `progress(done, total)` may cancel (throws Cancelled).
+// With a world of several ranks, the other ranks return null.
 Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyGenerator& generator,
                       const PasskeyGridOptions& options,
                       const std::function<bool(int64_t done, int64_t total)>& progress = {});

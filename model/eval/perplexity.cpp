@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "model/distributed/shared_work.h"
 #include "model/eval/result.h"
 #include "model/runner.h"
 
@@ -33,36 +34,68 @@ Json pooled_row(const char* key, int64_t L, int64_t windows, double nll, int64_t
 Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>& tokens,
                           const PerplexityOptions& options, const std::function<bool(int64_t, int64_t)>& progress) {
   if (options.scored < 1 || options.windows < 1) throw std::invalid_argument("perplexity: windows and scored tokens must be positive");
+  for (int64_t L : options.lengths)
+    if (L <= options.scored) throw std::invalid_argument("perplexity: a context length must exceed the scored tokens");
   const int64_t T = static_cast<int64_t>(tokens.size());
   // The windows of the longest length that fits, kept to score every shorter position in the
   // same text: the loss at position p with all p tokens before it as context.
   int64_t longest = 0;
   for (int64_t L : options.lengths)
     if (T / std::max<int64_t>(L, 1) >= 1) longest = std::max(longest, L);
-  int64_t total = 0;
-  for (int64_t L : options.lengths) {
-    total += std::min<int64_t>(options.windows, T / std::max<int64_t>(L, 1));
-    if (options.by_context && L < longest) total += std::min<int64_t>(options.windows, T / longest);
-  }
-  int64_t done = 0;
+  const int64_t longest_windows = longest > 0 ? std::min<int64_t>(options.windows, T / longest) : 0;
+  // The units of work: window k of each length (whole context), then, with by_context, the
+  // longest windows' scored tokens again after only L tokens, for every shorter L.
+  struct Unit {
+    int64_t length, window;
+    bool again;  // a by_context rescoring
+  };
+  std::vector<Unit> units;
+  for (int64_t L : options.lengths)
+    for (int64_t k = 0; k < std::min<int64_t>(options.windows, T / L); ++k) units.push_back({L, k, false});
+  if (options.by_context)
+    for (int64_t L : options.lengths)
+      if (L < longest)
+        for (int64_t k = 0; k < longest_windows; ++k) units.push_back({L, k, true});
+  const std::vector<std::string> records = share_units(
+      options.world, "perplexity", static_cast<int64_t>(units.size()),
+      [&](int64_t index) {
+        const Unit& u = units[static_cast<size_t>(index)];
+        const auto t0 = std::chrono::steady_clock::now();
+        const int64_t end = u.again ? (u.window + 1) * longest : (u.window + 1) * u.length;
+        const std::vector<float> loss =
+            token_losses(model, std::vector<int32_t>(tokens.begin() + (end - u.length), tokens.begin() + end), options.run);
+        Json r = Json::object();
+        r["nll"] = scored_nll(loss, u.length, options.scored);
+        if (!u.again && u.length == longest) {
+          // Every shorter position of a longest window, scored in the same pass.
+          Json at = Json::array();
+          for (int64_t L : options.lengths) at.push_back(L <= longest ? scored_nll(loss, L, options.scored) : 0.0);
+          r["positions"] = at;
+        }
+        r["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return r.dump();
+      },
+      progress);
+  if (records.size() != units.size()) return Json();  // another rank's share: rank 0 writes the result
+  std::vector<Json> results;
+  for (const std::string& text : records) results.push_back(Json::parse(text));
+
   Json rows = Json::array();
-  std::vector<std::vector<float>> longest_losses;
+  std::vector<const Json*> longest_results;  // window k of the longest length
+  size_t next = 0;
   for (int64_t L : options.lengths) {
-    if (L <= options.scored) throw std::invalid_argument("perplexity: a context length must exceed the scored tokens");
     const int64_t n_windows = std::min<int64_t>(options.windows, T / L);
-    double nll = 0;
+    double nll = 0, seconds = 0;
     int64_t count = 0;
     Json window_nll = Json::array();
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t k = 0; k < n_windows; ++k) {
-      std::vector<int32_t> window(tokens.begin() + k * L, tokens.begin() + (k + 1) * L);
-      const std::vector<float> loss = token_losses(model, window, options.run);
-      if (L == longest && static_cast<int64_t>(longest_losses.size()) < n_windows) longest_losses.push_back(loss);
-      const double w = scored_nll(loss, L, options.scored);
+    for (int64_t k = 0; k < n_windows; ++k, ++next) {
+      const Json& r = results[next];
+      if (L == longest && static_cast<int64_t>(longest_results.size()) < n_windows) longest_results.push_back(&r);
+      const double w = r.at("nll").as_double();
       nll += w;
       count += options.scored;
+      seconds += r.at("seconds").as_double();
       window_nll.push_back(w / options.scored);
-      if (progress && !progress(++done, total)) throw Cancelled();
     }
     Json row = Json::object();
     row["length"] = L;
@@ -71,7 +104,7 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
     row["mean_nll"] = count ? nll / count : std::nan("");
     row["perplexity"] = count ? std::exp(nll / count) : std::nan("");
     row["window_nll"] = window_nll;
-    row["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    row["seconds"] = seconds;
     rows.push_back(row);
   }
   Json out = result_header("perplexity_by_length", model, options.meta, options.run.memory);
@@ -81,11 +114,12 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
   // Perplexity by position within the same windows: tokens [L - scored, L) of each window of
   // the longest length, for every L; shorter lengths no longer differ in the text they score.
   Json positions = Json::array();
-  for (int64_t L : options.lengths) {
-    if (longest_losses.empty() || L > longest) continue;
+  for (size_t i = 0; i < options.lengths.size(); ++i) {
+    const int64_t L = options.lengths[i];
+    if (longest_results.empty() || L > longest) continue;
     double nll = 0;
-    for (const std::vector<float>& loss : longest_losses) nll += scored_nll(loss, L, options.scored);
-    const auto windows = static_cast<int64_t>(longest_losses.size());
+    for (const Json* r : longest_results) nll += r->at("positions").as_array()[i].as_double();
+    const auto windows = static_cast<int64_t>(longest_results.size());
     positions.push_back(pooled_row("position", L, windows, nll, windows * options.scored));
   }
   out["positions"] = positions;
@@ -94,20 +128,17 @@ Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>
   // The same scored tokens with less context: window k of the longest length ends at
   // (k + 1) * longest; its last `scored` tokens are scored again after only L tokens.
   Json by_context = Json::array();
-  for (int64_t L : options.lengths) {
-    if (longest_losses.empty() || L > longest) continue;
+  for (size_t i = 0; i < options.lengths.size(); ++i) {
+    const int64_t L = options.lengths[i];
+    if (longest_results.empty() || L > longest) continue;
     double nll = 0;
-    for (size_t k = 0; k < longest_losses.size(); ++k) {
-      if (L == longest) {
-        nll += scored_nll(longest_losses[k], L, options.scored);
-        continue;
-      }
-      const int64_t end = static_cast<int64_t>(k + 1) * longest;
-      nll += scored_nll(token_losses(model, std::vector<int32_t>(tokens.begin() + (end - L), tokens.begin() + end), options.run), L,
-                        options.scored);
-      if (progress && !progress(++done, total)) throw Cancelled();
+    for (size_t k = 0; k < longest_results.size(); ++k) {
+      if (L == longest)
+        nll += longest_results[k]->at("positions").as_array()[i].as_double();
+      else
+        nll += results[next++].at("nll").as_double();
     }
-    const auto windows = static_cast<int64_t>(longest_losses.size());
+    const auto windows = static_cast<int64_t>(longest_results.size());
     by_context.push_back(pooled_row("context", L, windows, nll, windows * options.scored));
   }
   out["by_context"] = by_context;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <vector>
 
+#include "model/distributed/world.h"
 #include "model/json.h"
 #include "model/memmamba.h"
 
@@ -23,9 +24,12 @@ struct PerplexityOptions {
   bool by_context = false;
   RunOptions run;
   Json meta = Json::object();
+  // Spread the windows over this world's ranks (null: all here); only rank 0 gets the result.
+  World* world = nullptr;
 };
 
-// Lengths longer than the book are reported with zero windows. `progress` may cancel.
+// Lengths longer than the book are reported with zero windows. `progress` may cancel. With a
+// world of several ranks, the other ranks return null.
 Json perplexity_by_length(const MemMambaModel& model, const std::vector<int32_t>& tokens,
                           const PerplexityOptions& options,
                           const std::function<bool(int64_t done, int64_t total)>& progress = {});

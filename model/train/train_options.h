@@ -4,12 +4,15 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
 
 namespace memmamba {
+
+class World;
 
 struct TrainOptions {
   std::string data_dir;         // train.tokens, heldout.tokens (memmamba data)
@@ -65,6 +68,10 @@ struct TrainOptions {
   // Weight of the selection loss (MemMamba only): the needle's key tokens are taught to clear
   // the note threshold tau1 (by 0.05) in every layer.
   double note_loss_weight = 0;
+  // Data parallel over the ranks of this world (null: one process). Each rank takes its share
+  // of every micro-batch's rows (`batch` is the global batch), gradients are averaged over the
+  // ranks, and rank 0 alone evaluates and writes the checkpoints and the metrics.
+  std::shared_ptr<World> world;
 };
 
 struct TrainProgress {

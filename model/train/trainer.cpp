@@ -11,6 +11,8 @@
 #include <random>
 
 #include "model/autocast.h"
+#include "model/distributed/gradient_sync.h"
+#include "model/distributed/world.h"
 #include "model/file_io.h"
 #include "model/log.h"
 #include "model/profile.h"
@@ -37,6 +39,33 @@ struct StepMean {
   }
   double value() const { return count > 0 ? sum / count : std::nan(""); }
 };
+
+// The step's figures summed over the ranks in one collective: every rank then reports the
+// whole batch's means (the loss is each rank's mean over rows of equal length, so the mean of
+// the ranks' means is the batch's).
+void sum_over_ranks(World& world, const torch::Device& device, double& loss_sum, std::vector<StepMean*> means) {
+  std::vector<double> values{loss_sum};
+  for (const StepMean* m : means) {
+    values.push_back(m->sum);
+    values.push_back(m->count);
+  }
+  auto tensor = torch::tensor(values, torch::kFloat64).to(device);
+  world.all_reduce_sum(tensor);
+  tensor = tensor.cpu();
+  const double* v = tensor.data_ptr<double>();
+  loss_sum = v[0] / world.size();
+  for (size_t i = 0; i < means.size(); ++i) {
+    means[i]->sum = v[1 + 2 * i];
+    means[i]->count = static_cast<int>(v[2 + 2 * i]);
+  }
+}
+
+// Whether rank 0 goes on (it alone hears Ctrl-C and the caller): every rank stops together.
+bool leader_goes_on(World& world, const torch::Device& device, bool keep_going) {
+  auto flag = torch::full({1}, keep_going ? 1.0 : 0.0, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  world.broadcast_from_leader(flag);
+  return flag.item<float>() > 0.5f;
+}
 
 
 // Mean next-token loss on `batches` windows of the held-out shard (the same windows at every
@@ -79,6 +108,10 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   if (o.passkey_min_tokens < 0 || (o.passkey_min_tokens > 0 && o.passkey_min_tokens < 64))
     throw std::invalid_argument("passkey examples need at least 64 tokens (passkey_min_tokens)");
   const torch::Device device = o.cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  World* const world = o.world && o.world->size() > 1 ? o.world.get() : nullptr;
+  const bool leader = !world || world->leader();
+  if (world && world->backend() == World::Backend::StoreOnly)
+    throw std::invalid_argument("data-parallel training needs a process group (NCCL or gloo)");
   const TokenShard train = TokenShard::load((fs::path(o.data_dir) / "train.tokens").string());
   const TokenShard heldout = TokenShard::load((fs::path(o.data_dir) / "heldout.tokens").string());
   std::error_code ec;
@@ -99,8 +132,27 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
                                    : (model.config().conv_kernel - 1) * model.config().n_layers;
   BatchMaker batches(o, train, blind_margin);
   const int64_t micro_rows = o.batch / o.accumulation;
-  const std::string metrics = start_metrics_log(o, start_step);
-  std::ofstream csv(metrics, std::ios::app);
+  // This rank's rows of each micro-batch: the batches are the same for any number of ranks,
+  // so a run resumes on another number of GPUs with the same data.
+  const int64_t ranks = world ? world->size() : 1;
+  if (micro_rows % ranks != 0)
+    throw std::invalid_argument("with " + std::to_string(ranks) + " ranks, each micro-batch's " +
+                                std::to_string(micro_rows) + " rows (batch / accumulation) must split evenly");
+  const int64_t rank_rows = micro_rows / ranks;
+  const int64_t first_row = world ? world->rank() * rank_rows : 0;
+  std::optional<GradientSync> gradient_sync;
+  if (world) {
+    // Every rank starts from rank 0's weights (a fresh start draws them from the seed anyway).
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor& p : opt.params) world->broadcast_from_leader(p);
+    gradient_sync.emplace(o.world, opt.params);
+    if (leader)
+      log::info("data parallel: " + std::to_string(ranks) + " ranks, " + std::to_string(rank_rows) + " of each micro-batch's " +
+                std::to_string(micro_rows) + " rows per rank, gradients in " + std::to_string(gradient_sync->buckets()) +
+                " buckets");
+  }
+  std::ofstream csv;
+  if (leader) csv.open(start_metrics_log(o, start_step), std::ios::app);
 
   int64_t step = start_step;
   auto t_last = std::chrono::steady_clock::now();
@@ -124,7 +176,13 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
       RetrievalTargets targets;
       torch::Tensor ssm_mask;
-      auto batch = batches.make(step, micro, micro_rows, &passkeys, &targets, &ssm_mask).to(device);
+      auto batch = batches.make(step, micro, micro_rows, &passkeys, &targets, &ssm_mask);
+      if (world) {
+        batch = batch.narrow(0, first_row, rank_rows);
+        targets = slice_rows(targets, first_row, first_row + rank_rows);
+        if (ssm_mask.defined()) ssm_mask = ssm_mask.narrow(0, first_row, rank_rows);
+      }
+      batch = batch.to(device);
       SequenceLoss losses;
       {
         const profile::Section section("train: forward and losses", device);
@@ -145,9 +203,15 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
                                  ": lower the learning rate or resume from the last checkpoint");
       {
         const profile::Section section("train: backward", device);
+        if (gradient_sync && micro + 1 == o.accumulation) gradient_sync->arm();
         (loss / static_cast<double>(o.accumulation)).backward();
       }
       loss_sum += loss_value;
+    }
+    if (gradient_sync) {
+      const profile::Section section("train: gradients over the ranks", device);
+      gradient_sync->finish();
+      sum_over_ranks(*world, device, loss_sum, {&retrieval, &key_attention, &coverage, &answer, &note, &key_noted});
     }
     std::optional<profile::Section> section(std::in_place, "train: clip and optimizer", device);
     const double grad_norm = torch::nn::utils::clip_grad_norm_(opt.params, o.clip);
@@ -167,11 +231,15 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     pr.note_loss = note.value();
     pr.key_noted = key_noted.value();
     const bool last = step + 1 == o.steps;
-    if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last)
-      pr.eval_loss = held_out_loss(model, heldout, o, micro_rows, device, &pr.note_rate);
-    append_metrics_row(csv, pr, passkeys);
-    const bool keep_going = !on_step || on_step(pr);
-    if (last || !keep_going || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0)) save_training_state(o, state);
+    bool keep_going = true;
+    if (leader) {
+      if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last)
+        pr.eval_loss = held_out_loss(model, heldout, o, micro_rows, device, &pr.note_rate);
+      append_metrics_row(csv, pr, passkeys);
+      keep_going = !on_step || on_step(pr);
+      if (last || !keep_going || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0)) save_training_state(o, state);
+    }
+    if (world) keep_going = leader_goes_on(*world, device, keep_going);
     if (!keep_going) return step + 1;
   }
   return step;

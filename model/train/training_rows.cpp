@@ -46,6 +46,28 @@ std::vector<std::string> shard_sentences(const Tokenizer& tokenizer, const Token
 
 }  // namespace
 
+RetrievalTargets slice_rows(const RetrievalTargets& t, int64_t begin, int64_t end) {
+  RetrievalTargets out;
+  for (size_t i = 0; i < t.row.size(); ++i) {
+    if (t.row[i] < begin || t.row[i] >= end) continue;
+    out.row.push_back(t.row[i] - begin);
+    out.query.push_back(t.query[i]);
+    out.first.push_back(t.first[i]);
+    out.second.push_back(t.second[i]);
+  }
+  for (size_t i = 0; i < t.end_row.size(); ++i) {
+    if (t.end_row[i] < begin || t.end_row[i] >= end) continue;
+    out.end_row.push_back(t.end_row[i] - begin);
+    out.end_query.push_back(t.end_query[i]);
+  }
+  for (size_t i = 0; i < t.other_value_row.size(); ++i) {
+    if (t.other_value_row[i] < begin || t.other_value_row[i] >= end) continue;
+    out.other_value_row.push_back(t.other_value_row[i] - begin);
+    out.other_value_position.push_back(t.other_value_position[i]);
+  }
+  return out;
+}
+
 // Copies tokens [start, start + n) of a shard into an int64 row.
 void copy_window(const TokenShard& shard, uint64_t start, int64_t n, int64_t* row) {
   for (int64_t i = 0; i < n; ++i) row[i] = shard.tokens[start + static_cast<uint64_t>(i)];

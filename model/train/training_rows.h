@@ -59,6 +59,9 @@ std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const 
 // `mix` "passkey": one fact, digit keys of 3-10 digits, the trained wordings.
 eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix = "all");
 
+// The targets of rows [begin, end) of a batch, renumbered from 0: one rank's share of the rows.
+RetrievalTargets slice_rows(const RetrievalTargets& targets, int64_t begin, int64_t end);
+
 // Copies tokens [start, start + n) of a shard into an int64 row.
 void copy_window(const TokenShard& shard, uint64_t start, int64_t n, int64_t* row);
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Data parallel on the two-GPU machine (nvidia-h200-x2), measured in one call:
+#  train  MemMamba-small from the bundled weights, T 4096, global batch 16, bf16, 20 steps, on one
+#         GPU and on two (--gpus 2): the losses side by side, tokens/s and their ratio;
+#  faults a rank killed mid-training, and one stopped (a hang, --dist-timeout 20): exit, time;
+#  eval   a 40-case 256k passkey grid on one GPU and on two: the files compared, the time ratio.
+# Usage: [STAGES="train faults eval"] [SHARDS=dir] tools/gpu_distributed.sh   (logs in $OUT)
+set -uo pipefail
+out=${OUT:-/tmp}
+stages=" ${STAGES:-train faults eval} "
+shards=${SHARDS:-gpu-carry/shards-speed}
+has() { [[ "$stages" == *" $1 "* ]]; }
+start=$(date +%s)
+tools/gpu_build.sh build-gpu || exit 1
+echo "build: $(( $(date +%s) - start )) s"
+nvidia-smi -L
+bin=build-gpu/bin/memmamba
+mem=sample_data/memmamba-small.safetensors
+train=(train --data "$shards" --device cuda --init "$mem" --seq-len 4096 --batch 16 --steps 20 --eval-every 100000
+       --checkpoint-every 100000 --passkey-fraction 0.25 --varied-cases ${ACCUMULATION:+--accumulation $ACCUMULATION})
+median_tps() { tail -n 15 "$1" | cut -d, -f6 | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+if has train; then
+  for gpus in 1 2; do
+    rm -rf /tmp/dp-$gpus
+    t0=$(date +%s.%N)
+    "$bin" "${train[@]}" --out /tmp/dp-$gpus $( [ $gpus -gt 1 ] && echo --gpus $gpus ) >"$out/train-$gpus.log" 2>&1
+    echo "train on $gpus GPU(s): exit $?, $(echo "$(date +%s.%N) - $t0" | bc) s; $(grep "data parallel" "$out/train-$gpus.log")"
+    tail -2 "$out/train-$gpus.log"
+    cp /tmp/dp-$gpus/metrics.csv "$out/metrics-$gpus.csv" 2>/dev/null
+  done
+  echo "step, loss on 1 GPU, loss on 2, relative difference; held-out loss at the end"
+  paste -d, <(tail -n +2 "$out/metrics-1.csv") <(tail -n +2 "$out/metrics-2.csv") |
+    awk -F, '{n = NF / 2; d = ($3 - $(n + 3)) / $3; if (d < 0) d = -d; if (d > m) m = d
+              printf "%s, %.5f, %.5f, %.2e%s\n", $1, $3, $(n + 3), d, ($7 != "nan" ? ", held-out " $7 " vs " $(n + 7) : "")}
+              END {printf "largest relative loss difference: %.2e\n", m}'
+  one=$(median_tps "$out/metrics-1.csv") two=$(median_tps "$out/metrics-2.csv")
+  echo "tokens/s (median of the last 15 steps): 1 GPU $one, 2 GPUs $two, ratio $(echo "scale=3; $two / $one" | bc)"
+fi
+if has faults; then
+  long=("${train[@]}" --steps 100000 --dist-timeout 20)
+  for fault in KILL STOP; do
+    rm -rf /tmp/dp-fault
+    "$bin" "${long[@]}" --out /tmp/dp-fault --gpus 2 >"$out/fault-$fault.log" 2>&1 &
+    launcher=$!
+    for _ in $(seq 600); do grep -q "^step 3/" "$out/fault-$fault.log" && break; sleep 0.2; done
+    victim=""
+    for p in $(pgrep -P $launcher); do tr '\0' '\n' <"/proc/$p/environ" | grep -qx "RANK=1" && victim=$p; done
+    t0=$(date +%s.%N)
+    kill -$fault "$victim"
+    wait $launcher
+    rc=$?
+    echo "SIG$fault of rank 1 at step 3: exit $rc after $(echo "$(date +%s.%N) - $t0" | bc) s; $(grep -a "error" "$out/fault-$fault.log" | tail -2 | cut -c1-200)"
+    kill -KILL "$victim" 2>/dev/null
+    ls /tmp/dp-fault
+  done
+fi
+if has eval; then
+  grid=(eval passkey --device cuda --checkpoint "$mem" --lengths 256k --depths 0,0.25,0.5,0.75,1 --samples 8)
+  for gpus in 1 2; do
+    t0=$(date +%s.%N)
+    "$bin" "${grid[@]}" --out "$out/grid-$gpus" $( [ $gpus -gt 1 ] && echo --gpus $gpus ) >"$out/grid-$gpus.log" 2>&1
+    echo "40-case 256k grid on $gpus GPU(s): exit $?, $(echo "$(date +%s.%N) - $t0" | bc) s (whole command)"
+    tail -4 "$out/grid-$gpus.log"
+  done
+  strip() { grep -v '"seconds"\|"wall_seconds"' "$1" | sed '/"devices": \[/,/\]/d'; }
+  if diff <(strip "$out/grid-1.json") <(strip "$out/grid-2.json") >/dev/null; then echo "grid files: identical up to timings and devices"
+  else echo "grid files DIFFER:"; diff <(strip "$out/grid-1.json") <(strip "$out/grid-2.json") | head -20; fi
+fi
+echo "total: $(( $(date +%s) - start )) s"
