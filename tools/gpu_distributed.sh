@@ -24,7 +24,7 @@ if has train; then
     rm -rf /tmp/dp-$gpus
     t0=$(date +%s.%N)
     "$bin" "${train[@]}" --out /tmp/dp-$gpus $( [ $gpus -gt 1 ] && echo --gpus $gpus ) >"$out/train-$gpus.log" 2>&1
-    echo "train on $gpus GPU(s): exit $?, $(echo "$(date +%s.%N) - $t0" | bc) s; $(grep "data parallel" "$out/train-$gpus.log")"
+    echo "train on $gpus GPU(s): exit $?, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s; $(grep "data parallel" "$out/train-$gpus.log")"
     tail -2 "$out/train-$gpus.log"
     cp /tmp/dp-$gpus/metrics.csv "$out/metrics-$gpus.csv" 2>/dev/null
   done
@@ -34,7 +34,7 @@ if has train; then
               printf "%s, %.5f, %.5f, %.2e%s\n", $1, $3, $(n + 3), d, ($7 != "nan" ? ", held-out " $7 " vs " $(n + 7) : "")}
               END {printf "largest relative loss difference: %.2e\n", m}'
   one=$(median_tps "$out/metrics-1.csv") two=$(median_tps "$out/metrics-2.csv")
-  echo "tokens/s (median of the last 15 steps): 1 GPU $one, 2 GPUs $two, ratio $(echo "scale=3; $two / $one" | bc)"
+  echo "tokens/s (median of the last 15 steps): 1 GPU $one, 2 GPUs $two, ratio $(awk -v a="$one" -v b="$two" 'BEGIN {printf "%.3f", b / a}')"
 fi
 if has faults; then
   long=("${train[@]}" --steps 100000 --dist-timeout 20)
@@ -49,7 +49,7 @@ if has faults; then
     kill -$fault "$victim"
     wait $launcher
     rc=$?
-    echo "SIG$fault of rank 1 at step 3: exit $rc after $(echo "$(date +%s.%N) - $t0" | bc) s; $(grep -a "error" "$out/fault-$fault.log" | tail -2 | cut -c1-200)"
+    echo "SIG$fault of rank 1 at step 3: exit $rc after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s; $(grep -a "error" "$out/fault-$fault.log" | tail -2 | cut -c1-200)"
     kill -KILL "$victim" 2>/dev/null
     ls /tmp/dp-fault
   done
@@ -59,7 +59,7 @@ if has eval; then
   for gpus in 1 2; do
     t0=$(date +%s.%N)
     "$bin" "${grid[@]}" --out "$out/grid-$gpus" $( [ $gpus -gt 1 ] && echo --gpus $gpus ) >"$out/grid-$gpus.log" 2>&1
-    echo "40-case 256k grid on $gpus GPU(s): exit $?, $(echo "$(date +%s.%N) - $t0" | bc) s (whole command)"
+    echo "40-case 256k grid on $gpus GPU(s): exit $?, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s (whole command)"
     tail -4 "$out/grid-$gpus.log"
   done
   strip() { grep -v '"seconds"\|"wall_seconds"' "$1" | sed '/"devices": \[/,/\]/d'; }

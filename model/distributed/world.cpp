@@ -37,6 +37,18 @@ bool loopback(const std::string& address) {
 
 std::vector<uint8_t> bytes(const std::string& text) { return {text.begin(), text.end()}; }
 
+// Ends a process group cleanly where the LibTorch at hand can (newer ones warn at exit when a
+// group was not shut down); a no-op where it has no shutdown().
+template <typename Group>
+auto shut_down(Group& group, int) -> decltype(group.shutdown(), void()) {
+  try {
+    group.shutdown();
+  } catch (const std::exception&) {
+  }
+}
+template <typename Group>
+void shut_down(Group&, long) {}
+
 }  // namespace
 
 bool world_from_environment(WorldOptions& out) {
@@ -67,6 +79,11 @@ bool world_has_gloo() {
 }
 
 struct World::Impl {
+  ~Impl() {
+#ifdef MEMMAMBA_WITH_NCCL
+    if (nccl) shut_down(*nccl, 0);
+#endif
+  }
   c10::intrusive_ptr<c10d::Store> store;
 #ifdef MEMMAMBA_WITH_GLOO
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
