@@ -16,6 +16,7 @@
 #include "model/memmamba.h"
 #include "model/safetensors.h"
 #include "model/text_input.h"
+#include "model/train/optimizer.h"
 #include "model/train/token_shards.h"
 #include "model/train/trainer.h"
 #include "model/train/training_rows.h"
@@ -599,6 +600,51 @@ class TestTrainer : public QObject {
     TrainOptions bad = hidden;
     bad.blind_needle_fraction = 1.5;
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, train_model(bad, [](const TrainProgress&) { return true; }));
+  }
+
+  // The multi-tensor AdamW and clipping equal their one-tensor-at-a-time forms (AdamW's
+  // formulas written out; LibTorch's clip_grad_norm_), decay and no decay, clipped or not.
+  void optimizerMatchesItsPerTensorForm() {
+    torch::manual_seed(3);
+    const std::vector<std::string> names{"layers.0.in_proj.weight", "layers.0.norm.weight", "layers.0.A_log"};
+    const std::vector<std::vector<int64_t>> shapes{{6, 5}, {5}, {4, 3}};
+    AdamW opt;
+    std::vector<torch::Tensor> ref, ref_m, ref_v;
+    for (size_t i = 0; i < names.size(); ++i) {
+      opt.add(names[i], torch::randn(shapes[i]).requires_grad_(true));
+      ref.push_back(opt.params[i].detach().clone());
+      ref_m.push_back(torch::zeros(shapes[i]));
+      ref_v.push_back(torch::zeros(shapes[i]));
+    }
+    TrainOptions o;
+    for (int step = 1; step <= 3; ++step) {
+      std::vector<torch::Tensor> grads;
+      for (size_t i = 0; i < names.size(); ++i) grads.push_back(torch::randn(shapes[i]) * (step == 2 ? 10.0 : 0.1));
+      std::vector<torch::Tensor> clipped;  // LibTorch's clipping on copies
+      for (size_t i = 0; i < names.size(); ++i) {
+        clipped.push_back(torch::zeros(shapes[i]).requires_grad_(true));
+        clipped[i].mutable_grad() = grads[i].clone();
+        opt.params[i].mutable_grad() = grads[i].clone();
+      }
+      const double expected_norm = torch::nn::utils::clip_grad_norm_(clipped, 1.0);
+      QVERIFY(std::abs(clip_gradients(opt.params, 1.0) - expected_norm) < 1e-5 * expected_norm);
+      for (size_t i = 0; i < names.size(); ++i) QVERIFY(torch::allclose(opt.params[i].grad(), clipped[i].grad(), 1e-5, 1e-7));
+      const double lr = 0.01 * step, c1 = 1 - std::pow(o.beta1, step), c2 = 1 - std::pow(o.beta2, step);
+      for (size_t i = 0; i < names.size(); ++i) {
+        const torch::Tensor g = clipped[i].grad();
+        ref_m[i] = ref_m[i] * o.beta1 + g * (1 - o.beta1);
+        ref_v[i] = ref_v[i] * o.beta2 + g * g * (1 - o.beta2);
+        if (i == 0) ref[i] = ref[i] * (1 - lr * o.weight_decay);  // matrices decay; norms and A_log do not
+        ref[i] = ref[i] - (lr / c1) * ref_m[i] / ((ref_v[i] / c2).sqrt() + o.eps);
+      }
+      opt.step_with(lr, o);
+      for (size_t i = 0; i < names.size(); ++i) {
+        const double diff = (opt.params[i].detach() - ref[i]).abs().max().item<double>();
+        if (diff > 1e-6) qWarning("step %d, %s: differs by %g", step, names[i].c_str(), diff);
+        QVERIFY(diff <= 1e-6);
+      }
+    }
+    QCOMPARE(opt.step, int64_t{3});
   }
 
   void retrievalLossRunsInTheTrainer() {

@@ -2,9 +2,10 @@
 # Data parallel on the two-GPU machine (nvidia-h200-x2), measured in one call:
 #  train  MemMamba-small from the bundled weights, T 4096, global batch 16, bf16, 20 steps, on one
 #         GPU and on two (--gpus 2): the losses side by side, tokens/s and their ratio;
+#  profile where a step's time goes: one GPU at batch 8 and 16, two GPUs at 16;
 #  faults a rank killed mid-training, and one stopped (a hang, --dist-timeout 20): exit, time;
 #  eval   a 40-case 256k passkey grid on one GPU and on two: the files compared, the time ratio.
-# Usage: [STAGES="train faults eval"] [SHARDS=dir] tools/gpu_distributed.sh   (logs in $OUT)
+# Usage: [STAGES="train profile faults eval"] [SHARDS=dir] tools/gpu_distributed.sh   (logs in $OUT)
 set -uo pipefail
 out=${OUT:-/tmp}
 stages=" ${STAGES:-train faults eval} "
@@ -35,6 +36,17 @@ if has train; then
               END {printf "largest relative loss difference: %.2e\n", m}'
   one=$(median_tps "$out/metrics-1.csv") two=$(median_tps "$out/metrics-2.csv")
   echo "tokens/s (median of the last 15 steps): 1 GPU $one, 2 GPUs $two, ratio $(awk -v a="$one" -v b="$two" 'BEGIN {printf "%.3f", b / a}')"
+fi
+if has profile; then
+  # Where a step's time goes (MEMMAMBA_PROFILE: each section waits for the GPU at both ends).
+  for run in "1 8" "1 16" "2 16"; do
+    set -- $run
+    rm -rf /tmp/dp-profile
+    MEMMAMBA_PROFILE=1 "$bin" "${train[@]}" --batch "$2" --steps 12 --out /tmp/dp-profile $( [ "$1" -gt 1 ] && echo --gpus "$1" ) \
+      >"$out/profile-$1-$2.log" 2>&1
+    echo "== profile: $1 GPU(s), batch $2, 12 steps; last step $(tail -1 /tmp/dp-profile/metrics.csv | cut -d, -f6) tokens/s"
+    sed -n '/training profile/,$p' "$out/profile-$1-$2.log" | grep -v "^step\|stopped\|Warning" | head -24
+  done
 fi
 if has faults; then
   long=("${train[@]}" --steps 100000 --dist-timeout 20)

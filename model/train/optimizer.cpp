@@ -28,16 +28,37 @@ void AdamW::step_with(double lr, const TrainOptions& o) {
   ++step;
   const double c1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
   const double c2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
+  std::vector<torch::Tensor> ps, gs, ms, vs, decayed;
   for (size_t i = 0; i < params.size(); ++i) {
-    torch::Tensor& p = params[i];
-    if (!p.grad().defined()) continue;
-    const torch::Tensor g = p.grad();
-    m[i].mul_(o.beta1).add_(g, 1.0 - o.beta1);
-    v[i].mul_(o.beta2).addcmul_(g, g, 1.0 - o.beta2);
-    if (decays(names[i], p)) p.mul_(1.0 - lr * o.weight_decay);
-    auto denom = (v[i] / c2).sqrt_().add_(o.eps);
-    p.addcdiv_(m[i], denom, -lr / c1);
+    if (!params[i].grad().defined()) continue;
+    ps.push_back(params[i]);
+    gs.push_back(params[i].grad());
+    ms.push_back(m[i]);
+    vs.push_back(v[i]);
+    if (decays(names[i], params[i])) decayed.push_back(params[i]);
   }
+  if (ps.empty()) return;
+  at::_foreach_mul_(ms, o.beta1);
+  at::_foreach_add_(ms, gs, 1.0 - o.beta1);
+  at::_foreach_mul_(vs, o.beta2);
+  at::_foreach_addcmul_(vs, gs, gs, 1.0 - o.beta2);
+  if (!decayed.empty()) at::_foreach_mul_(decayed, 1.0 - lr * o.weight_decay);
+  std::vector<torch::Tensor> denom = at::_foreach_div(vs, c2);
+  at::_foreach_sqrt_(denom);
+  at::_foreach_add_(denom, o.eps);
+  at::_foreach_addcdiv_(ps, ms, denom, -lr / c1);
+}
+
+double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  for (const torch::Tensor& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return 0.0;
+  const double norm = torch::stack(at::_foreach_norm(grads)).norm().item<double>();
+  const double scale = max_norm / (norm + 1e-6);
+  if (scale < 1.0) at::_foreach_mul_(grads, scale);
+  return norm;
 }
 
 double learning_rate_at(int64_t step, const TrainOptions& o) {

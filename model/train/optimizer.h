@@ -19,8 +19,15 @@ struct AdamW {
 
   // Takes `param` (which must require grad) into the optimizer with zero moments.
   void add(const std::string& name, const torch::Tensor& param);
+  // One update of every parameter that has a gradient, in a few multi-tensor kernels (the
+  // foreach ops) rather than five per parameter: a fixed cost per step that data parallelism
+  // cannot divide.
   void step_with(double lr, const TrainOptions& o);
 };
+
+// Scales the gradients so that their joint L2 norm is at most `max_norm` (as
+// torch::nn::utils::clip_grad_norm_, in multi-tensor kernels); returns the norm before.
+double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
 
 double learning_rate_at(int64_t step, const TrainOptions& o);
 

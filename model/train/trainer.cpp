@@ -259,7 +259,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       sum_over_ranks(*world, device, loss_sum, {&retrieval, &key_attention, &coverage, &answer, &note, &key_noted});
     }
     std::optional<profile::Section> section(std::in_place, "train: clip and optimizer", device);
-    const double grad_norm = torch::nn::utils::clip_grad_norm_(opt.params, o.clip);
+    const double grad_norm = clip_gradients(opt.params, o.clip);
     opt.step_with(lr, o);
     section.reset();
     state.tokens += o.batch * o.seq_len;
