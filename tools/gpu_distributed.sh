@@ -20,22 +20,30 @@ mem=sample_data/memmamba-small.safetensors
 train=(train --data "$shards" --device cuda --init "$mem" --seq-len 4096 --batch 16 --steps 20 --eval-every 100000
        --checkpoint-every 100000 --passkey-fraction 0.25 --varied-cases ${ACCUMULATION:+--accumulation $ACCUMULATION})
 median_tps() { tail -n 15 "$1" | cut -d, -f6 | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+# train_run GPUS BATCH: 20 steps; prints the median tokens/s of the last 15 and leaves $out/metrics-GPUS-BATCH.csv.
+train_run() {
+  rm -rf /tmp/dp-$1-$2
+  local t0=$(date +%s.%N)
+  "$bin" "${train[@]}" --batch "$2" --out /tmp/dp-$1-$2 $( [ "$1" -gt 1 ] && echo --gpus "$1" ) >"$out/train-$1-$2.log" 2>&1
+  local rc=$?
+  cp /tmp/dp-$1-$2/metrics.csv "$out/metrics-$1-$2.csv" 2>/dev/null
+  echo "train on $1 GPU(s), batch $2: exit $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s," \
+       "$(median_tps "$out/metrics-$1-$2.csv") tokens/s (median of the last 15 steps)" >&2
+  median_tps "$out/metrics-$1-$2.csv"
+}
 if has train; then
-  for gpus in 1 2; do
-    rm -rf /tmp/dp-$gpus
-    t0=$(date +%s.%N)
-    "$bin" "${train[@]}" --out /tmp/dp-$gpus $( [ $gpus -gt 1 ] && echo --gpus $gpus ) >"$out/train-$gpus.log" 2>&1
-    echo "train on $gpus GPU(s): exit $?, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s; $(grep "data parallel" "$out/train-$gpus.log")"
-    tail -2 "$out/train-$gpus.log"
-    cp /tmp/dp-$gpus/metrics.csv "$out/metrics-$gpus.csv" 2>/dev/null
-  done
+  one=$(train_run 1 16) two=$(train_run 2 16)
+  grep "data parallel" "$out/train-2-16.log"
   echo "step, loss on 1 GPU, loss on 2, relative difference; held-out loss at the end"
-  paste -d, <(tail -n +2 "$out/metrics-1.csv") <(tail -n +2 "$out/metrics-2.csv") |
+  paste -d, <(tail -n +2 "$out/metrics-1-16.csv") <(tail -n +2 "$out/metrics-2-16.csv") |
     awk -F, '{n = NF / 2; d = ($3 - $(n + 3)) / $3; if (d < 0) d = -d; if (d > m) m = d
               printf "%s, %.5f, %.5f, %.2e%s\n", $1, $3, $(n + 3), d, ($7 != "nan" ? ", held-out " $7 " vs " $(n + 7) : "")}
               END {printf "largest relative loss difference: %.2e\n", m}'
-  one=$(median_tps "$out/metrics-1.csv") two=$(median_tps "$out/metrics-2.csv")
-  echo "tokens/s (median of the last 15 steps): 1 GPU $one, 2 GPUs $two, ratio $(awk -v a="$one" -v b="$two" 'BEGIN {printf "%.3f", b / a}')"
+  half=$(train_run 1 8)
+  echo "global batch 16: 2 GPUs / 1 GPU = $(awk -v a="$one" -v b="$two" 'BEGIN {printf "%.3f", b / a}');" \
+       "scaling efficiency against two 1-GPU runs of 8 rows: $(awk -v a="$half" -v b="$two" 'BEGIN {printf "%.3f", b / (2 * a)}')"
+  one32=$(train_run 1 32) two32=$(train_run 2 32)
+  echo "global batch 32: 2 GPUs / 1 GPU = $(awk -v a="$one32" -v b="$two32" 'BEGIN {printf "%.3f", b / a}')"
 fi
 if has profile; then
   # Where a step's time goes (MEMMAMBA_PROFILE: each section waits for the GPU at both ends).
@@ -68,11 +76,14 @@ if has faults; then
 fi
 if has eval; then
   grid=(eval passkey --device cuda --checkpoint "$mem" --lengths 256k --depths 0,0.25,0.5,0.75,1 --samples 8)
-  for gpus in 1 2; do
+  for run in "1 default" "2 default" "2 8"; do
+    set -- $run
     t0=$(date +%s.%N)
-    "$bin" "${grid[@]}" --out "$out/grid-$gpus" $( [ $gpus -gt 1 ] && echo --gpus $gpus ) >"$out/grid-$gpus.log" 2>&1
-    echo "40-case 256k grid on $gpus GPU(s): exit $?, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s (whole command)"
-    tail -4 "$out/grid-$gpus.log"
+    ( [ "$2" != default ] && export MEMMAMBA_THREADS=$2
+      "$bin" "${grid[@]}" --out "$out/grid-$1" $( [ "$1" -gt 1 ] && echo --gpus "$1" ) >"$out/grid-$1.log" 2>&1 )
+    echo "40-case 256k grid on $1 GPU(s), CPU threads per rank $2: exit $?," \
+         "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s (whole command); $(tail -1 "$out/grid-$1.log")"
+    grep -o '"seconds": [0-9.]*' "$out/grid-$1.json" | awk '{s += $2} END {printf "  sum of the cases'"'"' seconds: %.1f\n", s}'
   done
   strip() { grep -v '"seconds"\|"wall_seconds"' "$1" | sed '/"devices": \[/,/\]/d'; }
   if diff <(strip "$out/grid-1.json") <(strip "$out/grid-2.json") >/dev/null; then echo "grid files: identical up to timings and devices"
