@@ -195,11 +195,6 @@ int cmd_train(const std::vector<std::string>& argv) {
   }
   // Before anything starts CUDA: a rank sees only its own GPU.
   const WorldRequest world = world_request(args, args.get("device", "cpu") == "cuda");
-  if (world.local_copies > 1) {
-    std::vector<std::string> copy{"train"};
-    copy.insert(copy.end(), argv.begin(), argv.end());
-    return run_local_copies(world.local_copies, world.cuda, copy);
-  }
   TrainOptions o;
   o.data_dir = args.require("data");
   o.out_dir = args.require("out");
@@ -283,6 +278,16 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);
   if ((o.retrieval_loss_weight > 0 || o.answer_loss_weight > 0 || o.note_loss_weight > 0) && o.passkey_fraction <= 0)
     throw UsageError("--retrieval-loss, --answer-loss and --note-loss need passkey rows (--passkey-fraction > 0)");
+  const int ranks = world.join ? world.join->size : world.local_copies;
+  if ((o.batch / o.accumulation) % ranks != 0)
+    throw UsageError("with " + std::to_string(ranks) + " ranks, --batch / --accumulation (" +
+                     std::to_string(o.batch / o.accumulation) + " rows a micro-batch) must split evenly over them");
+  // Every flag was checked above: the copies start only on a good command line.
+  if (world.local_copies > 1) {
+    std::vector<std::string> copy{"train"};
+    copy.insert(copy.end(), argv.begin(), argv.end());
+    return run_local_copies(world.local_copies, world.cuda, copy);
+  }
   o.world = join_world(world, o.cuda ? World::Backend::Nccl : World::Backend::Gloo);
   const bool leader = !o.world || o.world->leader();
   const int64_t last = train_model(o, [](const TrainProgress& p) {

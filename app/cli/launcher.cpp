@@ -87,7 +87,12 @@ WorldRequest world_request(const Args& args, bool device_is_cuda) {
   request.cuda = device_is_cuda;
   WorldOptions options;
   options.timeout = std::chrono::seconds(args.get_int("dist-timeout", 600, 10, 7 * 24 * 3600));
-  bool joined = world_from_environment(options);
+  bool joined = false;
+  try {
+    joined = world_from_environment(options);
+  } catch (const DistributedError& e) {
+    throw UsageError(e.what());  // a bad environment is a bad command line
+  }
   if (args.has("rank") || args.has("world-size")) {
     if (!args.has("rank") || !args.has("world-size")) throw UsageError("--rank and --world-size go together");
     options.size = static_cast<int>(args.get_int("world-size", 1, 1, 1 << 16));
