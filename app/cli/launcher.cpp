@@ -204,6 +204,7 @@ int run_local_copies(int copies, bool cuda, const std::vector<std::string>& argv
     const auto now = std::chrono::steady_clock::now();
     if (stopping && now >= stop_deadline) {
       stop_all(stop_round++ == 0 ? SIGTERM : SIGKILL);  // ten seconds after SIGTERM, SIGKILL
+      stop_all(SIGCONT);  // a stopped (hung) rank takes its SIGTERM now
       stop_deadline = now + std::chrono::seconds(10);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
