@@ -38,7 +38,9 @@ if has train; then
   paste -d, <(tail -n +2 "$out/metrics-1-16.csv") <(tail -n +2 "$out/metrics-2-16.csv") |
     awk -F, '{n = NF / 2; d = ($3 - $(n + 3)) / $3; if (d < 0) d = -d; if (d > m) m = d
               printf "%s, %.5f, %.5f, %.2e%s\n", $1, $3, $(n + 3), d, ($7 != "nan" ? ", held-out " $7 " vs " $(n + 7) : "")}
-              END {printf "largest relative loss difference: %.2e\n", m}'
+              END {printf "largest relative loss difference: %.2e\n", m}' | tee "$out/loss-difference.txt"
+  # bf16 autocast: the ranks' sums differ from one GPU's in the last bits, nothing more.
+  awk '/largest/ {exit ($5 > 2e-3)}' "$out/loss-difference.txt" || { echo "FAIL: two GPUs' losses differ from one GPU's"; status=1; }
   half=$(train_run 1 8)
   echo "global batch 16: 2 GPUs / 1 GPU = $(awk -v a="$one" -v b="$two" 'BEGIN {printf "%.3f", b / a}');" \
        "scaling efficiency against two 1-GPU runs of 8 rows: $(awk -v a="$half" -v b="$two" 'BEGIN {printf "%.3f", b / (2 * a)}')"
@@ -90,3 +92,4 @@ if has eval; then
   else echo "grid files DIFFER:"; diff <(strip "$out/grid-1.json") <(strip "$out/grid-2.json") | head -20; fi
 fi
 echo "total: $(( $(date +%s) - start )) s"
+exit ${status:-0}
