@@ -74,6 +74,16 @@ same_metrics() {
 if same_metrics "$work/one/metrics.csv" "$work/two/metrics.csv"; then echo "ok: two ranks train as one process"; else say_fail "two ranks differ from one process"; fi
 grep -q "2 ranks, 4 of each micro-batch's 8 rows per rank" "$work/two.log" || say_fail "the two ranks did not split the batch"
 [ "$(grep -c "^step 6/6" "$work/two.log")" -eq 1 ] || say_fail "progress printed by other ranks than rank 0"
+# Many small buckets (each summed while the backward pass goes on), with accumulation.
+"$cli" "${train[@]}" --steps 6 --accumulation 2 --out "$work/one-acc" >/dev/null 2>&1 || say_fail "one process, accumulation"
+"$cli" "${train[@]}" --steps 6 --accumulation 2 --out "$work/buckets" --processes 2 --bucket-mb 0.01 >"$work/buckets.log" 2>&1 ||
+  say_fail "two ranks, small buckets"
+buckets=$(grep -o "gradients in [0-9]* buckets" "$work/buckets.log" | grep -o "[0-9]*")
+if [ "${buckets:-0}" -ge 10 ] && same_metrics "$work/one-acc/metrics.csv" "$work/buckets/metrics.csv"; then
+  echo "ok: $buckets buckets, accumulation 2: two ranks train as one process"
+else
+  say_fail "small buckets (${buckets:-none}) or accumulation differ from one process"
+fi
 
 # Resume on another number of ranks: steps 1-3 on two ranks, 4-6 on one, as six on one.
 constant=(--schedule constant --checkpoint-every 3)

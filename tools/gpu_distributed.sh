@@ -2,6 +2,7 @@
 # Data parallel on the two-GPU machine (nvidia-h200-x2), measured in one call:
 #  train  MemMamba-small from the bundled weights, T 4096, global batch 16, bf16, 20 steps, on one
 #         GPU and on two (--gpus 2): the losses side by side, tokens/s and their ratio;
+#  buckets 2 GPUs with 1 MB gradient buckets against one of 25 MB;
 #  profile where a step's time goes: one GPU at batch 8 and 16, two GPUs at 16;
 #  faults a rank killed mid-training, and one stopped (a hang, --dist-timeout 20): exit, time;
 #  eval   a 40-case 256k passkey grid on one GPU and on two: the files compared, the time ratio.
@@ -46,6 +47,18 @@ if has train; then
        "scaling efficiency against two 1-GPU runs of 8 rows: $(awk -v a="$half" -v b="$two" 'BEGIN {printf "%.3f", b / (2 * a)}')"
   one32=$(train_run 1 32) two32=$(train_run 2 32)
   echo "global batch 32: 2 GPUs / 1 GPU = $(awk -v a="$one32" -v b="$two32" 'BEGIN {printf "%.3f", b / a}')"
+fi
+if has buckets; then
+  # Overlap: the gradients in 1 MB buckets (summed while the backward pass goes on) against one
+  # 25 MB bucket (summed after it), alternated to see the noise.
+  for round in 1 2; do
+    for mb in 25 1; do
+      rm -rf /tmp/dp-b
+      "$bin" "${train[@]}" --batch 16 --out /tmp/dp-b --gpus 2 --bucket-mb $mb >"$out/bucket-$mb.log" 2>&1
+      echo "2 GPUs, batch 16, --bucket-mb $mb (round $round): $(median_tps /tmp/dp-b/metrics.csv) tokens/s;" \
+           "$(grep -o "gradients in [0-9]* buckets" "$out/bucket-$mb.log")"
+    done
+  done
 fi
 if has profile; then
   # Where a step's time goes (MEMMAMBA_PROFILE: each section waits for the GPU at both ends).

@@ -146,7 +146,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
-                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix"};
+                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "bucket-mb"};
   options.insert(kWorldOptions.begin(), kWorldOptions.end());
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases"});
   if (args.flag("help")) {
@@ -188,6 +188,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
                 "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
                 "Ctrl-C stops after saving a checkpoint.\n\n%s"
+                "  --bucket-mb 25        with several ranks: gradients are summed in buckets of this size, each\n"
+                "                        while the backward pass goes on (smaller: more overlap, more calls)\n"
                 "  With several ranks --batch is the global batch: each rank takes batch / accumulation / ranks rows\n"
                 "  of every micro-batch, so a run resumes on any number of GPUs with the same data.\n",
                 kWorldOptionsHelp);
@@ -273,6 +275,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (o.init_checkpoint.empty()) throw UsageError("--tau-retrieve goes with --init (a fresh model takes tau_retrieve from --config)");
     o.init_tau_retrieve = args.get_double("tau-retrieve", 0.5, -1.0, 2.0);
   }
+  o.gradient_bucket_bytes = static_cast<int64_t>(args.get_double("bucket-mb", 25.0, 0.001, 4096.0) * (1 << 20));
   o.retrieval_loss_weight = args.get_double("retrieval-loss", 0.0, 0.0, 1e3);
   o.answer_loss_weight = args.get_double("answer-loss", 0.0, 0.0, 1e3);
   o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);

@@ -72,6 +72,9 @@ struct TrainOptions {
   // of every micro-batch's rows (`batch` is the global batch), gradients are averaged over the
   // ranks, and rank 0 alone evaluates and writes the checkpoints and the metrics.
   std::shared_ptr<World> world;
+  // Gradients are summed over the ranks in buckets of about this size, each as soon as the
+  // backward pass has filled it (DDP's bucket_cap_mb).
+  int64_t gradient_bucket_bytes = 25 << 20;
 };
 
 struct TrainProgress {

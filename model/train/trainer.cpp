@@ -193,7 +193,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     // Every rank starts from rank 0's weights (a fresh start draws them from the seed anyway).
     torch::NoGradGuard no_grad;
     for (torch::Tensor& p : opt.params) world->broadcast_from_leader(p);
-    gradient_sync.emplace(o.world, opt.params);
+    gradient_sync.emplace(o.world, opt.params, o.gradient_bucket_bytes);
     if (leader)
       log::info("data parallel: " + std::to_string(ranks) + " ranks, " + std::to_string(rank_rows) + " of each micro-batch's " +
                 std::to_string(micro_rows) + " rows per rank, gradients in " + std::to_string(gradient_sync->buckets()) +
