@@ -144,4 +144,15 @@ for fault in KILL STOP; do
   fi
   kill -KILL "$victim" 2>/dev/null
 done
+# The launcher itself killed (SIGKILL: no handler runs): its ranks go with it.
+"$cli" "${long[@]}" --out "$work/orphans" --processes 2 >"$work/orphans.log" 2>&1 &
+launcher=$!
+for _ in $(seq 100); do grep -q "^step 2/" "$work/orphans.log" && break; sleep 0.2; done
+ranks=$(pgrep -P $launcher | tr '\n' ' ')
+kill -KILL $launcher
+wait $launcher 2>/dev/null
+sleep 3
+left=0
+for p in $ranks; do kill -0 "$p" 2>/dev/null && left=$((left + 1)); done
+if [ -n "$ranks" ] && [ $left -eq 0 ]; then echo "ok: the launcher's ranks ended with it"; else say_fail "$left of the ranks ($ranks) outlived their launcher"; fi
 exit $fail

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -66,6 +68,10 @@ int free_local_port() {
   ::close(fd);
   return ntohs(address.sin_port);
 }
+
+// Set when the launcher itself is asked to end (a scheduler's SIGTERM): the ranks go too.
+volatile std::sig_atomic_t g_terminate = 0;
+void on_terminate(int) { g_terminate = 1; }
 
 std::string describe(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
@@ -142,6 +148,9 @@ int run_local_copies(int copies, bool cuda, const std::vector<std::string>& argv
   cpu_set_t mask;
   const int cores = ::sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : 1;
   std::vector<pid_t> pids(static_cast<size_t>(copies), -1);
+  const pid_t launcher = ::getpid();
+  std::signal(SIGTERM, on_terminate);
+  std::signal(SIGHUP, on_terminate);
   auto stop_all = [&](int signal) {
     for (pid_t pid : pids)
       if (pid > 0) ::kill(pid, signal);
@@ -153,6 +162,9 @@ int run_local_copies(int copies, bool cuda, const std::vector<std::string>& argv
       throw std::runtime_error(std::string("cannot start rank ") + std::to_string(rank) + ": " + std::strerror(errno));
     }
     if (pid == 0) {
+      // A launcher that dies (even by SIGKILL) takes its ranks with it.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher) ::_exit(kFailure);
       ::setenv("RANK", std::to_string(rank).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(copies).c_str(), 1);
@@ -196,6 +208,12 @@ int run_local_copies(int copies, bool cuda, const std::vector<std::string>& argv
         stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(interrupted ? 30 : 0);
       }
       continue;
+    }
+    if (g_terminate && !stopping) {
+      std::fprintf(stderr, "error: the launcher was asked to stop; stopping the %d rank%s\n", running, running == 1 ? "" : "s");
+      stopping = true;
+      result = kFailure;
+      stop_deadline = std::chrono::steady_clock::now();
     }
     if (g_interrupted && !forwarded_interrupt) {
       forwarded_interrupt = true;
