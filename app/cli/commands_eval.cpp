@@ -27,19 +27,6 @@ namespace {
 // shard of the bundled models (sample_data/MODEL_CARD.md).
 constexpr const char* kEvaluationBook = "The-Adventures-of-Tom-Sawyer_74.txt";
 
-// `options` and the data-parallel ones.
-std::set<std::string> with_world(std::set<std::string> options) {
-  options.insert(kWorldOptions.begin(), kWorldOptions.end());
-  return options;
-}
-
-// For --gpus/--processes: the argv that starts this evaluation's copies.
-std::vector<std::string> eval_copy(const std::vector<std::string>& argv) {
-  std::vector<std::string> copy{"eval"};
-  copy.insert(copy.end(), argv.begin(), argv.end());
-  return copy;
-}
-
 std::vector<double> parse_depths(const std::string& text) {
   std::vector<double> out;
   std::stringstream ss(text);
@@ -61,7 +48,7 @@ std::vector<double> parse_depths(const std::string& text) {
 }
 
 int cmd_eval_ppl(const std::vector<std::string>& argv) {
-  Args args(argv, with_world(with(kModelOptions, {"lengths", "windows", "scored", "out"})), {"help", "no-memory", "decimate", "by-context"});
+  Args args(argv, with_world_options(with(kModelOptions, {"lengths", "windows", "scored", "out"})), {"help", "no-memory", "decimate", "by-context"});
   if (args.flag("help") || args.positionals().size() != 2) {
     std::printf("usage: memmamba eval ppl BOOK.txt --out FILE.json [options]\n\n"
                 "Perplexity by context length: up to --windows windows of each length from the book,\n"
@@ -77,8 +64,8 @@ int cmd_eval_ppl(const std::vector<std::string>& argv) {
   }
   const std::string out = args.require("out");
   check_model_flags(args);
-  const WorldRequest world = world_request(args, args.get("device", "cpu") == "cuda");
-  if (world.local_copies > 1) return run_local_copies(world.local_copies, world.cuda, eval_copy(argv));
+  const WorldRequest world = world_request(args);
+  if (world.local_copies > 1) return run_local_copies(world, "eval", argv);
   eval::PerplexityOptions o;
   o.lengths = args.get_int_list("lengths", o.lengths, 2, 1 << 24);
   o.windows = args.get_int("windows", 10, 1, 100000);
@@ -161,7 +148,7 @@ int cmd_eval_fidelity(const std::vector<std::string>& argv) {
 }
 
 int cmd_eval_docs(const std::vector<std::string>& argv) {
-  Args args(argv, with_world(with(kModelOptions, {"noise", "samples", "seed", "book", "out"})), {"help", "no-memory", "decimate"});
+  Args args(argv, with_world_options(with(kModelOptions, {"noise", "samples", "seed", "book", "out"})), {"help", "no-memory", "decimate"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba eval docs --out FILE.json [--noise 10,20,120,160,200] [--samples N] [options]\n\n"
                 "Noisy multi-document retrieval in DeciMamba's format, built from book paragraphs with an\n"
@@ -173,8 +160,8 @@ int cmd_eval_docs(const std::vector<std::string>& argv) {
   }
   const std::string out = args.require("out");
   check_model_flags(args);
-  const WorldRequest world = world_request(args, args.get("device", "cpu") == "cuda");
-  if (world.local_copies > 1) return run_local_copies(world.local_copies, world.cuda, eval_copy(argv));
+  const WorldRequest world = world_request(args);
+  if (world.local_copies > 1) return run_local_copies(world, "eval", argv);
   eval::DocumentGridOptions o;
   o.noise_levels = args.get_int_list("noise", o.noise_levels, 0, 999);
   o.samples = args.get_int("samples", 10, 1, 100000);
@@ -226,7 +213,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   if (!argv.empty() && argv[0] == "ppl") return cmd_eval_ppl(argv);
   if (!argv.empty() && argv[0] == "docs") return cmd_eval_docs(argv);
   if (!argv.empty() && argv[0] == "fidelity") return cmd_eval_fidelity(argv);
-  const std::set<std::string> options = with_world(with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out",
+  const std::set<std::string> options = with_world_options(with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out",
                                                              "edit", "key-kind", "key-digits", "wording", "facts", "distractors"}));
   Args args(argv, options, {"help", "no-memory", "decimate", "drop-key-notes"});
   const bool facts_task = args.positionals().size() == 1 && args.positionals()[0] == "facts";
@@ -262,7 +249,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   }
   const std::string out = args.require("out");
   check_model_flags(args);
-  const WorldRequest world = world_request(args, args.get("device", "cpu") == "cuda");
+  const WorldRequest world = world_request(args);
   eval::PasskeyGridOptions grid;
   grid.lengths = args.get_int_list("lengths", grid.lengths, 64, 1 << 24);
   if (args.has("depths")) grid.depths = parse_depths(args.get("depths", ""));
@@ -292,7 +279,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
     if (book.empty()) throw UsageError("no bundled book found: pass --book FILE");
   }
   // Every flag was checked above: the copies start only on a good command line.
-  if (world.local_copies > 1) return run_local_copies(world.local_copies, world.cuda, eval_copy(argv));
+  if (world.local_copies > 1) return run_local_copies(world, "eval", argv);
   const std::vector<std::string> sentences = haystack == "book" ? eval::split_sentences(load_text_file(book)) : std::vector<std::string>{};
   LoadedModel lm = load_model(args);
   Tokenizer tok = load_tokenizer(args, lm.model.config());

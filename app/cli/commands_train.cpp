@@ -142,12 +142,11 @@ int cmd_data(const std::vector<std::string>& argv) {
 }
 
 int cmd_train(const std::vector<std::string>& argv) {
-  std::set<std::string> options = {"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
+  const std::set<std::string> options = with_world_options({"data", "out", "config", "device", "seq-len", "batch", "accumulation", "steps", "lr", "warmup",
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
-                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "bucket-mb"};
-  options.insert(kWorldOptions.begin(), kWorldOptions.end());
+                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "bucket-mb"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -196,7 +195,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     return kOk;
   }
   // Before anything starts CUDA: a rank sees only its own GPU.
-  const WorldRequest world = world_request(args, args.get("device", "cpu") == "cuda");
+  const WorldRequest world = world_request(args);
   TrainOptions o;
   o.data_dir = args.require("data");
   o.out_dir = args.require("out");
@@ -286,11 +285,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     throw UsageError("with " + std::to_string(ranks) + " ranks, --batch / --accumulation (" +
                      std::to_string(o.batch / o.accumulation) + " rows a micro-batch) must split evenly over them");
   // Every flag was checked above: the copies start only on a good command line.
-  if (world.local_copies > 1) {
-    std::vector<std::string> copy{"train"};
-    copy.insert(copy.end(), argv.begin(), argv.end());
-    return run_local_copies(world.local_copies, world.cuda, copy);
-  }
+  if (world.local_copies > 1) return run_local_copies(world, "train", argv);
   o.world = join_world(world, o.cuda ? World::Backend::Nccl : World::Backend::Gloo);
   const bool leader = !o.world || o.world->leader();
   const int64_t last = train_model(o, [](const TrainProgress& p) {

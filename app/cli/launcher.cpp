@@ -37,6 +37,11 @@ const char* const kWorldOptionsHelp =
     "                        LOCAL_RANK, MASTER_ADDR, MASTER_PORT, as torchrun does)\n"
     "  --dist-timeout S      a rank that does not answer within S seconds ends the job (default 600)\n";
 
+std::set<std::string> with_world_options(std::set<std::string> options) {
+  options.insert(kWorldOptions.begin(), kWorldOptions.end());
+  return options;
+}
+
 namespace {
 
 // The visible GPUs' names as CUDA_VISIBLE_DEVICES lists them ("0", "1", ... when unset).
@@ -81,8 +86,9 @@ std::string describe(int status) {
 
 }  // namespace
 
-WorldRequest world_request(const Args& args, bool device_is_cuda) {
+WorldRequest world_request(const Args& args) {
   WorldRequest request;
+  const bool device_is_cuda = args.get("device", "cpu") == "cuda";
   if (args.has("gpus") && args.has("processes")) throw UsageError("give --gpus or --processes, not both");
   const int gpus = static_cast<int>(args.get_int("gpus", 1, 1, 4096));
   const int processes = static_cast<int>(args.get_int("processes", 1, 1, 4096));
@@ -133,13 +139,15 @@ WorldRequest world_request(const Args& args, bool device_is_cuda) {
   return request;
 }
 
-int run_local_copies(int copies, bool cuda, const std::vector<std::string>& argv) {
+int run_local_copies(const WorldRequest& request, const std::string& command, const std::vector<std::string>& argv) {
+  const int copies = request.local_copies;
+  const bool cuda = request.cuda;
   std::error_code ec;
   const std::string exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   if (ec) throw std::runtime_error("cannot find this program to start its copies: " + ec.message());
   const std::string port = std::to_string(free_local_port());
   const std::vector<std::string> gpus = visible_gpus(copies);
-  std::vector<std::string> args{exe};
+  std::vector<std::string> args{exe, command};
   args.insert(args.end(), argv.begin(), argv.end());
   std::vector<char*> raw;
   for (std::string& a : args) raw.push_back(a.data());

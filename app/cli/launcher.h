@@ -17,9 +17,10 @@
 
 namespace memmamba::cli {
 
-// The options every data-parallel command takes.
+// The options every data-parallel command takes, and `options` with them.
 extern const std::set<std::string> kWorldOptions;
 extern const char* const kWorldOptionsHelp;
+std::set<std::string> with_world_options(std::set<std::string> options);
 
 // What the command line and the environment ask of this process.
 struct WorldRequest {
@@ -28,15 +29,17 @@ struct WorldRequest {
   std::optional<WorldOptions> join;  // this process is a rank of a job
 };
 
-// Reads --gpus, --processes, --rank, --world-size, --local-rank, --master-addr, --master-port,
-// --dist-timeout and the environment. `device_is_cuda`: the command's --device. UsageError on
-// contradictions (a GPU count above the GPUs present among them).
-WorldRequest world_request(const Args& args, bool device_is_cuda);
+// Reads --device, --gpus, --processes, --rank, --world-size, --local-rank, --master-addr,
+// --master-port, --dist-timeout and the environment. UsageError on contradictions (a GPU count
+// above the GPUs present among them). Call it before anything starts CUDA: a rank that an
+// outside launcher started picks its GPU here.
+WorldRequest world_request(const Args& args);
 
-// Starts `copies` copies of `memmamba <argv...>` on this host (rank i on GPU i when `cuda`),
-// with the torchrun environment, and waits for them. A copy that fails ends the job: the others
-// are stopped (SIGTERM, SIGKILL 10 s later) and the failure named. Returns the exit code.
-int run_local_copies(int copies, bool cuda, const std::vector<std::string>& argv);
+// Starts request.local_copies copies of `memmamba COMMAND <argv...>` on this host (rank i on
+// GPU i with --gpus), with the torchrun environment, and waits for them. A copy that fails ends
+// the job: the others are stopped (SIGTERM, SIGKILL 10 s later) and the failure named. Returns
+// the exit code.
+int run_local_copies(const WorldRequest& request, const std::string& command, const std::vector<std::string>& argv);
 
 // Joins the job this process is a rank of (nullptr for a single process). Ranks other than 0
 // log only warnings and errors.

@@ -41,7 +41,7 @@ GradientSync::GradientSync(std::shared_ptr<World> world, std::vector<torch::Tens
       offset += p.numel();
       bucket_of_[k] = buckets_.size();
     }
-    bucket.members = members;
+    bucket.parameters = members.size();
     buckets_.push_back(std::move(bucket));
   }
   for (size_t k = 0; k < n; ++k)
@@ -58,10 +58,7 @@ void GradientSync::arm() {
   next_to_start_ = 0;
   pending_.clear();
   arrived_.assign(arrived_.size(), false);
-  for (Bucket& b : buckets_) {
-    b.ready = 0;
-    b.started = false;
-  }
+  for (Bucket& b : buckets_) b.ready = 0;
 }
 
 // Called by the autograd engine with a parameter's whole gradient of this backward pass, before
@@ -69,19 +66,25 @@ void GradientSync::arm() {
 void GradientSync::on_gradient(size_t k, const torch::Tensor& gradient) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!armed_ || arrived_[k]) return;
-  torch::NoGradGuard no_grad;
-  const torch::Tensor& earlier = parameters_[k].grad();
-  if (earlier.defined())
-    torch::add_out(slots_[k], earlier, gradient);
-  else
-    slots_[k].copy_(gradient);
-  arrived_[k] = true;
-  ++buckets_[bucket_of_[k]].ready;
+  fill(k, gradient);
   start_ready_buckets();
 }
 
+void GradientSync::fill(size_t k, const torch::Tensor& gradient) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor& earlier = parameters_[k].grad();
+  if (earlier.defined() && gradient.defined())
+    torch::add_out(slots_[k], earlier, gradient);
+  else if (earlier.defined() || gradient.defined())
+    slots_[k].copy_(earlier.defined() ? earlier : gradient);
+  else
+    slots_[k].zero_();
+  arrived_[k] = true;
+  ++buckets_[bucket_of_[k]].ready;
+}
+
 void GradientSync::start_ready_buckets() {
-  while (next_to_start_ < buckets_.size() && buckets_[next_to_start_].ready == buckets_[next_to_start_].members.size())
+  while (next_to_start_ < buckets_.size() && buckets_[next_to_start_].ready == buckets_[next_to_start_].parameters)
     start(buckets_[next_to_start_++]);
 }
 
@@ -89,7 +92,6 @@ void GradientSync::start(Bucket& bucket) {
   // Divided first, as DDP does: the sum of the ranks' means is the mean over the whole batch.
   bucket.flat.div_(static_cast<double>(world_->size()));
   pending_.push_back(world_->all_reduce_sum_async(bucket.flat));
-  bucket.started = true;
 }
 
 void GradientSync::finish() {
@@ -97,18 +99,9 @@ void GradientSync::finish() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!armed_) throw std::logic_error("gradient sync: finish() without arm()");
-    torch::NoGradGuard no_grad;
-    for (size_t k = 0; k < parameters_.size(); ++k) {
-      if (arrived_[k]) continue;
-      // No gradient in the last pass: the earlier micro-batches' sum, or zero.
-      const torch::Tensor& earlier = parameters_[k].grad();
-      if (earlier.defined())
-        slots_[k].copy_(earlier);
-      else
-        slots_[k].zero_();
-      arrived_[k] = true;
-      ++buckets_[bucket_of_[k]].ready;
-    }
+    // No gradient in the last pass: the earlier micro-batches' sum, or zero.
+    for (size_t k = 0; k < parameters_.size(); ++k)
+      if (!arrived_[k]) fill(k, torch::Tensor());
     start_ready_buckets();
     waits.swap(pending_);
     armed_ = false;

@@ -35,11 +35,13 @@ class GradientSync {
  private:
   struct Bucket {
     torch::Tensor flat;
-    std::vector<size_t> members;  // indices into parameters_
-    size_t ready = 0;
-    bool started = false;
+    size_t parameters = 0;  // how many parameters it holds
+    size_t ready = 0;       // how many of them are in for this step
   };
   void on_gradient(size_t parameter, const torch::Tensor& gradient);
+  // Puts parameter k's gradient for the step into its bucket: the earlier micro-batches' sum in
+  // .grad plus `gradient` (undefined: none in this pass). With mutex_ held.
+  void fill(size_t k, const torch::Tensor& gradient);
   void start_ready_buckets();  // with mutex_ held
   void start(Bucket& bucket);
 

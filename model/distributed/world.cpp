@@ -62,22 +62,6 @@ bool world_from_environment(WorldOptions& out) {
   return true;
 }
 
-bool world_has_nccl() {
-#ifdef MEMMAMBA_WITH_NCCL
-  return true;
-#else
-  return false;
-#endif
-}
-
-bool world_has_gloo() {
-#ifdef MEMMAMBA_WITH_GLOO
-  return true;
-#else
-  return false;
-#endif
-}
-
 struct World::Impl {
   ~Impl() {
 #ifdef MEMMAMBA_WITH_NCCL
@@ -92,21 +76,14 @@ struct World::Impl {
   c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
 #endif
 
-  c10::intrusive_ptr<c10d::Work> all_reduce(std::vector<at::Tensor>& tensors) {
+  // Runs `call` on whichever process group this world started.
+  template <typename Call>
+  c10::intrusive_ptr<c10d::Work> on_group(Call call) {
 #ifdef MEMMAMBA_WITH_NCCL
-    if (nccl) return nccl->allreduce(tensors);
+    if (nccl) return call(*nccl);
 #endif
 #ifdef MEMMAMBA_WITH_GLOO
-    if (gloo) return gloo->allreduce(tensors);
-#endif
-    throw DistributedError("this world was joined without a process group");
-  }
-  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors) {
-#ifdef MEMMAMBA_WITH_NCCL
-    if (nccl) return nccl->broadcast(tensors);
-#endif
-#ifdef MEMMAMBA_WITH_GLOO
-    if (gloo) return gloo->broadcast(tensors);
+    if (gloo) return call(*gloo);
 #endif
     throw DistributedError("this world was joined without a process group");
   }
@@ -174,7 +151,7 @@ void World::all_reduce_sum(torch::Tensor& tensor) { all_reduce_sum_async(tensor)
 
 std::function<void()> World::all_reduce_sum_async(torch::Tensor& tensor) {
   std::vector<at::Tensor> tensors{tensor};
-  auto work = impl_->all_reduce(tensors);
+  auto work = impl_->on_group([&](auto& group) { return group.allreduce(tensors); });
   return [work, rank = options_.rank]() {
     try {
       work->wait();
@@ -186,7 +163,7 @@ std::function<void()> World::all_reduce_sum_async(torch::Tensor& tensor) {
 
 void World::broadcast_from_leader(torch::Tensor& tensor) {
   std::vector<at::Tensor> tensors{tensor};
-  auto work = impl_->broadcast(tensors);
+  auto work = impl_->on_group([&](auto& group) { return group.broadcast(tensors); });
   try {
     work->wait();
   } catch (const std::exception& e) {
@@ -208,7 +185,5 @@ std::string World::read(const std::string& key) {
     throw DistributedError("rank " + std::to_string(options_.rank) + " could not read \"" + key + "\" from the store: " + e.what());
   }
 }
-
-bool World::published(const std::string& key) { return impl_->store->check({"value/" + key}); }
 
 }  // namespace memmamba

@@ -36,10 +36,6 @@ struct WorldOptions {
 // false when WORLD_SIZE is not set (a single process). Throws DistributedError on bad values.
 bool world_from_environment(WorldOptions& out);
 
-// Which backends this build has: "nccl", "gloo" (either may be missing).
-bool world_has_nccl();
-bool world_has_gloo();
-
 class World {
  public:
   enum class Backend { StoreOnly, Gloo, Nccl };
@@ -70,7 +66,6 @@ class World {
   int64_t peek_counter(const std::string& counter);
   void publish(const std::string& key, const std::string& value);
   std::string read(const std::string& key);
-  bool published(const std::string& key);
 
  private:
   World() = default;

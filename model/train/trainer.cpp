@@ -7,7 +7,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <optional>
 #include <random>
 
@@ -69,52 +68,22 @@ bool leader_goes_on(World& world, const torch::Device& device, bool keep_going) 
 }
 
 
-// One micro-batch as this rank trains on it: its rows, their targets and blind-needle mask.
+// One micro-batch as this rank trains on it: its rows [first_row, first_row + rows) of the
+// micro-batch every rank makes alike, their targets and blind-needle mask.
 struct MicroBatch {
   torch::Tensor rows, ssm_mask;
   RetrievalTargets targets;
   int passkeys = 0;  // passkey rows in the whole micro-batch (every rank's)
 };
 
-// Makes the micro-batches on a thread of its own, one ahead of the one being trained on, so
-// that the next rows (passkey prompts are built and tokenized on the CPU) are ready when the
-// GPU is done with these: measured on the H200, this CPU work was a third of a step's time on
-// two GPUs. Every batch stays a function of (step, micro-batch).
-class MicroBatchQueue {
- public:
-  MicroBatchQueue(const BatchMaker& maker, const TrainOptions& o, int64_t micro_rows, int64_t first_row, int64_t rank_rows,
-                  bool split)
-      : maker_(maker), o_(o), micro_rows_(micro_rows), first_row_(first_row), rank_rows_(rank_rows), split_(split) {}
-
-  // The micro-batches must be taken in order.
-  MicroBatch take(int64_t step, int64_t micro) {
-    MicroBatch batch = next_.valid() && next_step_ == step && next_micro_ == micro ? next_.get() : make(step, micro);
-    next_step_ = micro + 1 < o_.accumulation ? step : step + 1;
-    next_micro_ = micro + 1 < o_.accumulation ? micro + 1 : 0;
-    if (next_step_ < o_.steps)
-      next_ = std::async(std::launch::async, [this, s = next_step_, m = next_micro_] { return make(s, m); });
-    return batch;
-  }
-
- private:
-  MicroBatch make(int64_t step, int64_t micro) const {
-    MicroBatch b;
-    b.rows = maker_.make(step, micro, micro_rows_, &b.passkeys, &b.targets, &b.ssm_mask);
-    if (split_) {
-      b.rows = b.rows.narrow(0, first_row_, rank_rows_);
-      b.targets = slice_rows(b.targets, first_row_, first_row_ + rank_rows_);
-      if (b.ssm_mask.defined()) b.ssm_mask = b.ssm_mask.narrow(0, first_row_, rank_rows_);
-    }
-    return b;
-  }
-
-  const BatchMaker& maker_;
-  const TrainOptions& o_;
-  const int64_t micro_rows_, first_row_, rank_rows_;
-  const bool split_;
-  std::future<MicroBatch> next_;
-  int64_t next_step_ = -1, next_micro_ = -1;
-};
+MicroBatch rank_share(const BatchMaker& maker, int64_t step, int64_t micro, int64_t micro_rows, int64_t first_row,
+                      int64_t rows) {
+  MicroBatch b;
+  b.rows = maker.make(step, micro, micro_rows, &b.passkeys, &b.targets, &b.ssm_mask).narrow(0, first_row, rows);
+  b.targets = slice_rows(b.targets, first_row, first_row + rows);
+  if (b.ssm_mask.defined()) b.ssm_mask = b.ssm_mask.narrow(0, first_row, rows);
+  return b;
+}
 
 // Mean next-token loss on `batches` windows of the held-out shard (the same windows at every
 // evaluation), and, for a memory model, the share of tokens x layers noted on its first row.
@@ -199,7 +168,6 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
                 std::to_string(micro_rows) + " rows per rank, gradients in " + std::to_string(gradient_sync->buckets()) +
                 " buckets");
   }
-  MicroBatchQueue queue(batches, o, micro_rows, first_row, rank_rows, world != nullptr);
   std::ofstream csv;
   if (leader) csv.open(start_metrics_log(o, start_step), std::ios::app);
 
@@ -223,7 +191,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     int passkeys = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
-      MicroBatch micro_batch = queue.take(step, micro);
+      const MicroBatch micro_batch = rank_share(batches, step, micro, micro_rows, first_row, rank_rows);
       passkeys += micro_batch.passkeys;
       const RetrievalTargets& targets = micro_batch.targets;
       const torch::Tensor& ssm_mask = micro_batch.ssm_mask;
