@@ -1,14 +1,20 @@
 #include "model/profile.h"
 
+#include <ATen/record_function.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <set>
 #include <vector>
+
+#include "model/log.h"
 
 namespace memmamba::profile {
 
@@ -32,6 +38,11 @@ bool& switch_state() {
   }();
   return on;
 }
+// True while a Timeline records: sections then annotate it.
+std::atomic<bool>& timeline_recording() {
+  static std::atomic<bool> on{false};
+  return on;
+}
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -41,6 +52,10 @@ bool enabled() { return switch_state(); }
 void set_enabled(bool on) { switch_state() = on; }
 
 Section::Section(const char* name, const torch::Device& device) {
+  if (timeline_recording()) {
+    annotation_ = std::make_unique<at::RecordFunction>(at::RecordScope::USER_SCOPE);
+    if (annotation_->isActive()) annotation_->before(name);
+  }
   if (!enabled()) return;
   name_ = name;
   cuda_ = device.is_cuda();
@@ -49,6 +64,7 @@ Section::Section(const char* name, const torch::Device& device) {
 }
 
 Section::~Section() {
+  annotation_.reset();  // ends the annotation before the wait below
   if (name_ == nullptr) return;
   if (cuda_) torch::cuda::synchronize();
   const double elapsed = now_seconds() - start_;
@@ -80,6 +96,67 @@ std::string report(double total_seconds) {
 void reset() {
   std::lock_guard<std::mutex> lock(totals_mutex());
   totals().clear();
+}
+
+Timeline::Timeline(bool cuda, const std::string& suffix) : cuda_(cuda) {
+  const char* path = std::getenv("MEMMAMBA_TIMELINE");
+  if (path == nullptr || *path == '\0') return;
+  path_ = std::string(path) + suffix;
+  if (const char* steps = std::getenv("MEMMAMBA_TIMELINE_STEPS")) {
+    long long a = 0, b = 0;
+    if (std::sscanf(steps, "%lld-%lld", &a, &b) == 2 && a >= 0 && b >= a) {
+      first_ = a;
+      last_ = b;
+    } else {
+      log::warn("MEMMAMBA_TIMELINE_STEPS should read FIRST-LAST (e.g. 5-8), not '" + std::string(steps) +
+                "': recording steps 5-8");
+    }
+  }
+}
+
+Timeline::~Timeline() {
+  try {
+    finish();
+  } catch (...) {  // a destructor must not throw; finish() already warned
+  }
+}
+
+void Timeline::before_step(int64_t step) {
+  if (path_.empty()) return;
+  if (step == first_ && !recording_) {
+    namespace prof = torch::profiler::impl;
+    try {
+      const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+      std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
+      if (cuda_) activities.insert(prof::ActivityType::CUDA);
+      if (cuda_) torch::cuda::synchronize();
+      torch::autograd::profiler::prepareProfiler(config, activities);
+      torch::autograd::profiler::enableProfiler(config, activities);
+      recording_ = true;
+      timeline_recording() = true;
+      log::info("timeline: recording steps " + std::to_string(first_) + "-" + std::to_string(last_) + " to " + path_);
+    } catch (const std::exception& e) {
+      log::warn(std::string("timeline: this LibTorch cannot record one (") + e.what() + ")");
+      path_.clear();
+    }
+  } else if (step == last_ + 1) {
+    finish();
+  }
+}
+
+void Timeline::finish() {
+  if (!recording_) return;
+  recording_ = false;
+  timeline_recording() = false;
+  if (cuda_) torch::cuda::synchronize();
+  try {
+    auto result = torch::autograd::profiler::disableProfiler();
+    result->save(path_);
+    log::info("timeline: saved " + path_);
+  } catch (const std::exception& e) {
+    log::warn("timeline: could not save " + path_ + ": " + e.what());
+  }
+  path_.clear();
 }
 
 }  // namespace memmamba::profile

@@ -4,13 +4,19 @@
 #pragma once
 #include <torch/types.h>
 
+#include <memory>
 #include <string>
+
+namespace at {
+class RecordFunction;
+}
 
 namespace memmamba::profile {
 
 bool enabled();
 void set_enabled(bool on);
 
+// A named section; while a Timeline records, it also shows there (as a user annotation).
 class Section {
  public:
   Section(const char* name, const torch::Device& device);
@@ -22,10 +28,35 @@ class Section {
   const char* name_ = nullptr;
   bool cuda_ = false;
   double start_ = 0;
+  std::unique_ptr<at::RecordFunction> annotation_;
 };
 
 // One line per section: total seconds, calls, share of `total_seconds` (sorted by time).
 std::string report(double total_seconds);
 void reset();
+
+// A timeline of every operator and GPU kernel (LibTorch's Kineto profiler), saved as a
+// Chrome trace (chrome://tracing, Perfetto; tools/timeline_summary.py sums it up). Asked for
+// with MEMMAMBA_TIMELINE=PATH; MEMMAMBA_TIMELINE_STEPS=FIRST-LAST picks the training steps
+// it covers (default 5-8). Where the LibTorch at hand cannot record one, a warning says so.
+class Timeline {
+ public:
+  // Reads the environment; does nothing unless MEMMAMBA_TIMELINE is set. `suffix` goes
+  // after the path (each rank of a job writes its own file).
+  Timeline(bool cuda, const std::string& suffix);
+  ~Timeline();
+  Timeline(const Timeline&) = delete;
+  Timeline& operator=(const Timeline&) = delete;
+  // Called before each training step: starts recording at the first step asked for and
+  // saves the file after the last.
+  void before_step(int64_t step);
+  // Saves what was recorded (if recording), e.g. when a loop ends early.
+  void finish();
+
+ private:
+  std::string path_;
+  int64_t first_ = 5, last_ = 8;
+  bool cuda_ = false, recording_ = false;
+};
 
 }  // namespace memmamba::profile

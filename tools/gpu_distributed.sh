@@ -7,6 +7,7 @@
 #  faults a rank killed mid-training, and one stopped (a hang, --dist-timeout 20): exit, time;
 #  eval   a 40-case 256k passkey grid on one GPU and on two: the files compared, the time ratio.
 # Usage: [STAGES="train profile faults eval"] [SHARDS=dir] tools/gpu_distributed.sh   (logs in $OUT)
+# Shards: SHARDS, else made from the books carried in gpu-carry/books (tools/gpu_shards.sh).
 set -uo pipefail
 out=${OUT:-/tmp}
 stages=" ${STAGES:-train faults eval} "
@@ -17,6 +18,7 @@ tools/gpu_build.sh build-gpu || exit 1
 echo "build: $(( $(date +%s) - start )) s"
 nvidia-smi -L
 bin=build-gpu/bin/memmamba
+shards=$(tools/gpu_shards.sh "$shards" "$bin") || exit 1
 mem=sample_data/memmamba-small.safetensors
 train=(train --data "$shards" --device cuda --init "$mem" --seq-len 4096 --batch 16 --steps 20 --eval-every 100000
        --checkpoint-every 100000 --passkey-fraction 0.25 --varied-cases ${ACCUMULATION:+--accumulation $ACCUMULATION})

@@ -3,7 +3,10 @@
 # benchmarks behind docs/performance.md (the bundled models on a sample book, untrained
 # weights for dense notes, the three-model comparison, a profile by section, training
 # throughput from carried shards). Logs go to $OUT (or /tmp).
-# Usage: [LENGTHS=4k,64k,256k,1m] [STAGES="test bench compare profile train"] [SHARDS=dir] tools/gpu_speed.sh
+# Shards: SHARDS, else made from gzipped books carried in gpu-carry/books (tools/gpu_shards.sh).
+# Stages "rows" (step time by rows, to split a step into a fixed and a per-row part) and
+# "timeline" (a Kineto timeline of training steps, summed up by tools/timeline_summary.py).
+# Usage: [LENGTHS=4k,64k,256k,1m] [STAGES="test bench compare profile train rows timeline"] [SHARDS=dir] tools/gpu_speed.sh
 set -uo pipefail
 out=${OUT:-/tmp}
 lengths=${LENGTHS:-4k,64k,256k,1m}
@@ -17,6 +20,12 @@ book=sample_data/The-Time-Machine_35.txt
 mem=sample_data/memmamba-small.safetensors
 base=sample_data/mamba-small.safetensors
 has() { [[ "$stages" == *" $1 "* ]]; }
+shards=$(tools/gpu_shards.sh "$shards" "$bin") || shards=""
+# Median tokens/s of a run's last steps (metrics.csv's tokens_per_second column).
+median_tps() {
+  awk -F, -v skip="$2" 'NR==1{for(i=1;i<=NF;i++) if($i=="tokens_per_second") c=i; next} NR-1>skip{print $c}' "$1" |
+    sort -g | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+}
 run() { echo "== memmamba $*"; "$bin" "$@" 2>&1 | tee -a "$out/bench.log" | grep -v "^scan "; }
 if has test; then
   build-gpu/tests/test_cuda 2>&1 | tee "$out/test_cuda.log" | grep -v "^ok  " | grep -v "ran out of memory" | tail -30
@@ -40,7 +49,7 @@ if has profile; then
   run bench --device cuda --checkpoint "$mem" --no-trace --text "$book" --lengths 1k --step-tokens 256
   unset MEMMAMBA_PROFILE
 fi
-if has train && [ -d "$shards" ]; then
+if has train && [ -n "$shards" ]; then
   for model in "$mem" "$base"; do
     echo "== train from $model, T 4096, batch 8, bf16"
     rm -rf /tmp/speed-run
@@ -48,6 +57,27 @@ if has train && [ -d "$shards" ]; then
       --steps 25 --eval-every 100000 --checkpoint-every 100000 --passkey-fraction 0 2>&1 | tail -3
     cp /tmp/speed-run/metrics.csv "$out/train-$(basename "$model" .safetensors).csv"
     head -1 /tmp/speed-run/metrics.csv; tail -3 /tmp/speed-run/metrics.csv
+  done
+fi
+train_args=(--data "$shards" --device cuda --init "$mem" --seq-len 4096 --steps 14 --eval-every 100000
+            --checkpoint-every 100000 --passkey-fraction 0.25 --varied-cases)
+if has rows && [ -n "$shards" ]; then
+  echo "== step time by rows (MemMamba-small, T 4096, bf16, passkey rows 0.25; median of steps 5-14)"
+  for rows in 1 2 4 8 16; do
+    rm -rf /tmp/rows-run
+    "$bin" train "${train_args[@]}" --out /tmp/rows-run --batch "$rows" > /dev/null 2>&1
+    tps=$(median_tps /tmp/rows-run/metrics.csv 4)
+    echo "rows $rows: $tps tokens/s, $(awk -v t="$tps" -v r="$rows" 'BEGIN{printf "%.1f", 4096*r/t*1000}') ms a step"
+  done
+fi
+if has timeline && [ -n "$shards" ]; then
+  for rows in 8 16; do
+    rm -rf /tmp/tl-run
+    MEMMAMBA_TIMELINE="$out/timeline-b$rows.json" MEMMAMBA_TIMELINE_STEPS=6-8 \
+      "$bin" train "${train_args[@]}" --out /tmp/tl-run --batch "$rows" 2>&1 | grep -i timeline
+    echo "== timeline, batch $rows, steps 6-8"
+    python3 tools/timeline_summary.py "$out/timeline-b$rows.json" --top 25
+    gzip -f "$out/timeline-b$rows.json"
   done
 fi
 echo "total: $(( $(date +%s) - start )) s"

@@ -121,14 +121,19 @@ PasskeyGenerator::PasskeyGenerator(const Tokenizer& tokenizer, std::vector<std::
     : tokenizer_(tokenizer), sentences_(std::move(sentences)), haystack_(haystack) {
   if (haystack_ == Haystack::RepeatedFiller) sentences_ = split_sentences(kFiller, 1);
   if (sentences_.empty()) throw std::invalid_argument("passkey: no haystack sentences (the book has none of 5+ words)");
-  sentence_tokens_.assign(sentences_.size(), -1);
+  sentence_tokens_.reset(new std::atomic<int64_t>[sentences_.size()]);
+  for (size_t i = 0; i < sentences_.size(); ++i) sentence_tokens_[i].store(-1, std::memory_order_relaxed);
 }
 
 int64_t PasskeyGenerator::tokens_of(size_t i) const {
   // Counted as the sentence appears mid-text: after a space.
-  int64_t& cached = sentence_tokens_[i];
-  if (cached < 0) cached = tokens_of_text(sentences_[i] + " ");
-  return cached;
+  std::atomic<int64_t>& cached = sentence_tokens_[i];
+  int64_t n = cached.load(std::memory_order_relaxed);
+  if (n < 0) {
+    n = tokens_of_text(sentences_[i] + " ");
+    cached.store(n, std::memory_order_relaxed);
+  }
+  return n;
 }
 
 int64_t PasskeyGenerator::tokens_of_text(const std::string& text) const {

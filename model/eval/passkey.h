@@ -8,7 +8,9 @@
 // task; several: "The code for the red door is 4821."), and distractor numbers.
 // Torch-free; token lengths are measured with the tokenizer.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -71,7 +73,9 @@ class PasskeyGenerator {
   int64_t tokens_of_text(const std::string& text) const;
   const Tokenizer& tokenizer_;
   std::vector<std::string> sentences_;
-  mutable std::vector<int64_t> sentence_tokens_;  // filled on first use
+  // Each sentence's token count, filled on first use (atomics: training makes rows on
+  // several threads with one generator).
+  std::shared_ptr<std::atomic<int64_t>[]> sentence_tokens_;
   Haystack haystack_;
 };
 

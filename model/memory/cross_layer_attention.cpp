@@ -15,17 +15,17 @@ SlotColumns own_pool_columns(int64_t layer, int64_t slots, const std::vector<int
   return cols;
 }
 
-PoolUnion pool_union(const std::vector<LayerBank>& banks, int64_t first, int64_t layer, int64_t b, int64_t slots) {
+PoolUnion pool_union(const std::vector<LayerBank>& banks, int64_t first, int64_t layer, int64_t slots) {
   std::vector<torch::Tensor> vecs, pris, viss, srcs;
   PoolUnion u;
   int64_t offset = 0;
   for (int64_t l = first; l <= layer; ++l) {
     const LayerBank& bank = banks[l];
     if (!bank.valid) continue;
-    const SequenceBank& seq = bank.sequences[b];
+    const SequenceBank& seq = bank.batch;
     vecs.push_back(seq.vectors);
     pris.push_back(seq.priority);
-    viss.push_back(torch::where(seq.visible.ge(0), seq.visible + offset, seq.visible));
+    viss.push_back(offset == 0 ? seq.visible : torch::where(seq.visible.ge(0), seq.visible + offset, seq.visible));
     if (seq.source.defined()) srcs.push_back(seq.source);
     u.columns.note_ids.push_back(&seq.note_ids);
     u.columns.bank_offsets.push_back(offset);
@@ -35,10 +35,16 @@ PoolUnion pool_union(const std::vector<LayerBank>& banks, int64_t first, int64_t
     }
     offset += seq.vectors.size(0);
   }
-  u.vectors = torch::cat(vecs, 0);
-  u.priority = torch::cat(pris, 0);
-  u.visible = torch::cat(viss, 1);
-  if (!srcs.empty() && srcs.size() == vecs.size()) u.source = torch::cat(srcs, 0);
+  if (vecs.size() == 1) {
+    u.vectors = vecs[0];
+    u.priority = pris[0];
+    u.visible = viss[0];
+  } else {
+    u.vectors = torch::cat(vecs, 0);
+    u.priority = torch::cat(pris, 0);
+    u.visible = torch::cat(viss, 1);
+  }
+  if (!srcs.empty() && srcs.size() == vecs.size()) u.source = srcs.size() == 1 ? srcs[0] : torch::cat(srcs, 0);
   return u;
 }
 

@@ -19,19 +19,19 @@ struct SlotColumns {
 // The columns of a layer's own pool (cross-token attention).
 SlotColumns own_pool_columns(int64_t layer, int64_t slots, const std::vector<int64_t>* note_ids);
 
-// The union of the pools of layers [first, layer] for sequence b, as one bank.
+// The union of the pools of layers [first, layer] as one bank: the layers' batch banks one
+// after another (sequence 0's entries first within each), the visible indices offset per layer.
 struct PoolUnion {
-  torch::Tensor vectors, priority, visible;  // [nb, S], [nb], [T, g * K] (bank indices offset per layer)
+  torch::Tensor vectors, priority, visible;  // [nb, S], [nb], [B * T, g * K]
   torch::Tensor source;                      // [nb] when every bank has sources, else undefined
   SlotColumns columns;
 };
-PoolUnion pool_union(const std::vector<LayerBank>& banks, int64_t first, int64_t layer, int64_t b, int64_t slots);
+PoolUnion pool_union(const std::vector<LayerBank>& banks, int64_t first, int64_t layer, int64_t slots);
 
 // The layers whose pools layer `layer` reads: [first, layer].
 int64_t cross_layer_first(const ModelConfig& c, int64_t layer);
 
-// x: [n, D] the rows of the layer input that read (one sequence's, or the batch's one sequence
-// after another with `pools` holding every sequence's union), the input cross-token attention reads.
+// x: [B * T, D] the layer input's rows, the input cross-token attention reads.
 GatedRead cross_layer_attention(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x,
                                 const PoolUnion& pools);
 

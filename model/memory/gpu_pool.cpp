@@ -48,22 +48,23 @@ PoolWalkResult GpuPool::walk(const NoteInputs& in, const MemorySettings& setting
 
   PoolWalkResult result;
   result.bank.valid = true;
-  auto triggered = d.flags.bitwise_and(2).ne(0);  // [B, T]
-  for (int64_t b = 0; b < B; ++b) {
-    SequenceBank bank;
-    bank.vectors = bank_vectors[b];
-    bank.priority = bank_priority[b];
-    bank.visible = d.visible[b];
-    if (request.sources) {
-      auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(s.device());
-      bank.source = torch::cat({torch::full({K}, -1, long_opts), request.pos0 + torch::arange(T, long_opts)}, 0);
-    }
-    result.bank.sequences.push_back(std::move(bank));
-    result.importance.push_back(importance[b]);
-    result.triggered.push_back(triggered[b]);
+  result.triggered = d.flags.bitwise_and(2).ne(0);  // [B, T]
+  result.importance = importance;
+  // The batch's banks one after another: sequence b's entries start at b * (K + T).
+  SequenceBank& bank = result.bank.batch;
+  bank.vectors = bank_vectors.reshape({B * (K + T), S});
+  bank.priority = bank_priority.reshape({B * (K + T)});
+  if (B == 1) {
+    bank.visible = d.visible[0];
+  } else {
+    auto offsets = (torch::arange(B, d.visible.options()) * (K + T)).view({B, 1, 1});
+    bank.visible = torch::where(d.visible.ge(0), d.visible + offsets, d.visible).reshape({B * T, K});
   }
-  if (request.records)
-    result.records = records_of(d, s, request.pos0, ids_before, made_before, result.bank.sequences[0].note_ids);
+  if (request.sources) {
+    auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(s.device());
+    bank.source = torch::cat({torch::full({K}, -1, long_opts), request.pos0 + torch::arange(T, long_opts)}, 0).repeat({B});
+  }
+  if (request.records) result.records = records_of(d, s, request.pos0, ids_before, made_before, bank.note_ids);
 
   // The pool carried to the next chunk.
   auto occupied = d.final_bank.ge(0);

@@ -54,14 +54,20 @@ PoolWalkResult HostPool::walk(const NoteInputs& in, const MemorySettings& settin
     result.records.istate.assign(static_cast<size_t>(T), 0.f);
     result.records.flags.assign(static_cast<size_t>(T), 0);
   }
+  std::vector<SequenceBank> banks;
+  std::vector<torch::Tensor> importance, triggered;
   for (int64_t b = 0; b < B; ++b)
-    result.bank.sequences.push_back(walk_sequence(b, in, summaries_cpu, learned_cpu, settings, request, result));
+    banks.push_back(walk_sequence(b, in, summaries_cpu, learned_cpu, settings, request, result, importance, triggered));
+  result.bank.batch = batch_bank(std::move(banks));
+  result.importance = torch::stack(importance, 0);
+  result.triggered = torch::stack(triggered, 0);
   return result;
 }
 
 SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torch::Tensor& summaries_cpu,
                                      const torch::Tensor& learned_cpu, const MemorySettings& settings,
-                                     const WalkRequest& request, PoolWalkResult& result) {
+                                     const WalkRequest& request, PoolWalkResult& result,
+                                     std::vector<torch::Tensor>& importance_out, std::vector<torch::Tensor>& triggered_out) {
   const int64_t T = in.summaries.size(1), K = slots_, S = width_, pos0 = request.pos0;
   const auto dev = in.summaries.device();
   const bool learned_rule = settings.importance == ImportanceRule::Learned;
@@ -202,8 +208,8 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
     result.records.notes = std::move(notes);
     result.records.events = std::move(events);
   }
-  result.importance.push_back(importance);
-  result.triggered.push_back(triggered.to(dev));
+  importance_out.push_back(importance);
+  triggered_out.push_back(triggered.to(dev));
 
   // The pool carried to the next chunk (unchanged when the chunk made no note and no edit
   // removed one).

@@ -16,9 +16,11 @@ class HostPool : public LayerPool {
   std::vector<torch::Tensor*> carried_tensors() override;
 
  private:
+  // Walks sequence b; its importance [T] and trigger [T] go to the two lists.
   SequenceBank walk_sequence(int64_t b, const NoteInputs& in, const torch::Tensor& summaries_cpu,
                              const torch::Tensor& learned_cpu, const MemorySettings& settings,
-                             const WalkRequest& request, PoolWalkResult& result);
+                             const WalkRequest& request, PoolWalkResult& result,
+                             std::vector<torch::Tensor>& importance_out, std::vector<torch::Tensor>& triggered_out);
   int64_t slots_, width_;
   std::vector<NoteTaker> takers_;
   std::vector<torch::Tensor> vectors_;   // [K, S] per sequence, zero rows for empty slots

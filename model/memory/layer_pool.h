@@ -15,23 +15,28 @@
 
 namespace memmamba {
 
-// The note bank one chunk of one sequence reads: the K slots carried in, then the notes
-// made in the chunk; for each token, the bank index each slot holds as the token sees it.
+// The note bank a chunk reads: per sequence, the K slots carried in, then the notes made
+// in the chunk; for each token, the bank index each slot holds as the token sees it. A
+// batch's sequences stand one after another in one bank, each sequence's visible indices
+// shifted past the earlier sequences' entries, so that one read serves every row of the
+// batch (a row only sees its own sequence's entries). Sequence 0 starts at index 0.
 struct SequenceBank {
   torch::Tensor vectors;   // [nb, S] (differentiable when training)
   torch::Tensor priority;  // [nb]
-  torch::Tensor visible;   // [T, K] int64 bank index, -1 where the slot is empty
+  torch::Tensor visible;   // [B * T, K] int64 bank index, -1 where the slot is empty
   // [nb] int64: the position a chunk's note came from, -1 for carried slots (asked for only).
   torch::Tensor source;
-  // Bank index -> layer-local note id (filled for the observed sequence only).
+  // Bank index -> layer-local note id of sequence 0's entries (filled when records are asked for).
   std::vector<int64_t> note_ids;
 };
 
-// A layer's banks in the current chunk, per sequence; a later layer's cross-layer
-// attention reads them.
+// The batch's banks of sequences walked one by one, as one bank (above).
+SequenceBank batch_bank(std::vector<SequenceBank> per_sequence);
+
+// A layer's bank in the current chunk; a later layer's cross-layer attention reads it.
 struct LayerBank {
   bool valid = false;
-  std::vector<SequenceBank> sequences;
+  SequenceBank batch;
 };
 
 // The Note Block's inputs for one chunk: candidate summaries s = W_N RMSNorm(x) [B, T, S],
@@ -50,9 +55,9 @@ struct WalkRecords {
 
 struct PoolWalkResult {
   LayerBank bank;
-  std::vector<torch::Tensor> importance;  // per sequence [T], what tau1 was compared with (differentiable)
-  std::vector<torch::Tensor> triggered;   // per sequence [T] bool: the retrieval trigger fired
-  WalkRecords records;                    // filled when asked for
+  torch::Tensor importance;  // [B, T], what tau1 was compared with (differentiable)
+  torch::Tensor triggered;   // [B, T] bool: the retrieval trigger fired
+  WalkRecords records;       // filled when asked for
 };
 
 struct WalkRequest {

@@ -88,31 +88,6 @@ void mask_reads(const MemoryEdits& edits, int64_t layer, bool cross_layer, int64
   read.applied = read.applied & keep_rows.index_select(0, read.rows);
 }
 
-// The batch's banks as one bank: each sequence's entries after the previous sequences',
-// its visible indices shifted with them, so that one read serves every row of the batch
-// (a row only sees its own sequence's entries). Sequence 0's indices stay as they were.
-template <typename Bank>
-Bank batch_bank(std::vector<Bank> per_sequence) {
-  if (per_sequence.size() == 1) return std::move(per_sequence[0]);
-  std::vector<torch::Tensor> vectors, priority, visible, source;
-  int64_t offset = 0;
-  bool sources = true;
-  for (const Bank& bank : per_sequence) {
-    vectors.push_back(bank.vectors);
-    priority.push_back(bank.priority);
-    visible.push_back(offset == 0 ? bank.visible : torch::where(bank.visible.ge(0), bank.visible + offset, bank.visible));
-    sources = sources && bank.source.defined();
-    if (sources) source.push_back(bank.source);
-    offset += bank.vectors.size(0);
-  }
-  Bank all = std::move(per_sequence[0]);
-  all.vectors = torch::cat(vectors, 0);
-  all.priority = torch::cat(priority, 0);
-  all.visible = torch::cat(visible, 0);
-  all.source = sources ? torch::cat(source, 0) : torch::Tensor();
-  return all;
-}
-
 // Sequence b's rows of a read over the batch (rows b*T .. (b+1)*T), numbered within the
 // sequence; visible indices stay the batch bank's.
 GatedRead sequence_read(const GatedRead& all, int64_t b, int64_t T) {
@@ -194,17 +169,14 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
   };
 
   section.emplace("memory: token attention", x.device());
-  SequenceBank own = batch_bank(bank.sequences);
-  const auto triggered = B == 1 ? walked.triggered[0] : torch::cat(walked.triggered, 0);
-  const SlotColumns own_columns = observer ? own_pool_columns(layer, K, &bank.sequences[0].note_ids) : SlotColumns{};
-  const torch::Tensor out = x + into_stream(cross_token_attention(c, w, layer, x_rows, own, triggered), false, own.source,
-                                            own_columns, "token_attention.", signals.token_norm);
+  const SequenceBank& own = bank.batch;
+  const SlotColumns own_columns = observer ? own_pool_columns(layer, K, &own.note_ids) : SlotColumns{};
+  const torch::Tensor out = x + into_stream(cross_token_attention(c, w, layer, x_rows, own, walked.triggered.reshape({-1})),
+                                            false, own.source, own_columns, "token_attention.", signals.token_norm);
   if (!c.has_cross_layer(layer)) return out;
 
   section.emplace("memory: cross-layer attention", x.device());
-  std::vector<PoolUnion> unions;
-  for (int64_t b = 0; b < B; ++b) unions.push_back(pool_union(banks, cross_layer_first(c, layer), layer, b, K));
-  PoolUnion pools = batch_bank(std::move(unions));
+  const PoolUnion pools = pool_union(banks, cross_layer_first(c, layer), layer, K);
   const auto layer_term = into_stream(cross_layer_attention(c, w, layer, x_rows, pools), true, pools.source, pools.columns,
                                       "layer_attention.", signals.layer_norm);
   return out + layer_term;

@@ -43,8 +43,9 @@ struct StepMean {
 // The step's figures summed over the ranks in one collective: every rank then reports the
 // whole batch's means (the loss is each rank's mean over rows of equal length, so the mean of
 // the ranks' means is the batch's).
-void sum_over_ranks(World& world, const torch::Device& device, double& loss_sum, std::vector<StepMean*> means) {
-  std::vector<double> values{loss_sum};
+void sum_over_ranks(World& world, const torch::Device& device, double& loss_sum, int& passkeys,
+                    std::vector<StepMean*> means) {
+  std::vector<double> values{loss_sum, static_cast<double>(passkeys)};
   for (const StepMean* m : means) {
     values.push_back(m->sum);
     values.push_back(m->count);
@@ -54,9 +55,10 @@ void sum_over_ranks(World& world, const torch::Device& device, double& loss_sum,
   tensor = tensor.cpu();
   const double* v = tensor.data_ptr<double>();
   loss_sum = v[0] / world.size();
+  passkeys = static_cast<int>(v[1]);
   for (size_t i = 0; i < means.size(); ++i) {
-    means[i]->sum = v[1 + 2 * i];
-    means[i]->count = static_cast<int>(v[2 + 2 * i]);
+    means[i]->sum = v[2 + 2 * i];
+    means[i]->count = static_cast<int>(v[3 + 2 * i]);
   }
 }
 
@@ -69,19 +71,16 @@ bool leader_goes_on(World& world, const torch::Device& device, bool keep_going) 
 
 
 // One micro-batch as this rank trains on it: its rows [first_row, first_row + rows) of the
-// micro-batch every rank makes alike, their targets and blind-needle mask.
+// micro-batch (the same rows whatever the number of ranks), their targets and blind-needle mask.
 struct MicroBatch {
   torch::Tensor rows, ssm_mask;
   RetrievalTargets targets;
-  int passkeys = 0;  // passkey rows in the whole micro-batch (every rank's)
+  int passkeys = 0;  // passkey rows among this rank's
 };
 
-MicroBatch rank_share(const BatchMaker& maker, int64_t step, int64_t micro, int64_t micro_rows, int64_t first_row,
-                      int64_t rows) {
+MicroBatch rank_share(const BatchMaker& maker, int64_t step, int64_t micro, int64_t first_row, int64_t rows) {
   MicroBatch b;
-  b.rows = maker.make(step, micro, micro_rows, &b.passkeys, &b.targets, &b.ssm_mask).narrow(0, first_row, rows);
-  b.targets = slice_rows(b.targets, first_row, first_row + rows);
-  if (b.ssm_mask.defined()) b.ssm_mask = b.ssm_mask.narrow(0, first_row, rows);
+  b.rows = maker.make_rows(step, micro, first_row, rows, &b.passkeys, &b.targets, &b.ssm_mask);
   return b;
 }
 
@@ -184,14 +183,19 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
                   profile::report(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
     }
   } profile_report{t_first};
+  profile::Timeline timeline(o.cuda, world && world->size() > 1 ? ".rank" + std::to_string(world->rank()) : "");
   for (; step < o.steps; ++step) {
+    timeline.before_step(step);
     const double lr = learning_rate_at(step, o);
     double loss_sum = 0;
     StepMean retrieval, key_attention, coverage, answer, note, key_noted;
     int passkeys = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
-      const MicroBatch micro_batch = rank_share(batches, step, micro, micro_rows, first_row, rank_rows);
+      const MicroBatch micro_batch = [&] {
+        const profile::Section section("train: micro-batch", device);
+        return rank_share(batches, step, micro, first_row, rank_rows);
+      }();
       passkeys += micro_batch.passkeys;
       const RetrievalTargets& targets = micro_batch.targets;
       const torch::Tensor& ssm_mask = micro_batch.ssm_mask;
@@ -224,7 +228,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     if (gradient_sync) {
       const profile::Section section("train: gradients over the ranks", device);
       gradient_sync->finish();
-      sum_over_ranks(*world, device, loss_sum, {&retrieval, &key_attention, &coverage, &answer, &note, &key_noted});
+      sum_over_ranks(*world, device, loss_sum, passkeys, {&retrieval, &key_attention, &coverage, &answer, &note, &key_noted});
     }
     std::optional<profile::Section> section(std::in_place, "train: clip and optimizer", device);
     const double grad_norm = clip_gradients(opt.params, o.clip);

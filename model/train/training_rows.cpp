@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <random>
 #include <stdexcept>
@@ -46,26 +48,16 @@ std::vector<std::string> shard_sentences(const Tokenizer& tokenizer, const Token
 
 }  // namespace
 
-RetrievalTargets slice_rows(const RetrievalTargets& t, int64_t begin, int64_t end) {
-  RetrievalTargets out;
-  for (size_t i = 0; i < t.row.size(); ++i) {
-    if (t.row[i] < begin || t.row[i] >= end) continue;
-    out.row.push_back(t.row[i] - begin);
-    out.query.push_back(t.query[i]);
-    out.first.push_back(t.first[i]);
-    out.second.push_back(t.second[i]);
-  }
-  for (size_t i = 0; i < t.end_row.size(); ++i) {
-    if (t.end_row[i] < begin || t.end_row[i] >= end) continue;
-    out.end_row.push_back(t.end_row[i] - begin);
-    out.end_query.push_back(t.end_query[i]);
-  }
-  for (size_t i = 0; i < t.other_value_row.size(); ++i) {
-    if (t.other_value_row[i] < begin || t.other_value_row[i] >= end) continue;
-    out.other_value_row.push_back(t.other_value_row[i] - begin);
-    out.other_value_position.push_back(t.other_value_position[i]);
-  }
-  return out;
+void append_targets(const RetrievalTargets& from, RetrievalTargets& to) {
+  to.row.insert(to.row.end(), from.row.begin(), from.row.end());
+  to.query.insert(to.query.end(), from.query.begin(), from.query.end());
+  to.first.insert(to.first.end(), from.first.begin(), from.first.end());
+  to.second.insert(to.second.end(), from.second.begin(), from.second.end());
+  to.end_row.insert(to.end_row.end(), from.end_row.begin(), from.end_row.end());
+  to.end_query.insert(to.end_query.end(), from.end_query.begin(), from.end_query.end());
+  to.other_value_row.insert(to.other_value_row.end(), from.other_value_row.begin(), from.other_value_row.end());
+  to.other_value_position.insert(to.other_value_position.end(), from.other_value_position.begin(),
+                                 from.other_value_position.end());
 }
 
 // Copies tokens [start, start + n) of a shard into an int64 row.
@@ -93,16 +85,35 @@ BatchMaker::BatchMaker(const TrainOptions& o, const TokenShard& train, int64_t b
 
 torch::Tensor BatchMaker::make(int64_t step, int64_t micro, int64_t rows, int* passkeys, RetrievalTargets* targets,
                                torch::Tensor* ssm_mask) const {
-  std::mt19937_64 rng(o_.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step) * 4099 + static_cast<uint64_t>(micro));
+  return make_rows(step, micro, 0, rows, passkeys, targets, ssm_mask);
+}
+
+torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, int64_t count, int* passkeys,
+                                    RetrievalTargets* targets, torch::Tensor* ssm_mask) const {
   const int64_t L = o_.seq_len + 1;
-  auto out = torch::empty({rows, L}, torch::kInt64);
+  auto out = torch::empty({count, L}, torch::kInt64);
   int64_t* dst = out.data_ptr<int64_t>();
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  // What each row brought besides its tokens; gathered in row order after the rows are made.
+  struct RowExtras {
+    bool passkey = false;
+    RetrievalTargets targets;
+    std::pair<int64_t, int64_t> blind{0, 0};
+  };
+  std::vector<RowExtras> extras(static_cast<size_t>(count));
   const uint64_t span = train_.tokens.size() - static_cast<uint64_t>(L);
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t* row = dst + r * L;
-    copy_window(train_, rng() % span, L, row);
-    if (generator_ && L >= 128 && unit(rng) < o_.passkey_fraction) {  // prompts need >= 64 tokens
+  // Each row draws from a stream of its own (seed, step, micro-batch, row), so a rank makes
+  // only its rows, and the rows are made on several threads.
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t r = first + i;
+      std::seed_seq seeds{static_cast<uint64_t>(o_.seed), static_cast<uint64_t>(step), static_cast<uint64_t>(micro),
+                          static_cast<uint64_t>(r)};
+      std::mt19937_64 rng(seeds);
+      std::uniform_real_distribution<double> unit(0.0, 1.0);
+      int64_t* row = dst + i * L;
+      RowExtras& extra = extras[static_cast<size_t>(i)];
+      copy_window(train_, rng() % span, L, row);
+      if (!generator_ || L < 128 || unit(rng) >= o_.passkey_fraction) continue;  // prompts need >= 64 tokens
       // A passkey example (prompt, then the key) at a random length and depth, placed at
       // the end of the row; book text fills whatever is left before it.
       const int64_t target = passkey_example_tokens(o_, L, rng());
@@ -110,19 +121,24 @@ torch::Tensor BatchMaker::make(int64_t step, int64_t micro, int64_t rows, int* p
       const eval::PasskeyCase c = generator_->make(target, unit(rng), rng(), spec);
       Encoding enc = tokenizer_->encode(passkey_training_text(c, o_.passkey_answer_end));
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
-      for (int64_t i = 0; i < n; ++i) row[L - n + i] = enc.ids[enc.ids.size() - n + i];
-      if (passkeys) ++*passkeys;
-      if (targets) add_retrieval_targets(c, enc, r, L, *targets);
+      for (int64_t k = 0; k < n; ++k) row[L - n + k] = enc.ids[enc.ids.size() - n + k];
+      extra.passkey = true;
+      if (targets) add_retrieval_targets(c, enc, i, L, extra.targets);
       // Drawn from a stream of its own, so that a run with blind needles and one without (a
       // MemMamba and its Mamba twin) get the same rows.
       std::mt19937_64 blind_rng(rng() ^ 0xB11DB11DULL);
-      if (o_.blind_needle_fraction > 0 && unit(blind_rng) < o_.blind_needle_fraction && ssm_mask) {
-        const auto [begin, end] = blind_needle_span(c, enc, L, blind_margin_);
-        if (end > begin) {
-          if (!ssm_mask->defined()) *ssm_mask = torch::ones({rows, o_.seq_len}, torch::kFloat32);
-          ssm_mask->select(0, r).narrow(0, begin, std::min(end, o_.seq_len) - begin).zero_();
-        }
-      }
+      if (o_.blind_needle_fraction > 0 && unit(blind_rng) < o_.blind_needle_fraction && ssm_mask)
+        extra.blind = blind_needle_span(c, enc, L, blind_margin_);
+    }
+  });
+  for (int64_t i = 0; i < count; ++i) {
+    const RowExtras& extra = extras[static_cast<size_t>(i)];
+    if (extra.passkey && passkeys) ++*passkeys;
+    if (targets) append_targets(extra.targets, *targets);
+    const auto [begin, end] = extra.blind;
+    if (end > begin) {
+      if (!ssm_mask->defined()) *ssm_mask = torch::ones({count, o_.seq_len}, torch::kFloat32);
+      ssm_mask->select(0, i).narrow(0, begin, std::min(end, o_.seq_len) - begin).zero_();
     }
   }
   return out;

@@ -59,8 +59,8 @@ std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const 
 // `mix` "passkey": one fact, digit keys of 3-10 digits, the trained wordings.
 eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix = "all");
 
-// The targets of rows [begin, end) of a batch, renumbered from 0: one rank's share of the rows.
-RetrievalTargets slice_rows(const RetrievalTargets& targets, int64_t begin, int64_t end);
+// Appends `from`'s targets to `to` (rows numbered as they are).
+void append_targets(const RetrievalTargets& from, RetrievalTargets& to);
 
 // Copies tokens [start, start + n) of a shard into an int64 row.
 void copy_window(const TokenShard& shard, uint64_t start, int64_t n, int64_t* row);
@@ -73,6 +73,11 @@ class BatchMaker {
   // floats, 0 where the SSM must not see the token (undefined when no row has a blind needle).
   torch::Tensor make(int64_t step, int64_t micro, int64_t rows, int* passkeys, RetrievalTargets* targets = nullptr,
                      torch::Tensor* ssm_mask = nullptr) const;
+  // Rows [first, first + count) of micro-batch `micro` of `step`, numbered from 0 in the
+  // result: each row depends only on (seed, step, micro, row), not on the batch's size, so
+  // ranks make their own rows and the data do not depend on their number.
+  torch::Tensor make_rows(int64_t step, int64_t micro, int64_t first, int64_t count, int* passkeys,
+                          RetrievalTargets* targets = nullptr, torch::Tensor* ssm_mask = nullptr) const;
 
  private:
   const TrainOptions& o_;
