@@ -22,7 +22,8 @@ bool needs_autograd(std::initializer_list<torch::Tensor> inputs) {
 }
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-  if (!needs_autograd({x, weight}) && x.is_cuda() && cuda_scan::rms_norm_available(x, weight)) return cuda_scan::rms_norm(x, weight, eps);
+  if (x.is_cuda() && cuda_scan::rms_norm_available(x, weight))
+    return needs_autograd({x, weight}) ? cuda_scan::rms_norm_trainable(x, weight, eps) : cuda_scan::rms_norm(x, weight, eps);
   return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;
 }
 
@@ -74,8 +75,12 @@ MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer,
   const int64_t T = a.size(1);
   const auto& conv_w = w[p + "conv.weight"];  // [Di, Kc]
   torch::Tensor u;                            // [B, T, Di]
-  if (!needs_autograd({a, conv_w}) && Kc > 1 && cuda_scan::causal_conv_available(a, Kc)) {
+  if (!needs_autograd({a, state.conv, conv_w, w[p + "conv.bias"]}) && Kc > 1 && cuda_scan::causal_conv_available(a, Kc)) {
     std::tie(u, state.conv) = cuda_scan::causal_conv_silu(a, state.conv, conv_w, w[p + "conv.bias"]);
+  } else if (Kc > 1 && cuda_scan::causal_conv_available(a, Kc)) {  // training: one autograd node
+    u = cuda_scan::causal_conv_silu_trainable(a, state.conv, conv_w, w[p + "conv.bias"]);
+    const auto tail = T >= Kc - 1 ? a : torch::cat({state.conv.to(a.dtype()), a}, 1);
+    state.conv = tail.narrow(1, tail.size(1) - (Kc - 1), Kc - 1).contiguous();
   } else {
     auto padded = torch::cat({state.conv.to(a.dtype()), a}, 1);  // [B, Kc-1+T, Di]
     auto conv = padded.narrow(1, 0, T) * conv_w.select(1, 0) + w[p + "conv.bias"];

@@ -166,6 +166,84 @@ torch::Tensor rms_norm(const torch::Tensor& x_in, const torch::Tensor& weight, d
   return out;
 }
 
+namespace {
+
+class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
+                               double eps) {
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["eps"] = eps;
+    return rms_norm(x, weight, eps);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor x = saved[0].contiguous(), &weight = saved[1];
+    const double eps = ctx->saved_data["eps"].toDouble();
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t width = x.size(-1), rows = width > 0 ? x.numel() / width : 0;
+    auto w = weight.to(torch::kFloat32).contiguous();
+    auto grad = grads[0].to(torch::kFloat32).contiguous();
+    auto grad_x = torch::empty_like(x);
+    const int64_t blocks = ck::rms_norm_backward_blocks(rows);
+    auto parts = torch::empty({blocks, width}, w.options());
+    ck::RmsNormBackwardProblem p{rows, width, element_type(x), x.data_ptr(), w.data_ptr<float>(), static_cast<float>(eps),
+                                 grad.data_ptr<float>(), grad_x.data_ptr(), parts.data_ptr<float>()};
+    ck::rms_norm_backward(p, current_stream());
+    check_launch("rms norm backward");
+    return {grad_x, parts.sum(0).to(weight.scalar_type()), torch::Tensor()};
+  }
+};
+
+class CausalConvFunction : public torch::autograd::Function<CausalConvFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& carried,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    ctx->save_for_backward({x, carried, weight, bias});
+    return causal_conv_silu(x, carried, weight, bias).first;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t B = x.size(0), T = x.size(1), Di = x.size(2), Kc = saved[2].size(1);
+    auto carried = saved[1].to(x.scalar_type()).contiguous();
+    auto w = saved[2].to(torch::kFloat32).contiguous();
+    auto b = saved[3].to(torch::kFloat32).contiguous();
+    auto grad = grads[0].to(torch::kFloat32).contiguous();
+    auto grad_pre = torch::empty({B, T, Di}, w.options());
+    auto parts = torch::empty({B * ck::causal_conv_backward_strips(T), Di, Kc + 1}, w.options());
+    auto grad_x = torch::empty({B, T, Di}, x.options());
+    auto grad_carried = torch::empty({B, Kc - 1, Di}, x.options());
+    ck::CausalConvBackwardProblem p{B, T, Di, Kc, element_type(x), x.data_ptr(), x.stride(0), x.stride(1),
+                                    carried.data_ptr(), w.data_ptr<float>(), b.data_ptr<float>(), grad.data_ptr<float>(),
+                                    grad_pre.data_ptr<float>(), parts.data_ptr<float>(), grad_x.data_ptr(),
+                                    grad_carried.data_ptr()};
+    ck::causal_conv_silu_backward(p, current_stream());
+    check_launch("causal conv backward");
+    auto sums = parts.sum(0);  // [Di, Kc + 1]
+    return {grad_x, grad_carried.to(saved[1].scalar_type()), sums.narrow(1, 0, Kc).to(saved[2].scalar_type()),
+            sums.select(1, Kc).to(saved[3].scalar_type())};
+  }
+};
+
+}  // namespace
+
+torch::Tensor rms_norm_trainable(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  TORCH_CHECK(rms_norm_available(x, weight), "rms_norm: fp32 or bf16 rows on a GPU and a weight of their width");
+  return RmsNormFunction::apply(x, weight, eps);
+}
+
+torch::Tensor causal_conv_silu_trainable(const torch::Tensor& x, const torch::Tensor& carried, const torch::Tensor& weight,
+                                         const torch::Tensor& bias) {
+  TORCH_CHECK(causal_conv_available(x, weight.size(1)), "causal_conv_silu: x must be [B, T, Di] fp32 or bf16 on a GPU");
+  return CausalConvFunction::apply(x, carried, weight, bias);
+}
+
 }  // namespace cuda_scan
 
 namespace cuda_ops {

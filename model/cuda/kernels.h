@@ -110,6 +110,26 @@ struct CausalConvProblem {
 bool causal_conv_supported(int64_t kernel);
 void causal_conv_silu(const CausalConvProblem& p, void* stream);
 
+// Its backward, for training: the pre-activation is recomputed from the inputs.
+struct CausalConvBackwardProblem {
+  int64_t batch, length, channels, kernel;  // B, T, Di, Kc
+  ElementType in_type;                      // of x, carried, grad_x and grad_carried
+  const void* x;                            // as in CausalConvProblem
+  int64_t x_batch_stride, x_row_stride;
+  const void* carried;                      // [B, Kc - 1, Di] contiguous
+  const float* weight;                      // [Di, Kc]
+  const float* bias;                        // [Di]
+  const float* grad_out;                    // [B, T, Di] contiguous
+  float* grad_pre;                          // [B, T, Di] work: the gradient before the SiLU
+  // [B * causal_conv_backward_strips(T), Di, Kc + 1]: per strip of rows, the sums of
+  // grad_pre x input at each tap, then of grad_pre (the caller sums the strips).
+  float* weight_grad_parts;
+  void* grad_x;                             // [B, T, Di] contiguous
+  void* grad_carried;                       // [B, Kc - 1, Di] contiguous
+};
+int64_t causal_conv_backward_strips(int64_t length);
+void causal_conv_silu_backward(const CausalConvBackwardProblem& p, void* stream);
+
 // RMSNorm of [rows, width] for inference (see norm_kernels.cu); weight fp32.
 struct RmsNormProblem {
   int64_t rows, width;
@@ -120,6 +140,21 @@ struct RmsNormProblem {
   void* out;            // [rows, width] contiguous
 };
 void rms_norm(const RmsNormProblem& p, void* stream);
+
+// Its backward, for training. grad_x in_type; weight_grad_parts [blocks, width] (the
+// caller sums them), blocks = rms_norm_backward_blocks(rows).
+struct RmsNormBackwardProblem {
+  int64_t rows, width;
+  ElementType in_type;
+  const void* x;             // [rows, width] contiguous
+  const float* weight;       // [width]
+  float eps;
+  const float* grad_out;     // [rows, width] contiguous
+  void* grad_x;              // [rows, width] contiguous
+  float* weight_grad_parts;  // [blocks, width]
+};
+int64_t rms_norm_backward_blocks(int64_t rows);
+void rms_norm_backward(const RmsNormBackwardProblem& p, void* stream);
 
 // Last CUDA error as text ("" when none), checked by the caller after launches.
 const char* last_error();

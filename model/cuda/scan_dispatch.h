@@ -28,7 +28,20 @@ std::pair<torch::Tensor, torch::Tensor> causal_conv_silu(const torch::Tensor& x,
 // x * weight promotes to (fp32 or bf16 inputs).
 bool rms_norm_available(const torch::Tensor& x, const torch::Tensor& weight);
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+// The same two for training: autograd functions whose backward runs a kernel too (one node
+// each instead of the tensor version's five or sixteen). The conv returns u only; the
+// inputs carried on are the caller's to take (differentiably).
+torch::Tensor causal_conv_silu_trainable(const torch::Tensor& x, const torch::Tensor& carried, const torch::Tensor& weight,
+                                         const torch::Tensor& bias);
+torch::Tensor rms_norm_trainable(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 #else
+[[noreturn]] inline torch::Tensor causal_conv_silu_trainable(const torch::Tensor&, const torch::Tensor&,
+                                                             const torch::Tensor&, const torch::Tensor&) {
+  TORCH_CHECK(false, "this build of MemMamba has no CUDA kernels (Torch without CUDA): run on the CPU");
+}
+[[noreturn]] inline torch::Tensor rms_norm_trainable(const torch::Tensor&, const torch::Tensor&, double) {
+  TORCH_CHECK(false, "this build of MemMamba has no CUDA kernels (Torch without CUDA): run on the CPU");
+}
 inline bool rms_norm_available(const torch::Tensor&, const torch::Tensor&) { return false; }
 [[noreturn]] inline torch::Tensor rms_norm(const torch::Tensor&, const torch::Tensor&, double) {
   TORCH_CHECK(false, "this build of MemMamba has no CUDA kernels (Torch without CUDA): run on the CPU");

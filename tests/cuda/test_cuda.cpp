@@ -4,6 +4,7 @@
 // GPU it says so and exits 77, which CTest reports as skipped.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -18,6 +19,7 @@
 #include "model/runner.h"
 #include "model/selective_scan.h"
 #include "model/trace.h"
+#include "model/train/losses.h"
 #include "tests/test_helpers.h"
 #include "model/runtime.h"
 
@@ -469,6 +471,78 @@ void rms_norm_kernel_matches_tensors() {
   }
 }
 
+// The training forms of RMSNorm and the conv + SiLU (autograd functions with backward
+// kernels): outputs and every gradient against float64 autograd on the same rounded inputs.
+void trainable_norm_and_conv_match_autograd() {
+  const torch::Device gpu(torch::kCUDA);
+  for (auto type : {torch::kFloat32, torch::kBFloat16}) {
+    const std::string kind = type == torch::kFloat32 ? "fp32" : "bf16";
+    const double tol = type == torch::kFloat32 ? 1e-4 : 1e-2;  // bf16 inputs get bf16 gradients
+    for (int64_t width : {256, 17}) {
+      torch::manual_seed(width + 1);
+      auto x = torch::randn({3, 41, width}).to(type), weight = torch::randn({width}), g = torch::randn({3, 41, width});
+      auto xg = x.to(gpu).requires_grad_(true), wg = weight.to(gpu).requires_grad_(true);
+      auto out = cuda_scan::rms_norm_trainable(xg, wg, 1e-5);
+      (out * g.to(gpu)).sum().backward();
+      auto xr = x.to(torch::kFloat64).requires_grad_(true), wr = weight.to(torch::kFloat64).requires_grad_(true);
+      auto want = xr * torch::rsqrt(xr.pow(2).mean(-1, true) + 1e-5) * wr;
+      (want * g.to(torch::kFloat64)).sum().backward();
+      const double e = std::max({max_rel(out, want), max_rel(xg.grad(), xr.grad()), max_rel(wg.grad(), wr.grad())});
+      check(e < tol, "trainable RMSNorm, " + kind + " rows of " + std::to_string(width) +
+                         ": output, dx, dweight vs float64 autograd, max rel err " + std::to_string(e));
+    }
+    for (int64_t Kc : {2, 4}) {
+      torch::manual_seed(Kc + 11);
+      const int64_t B = 2, T = 150, Di = 96;
+      auto x = torch::randn({B, T, 2 * Di}).to(type), carried = torch::randn({B, Kc - 1, Di}).to(type);
+      auto weight = torch::randn({Di, Kc}), bias = torch::randn({Di}), g = torch::randn({B, T, Di});
+      auto xg = x.to(gpu).requires_grad_(true), cg = carried.to(gpu).requires_grad_(true);
+      auto wg = weight.to(gpu).requires_grad_(true), bg = bias.to(gpu).requires_grad_(true);
+      auto u = cuda_scan::causal_conv_silu_trainable(xg.narrow(2, 0, Di), cg, wg, bg);  // strided, as the mixer's
+      (u * g.to(gpu)).sum().backward();
+      auto xr = x.to(torch::kFloat64).requires_grad_(true), cr = carried.to(torch::kFloat64).requires_grad_(true);
+      auto wr = weight.to(torch::kFloat64).requires_grad_(true), br = bias.to(torch::kFloat64).requires_grad_(true);
+      auto padded = torch::cat({cr, xr.narrow(2, 0, Di)}, 1);
+      auto conv = br + padded.narrow(1, 0, T) * wr.select(1, 0);
+      for (int64_t k = 1; k < Kc; ++k) conv = conv + padded.narrow(1, k, T) * wr.select(1, k);
+      auto want = conv * torch::sigmoid(conv);
+      (want * g.to(torch::kFloat64)).sum().backward();
+      const double e = std::max({max_rel(u, want), max_rel(xg.grad(), xr.grad()), max_rel(cg.grad(), cr.grad()),
+                                 max_rel(wg.grad(), wr.grad()), max_rel(bg.grad(), br.grad())});
+      check(e < tol, "trainable causal conv + SiLU, " + kind + ", Kc=" + std::to_string(Kc) +
+                         ": output, dx, dcarried, dweight, dbias vs float64 autograd, max rel err " + std::to_string(e));
+    }
+  }
+}
+
+// A training step's gradients on the GPU (the pool walked there, the batch's banks as one,
+// the norm and conv kernels' backward) equal the CPU's, two rows of a batch.
+void training_gradients_gpu_match_cpu() {
+  const torch::Device gpu(torch::kCUDA);
+  for (FusionKind fusion : {FusionKind::Weighted, FusionKind::Gated}) {
+    const ModelConfig config = model_case(ImportanceRule::Novelty, PoolPolicy::Priority, fusion);
+    MemMambaModel cpu = MemMambaModel::random(config, 5), dev = MemMambaModel::random(config, 5);
+    dev.to(gpu);
+    cpu.mutable_weights().set_requires_grad(true);
+    dev.mutable_weights().set_requires_grad(true);
+    torch::manual_seed(9);
+    auto batch = torch::randint(0, config.vocab_size, {2, 301}, torch::kInt64);
+    sequence_loss(cpu, batch).total.backward();
+    sequence_loss(dev, batch.to(gpu)).total.backward();
+    double worst = 0;
+    std::string where;
+    for (const auto& [name, t] : cpu.weights().all()) {
+      const torch::Tensor& other = dev.weights().all().at(name);
+      if (!t.grad().defined() || !other.grad().defined()) continue;
+      const double e = max_rel(other.grad(), t.grad());
+      if (e > worst) { worst = e; where = name; }
+    }
+    check(worst < 1e-3, std::string("training gradients GPU == CPU, batch of 2, ") +
+                            (fusion == FusionKind::Weighted ? "weighted" : "gated") + " fusion: max rel err " +
+                            std::to_string(worst) + " (" + where + ")");
+  }
+}
+
 void traces_agree() {
   torch::NoGradGuard no_grad;
   ModelConfig c;  // default: novelty, priority, K=50
@@ -696,6 +770,8 @@ int main() {
   slot_attention_kernel_matches_tensors();
   causal_conv_matches_tensors();
   rms_norm_kernel_matches_tensors();
+  trainable_norm_and_conv_match_autograd();
+  training_gradients_gpu_match_cpu();
   model_gpu_matches_cpu_and_step();
   dense_gpu_matches_cpu_up_to_a_tie();
   traces_agree();
