@@ -136,7 +136,8 @@ void Timeline::before_step(int64_t step) {
       timeline_recording() = true;
       log::info("timeline: recording steps " + std::to_string(first_) + "-" + std::to_string(last_) + " to " + path_);
     } catch (const std::exception& e) {
-      log::warn(std::string("timeline: this LibTorch cannot record one (") + e.what() + ")");
+      const std::string why = e.what();
+      log::warn("timeline: this LibTorch cannot record one (" + why.substr(0, why.find('\n')) + ")");
       path_.clear();
     }
   } else if (step == last_ + 1) {
@@ -153,8 +154,9 @@ void Timeline::finish() {
     auto result = torch::autograd::profiler::disableProfiler();
     result->save(path_);
     log::info("timeline: saved " + path_);
-  } catch (const std::exception& e) {
-    log::warn("timeline: could not save " + path_ + ": " + e.what());
+  } catch (const std::exception& e) {  // LibTorch's message goes on with a backtrace: its first line says it
+    const std::string why = e.what();
+    log::warn("timeline: could not save " + path_ + ": " + why.substr(0, why.find('\n')));
   }
   path_.clear();
 }

@@ -2,6 +2,7 @@
 # Data parallel on the two-GPU machine (nvidia-h200-x2), measured in one call:
 #  train  MemMamba-small from the bundled weights, T 4096, global batch 16, bf16, 20 steps, on one
 #         GPU and on two (--gpus 2): the losses side by side, tokens/s and their ratio;
+#  alternate  1 GPU and 2 GPUs at global batch 16 alternated, three rounds: the ratio each round;
 #  buckets 2 GPUs with 1 MB gradient buckets against one of 25 MB;
 #  profile where a step's time goes: one GPU at batch 8 and 16, two GPUs at 16;
 #  faults a rank killed mid-training, and one stopped (a hang, --dist-timeout 20): exit, time;
@@ -49,6 +50,17 @@ if has train; then
        "scaling efficiency against two 1-GPU runs of 8 rows: $(awk -v a="$half" -v b="$two" 'BEGIN {printf "%.3f", b / (2 * a)}')"
   one32=$(train_run 1 32) two32=$(train_run 2 32)
   echo "global batch 32: 2 GPUs / 1 GPU = $(awk -v a="$one32" -v b="$two32" 'BEGIN {printf "%.3f", b / a}')"
+fi
+if has alternate; then
+  # The ratio at global batch 16 with one GPU and two alternated, three rounds (the host's
+  # speed varies from machine to machine and a rank's host work bounds a step of 8 rows).
+  ratios=()
+  for round in 1 2 3; do
+    a=$(train_run 1 16) b=$(train_run 2 16)
+    ratios+=("$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f", b / a}')")
+    echo "round $round: 1 GPU $a, 2 GPUs $b tokens/s: ${ratios[-1]}"
+  done
+  echo "global batch 16, 2 GPUs / 1 GPU by round: ${ratios[*]}; median $(printf '%s\n' "${ratios[@]}" | sort -g | sed -n 2p)"
 fi
 if has buckets; then
   # Overlap: the gradients in 1 MB buckets (summed while the backward pass goes on) against one
