@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <optional>
 #include <random>
 
@@ -83,6 +84,35 @@ MicroBatch rank_share(const BatchMaker& maker, int64_t step, int64_t micro, int6
   b.rows = maker.make_rows(step, micro, first_row, rows, &b.passkeys, &b.targets, &b.ssm_mask);
   return b;
 }
+
+// Makes the next micro-batch on a thread of its own while this one trains (a passkey row's
+// haystack and tokens cost milliseconds in which the GPU would wait). The rows depend only on
+// (step, micro-batch), so what is made ahead is what would have been made in place.
+class MicroBatchesAhead {
+ public:
+  MicroBatchesAhead(const BatchMaker& maker, int64_t accumulation, int64_t first_row, int64_t rows)
+      : maker_(maker), accumulation_(accumulation), first_row_(first_row), rows_(rows) {}
+  ~MicroBatchesAhead() {
+    if (next_.valid()) next_.wait();  // a batch made ahead of a stop is dropped
+  }
+  MicroBatch take(int64_t step, int64_t micro) {
+    MicroBatch batch = next_.valid() && next_step_ == step && next_micro_ == micro
+                           ? next_.get()
+                           : rank_share(maker_, step, micro, first_row_, rows_);
+    next_step_ = micro + 1 < accumulation_ ? step : step + 1;
+    next_micro_ = micro + 1 < accumulation_ ? micro + 1 : 0;
+    next_ = std::async(std::launch::async, [this, s = next_step_, m = next_micro_] {
+      return rank_share(maker_, s, m, first_row_, rows_);
+    });
+    return batch;
+  }
+
+ private:
+  const BatchMaker& maker_;
+  const int64_t accumulation_, first_row_, rows_;
+  std::future<MicroBatch> next_;
+  int64_t next_step_ = -1, next_micro_ = -1;
+};
 
 // Mean next-token loss on `batches` windows of the held-out shard (the same windows at every
 // evaluation), and, for a memory model, the share of tokens x layers noted on its first row.
@@ -183,6 +213,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
                   profile::report(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
     }
   } profile_report{t_first};
+  MicroBatchesAhead ahead(batches, o.accumulation, first_row, rank_rows);
   profile::Timeline timeline(o.cuda, world && world->size() > 1 ? ".rank" + std::to_string(world->rank()) : "");
   for (; step < o.steps; ++step) {
     timeline.before_step(step);
@@ -194,7 +225,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
       const MicroBatch micro_batch = [&] {
         const profile::Section section("train: micro-batch", device);
-        return rank_share(batches, step, micro, first_row, rank_rows);
+        return ahead.take(step, micro);
       }();
       passkeys += micro_batch.passkeys;
       const RetrievalTargets& targets = micro_batch.targets;
