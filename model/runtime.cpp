@@ -7,10 +7,33 @@
 #include <malloc.h>
 #include <sched.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 namespace memmamba {
+
+void restart_with_fitting_blas_kernels(char** argv) {
+  if (argv == nullptr || std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // chosen, or already restarted
+  using CoreName = char* (*)();
+  const auto core_name = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (core_name == nullptr) return;  // not OpenBLAS
+  const char* name = core_name();
+  if (name == nullptr || std::strcmp(name, "Prescott") != 0) return;
+  __builtin_cpu_init();
+  const char* fitting = nullptr;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl"))
+    fitting = "SkylakeX";  // measured on an Emerald Rapids core: matrix products 2.5x faster
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    fitting = "Haswell";
+  if (fitting == nullptr) return;  // an old CPU: Prescott is right
+  ::setenv("OPENBLAS_CORETYPE", fitting, 1);
+  ::execv("/proc/self/exe", argv);
+  ::unsetenv("OPENBLAS_CORETYPE");  // the restart failed: go on as loaded
+}
 
 void configure_cpu_runtime() {
   // OpenBLAS's own thread pool fights LibTorch's OpenMP pool for the same cores (measured:

@@ -6,6 +6,13 @@
 
 namespace memmamba {
 
+// Call first in main(): where the BLAS under LibTorch is OpenBLAS and it took its slowest
+// kernels (Prescott) because it does not know this CPU (Debian 12's 0.3.21 and Intel's
+// Emerald Rapids, for one) although the CPU runs AVX-512 or AVX2 ones, the process starts
+// itself again with OPENBLAS_CORETYPE set to them (OpenBLAS reads it only as it loads).
+// Returns when nothing needs changing, the user set OPENBLAS_CORETYPE, or the restart failed.
+void restart_with_fitting_blas_kernels(char** argv);
+
 // Call once at start-up: intra-op threads = the machine's cores (LibTorch may start at 1),
 // single-threaded BLAS beside them, and a heap that keeps freed chunk buffers.
 void configure_cpu_runtime();

@@ -49,6 +49,7 @@ exit codes: 0 success, 1 failure while running, 2 bad command line,
 }  // namespace
 
 int main(int argc, char** argv) {
+  restart_with_fitting_blas_kernels(argv);
   std::signal(SIGINT, on_sigint);
   log::use_plain_console_format();
   configure_cpu_runtime();

@@ -19,6 +19,7 @@
 #include "views/trace_document.h"
 
 int main(int argc, char** argv) {
+  memmamba::restart_with_fitting_blas_kernels(argv);
   QCoreApplication::setApplicationName(QStringLiteral("MemMamba Explorer"));
   QCoreApplication::setOrganizationName(QStringLiteral("MemMamba"));
   QCoreApplication::setApplicationVersion(QStringLiteral(MEMMAMBA_VERSION));
