@@ -7,6 +7,7 @@
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -566,6 +567,39 @@ class TestTrainer : public QObject {
     QVERIFY(unmasked > 1e-5);  // unmasked, the change travels
     // A mask of another shape is refused.
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, logits_after(a, torch::ones({1, T - 1})));
+  }
+
+  // A rank's rows are the rows a whole micro-batch holds at those places (tokens, retrieval
+  // targets renumbered, blind-needle mask), made on several threads alike run after run.
+  void rowsOfARankEqualTheWholeBatchRows() {
+    QTemporaryDir dir;
+    writeShards(dir.path());
+    TrainOptions o = passkeyRun(dir.path(), dir.filePath(QStringLiteral("out")), 1);
+    o.passkey_fraction = 0.6;  // some rows passkey examples, some book text
+    o.blind_needle_fraction = 1;
+    const TokenShard train = TokenShard::load(dir.filePath(QStringLiteral("train.tokens")).toStdString());
+    const BatchMaker maker(o, train, 6);
+    int all_keys = 0, part_keys = 0;
+    RetrievalTargets all_targets, part_targets;
+    torch::Tensor all_mask, part_mask;
+    const torch::Tensor all = maker.make(4, 1, 6, &all_keys, &all_targets, &all_mask);
+    const torch::Tensor part = maker.make_rows(4, 1, 2, 3, &part_keys, &part_targets, &part_mask);
+    QVERIFY(torch::equal(part, all.narrow(0, 2, 3)));
+    QVERIFY(torch::equal(maker.make(4, 1, 6, nullptr), all));
+    QVERIFY(!torch::equal(maker.make(5, 1, 6, nullptr), all));
+    QVERIFY(all_keys > 0 && all_keys < 6);
+    int64_t keys_in_part = 0;
+    for (size_t i = 0; i < all_targets.row.size(); ++i) {
+      if (all_targets.row[i] < 2 || all_targets.row[i] >= 5) continue;
+      ++keys_in_part;
+      QVERIFY(std::find(part_targets.query.begin(), part_targets.query.end(), all_targets.query[i]) != part_targets.query.end());
+    }
+    QCOMPARE(static_cast<int64_t>(part_targets.row.size()), keys_in_part);
+    for (int64_t r : part_targets.row) QVERIFY(r >= 0 && r < 3);
+    if (all_mask.defined() && all_mask.narrow(0, 2, 3).lt(1).any().item<bool>()) {
+      QVERIFY(part_mask.defined());
+      QVERIFY(torch::equal(part_mask, all_mask.narrow(0, 2, 3)));
+    }
   }
 
   void blindNeedlesRunInTheTrainer() {
