@@ -123,25 +123,27 @@ Timeline::~Timeline() {
 
 void Timeline::before_step(int64_t step) {
   if (path_.empty()) return;
-  if (step == first_ && !recording_) {
-    namespace prof = torch::profiler::impl;
-    try {
-      const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
-      std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
-      if (cuda_) activities.insert(prof::ActivityType::CUDA);
-      if (cuda_) torch::cuda::synchronize();
-      torch::autograd::profiler::prepareProfiler(config, activities);
-      torch::autograd::profiler::enableProfiler(config, activities);
-      recording_ = true;
-      timeline_recording() = true;
-      log::info("timeline: recording steps " + std::to_string(first_) + "-" + std::to_string(last_) + " to " + path_);
-    } catch (const std::exception& e) {
-      const std::string why = e.what();
-      log::warn("timeline: this LibTorch cannot record one (" + why.substr(0, why.find('\n')) + ")");
-      path_.clear();
-    }
-  } else if (step == last_ + 1) {
-    finish();
+  if (step == first_ && !recording_) start();
+  else if (step == last_ + 1) finish();
+}
+
+void Timeline::start() {
+  if (path_.empty() || recording_) return;
+  namespace prof = torch::profiler::impl;
+  try {
+    const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+    std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
+    if (cuda_) activities.insert(prof::ActivityType::CUDA);
+    if (cuda_) torch::cuda::synchronize();
+    torch::autograd::profiler::prepareProfiler(config, activities);
+    torch::autograd::profiler::enableProfiler(config, activities);
+    recording_ = true;
+    timeline_recording() = true;
+    log::info("timeline: recording to " + path_);
+  } catch (const std::exception& e) {
+    const std::string why = e.what();
+    log::warn("timeline: this LibTorch cannot record one (" + why.substr(0, why.find('\n')) + ")");
+    path_.clear();
   }
 }
 

@@ -37,8 +37,9 @@ void reset();
 
 // A timeline of every operator and GPU kernel (LibTorch's Kineto profiler), saved as a
 // Chrome trace (chrome://tracing, Perfetto; tools/timeline_summary.py sums it up). Asked for
-// with MEMMAMBA_TIMELINE=PATH; MEMMAMBA_TIMELINE_STEPS=FIRST-LAST picks the training steps
-// it covers (default 5-8). Where the LibTorch at hand cannot record one, a warning says so.
+// with MEMMAMBA_TIMELINE=PATH: training records steps FIRST-LAST of MEMMAMBA_TIMELINE_STEPS
+// (default 5-8), `memmamba bench` each length's timed run (PATH.LENGTH). Where the LibTorch at
+// hand cannot record one (Debian's has no Kineto), a warning says so.
 class Timeline {
  public:
   // Reads the environment; does nothing unless MEMMAMBA_TIMELINE is set. `suffix` goes
@@ -50,6 +51,8 @@ class Timeline {
   // Called before each training step: starts recording at the first step asked for and
   // saves the file after the last.
   void before_step(int64_t step);
+  // Starts recording now (a benchmark's timed run), whatever the steps asked for.
+  void start();
   // Saves what was recorded (if recording), e.g. when a loop ends early.
   void finish();
 

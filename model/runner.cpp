@@ -331,7 +331,10 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions
     // allocations: the row is the second of two runs.
     if (model.device().is_cuda()) run_once();
     profile::reset();
+    profile::Timeline timeline(model.device().is_cuda(), "." + std::to_string(T));  // MEMMAMBA_TIMELINE=PATH
+    timeline.start();
     row.seconds = time_it(run_once);
+    timeline.finish();
     row.tokens_per_second = T / row.seconds;
     row.peak_rss_mb = current_peak_rss_mb();
     if (profile::enabled()) row.profile = profile::report(row.seconds);
