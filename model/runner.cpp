@@ -14,6 +14,7 @@
 #include "model/cuda/scan_dispatch.h"
 #include "model/log.h"
 #include "model/profile.h"
+#include "model/queued_observer.h"
 #include "model/trace_builder.h"
 #include "model/runtime.h"
 
@@ -145,12 +146,15 @@ Trace trace_tokens_once(const MemMambaModel& model, TraceRunRequest request) {
   TraceBuilder builder(model.config(), request.trace_options);
   std::vector<float> loss(static_cast<size_t>(T), std::nanf(""));
   RunOptions options = request.options;
-  options.observer = &builder;
+  // The trace is built on a thread of its own while the model runs on.
+  QueuedObserver queued(builder);
+  options.observer = &queued;
   options.keep_hidden = false;
   options.on_hidden = [&](int64_t pos0, const torch::Tensor& h) { chunk_losses(model, h[0], pos0, request.tokens, loss); };
   RunState state = model.new_state(1);
   std::vector<int64_t> ids(request.tokens.begin(), request.tokens.end());
   model.forward(torch::tensor(ids, torch::kInt64).view({1, T}), state, options);
+  queued.drain();
 
   builder.losses(0, loss);
   Trace& t = builder.trace();

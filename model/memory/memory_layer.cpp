@@ -72,8 +72,13 @@ void report_attention(RunObserver& observer, int64_t layer, bool cross_layer, in
   column_host.copy_(column, /*non_blocking=*/true);
   local_host.copy_(local, /*non_blocking=*/true);
   weight_host.copy_(top_weight);  // in stream order after the two above: all three are home
-  observer.attention_rows(static_cast<int32_t>(layer), cross_layer, positions, k, column_host.data_ptr<int32_t>(),
-                          local_host.data_ptr<int32_t>(), weight_host.data_ptr<float>(), columns.layer, columns.slot);
+  struct HostArrays {
+    torch::Tensor column, local, weight;
+  };
+  auto arrays = std::make_shared<const HostArrays>(HostArrays{column_host, local_host, weight_host});
+  observer.attention_rows_held(static_cast<int32_t>(layer), cross_layer, std::move(positions), k, arrays,
+                               column_host.data_ptr<int32_t>(), local_host.data_ptr<int32_t>(),
+                               weight_host.data_ptr<float>(), columns.layer, columns.slot);
 }
 
 // An edit that masks reads: the masked rows' context does not reach the stream. The read

@@ -1,0 +1,113 @@
+#include "model/queued_observer.h"
+
+#include <type_traits>
+#include <utility>
+
+namespace memmamba {
+
+QueuedObserver::QueuedObserver(RunObserver& target)
+    : target_(target), width_(target.attention_width()), worker_([this] { work(); }) {}
+
+QueuedObserver::~QueuedObserver() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  worker_.join();
+}
+
+void QueuedObserver::enqueue(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.push_back(std::move(job));
+  }
+  changed_.notify_all();
+}
+
+void QueuedObserver::work() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    changed_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    if (stopping_) {  // destroyed without drain(): the run failed or was cancelled, its trace is dropped
+      jobs_.clear();
+      return;
+    }
+    std::function<void()> job = std::move(jobs_.front());
+    jobs_.pop_front();
+    busy_ = true;
+    const bool skip = error_ != nullptr;  // after an error the trace is lost anyway
+    lock.unlock();
+    std::exception_ptr failed;
+    if (!skip) {
+      try {
+        job();
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    }
+    job = nullptr;  // the arrays it held go now, not with the next job
+    lock.lock();
+    if (failed && !error_) error_ = failed;
+    busy_ = false;
+    changed_.notify_all();
+  }
+}
+
+void QueuedObserver::drain() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [this] { return jobs_.empty() && !busy_; });
+  if (error_) {
+    std::exception_ptr e = error_;
+    error_ = nullptr;
+    std::rethrow_exception(e);
+  }
+}
+
+void QueuedObserver::layer_tokens(int32_t layer, int64_t pos0, int64_t n, const float* importance, const float* istate,
+                                  const uint8_t* flags, const float* token_norm, const float* layer_norm,
+                                  const float* log_decay) {
+  auto copy = [n](const auto* p) { return std::vector<std::remove_const_t<std::remove_pointer_t<decltype(p)>>>(p, p + n); };
+  enqueue([this, layer, pos0, n, a = copy(importance), b = copy(istate), f = copy(flags), c = copy(token_norm),
+           d = copy(layer_norm), e = copy(log_decay)] {
+    target_.layer_tokens(layer, pos0, n, a.data(), b.data(), f.data(), c.data(), d.data(), e.data());
+  });
+}
+
+void QueuedObserver::notes_made(int32_t layer, const std::vector<NoteMade>& notes) {
+  enqueue([this, layer, notes] { target_.notes_made(layer, notes); });
+}
+
+void QueuedObserver::pool_events(int32_t layer, const std::vector<PoolEventRecord>& events) {
+  enqueue([this, layer, events] { target_.pool_events(layer, events); });
+}
+
+void QueuedObserver::attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
+                                    int64_t width, const int32_t* column, const int32_t* local_note, const float* weight,
+                                    const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) {
+  // The caller's arrays live only for this call: copied.
+  const size_t n = positions.size() * static_cast<size_t>(width);
+  auto columns = std::make_shared<std::vector<int32_t>>(column, column + n);
+  auto notes = std::make_shared<std::vector<int32_t>>(local_note, local_note + n);
+  auto weights = std::make_shared<std::vector<float>>(weight, weight + n);
+  enqueue([this, layer, cross_layer, positions, width, columns, notes, weights, column_layer, column_slot] {
+    target_.attention_rows(layer, cross_layer, positions, width, columns->data(), notes->data(), weights->data(),
+                           column_layer, column_slot);
+  });
+}
+
+void QueuedObserver::attention_rows_held(int32_t layer, bool cross_layer, std::vector<int64_t> positions, int64_t width,
+                                         std::shared_ptr<const void> arrays, const int32_t* column,
+                                         const int32_t* local_note, const float* weight,
+                                         std::vector<int32_t> column_layer, std::vector<int32_t> column_slot) {
+  enqueue([this, layer, cross_layer, positions = std::move(positions), width, arrays = std::move(arrays), column,
+           local_note, weight, column_layer = std::move(column_layer), column_slot = std::move(column_slot)] {
+    target_.attention_rows(layer, cross_layer, positions, width, column, local_note, weight, column_layer, column_slot);
+  });
+}
+
+void QueuedObserver::retention(int32_t layer, int64_t source, std::vector<float> values) {
+  enqueue([this, layer, source, values = std::move(values)]() mutable { target_.retention(layer, source, std::move(values)); });
+}
+
+}  // namespace memmamba
