@@ -6,6 +6,7 @@
 #include "model/checkpoint.h"
 #include "model/file_io.h"
 #include "model/memmamba.h"
+#include "model/queued_observer.h"
 #include "model/runner.h"
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
@@ -55,10 +56,14 @@ class TestTrace : public QObject {
     // A traced GPU chunk hands over millions of entries at once (filled by several threads);
     // the same rows handed over in small pieces (one thread) give the same trace.
     ModelConfig c = testing::tiny_config();
-    auto make = [&](size_t pieces) {
+    // queued: 0 straight to the builder, 1 through a QueuedObserver (rows copied), 2 through it
+    // with the arrays held.
+    auto make = [&](size_t pieces, int queued_mode = 0) {
       TraceOptions o;
       o.detail_begin = 100;  // rows before it are left out
-      TraceBuilder b(c, o);
+      TraceBuilder builder(c, o);
+      QueuedObserver queue(builder);
+      RunObserver& b = queued_mode == 0 ? static_cast<RunObserver&>(builder) : queue;
       std::vector<NoteMade> notes(40);
       for (size_t i = 0; i < notes.size(); ++i) notes[i].note_id = static_cast<int64_t>(i);
       for (int32_t l = 0; l < c.n_layers; ++l) b.notes_made(l, notes);
@@ -81,17 +86,43 @@ class TestTrace : public QObject {
       const size_t per = rows / pieces;
       for (size_t p = 0; p < pieces; ++p) {
         std::vector<int64_t> part(positions.begin() + p * per, positions.begin() + (p + 1) * per);
-        b.attention_rows(1, true, part, width, column.data() + p * per * width, local.data() + p * per * width,
-                         weight.data() + p * per * width, column_layer, column_slot);
+        if (queued_mode == 2) {
+          // Each piece's arrays live only as long as the observer holds them.
+          auto held = std::make_shared<std::vector<int32_t>>(column.begin() + p * per * width,
+                                                             column.begin() + (p + 1) * per * width);
+          b.attention_rows_held(1, true, part, width, held, held->data(), local.data() + p * per * width,
+                                weight.data() + p * per * width, column_layer, column_slot);
+        } else {
+          b.attention_rows(1, true, part, width, column.data() + p * per * width, local.data() + p * per * width,
+                           weight.data() + p * per * width, column_layer, column_slot);
+        }
       }
-      return b.finish();
+      queue.drain();
+      return builder.finish();
     };
-    const Trace bulk = make(1), pieces = make(40);
-    const AttentionRows &x = bulk.layers[1].layer_attention, &y = pieces.layers[1].layer_attention;
+    const Trace bulk = make(1), pieces = make(40), queued = make(40, 1), held = make(40, 2);
+    const AttentionRows& x = bulk.layers[1].layer_attention;
     QVERIFY(x.rows() > 19000 && x.slot.size() > 100000);
-    QVERIFY(x.token == y.token && x.offset == y.offset && x.slot == y.slot && x.layer == y.layer && x.note == y.note &&
-            x.weight == y.weight);
+    for (const Trace* other : {&pieces, &queued, &held}) {
+      const AttentionRows& y = other->layers[1].layer_attention;
+      QVERIFY(x.token == y.token && x.offset == y.offset && x.slot == y.slot && x.layer == y.layer && x.note == y.note &&
+              x.weight == y.weight);
+    }
     QCOMPARE(x.token[0], int64_t{100});  // 3 * 33 + 1: the first row in the detail range
+  }
+
+  void queuedObserverPassesOnTheBuildersErrors() {
+    // A report the builder refuses on the worker thread surfaces at drain(), and later ones are dropped.
+    TraceBuilder builder(testing::tiny_config(), TraceOptions{});
+    QueuedObserver queue(builder);
+    std::vector<NoteMade> notes(2);
+    notes[0].note_id = 0;
+    notes[1].note_id = 5;  // out of order
+    queue.notes_made(0, notes);
+    queue.notes_made(1, {NoteMade{}});
+    QVERIFY_THROWS_EXCEPTION(std::logic_error, queue.drain());
+    QCOMPARE(builder.trace().notes.size(), size_t{1});  // the first note went in, the refused and later ones not
+    queue.drain();  // the error was handed over once
   }
 
   void initTestCase() { configure_cpu_runtime(); }
