@@ -96,8 +96,14 @@ void QueuedObserver::attention_rows(int32_t layer, bool cross_layer, const std::
   });
 }
 
-void QueuedObserver::later(std::function<void(RunObserver&)> job) {
-  enqueue([this, job = std::move(job)] { job(target_); });
+void QueuedObserver::attention_rows_held(int32_t layer, bool cross_layer, std::vector<int64_t> positions, int64_t width,
+                                         std::shared_ptr<const void> arrays, const int32_t* column,
+                                         const int32_t* local_note, const float* weight,
+                                         std::vector<int32_t> column_layer, std::vector<int32_t> column_slot) {
+  enqueue([this, layer, cross_layer, positions = std::move(positions), width, arrays = std::move(arrays), column,
+           local_note, weight, column_layer = std::move(column_layer), column_slot = std::move(column_slot)] {
+    target_.attention_rows(layer, cross_layer, positions, width, column, local_note, weight, column_layer, column_slot);
+  });
 }
 
 void QueuedObserver::retention(int32_t layer, int64_t source, std::vector<float> values) {

@@ -4,7 +4,7 @@
 // that writes traces. Batch 1 only. Torch-free.
 #pragma once
 #include <cstdint>
-#include <functional>
+#include <memory>
 #include <vector>
 
 #include "model/memory/note_block.h"
@@ -32,9 +32,14 @@ class RunObserver {
   virtual void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
                               const int32_t* column, const int32_t* local_note, const float* weight,
                               const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) = 0;
-  // Runs `job` on this observer: now, or, for an observer that works on a thread of its own,
-  // there, in order with the other reports (a job may wait there for a GPU's copies).
-  virtual void later(std::function<void(RunObserver&)> job) { job(*this); }
+  // The same, with the arrays kept alive by `arrays` for as long as the observer needs them
+  // (an observer that works on a thread of its own keeps it until it gets to the rows).
+  virtual void attention_rows_held(int32_t layer, bool cross_layer, std::vector<int64_t> positions, int64_t width,
+                                   std::shared_ptr<const void> arrays, const int32_t* column, const int32_t* local_note,
+                                   const float* weight, std::vector<int32_t> column_layer,
+                                   std::vector<int32_t> column_slot) {
+    attention_rows(layer, cross_layer, positions, width, column, local_note, weight, column_layer, column_slot);
+  }
   // More of the retention curve of `source` in `layer` (appended to what came before).
   virtual void retention(int32_t layer, int64_t source, std::vector<float> values) = 0;
 };

@@ -56,8 +56,8 @@ class TestTrace : public QObject {
     // A traced GPU chunk hands over millions of entries at once (filled by several threads);
     // the same rows handed over in small pieces (one thread) give the same trace.
     ModelConfig c = testing::tiny_config();
-    // queued_mode: 0 straight to the builder, 1 through a QueuedObserver (rows copied), 2 through
-    // it as later() jobs holding their arrays.
+    // queued: 0 straight to the builder, 1 through a QueuedObserver (rows copied), 2 through it
+    // with the arrays held.
     auto make = [&](size_t pieces, int queued_mode = 0) {
       TraceOptions o;
       o.detail_begin = 100;  // rows before it are left out
@@ -87,13 +87,11 @@ class TestTrace : public QObject {
       for (size_t p = 0; p < pieces; ++p) {
         std::vector<int64_t> part(positions.begin() + p * per, positions.begin() + (p + 1) * per);
         if (queued_mode == 2) {
-          // The piece's arrays live only as long as the job that hands them over.
+          // Each piece's arrays live only as long as the observer holds them.
           auto held = std::make_shared<std::vector<int32_t>>(column.begin() + p * per * width,
                                                              column.begin() + (p + 1) * per * width);
-          b.later([=, &local, &weight](RunObserver& target) {
-            target.attention_rows(1, true, part, width, held->data(), local.data() + p * per * width,
-                                  weight.data() + p * per * width, column_layer, column_slot);
-          });
+          b.attention_rows_held(1, true, part, width, held, held->data(), local.data() + p * per * width,
+                                weight.data() + p * per * width, column_layer, column_slot);
         } else {
           b.attention_rows(1, true, part, width, column.data() + p * per * width, local.data() + p * per * width,
                            weight.data() + p * per * width, column_layer, column_slot);

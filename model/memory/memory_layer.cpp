@@ -2,12 +2,7 @@
 
 #include <torch/torch.h>
 
-#include <c10/core/Event.h>
-#include <c10/core/impl/VirtualGuardImpl.h>
-
-#include <chrono>
 #include <optional>
-#include <thread>
 
 #include "model/mamba_mixer.h"
 #include "model/memory/cross_layer_attention.h"
@@ -40,83 +35,50 @@ void tap_attention(const RunOptions& options, int64_t layer, bool cross_layer, i
 }
 
 // Sends the rows whose read reached the stream to the observer, each reduced to its
-// `attention_width()` largest weights. They are chosen where the weights are (on the GPU for
-// a GPU run), so only k columns, bank indices and weights per row come to the host, through
-// pinned memory and without waiting: the observer's later() job waits for the copies, keeps
-// the rows that read, and names each entry's note. Visible columns go before empty ones,
-// whatever their weight.
+// `attention_width()` largest weights. They are chosen where the weights are (on the GPU
+// for a GPU run) with each entry's note found there too, so only k columns, notes and
+// weights per row come to the host, through pinned memory. Visible columns go before
+// empty ones, whatever their weight.
 void report_attention(RunObserver& observer, int64_t layer, bool cross_layer, int64_t pos0, const GatedRead& read,
                       const SlotColumns& columns) {
   const int64_t width = observer.attention_width();
   if (width <= 0 || read.rows.numel() == 0) return;
   const auto dev = read.visible.device();
-  const auto& visible = read.visible;
+  auto kept = (read.applied & read.visible.ge(0).any(1)).nonzero().squeeze(1);
+  auto rows_cpu = read.rows.index_select(0, kept).to(torch::kCPU).contiguous();
+  std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
+  if (positions.empty()) return;
+  for (auto& pos : positions) pos += pos0;
+  const bool all_rows = kept.size(0) == read.rows.size(0);
+  const auto visible = all_rows ? read.visible : read.visible.index_select(0, kept);
+  auto w = (all_rows ? read.weights : read.weights.index_select(0, kept)).detach().to(torch::kFloat32);
   const int64_t M = visible.size(1), k = std::min<int64_t>(M, width);
-  auto read_any = (read.applied & visible.ge(0).any(1)).to(torch::kUInt8);
-  auto w = read.weights.detach().to(torch::kFloat32);
   auto [top_weight, top_column] = torch::where(visible.ge(0), w, torch::full({}, -1.f, w.options())).topk(k, 1);
   auto bank = visible.gather(1, top_column);  // [n, k] bank index, -1 where nothing is visible
-  auto column = torch::where(bank.ge(0), top_column, torch::full({}, -1, top_column.options())).to(torch::kInt32);
-  struct HostRows {
-    torch::Tensor rows, reads, column, bank, weight;
-  };
-  auto host = std::make_shared<HostRows>();
-  const auto pinned = torch::TensorOptions().pinned_memory(dev.is_cuda());
-  auto to_host = [&](const torch::Tensor& t) {
-    auto h = torch::empty(t.sizes(), pinned.dtype(t.scalar_type()));
-    h.copy_(t, /*non_blocking=*/true);
-    return h;
-  };
-  host->rows = to_host(read.rows.to(torch::kInt64).contiguous());
-  host->reads = to_host(read_any);
-  host->column = to_host(column);
-  host->bank = to_host(bank.to(torch::kInt32));
-  host->weight = to_host(top_weight.contiguous());
-  std::shared_ptr<c10::Event> copied;
-  if (dev.is_cuda()) {
-    copied = std::make_shared<c10::Event>(c10::DeviceType::CUDA);
-    copied->record(c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).getStream(dev));
-  }
-  // The note id of every bank index of the pools these columns read, in bank order (taken
-  // now: the next chunk's walk replaces the banks).
+  // The note id of every bank index of the pools these columns read, in bank order.
   int64_t bank_size = 0;
   for (size_t g = 0; g < columns.note_ids.size(); ++g)
     bank_size = std::max<int64_t>(bank_size, columns.bank_offsets[g] + static_cast<int64_t>(columns.note_ids[g]->size()));
-  auto ids = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(bank_size), -1);
+  std::vector<int32_t> ids(static_cast<size_t>(bank_size), -1);
   for (size_t g = 0; g < columns.note_ids.size(); ++g)
-    std::copy(columns.note_ids[g]->begin(), columns.note_ids[g]->end(), ids->begin() + columns.bank_offsets[g]);
-  observer.later([host, copied, ids, k, pos0, layer, cross_layer, column_layer = columns.layer,
-                  column_slot = columns.slot](RunObserver& target) {
-    if (copied)
-      while (!copied->query()) std::this_thread::sleep_for(std::chrono::microseconds(20));
-    const int64_t n = host->rows.size(0);
-    const int64_t* rows = host->rows.data_ptr<int64_t>();
-    const uint8_t* reads = host->reads.data_ptr<uint8_t>();
-    const int32_t* col = host->column.data_ptr<int32_t>();
-    const int32_t* bank_index = host->bank.data_ptr<int32_t>();
-    const float* weight = host->weight.data_ptr<float>();
-    std::vector<int64_t> positions;
-    std::vector<int32_t> columns_kept, notes_kept;
-    std::vector<float> weights_kept;
-    positions.reserve(static_cast<size_t>(n));
-    columns_kept.reserve(static_cast<size_t>(n * k));
-    notes_kept.reserve(static_cast<size_t>(n * k));
-    weights_kept.reserve(static_cast<size_t>(n * k));
-    for (int64_t r = 0; r < n; ++r) {
-      if (!reads[r]) continue;
-      positions.push_back(rows[r] + pos0);
-      for (int64_t e = r * k; e < (r + 1) * k; ++e) {
-        const int32_t b = bank_index[e];
-        const int32_t note = b >= 0 && b < static_cast<int32_t>(ids->size()) ? (*ids)[static_cast<size_t>(b)] : -1;
-        columns_kept.push_back(note >= 0 ? col[e] : -1);
-        notes_kept.push_back(note);
-        weights_kept.push_back(weight[e]);
-      }
-    }
-    if (positions.empty()) return;
-    target.attention_rows(static_cast<int32_t>(layer), cross_layer, positions, k, columns_kept.data(), notes_kept.data(),
-                          weights_kept.data(), column_layer, column_slot);
-  });
+    std::copy(columns.note_ids[g]->begin(), columns.note_ids[g]->end(), ids.begin() + columns.bank_offsets[g]);
+  auto ids_t = torch::from_blob(ids.data(), {bank_size}, torch::kInt32).to(dev);
+  auto local = ids_t.index_select(0, bank.clamp_min(0).reshape({-1})).view_as(bank);
+  auto column = torch::where(bank.ge(0) & local.ge(0), top_column, torch::full({}, -1, top_column.options())).to(torch::kInt32);
+  auto host = torch::TensorOptions().pinned_memory(dev.is_cuda());
+  auto column_host = torch::empty(column.sizes(), host.dtype(torch::kInt32));
+  auto local_host = torch::empty(local.sizes(), host.dtype(torch::kInt32));
+  auto weight_host = torch::empty(top_weight.sizes(), host.dtype(torch::kFloat32));
+  column_host.copy_(column, /*non_blocking=*/true);
+  local_host.copy_(local, /*non_blocking=*/true);
+  weight_host.copy_(top_weight);  // in stream order after the two above: all three are home
+  struct HostArrays {
+    torch::Tensor column, local, weight;
+  };
+  auto arrays = std::make_shared<const HostArrays>(HostArrays{column_host, local_host, weight_host});
+  observer.attention_rows_held(static_cast<int32_t>(layer), cross_layer, std::move(positions), k, arrays,
+                               column_host.data_ptr<int32_t>(), local_host.data_ptr<int32_t>(),
+                               weight_host.data_ptr<float>(), columns.layer, columns.slot);
 }
 
 // An edit that masks reads: the masked rows' context does not reach the stream. The read
