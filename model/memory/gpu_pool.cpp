@@ -24,12 +24,11 @@ PoolWalkResult GpuPool::walk(const NoteInputs& in, const MemorySettings& setting
   const torch::Tensor& s = in.summaries;  // [B, T, S]
   const int64_t B = s.size(0), T = s.size(1), K = slots_, S = width_;
   const bool learned_rule = settings.importance == ImportanceRule::Learned;
-  // The observed pool's note ids as the chunk starts, kept on the device (the walk changes
-  // them in place) and read with the walk's decisions in one wait.
-  torch::Tensor ids_before, made_before;
+  torch::Tensor ids_before;
+  int64_t made_before = 0;
   if (request.records) {
-    ids_before = pool_.slot_note_id[0].clone();
-    made_before = pool_.notes_made.narrow(0, 0, 1).clone();
+    ids_before = pool_.slot_note_id[0].to(torch::kCPU);
+    made_before = pool_.notes_made[0].item<int64_t>();
   }
   const cuda_ops::DevicePoolDecisions d = cuda_ops::note_pool(s, learned_rule ? in.learned : torch::Tensor(), settings,
                                                               pool_, position_);
@@ -79,23 +78,15 @@ PoolWalkResult GpuPool::walk(const NoteInputs& in, const MemorySettings& setting
 // The observed sequence's decisions as the host walk reports them: notes in id order,
 // each with its eviction (if any) before its insert, or its drop.
 WalkRecords GpuPool::records_of(const cuda_ops::DevicePoolDecisions& d, const torch::Tensor& summaries, int64_t pos0,
-                                const torch::Tensor& ids_before_device, const torch::Tensor& made_before_device,
+                                const torch::Tensor& ids_before, int64_t made_before,
                                 std::vector<int64_t>& note_ids) const {
   const int64_t T = summaries.size(1), K = slots_, S = width_;
-  // Every array to pinned memory without waiting, then one wait (the last copy) for them all.
-  const auto pinned = torch::TensorOptions().pinned_memory(summaries.is_cuda());
-  const std::vector<torch::Tensor> device_arrays{d.importance[0],   d.istate[0],        d.flags[0],
-                                                 d.slot_taken[0],   d.evicted_note[0],  d.evicted_priority[0],
-                                                 ids_before_device, made_before_device};
-  std::vector<torch::Tensor> host;
-  for (size_t i = 0; i < device_arrays.size(); ++i) {
-    auto source = device_arrays[i].contiguous();
-    host.push_back(torch::empty(source.sizes(), pinned.dtype(source.scalar_type())));
-    host.back().copy_(source, /*non_blocking=*/i + 1 < device_arrays.size());
-  }
-  const auto &imp = host[0], &ist = host[1], &flags = host[2], &taken = host[3], &evicted = host[4],
-             &evicted_priority = host[5], &ids_before = host[6];
-  const int64_t made_before = host[7].data_ptr<int64_t>()[0];
+  auto imp = d.importance[0].to(torch::kCPU).contiguous();
+  auto ist = d.istate[0].to(torch::kCPU).contiguous();
+  auto flags = d.flags[0].to(torch::kCPU).contiguous();
+  auto taken = d.slot_taken[0].to(torch::kCPU).contiguous();
+  auto evicted = d.evicted_note[0].to(torch::kCPU).contiguous();
+  auto evicted_priority = d.evicted_priority[0].to(torch::kCPU).contiguous();
   const float* ip = imp.data_ptr<float>();
   const uint8_t* fp = flags.data_ptr<uint8_t>();
   // Only the noted tokens' summaries come to the host (their notes' vectors).
