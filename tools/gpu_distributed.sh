@@ -23,7 +23,7 @@ shards=$(tools/gpu_shards.sh "$shards" "$bin") || exit 1
 mem=sample_data/memmamba-small.safetensors
 train=(train --data "$shards" --device cuda --init "$mem" --seq-len 4096 --batch 16 --steps 20 --eval-every 100000
        --checkpoint-every 100000 --passkey-fraction 0.25 --varied-cases ${ACCUMULATION:+--accumulation $ACCUMULATION})
-median_tps() { tail -n 15 "$1" | cut -d, -f6 | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+source tools/gpu_lib.sh
 # train_run GPUS BATCH: 20 steps; prints the median tokens/s of the last 15 and leaves $out/metrics-GPUS-BATCH.csv.
 train_run() {
   rm -rf /tmp/dp-$1-$2

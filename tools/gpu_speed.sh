@@ -21,11 +21,7 @@ mem=sample_data/memmamba-small.safetensors
 base=sample_data/mamba-small.safetensors
 has() { [[ "$stages" == *" $1 "* ]]; }
 shards=$(tools/gpu_shards.sh "$shards" "$bin") || shards=""
-# Median tokens/s of a run's last steps (metrics.csv's tokens_per_second column).
-median_tps() {
-  awk -F, -v skip="$2" 'NR==1{for(i=1;i<=NF;i++) if($i=="tokens_per_second") c=i; next} NR-1>skip{print $c}' "$1" |
-    sort -g | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
-}
+source tools/gpu_lib.sh
 run() { echo "== memmamba $*"; "$bin" "$@" 2>&1 | tee -a "$out/bench.log" | grep -v "^scan "; }
 if has test; then
   build-gpu/tests/test_cuda 2>&1 | tee "$out/test_cuda.log" | grep -v "^ok  " | grep -v "ran out of memory" | tail -30
@@ -66,7 +62,7 @@ if has rows && [ -n "$shards" ]; then
   for rows in 1 2 4 8 16; do
     rm -rf /tmp/rows-run
     "$bin" train "${train_args[@]}" --out /tmp/rows-run --batch "$rows" > /dev/null 2>&1
-    tps=$(median_tps /tmp/rows-run/metrics.csv 4)
+    tps=$(median_tps /tmp/rows-run/metrics.csv 10)
     echo "rows $rows: $tps tokens/s, $(awk -v t="$tps" -v r="$rows" 'BEGIN{printf "%.1f", 4096*r/t*1000}') ms a step"
   done
 fi
