@@ -105,10 +105,11 @@ class TestTrainer : public QObject {
   }
 
   // Training rows never use a held-out wording; the passkey mix is one digit key of 3-10
-  // digits; the whole mix has facts, words, names and distractors (only with digit keys).
+  // digits; the whole mix has facts, words, names and distractors (only with digit keys); the
+  // facts mix has digit keys only, with 2-6 facts in some rows.
   void trainingCasesKeepHeldOutWordingsOut() {
     std::mt19937_64 rng(3);
-    bool facts = false, words = false, names = false, distractors = false;
+    bool facts = false, words = false, names = false, distractors = false, several_digit_facts = false;
     for (int i = 0; i < 400; ++i) {
       const eval::CaseSpec all = training_case_spec(rng, "all");
       const auto& wordings = all.facts > 1 ? eval::fact_wordings() : eval::passkey_wordings();
@@ -123,8 +124,13 @@ class TestTrainer : public QObject {
       QCOMPARE(passkey.facts, int64_t{1});
       QVERIFY(passkey.key_kind == eval::KeyKind::Digits && passkey.key_digits_min == 3 && passkey.key_digits_max == 10);
       for (int64_t w : passkey.wordings) QVERIFY(!eval::passkey_wordings()[static_cast<size_t>(w)].held_out);
+      const eval::CaseSpec digit_facts = training_case_spec(rng, "facts");
+      QVERIFY(digit_facts.key_kind == eval::KeyKind::Digits && digit_facts.facts >= 1 && digit_facts.facts <= 6);
+      const auto& fact_wordings = digit_facts.facts > 1 ? eval::fact_wordings() : eval::passkey_wordings();
+      for (int64_t w : digit_facts.wordings) QVERIFY(!fact_wordings[static_cast<size_t>(w)].held_out);
+      several_digit_facts |= digit_facts.facts > 1;
     }
-    QVERIFY(facts && words && names && distractors);
+    QVERIFY(facts && words && names && distractors && several_digit_facts);
   }
 
   // Passkey rows on the shard's own text: the haystack sentences come from the training shard

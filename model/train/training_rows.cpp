@@ -153,6 +153,14 @@ eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix) 
     spec.wordings = eval::parse_wordings("trained", false);
     return spec;
   }
+  if (mix == "facts") {  // digit keys only: labelled facts without the word and name keys of "all"
+    spec.key_digits_min = 3;
+    spec.key_digits_max = 10;
+    spec.facts = unit(rng) < 0.5 ? 1 : std::uniform_int_distribution<int64_t>(2, 6)(rng);
+    spec.wordings = eval::parse_wordings("trained", spec.facts > 1);
+    spec.distractors = unit(rng) < 0.5 ? std::uniform_int_distribution<int64_t>(1, 4)(rng) : 0;
+    return spec;
+  }
   const double kind = unit(rng);
   spec.key_kind = kind < 0.7 ? eval::KeyKind::Digits : kind < 0.85 ? eval::KeyKind::Word : eval::KeyKind::Name;
   spec.key_digits_min = 3;
