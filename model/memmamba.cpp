@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "model/cuda/fused_step.h"
 #include "model/cuda/step_graph.h"
 #include "model/memory/memory_layer.h"
 #include "model/profile.h"
@@ -367,7 +368,11 @@ torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& stat
     RunOptions one = options;
     one.progress = nullptr;
     one.keep_hidden = true;
+    // Fused kernels where nothing observes the step (model/cuda/fused_step.h), else the
+    // parallel pass over one token.
+    const bool fused = cuda_ops::fused_step_applies(config_, weights_, options, state);
     auto direct = [&](const torch::Tensor& tokens) {
+      if (fused) return cuda_ops::fused_step(config_, weights_, tokens.to(device()), state, options);
       auto h = forward_impl(tokens.view({state.batch, 1}), state, one, true);
       return logits(h.select(1, 0));
     };
@@ -379,10 +384,12 @@ torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& stat
     if (options.observer || options.on_hidden || !device_only || !cuda_ops::step_graphs_available() ||
         profile::enabled()) {
       state.step_graph.reset();
-      return direct(host_tokens);
+      auto out = direct(host_tokens);
+      if (fused) state.position += 1;  // the parallel pass moves it on itself
+      return out;
     }
     const Json settings = options.memory.to_json(config_.memory);
-    const std::string key = settings.dump() + "/" + std::to_string(state.batch);
+    const std::string key = settings.dump() + "/" + std::to_string(state.batch) + (fused ? "/fused" : "");
     const int64_t before = state.position;
     auto out = cuda_ops::run_step_graph(state.step_graph, key, host_tokens, direct, [&state] {
       std::vector<torch::Tensor*> slots;

@@ -16,6 +16,13 @@ class GpuPool : public LayerPool {
   int64_t notes_made(int64_t sequence) const override { return pool_.notes_made[sequence].item<int64_t>(); }
   bool capturable() const override { return true; }
   std::vector<torch::Tensor*> carried_tensors() override { return {&vectors_, &priority_}; }
+  // Step mode's fused kernels read and update these in place (model/cuda/fused_step.cpp).
+  struct StepTensors {
+    cuda_ops::DevicePool* pool;
+    torch::Tensor* vectors;
+    torch::Tensor* priority;
+  };
+  StepTensors step_tensors() { return {&pool_, &vectors_, &priority_}; }
 
  private:
   WalkRecords records_of(const cuda_ops::DevicePoolDecisions& d, const torch::Tensor& summaries, int64_t pos0,

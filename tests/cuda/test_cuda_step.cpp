@@ -1,0 +1,213 @@
+// Step mode's fused kernels (model/cuda/step_kernels.cu) against the step they replace (the
+// parallel pass over one token, MEMMAMBA_NO_FUSED_STEP=1) and against the parallel pass over
+// the whole text: logits, every pool's notes and slots, for each importance rule, pool
+// policy and fusion the kernels take, batches of one and three, untrained weights (dense
+// notes, full pools, evictions and drops) and the bundled model on a book. A plain program
+// (the GPU machine has no Qt); without a GPU it exits 77, which CTest reports as skipped.
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "model/cuda/fused_step.h"
+#include "model/memmamba.h"
+#include "model/file_io.h"
+#include "model/runtime.h"
+#include "model/session.h"
+#include "model/tokenizer.h"
+#include "tests/test_helpers.h"
+
+using namespace memmamba;
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const std::string& what) {
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+  if (!ok) ++failures;
+}
+
+void set_fused(bool on) {
+  if (on)
+    unsetenv("MEMMAMBA_NO_FUSED_STEP");
+  else
+    setenv("MEMMAMBA_NO_FUSED_STEP", "1", 1);
+}
+
+struct Stepped {
+  torch::Tensor logits;                  // [steps, B, V]
+  std::vector<std::vector<int64_t>> ids;  // per layer and sequence: the pool's note ids
+  std::vector<int64_t> made;             // per layer and sequence: notes made
+};
+
+// Steps through tokens [B, T] from a fresh state (or after a parallel prompt of `prompt` tokens).
+Stepped step_through(const MemMambaModel& model, const torch::Tensor& tokens, const RunOptions& options, bool fused,
+                     int64_t prompt = 0) {
+  set_fused(fused);
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  RunState state = model.new_state(B);
+  if (prompt > 0) model.forward(tokens.narrow(1, 0, prompt).to(model.device()), state, options);
+  std::vector<torch::Tensor> rows;
+  for (int64_t t = prompt; t < T; ++t) rows.push_back(model.step(tokens.select(1, t), state, options));
+  set_fused(true);
+  Stepped out;
+  out.logits = torch::stack(rows, 0).to(torch::kCPU, torch::kFloat32);
+  for (const auto& pool : state.pools)
+    for (int64_t b = 0; b < B; ++b) {
+      out.ids.push_back(pool->slot_note_ids(b));
+      out.made.push_back(pool->notes_made(b));
+    }
+  return out;
+}
+
+double max_abs(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+ModelConfig with(ImportanceRule rule, PoolPolicy policy, FusionKind fusion, ModelConfig c = testing::tiny_config()) {
+  c.importance = rule;
+  c.pool_policy = policy;
+  c.fusion = fusion;
+  return c;
+}
+
+// Fused steps == unfused steps == the parallel pass, with the same notes in the same slots.
+void fused_step_matches_unfused_and_parallel() {
+  const torch::Device gpu(torch::kCUDA);
+  torch::NoGradGuard no_grad;
+  struct Case {
+    ModelConfig config;
+    int64_t batch, steps;
+    const char* name;
+  };
+  ModelConfig big;  // the default config: K 50, S 64, D 256; untrained weights note densely
+  ModelConfig big_fifo = big;
+  big_fifo.pool_policy = PoolPolicy::Fifo;
+  const std::vector<Case> cases = {
+      {with(ImportanceRule::Novelty, PoolPolicy::Priority, FusionKind::Weighted), 1, 200, "novelty/priority/weighted"},
+      {with(ImportanceRule::Novelty, PoolPolicy::Fifo, FusionKind::Residual), 3, 200, "novelty/fifo/residual, batch 3"},
+      {with(ImportanceRule::Learned, PoolPolicy::Priority, FusionKind::Residual), 3, 200, "learned/priority/residual, batch 3"},
+      {with(ImportanceRule::Learned, PoolPolicy::Fifo, FusionKind::Weighted), 1, 200, "learned/fifo/weighted"},
+      {big, 2, 300, "default config, batch 2"},
+      {big_fifo, 1, 300, "default config, fifo"},
+  };
+  for (const Case& c : cases) {
+    MemMambaModel model = MemMambaModel::random(c.config, 17);
+    model.to(gpu);
+    const RunOptions options = model.default_options();
+    torch::manual_seed(5);
+    auto tokens = torch::randint(0, c.config.vocab_size, {c.batch, c.steps}, torch::kInt64);
+    RunState probe = model.new_state(c.batch);
+    check(cuda_ops::fused_step_applies(c.config, model.weights(), options, probe),
+          std::string("the fused step applies: ") + c.name);
+    const Stepped fused = step_through(model, tokens, options, true);
+    const Stepped plain = step_through(model, tokens, options, false);
+    const double scale = plain.logits.abs().max().item<double>();
+    const double diff = max_abs(fused.logits, plain.logits);
+    check(diff < 1e-4 * std::max(1.0, scale), std::string("fused step == unfused step, ") + c.name + ": max |dlogit| " +
+                                                  std::to_string(diff) + " of " + std::to_string(scale));
+    check(fused.ids == plain.ids && fused.made == plain.made,
+          std::string("fused step: the same notes in the same slots, ") + c.name);
+    int64_t notes = 0;
+    for (int64_t m : plain.made) notes += m;
+    const int64_t slots = c.config.pool_slots * c.config.n_layers * c.batch;
+    check(notes > slots, std::string("the case fills its pools (notes ") + std::to_string(notes) + ", slots " +
+                             std::to_string(slots) + "): " + c.name);
+    RunState whole = model.new_state(c.batch);
+    auto parallel = model.logits(model.forward(tokens.to(gpu), whole, options)).transpose(0, 1).to(torch::kCPU);
+    const double pdiff = max_abs(fused.logits, parallel);
+    check(pdiff < 1e-4 * std::max(1.0, scale), std::string("fused step == parallel pass, ") + c.name + ": max |dlogit| " +
+                                                   std::to_string(pdiff));
+    // A prompt read in parallel, then fused steps.
+    const Stepped after = step_through(model, tokens, options, true, c.steps / 2);
+    const double adiff = max_abs(after.logits, parallel.narrow(0, c.steps / 2, c.steps - c.steps / 2));
+    check(adiff < 1e-4 * std::max(1.0, scale),
+          std::string("fused steps after a parallel prompt == parallel pass, ") + c.name + ": " + std::to_string(adiff));
+  }
+}
+
+// The settings a run may change: memory off, other thresholds, the gain; and what the fused
+// kernels leave to the parallel pass (gated fusion, an observer's callbacks).
+void fused_step_follows_run_settings() {
+  const torch::Device gpu(torch::kCUDA);
+  torch::NoGradGuard no_grad;
+  const ModelConfig config = with(ImportanceRule::Novelty, PoolPolicy::Priority, FusionKind::Weighted);
+  MemMambaModel model = MemMambaModel::random(config, 23);
+  model.to(gpu);
+  torch::manual_seed(6);
+  auto tokens = torch::randint(0, config.vocab_size, {2, 120}, torch::kInt64);
+  std::vector<std::pair<std::string, RunOptions>> runs;
+  RunOptions off = model.default_options();
+  off.memory.enabled = false;
+  runs.emplace_back("memory off", off);
+  RunOptions other = model.default_options();
+  other.memory.tau_note = 0.5;
+  other.memory.tau_retrieve = 0.3;
+  other.memory.fusion_gain = 2.5;
+  other.memory.importance = ImportanceRule::Learned;
+  runs.emplace_back("tau1 0.5, tau2 0.3, gain 2.5, learned rule at run time", other);
+  for (const auto& [name, options] : runs) {
+    RunState probe = model.new_state(2);
+    check(cuda_ops::fused_step_applies(config, model.weights(), options, probe), "the fused step applies: " + name);
+    const Stepped fused = step_through(model, tokens, options, true);
+    const Stepped plain = step_through(model, tokens, options, false);
+    const double diff = max_abs(fused.logits, plain.logits);
+    check(diff < 1e-4 * std::max(1.0, plain.logits.abs().max().item<double>()) && fused.ids == plain.ids,
+          "fused step == unfused step, " + name + ": max |dlogit| " + std::to_string(diff));
+  }
+  const ModelConfig gated = with(ImportanceRule::Novelty, PoolPolicy::Priority, FusionKind::Gated);
+  MemMambaModel gated_model = MemMambaModel::random(gated, 23);
+  gated_model.to(gpu);
+  RunState state = gated_model.new_state(1);
+  check(!cuda_ops::fused_step_applies(gated, gated_model.weights(), gated_model.default_options(), state),
+        "gated fusion stays on the parallel pass");
+  RunOptions hooked = model.default_options();
+  hooked.on_hidden = [](int64_t, const torch::Tensor&) {};
+  RunState hs = model.new_state(1);
+  check(!cuda_ops::fused_step_applies(config, model.weights(), hooked, hs), "a run with callbacks stays on the parallel pass");
+  torch::GradMode::set_enabled(true);
+  check(!cuda_ops::fused_step_applies(config, model.weights(), model.default_options(), hs),
+        "a step with gradients stays on the parallel pass");
+  torch::GradMode::set_enabled(false);
+}
+
+// The bundled model on the opening of a book: the same logits and greedy tokens.
+void bundled_model_on_a_book() {
+  torch::NoGradGuard no_grad;
+  ModelChoice choice;
+  choice.checkpoint = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/memmamba-small.safetensors";
+  choice.device = "cuda";
+  LoadedModel loaded = load_model(choice);
+  const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+  const std::string text = read_file(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/The-Time-Machine_35.txt");
+  const Encoding enc = tok.encode(text.substr(0, 6000));
+  std::vector<int64_t> ids(enc.ids.begin(), enc.ids.begin() + std::min<size_t>(enc.ids.size(), 1000));
+  auto tokens = torch::tensor(ids, torch::kInt64).view({1, -1});
+  const RunOptions options = loaded.model.default_options();
+  RunState probe = loaded.model.new_state(1);
+  check(cuda_ops::fused_step_applies(loaded.model.config(), loaded.model.weights(), options, probe),
+        "the fused step applies to the bundled model");
+  const Stepped fused = step_through(loaded.model, tokens, options, true, 200);
+  const Stepped plain = step_through(loaded.model, tokens, options, false, 200);
+  const double diff = max_abs(fused.logits, plain.logits);
+  const bool same_argmax = fused.logits.argmax(-1).equal(plain.logits.argmax(-1));
+  check(diff < 1e-3 && same_argmax && fused.ids == plain.ids,
+        "bundled MemMamba-small, 800 steps of The Time Machine after a 200-token prompt: max |dlogit| " +
+            std::to_string(diff) + (same_argmax ? ", the same greedy tokens" : ", greedy tokens differ"));
+}
+
+}  // namespace
+
+int main() {
+  if (!torch::cuda::is_available()) {
+    std::printf("SKIPPED: no CUDA device (or this LibTorch has no CUDA); the CUDA tests run on the GPU machine\n");
+    return 77;
+  }
+  configure_cpu_runtime();
+  fused_step_matches_unfused_and_parallel();
+  fused_step_follows_run_settings();
+  bundled_model_on_a_book();
+  std::printf("%d failure(s)\n", failures);
+  return failures == 0 ? 0 : 1;
+}
