@@ -9,22 +9,15 @@
 #include <cfloat>
 #include <cmath>
 
+#include "model/cuda/pool_rules.cuh"
 #include "model/cuda/step_kernels.h"
 #include "model/memory/retrieval_trigger.h"
 
 namespace memmamba::cuda_kernels {
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kBlock = 256;
 constexpr int kRowsPerBlock = 32;  // matrix rows per block of the wide products
-constexpr int kMaxSlots = 64;
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
 
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
@@ -227,8 +220,7 @@ __global__ void __launch_bounds__(kBlock) memory_step_kernel(MemoryStepProblem p
   const StepPool& own = p.pools[p.union_count - 1];
   if (warp == 0) {
     const float s0 = lane < S ? s[lane] : 0.f, s1 = lane + 32 < S ? s[lane + 32] : 0.f;
-    const float sq = warp_sum(fmaf(s0, s0, s1 * s1));
-    const float invn = sq > 1e-24f ? rsqrtf(sq) : 0.f;
+    const float invn = warp_inverse_norm(s0, s1);
     if (lane < S) unit[lane] = s0 * invn;
     if (lane + 32 < S) unit[lane + 32] = s1 * invn;
     __syncwarp();
@@ -243,12 +235,7 @@ __global__ void __launch_bounds__(kBlock) memory_step_kernel(MemoryStepProblem p
       const float c = (a[0] + a[1]) + (a[2] + a[3]);
       if (c > best) { best = c; best_slot = j; }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(kFullMask, best, o);
-      const int os = __shfl_xor_sync(kFullMask, best_slot, o);
-      if (ob > best || (ob == best && os < best_slot)) { best = ob; best_slot = os; }
-    }
+    warp_best(best, best_slot);
     if (lane == 0) {
       const bool empty = best_slot >= kMaxSlots;
       w.scalars[5] = p.importance_w ? w.scalars[4] : (empty ? 1.f : 1.f - best);
@@ -285,8 +272,7 @@ __global__ void commit_notes_kernel(CommitProblem p) {
   if (!(importance > p.tau_note)) return;
   const float* summary = pend.summary + static_cast<int64_t>(b) * S;
   const float s0 = lane < S ? summary[lane] : 0.f, s1 = lane + 32 < S ? summary[lane + 32] : 0.f;
-  const float sq = warp_sum(fmaf(s0, s0, s1 * s1));
-  const float invn = sq > 1e-24f ? rsqrtf(sq) : 0.f;
+  const float invn = warp_inverse_norm(s0, s1);
   const int64_t base = static_cast<int64_t>(b) * K;
   const int j0 = lane, j1 = lane + 32;
   const bool has0 = j0 < K, has1 = j1 < K;
@@ -295,28 +281,12 @@ __global__ void commit_notes_kernel(CommitProblem p) {
   const unsigned free1 = __ballot_sync(kFullMask, has1 && id1 < 0);
   int target = free0 ? __ffs(free0) - 1 : (free1 ? 32 + __ffs(free1) - 1 : -1);
   if (target < 0) {
-    // The victim: (priority, inserted, slot) the smallest in the policy's order.
-    float pri = FLT_MAX;
-    int64_t ins = INT64_MAX;
-    int slot = kMaxSlots;
-    auto consider = [&](int j) {
-      const float pj = pool.slot_priority[base + j];
-      const int64_t ij = pool.slot_inserted[base + j];
-      const bool before = slot >= kMaxSlots || (!p.fifo && pj != pri ? pj < pri : (ij != ins ? ij < ins : j < slot));
-      if (before) { pri = pj; ins = ij; slot = j; }
-    };
-    if (has0) consider(j0);
-    if (has1) consider(j1);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float op = __shfl_xor_sync(kFullMask, pri, o);
-      const int64_t oi = __shfl_xor_sync(kFullMask, ins, o);
-      const int os = __shfl_xor_sync(kFullMask, slot, o);
-      if (os >= kMaxSlots) continue;
-      const bool before = slot >= kMaxSlots || (!p.fifo && op != pri ? op < pri : (oi != ins ? oi < ins : os < slot));
-      if (before) { pri = op; ins = oi; slot = os; }
-    }
-    if (slot < kMaxSlots && (p.fifo || importance > pri)) target = slot;
+    Victim v{has0 ? pool.slot_priority[base + j0] : 0.f, has0 ? pool.slot_inserted[base + j0] : 0, has0 ? j0 : kMaxSlots};
+    const Victim v1{has1 ? pool.slot_priority[base + j1] : 0.f, has1 ? pool.slot_inserted[base + j1] : 0,
+                    has1 ? j1 : kMaxSlots};
+    if (victim_before(v1, v, p.fifo)) v = v1;
+    v = warp_victim(v, p.fifo);
+    if (v.slot < kMaxSlots && (p.fifo || importance > v.priority)) target = v.slot;
   }
   const int64_t made = pool.notes_made[b];
   __syncwarp();
