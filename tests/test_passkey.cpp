@@ -143,7 +143,7 @@ class TestPasskey : public QObject {
     QCOMPARE(parse_key_digits("7"), std::make_pair(int64_t{7}, int64_t{7}));
     for (const char* bad : {"0", "10-3", "19", "a", "", "3-", "-3", "100"})
       QVERIFY_THROWS_EXCEPTION(std::invalid_argument, parse_key_digits(bad));
-    for (const char* bad : {"", "9", "0,x", "held", "-1"}) QVERIFY_THROWS_EXCEPTION(std::invalid_argument, parse_wordings(bad, false));
+    for (const char* bad : {"", "99", "0,x", "held", "-1"}) QVERIFY_THROWS_EXCEPTION(std::invalid_argument, parse_wordings(bad, false));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, parse_key_kind("number"));
     auto broken = [&](const char* field, Json value) {
       Json j = s.to_json();

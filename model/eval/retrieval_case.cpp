@@ -34,6 +34,21 @@ const std::vector<Wording>& passkey_wordings() {
        "Take note: the access code is {key}, and only {key}. ", "\nTell me the access code.\nAnswer: ", true},
       {"magic word (held out)", "There is a magic word somewhere in this text. Do not forget it:\n",
        "The magic word, which you must not forget, is {key}. ", "\nWhat was the magic word?\nAnswer: ", true},
+      // More trained wordings (after the held-out two, so that every index above keeps its wording).
+      {"PIN", "Somewhere below is a PIN. Keep it safe in your memory:\n", "My PIN is {key}. Again, the PIN is {key}. ",
+       "\nWhat is the PIN?\nAnswer: ", false},
+      {"serial number", "This document contains a serial number among much other text. Look for it:\n",
+       "Serial number: {key}. ", "\nGive the serial number.\nAnswer: ", false},
+      {"lucky number", "Someone mentions a lucky number in the passage below. Keep it in mind:\n",
+       "Her lucky number was {key}. ", "\nWhat was her lucky number?\nAnswer: ", false},
+      {"ticket", "A ticket number appears in the following text. You will be asked for it:\n",
+       "The number on the ticket is {key}, so keep the ticket. ", "\nWhat number is on the ticket?\nAnswer: ", false},
+      {"room", "Read on and note the room number when it appears:\n",
+       "They stayed in room {key}. Room {key} was on the top floor. ", "\nWhich room did they stay in?\nAnswer: ", false},
+      {"reference", "The text that follows quotes one reference number. Recall it at the end:\n",
+       "Please quote reference {key} in all letters. ", "\nRecall the reference you were told to quote.\nAnswer: ", false},
+      {"vault", "Hidden in these pages is the code that opens the vault:\n", "The vault opens with the code {key}. ",
+       "\nWhat code opens the vault?\nAnswer: ", false},
   };
   return w;
 }
