@@ -1,5 +1,7 @@
 #include <QtTest/QtTest>
 
+#include <set>
+
 #include "model/eval/passkey.h"
 #include "model/eval/passkey_eval.h"
 #include "model/selective_scan.h"
@@ -165,6 +167,47 @@ class TestPasskey : public QObject {
   // Every kind of case: the asked value occurs exactly in its needle (each mention), every
   // fact's value only in its own needle, the question names the asked fact's label, keys have
   // the asked length, the wording is one of those asked for, distractors are other numbers.
+  // Composed wordings (training rows): many different instructions, needles and questions,
+  // none with a held-out wording's noun or form; the key in its needle only; facts keep theirs.
+  void composedWordingsVaryAndKeepHeldOutPartsOut() {
+    PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
+    CaseSpec spec;
+    spec.key_digits_min = 3;
+    spec.key_digits_max = 10;
+    spec.wordings = parse_wordings("trained", false);
+    spec.composed = true;
+    std::set<std::string> forms;
+    std::vector<std::string> held_out_parts;
+    for (int64_t i : parse_wordings("held-out", false)) {
+      const Wording& w = passkey_wordings()[static_cast<size_t>(i)];
+      held_out_parts.push_back(w.instruction);
+      held_out_parts.push_back(w.question);
+      const std::string needle = w.needle;
+      held_out_parts.push_back(needle.substr(0, needle.find("{key}")));  // "Take note: the access code is "
+    }
+    for (const char* noun : {"access code", "magic word"}) held_out_parts.emplace_back(noun);
+    for (uint64_t seed = 0; seed < 200; ++seed) {
+      const PasskeyCase c = gen.make(600, 0.5, seed, spec);
+      QCOMPARE(c.wording, int64_t{-1});
+      QVERIFY(c.prompt.size() > 8 && c.prompt.substr(c.prompt.size() - 8) == "Answer: ");
+      const std::string instruction = c.prompt.substr(0, c.prompt.find('\n') + 1);
+      const std::string question = c.prompt.substr(c.prompt.rfind('\n', c.prompt.size() - 10));
+      const std::string needle = c.prompt.substr(c.needle_begin, c.needle_end - c.needle_begin);
+      for (const std::string& part : held_out_parts)
+        for (const std::string* text : {&instruction, &question, &needle}) QVERIFY2(text->find(part) == std::string::npos, qPrintable(QString::fromStdString(*text)));
+      const size_t mentions = key_mentions(c).size();
+      QVERIFY(mentions == 1 || mentions == 2);
+      QCOMPARE(count_of(c.prompt, c.key), mentions);
+      std::string form = needle;
+      for (size_t at; (at = form.find(c.key)) != std::string::npos;) form.replace(at, c.key.size(), "{key}");
+      forms.insert(instruction + "|" + form + "|" + question);
+    }
+    QVERIFY2(forms.size() > 150, qPrintable(QString("%1 distinct wordings in 200 cases").arg(forms.size())));
+    spec.facts = 3;
+    spec.wordings = parse_wordings("trained", true);
+    QVERIFY(gen.make(600, 0.5, 1, spec).wording >= 0);  // facts keep their listed wordings
+  }
+
   void casesOfEveryKindHoldTheirFacts() {
     PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
     for (const KeyKind kind : {KeyKind::Digits, KeyKind::Word, KeyKind::Name})

@@ -129,6 +129,9 @@ class TestTrainer : public QObject {
       const auto& fact_wordings = digit_facts.facts > 1 ? eval::fact_wordings() : eval::passkey_wordings();
       for (int64_t w : digit_facts.wordings) QVERIFY(!fact_wordings[static_cast<size_t>(w)].held_out);
       several_digit_facts |= digit_facts.facts > 1;
+      const eval::CaseSpec composed = training_case_spec(rng, "composed");
+      QVERIFY(composed.composed && composed.facts == 1 && composed.key_kind == eval::KeyKind::Digits);
+      QVERIFY(!passkey.composed && !all.composed && !digit_facts.composed);
     }
     QVERIFY(facts && words && names && distractors && several_digit_facts);
   }

@@ -164,9 +164,10 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --varied-cases        passkey rows of many kinds: the trained wordings, keys of 3-10 digits,\n"
                 "                        words and names, 1-8 labelled facts, distractor numbers (default: the\n"
                 "                        first wording and 5-digit keys)\n"
-                "  --case-mix all|passkey|facts  with --varied-cases: the whole mix (default), single digit keys\n"
-                "                        of 3-10 digits, or such keys with 2-6 labelled facts in half the\n"
-                "                        rows (the trained wordings in each)\n"
+                "  --case-mix all|passkey|composed|facts  with --varied-cases: the whole mix (default), single\n"
+                "                        digit keys of 3-10 digits in the trained wordings, the same keys in\n"
+                "                        wordings put together from parts (no two rows need share one), or\n"
+                "                        keys with 2-6 labelled facts in half the rows\n"
                 "  --passkey-min-length N  shortest passkey example in tokens (default min(256, seq-len / 2));\n"
                 "                        lengths are uniform from N to the row, depths uniform\n"
                 "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
@@ -238,8 +239,8 @@ int cmd_train(const std::vector<std::string>& argv) {
     o.passkey_shard_haystack = haystack == "shard";
     o.varied_cases = args.flag("varied-cases");
     o.case_mix = args.get("case-mix", "all");
-    if (o.case_mix != "all" && o.case_mix != "passkey" && o.case_mix != "facts")
-      throw UsageError("--case-mix must be all, passkey or facts");
+    if (o.case_mix != "all" && o.case_mix != "passkey" && o.case_mix != "composed" && o.case_mix != "facts")
+      throw UsageError("--case-mix must be all, passkey, composed or facts");
     if (args.has("case-mix") && !o.varied_cases) throw UsageError("--case-mix goes with --varied-cases");
     if (haystack == "book")
       for (const char* book : {"The-Time-Machine_35.txt", "Alice-s-Adventures-in-Wonderland_11.txt"}) {

@@ -73,6 +73,46 @@ bool overlaps(const std::string& a, const std::vector<std::string>& others) {
   return false;
 }
 
+// The parts of composed wordings (CaseSpec::composed). The held-out wordings' nouns (access
+// code, magic word) and their needle and question forms are not among them.
+const char* const kComposedNouns[] = {"pass key",       "secret code",   "password",   "special number", "combination",
+                                      "PIN",            "serial number", "lucky number", "ticket number", "reference number",
+                                      "vault code",     "code word",     "registration number", "personal number"};
+const char* const kComposedInstructions[] = {
+    "There is an important {n} hidden inside a lot of irrelevant text. Find it and memorize it:\n",
+    "Somewhere in this long text there is a {n}. Read carefully and remember it:\n",
+    "The text below hides a {n}. Memorize it:\n",
+    "A {n} appears once in the following pages. You will be asked for it:\n",
+    "Read the passage and keep the {n} in mind:\n",
+    "Find the {n} in the text that follows:\n"};
+const char* const kComposedNeedles[] = {"The {n} is {key}. ",
+                                        "The {n} is {key}. Remember it. {key} is the {n}. ",
+                                        "Remember this {n}: {key}. ",
+                                        "Here is the {n} you must remember: {key}. ",
+                                        "Please keep the {n} in mind, it is {key}. ",
+                                        "Write this down, the {n} is {key}. ",
+                                        "{N}: {key}. ",
+                                        "I will only say this once: the {n} is {key}. "};
+const char* const kComposedQuestions[] = {"\nWhat is the {n}?\nAnswer: ",        "\nWhich {n} were you asked to remember?\nAnswer: ",
+                                          "\nGive the {n}.\nAnswer: ",           "\nRecall the {n}.\nAnswer: ",
+                                          "\nWhat {n} was given in the text?\nAnswer: ", "\nPlease state the {n}.\nAnswer: "};
+
+struct ComposedWording {
+  std::string instruction, needle, question;
+};
+
+ComposedWording composed_wording(std::mt19937_64& rng) {
+  const std::string noun = pick(kComposedNouns, rng);
+  std::string capital = noun;
+  capital[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(capital[0])));
+  auto fill = [&](const char* pattern) { return replace_all(replace_all(pattern, "{n}", noun), "{N}", capital); };
+  ComposedWording w;
+  w.instruction = fill(pick(kComposedInstructions, rng));
+  w.needle = fill(pick(kComposedNeedles, rng));
+  w.question = fill(pick(kComposedQuestions, rng));
+  return w;
+}
+
 }  // namespace
 
 std::string PasskeyGenerator::needle(const std::string& key) { return fill_wording(passkey_wordings()[0].needle, key, ""); }
@@ -156,7 +196,13 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
   c.wording = legacy && !facts && spec.wordings.size() == 1
                   ? spec.wordings[0]
                   : spec.wordings[std::uniform_int_distribution<size_t>(0, spec.wordings.size() - 1)(rng)];
-  const Wording& wording = (facts ? fact_wordings() : passkey_wordings()).at(static_cast<size_t>(c.wording));
+  Wording wording = (facts ? fact_wordings() : passkey_wordings()).at(static_cast<size_t>(c.wording));
+  ComposedWording composed;
+  if (spec.composed && !facts) {
+    composed = composed_wording(rng);
+    wording = {"composed", composed.instruction.c_str(), composed.needle.c_str(), composed.question.c_str(), false};
+    c.wording = -1;
+  }
   std::vector<std::string> values, labels;
   for (int64_t f = 0; f < spec.facts; ++f) {
     std::string v;

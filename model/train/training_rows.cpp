@@ -147,10 +147,11 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
 eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix) {
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   eval::CaseSpec spec;
-  if (mix == "passkey") {
+  if (mix == "passkey" || mix == "composed") {
     spec.key_digits_min = 3;
     spec.key_digits_max = 10;
     spec.wordings = eval::parse_wordings("trained", false);
+    spec.composed = mix == "composed";
     return spec;
   }
   if (mix == "facts") {  // digit keys only: labelled facts without the word and name keys of "all"
