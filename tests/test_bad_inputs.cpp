@@ -394,6 +394,16 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--case-mix"), QStringLiteral("passkey")},
         2, QStringLiteral("--case-mix goes with"));
+    cli(QStringLiteral("train --key-digits 0-3"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--key-digits"),
+         QStringLiteral("0-3")},
+        2, QStringLiteral("--key-digits: key digits must be"));
+    cli(QStringLiteral("train --case-mix lottery"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
+         QStringLiteral("lottery")},
+        2, QStringLiteral("--case-mix must be all, passkey, composed or facts"));
     cli(QStringLiteral("train --haystack sea"),
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--haystack"), QStringLiteral("sea")},

@@ -132,6 +132,8 @@ class TestTrainer : public QObject {
       const eval::CaseSpec composed = training_case_spec(rng, "composed");
       QVERIFY(composed.composed && composed.facts == 1 && composed.key_kind == eval::KeyKind::Digits);
       QVERIFY(!passkey.composed && !all.composed && !digit_facts.composed);
+      const eval::CaseSpec long_keys = training_case_spec(rng, "composed", {7, 10});
+      QVERIFY(long_keys.key_digits_min == 7 && long_keys.key_digits_max == 10);
     }
     QVERIFY(facts && words && names && distractors && several_digit_facts);
   }

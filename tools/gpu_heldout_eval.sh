@@ -4,12 +4,14 @@
 # training never used. Results go to $OUT/heldout/NAME-*.json; each grid's table is printed.
 #   passkey    keys of 3-10 digits, held-out wordings, 1k/4k/16k/64k x 3 depths x 2 samples
 #   trained    5-digit keys in the first (trained) wording, the same grid
+#   trainedlong keys of 7-10 digits in the trained wordings, 1k-64k (wording and length apart)
 #   far        the held-out passkey task at 256k and 1M (3 depths, 1 sample)
 #   trainedfar the trained-wording task at 256k and 1M (3 depths, 1 sample)
 #   facts      4 labelled facts, one asked, held-out wording, 16k/64k/256k
 #   words      word and name keys, held-out wordings, 4k and 64k
 #   docs       DeciMamba's multi-document retrieval from $BOOK's paragraphs at 10/20/50 documents
-#   ppl        perplexity by context 1k-60k on every book in $BOOKS
+#   ppl        perplexity by context 1k-60k on every book in $BOOKS (default gpu-carry/eval-books: copy
+#              the evaluation books there, Tom Sawyer, Siddhartha, The Iliad and Leviathan)
 # Usage: [BOOK=file] [BOOKS=dir] tools/gpu_heldout_eval.sh NAME CHECKPOINT WHAT... [-- extra eval flags]
 set -euo pipefail
 name=$1 checkpoint=$2
@@ -32,6 +34,8 @@ for w in "${what[@]}"; do
                --out "$results/$name-passkey" ;;
     trained) run passkey --wording 0 --key-digits 5 --lengths 1k,4k,16k,64k --depths 0.1,0.5,0.9 --samples 2 \
                --out "$results/$name-trained" ;;
+    trainedlong) run passkey --wording trained --key-digits 7-10 --lengths 1k,4k,16k,64k --depths 0.1,0.5,0.9 --samples 2 \
+                   --out "$results/$name-trainedlong" ;;
     far) run passkey --wording held-out --key-digits 3-10 --lengths 256k,1m --depths 0.1,0.5,0.9 --samples 1 \
            --out "$results/$name-far" ;;
     trainedfar) run passkey --wording 0 --key-digits 5 --lengths 256k,1m --depths 0.1,0.5,0.9 --samples 1 \
@@ -46,7 +50,7 @@ for w in "${what[@]}"; do
     docs) "$cli" eval docs --checkpoint "$checkpoint" --device cuda --book "$book" --noise 10,20,50 --samples 10 \
             --out "$results/$name-docs.json" "${extra[@]}" 2>&1 | grep -v '^\[' ;;
     ppl)
-      for b in "${BOOKS:-gpu-carry/books}"/*.txt; do
+      for b in "${BOOKS:-gpu-carry/eval-books}"/*.txt; do
         "$cli" eval ppl "$b" --checkpoint "$checkpoint" --device cuda --lengths 1k,2k,4k,10k,20k,30k,40k,60k \
           --windows 3 --scored 100 --by-context --out "$results/$name-ppl-$(basename "$b" .txt).json" "${extra[@]}" >/dev/null
       done

@@ -12,6 +12,7 @@
 #include "app/cli/cli_common.h"
 #include "app/cli/launcher.h"
 #include "model/checkpoint.h"
+#include "model/eval/retrieval_case.h"
 #include "model/safetensors.h"
 #include "model/sample_files.h"
 #include "model/text_input.h"
@@ -146,7 +147,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
-                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "bucket-mb"});
+                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "key-digits", "bucket-mb"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -168,6 +169,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "                        digit keys of 3-10 digits in the trained wordings, the same keys in\n"
                 "                        wordings put together from parts (no two rows need share one), or\n"
                 "                        keys with 2-6 labelled facts in half the rows\n"
+                "  --key-digits A-B      with --varied-cases: digits of the digit keys (default 3-10)\n"
                 "  --passkey-min-length N  shortest passkey example in tokens (default min(256, seq-len / 2));\n"
                 "                        lengths are uniform from N to the row, depths uniform\n"
                 "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
@@ -242,6 +244,14 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (o.case_mix != "all" && o.case_mix != "passkey" && o.case_mix != "composed" && o.case_mix != "facts")
       throw UsageError("--case-mix must be all, passkey, composed or facts");
     if (args.has("case-mix") && !o.varied_cases) throw UsageError("--case-mix goes with --varied-cases");
+    if (args.has("key-digits")) {
+      if (!o.varied_cases) throw UsageError("--key-digits goes with --varied-cases");
+      try {
+        o.key_digits = eval::parse_key_digits(args.get("key-digits", ""));
+      } catch (const std::invalid_argument& e) {
+        throw UsageError(std::string("--key-digits: ") + e.what());
+      }
+    }
     if (haystack == "book")
       for (const char* book : {"The-Time-Machine_35.txt", "Alice-s-Adventures-in-Wonderland_11.txt"}) {
         const std::string p = find_sample_file(book);

@@ -45,9 +45,12 @@ struct TrainOptions {
   // Passkey rows draw their case from the training mix (training_case_spec): many wordings, keys
   // of 3-10 digits, words and names, several labelled facts. Off: the first wording, 5 digits.
   bool varied_cases = false;
-  // With varied cases: "all" (the whole mix) or "passkey" (one fact, digit keys of 3-10 digits,
-  // the trained wordings: the wording alone varies).
+  // With varied cases: "all" (the whole mix), "passkey" (one fact, digit keys, the trained
+  // wordings: the wording alone varies), "composed" (the same keys in wordings put together from
+  // parts) or "facts" (digit keys, 2-6 labelled facts in half the rows).
   std::string case_mix = "all";
+  // The digits of the mixes' digit keys, drawn uniformly from [first, second] (--key-digits).
+  std::pair<int64_t, int64_t> key_digits{3, 10};
   // Shortest passkey example in tokens (0: min(256, seq_len / 2)); longer examples put the key
   // further from its answer, beyond what the SSM's state alone still carries.
   int64_t passkey_min_tokens = 0;

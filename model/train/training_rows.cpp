@@ -117,7 +117,7 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       // A passkey example (prompt, then the key) at a random length and depth, placed at
       // the end of the row; book text fills whatever is left before it.
       const int64_t target = passkey_example_tokens(o_, L, rng());
-      const eval::CaseSpec spec = o_.varied_cases ? training_case_spec(rng, o_.case_mix) : eval::CaseSpec::legacy();
+      const eval::CaseSpec spec = o_.varied_cases ? training_case_spec(rng, o_.case_mix, o_.key_digits) : eval::CaseSpec::legacy();
       const eval::PasskeyCase c = generator_->make(target, unit(rng), rng(), spec);
       Encoding enc = tokenizer_->encode(passkey_training_text(c, o_.passkey_answer_end));
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
@@ -144,19 +144,19 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
   return out;
 }
 
-eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix) {
+eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix, std::pair<int64_t, int64_t> key_digits) {
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   eval::CaseSpec spec;
   if (mix == "passkey" || mix == "composed") {
-    spec.key_digits_min = 3;
-    spec.key_digits_max = 10;
+    spec.key_digits_min = key_digits.first;
+    spec.key_digits_max = key_digits.second;
     spec.wordings = eval::parse_wordings("trained", false);
     spec.composed = mix == "composed";
     return spec;
   }
   if (mix == "facts") {  // digit keys only: labelled facts without the word and name keys of "all"
-    spec.key_digits_min = 3;
-    spec.key_digits_max = 10;
+    spec.key_digits_min = key_digits.first;
+    spec.key_digits_max = key_digits.second;
     spec.facts = unit(rng) < 0.5 ? 1 : std::uniform_int_distribution<int64_t>(2, 6)(rng);
     spec.wordings = eval::parse_wordings("trained", spec.facts > 1);
     spec.distractors = unit(rng) < 0.5 ? std::uniform_int_distribution<int64_t>(1, 4)(rng) : 0;
@@ -164,8 +164,8 @@ eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix) 
   }
   const double kind = unit(rng);
   spec.key_kind = kind < 0.7 ? eval::KeyKind::Digits : kind < 0.85 ? eval::KeyKind::Word : eval::KeyKind::Name;
-  spec.key_digits_min = 3;
-  spec.key_digits_max = 10;
+  spec.key_digits_min = key_digits.first;
+  spec.key_digits_max = key_digits.second;
   spec.facts = unit(rng) < 0.5 ? 1 : std::uniform_int_distribution<int64_t>(2, 8)(rng);
   spec.wordings = eval::parse_wordings("trained", spec.facts > 1);
   spec.distractors = spec.key_kind == eval::KeyKind::Digits && unit(rng) < 0.5 ? std::uniform_int_distribution<int64_t>(1, 4)(rng) : 0;

@@ -57,7 +57,8 @@ std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const 
 // digits (70%), words or made-up names; one fact (half the rows) or 2-8 labelled facts; the
 // trained wordings only; distractor numbers in half the digit rows.
 // `mix` "passkey": one fact, digit keys of 3-10 digits, the trained wordings.
-eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix = "all");
+eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix = "all",
+                                  std::pair<int64_t, int64_t> key_digits = {3, 10});
 
 // Appends `from`'s targets to `to` (rows numbered as they are).
 void append_targets(const RetrievalTargets& from, RetrievalTargets& to);
