@@ -97,6 +97,9 @@ __device__ __forceinline__ float silu(float v) { return v / (1.f + expf(-v)); }
 // ---------------------------------------------------------------------------------------
 // The memory's part of one layer for one token: the Note Block's summary and importance,
 // the retrieval trigger, the cross-token read (and the cross-layer one) and their fusion.
+// The block's shared scalars (ReadScratch::scalars).
+enum Scalar : int { kLogitMax = 0, kLogitTotal = 1, kLearned = 4, kImportance = 5, kNextIstate = 6, kTriggered = 7 };
+
 struct ReadScratch {
   float *normed, *q, *qk, *context_raw, *context, *logits, *scalars, *partial;
 };
@@ -140,13 +143,13 @@ __device__ void slot_read(const MemoryStepProblem& p, const StepRead& r, int fir
       if (w.logits[e] > -FLT_MAX) total += expf(w.logits[e] - m);
     total = warp_sum(total);
     if (lane == 0) {
-      w.scalars[0] = m;
-      w.scalars[1] = total;
+      w.scalars[kLogitMax] = m;
+      w.scalars[kLogitTotal] = total;
     }
   }
   __syncthreads();
-  if (!(w.scalars[0] > -FLT_MAX)) return;  // nothing visible: the read adds nothing
-  const float m = w.scalars[0], total = w.scalars[1];
+  if (!(w.scalars[kLogitMax] > -FLT_MAX)) return;  // nothing visible: the read adds nothing
+  const float m = w.scalars[kLogitMax], total = w.scalars[kLogitTotal];
   for (int e = tid; e < entries; e += blockDim.x)
     w.logits[e] = w.logits[e] > -FLT_MAX ? expf(w.logits[e] - m) / total : 0.f;
   __syncthreads();
@@ -211,7 +214,7 @@ __global__ void __launch_bounds__(kBlock) memory_step_kernel(MemoryStepProblem p
     float a = 0.f;
     for (int i = lane; i < D; i += 32) a = fmaf(p.importance_w[i], w.normed[i], a);
     a = warp_sum(a);
-    if (lane == 0) w.scalars[4] = 1.f / (1.f + expf(-(a + p.importance_b[0])));
+    if (lane == 0) w.scalars[kLearned] = 1.f / (1.f + expf(-(a + p.importance_b[0])));
   }
   __syncthreads();
 
@@ -238,14 +241,14 @@ __global__ void __launch_bounds__(kBlock) memory_step_kernel(MemoryStepProblem p
     warp_best(best, best_slot);
     if (lane == 0) {
       const bool empty = best_slot >= kMaxSlots;
-      w.scalars[5] = p.importance_w ? w.scalars[4] : (empty ? 1.f : 1.f - best);
-      w.scalars[6] = state_importance(best, empty);
-      w.scalars[7] = retrieval_fires(own.next_istate[b], p.tau_retrieve) ? 1.f : 0.f;
+      w.scalars[kImportance] = p.importance_w ? w.scalars[kLearned] : (empty ? 1.f : 1.f - best);
+      w.scalars[kNextIstate] = state_importance(best, empty);
+      w.scalars[kTriggered] = retrieval_fires(own.next_istate[b], p.tau_retrieve) ? 1.f : 0.f;
     }
   }
   __syncthreads();
-  const bool triggered = w.scalars[7] != 0.f;
-  const float importance = w.scalars[5], next_istate = w.scalars[6];
+  const bool triggered = w.scalars[kTriggered] != 0.f;
+  const float importance = w.scalars[kImportance], next_istate = w.scalars[kNextIstate];
   if (triggered) slot_read(p, p.token, p.union_count - 1, 1, inv, xs, w, token_term);
   if (p.cross_layer) slot_read(p, p.layer, 0, p.union_count, inv, xs, w, layer_term);
   float* xf = p.xf + static_cast<int64_t>(b) * D;
