@@ -15,4 +15,4 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="
   { tail -40 "$build/configure.log"; exit 1; }
 grep -E "data parallel" "$build/configure.log" || true
 cmake --build "$build" -j"$(nproc)" 2>&1 | grep -E "error|warning: |FAILED" | head -60 || true
-test -x "$build/bin/memmamba" && test -x "$build/tests/test_cuda"
+test -x "$build/bin/memmamba" && test -x "$build/tests/test_cuda" && test -x "$build/tests/test_cuda_step"

@@ -6,7 +6,8 @@
 # Shards: SHARDS, else made from gzipped books carried in gpu-carry/books (tools/gpu_shards.sh).
 # Stages "rows" (step time by rows, to split a step into a fixed and a per-row part) and
 # "timeline" (a Kineto timeline of training steps, summed up by tools/timeline_summary.py).
-# Usage: [LENGTHS=4k,64k,256k,1m] [STAGES="test bench compare profile train rows timeline"] [SHARDS=dir] tools/gpu_speed.sh
+# Stage "step": step mode with and without the fused kernels (MEMMAMBA_NO_FUSED_STEP), alternated.
+# Usage: [LENGTHS=4k,64k,256k,1m] [STAGES="test bench compare profile train rows timeline step"] [SHARDS=dir] tools/gpu_speed.sh
 set -uo pipefail
 out=${OUT:-/tmp}
 lengths=${LENGTHS:-4k,64k,256k,1m}
@@ -26,6 +27,18 @@ run() { echo "== memmamba $*"; "$bin" "$@" 2>&1 | tee -a "$out/bench.log" | grep
 if has test; then
   build-gpu/tests/test_cuda 2>&1 | tee "$out/test_cuda.log" | grep -v "^ok  " | grep -v "ran out of memory" | tail -30
   echo "$(grep -c "^ok  " "$out/test_cuda.log") checks passed"
+  build-gpu/tests/test_cuda_step 2>&1 | tee "$out/test_cuda_step.log" | grep -v "^ok  " | tail -20
+fi
+if has step; then  # step mode through the fused kernels and without them, two alternated rounds
+  for round in 1 2; do
+    for fused_off in 0 1; do
+      for memory in "" --no-memory; do
+        tps=$(MEMMAMBA_NO_FUSED_STEP=$fused_off "$bin" bench --device cuda --checkpoint "$mem" --no-trace $memory \
+              --text "$book" --lengths 1k --step-tokens 1024 2>&1 | awk '/^step/{print $4}')
+        echo "step mode, round $round, MEMMAMBA_NO_FUSED_STEP=$fused_off ${memory:-memory on}: $tps tokens/s"
+      done
+    done
+  done
 fi
 if has bench; then
   run bench --device cuda --checkpoint "$mem" --no-trace --text "$book" --lengths "$lengths" --step-tokens 512
