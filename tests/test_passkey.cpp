@@ -3,6 +3,8 @@
 #include <set>
 
 #include "model/eval/passkey.h"
+#include "model/eval/passkey_grid.h"
+#include "model/file_io.h"
 #include "model/eval/passkey_eval.h"
 #include "model/selective_scan.h"
 #include "model/text_input.h"
@@ -87,6 +89,57 @@ class TestPasskey : public QObject {
       QVERIFY2(std::fabs(c.actual_depth - depth) <= 0.5 * longest / std::max(1, length - 120) + 1e-9 || length <= 256,
                qPrintable(QString("actual depth %1 for %2, seed %3").arg(c.actual_depth).arg(depth).arg(seed)));
     }
+  }
+
+  // A grid's cases counted by key length and wording, and its misses by the answer's shape;
+  // records that lack what is counted are skipped; the shipped held-out grid shows its cut keys.
+  void breaksGridsDownByKeyAndWording() {
+    QVERIFY(answer_shape("15146. Isn", "15146757") == AnswerShape::CutShort);
+    QVERIFY(answer_shape("151467577", "15146757") == AnswerShape::RanOn);
+    QVERIFY(answer_shape("“42212.” he", "42212") == AnswerShape::Key);
+    QVERIFY(answer_shape("1 is", "15146757") == AnswerShape::Other);  // one character is no cut key
+    QVERIFY(answer_shape("The pass key is", "4557") == AnswerShape::Other);
+    QVERIFY(answer_shape("", "4557") == AnswerShape::Other);
+    Json r = Json::object();
+    Json cases = Json::array();
+    auto add = [&](Json key, const char* answer, bool hit, int64_t wording) {
+      Json c = Json::object();
+      c["key"] = std::move(key);
+      c["answer"] = std::string(answer);
+      c["hit"] = hit;
+      c["wording"] = wording;
+      cases.push_back(c);
+    };
+    add(std::string("12345"), "12345.", true, 5);
+    add(int64_t{54321}, "54321", true, 6);  // keys as numbers in older files
+    add(std::string("12345678"), "12345. He", false, 5);
+    add(std::string("87654321"), "876543210", false, 6);
+    add(std::string("87654321"), "It was", false, 6);
+    Json broken = Json::object();
+    broken["key"] = std::string("999");
+    broken["hit"] = std::string("yes");
+    cases.push_back(broken);
+    r["cases"] = cases;
+    const GridBreakdown b = grid_breakdown(r);
+    QCOMPARE(b.by_key_length.size(), size_t(2));
+    QCOMPARE(b.by_key_length[0].value, int64_t{5});
+    QCOMPARE(b.by_key_length[0].hits, int64_t{2});
+    QCOMPARE(b.by_key_length[1].cases, int64_t{3});
+    QCOMPARE(b.by_key_length[1].hits, int64_t{0});
+    QCOMPARE(b.by_wording.size(), size_t(2));
+    QCOMPARE(b.by_wording[1].cases, int64_t{3});
+    QCOMPARE(b.misses, int64_t{3});
+    QCOMPARE(b.cut_short, int64_t{1});
+    QCOMPARE(b.ran_on, int64_t{1});
+    QCOMPARE(b.describe(), std::string("Hits by key length (characters): 5: 2/2, 8: 0/3. By wording: 5: 1/2, 6: 1/3. "
+                                       "Of 3 misses, 1 are the key cut short and 1 the key run on past its end."));
+    QVERIFY(grid_breakdown(Json::object()).describe().empty());
+    const Json shipped = Json::parse(read_file(std::string(MEMMAMBA_SOURCE_DIR) + "/docs/grids/heldout-wordings-memmamba-small.json"));
+    const GridBreakdown held = grid_breakdown(shipped);
+    int64_t cases_counted = 0;
+    for (const auto& g : held.by_key_length) cases_counted += g.cases;
+    QCOMPARE(cases_counted, static_cast<int64_t>(shipped.at("cases").as_array().size()));
+    QVERIFY(held.cut_short > 0);
   }
 
   void scoresAnswers() {

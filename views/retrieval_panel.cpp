@@ -183,13 +183,20 @@ int RetrievalPanel::gridLengths() const { return static_cast<int>(document_->gri
 int RetrievalPanel::gridDepths() const { return static_cast<int>(document_->grid().depths.size()); }
 
 void RetrievalPanel::onGridChanged() {
+  // Each grid's hits by key length and wording and its misses' shapes, where its cases vary.
+  auto breakdown = [](const Json& results) {
+    const std::string b = eval::grid_breakdown(results).describe();
+    return b.empty() ? QString() : QStringLiteral("\n  ") + QString::fromStdString(b);
+  };
   QString text = document_->hasGrid() ? tr("Grid: %1 (%2; click a cell)")
-                                            .arg(document_->gridSource(),
-                                                 QString::fromStdString(document_->grid().case_description))
+                                                .arg(document_->gridSource(),
+                                                     QString::fromStdString(document_->grid().case_description)) +
+                                            breakdown(document_->gridResults())
                                       : tr("No grid loaded: run `memmamba eval passkey` and load its JSON.");
   if (document_->hasComparisonGrid())
     text += tr("\nBeside it: %1 (%2)").arg(document_->comparisonGridSource(),
-                                           QString::fromStdString(document_->comparisonGrid().case_description));
+                                           QString::fromStdString(document_->comparisonGrid().case_description)) +
+            breakdown(document_->comparisonGridResults());
   grid_label_->setText(text);
   drawGrid();
 }

@@ -13,6 +13,7 @@
 #include "model/eval/documents_eval.h"
 #include "model/eval/fidelity.h"
 #include "model/eval/passkey_eval.h"
+#include "model/eval/passkey_grid.h"
 #include "model/eval/perplexity.h"
 #include "model/file_io.h"
 #include "model/log.h"
@@ -325,6 +326,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
     std::printf("accuracy with the key's notes dropped (every layer)\n");
     print_table("accuracy_notes_dropped");
   }
+  const std::string breakdown = eval::grid_breakdown(results).describe();
+  if (!breakdown.empty()) std::printf("%s\n", breakdown.c_str());
   std::printf("wrote %s.json and %s.csv in %.1f s\n", out.c_str(), out.c_str(), secs);
   return kOk;
 }

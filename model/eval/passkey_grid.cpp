@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <stdexcept>
 
 #include "model/eval/retrieval_case.h"
@@ -83,6 +84,56 @@ PasskeyGrid load_passkey_grid(const std::string& path, Json* results) {
   PasskeyGrid grid = parse_passkey_grid(parsed);
   if (results) *results = std::move(parsed);
   return grid;
+}
+
+GridBreakdown grid_breakdown(const Json& results) {
+  GridBreakdown out;
+  if (!results.is_object() || !results.contains("cases") || !results.at("cases").is_array()) return out;
+  std::map<int64_t, GridBreakdown::Count> lengths, wordings;
+  for (const Json& c : results.at("cases").as_array()) {
+    if (!c.is_object() || !c.contains("hit") || !c.at("hit").is_bool() || !c.contains("answer") ||
+        !c.at("answer").is_string() || !c.contains("key"))
+      continue;
+    const std::string key = case_key_text(c);
+    if (key.empty()) continue;
+    const bool hit = c.at("hit").as_bool();
+    auto count = [hit](std::map<int64_t, GridBreakdown::Count>& groups, int64_t value) {
+      GridBreakdown::Count& g = groups[value];
+      g.value = value;
+      g.cases += 1;
+      g.hits += hit ? 1 : 0;
+    };
+    count(lengths, static_cast<int64_t>(key.size()));
+    if (c.contains("wording") && c.at("wording").is_integer()) count(wordings, c.at("wording").as_int());
+    if (hit) continue;
+    ++out.misses;
+    const AnswerShape shape = answer_shape(c.at("answer").as_string(), key);
+    out.cut_short += shape == AnswerShape::CutShort ? 1 : 0;
+    out.ran_on += shape == AnswerShape::RanOn ? 1 : 0;
+  }
+  for (const auto& [value, g] : lengths) out.by_key_length.push_back(g);
+  for (const auto& [value, g] : wordings) out.by_wording.push_back(g);
+  return out;
+}
+
+std::string GridBreakdown::describe() const {
+  auto groups = [](const std::vector<Count>& counts, const std::string& title, bool wording) {
+    std::string s = title;
+    for (const Count& g : counts)
+      s += " " + (wording && g.value < 0 ? std::string("composed") : std::to_string(g.value)) + ": " +
+           std::to_string(g.hits) + "/" + std::to_string(g.cases) + ",";
+    s.back() = '.';
+    return s;
+  };
+  std::vector<std::string> parts;
+  if (by_key_length.size() > 1) parts.push_back(groups(by_key_length, "Hits by key length (characters):", false));
+  if (by_wording.size() > 1) parts.push_back(groups(by_wording, "By wording:", true));
+  if (misses > 0 && (cut_short > 0 || ran_on > 0))
+    parts.push_back("Of " + std::to_string(misses) + " misses, " + std::to_string(cut_short) + " are the key cut short and " +
+                    std::to_string(ran_on) + " the key run on past its end.");
+  std::string s;
+  for (const std::string& p : parts) s += (s.empty() ? "" : " ") + p;
+  return s;
 }
 
 }  // namespace memmamba::eval

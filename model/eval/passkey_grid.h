@@ -23,6 +23,23 @@ struct PasskeyGrid {
   int depth_index(double depth) const;
 };
 
+// A result's cases counted by what varied in them, for digging into failures: hits by the key's
+// length (characters) and by wording, and how the misses' answers stand to their keys.
+struct GridBreakdown {
+  struct Count {
+    int64_t value = 0;  // key length, or wording index (-1: composed from parts)
+    int64_t hits = 0, cases = 0;
+  };
+  std::vector<Count> by_key_length, by_wording;  // ascending
+  int64_t misses = 0, cut_short = 0, ran_on = 0;
+  // "Hits by key length: 3 2/2, 4 3/4 ... By wording: ... Of 16 misses, 4 are the key cut
+  // short and 2 run on past it." Parts with one group only are left out; empty without cases.
+  std::string describe() const;
+};
+// Reads the "cases" of a passkey or facts result; records without a key, answer or hit are
+// skipped (parse_passkey_grid checks the cells a grid is drawn from).
+GridBreakdown grid_breakdown(const Json& results);
+
 // Bounds that keep a hostile file from asking for a huge matrix.
 constexpr size_t kMaxGridLengths = 256, kMaxGridDepths = 256;
 constexpr uint64_t kMaxGridFileBytes = 512ull << 20;

@@ -200,6 +200,18 @@ bool passkey_found(const std::string& output, const std::string& key) {
   return false;
 }
 
+AnswerShape answer_shape(const std::string& output, const std::string& key) {
+  std::istringstream words(output);
+  std::string w;
+  if (key.empty() || !(words >> w)) return AnswerShape::Other;
+  const auto [b, e] = trimmed(w);
+  const std::string word = w.substr(b, e - b);
+  if (word == key) return AnswerShape::Key;
+  if (word.size() >= 2 && word.size() < key.size() && key.compare(0, word.size(), word) == 0) return AnswerShape::CutShort;
+  if (word.size() > key.size() && word.compare(0, key.size(), key) == 0) return AnswerShape::RanOn;
+  return AnswerShape::Other;
+}
+
 int64_t passkey_digits_right(const std::string& output, const std::string& key) {
   std::istringstream words(output);
   std::string w;

@@ -67,6 +67,12 @@ bool passkey_found(const std::string& output, const std::string& key);
 // word of the output has in their places (0 to the key's length).
 int64_t passkey_digits_right(const std::string& output, const std::string& key);
 
+// How an answer's first word (punctuation around it ignored) stands to the key: the key itself,
+// the key cut short (a proper prefix of it, at least two characters), the key run on past its end
+// (the key a proper prefix of the word), or something else.
+enum class AnswerShape { Key, CutShort, RanOn, Other };
+AnswerShape answer_shape(const std::string& output, const std::string& key);
+
 // The key of a case record as text (older result files hold it as a number).
 std::string case_key_text(const Json& case_record);
 
