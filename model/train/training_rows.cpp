@@ -147,26 +147,18 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
 eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix, std::pair<int64_t, int64_t> key_digits) {
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   eval::CaseSpec spec;
+  spec.key_digits_min = key_digits.first;
+  spec.key_digits_max = key_digits.second;
   if (mix == "passkey" || mix == "composed") {
-    spec.key_digits_min = key_digits.first;
-    spec.key_digits_max = key_digits.second;
     spec.wordings = eval::parse_wordings("trained", false);
     spec.composed = mix == "composed";
     return spec;
   }
-  if (mix == "facts") {  // digit keys only: labelled facts without the word and name keys of "all"
-    spec.key_digits_min = key_digits.first;
-    spec.key_digits_max = key_digits.second;
-    spec.facts = unit(rng) < 0.5 ? 1 : std::uniform_int_distribution<int64_t>(2, 6)(rng);
-    spec.wordings = eval::parse_wordings("trained", spec.facts > 1);
-    spec.distractors = unit(rng) < 0.5 ? std::uniform_int_distribution<int64_t>(1, 4)(rng) : 0;
-    return spec;
-  }
-  const double kind = unit(rng);
+  // "all" and "facts" (digit keys only, at most 6 facts) draw in the same order.
+  const bool digits_only = mix == "facts";
+  const double kind = digits_only ? 0.0 : unit(rng);
   spec.key_kind = kind < 0.7 ? eval::KeyKind::Digits : kind < 0.85 ? eval::KeyKind::Word : eval::KeyKind::Name;
-  spec.key_digits_min = key_digits.first;
-  spec.key_digits_max = key_digits.second;
-  spec.facts = unit(rng) < 0.5 ? 1 : std::uniform_int_distribution<int64_t>(2, 8)(rng);
+  spec.facts = unit(rng) < 0.5 ? 1 : std::uniform_int_distribution<int64_t>(2, digits_only ? 6 : 8)(rng);
   spec.wordings = eval::parse_wordings("trained", spec.facts > 1);
   spec.distractors = spec.key_kind == eval::KeyKind::Digits && unit(rng) < 0.5 ? std::uniform_int_distribution<int64_t>(1, 4)(rng) : 0;
   return spec;
