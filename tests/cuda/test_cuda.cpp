@@ -20,19 +20,14 @@
 #include "model/selective_scan.h"
 #include "model/trace.h"
 #include "model/train/losses.h"
+#include "tests/cuda/cuda_checks.h"
 #include "tests/test_helpers.h"
-#include "model/runtime.h"
 
 using namespace memmamba;
 
 namespace {
 
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
-  if (!ok) ++failures;
-}
+using cuda_testing::check;
 
 double max_rel(const torch::Tensor& got, const torch::Tensor& want) {
   auto g = got.detach().to(torch::kCPU, torch::kFloat64), w = want.detach().to(torch::kCPU, torch::kFloat64);
@@ -759,26 +754,21 @@ void decimation_in_chunks_matches_one_pass_on_gpu() {
 }  // namespace
 
 int main() {
-  if (!torch::cuda::is_available()) {
-    std::printf("SKIPPED: no CUDA device (or this LibTorch has no CUDA); the CUDA tests run on the GPU machine\n");
-    return 77;
-  }
-  configure_cpu_runtime();
-  scan_forward_matches_reference();
-  scan_backward_matches_autograd();
-  event_walk_matches_sequential_walk();
-  slot_attention_kernel_matches_tensors();
-  causal_conv_matches_tensors();
-  rms_norm_kernel_matches_tensors();
-  trainable_norm_and_conv_match_autograd();
-  training_gradients_gpu_match_cpu();
-  model_gpu_matches_cpu_and_step();
-  dense_gpu_matches_cpu_up_to_a_tie();
-  traces_agree();
-  attention_taps_agree();
-  out_of_memory_falls_back();
-  decimation_gpu_matches_cpu();
-  decimation_in_chunks_matches_one_pass_on_gpu();
-  std::printf("%d failure(s)\n", failures);
-  return failures == 0 ? 0 : 1;
+  return cuda_testing::run_on_gpu([] {
+    scan_forward_matches_reference();
+    scan_backward_matches_autograd();
+    event_walk_matches_sequential_walk();
+    slot_attention_kernel_matches_tensors();
+    causal_conv_matches_tensors();
+    rms_norm_kernel_matches_tensors();
+    trainable_norm_and_conv_match_autograd();
+    training_gradients_gpu_match_cpu();
+    model_gpu_matches_cpu_and_step();
+    dense_gpu_matches_cpu_up_to_a_tie();
+    traces_agree();
+    attention_taps_agree();
+    out_of_memory_falls_back();
+    decimation_gpu_matches_cpu();
+    decimation_in_chunks_matches_one_pass_on_gpu();
+  });
 }

@@ -14,21 +14,16 @@
 #include "model/cuda/fused_step.h"
 #include "model/memmamba.h"
 #include "model/file_io.h"
-#include "model/runtime.h"
 #include "model/session.h"
 #include "model/tokenizer.h"
+#include "tests/cuda/cuda_checks.h"
 #include "tests/test_helpers.h"
 
 using namespace memmamba;
 
 namespace {
 
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
-  if (!ok) ++failures;
-}
+using cuda_testing::check;
 
 void set_fused(bool on) {
   if (on)
@@ -200,14 +195,9 @@ void bundled_model_on_a_book() {
 }  // namespace
 
 int main() {
-  if (!torch::cuda::is_available()) {
-    std::printf("SKIPPED: no CUDA device (or this LibTorch has no CUDA); the CUDA tests run on the GPU machine\n");
-    return 77;
-  }
-  configure_cpu_runtime();
-  fused_step_matches_unfused_and_parallel();
-  fused_step_follows_run_settings();
-  bundled_model_on_a_book();
-  std::printf("%d failure(s)\n", failures);
-  return failures == 0 ? 0 : 1;
+  return cuda_testing::run_on_gpu([] {
+    fused_step_matches_unfused_and_parallel();
+    fused_step_follows_run_settings();
+    bundled_model_on_a_book();
+  });
 }
