@@ -1,5 +1,6 @@
-// What the CUDA test programs share: how a check is reported, and how a program skips
-// without a GPU (exit 77, which CTest reports as skipped) and ends (the failures counted).
+// What the CUDA test programs share: how a check is reported, how a program skips without a
+// GPU (exit 77, which CTest reports as skipped) and ends (the failures counted), and the small
+// model configs the memory's cases run on.
 #pragma once
 #include <torch/cuda.h>
 
@@ -7,7 +8,9 @@
 #include <functional>
 #include <string>
 
+#include "model/config.h"
 #include "model/runtime.h"
+#include "tests/test_helpers.h"
 
 namespace memmamba::cuda_testing {
 
@@ -16,6 +19,15 @@ inline int failures = 0;
 inline void check(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
   if (!ok) ++failures;
+}
+
+// The tests' tiny config with the given importance rule, pool policy and fusion.
+inline ModelConfig model_case(ImportanceRule rule, PoolPolicy policy, FusionKind fusion) {
+  ModelConfig c = testing::tiny_config();
+  c.importance = rule;
+  c.pool_policy = policy;
+  c.fusion = fusion;
+  return c;
 }
 
 inline int run_on_gpu(const std::function<void()>& tests) {

@@ -28,6 +28,7 @@ using namespace memmamba;
 namespace {
 
 using cuda_testing::check;
+using cuda_testing::model_case;
 
 double max_rel(const torch::Tensor& got, const torch::Tensor& want) {
   auto g = got.detach().to(torch::kCPU, torch::kFloat64), w = want.detach().to(torch::kCPU, torch::kFloat64);
@@ -121,14 +122,6 @@ void scan_backward_matches_autograd() {
                   (long long)c.B, (long long)c.T, (long long)c.Di, (long long)c.N);
     check(worst < 1e-3, name + detail);
   }
-}
-
-ModelConfig model_case(ImportanceRule rule, PoolPolicy policy, FusionKind fusion) {
-  ModelConfig c = testing::tiny_config();
-  c.importance = rule;
-  c.pool_policy = policy;
-  c.fusion = fusion;
-  return c;
 }
 
 void model_gpu_matches_cpu_and_step() {

@@ -17,13 +17,13 @@
 #include "model/session.h"
 #include "model/tokenizer.h"
 #include "tests/cuda/cuda_checks.h"
-#include "tests/test_helpers.h"
 
 using namespace memmamba;
 
 namespace {
 
 using cuda_testing::check;
+using cuda_testing::model_case;
 
 void set_fused(bool on) {
   if (on)
@@ -60,13 +60,6 @@ Stepped step_through(const MemMambaModel& model, const torch::Tensor& tokens, co
 
 double max_abs(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
-ModelConfig with(ImportanceRule rule, PoolPolicy policy, FusionKind fusion, ModelConfig c = testing::tiny_config()) {
-  c.importance = rule;
-  c.pool_policy = policy;
-  c.fusion = fusion;
-  return c;
-}
-
 // Fused steps == unfused steps == the parallel pass, with the same notes in the same slots.
 void fused_step_matches_unfused_and_parallel() {
   const torch::Device gpu(torch::kCUDA);
@@ -80,10 +73,10 @@ void fused_step_matches_unfused_and_parallel() {
   ModelConfig big_fifo = big;
   big_fifo.pool_policy = PoolPolicy::Fifo;
   const std::vector<Case> cases = {
-      {with(ImportanceRule::Novelty, PoolPolicy::Priority, FusionKind::Weighted), 1, 200, "novelty/priority/weighted"},
-      {with(ImportanceRule::Novelty, PoolPolicy::Fifo, FusionKind::Residual), 3, 200, "novelty/fifo/residual, batch 3"},
-      {with(ImportanceRule::Learned, PoolPolicy::Priority, FusionKind::Residual), 3, 200, "learned/priority/residual, batch 3"},
-      {with(ImportanceRule::Learned, PoolPolicy::Fifo, FusionKind::Weighted), 1, 200, "learned/fifo/weighted"},
+      {model_case(ImportanceRule::Novelty, PoolPolicy::Priority, FusionKind::Weighted), 1, 200, "novelty/priority/weighted"},
+      {model_case(ImportanceRule::Novelty, PoolPolicy::Fifo, FusionKind::Residual), 3, 200, "novelty/fifo/residual, batch 3"},
+      {model_case(ImportanceRule::Learned, PoolPolicy::Priority, FusionKind::Residual), 3, 200, "learned/priority/residual, batch 3"},
+      {model_case(ImportanceRule::Learned, PoolPolicy::Fifo, FusionKind::Weighted), 1, 200, "learned/fifo/weighted"},
       {big, 2, 300, "default config, batch 2"},
       {big_fifo, 1, 300, "default config, fifo"},
   };
@@ -127,7 +120,7 @@ void fused_step_matches_unfused_and_parallel() {
 void fused_step_follows_run_settings() {
   const torch::Device gpu(torch::kCUDA);
   torch::NoGradGuard no_grad;
-  const ModelConfig config = with(ImportanceRule::Novelty, PoolPolicy::Priority, FusionKind::Weighted);
+  const ModelConfig config = model_case(ImportanceRule::Novelty, PoolPolicy::Priority, FusionKind::Weighted);
   MemMambaModel model = MemMambaModel::random(config, 23);
   model.to(gpu);
   torch::manual_seed(6);
@@ -151,7 +144,7 @@ void fused_step_follows_run_settings() {
     check(diff < 1e-4 * std::max(1.0, plain.logits.abs().max().item<double>()) && fused.ids == plain.ids,
           "fused step == unfused step, " + name + ": max |dlogit| " + std::to_string(diff));
   }
-  const ModelConfig gated = with(ImportanceRule::Novelty, PoolPolicy::Priority, FusionKind::Gated);
+  const ModelConfig gated = model_case(ImportanceRule::Novelty, PoolPolicy::Priority, FusionKind::Gated);
   MemMambaModel gated_model = MemMambaModel::random(gated, 23);
   gated_model.to(gpu);
   RunState state = gated_model.new_state(1);
