@@ -399,6 +399,10 @@ class TestBadInputs : public QObject {
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--key-digits"),
          QStringLiteral("0-3")},
         2, QStringLiteral("--key-digits: key digits must be"));
+    cli(QStringLiteral("train --note-key-end without passkey rows"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--note-key-end")},
+        2, QStringLiteral("--note-key-end needs passkey rows"));
     cli(QStringLiteral("train --case-mix lottery"),
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),

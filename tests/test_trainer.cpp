@@ -349,6 +349,21 @@ class TestTrainer : public QObject {
       const int64_t answer_token = std::upper_bound(enc.end.begin(), enc.end.end(), answer) - enc.end.begin();
       add_retrieval_targets(c, enc, 0, n - answer_token + 3, cut);
       QVERIFY(cut.row.empty());
+      // --note-key-end: the end position becomes one more retrieval query, read from the needle's
+      // pieces right after each key copy (the key's last digit cannot know that it is the last).
+      RetrievalTargets ends;
+      add_retrieval_targets(c, enc, 2, row_length, ends, true);
+      QVERIFY(ends.end_row.empty() && ends.end_query.empty());
+      QCOMPARE(ends.row.size(), t.row.size() + 1);
+      QCOMPARE(ends.query.back(), t.end_query[0]);
+      QVERIFY(std::equal(t.query.begin(), t.query.end(), ends.query.begin()));
+      for (auto [pos, copy] : {std::pair{ends.first.back(), first}, std::pair{ends.second.back(), second}}) {
+        QVERIFY(pos >= 0 && pos < ends.query.back());
+        const int64_t k = pos - shift;
+        const int64_t after_key = copy + static_cast<int64_t>(key.size());
+        QVERIFY(enc.begin[k] <= after_key && after_key < enc.end[k]);
+        QVERIFY(!std::isdigit(static_cast<unsigned char>(text[static_cast<size_t>(after_key)])));
+      }
     }
   }
 

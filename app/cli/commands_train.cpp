@@ -148,7 +148,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "key-digits", "bucket-mb"});
-  Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases"});
+  Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
                 "Trains on DIR/train.tokens (from `memmamba data`), evaluating on DIR/heldout.tokens.\n"
@@ -182,6 +182,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --answer-end TEXT     what follows the key in a passkey row (default \".\")\n"
                 "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
                 "                        the note threshold in every layer (memory models, default 0)\n"
+                "  --note-key-end        the answer's end is read from a note: the needle's piece after each key\n"
+                "                        copy is a selection and retrieval target where the answer stops\n"
                 "  --freeze-fusion       hold the memory's fusion scales (its read-out's loudness) as loaded\n"
                 "  --blind-needles F     share of passkey rows whose key the SSM does not see (its step size is 0\n"
                 "                        from the key to --blind-margin tokens past its second copy): the key\n"
@@ -257,6 +259,10 @@ int cmd_train(const std::vector<std::string>& argv) {
         const std::string p = find_sample_file(book);
         if (!p.empty()) o.passkey_books.push_back(p);
       }
+  }
+  if (args.flag("note-key-end")) {
+    if (o.passkey_fraction <= 0) throw UsageError("--note-key-end needs passkey rows (--passkey-fraction > 0)");
+    o.note_key_end = true;
   }
   if (args.flag("varied-cases") && o.passkey_fraction <= 0) throw UsageError("--varied-cases needs passkey rows (--passkey-fraction > 0)");
   if (args.has("passkey-min-length")) {

@@ -51,6 +51,11 @@ struct TrainOptions {
   std::string case_mix = "all";
   // The digits of the mixes' digit keys, drawn uniformly from [first, second] (--key-digits).
   std::pair<int64_t, int64_t> key_digits{3, 10};
+  // The answer's end is read from a note (--note-key-end): the needle's piece right after each key
+  // copy becomes a selection and retrieval target, read where the answer predicts its end. A
+  // note is made from what a token has seen, so the key's last digit cannot tell that it is the
+  // last; the piece after it can.
+  bool note_key_end = false;
   // Shortest passkey example in tokens (0: min(256, seq_len / 2)); longer examples put the key
   // further from its answer, beyond what the SSM's state alone still carries.
   int64_t passkey_min_tokens = 0;

@@ -123,7 +123,7 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
       for (int64_t k = 0; k < n; ++k) row[L - n + k] = enc.ids[enc.ids.size() - n + k];
       extra.passkey = true;
-      if (targets) add_retrieval_targets(c, enc, i, L, extra.targets);
+      if (targets) add_retrieval_targets(c, enc, i, L, extra.targets, o_.note_key_end);
       // Drawn from a stream of its own, so that a run with blind needles and one without (a
       // MemMamba and its Mamba twin) get the same rows.
       std::mt19937_64 blind_rng(rng() ^ 0xB11DB11DULL);
@@ -191,7 +191,7 @@ std::string passkey_training_text(const eval::PasskeyCase& c, const std::string&
 }
 
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
-                           RetrievalTargets& out) {
+                           RetrievalTargets& out, bool end_from_notes) {
   const auto klen = static_cast<int64_t>(c.key.size());
   const auto [first, second] = needle_key_copies(c);
   const int64_t answer = static_cast<int64_t>(c.prompt.size());
@@ -229,6 +229,17 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
   if (after == enc.begin.end()) return;
   const int64_t end_query = at(after - enc.begin.begin()) - 1;
   if (end_query < 0) return;
+  if (end_from_notes) {
+    const int64_t a = first >= 0 ? at(token_at_byte(enc, first + klen)) : -1;
+    const int64_t b = second >= 0 ? at(token_at_byte(enc, second + klen)) : -1;
+    if (a >= 0 || b >= 0) {
+      out.row.push_back(row);
+      out.query.push_back(end_query);
+      out.first.push_back(a);
+      out.second.push_back(b);
+      return;
+    }
+  }
   out.end_row.push_back(row);
   out.end_query.push_back(end_query);
 }

@@ -23,7 +23,8 @@ namespace memmamba {
 // (`first`, `second`): the notes a retrieval should read. Positions are within the row;
 // -1 where a copy was cut off. `end_row`/`end_query`: where the answer predicts the piece right
 // after the key, which the answer loss teaches too so that an answer stops after the key's
-// last digit.
+// last digit. With `end_from_notes` that position is instead one more `query`, whose
+// `first`/`second` are the needle's pieces right after each key copy (end_row stays empty).
 struct RetrievalTargets {
   std::vector<int64_t> row, query, first, second;
   std::vector<int64_t> end_row, end_query;
@@ -44,7 +45,7 @@ std::string passkey_training_text(const eval::PasskeyCase& c, const std::string&
 // Appends the targets of case `c` encoded as `enc` (passkey_training_text), whose last tokens
 // fill the end of batch row `row` of `row_length` tokens.
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
-                           RetrievalTargets& out);
+                           RetrievalTargets& out, bool end_from_notes = false);
 
 // Row positions [begin, end) that a blind needle hides from the SSM for case `c` encoded as
 // `enc`, whose last tokens fill the end of a row of `row_length` tokens: from the token holding
