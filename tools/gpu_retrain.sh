@@ -12,7 +12,7 @@
 #               ($F_MEM and $F_MAMBA start them elsewhere, $F_MIX=all adds facts, words and names,
 #               composed puts wordings together from parts, facts adds labelled facts;
 #               $F_KEY_DIGITS=7-10 sets the digit keys' length; $F_FLAGS adds train flags to both,
-#               e.g. --note-key-end)
+#               e.g. --note-key-end; $F_ANSWER_END is what follows the key in the rows)
 # Each stage writes $RUNS/NAME/model.safetensors; A3 and the B stages also a bf16 copy under $OUT.
 # Usage: [STEPS_A1=n ...] tools/gpu_retrain.sh STAGE...
 set -euo pipefail
@@ -61,6 +61,7 @@ JSON
       [ -n "${F_KEY_DIGITS:-}" ] && digits=(--key-digits "$F_KEY_DIGITS")
       read -r -a flags <<<"${F_FLAGS:-}"
       digits+=("${flags[@]}")
+      [ -n "${F_ANSWER_END:-}" ] && digits+=(--answer-end "$F_ANSWER_END")
       "$cli" train "${rows[@]}" --case-mix "${F_MIX:-passkey}" "${digits[@]}" --out "$runs/$stage" --init "$from" --seq-len 4096 --batch 8 \
         --steps "${STEPS_F:-1500}" --lr "${LR_F:-1e-4}" --warmup 50 "${losses[@]}" --seed "${F_SEED:-43}" --eval-every 500 2>&1 | last_line
       "$cli" convert "$runs/$stage/model.safetensors" "$out/$stage.safetensors" --dtype bf16 ;;
