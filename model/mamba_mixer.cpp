@@ -27,8 +27,24 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;
 }
 
+namespace {
+thread_local bool cpu_bf16_projections = false;
+}  // namespace
+
+CpuBf16Projections::CpuBf16Projections(bool on) : previous_(cpu_bf16_projections) { cpu_bf16_projections = on; }
+CpuBf16Projections::~CpuBf16Projections() { cpu_bf16_projections = previous_; }
+bool CpuBf16Projections::active() { return cpu_bf16_projections; }
+
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight) {
   const int64_t rows = x.numel() / std::max<int64_t>(1, x.size(-1));
+  if (cpu_bf16_projections && rows > 1 && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
+      !needs_autograd({x, weight})) {
+    // oneDNN spreads one product over the intra-op threads itself: no split by rows here.
+    auto product = at::mm(x.reshape({rows, x.size(-1)}).to(torch::kBFloat16), weight.to(torch::kBFloat16).t());
+    auto sizes = x.sizes().vec();
+    sizes.back() = weight.size(0);
+    return product.to(torch::kFloat32).view(sizes);
+  }
   // One row: a matrix-vector product (BLAS's GEMM would repack the whole weight each call).
   if (rows == 1 && x.dim() >= 1) {
     auto sizes = x.sizes().vec();

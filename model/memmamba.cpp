@@ -175,6 +175,7 @@ void check_tokens(const torch::Tensor& tokens, int64_t vocab) {
 
 torch::Tensor MemMambaModel::forward(const torch::Tensor& tokens_in, RunState& state, const RunOptions& options) const {
   state.step_graph.reset();  // a parallel pass replaces the state tensors a captured step reads
+  CpuBf16Projections bf16(options.cpu_bf16_projections || CpuBf16Projections::active());
   return forward_impl(tokens_in, state, options, false);
 }
 

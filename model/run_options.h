@@ -33,6 +33,8 @@ struct AttentionTap {
 struct RunOptions {
   MemorySettings memory;                 // thresholds and switches; MemorySettings::from(config) by default
   int64_t chunk_tokens = 4096;           // parallel mode works on this many tokens at a time
+  // CPU parallel passes: the matrix products in bf16 (CpuBf16Projections; `run --bf16`).
+  bool cpu_bf16_projections = false;
   RunObserver* observer = nullptr;       // records the run (a TraceBuilder); batch 1 only
   // Interventions on the memory (model/memory/memory_edits.h), for inference; set before a
   // run's first token (a state started without them cannot take them later).

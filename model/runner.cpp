@@ -169,6 +169,7 @@ Trace trace_tokens_once(const MemMambaModel& model, TraceRunRequest request) {
   for (const auto& [key, value] : settings.as_object()) info[key] = value;
   if (options.decimation.enabled()) info["decimation"] = options.decimation.to_json();
   info["device"] = model.device().str();
+  if (options.cpu_bf16_projections) info["precision"] = "bf16 matrix products";
   t.run_info = info;
   return builder.finish();
 }

@@ -95,6 +95,45 @@ class TestModelEquivalence : public QObject {
     }
   }
 
+  // run --bf16 on the CPU: the projections in bf16, close to fp32 but not equal (the path ran),
+  // and only for the pass that asked (the scope ends with it).
+  void cpuBf16ProjectionsStayCloseToFp32() {
+    ModelConfig c = testing::tiny_config();
+    c.memory = false;  // untrained notes fire on nearly every token: a rounding flips decisions
+    MemMambaModel m = MemMambaModel::random(c, 3);
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(2);
+    auto tokens = torch::randint(0, c.vocab_size, {1, 48}, torch::kInt64);
+    RunOptions fp32 = m.default_options(), bf16 = fp32;
+    bf16.cpu_bf16_projections = true;
+    auto exact = parallel_logits(m, tokens, fp32, 1 << 20);
+    auto rounded = parallel_logits(m, tokens, bf16, 1 << 20);
+    const double diff = (exact - rounded).abs().max().item<double>(), scale = exact.abs().max().item<double>();
+    QVERIFY2(diff > 0 && diff < 0.05 * scale, qPrintable(QString("max |dlogit| %1 of %2").arg(diff).arg(scale)));
+    QVERIFY(!CpuBf16Projections::active());
+    {
+      CpuBf16Projections on(true);
+      QVERIFY(CpuBf16Projections::active());
+      {
+        CpuBf16Projections off(false);
+        QVERIFY(!CpuBf16Projections::active());
+      }
+      QVERIFY(CpuBf16Projections::active());
+    }
+    QVERIFY(!CpuBf16Projections::active());
+    // The product is of the bf16-rounded operands (its output rounded to bf16 too).
+    auto x = torch::randn({64, 32}), w = torch::randn({48, 32});
+    torch::Tensor got;
+    {
+      CpuBf16Projections on(true);
+      got = project(x, w);
+    }
+    QCOMPARE(got.scalar_type(), torch::kFloat32);
+    auto want = torch::mm(x.to(torch::kBFloat16).to(torch::kFloat32), w.to(torch::kBFloat16).to(torch::kFloat32).t());
+    QVERIFY((got - want).abs().max().item<double>() < 0.01 * want.abs().max().item<double>());
+    QVERIFY((project(x, w) - torch::mm(x, w.t())).abs().max().item<double>() < 1e-4);
+  }
+
   void memorySwitchAtRunTimeMatchesAMambaOnlyRun() {
     ModelConfig c = testing::tiny_config();
     MemMambaModel m = MemMambaModel::random(c, 2);

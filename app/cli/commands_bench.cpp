@@ -22,7 +22,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
                 "mode over --step-tokens tokens (default 256). On a GPU it first times the selective scan\n"
                 "alone and the note pool's sequential walk and walk by events on every layer (up to 64k).\n"
                 "Without --checkpoint it uses random weights of the default small config (D=256, L=8, V=8192).\n"
-                "--bf16: under bf16 autocast (CUDA).\n"
+                "--bf16: under bf16 autocast (CUDA); on the CPU, the matrix products in bf16 (oneDNN).\n"
                 "--compare transformer: forward speed of MemMamba, Mamba-only, DeciMamba (Mamba-only with the\n"
                 "default decimation) and a causal Transformer\n"
                 "of the same width and depth (untraced, no LM head) per length, with their ratios; on a\n"
@@ -38,9 +38,11 @@ int cmd_bench(const std::vector<std::string>& argv) {
   const Args model_args(model_argv, with(kModelOptions, {"lengths", "step-tokens", "seed", "compare", "text", "transformer-max"}), {"help", "no-trace", "no-memory", "bf16", "decimate"});
   check_model_flags(model_args);
   auto lm = std::make_unique<LoadedModel>(load_model(model_args));
-  if (args.flag("bf16") && !lm->model.device().is_cuda()) throw UsageError("--bf16 needs --device cuda");
   const auto lengths = args.get_int_list("lengths", {1024, 4096, 16384, 65536}, 16, 1 << 24);
   const int64_t step_tokens = args.get_int("step-tokens", 256, 0, 1 << 20);
+  const bool cpu_bf16 = args.flag("bf16") && lm->model.device().is_cpu();
+  if (cpu_bf16 && args.has("compare"))
+    throw UsageError("--bf16 on the CPU times MemMamba's own runs: leave out --compare (it compares fp32 models)");
   if (args.has("compare")) {
     if (args.get("compare", "") != "transformer") throw UsageError("--compare takes \"transformer\"");
     const auto on_setup = [](const eval::SpeedComparisonSetup& s) {
@@ -66,10 +68,11 @@ int cmd_bench(const std::vector<std::string>& argv) {
     return kOk;
   }
   const ModelConfig& c = lm->model.config();
-  std::printf("model D=%lld L=%lld V=%lld K=%lld w=%lld, %lld parameters, device %s, %d threads\n",
+  std::printf("model D=%lld L=%lld V=%lld K=%lld w=%lld, %lld parameters, device %s, %d threads%s\n",
               static_cast<long long>(c.d_model), static_cast<long long>(c.n_layers), static_cast<long long>(c.vocab_size),
               static_cast<long long>(c.pool_slots), static_cast<long long>(c.note_window),
-              static_cast<long long>(parameter_count(c)), lm->model.device().str().c_str(), at::get_num_threads());
+              static_cast<long long>(parameter_count(c)), lm->model.device().str().c_str(), at::get_num_threads(),
+              cpu_bf16 ? ", bf16 matrix products" : "");
   std::vector<int32_t> text_tokens;
   if (args.has("text")) {
     const std::string text = load_text_file(args.get("text", ""));
@@ -80,7 +83,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::printf("%-15s %9s %10s %12s %12s %12s %10s\n", "mode", "tokens", "seconds", "tokens/s", "us/token", "peak RSS MB",
               "scan GB/s");
   std::fflush(stdout);
-  AutocastGuard autocast(args.flag("bf16"));
+  AutocastGuard autocast(args.flag("bf16") && lm->model.device().is_cuda());
+  CpuBf16Projections bf16_products(cpu_bf16);
   run_benchmark(lm->model, run_options(args, lm->model), lengths, step_tokens, !args.flag("no-trace"), static_cast<uint64_t>(args.get_int("seed", 1, 0, INT64_MAX)),
                 [](const BenchRow& r) {
                   std::printf("%-15s %9lld %10.4f %12.0f %12.4f %12.0f %10s  %s\n", r.mode.c_str(),

@@ -90,7 +90,7 @@ int cmd_info(const std::vector<std::string>& argv) {
 
 int cmd_run(const std::vector<std::string>& argv) {
   Args args(argv, with(kModelOptions, {"out", "topk", "detail-begin", "detail-end", "retention-sources", "retention-horizon", "max-tokens", "trace-budget-mb", "fidelity", "encoding", "edit"}),
-            {"help", "no-memory", "decimate", "keep-boilerplate", "strip-markdown"});
+            {"help", "no-memory", "decimate", "keep-boilerplate", "strip-markdown", "bf16"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba run TEXT_FILE --out TRACE [options]\n\n"
                 "Tokenizes the text, runs the model in parallel mode with tracing, writes the trace\n"
@@ -106,6 +106,8 @@ int cmd_run(const std::vector<std::string>& argv) {
                 "                             attention row, then rows only for the last tokens\n"
                 "  --fidelity N               also measure ETMF / ECLMF per layer on the first N tokens\n"
                 "                             (kept in the trace; the Explorer's decay view draws them)\n"
+                "  --bf16                     CPU: matrix products in bf16 (oneDNN, AMX where the CPU has\n"
+                "                             it; faster, and the trace's figures move slightly)\n"
                 "book options (TEXT_FILE may be text, Markdown, HTML, EPUB or PDF):\n"
                 "  --encoding E               auto (default: a BOM, else UTF-8, else CP-1252), utf-8,\n"
                 "                             utf-16le, utf-16be, latin-1 or cp1252\n"
@@ -137,6 +139,10 @@ int cmd_run(const std::vector<std::string>& argv) {
   Tokenizer tok = load_tokenizer(args, lm.model.config());
   TraceJob job;
   job.options = run_options(args, lm.model);
+  if (args.flag("bf16")) {
+    if (!lm.model.device().is_cpu()) throw UsageError("--bf16 is for CPU runs (a GPU run keeps fp32 weights)");
+    job.options.cpu_bf16_projections = true;
+  }
   job.options.retention_sources = retention_sources;
   job.options.retention_horizon = retention_horizon;
   job.trace_options.attention_topk = static_cast<int32_t>(topk);
