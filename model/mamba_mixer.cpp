@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "model/causal_conv_cpu.h"
 #include "model/cuda/scan_dispatch.h"
 #include "model/profile.h"
 #include "model/selective_scan.h"
@@ -91,7 +92,9 @@ MixerOutput mixer_forward(const ModelConfig& c, const Weights& w, int64_t layer,
   const int64_t T = a.size(1);
   const auto& conv_w = w[p + "conv.weight"];  // [Di, Kc]
   torch::Tensor u;                            // [B, T, Di]
-  if (!needs_autograd({a, state.conv, conv_w, w[p + "conv.bias"]}) && Kc > 1 && cuda_scan::causal_conv_available(a, Kc)) {
+  if (causal_conv_silu_cpu_applies(a, state.conv, conv_w, w[p + "conv.bias"])) {
+    std::tie(u, state.conv) = causal_conv_silu_cpu(a, state.conv, conv_w, w[p + "conv.bias"]);
+  } else if (!needs_autograd({a, state.conv, conv_w, w[p + "conv.bias"]}) && Kc > 1 && cuda_scan::causal_conv_available(a, Kc)) {
     std::tie(u, state.conv) = cuda_scan::causal_conv_silu(a, state.conv, conv_w, w[p + "conv.bias"]);
   } else if (Kc > 1 && cuda_scan::causal_conv_available(a, Kc)) {  // training: one autograd node
     u = cuda_scan::causal_conv_silu_trainable(a, state.conv, conv_w, w[p + "conv.bias"]);

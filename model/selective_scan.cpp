@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "model/block_vec.h"
 #include "model/cuda/scan_dispatch.h"
 
 namespace memmamba {
@@ -18,7 +19,7 @@ namespace {
 
 // Channels processed together: one AVX-512 vector of floats. The loops below are
 // written so that the compiler vectorises across these channels.
-constexpr int64_t kBlock = 16;
+constexpr int64_t kBlock = kBlockLanes;
 constexpr int64_t kMaxState = 256;
 
 // exp(x) for the scan's decay, x <= 0 in practice; Cephes-style polynomial, about
@@ -45,44 +46,6 @@ __attribute__((always_inline)) inline float fast_exp(float x) {
 struct ScanShapes {
   int64_t batch, length, channels, state;
 };
-
-// A block of channels as one value: GCC lowers the arithmetic to the widest vectors of each
-// clone (one AVX-512 register on x86-64-v4). Whole-vector loads and stores keep the per-token
-// rows out of scalar code: a row copied float by float into a stack array and read back as a
-// vector stalls on store forwarding, on every token (once half the scan's time).
-// Every helper taking or returning a block is inlined, so the vector ABI of the narrower clones
-// that GCC warns about is never used.
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float BlockVec __attribute__((vector_size(kBlock * sizeof(float))));
-typedef int32_t BlockInt __attribute__((vector_size(kBlock * sizeof(int32_t))));
-
-__attribute__((always_inline)) inline BlockVec load_block(const float* p, int64_t width) {
-  BlockVec v{};
-  std::memcpy(&v, p, sizeof(float) * static_cast<size_t>(width));
-  return v;
-}
-__attribute__((always_inline)) inline void store_block(float* p, const BlockVec& v, int64_t width) {
-  std::memcpy(p, &v, sizeof(float) * static_cast<size_t>(width));
-}
-
-// fast_exp on a block, the same operations lane by lane.
-__attribute__((always_inline)) inline BlockVec fast_exp(BlockVec x) {
-  x = x < -87.0f ? BlockVec{} - 87.0f : x;
-  x = x > 88.0f ? BlockVec{} + 88.0f : x;
-  const BlockVec k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const BlockVec r = x - k * 0.693359375f + k * 2.12194440e-4f;
-  BlockVec p = BlockVec{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const BlockInt bits = (__builtin_convertvector(k, BlockInt) + 127) << 23;
-  BlockVec scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
 
 // One block of channels of one sequence, forward. Pointers are at the sequence start;
 // per-token rows have stride `channels` (u, delta, y) or `state` (B, C).
@@ -117,7 +80,7 @@ void scan_block_forward(const ScanShapes& s, int64_t c0, int64_t width, const fl
     const float* brow = Bm + t * N;
     const float* crow = Cm + t * N;
     for (int64_t n = 0; n < N; ++n) {
-      const BlockVec next = fast_exp(dt * a[n]) * state[n] + du * brow[n];
+      const BlockVec next = fast_exp_block(dt * a[n]) * state[n] + du * brow[n];
       state[n] = next;
       acc += crow[n] * next;
     }

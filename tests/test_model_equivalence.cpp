@@ -5,6 +5,7 @@
 
 #include <QtTest/QtTest>
 
+#include "model/causal_conv_cpu.h"
 #include "model/memmamba.h"
 #include "model/memory/slot_attention.h"
 #include "model/selective_scan.h"
@@ -132,6 +133,32 @@ class TestModelEquivalence : public QObject {
     auto want = torch::mm(x.to(torch::kBFloat16).to(torch::kFloat32), w.to(torch::kBFloat16).to(torch::kFloat32).t());
     QVERIFY((got - want).abs().max().item<double>() < 0.01 * want.abs().max().item<double>());
     QVERIFY((project(x, w) - torch::mm(x, w.t())).abs().max().item<double>() < 1e-4);
+  }
+
+  // The CPU's one-pass causal conv + SiLU equals the shifted products it replaces: rows read
+  // from a wider tensor (in_proj's output), channels not a multiple of the vector width,
+  // chunks shorter than the kernel, and the carried inputs it hands on.
+  void cpuCausalConvEqualsShiftedProducts() {
+    // Training differentiates through the tensor-op form.
+    auto trained = torch::randn({1, 4, 8}).requires_grad_(true);
+    QVERIFY(!causal_conv_silu_cpu_applies(trained, torch::zeros({1, 3, 8}), torch::randn({8, 4}), torch::randn({8})));
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(4);
+    for (int64_t taps : {2, 4, 5})
+      for (int64_t T : {1, 3, 37}) {
+        const int64_t B = 2, Di = 40;
+        auto wide = torch::randn({B, T, 2 * Di});
+        auto a = wide.narrow(2, 0, Di);
+        auto carried = torch::randn({B, taps - 1, Di});
+        auto weight = torch::randn({Di, taps}), bias = torch::randn({Di});
+        QVERIFY(causal_conv_silu_cpu_applies(a, carried, weight, bias));
+        auto [u, next] = causal_conv_silu_cpu(a, carried, weight, bias);
+        auto padded = torch::cat({carried, a}, 1);
+        auto conv = bias + padded.narrow(1, 0, T) * weight.select(1, 0);
+        for (int64_t k = 1; k < taps; ++k) conv = conv + padded.narrow(1, k, T) * weight.select(1, k);
+        QVERIFY2((u - torch::silu(conv)).abs().max().item<double>() < 1e-5, qPrintable(QString("taps %1, T %2").arg(taps).arg(T)));
+        QVERIFY(torch::equal(next, padded.narrow(1, padded.size(1) - (taps - 1), taps - 1)));
+      }
   }
 
   void memorySwitchAtRunTimeMatchesAMambaOnlyRun() {
