@@ -108,14 +108,15 @@ GatedRead gated_read_cpu_inference(const ModelConfig& c, const Weights& w, const
       for (int64_t i = 0; i < D; ++i) up[r * D + i] = xr[i] * inv * norm_w[i];
     }
   }
-  auto queries = torch::mm(normed, w[prefix + "q.weight"].t()).contiguous();  // [n, S]
+  // project(): the rows split over the threads (a plain mm runs on one: BLAS is single-threaded).
+  auto queries = project(normed, w[prefix + "q.weight"]).contiguous();  // [n, S]
   auto keys = torch::mm(bank, w[prefix + "k.weight"].t()).contiguous();       // [nb, S]
   auto values = torch::mm(bank, w[prefix + "v.weight"].t()).contiguous();     // [nb, S]
   auto log_priority = torch::log(bank_priority.clamp_min(1e-6)).contiguous();
   torch::Tensor contexts;
   attend_rows_inference(queries, keys, values, log_priority, read.visible, 1.0 / std::sqrt(static_cast<double>(S)), contexts,
                         read.weights);
-  auto out = torch::mm(contexts, w[prefix + "o.weight"].t()).contiguous();  // [n, D]
+  auto out = project(contexts, w[prefix + "o.weight"]).contiguous();  // [n, D]
   const float* op = out.data_ptr<float>();
   float* dst = read.context.data_ptr<float>();
   for (int64_t r = 0; r < n; ++r) std::copy(op + r * D, op + (r + 1) * D, dst + rows[r] * D);
