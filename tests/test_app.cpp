@@ -699,6 +699,12 @@ class TestApp : public QObject {
     QCOMPARE(record.at("layers").as_array().size(), result.trace->layers.size());
     QCOMPARE(record.at("hit").as_bool(), eval::passkey_found(record.at("answer").as_string(), "24680"));
     QCOMPARE(record.at("digits_right").as_int(), eval::passkey_digits_right(record.at("answer").as_string(), "24680"));
+    QVERIFY(!result.trace->run_info.contains("precision"));
+    app::RunRequest bf16_request = request;  // Run > Model's "CPU, bf16 matrix products"
+    bf16_request.cpu_bf16 = true;
+    worker.run(bf16_request);
+    QCOMPARE(finished.last().at(0).value<app::RunResult>().trace->run_info.at("precision").as_string(), std::string("bf16 matrix products"));
+    finished.removeLast();
     // A case of four labelled facts (a grid of `eval facts`): the record lists them and the
     // asked one's value is the truth.
     app::RunRequest facts_request = request;

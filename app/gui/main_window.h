@@ -170,6 +170,7 @@ class MainWindow : public QMainWindow {
   QString checkpoint_, tokenizer_, current_text_;
   QString missing_book_;  // the book a loaded trace names but that was not found
   bool cuda_ = false;
+  bool cpu_bf16_ = false;  // CPU runs with bf16 matrix products (Run > Model)
   QString comparison_pending_;  // the label of a comparison run under way ("" none)
   struct PendingComparison {
     RunRequest request;

@@ -154,6 +154,7 @@ void RunWorker::run(const RunRequest& request) {
     }
     TraceJob job;
     job.options = run_options(model.model, overrides);
+    job.options.cpu_bf16_projections = request.cpu_bf16 && !request.cuda;
     if (request.decimate) {
       if (model.model.config().memory && request.memory)
         throw std::runtime_error("DeciMamba drops tokens from a Mamba-only run: turn the memory off for it");

@@ -25,6 +25,7 @@ struct RunRequest {
   bool own_checkpoint = false;  // the request names its model (a comparison's twin): kept as it is
   QString tokenizer;        // empty: the bundled tokenizer
   bool cuda = false;
+  bool cpu_bf16 = false;    // on the CPU: the matrix products in bf16 (`run --bf16`)
   bool memory = true;       // false: Mamba-only at run time
   bool decimate = false;    // DeciMamba (model/decimation.h, its defaults): needs memory off
   bool override_thresholds = false;
