@@ -30,26 +30,41 @@ __attribute__((always_inline)) inline void store_block(float* p, const BlockVec&
   else std::memcpy(p, &v, sizeof(float) * static_cast<size_t>(width));
 }
 
-// exp(x) lane by lane, about 2 ulp (Cephes-style polynomial, branch-free; the scan's fast_exp).
-__attribute__((always_inline)) inline BlockVec fast_exp_block(BlockVec x) {
-  x = x < -87.0f ? BlockVec{} - 87.0f : x;
-  x = x > 88.0f ? BlockVec{} + 88.0f : x;
-  const BlockVec k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const BlockVec r = x - k * 0.693359375f + k * 2.12194440e-4f;
-  BlockVec p = BlockVec{} + 1.9875691500e-4f;
+// 2^k for a whole number k (a float, or each lane), built in the exponent bits.
+__attribute__((always_inline)) inline float exp2_whole(float k) {
+  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return scale;
+}
+__attribute__((always_inline)) inline BlockVec exp2_whole(BlockVec k) {
+  const BlockInt bits = (__builtin_convertvector(k, BlockInt) + 127) << 23;
+  BlockVec scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return scale;
+}
+
+// exp(x) for a float or each lane of a block: Cephes-style polynomial, about 2 ulp, branch-free
+// so that it vectorises (std::exp does not).
+template <class Value>
+__attribute__((always_inline)) inline Value fast_exp(Value x) {
+  const Value zero{};
+  x = x < -87.0f ? zero - 87.0f : x;
+  x = x > 88.0f ? zero + 88.0f : x;
+  // Round x / ln 2 to the nearest integer by adding and removing 1.5 * 2^23.
+  const Value k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const Value r = x - k * 0.693359375f + k * 2.12194440e-4f;
+  Value p = zero + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const BlockInt bits = (__builtin_convertvector(k, BlockInt) + 127) << 23;
-  BlockVec scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return p * exp2_whole(k);
 }
 
 // x * sigmoid(x), lane by lane.
-__attribute__((always_inline)) inline BlockVec silu_block(BlockVec x) { return x / (1.0f + fast_exp_block(-x)); }
+__attribute__((always_inline)) inline BlockVec silu_block(BlockVec x) { return x / (1.0f + fast_exp(-x)); }
 
 }  // namespace memmamba

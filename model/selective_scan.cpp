@@ -22,27 +22,6 @@ namespace {
 constexpr int64_t kBlock = kBlockLanes;
 constexpr int64_t kMaxState = 256;
 
-// exp(x) for the scan's decay, x <= 0 in practice; Cephes-style polynomial, about
-// 2 ulp, written branch-free so that it vectorises (std::exp does not).
-__attribute__((always_inline)) inline float fast_exp(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  // Round x / ln 2 to the nearest integer by adding and removing 1.5 * 2^23.
-  const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = x - k * 0.693359375f + k * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
 struct ScanShapes {
   int64_t batch, length, channels, state;
 };
@@ -63,31 +42,21 @@ void scan_block_forward(const ScanShapes& s, int64_t c0, int64_t width, const fl
     std::memcpy(&state[n], h + n * kBlock, sizeof(BlockVec));
   }
   const BlockVec dskip = load_block(Dskip + c0, width);
-  const bool full = width == kBlock;
   for (int64_t t = 0; t < s.length; ++t) {
     const float* urow = u + t * Di + c0;
     const float* drow = delta + t * Di + c0;
-    BlockVec ut, dt;
-    if (full) {
-      std::memcpy(&ut, urow, sizeof ut);
-      std::memcpy(&dt, drow, sizeof dt);
-    } else {
-      ut = load_block(urow, width);
-      dt = load_block(drow, width);
-    }
+    const BlockVec ut = load_block(urow, width), dt = load_block(drow, width);
     const BlockVec du = dt * ut;
     BlockVec acc = dskip * ut;
     const float* brow = Bm + t * N;
     const float* crow = Cm + t * N;
     for (int64_t n = 0; n < N; ++n) {
-      const BlockVec next = fast_exp_block(dt * a[n]) * state[n] + du * brow[n];
+      const BlockVec next = fast_exp(dt * a[n]) * state[n] + du * brow[n];
       state[n] = next;
       acc += crow[n] * next;
     }
     if (saved_states) std::memcpy(saved_states + t * N * kBlock, state, sizeof(BlockVec) * static_cast<size_t>(N));
-    float* yrow = y + t * Di + c0;
-    if (full) std::memcpy(yrow, &acc, sizeof acc);
-    else store_block(yrow, acc, width);
+    store_block(y + t * Di + c0, acc, width);
   }
   std::memcpy(h, state, sizeof(BlockVec) * static_cast<size_t>(N));
 }

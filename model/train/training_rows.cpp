@@ -197,17 +197,20 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
   const int64_t answer = static_cast<int64_t>(c.prompt.size());
   const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
   auto at = [&](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
-  for (size_t i = 0; i < enc.ids.size(); ++i) {
-    if (enc.end[i] <= answer || enc.begin[i] >= answer + klen) continue;  // not a piece of the answer's key
-    const int64_t offset = std::max(enc.begin[i], answer) - answer;
-    const int64_t query = at(static_cast<int64_t>(i)) - 1;
-    const int64_t a = first >= 0 ? at(token_at_byte(enc, first + offset)) : -1;
-    const int64_t b = second >= 0 ? at(token_at_byte(enc, second + offset)) : -1;
-    if (query < 0 || (a < 0 && b < 0)) continue;
+  // The row position of the needle piece `offset` bytes into a key copy (-1 where cut off).
+  auto in_copy = [&](int64_t copy, int64_t offset) { return copy >= 0 ? at(token_at_byte(enc, copy + offset)) : int64_t{-1}; };
+  auto add_read = [&](int64_t query, int64_t a, int64_t b) {
     out.row.push_back(row);
     out.query.push_back(query);
     out.first.push_back(a);
     out.second.push_back(b);
+  };
+  for (size_t i = 0; i < enc.ids.size(); ++i) {
+    if (enc.end[i] <= answer || enc.begin[i] >= answer + klen) continue;  // not a piece of the answer's key
+    const int64_t offset = std::max(enc.begin[i], answer) - answer;
+    const int64_t query = at(static_cast<int64_t>(i)) - 1;
+    const int64_t a = in_copy(first, offset), b = in_copy(second, offset);
+    if (query >= 0 && (a >= 0 || b >= 0)) add_read(query, a, b);
   }
   // The values of the facts that were not asked, each token of their first mention.
   for (size_t j = 0; j < c.needles.size(); ++j) {
@@ -230,15 +233,8 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
   const int64_t end_query = at(after - enc.begin.begin()) - 1;
   if (end_query < 0) return;
   if (end_from_notes) {
-    const int64_t a = first >= 0 ? at(token_at_byte(enc, first + klen)) : -1;
-    const int64_t b = second >= 0 ? at(token_at_byte(enc, second + klen)) : -1;
-    if (a >= 0 || b >= 0) {
-      out.row.push_back(row);
-      out.query.push_back(end_query);
-      out.first.push_back(a);
-      out.second.push_back(b);
-      return;
-    }
+    const int64_t a = in_copy(first, klen), b = in_copy(second, klen);
+    if (a >= 0 || b >= 0) return add_read(end_query, a, b);
   }
   out.end_row.push_back(row);
   out.end_query.push_back(end_query);
