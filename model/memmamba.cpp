@@ -197,15 +197,26 @@ torch::Tensor MemMambaModel::forward_impl(const torch::Tensor& tokens_in, RunSta
   const auto& embedding = weights_["embedding.weight"];
   for (int64_t c0 = 0; c0 < T; c0 += options.chunk_tokens) {
     const int64_t n = std::min(options.chunk_tokens, T - c0);
-    auto x = embedding.index_select(0, tokens.narrow(1, c0, n).reshape({-1})).view({B, n, D});
-    std::vector<LayerBank> banks(static_cast<size_t>(config_.n_layers));
-    const torch::Tensor mask =
-        options.ssm_input_mask.defined() ? options.ssm_input_mask.narrow(1, c0, n).to(device()) : torch::Tensor();
-    for (int64_t l = 0; l < config_.n_layers; ++l) {
-      x = layer_forward(l, x, state, options, mask, banks);
-      if (options.on_layer_output) options.on_layer_output(l, state.position, x);
+    const torch::Tensor chunk = tokens.narrow(1, c0, n);
+    torch::Tensor h;
+    if (chunk_graph_applies(options, B, n)) {
+      std::vector<torch::Tensor*> carried;
+      for (MixerState& m : state.mixers) {
+        carried.push_back(&m.conv);
+        carried.push_back(&m.ssm);
+      }
+      // The weights' addresses name the graph: it reads them where they were at capture.
+      size_t weights_hash = 0;
+      for (const auto& [name, t] : weights_.all())
+        weights_hash = weights_hash * 1000003u ^ std::hash<const void*>()(t.data_ptr());
+      const std::string key = std::to_string(B) + "x" + std::to_string(n) + "/" + std::to_string(weights_hash);
+      h = cuda_ops::run_chunk_graph(
+          *chunk_graphs_, key, chunk, [&](const torch::Tensor& t) { return chunk_forward(t, state, options, {}); }, carried);
+    } else {
+      const torch::Tensor mask =
+          options.ssm_input_mask.defined() ? options.ssm_input_mask.narrow(1, c0, n).to(device()) : torch::Tensor();
+      h = chunk_forward(chunk, state, options, mask);
     }
-    auto h = rms_norm(x, weights_["norm_f.weight"], config_.norm_eps);
     const int64_t pos0 = state.position;
     state.position += n;
     if (state.device_position.defined()) state.device_position.add_(n);
@@ -216,6 +227,32 @@ torch::Tensor MemMambaModel::forward_impl(const torch::Tensor& tokens_in, RunSta
   if (!options.keep_hidden) return {};
   if (hidden.empty()) return torch::zeros({B, 0, D}, embedding.options());
   return hidden.size() == 1 ? hidden[0] : torch::cat(hidden, 1);
+}
+
+torch::Tensor MemMambaModel::chunk_forward(const torch::Tensor& tokens, RunState& state, const RunOptions& options,
+                                           const torch::Tensor& ssm_input_mask) const {
+  const int64_t B = tokens.size(0), n = tokens.size(1);
+  auto x = weights_["embedding.weight"].index_select(0, tokens.reshape({-1})).view({B, n, config_.d_model});
+  std::vector<LayerBank> banks(static_cast<size_t>(config_.n_layers));
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    x = layer_forward(l, x, state, options, ssm_input_mask, banks);
+    if (options.on_layer_output) options.on_layer_output(l, state.position, x);
+  }
+  return rms_norm(x, weights_["norm_f.weight"], config_.norm_eps);
+}
+
+bool MemMambaModel::chunk_graph_applies(const RunOptions& options, int64_t batch, int64_t tokens) const {
+  // Only the mixers' kernels: the memory's pool bookkeeping, observers, callbacks inside the
+  // chunk, masks, gradients and profiling waits cannot be replayed.
+  if (!chunk_graphs_ || !options.chunk_graphs || !device().is_cuda() || !cuda_ops::step_graphs_available() ||
+      profile::enabled())
+    return false;
+  if (batch * tokens > cuda_ops::kChunkGraphMaxTokens || (config_.memory && options.memory.enabled)) return false;
+  if (options.observer || options.on_layer_output || options.ssm_input_mask.defined()) return false;
+  if (torch::GradMode::is_enabled())
+    for (const auto& entry : weights_.all())
+      if (entry.second.requires_grad()) return false;
+  return true;
 }
 
 torch::Tensor MemMambaModel::forward_decimated(const torch::Tensor& tokens, RunState& state, const RunOptions& options) const {
@@ -369,6 +406,7 @@ torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& stat
     RunOptions one = options;
     one.progress = nullptr;
     one.keep_hidden = true;
+    one.chunk_graphs = false;  // the step itself may be being captured
     // Fused kernels where nothing observes the step (model/cuda/fused_step.h), else the
     // parallel pass over one token.
     const bool fused = cuda_ops::fused_step_applies(config_, weights_, options, state);

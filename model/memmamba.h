@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/cuda/chunk_graph.h"
 #include "model/mamba_mixer.h"
 #include "model/memory/layer_pool.h"
 #include "model/run_options.h"
@@ -68,6 +69,11 @@ class MemMambaModel {
   torch::Tensor forward_decimated(const torch::Tensor& tokens, RunState& state, const RunOptions& options) const;
   torch::Tensor layer_step(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,
                            std::vector<LayerBank>& banks) const;
+  // The chunk's final hidden states [B, n, D] from its tokens [B, n] on the model's device.
+  torch::Tensor chunk_forward(const torch::Tensor& tokens, RunState& state, const RunOptions& options,
+                              const torch::Tensor& ssm_input_mask) const;
+  // Whether a chunk of these options and shape runs as a captured CUDA graph (model/cuda/chunk_graph.h).
+  bool chunk_graph_applies(const RunOptions& options, int64_t batch, int64_t tokens) const;
   void record_retention(int64_t layer, int64_t pos0, const torch::Tensor& dt, RunState& state,
                         const RunOptions& options) const;
   // Makes the state's pools follow options.edits (at a run's start only).
@@ -75,6 +81,9 @@ class MemMambaModel {
 
   ModelConfig config_;
   Weights weights_;
+  // Captured CUDA graphs of short chunks without memory, shared by copies of the model (a
+  // graph's key names the weights it reads).
+  std::shared_ptr<cuda_ops::ChunkGraphs> chunk_graphs_ = cuda_ops::new_chunk_graphs();
 };
 
 // Greedy decoding in step mode after a parallel pass over the prompt.

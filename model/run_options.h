@@ -42,6 +42,8 @@ struct RunOptions {
   std::vector<int64_t> retention_sources;  // exact retention curves for these positions
   int64_t retention_horizon = 4096;
   bool keep_hidden = true;               // return all hidden states (off for very long inputs)
+  // Short chunks without memory on the GPU replay a captured CUDA graph (model/cuda/chunk_graph.h).
+  bool chunk_graphs = true;
   // Called with each chunk's final hidden states [B, n, D] and its first position.
   std::function<void(int64_t pos0, const torch::Tensor& hidden)> on_hidden;
   // Called with each layer's output (the residual stream) [B, n, D] in parallel mode.

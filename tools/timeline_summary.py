@@ -2,7 +2,9 @@
 """Sums up a Chrome trace written by MEMMAMBA_TIMELINE (LibTorch's Kineto profiler).
 
 Prints: the span, how busy the GPU was, the kernels that take the time, the CUDA calls on
-the host (synchronisations show here), and what the host was doing while the GPU idled.
+the host (synchronisations show here), what the host was doing while the GPU idled, and the
+host's own work: per thread, the operators it issued at the top level (autograd nodes on the
+backward thread) by name and by the annotated section (MEMMAMBA_PROFILE) they ran in.
 Usage: tools/timeline_summary.py TRACE.json [--top N]
 """
 import argparse
@@ -103,6 +105,50 @@ def main():
               f"({100 * idle_total / span:.0f}% of the span) in {len(idle)} stretches")
         table("what the host was inside during them (share of the span)",
               sorted(blame.items(), key=lambda kv: -kv[1][0]), span)
+
+    host_work(by_cat["cpu_op"], by_cat["user_annotation"], table)
+
+
+def host_work(cpu_ops, annotations, table):
+    """The host's dispatch: each thread's outermost operators, by name and by section."""
+    threads = collections.defaultdict(list)
+    for e in cpu_ops:
+        threads[e.get("tid")].append(e)
+    notes_by_thread = collections.defaultdict(list)
+    for e in annotations:
+        notes_by_thread[e.get("tid")].append(e)
+    for tid, evs in sorted(threads.items(), key=lambda kv: -len(kv[1])):
+        evs.sort(key=lambda e: (e["ts"], -e["dur"]))
+        top, end = [], None
+        for e in evs:
+            if end is None or e["ts"] >= end:
+                top.append(e)
+                end = e["ts"] + e["dur"]
+        if len(top) < 50:
+            continue
+        busy = sum(e["dur"] for e in top)
+        print(f"\nhost thread {tid}: {len(top)} outermost operators, {busy / 1e3:.1f} ms inside them")
+        names = collections.defaultdict(lambda: [0.0, 0])
+        for e in top:
+            names[e["name"]][0] += e["dur"]
+            names[e["name"]][1] += 1
+        table(f"thread {tid}: outermost operators by total time (share of its operator time)",
+              sorted(names.items(), key=lambda kv: -kv[1][0]), busy)
+        notes = sorted(notes_by_thread.get(tid, []), key=lambda e: e["ts"])
+        if not notes:
+            continue
+        sections = collections.defaultdict(lambda: [0.0, 0])
+        for e in top:
+            inner = None  # the innermost section holding the operator
+            for a in notes:
+                if a["ts"] > e["ts"]:
+                    break
+                if a["ts"] + a["dur"] >= e["ts"] + e["dur"] and (inner is None or a["dur"] < inner["dur"]):
+                    inner = a
+            key = inner["name"] if inner else "(no section)"
+            sections[key][0] += e["dur"]
+            sections[key][1] += 1
+        table(f"thread {tid}: outermost operators by section", sorted(sections.items(), key=lambda kv: -kv[1][0]), busy)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "model/autocast.h"
+#include "model/cuda/chunk_graph.h"
 #include "model/cuda/fused_step.h"
 #include "model/memmamba.h"
 #include "model/file_io.h"
@@ -185,6 +187,69 @@ void bundled_model_on_a_book() {
             std::to_string(diff) + (same_argmax ? ", the same greedy tokens" : ", greedy tokens differ"));
 }
 
+// Short chunks without memory replay a captured graph (model/cuda/chunk_graph.h): the same
+// hidden states and carried state as running them directly, from a fresh state and
+// mid-run, in fp32 and under bf16 autocast, and step mode goes on from the state they leave.
+void chunk_graphs_match_direct_chunks() {
+  const torch::Device gpu(torch::kCUDA);
+  torch::NoGradGuard no_grad;
+  ModelConfig config;  // the default config, its memory switched off for the run
+  MemMambaModel model = MemMambaModel::random(config, 31);
+  model.to(gpu);
+  auto tokens = torch::randint(config.vocab_size, {2, 3000}, torch::kInt64).to(gpu);
+  RunOptions options = model.default_options();
+  options.memory.enabled = false;
+  options.chunk_tokens = 700;  // chunks of 700 (warm-up, capture, replays) and a last one of 200
+  struct Ran {
+    torch::Tensor hidden, logits;
+    std::vector<torch::Tensor> state;
+  };
+  auto run = [&](bool graphs, bool bf16) {
+    RunOptions o = options;
+    o.chunk_graphs = graphs;
+    RunState state = model.new_state(2);
+    Ran r;
+    {
+      AutocastGuard autocast(bf16);
+      r.hidden = model.forward(tokens, state, o).to(torch::kFloat32);
+    }
+    for (const MixerState& m : state.mixers) {
+      r.state.push_back(m.conv.clone());
+      r.state.push_back(m.ssm.clone());
+    }
+    r.logits = model.step(tokens.select(1, 7), state, o).to(torch::kFloat32);
+    return r;
+  };
+  for (bool bf16 : {false, true}) {
+    const std::string name = bf16 ? "bf16 autocast" : "fp32";
+    const Ran direct = run(false, bf16);
+    // The first round runs the 700-token shape directly, captures it and replays it twice (the
+    // 200-token chunk runs directly); the second replays all four and captures the last shape.
+    for (int round = 0; round < 2; ++round) {
+      const int64_t replays_before = cuda_ops::chunk_graph_replays();
+      const Ran graphed = run(true, bf16);
+      const int64_t replayed = cuda_ops::chunk_graph_replays() - replays_before;
+      check(replayed == (round == 0 ? 3 : 5),
+            name + ", round " + std::to_string(round) + ": chunks replayed from the graph: " + std::to_string(replayed));
+      const double scale = direct.hidden.abs().max().item<double>();
+      const double diff = max_abs(graphed.hidden, direct.hidden);
+      double state_diff = 0;
+      for (size_t i = 0; i < direct.state.size(); ++i)
+        state_diff = std::max(state_diff, max_abs(graphed.state[i].to(torch::kFloat32), direct.state[i].to(torch::kFloat32)));
+      const double step_diff = max_abs(graphed.logits, direct.logits);
+      check(diff <= 1e-6 * scale && state_diff <= 1e-6 * std::max(1.0, scale) && step_diff <= 1e-5 * std::max(1.0, scale),
+            name + ", round " + std::to_string(round) + ": graph == direct chunks (max |dh| " + std::to_string(diff) +
+                ", |dstate| " + std::to_string(state_diff) + ", |dlogit| after a step " + std::to_string(step_diff) + ")");
+    }
+  }
+  // The memory on: no graph.
+  const int64_t before = cuda_ops::chunk_graph_replays();
+  RunState state = model.new_state(1);
+  model.forward(tokens.narrow(0, 0, 1).narrow(1, 0, 1400), state, model.default_options());
+  model.forward(tokens.narrow(0, 0, 1).narrow(1, 0, 1400), state, model.default_options());
+  check(cuda_ops::chunk_graph_replays() == before, "a run with the memory on replays no chunk graph");
+}
+
 }  // namespace
 
 int main() {
@@ -192,5 +257,6 @@ int main() {
     fused_step_matches_unfused_and_parallel();
     fused_step_follows_run_settings();
     bundled_model_on_a_book();
+    chunk_graphs_match_direct_chunks();
   });
 }
