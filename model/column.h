@@ -6,9 +6,36 @@
 #include <cstddef>
 #include <initializer_list>
 #include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace memmamba {
+
+// Grows without writing zeros first: a traced GPU chunk appends millions of attention
+// entries that are written right after, in parallel; zeroing them on one thread (and taking
+// their pages' faults there) cost as much as the rest of building them.
+template <typename T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <typename U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}  // NOLINT: rebinding
+  template <typename U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <typename T>
+using ColumnVector = std::vector<T, UninitializedAllocator<T>>;
 
 template <typename T>
 class Column {
@@ -18,7 +45,7 @@ class Column {
 
   Column() = default;
   Column(std::initializer_list<T> init) : owned_(init) {}
-  Column(std::vector<T> values) : owned_(std::move(values)) {}  // NOLINT: implicit on purpose
+  Column(const std::vector<T>& values) : owned_(values.begin(), values.end()) {}  // NOLINT: implicit on purpose
   template <typename It>
   Column(It first, It last) : owned_(first, last) {}
 
@@ -41,8 +68,9 @@ class Column {
   const T& back() const { return data()[size() - 1]; }
   bool is_mapped() const { return view_ != nullptr; }
 
-  // Building: a mapped column is copied into owned storage first.
-  std::vector<T>& owned() {
+  // Building: a mapped column is copied into owned storage first. resize() leaves new
+  // elements unwritten (UninitializedAllocator).
+  ColumnVector<T>& owned() {
     if (view_) {
       owned_.assign(view_, view_ + view_size_);
       view_ = nullptr;
@@ -65,7 +93,7 @@ class Column {
   friend bool operator!=(const Column& a, const Column& b) { return !(a == b); }
 
  private:
-  std::vector<T> owned_;
+  ColumnVector<T> owned_;
   const T* view_ = nullptr;
   size_t view_size_ = 0;
   std::shared_ptr<const void> keep_alive_;

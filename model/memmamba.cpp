@@ -9,6 +9,7 @@
 
 #include "model/cuda/fused_step.h"
 #include "model/cuda/step_graph.h"
+#include "model/cuda/stream_mark.h"
 #include "model/memory/memory_layer.h"
 #include "model/profile.h"
 #include "model/trace.h"
@@ -125,16 +126,21 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
                                            const RunOptions& options, const torch::Tensor& ssm_input_mask,
                                            std::vector<LayerBank>& banks) const {
   const int64_t T = x.size(1), pos0 = state.position;
-  LayerSignals signals(T);
+  const auto signals = std::make_shared<LayerSignals>(T);
   const torch::Tensor xf = config_.memory && options.memory.enabled
                                ? memory_forward(config_, weights_, layer, x, pos0, *state.pools[layer], banks, options, signals)
                                : x;
   MixerOutput mixed = mixer_forward(config_, weights_, layer, xf, state.mixers[layer], ssm_input_mask);
   if (RunObserver* observer = options.observer) {
     const profile::Section section("trace (host)", x.device());
-    auto log_decay = to_floats((mixed.dt[0] * mixer_decay_rates(weights_, layer).mean(1)).mean(-1));
-    observer->layer_tokens(static_cast<int32_t>(layer), pos0, T, signals.importance.data(), signals.istate.data(),
-                           signals.flags.data(), signals.token_norm.data(), signals.layer_norm.data(), log_decay.data());
+    // Copied to the host in the report, after the memory's reports filled the signals.
+    auto log_decay = (mixed.dt[0] * mixer_decay_rates(weights_, layer).mean(1)).mean(-1);
+    observer->later([layer, pos0, T, signals, log_decay, mark = cuda_ops::mark_stream(x.device())](RunObserver& o) {
+      std::vector<float> decay;
+      cuda_ops::run_after_mark(mark, [&] { decay = to_floats(log_decay); });
+      o.layer_tokens(static_cast<int32_t>(layer), pos0, T, signals->importance.data(), signals->istate.data(),
+                     signals->flags.data(), signals->token_norm.data(), signals->layer_norm.data(), decay.data());
+    });
     record_retention(layer, pos0, mixed.dt, state, options);
   }
   return mixed.x_next;
@@ -145,7 +151,7 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
 torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, RunState& state,
                                         const RunOptions& options, std::vector<LayerBank>& banks) const {
   const int64_t pos = state.position;
-  LayerSignals signals(1);
+  const auto signals = std::make_shared<LayerSignals>(1);
   const torch::Tensor xf =
       config_.memory && options.memory.enabled
           ? memory_forward(config_, weights_, layer, x.unsqueeze(1), pos, *state.pools[layer], banks, options, signals)
@@ -155,9 +161,13 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
   MixerOutput mixed = mixer_step(config_, weights_, layer, xf, state.mixers[layer]);
   section.reset();
   if (RunObserver* observer = options.observer) {
-    const float log_decay = (mixed.dt[0] * mixer_decay_rates(weights_, layer).mean(1)).mean().item<float>();
-    observer->layer_tokens(static_cast<int32_t>(layer), pos, 1, signals.importance.data(), signals.istate.data(),
-                           signals.flags.data(), signals.token_norm.data(), signals.layer_norm.data(), &log_decay);
+    auto log_decay = (mixed.dt[0] * mixer_decay_rates(weights_, layer).mean(1)).mean().reshape({1});
+    observer->later([layer, pos, signals, log_decay, mark = cuda_ops::mark_stream(x.device())](RunObserver& o) {
+      std::vector<float> decay;
+      cuda_ops::run_after_mark(mark, [&] { decay = to_floats(log_decay); });
+      o.layer_tokens(static_cast<int32_t>(layer), pos, 1, signals->importance.data(), signals->istate.data(),
+                     signals->flags.data(), signals->token_norm.data(), signals->layer_norm.data(), decay.data());
+    });
     record_retention(layer, pos, mixed.dt.unsqueeze(1), state, options);
   }
   return mixed.x_next;

@@ -3,6 +3,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "model/profile.h"
+
 namespace memmamba {
 
 QueuedObserver::QueuedObserver(RunObserver& target)
@@ -19,7 +21,10 @@ QueuedObserver::~QueuedObserver() {
 
 void QueuedObserver::enqueue(std::function<void()> job) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    // Bounded: reports hold the GPU tensors they copy from, so a model that runs far ahead
+    // of the trace would hold a chunk's intermediates many times over.
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [this] { return jobs_.size() < kMaxQueued || stopping_; });
     jobs_.push_back(std::move(job));
   }
   changed_.notify_all();
@@ -41,6 +46,7 @@ void QueuedObserver::work() {
     std::exception_ptr failed;
     if (!skip) {
       try {
+        const profile::Section section("trace thread: every report", torch::kCPU);
         job();
       } catch (...) {
         failed = std::current_exception();
@@ -104,6 +110,10 @@ void QueuedObserver::attention_rows_held(int32_t layer, bool cross_layer, std::v
            local_note, weight, column_layer = std::move(column_layer), column_slot = std::move(column_slot)] {
     target_.attention_rows(layer, cross_layer, positions, width, column, local_note, weight, column_layer, column_slot);
   });
+}
+
+void QueuedObserver::later(std::function<void(RunObserver&)> report) {
+  enqueue([this, report = std::move(report)] { report(target_); });
 }
 
 void QueuedObserver::retention(int32_t layer, int64_t source, std::vector<float> values) {

@@ -38,8 +38,10 @@ class QueuedObserver : public RunObserver {
                            const float* weight, std::vector<int32_t> column_layer,
                            std::vector<int32_t> column_slot) override;
   void retention(int32_t layer, int64_t source, std::vector<float> values) override;
+  void later(std::function<void(RunObserver&)> report) override;
 
  private:
+  static constexpr size_t kMaxQueued = 256;
   void enqueue(std::function<void()> job);
   void work();
 

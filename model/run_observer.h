@@ -4,6 +4,7 @@
 // that writes traces. Batch 1 only. Torch-free.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -40,6 +41,10 @@ class RunObserver {
                                    std::vector<int32_t> column_slot) {
     attention_rows(layer, cross_layer, positions, width, column, local_note, weight, column_layer, column_slot);
   }
+  // Runs `report` against this observer: at once, or (an observer on a thread of its own) in
+  // order with the other reports, on that thread. A report may wait for the GPU there, and
+  // may use only what it holds.
+  virtual void later(std::function<void(RunObserver&)> report) { report(*this); }
   // More of the retention curve of `source` in `layer` (appended to what came before).
   virtual void retention(int32_t layer, int64_t source, std::vector<float> values) = 0;
 };

@@ -25,18 +25,21 @@ namespace {
 void chunk_losses(const MemMambaModel& model, const torch::Tensor& hidden, int64_t pos0,
                   const std::vector<int32_t>& tokens, std::vector<float>& out) {
   torch::NoGradGuard no_grad;
-  const int64_t n = hidden.size(0), T = static_cast<int64_t>(tokens.size());
-  for (int64_t r0 = 0; r0 < n; r0 += 1024) {
-    const int64_t rn = std::min<int64_t>(1024, n - r0);
-    const int64_t valid = std::min(rn, T - 1 - (pos0 + r0));  // rows that have a next token
-    if (valid <= 0) break;
-    auto logp = torch::log_softmax(model.logits(hidden.narrow(0, r0, valid)).to(torch::kFloat32), -1);
-    std::vector<int64_t> next(static_cast<size_t>(valid));
-    for (int64_t i = 0; i < valid; ++i) next[i] = tokens[pos0 + r0 + i + 1];
-    auto picked = logp.gather(1, torch::tensor(next, torch::kInt64).to(logp.device()).unsqueeze(1)).squeeze(1).neg();
-    auto cpu = picked.to(torch::kCPU).contiguous();
-    std::copy(cpu.data_ptr<float>(), cpu.data_ptr<float>() + valid, out.begin() + pos0 + r0);
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  const int64_t valid = std::min(hidden.size(0), T - 1 - pos0);  // rows that have a next token
+  if (valid <= 0) return;
+  // The next tokens go over once and the losses come back once: one wait for the GPU a chunk.
+  std::vector<int64_t> next(static_cast<size_t>(valid));
+  for (int64_t i = 0; i < valid; ++i) next[i] = tokens[pos0 + i + 1];
+  const auto next_tokens = torch::tensor(next, torch::kInt64).to(hidden.device());
+  std::vector<torch::Tensor> picked;
+  for (int64_t r0 = 0; r0 < valid; r0 += 1024) {  // blocks bound the [rows, vocab] log-probabilities
+    const int64_t rn = std::min<int64_t>(1024, valid - r0);
+    auto logp = torch::log_softmax(model.logits(hidden.narrow(0, r0, rn)).to(torch::kFloat32), -1);
+    picked.push_back(logp.gather(1, next_tokens.narrow(0, r0, rn).unsqueeze(1)).squeeze(1).neg());
   }
+  auto cpu = torch::cat(picked, 0).to(torch::kCPU).contiguous();
+  std::copy(cpu.data_ptr<float>(), cpu.data_ptr<float>() + valid, out.begin() + pos0);
 }
 }  // namespace
 

@@ -66,12 +66,12 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::ve
   ensure_length(positions.back() + 1);
   LayerTrace& l = trace_.layers.at(layer);
   AttentionRows& rows = cross_layer ? l.layer_attention : l.token_attention;
-  std::vector<int64_t>& token = rows.token.owned();
-  std::vector<int64_t>& offset = rows.offset.owned();
-  std::vector<int32_t>& slot = rows.slot.owned();
-  std::vector<int32_t>& pool_layer = rows.layer.owned();
-  std::vector<int64_t>& note = rows.note.owned();
-  std::vector<float>& weight = rows.weight.owned();
+  auto& token = rows.token.owned();
+  auto& offset = rows.offset.owned();
+  auto& slot = rows.slot.owned();
+  auto& pool_layer = rows.layer.owned();
+  auto& note = rows.note.owned();
+  auto& weight = rows.weight.owned();
   if (!token.empty() && token.back() >= positions.front()) throw std::logic_error("trace: attention rows out of order");
   for (size_t r = 1; r < positions.size(); ++r)
     if (positions[r] <= positions[r - 1]) throw std::logic_error("trace: attention rows out of order");

@@ -6,11 +6,11 @@
 
 namespace memmamba {
 
-SlotColumns own_pool_columns(int64_t layer, int64_t slots, const std::vector<int64_t>* note_ids) {
+SlotColumns own_pool_columns(int64_t layer, int64_t slots, std::shared_ptr<const std::vector<int64_t>> note_ids) {
   SlotColumns cols;
   cols.layer.assign(static_cast<size_t>(slots), static_cast<int32_t>(layer));
   for (int64_t j = 0; j < slots; ++j) cols.slot.push_back(static_cast<int32_t>(j));
-  cols.note_ids = {note_ids};
+  cols.note_ids = {std::move(note_ids)};
   cols.bank_offsets = {0};
   return cols;
 }
@@ -27,7 +27,7 @@ PoolUnion pool_union(const std::vector<LayerBank>& banks, int64_t first, int64_t
     pris.push_back(seq.priority);
     viss.push_back(offset == 0 ? seq.visible : torch::where(seq.visible.ge(0), seq.visible + offset, seq.visible));
     if (seq.source.defined()) srcs.push_back(seq.source);
-    u.columns.note_ids.push_back(&seq.note_ids);
+    u.columns.note_ids.push_back(seq.note_ids);
     u.columns.bank_offsets.push_back(offset);
     for (int64_t j = 0; j < slots; ++j) {
       u.columns.layer.push_back(static_cast<int32_t>(l));

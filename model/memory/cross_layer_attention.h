@@ -1,6 +1,7 @@
 // Cross-layer attention (paper eq. 13): every p-th layer's tokens read the union of the
 // pools of that layer and the g - 1 layers below it, as each token sees them.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "model/memory/layer_pool.h"
@@ -12,12 +13,12 @@ namespace memmamba {
 // ids of the banks the columns index live (for the observer).
 struct SlotColumns {
   std::vector<int32_t> layer, slot;
-  std::vector<const std::vector<int64_t>*> note_ids;
+  std::vector<std::shared_ptr<const std::vector<int64_t>>> note_ids;
   std::vector<int64_t> bank_offsets;
 };
 
 // The columns of a layer's own pool (cross-token attention).
-SlotColumns own_pool_columns(int64_t layer, int64_t slots, const std::vector<int64_t>* note_ids);
+SlotColumns own_pool_columns(int64_t layer, int64_t slots, std::shared_ptr<const std::vector<int64_t>> note_ids);
 
 // The union of the pools of layers [first, layer] as one bank: the layers' batch banks one
 // after another (sequence 0's entries first within each), the visible indices offset per layer.

@@ -20,67 +20,15 @@ std::vector<int64_t> GpuPool::slot_note_ids(int64_t sequence) const {
   return std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
 }
 
-PoolWalkResult GpuPool::walk(const NoteInputs& in, const MemorySettings& settings, const WalkRequest& request) {
-  const torch::Tensor& s = in.summaries;  // [B, T, S]
-  const int64_t B = s.size(0), T = s.size(1), K = slots_, S = width_;
-  const bool learned_rule = settings.importance == ImportanceRule::Learned;
-  torch::Tensor ids_before;
-  int64_t made_before = 0;
-  if (request.records) {
-    ids_before = pool_.slot_note_id[0].to(torch::kCPU);
-    made_before = pool_.notes_made[0].item<int64_t>();
-  }
-  const cuda_ops::DevicePoolDecisions d = cuda_ops::note_pool(s, learned_rule ? in.learned : torch::Tensor(), settings,
-                                                              pool_, position_);
-  auto bank_vectors = torch::cat({vectors_.to(s.dtype()), s}, 1);  // [B, K + T, S]
-  torch::Tensor importance;
-  if (learned_rule) {
-    importance = in.learned;
-  } else if (!needs_autograd({s})) {
-    importance = d.importance;  // the walk's own 1 - cos: nothing to differentiate
-  } else {  // novelty, rebuilt differentiably from the reference the kernel chose
-    auto safe = d.reference.clamp_min(0);
-    auto refs = bank_vectors.gather(1, safe.unsqueeze(-1).expand({B, T, S}));
-    auto cos = torch::cosine_similarity(s, refs, -1, 1e-12);
-    importance = torch::where(d.reference.ge(0), 1 - cos, torch::ones_like(cos));
-  }
-  auto bank_priority = torch::cat({priority_.to(s.dtype()), importance.to(s.dtype())}, 1);  // [B, K + T]
-
-  PoolWalkResult result;
-  result.bank.valid = true;
-  result.triggered = d.flags.bitwise_and(2).ne(0);  // [B, T]
-  result.importance = importance;
-  // The batch's banks one after another: sequence b's entries start at b * (K + T).
-  SequenceBank& bank = result.bank.batch;
-  bank.vectors = bank_vectors.reshape({B * (K + T), S});
-  bank.priority = bank_priority.reshape({B * (K + T)});
-  if (B == 1) {
-    bank.visible = d.visible[0];
-  } else {
-    auto offsets = (torch::arange(B, d.visible.options()) * (K + T)).view({B, 1, 1});
-    bank.visible = torch::where(d.visible.ge(0), d.visible + offsets, d.visible).reshape({B * T, K});
-  }
-  if (request.sources) {
-    auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(s.device());
-    bank.source = torch::cat({torch::full({K}, -1, long_opts), request.pos0 + torch::arange(T, long_opts)}, 0).repeat({B});
-  }
-  if (request.records) result.records = records_of(d, s, request.pos0, ids_before, made_before, bank.note_ids);
-
-  // The pool carried to the next chunk.
-  auto occupied = d.final_bank.ge(0);
-  auto safe_final = d.final_bank.clamp_min(0);
-  vectors_ = bank_vectors.gather(1, safe_final.unsqueeze(-1).expand({B, K, S})) *
-             occupied.unsqueeze(-1).to(bank_vectors.dtype());
-  priority_ = torch::where(occupied, bank_priority.gather(1, safe_final), torch::ones({}, bank_priority.options()));
-  return result;
-}
-
+namespace {
 // The observed sequence's decisions as the host walk reports them: notes in id order,
 // each with its eviction (if any) before its insert, or its drop.
-WalkRecords GpuPool::records_of(const cuda_ops::DevicePoolDecisions& d, const torch::Tensor& summaries, int64_t pos0,
-                                const torch::Tensor& ids_before, int64_t made_before,
-                                std::vector<int64_t>& note_ids) const {
-  const int64_t T = summaries.size(1), K = slots_, S = width_;
+WalkRecords records_of(const cuda_ops::DevicePoolDecisions& d, const torch::Tensor& summaries, int64_t pos0,
+                       const torch::Tensor& ids_before_device, const torch::Tensor& made_before_device,
+                       std::vector<int64_t>& note_ids) {
+  const int64_t T = summaries.size(1), K = d.final_bank.size(1), S = summaries.size(2);
+  const auto ids_before = ids_before_device.to(torch::kCPU).contiguous();
+  const int64_t made_before = made_before_device.item<int64_t>();
   auto imp = d.importance[0].to(torch::kCPU).contiguous();
   auto ist = d.istate[0].to(torch::kCPU).contiguous();
   auto flags = d.flags[0].to(torch::kCPU).contiguous();
@@ -129,6 +77,69 @@ WalkRecords GpuPool::records_of(const cuda_ops::DevicePoolDecisions& d, const to
     rec.notes.push_back(std::move(n));
   }
   return rec;
+}
+
+}  // namespace
+
+PoolWalkResult GpuPool::walk(const NoteInputs& in, const MemorySettings& settings, const WalkRequest& request) {
+  const torch::Tensor& s = in.summaries;  // [B, T, S]
+  const int64_t B = s.size(0), T = s.size(1), K = slots_, S = width_;
+  const bool learned_rule = settings.importance == ImportanceRule::Learned;
+  // The pool before the walk, for the records: copies on the device (the walk updates it in place).
+  torch::Tensor ids_before, made_before;
+  if (request.records) {
+    ids_before = pool_.slot_note_id[0].clone();
+    made_before = pool_.notes_made[0].clone();
+  }
+  const cuda_ops::DevicePoolDecisions d = cuda_ops::note_pool(s, learned_rule ? in.learned : torch::Tensor(), settings,
+                                                              pool_, position_);
+  auto bank_vectors = torch::cat({vectors_.to(s.dtype()), s}, 1);  // [B, K + T, S]
+  torch::Tensor importance;
+  if (learned_rule) {
+    importance = in.learned;
+  } else if (!needs_autograd({s})) {
+    importance = d.importance;  // the walk's own 1 - cos: nothing to differentiate
+  } else {  // novelty, rebuilt differentiably from the reference the kernel chose
+    auto safe = d.reference.clamp_min(0);
+    auto refs = bank_vectors.gather(1, safe.unsqueeze(-1).expand({B, T, S}));
+    auto cos = torch::cosine_similarity(s, refs, -1, 1e-12);
+    importance = torch::where(d.reference.ge(0), 1 - cos, torch::ones_like(cos));
+  }
+  auto bank_priority = torch::cat({priority_.to(s.dtype()), importance.to(s.dtype())}, 1);  // [B, K + T]
+
+  PoolWalkResult result;
+  result.bank.valid = true;
+  result.triggered = d.flags.bitwise_and(2).ne(0);  // [B, T]
+  result.importance = importance;
+  // The batch's banks one after another: sequence b's entries start at b * (K + T).
+  SequenceBank& bank = result.bank.batch;
+  bank.vectors = bank_vectors.reshape({B * (K + T), S});
+  bank.priority = bank_priority.reshape({B * (K + T)});
+  if (B == 1) {
+    bank.visible = d.visible[0];
+  } else {
+    auto offsets = (torch::arange(B, d.visible.options()) * (K + T)).view({B, 1, 1});
+    bank.visible = torch::where(d.visible.ge(0), d.visible + offsets, d.visible).reshape({B * T, K});
+  }
+  if (request.sources) {
+    auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(s.device());
+    bank.source = torch::cat({torch::full({K}, -1, long_opts), request.pos0 + torch::arange(T, long_opts)}, 0).repeat({B});
+  }
+  if (request.records) {
+    // Deferred: the copies to the host wait for the GPU, which an observer's thread can do.
+    result.finish_records = [d, summaries = s.detach(), pos0 = request.pos0, ids_before, made_before,
+                             records = result.records, note_ids = bank.note_ids] {
+      *records = records_of(d, summaries, pos0, ids_before, made_before, *note_ids);
+    };
+  }
+
+  // The pool carried to the next chunk.
+  auto occupied = d.final_bank.ge(0);
+  auto safe_final = d.final_bank.clamp_min(0);
+  vectors_ = bank_vectors.gather(1, safe_final.unsqueeze(-1).expand({B, K, S})) *
+             occupied.unsqueeze(-1).to(bank_vectors.dtype());
+  priority_ = torch::where(occupied, bank_priority.gather(1, safe_final), torch::ones({}, bank_priority.options()));
+  return result;
 }
 
 }  // namespace memmamba

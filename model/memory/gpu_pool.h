@@ -25,8 +25,6 @@ class GpuPool : public LayerPool {
   StepTensors step_tensors() { return {&pool_, &vectors_, &priority_}; }
 
  private:
-  WalkRecords records_of(const cuda_ops::DevicePoolDecisions& d, const torch::Tensor& summaries, int64_t pos0,
-                         const torch::Tensor& ids_before, int64_t made_before, std::vector<int64_t>& note_ids) const;
   int64_t slots_, width_;
   cuda_ops::DevicePool pool_;
   torch::Tensor position_;

@@ -50,9 +50,9 @@ PoolWalkResult HostPool::walk(const NoteInputs& in, const MemorySettings& settin
   PoolWalkResult result;
   result.bank.valid = true;
   if (request.records) {
-    result.records.importance.assign(static_cast<size_t>(T), 0.f);
-    result.records.istate.assign(static_cast<size_t>(T), 0.f);
-    result.records.flags.assign(static_cast<size_t>(T), 0);
+    result.records->importance.assign(static_cast<size_t>(T), 0.f);
+    result.records->istate.assign(static_cast<size_t>(T), 0.f);
+    result.records->flags.assign(static_cast<size_t>(T), 0);
   }
   std::vector<SequenceBank> banks;
   std::vector<torch::Tensor> importance, triggered;
@@ -117,9 +117,9 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
     trig[t] = d.trigger;
     walked_importance[t] = d.importance;
     if (observed) {
-      result.records.importance[t] = d.importance;
-      result.records.istate[t] = d.istate;
-      result.records.flags[t] = static_cast<uint8_t>((d.noted ? kNoted : 0) | (d.trigger ? kTriggered : 0));
+      result.records->importance[t] = d.importance;
+      result.records->istate[t] = d.istate;
+      result.records->flags[t] = static_cast<uint8_t>((d.noted ? kNoted : 0) | (d.trigger ? kTriggered : 0));
     }
     if (d.reference.kind == ImportanceReference::Kind::Slot) {
       ref_token.push_back(t); ref_bank.push_back(slot_bank[d.reference.index]); ref_row.push_back(-1);
@@ -204,9 +204,9 @@ SequenceBank HostPool::walk_sequence(int64_t b, const NoteInputs& in, const torc
     bank.source = torch::tensor(source, long_opts).to(dev);
   }
   if (observed) {
-    bank.note_ids = std::move(note_ids);
-    result.records.notes = std::move(notes);
-    result.records.events = std::move(events);
+    *bank.note_ids = std::move(note_ids);
+    result.records->notes = std::move(notes);
+    result.records->events = std::move(events);
   }
   importance_out.push_back(importance);
   triggered_out.push_back(triggered.to(dev));

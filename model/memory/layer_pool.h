@@ -7,6 +7,7 @@
 #pragma once
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -26,8 +27,9 @@ struct SequenceBank {
   torch::Tensor visible;   // [B * T, K] int64 bank index, -1 where the slot is empty
   // [nb] int64: the position a chunk's note came from, -1 for carried slots (asked for only).
   torch::Tensor source;
-  // Bank index -> layer-local note id of sequence 0's entries (filled when records are asked for).
-  std::vector<int64_t> note_ids;
+  // Bank index -> layer-local note id of sequence 0's entries, when records are asked for;
+  // filled by PoolWalkResult::finish_records where that is set (it may run on another thread).
+  std::shared_ptr<std::vector<int64_t>> note_ids = std::make_shared<std::vector<int64_t>>();
 };
 
 // The batch's banks of sequences walked one by one, as one bank (above).
@@ -57,7 +59,11 @@ struct PoolWalkResult {
   LayerBank bank;
   torch::Tensor importance;  // [B, T], what tau1 was compared with (differentiable)
   torch::Tensor triggered;   // [B, T] bool: the retrieval trigger fired
-  WalkRecords records;       // filled when asked for
+  // Filled when asked for: at once, or by `finish_records` (with the bank's note ids) where
+  // the walk left it set. The GPU's walk leaves it so that its copies to the host can wait
+  // for an observer's thread (RunObserver::later) instead of stopping the model's.
+  std::shared_ptr<WalkRecords> records = std::make_shared<WalkRecords>();
+  std::function<void()> finish_records;
 };
 
 struct WalkRequest {

@@ -2,8 +2,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <optional>
+#include <thread>
 
+#include "model/cuda/stream_mark.h"
 #include "model/mamba_mixer.h"
 #include "model/memory/cross_layer_attention.h"
 #include "model/memory/cross_token_attention.h"
@@ -34,27 +37,54 @@ void tap_attention(const RunOptions& options, int64_t layer, bool cross_layer, i
   options.on_attention(tap);
 }
 
-// Sends the rows whose read reached the stream to the observer, each reduced to its
-// `attention_width()` largest weights. They are chosen where the weights are (on the GPU
-// for a GPU run) with each entry's note found there too, so only k columns, notes and
-// weights per row come to the host, through pinned memory. Visible columns go before
-// empty ones, whatever their weight.
-void report_attention(RunObserver& observer, int64_t layer, bool cross_layer, int64_t pos0, const GatedRead& read,
-                      const SlotColumns& columns) {
-  const int64_t width = observer.attention_width();
-  if (width <= 0 || read.rows.numel() == 0) return;
+// A read's attention rows on their way to the observer: the rows whose read reached the
+// stream, each reduced to its `width` largest weights. The reduction runs where the weights
+// are (on the GPU for a GPU run) and its results go to pinned host memory without waiting;
+// `ready` marks when they are home. Visible columns go before empty ones, whatever their weight.
+struct AttentionCopies {
+  torch::Tensor kept, rows;           // [n] uint8: the row reached the stream and saw a note; [n] int64
+  torch::Tensor column, bank, weight;  // [n, k] int32 column, int32 bank index (-1 none), fp32
+  int64_t width = 0;
+  std::shared_ptr<void> ready;
+};
+
+AttentionCopies start_attention_copies(int64_t width, const GatedRead& read) {
+  AttentionCopies c;
+  if (width <= 0 || read.rows.numel() == 0) return c;
   const auto dev = read.visible.device();
-  auto kept = (read.applied & read.visible.ge(0).any(1)).nonzero().squeeze(1);
-  auto rows_cpu = read.rows.index_select(0, kept).to(torch::kCPU).contiguous();
-  std::vector<int64_t> positions(rows_cpu.data_ptr<int64_t>(), rows_cpu.data_ptr<int64_t>() + rows_cpu.numel());
-  if (positions.empty()) return;
-  for (auto& pos : positions) pos += pos0;
-  const bool all_rows = kept.size(0) == read.rows.size(0);
-  const auto visible = all_rows ? read.visible : read.visible.index_select(0, kept);
-  auto w = (all_rows ? read.weights : read.weights.index_select(0, kept)).detach().to(torch::kFloat32);
-  const int64_t M = visible.size(1), k = std::min<int64_t>(M, width);
+  const auto& visible = read.visible;
+  auto w = read.weights.detach().to(torch::kFloat32);
+  const int64_t k = std::min<int64_t>(visible.size(1), width);
   auto [top_weight, top_column] = torch::where(visible.ge(0), w, torch::full({}, -1.f, w.options())).topk(k, 1);
-  auto bank = visible.gather(1, top_column);  // [n, k] bank index, -1 where nothing is visible
+  auto bank = visible.gather(1, top_column);
+  auto host = torch::TensorOptions().pinned_memory(dev.is_cuda());
+  auto to_host = [&host](const torch::Tensor& t, torch::ScalarType type) {
+    auto h = torch::empty(t.sizes(), host.dtype(type));
+    h.copy_(t.to(type), /*non_blocking=*/true);
+    return h;
+  };
+  c.kept = to_host(read.applied & visible.ge(0).any(1), torch::kUInt8);
+  c.rows = to_host(read.rows, torch::kInt64);
+  c.column = to_host(top_column, torch::kInt32);
+  c.bank = to_host(bank, torch::kInt32);
+  c.weight = to_host(top_weight, torch::kFloat32);
+  c.width = k;
+  c.ready = cuda_ops::mark_stream(dev);
+  return c;
+}
+
+// On the observer's thread: waits for the copies, finds each entry's note (the bank's note
+// ids come from the pool's records, reported before) and hands the kept rows over.
+void report_attention(RunObserver& observer, int32_t layer, bool cross_layer, int64_t pos0, const AttentionCopies& c,
+                      const SlotColumns& columns) {
+  if (c.width == 0) return;
+  cuda_ops::wait_for_mark(c.ready);
+  const int64_t n = c.rows.size(0), k = c.width;
+  const uint8_t* kept = c.kept.data_ptr<uint8_t>();
+  const int64_t* rows = c.rows.data_ptr<int64_t>();
+  const int32_t* top_column = c.column.data_ptr<int32_t>();
+  const int32_t* bank = c.bank.data_ptr<int32_t>();
+  const float* top_weight = c.weight.data_ptr<float>();
   // The note id of every bank index of the pools these columns read, in bank order.
   int64_t bank_size = 0;
   for (size_t g = 0; g < columns.note_ids.size(); ++g)
@@ -62,23 +92,39 @@ void report_attention(RunObserver& observer, int64_t layer, bool cross_layer, in
   std::vector<int32_t> ids(static_cast<size_t>(bank_size), -1);
   for (size_t g = 0; g < columns.note_ids.size(); ++g)
     std::copy(columns.note_ids[g]->begin(), columns.note_ids[g]->end(), ids.begin() + columns.bank_offsets[g]);
-  auto ids_t = torch::from_blob(ids.data(), {bank_size}, torch::kInt32).to(dev);
-  auto local = ids_t.index_select(0, bank.clamp_min(0).reshape({-1})).view_as(bank);
-  auto column = torch::where(bank.ge(0) & local.ge(0), top_column, torch::full({}, -1, top_column.options())).to(torch::kInt32);
-  auto host = torch::TensorOptions().pinned_memory(dev.is_cuda());
-  auto column_host = torch::empty(column.sizes(), host.dtype(torch::kInt32));
-  auto local_host = torch::empty(local.sizes(), host.dtype(torch::kInt32));
-  auto weight_host = torch::empty(top_weight.sizes(), host.dtype(torch::kFloat32));
-  column_host.copy_(column, /*non_blocking=*/true);
-  local_host.copy_(local, /*non_blocking=*/true);
-  weight_host.copy_(top_weight);  // in stream order after the two above: all three are home
-  struct HostArrays {
-    torch::Tensor column, local, weight;
+  std::vector<int64_t> positions, source_row;
+  for (int64_t r = 0; r < n; ++r)
+    if (kept[r]) {
+      positions.push_back(rows[r] + pos0);
+      source_row.push_back(r);
+    }
+  if (positions.empty()) return;
+  const size_t entries = positions.size() * static_cast<size_t>(k);
+  // Written in full below: no zeros first (millions of entries for a GPU chunk).
+  std::unique_ptr<int32_t[]> column(new int32_t[entries]), local(new int32_t[entries]);
+  std::unique_ptr<float[]> weight(new float[entries]);
+  auto map_rows = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i)
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t from = source_row[i] * k + j, to = static_cast<int64_t>(i) * k + j;
+        const int32_t b = bank[from];
+        const int32_t note = b >= 0 && b < bank_size ? ids[static_cast<size_t>(b)] : -1;
+        local[to] = note;
+        column[to] = b >= 0 && note >= 0 ? top_column[from] : -1;
+        weight[to] = top_weight[from];
+      }
   };
-  auto arrays = std::make_shared<const HostArrays>(HostArrays{column_host, local_host, weight_host});
-  observer.attention_rows_held(static_cast<int32_t>(layer), cross_layer, std::move(positions), k, arrays,
-                               column_host.data_ptr<int32_t>(), local_host.data_ptr<int32_t>(),
-                               weight_host.data_ptr<float>(), columns.layer, columns.slot);
+  // Plain threads, as the trace builder uses: the intra-op pool's threads belong to the model.
+  const size_t workers = entries >= (size_t{1} << 16) ? std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8) : 1;
+  const size_t per = (positions.size() + workers - 1) / workers;
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < workers; ++t)
+    if (t * per < positions.size()) threads.emplace_back(map_rows, t * per, std::min(positions.size(), (t + 1) * per));
+  map_rows(0, std::min(positions.size(), per));
+  for (std::thread& th : threads) th.join();
+  const profile::Section section("trace thread: attention rows, builder", torch::kCPU);
+  observer.attention_rows(layer, cross_layer, positions, k, column.get(), local.get(), weight.get(), columns.layer,
+                          columns.slot);
 }
 
 // An edit that masks reads: the masked rows' context does not reach the stream. The read
@@ -111,8 +157,8 @@ GatedRead sequence_read(const GatedRead& all, int64_t b, int64_t T) {
   return read;
 }
 
-std::vector<float> row_norms(const torch::Tensor& term) {
-  auto n = term.norm(2, -1).detach().to(torch::kCPU, torch::kFloat32).contiguous();
+std::vector<float> row_norms(const torch::Tensor& norms) {
+  auto n = norms.to(torch::kCPU, torch::kFloat32).contiguous();
   return std::vector<float>(n.data_ptr<float>(), n.data_ptr<float>() + n.numel());
 }
 
@@ -129,7 +175,7 @@ NoteInputs note_inputs(const ModelConfig& c, const Weights& w, int64_t layer, co
 
 torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x, int64_t pos0,
                              LayerPool& pool, std::vector<LayerBank>& banks, const RunOptions& options,
-                             LayerSignals& signals) {
+                             const std::shared_ptr<LayerSignals>& signals) {
   const int64_t B = x.size(0), K = c.pool_slots;
   const std::string p = layer_prefix(layer);
   RunObserver* observer = options.observer;
@@ -147,43 +193,54 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
     for (int64_t b = 0; b < B; ++b) options.on_importance(layer, b, pos0, walked.importance[b]);
   LayerBank& bank = banks[layer];
   bank = std::move(walked.bank);
-  if (observer) {
-    signals.importance = std::move(walked.records.importance);
-    signals.istate = std::move(walked.records.istate);
-    signals.flags = std::move(walked.records.flags);
-    observer->notes_made(static_cast<int32_t>(layer), walked.records.notes);
-    observer->pool_events(static_cast<int32_t>(layer), walked.records.events);
-  }
+  if (observer)
+    observer->later([layer, records = walked.records, finish = std::move(walked.finish_records), signals,
+                     mark = cuda_ops::mark_stream(x.device())](RunObserver& o) {
+      const profile::Section section("trace thread: pool records", torch::kCPU);
+      if (finish) cuda_ops::run_after_mark(mark, finish);
+      signals->importance = std::move(records->importance);
+      signals->istate = std::move(records->istate);
+      signals->flags = std::move(records->flags);
+      o.notes_made(static_cast<int32_t>(layer), records->notes);
+      o.pool_events(static_cast<int32_t>(layer), records->events);
+    });
 
   const int64_t T = x.size(1);
   const auto x_rows = x.reshape({B * T, x.size(2)});
   // What a read brings to the stream: the edits' masks, the taps and the observer's rows per
   // sequence, then its fusion term (and, observed, the term's norm per token).
   auto into_stream = [&](GatedRead read, bool cross_layer, const torch::Tensor& source, const SlotColumns& columns,
-                         const char* fusion, std::vector<float>& norms) {
+                         const char* fusion) {
     if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, cross_layer, pos0, T, read);
     if (options.on_attention)
       for (int64_t b = 0; b < B; ++b) tap_attention(options, layer, cross_layer, b, pos0, sequence_read(read, b, T), source);
     auto term = fusion_term(c, w, p + fusion, x, read.context.view_as(x), gain);
     if (observer) {
       section.emplace("trace: attention rows", x.device());
-      report_attention(*observer, layer, cross_layer, pos0, sequence_read(read, 0, T), columns);
-      norms = row_norms(term[0]);
+      // The rows and the norms come to the host without waiting; the observer's thread
+      // waits for them.
+      auto copies = start_attention_copies(observer->attention_width(), sequence_read(read, 0, T));
+      observer->later([layer, cross_layer, pos0, copies = std::move(copies), columns, norms = term[0].detach().norm(2, -1),
+                       signals, mark = cuda_ops::mark_stream(x.device())](RunObserver& o) {
+        const profile::Section section("trace thread: attention rows", torch::kCPU);
+        report_attention(o, static_cast<int32_t>(layer), cross_layer, pos0, copies, columns);
+        cuda_ops::run_after_mark(mark, [&] { (cross_layer ? signals->layer_norm : signals->token_norm) = row_norms(norms); });
+      });
     }
     return term;
   };
 
   section.emplace("memory: token attention", x.device());
   const SequenceBank& own = bank.batch;
-  const SlotColumns own_columns = observer ? own_pool_columns(layer, K, &own.note_ids) : SlotColumns{};
+  const SlotColumns own_columns = observer ? own_pool_columns(layer, K, own.note_ids) : SlotColumns{};
   const torch::Tensor out = x + into_stream(cross_token_attention(c, w, layer, x_rows, own, walked.triggered.reshape({-1})),
-                                            false, own.source, own_columns, "token_attention.", signals.token_norm);
+                                            false, own.source, own_columns, "token_attention.");
   if (!c.has_cross_layer(layer)) return out;
 
   section.emplace("memory: cross-layer attention", x.device());
   const PoolUnion pools = pool_union(banks, cross_layer_first(c, layer), layer, K);
-  const auto layer_term = into_stream(cross_layer_attention(c, w, layer, x_rows, pools), true, pools.source, pools.columns,
-                                      "layer_attention.", signals.layer_norm);
+  const auto layer_term =
+      into_stream(cross_layer_attention(c, w, layer, x_rows, pools), true, pools.source, pools.columns, "layer_attention.");
   return out + layer_term;
 }
 

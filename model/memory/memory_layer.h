@@ -6,6 +6,8 @@
 #pragma once
 #include <torch/types.h>
 
+#include <memory>
+
 #include <vector>
 
 #include "model/memory/layer_pool.h"
@@ -26,10 +28,11 @@ struct LayerSignals {
 NoteInputs note_inputs(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x, bool learned_rule);
 
 // x: [B, T, D] the layer input at absolute position pos0; banks: this chunk's banks of
-// the layers below (this layer's is written). Returns x + F_tok + F_lay. Fills `signals`
-// for an observed run.
+// the layers below (this layer's is written). Returns x + F_tok + F_lay. For an observed
+// run it hands the observer its reports through RunObserver::later, and those fill `signals`
+// (so read them in a report queued after this call).
 torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x, int64_t pos0,
                              LayerPool& pool, std::vector<LayerBank>& banks, const RunOptions& options,
-                             LayerSignals& signals);
+                             const std::shared_ptr<LayerSignals>& signals);
 
 }  // namespace memmamba

@@ -563,6 +563,24 @@ void traces_agree() {
   for (int32_t l = 0; l < c.n_layers; ++l)
     for (int64_t pos : {100, 1200, 2499}) same_pool = same_pool && a.pool_at(l, pos) == b.pool_at(l, pos);
   check(same_pool, "GPU trace pool replay == CPU at positions 100, 1200, 2499");
+  // The signals the GPU's reports bring to the host on the trace's thread: norms, decay,
+  // attention rows, losses.
+  double signal_diff = 0, loss_diff = 0;
+  size_t rows_a = 0, rows_b = 0;
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    const LayerTrace &la = a.layers[l], &lb = b.layers[l];
+    auto relative = [](double x, double y) { return std::abs(x - y) / std::max(1.0, std::abs(x)); };
+    for (size_t t = 0; t < tokens.size(); ++t)
+      signal_diff = std::max({signal_diff, relative(la.fusion_token_norm[t], lb.fusion_token_norm[t]),
+                              relative(la.fusion_layer_norm[t], lb.fusion_layer_norm[t]),
+                              relative(la.log_decay[t], lb.log_decay[t])});
+    rows_a += la.token_attention.token.size() + la.layer_attention.token.size();
+    rows_b += lb.token_attention.token.size() + lb.layer_attention.token.size();
+  }
+  for (size_t t = 0; t + 1 < tokens.size(); ++t) loss_diff = std::max(loss_diff, std::abs(double(a.loss[t]) - b.loss[t]));
+  check(signal_diff < 1e-3 && loss_diff < 1e-3 && rows_a == rows_b && rows_a > 0,
+        "GPU trace signals == CPU (max relative |d| of norms and decay " + std::to_string(signal_diff) + ", of losses " +
+            std::to_string(loss_diff) + "; attention rows " + std::to_string(rows_a) + " vs " + std::to_string(rows_b) + ")");
 }
 
 // The GPU running out of memory: a run that does not fit retries in smaller chunks, and
