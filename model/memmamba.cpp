@@ -22,6 +22,19 @@ std::vector<float> to_floats(const torch::Tensor& t) {
   auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
+
+// Hands the observer a layer's per-token signals for tokens [pos0, pos0 + n): the log decay
+// [n] comes to the host in the report, after the memory's reports have filled `signals`.
+void report_layer_tokens(RunObserver& observer, int64_t layer, int64_t pos0, int64_t n,
+                         std::shared_ptr<const LayerSignals> signals, const torch::Tensor& log_decay) {
+  observer.later([layer, pos0, n, signals = std::move(signals), log_decay,
+                  mark = cuda_ops::mark_stream(log_decay.device())](RunObserver& o) {
+    std::vector<float> decay;
+    cuda_ops::run_after_mark(mark, [&] { decay = to_floats(log_decay); });
+    o.layer_tokens(static_cast<int32_t>(layer), pos0, n, signals->importance.data(), signals->istate.data(),
+                   signals->flags.data(), signals->token_norm.data(), signals->layer_norm.data(), decay.data());
+  });
+}
 }  // namespace
 
 MemMambaModel::MemMambaModel(ModelConfig config, Weights weights) : config_(std::move(config)), weights_(std::move(weights)) {
@@ -133,14 +146,8 @@ torch::Tensor MemMambaModel::layer_forward(int64_t layer, const torch::Tensor& x
   MixerOutput mixed = mixer_forward(config_, weights_, layer, xf, state.mixers[layer], ssm_input_mask);
   if (RunObserver* observer = options.observer) {
     const profile::Section section("trace (host)", x.device());
-    // Copied to the host in the report, after the memory's reports filled the signals.
-    auto log_decay = (mixed.dt[0] * mixer_decay_rates(weights_, layer).mean(1)).mean(-1);
-    observer->later([layer, pos0, T, signals, log_decay, mark = cuda_ops::mark_stream(x.device())](RunObserver& o) {
-      std::vector<float> decay;
-      cuda_ops::run_after_mark(mark, [&] { decay = to_floats(log_decay); });
-      o.layer_tokens(static_cast<int32_t>(layer), pos0, T, signals->importance.data(), signals->istate.data(),
-                     signals->flags.data(), signals->token_norm.data(), signals->layer_norm.data(), decay.data());
-    });
+    report_layer_tokens(*observer, layer, pos0, T, signals,
+                        (mixed.dt[0] * mixer_decay_rates(weights_, layer).mean(1)).mean(-1));
     record_retention(layer, pos0, mixed.dt, state, options);
   }
   return mixed.x_next;
@@ -161,13 +168,8 @@ torch::Tensor MemMambaModel::layer_step(int64_t layer, const torch::Tensor& x, R
   MixerOutput mixed = mixer_step(config_, weights_, layer, xf, state.mixers[layer]);
   section.reset();
   if (RunObserver* observer = options.observer) {
-    auto log_decay = (mixed.dt[0] * mixer_decay_rates(weights_, layer).mean(1)).mean().reshape({1});
-    observer->later([layer, pos, signals, log_decay, mark = cuda_ops::mark_stream(x.device())](RunObserver& o) {
-      std::vector<float> decay;
-      cuda_ops::run_after_mark(mark, [&] { decay = to_floats(log_decay); });
-      o.layer_tokens(static_cast<int32_t>(layer), pos, 1, signals->importance.data(), signals->istate.data(),
-                     signals->flags.data(), signals->token_norm.data(), signals->layer_norm.data(), decay.data());
-    });
+    report_layer_tokens(*observer, layer, pos, 1, signals,
+                        (mixed.dt[0] * mixer_decay_rates(weights_, layer).mean(1)).mean().reshape({1}));
     record_retention(layer, pos, mixed.dt.unsqueeze(1), state, options);
   }
   return mixed.x_next;

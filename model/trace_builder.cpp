@@ -5,7 +5,8 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-#include <thread>
+
+#include "model/plain_threads.h"
 
 namespace memmamba {
 
@@ -101,16 +102,7 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::ve
       kept[r] = k;
     }
   };
-  const size_t workers = n * w >= (size_t{1} << 16) ? std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8) : 1;
-  auto in_parallel = [&](const auto& body) {
-    if (workers == 1) return body(size_t{0}, n);
-    std::vector<std::thread> threads;
-    const size_t per = (n + workers - 1) / workers;
-    for (size_t t = 0; t < workers; ++t)
-      if (t * per < n) threads.emplace_back(body, t * per, std::min(n, (t + 1) * per));
-    for (std::thread& th : threads) th.join();
-  };
-  in_parallel(count);
+  in_plain_threads(n, n * w, count);
   if (bad == 1) throw std::logic_error("trace: attention entry names no column");
   if (bad == 2) throw std::logic_error("trace: attention entry names no layer");
   if (bad == 3) throw std::logic_error("trace: attention entry names no note");
@@ -144,7 +136,7 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::ve
       }
     }
   };
-  in_parallel(fill);
+  in_plain_threads(n, n * w, fill);
   token.reserve(token.size() + n);
   offset.reserve(offset.size() + n);
   for (size_t r = 0; r < n; ++r) {

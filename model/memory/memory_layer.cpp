@@ -4,13 +4,13 @@
 
 #include <algorithm>
 #include <optional>
-#include <thread>
 
 #include "model/cuda/stream_mark.h"
 #include "model/mamba_mixer.h"
 #include "model/memory/cross_layer_attention.h"
 #include "model/memory/cross_token_attention.h"
 #include "model/memory/fusion.h"
+#include "model/plain_threads.h"
 #include "model/profile.h"
 #include "model/run_observer.h"
 
@@ -114,14 +114,7 @@ void report_attention(RunObserver& observer, int32_t layer, bool cross_layer, in
         weight[to] = top_weight[from];
       }
   };
-  // Plain threads, as the trace builder uses: the intra-op pool's threads belong to the model.
-  const size_t workers = entries >= (size_t{1} << 16) ? std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8) : 1;
-  const size_t per = (positions.size() + workers - 1) / workers;
-  std::vector<std::thread> threads;
-  for (size_t t = 1; t < workers; ++t)
-    if (t * per < positions.size()) threads.emplace_back(map_rows, t * per, std::min(positions.size(), (t + 1) * per));
-  map_rows(0, std::min(positions.size(), per));
-  for (std::thread& th : threads) th.join();
+  in_plain_threads(positions.size(), entries, map_rows);
   const profile::Section section("trace thread: attention rows, builder", torch::kCPU);
   observer.attention_rows(layer, cross_layer, positions, k, column.get(), local.get(), weight.get(), columns.layer,
                           columns.slot);
