@@ -4,6 +4,7 @@
 // its opening time. The mapping stays alive as long as any column that views it.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <new>
@@ -13,11 +14,31 @@
 
 namespace memmamba {
 
+// Blocks of 1 MiB and more (a traced run's attention columns) are whole 2 MiB huge pages
+// where Linux gives them: first writes to fresh 4 KiB pages (a fault and a zeroed page each)
+// were most of the time to build a traced GPU chunk's rows. The last page's unused part is
+// the price (at most half of a block). Anything smaller comes from std::allocator.
+void* allocate_huge_paged(size_t bytes);
+void free_huge_paged(void* p);
+// Makes the pages of [data, data + bytes) present and writable without changing what they
+// hold (Linux 5.14+; elsewhere nothing), so that later first writes take no faults.
+void populate_pages(void* data, size_t bytes);
+constexpr size_t kHugePagedBytes = size_t{1} << 20;
+
 // Grows without writing zeros first: a traced GPU chunk appends millions of attention
 // entries that are written right after, in parallel; zeroing them on one thread (and taking
 // their pages' faults there) cost as much as the rest of building them.
 template <typename T>
 struct UninitializedAllocator : std::allocator<T> {
+  T* allocate(size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
+    if (n * sizeof(T) < kHugePagedBytes) return std::allocator<T>::allocate(n);
+    return static_cast<T*>(allocate_huge_paged(n * sizeof(T)));
+  }
+  void deallocate(T* p, size_t n) {
+    if (n * sizeof(T) < kHugePagedBytes) return std::allocator<T>::deallocate(p, n);
+    free_huge_paged(p);
+  }
   template <typename U>
   struct rebind {
     using other = UninitializedAllocator<U>;

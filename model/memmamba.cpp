@@ -73,26 +73,29 @@ RunState MemMambaModel::new_state(int64_t batch) const {
   const auto dev = device();
   if (dev.is_cuda()) s.device_position = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
   s.retention_sums.resize(static_cast<size_t>(config_.n_layers));
-  for (int64_t l = 0; l < config_.n_layers; ++l) {
-    s.mixers.push_back(new_mixer_state(config_, batch, dev));
-    if (config_.memory) s.pools.push_back(new_layer_pool(config_, batch, dev, s.device_position));
-  }
+  for (int64_t l = 0; l < config_.n_layers; ++l) s.mixers.push_back(new_mixer_state(config_, batch, dev));
   return s;
 }
 
-void MemMambaModel::apply_edits(RunState& state, const RunOptions& options) const {
+void MemMambaModel::prepare_pools(RunState& state, const RunOptions& options) const {
+  if (!config_.memory) return;
   const bool wanted = options.edits && !options.edits->empty();
-  if (!wanted && !state.edits) return;
-  if (wanted && state.edits == options.edits) return;
-  if (state.position != 0)
-    throw std::invalid_argument("memory edits must be given from a run's first token (this state has read " +
-                                std::to_string(state.position) + " tokens)");
-  if (wanted && torch::GradMode::is_enabled())
-    throw std::invalid_argument("memory edits are for inference: run them without gradients");
-  state.edits = wanted ? options.edits : nullptr;
-  for (int64_t l = 0; l < static_cast<int64_t>(state.pools.size()); ++l)
-    state.pools[l] = new_layer_pool(config_, state.batch, device(), state.device_position,
-                                    state.edits ? &state.edits->pool(l) : nullptr);
+  const bool edits_change = wanted ? state.edits != options.edits : static_cast<bool>(state.edits);
+  if (edits_change) {
+    if (state.position != 0)
+      throw std::invalid_argument("memory edits must be given from a run's first token (this state has read " +
+                                  std::to_string(state.position) + " tokens)");
+    if (wanted && torch::GradMode::is_enabled())
+      throw std::invalid_argument("memory edits are for inference: run them without gradients");
+    state.edits = wanted ? options.edits : nullptr;
+    state.pools.clear();
+  }
+  if (!options.memory.enabled || !state.pools.empty()) return;
+  // Made here, not with the state: a run without memory makes no pools (on a GPU each is a
+  // handful of small fills, which a 4k-token run without memory would time).
+  for (int64_t l = 0; l < config_.n_layers; ++l)
+    state.pools.push_back(new_layer_pool(config_, state.batch, device(), state.device_position,
+                                         state.edits ? &state.edits->pool(l) : nullptr));
 }
 
 torch::Tensor MemMambaModel::logits(const torch::Tensor& hidden) const {
@@ -197,7 +200,7 @@ torch::Tensor MemMambaModel::forward_impl(const torch::Tensor& tokens_in, RunSta
   if (tokens_in.size(0) != state.batch) throw std::invalid_argument("token batch does not match the run state");
   if (options.observer && state.batch != 1) throw std::invalid_argument("tracing needs batch 1");
   if (options.chunk_tokens < 1) throw std::invalid_argument("chunk_tokens must be positive");
-  apply_edits(state, options);
+  prepare_pools(state, options);
   auto tokens = tokens_in.to(device(), torch::kInt64);
   if (!tokens_checked) check_tokens(tokens, config_.vocab_size);
   const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.d_model;
@@ -407,7 +410,7 @@ torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& stat
   const RunOptions& options = decimating ? stepping : options_in;
   if (tokens_in.dim() != 1 || tokens_in.size(0) != state.batch)
     throw std::invalid_argument("step expects one token per sequence of the batch");
-  apply_edits(state, options);
+  prepare_pools(state, options);
   if (options.observer && state.batch != 1) throw std::invalid_argument("tracing needs batch 1");
   if (device().is_cuda()) {
     // On the GPU a step is a parallel pass over one token: the same kernels and the same

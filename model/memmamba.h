@@ -31,7 +31,7 @@ struct RunState {
   torch::Tensor device_position;  // int64 [1] on the model's GPU: the position the kernels read
   std::shared_ptr<void> step_graph;  // GPU step mode's captured CUDA graph (model/cuda/step_graph.h)
   std::vector<MixerState> mixers;
-  std::vector<std::unique_ptr<LayerPool>> pools;  // per layer; empty for a Mamba-only model
+  std::vector<std::unique_ptr<LayerPool>> pools;  // per layer; empty until the memory first runs
   std::shared_ptr<const MemoryEdits> edits;        // the edits the pools were made with
   std::vector<std::map<int64_t, torch::Tensor>> retention_sums;  // per layer: source -> summed dt [Di]
 };
@@ -76,8 +76,9 @@ class MemMambaModel {
   bool chunk_graph_applies(const RunOptions& options, int64_t batch, int64_t tokens) const;
   void record_retention(int64_t layer, int64_t pos0, const torch::Tensor& dt, RunState& state,
                         const RunOptions& options) const;
-  // Makes the state's pools follow options.edits (at a run's start only).
-  void apply_edits(RunState& state, const RunOptions& options) const;
+  // Makes the state's pools when the memory first runs, and makes them follow options.edits
+  // (at a run's start only).
+  void prepare_pools(RunState& state, const RunOptions& options) const;
 
   ModelConfig config_;
   Weights weights_;

@@ -1,5 +1,7 @@
 #include "model/queued_observer.h"
 
+#include <algorithm>
+#include <memory>
 #include <type_traits>
 #include <utility>
 
@@ -88,28 +90,29 @@ void QueuedObserver::pool_events(int32_t layer, const std::vector<PoolEventRecor
   enqueue([this, layer, events] { target_.pool_events(layer, events); });
 }
 
-void QueuedObserver::attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
-                                    int64_t width, const int32_t* column, const int32_t* local_note, const float* weight,
-                                    const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) {
-  // The caller's arrays live only for this call: copied.
-  const size_t n = positions.size() * static_cast<size_t>(width);
-  auto columns = std::make_shared<std::vector<int32_t>>(column, column + n);
-  auto notes = std::make_shared<std::vector<int32_t>>(local_note, local_note + n);
-  auto weights = std::make_shared<std::vector<float>>(weight, weight + n);
-  enqueue([this, layer, cross_layer, positions, width, columns, notes, weights, column_layer, column_slot] {
-    target_.attention_rows(layer, cross_layer, positions, width, columns->data(), notes->data(), weights->data(),
-                           column_layer, column_slot);
-  });
-}
-
-void QueuedObserver::attention_rows_held(int32_t layer, bool cross_layer, std::vector<int64_t> positions, int64_t width,
-                                         std::shared_ptr<const void> arrays, const int32_t* column,
-                                         const int32_t* local_note, const float* weight,
-                                         std::vector<int32_t> column_layer, std::vector<int32_t> column_slot) {
-  enqueue([this, layer, cross_layer, positions = std::move(positions), width, arrays = std::move(arrays), column,
-           local_note, weight, column_layer = std::move(column_layer), column_slot = std::move(column_slot)] {
-    target_.attention_rows(layer, cross_layer, positions, width, column, local_note, weight, column_layer, column_slot);
-  });
+void QueuedObserver::attention_rows(int32_t layer, bool cross_layer, const AttentionRowsIn& rows) {
+  struct Held {
+    AttentionRowsIn rows;
+    std::vector<int32_t> column, bank;
+    std::vector<float> weight;
+  };
+  auto held = std::make_shared<Held>();
+  held->rows = rows;
+  held->rows.rows_at.clear();
+  const size_t w = static_cast<size_t>(rows.width), n = rows.positions.size() * w;
+  held->column.resize(n);
+  held->bank.resize(n);
+  held->weight.resize(n);
+  for (size_t r = 0; r < rows.positions.size(); ++r) {
+    const size_t from = rows.first_entry(r);
+    std::copy(rows.column + from, rows.column + from + w, held->column.begin() + r * w);
+    std::copy(rows.bank + from, rows.bank + from + w, held->bank.begin() + r * w);
+    std::copy(rows.weight + from, rows.weight + from + w, held->weight.begin() + r * w);
+  }
+  held->rows.column = held->column.data();
+  held->rows.bank = held->bank.data();
+  held->rows.weight = held->weight.data();
+  enqueue([this, layer, cross_layer, held] { target_.attention_rows(layer, cross_layer, held->rows); });
 }
 
 void QueuedObserver::later(std::function<void(RunObserver&)> report) {

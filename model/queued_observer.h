@@ -30,13 +30,8 @@ class QueuedObserver : public RunObserver {
                     const float* log_decay) override;
   void notes_made(int32_t layer, const std::vector<NoteMade>& notes) override;
   void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events) override;
-  void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
-                      const int32_t* column, const int32_t* local_note, const float* weight,
-                      const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) override;
-  void attention_rows_held(int32_t layer, bool cross_layer, std::vector<int64_t> positions, int64_t width,
-                           std::shared_ptr<const void> arrays, const int32_t* column, const int32_t* local_note,
-                           const float* weight, std::vector<int32_t> column_layer,
-                           std::vector<int32_t> column_slot) override;
+  // The rows' entries are copied (the caller's arrays live only for the call).
+  void attention_rows(int32_t layer, bool cross_layer, const AttentionRowsIn& rows) override;
   void retention(int32_t layer, int64_t source, std::vector<float> values) override;
   void later(std::function<void(RunObserver&)> report) override;
 

@@ -12,6 +12,30 @@
 
 namespace memmamba {
 
+// One read's attention rows, each reduced to its `width` largest weights, as the read left
+// them (a GPU run's pinned copies): no per-entry pass before the observer's own.
+struct AttentionRowsIn {
+  std::vector<int64_t> positions;  // ascending: the rows' token positions
+  std::vector<int64_t> rows_at;    // row r's entries start at rows_at[r] * width (empty: at r * width)
+  int64_t width = 0;
+  const int32_t* column = nullptr;  // per entry: a column of the attention, -1 none
+  const int32_t* bank = nullptr;    // per entry: the bank index it read, -1 none
+  const float* weight = nullptr;    // per entry
+  std::vector<int32_t> bank_note;   // bank index -> the layer-local note it held for these rows, -1 none
+  // Column c is slot column_slot[c] of layer column_layer[c]'s pool.
+  std::vector<int32_t> column_layer, column_slot;
+
+  size_t first_entry(size_t row) const {
+    return static_cast<size_t>(rows_at.empty() ? static_cast<int64_t>(row) : rows_at[row]) * static_cast<size_t>(width);
+  }
+  // An entry's layer-local note, or -1 where the entry is padding (no column, bank or note).
+  int32_t note_of(size_t entry) const {
+    if (column[entry] < 0) return -1;
+    const int32_t b = bank[entry];
+    return b >= 0 && static_cast<size_t>(b) < bank_note.size() ? bank_note[static_cast<size_t>(b)] : -1;
+  }
+};
+
 class RunObserver {
  public:
   virtual ~RunObserver() = default;
@@ -26,21 +50,8 @@ class RunObserver {
   // Notes in the order of their layer-local ids, then the events they caused.
   virtual void notes_made(int32_t layer, const std::vector<NoteMade>& notes) = 0;
   virtual void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events) = 0;
-  // Attention rows reduced to their `width` largest weights, rows at ascending
-  // `positions`. Entry e of row r (index r * width + e) names a column of the attention
-  // (`column`, -1 for padding), the layer-local note that column held for the row and its
-  // weight; column c is slot `column_slot[c]` of layer `column_layer[c]`'s pool.
-  virtual void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
-                              const int32_t* column, const int32_t* local_note, const float* weight,
-                              const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) = 0;
-  // The same, with the arrays kept alive by `arrays` for as long as the observer needs them
-  // (an observer that works on a thread of its own keeps it until it gets to the rows).
-  virtual void attention_rows_held(int32_t layer, bool cross_layer, std::vector<int64_t> positions, int64_t width,
-                                   std::shared_ptr<const void> arrays, const int32_t* column, const int32_t* local_note,
-                                   const float* weight, std::vector<int32_t> column_layer,
-                                   std::vector<int32_t> column_slot) {
-    attention_rows(layer, cross_layer, positions, width, column, local_note, weight, column_layer, column_slot);
-  }
+  // One read's attention rows (see AttentionRowsIn).
+  virtual void attention_rows(int32_t layer, bool cross_layer, const AttentionRowsIn& rows) = 0;
   // Runs `report` against this observer: at once, or (an observer on a thread of its own) in
   // order with the other reports, on that thread. A report may wait for the GPU there, and
   // may use only what it holds.

@@ -147,6 +147,7 @@ Trace trace_tokens_once(const MemMambaModel& model, TraceRunRequest request) {
   const int64_t T = static_cast<int64_t>(request.tokens.size());
   if (T == 0) throw std::invalid_argument("nothing to run: the text has no tokens");
   TraceBuilder builder(model.config(), request.trace_options);
+  builder.expect_tokens(T);
   std::vector<float> loss(static_cast<size_t>(T), std::nanf(""));
   RunOptions options = request.options;
   // The trace is built on a thread of its own while the model runs on.

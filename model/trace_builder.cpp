@@ -17,6 +17,45 @@ TraceBuilder::TraceBuilder(const ModelConfig& config, const TraceOptions& option
   trace_.pool_slots = config.pool_slots;
   trace_.layers.resize(static_cast<size_t>(config.n_layers));
   local_to_global_.resize(static_cast<size_t>(config.n_layers));
+  for (int64_t l = 0; l < config.n_layers; ++l) cross_layer_reads_.push_back(config.memory && config.has_cross_layer(l));
+}
+
+TraceBuilder::~TraceBuilder() { join_pages(); }
+
+void TraceBuilder::join_pages() {
+  if (pages_.joinable()) pages_.join();
+}
+
+void TraceBuilder::expect_tokens(int64_t tokens) {
+  if (tokens <= 0) return;
+  ensure_length(tokens);
+  if (!trace_.options.record_attention) return;
+  const int64_t first = std::max<int64_t>(0, trace_.options.detail_begin);
+  const int64_t rows = std::min(tokens, std::max(first, trace_.options.detail_end)) - first;
+  if (rows <= 0) return;
+  const size_t entries = static_cast<size_t>(rows) * static_cast<size_t>(trace_.options.attention_topk);
+  std::vector<std::pair<void*, size_t>> ranges;
+  auto reserve = [&ranges](auto& column, size_t n) {
+    auto& owned = column.owned();
+    owned.reserve(owned.size() + n);
+    ranges.emplace_back(owned.data(), owned.capacity() * sizeof(owned[0]));
+  };
+  for (size_t l = 0; l < trace_.layers.size(); ++l) {
+    for (AttentionRows* r : {&trace_.layers[l].token_attention, &trace_.layers[l].layer_attention}) {
+      if (r == &trace_.layers[l].layer_attention && !cross_layer_reads_[l]) continue;
+      reserve(r->token, static_cast<size_t>(rows));
+      reserve(r->offset, static_cast<size_t>(rows));
+      reserve(r->slot, entries);
+      reserve(r->layer, entries);
+      reserve(r->note, entries);
+      reserve(r->weight, entries);
+    }
+  }
+  join_pages();
+  // The builder may write these pages meanwhile: populating leaves their contents alone.
+  pages_ = std::thread([ranges = std::move(ranges)] {
+    for (const auto& [data, bytes] : ranges) populate_pages(data, bytes);
+  });
 }
 
 void TraceBuilder::ensure_length(int64_t n) {
@@ -60,10 +99,11 @@ void TraceBuilder::pool_events(int32_t layer, const std::vector<PoolEventRecord>
     trace_.events.push_back({e.position, layer, static_cast<uint8_t>(e.kind), e.slot, map.at(e.note_id), e.priority});
 }
 
-void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions,
-                                  int64_t width, const int32_t* column, const int32_t* local_note, const float* weight_in,
-                                  const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) {
+void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const AttentionRowsIn& in) {
+  const std::vector<int64_t>& positions = in.positions;
   if (positions.empty()) return;
+  if (!in.rows_at.empty() && in.rows_at.size() != positions.size())
+    throw std::logic_error("trace: attention rows and their entries do not match");
   ensure_length(positions.back() + 1);
   LayerTrace& l = trace_.layers.at(layer);
   AttentionRows& rows = cross_layer ? l.layer_attention : l.token_attention;
@@ -76,7 +116,7 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::ve
   if (!token.empty() && token.back() >= positions.front()) throw std::logic_error("trace: attention rows out of order");
   for (size_t r = 1; r < positions.size(); ++r)
     if (positions[r] <= positions[r - 1]) throw std::logic_error("trace: attention rows out of order");
-  const size_t n = positions.size(), w = static_cast<size_t>(width);
+  const size_t n = positions.size(), w = static_cast<size_t>(in.width);
   const int64_t n_layers = static_cast<int64_t>(local_to_global_.size());
 
   // Two passes over blocks of rows, in parallel where there are many (a traced GPU run hands
@@ -88,15 +128,15 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::ve
     for (size_t r = r0; r < r1; ++r) {
       if (!wants_attention(positions[r])) continue;
       uint32_t k = 0;
-      for (size_t i = 0; i < w; ++i) {
-        const size_t e = r * w + i;
-        const int32_t col = column[e];
-        if (col < 0) continue;
-        if (static_cast<size_t>(col) >= column_layer.size()) { bad = 1; return; }
-        const int32_t pool = column_layer[static_cast<size_t>(col)];
+      const size_t first = in.first_entry(r);
+      for (size_t e = first; e < first + w; ++e) {
+        const int64_t local = in.note_of(e);
+        if (local < 0) continue;
+        const int32_t col = in.column[e];
+        if (static_cast<size_t>(col) >= in.column_layer.size()) { bad = 1; return; }
+        const int32_t pool = in.column_layer[static_cast<size_t>(col)];
         if (pool < 0 || pool >= n_layers) { bad = 2; return; }
-        const int64_t local = local_note[e];
-        if (local < 0 || local >= static_cast<int64_t>(local_to_global_[static_cast<size_t>(pool)].size())) { bad = 3; return; }
+        if (local >= static_cast<int64_t>(local_to_global_[static_cast<size_t>(pool)].size())) { bad = 3; return; }
         ++k;
       }
       kept[r] = k;
@@ -121,22 +161,23 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const std::ve
   float* weight_out = weight.data() + base;
   auto fill = [&](size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; ++r) {
+      if (kept[r] == 0) continue;
       size_t at = start[r];
-      if (!wants_attention(positions[r])) continue;
-      for (size_t i = 0; i < w; ++i) {
-        const size_t e = r * w + i;
-        const int32_t col = column[e];
-        if (col < 0) continue;
-        const int32_t pool = column_layer[static_cast<size_t>(col)];
-        slot_out[at] = column_slot[static_cast<size_t>(col)];
+      const size_t first = in.first_entry(r);
+      for (size_t e = first; e < first + w; ++e) {
+        const int32_t local = in.note_of(e);
+        if (local < 0) continue;
+        const size_t col = static_cast<size_t>(in.column[e]);
+        const int32_t pool = in.column_layer[col];
+        slot_out[at] = in.column_slot[col];
         layer_out[at] = pool;
-        note_out[at] = local_to_global_[static_cast<size_t>(pool)][static_cast<size_t>(local_note[e])];
-        weight_out[at] = weight_in[e];
+        note_out[at] = local_to_global_[static_cast<size_t>(pool)][static_cast<size_t>(local)];
+        weight_out[at] = in.weight[e];
         ++at;
       }
     }
   };
-  in_plain_threads(n, n * w, fill);
+  in_plain_threads(n, total, fill);
   token.reserve(token.size() + n);
   offset.reserve(offset.size() + n);
   for (size_t r = 0; r < n; ++r) {
@@ -163,6 +204,7 @@ void TraceBuilder::retention(int32_t layer, int64_t source, std::vector<float> v
 }
 
 Trace TraceBuilder::finish() {
+  join_pages();
   std::stable_sort(trace_.events.begin(), trace_.events.end(),
                    [](const PoolEvent& a, const PoolEvent& b) { return a.position < b.position; });
   ensure_length(static_cast<int64_t>(trace_.tokens.size()));

@@ -2,6 +2,7 @@
 // by chunk (or token by token in step mode) with plain arrays. Torch-free.
 #pragma once
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "model/run_observer.h"
@@ -12,6 +13,15 @@ namespace memmamba {
 class TraceBuilder : public RunObserver {
  public:
   TraceBuilder(const ModelConfig& config, const TraceOptions& options);
+  ~TraceBuilder() override;
+  TraceBuilder(const TraceBuilder&) = delete;
+  TraceBuilder& operator=(const TraceBuilder&) = delete;
+
+  // A run of `tokens` tokens is coming: reserves the most attention rows it can report, so
+  // that chunks append without moving what came before, and has a thread of its own make
+  // their pages ready while the model computes (first writes to fresh pages were half of the
+  // time to take a traced GPU chunk's rows in). Call before the first report.
+  void expect_tokens(int64_t tokens);
 
   const TraceOptions& options() const { return trace_.options; }
   bool wants_attention(int64_t position) const {
@@ -27,9 +37,7 @@ class TraceBuilder : public RunObserver {
   void notes_made(int32_t layer, const std::vector<NoteMade>& notes) override;
   void pool_events(int32_t layer, const std::vector<PoolEventRecord>& events) override;
   // Rows outside the detail range are left out; padding entries are skipped.
-  void attention_rows(int32_t layer, bool cross_layer, const std::vector<int64_t>& positions, int64_t width,
-                      const int32_t* column, const int32_t* local_note, const float* weight,
-                      const std::vector<int32_t>& column_layer, const std::vector<int32_t>& column_slot) override;
+  void attention_rows(int32_t layer, bool cross_layer, const AttentionRowsIn& rows) override;
   void retention(int32_t layer, int64_t source, std::vector<float> values) override;
   void losses(int64_t pos0, const std::vector<float>& loss);
 
@@ -39,7 +47,10 @@ class TraceBuilder : public RunObserver {
 
  private:
   void ensure_length(int64_t n);
+  void join_pages();
   Trace trace_;
+  std::vector<bool> cross_layer_reads_;  // per layer: whether it reads the pools across layers
+  std::thread pages_;
   std::vector<std::vector<int64_t>> local_to_global_;
 };
 

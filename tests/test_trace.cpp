@@ -56,59 +56,144 @@ class TestTrace : public QObject {
     // A traced GPU chunk hands over millions of entries at once (filled by several threads);
     // the same rows handed over in small pieces (one thread) give the same trace.
     ModelConfig c = testing::tiny_config();
-    // queued: 0 straight to the builder, 1 through a QueuedObserver (rows copied), 2 through it
-    // with the arrays held.
+    // queued: 0 straight to the builder, 1 through a QueuedObserver (rows copied), 2 straight,
+    // each row picked out of a larger array (rows_at) with other rows between.
+    const size_t rows = 20000, width = 8;
+    std::vector<int32_t> column_layer, column_slot;
+    for (int32_t l = 0; l < 2; ++l)
+      for (int32_t j = 0; j < c.pool_slots; ++j) { column_layer.push_back(l); column_slot.push_back(j); }
+    std::vector<int32_t> bank_note(60);
+    for (size_t b = 0; b < bank_note.size(); ++b) bank_note[b] = b % 11 == 3 ? -1 : static_cast<int32_t>((b * 7) % 40);
+    std::vector<int64_t> positions(rows);
+    std::vector<int32_t> column(rows * width), bank(rows * width);
+    std::vector<float> weight(rows * width);
+    size_t expected_entries = 0;
+    for (size_t r = 0; r < rows; ++r) {
+      positions[r] = static_cast<int64_t>(3 * r + 1);
+      for (size_t i = 0; i < width; ++i) {
+        const size_t e = r * width + i;
+        column[e] = (r + i) % 5 == 0 ? -1 : static_cast<int32_t>((r * 7 + i) % column_layer.size());
+        bank[e] = (r + 2 * i) % 13 == 0 ? -1 : static_cast<int32_t>((r + 3 * i) % 61);  // 60: past the table
+        weight[e] = static_cast<float>(e % 97) / 97.f;
+        const bool padding = column[e] < 0 || bank[e] < 0 || bank[e] >= 60 || bank_note[bank[e]] < 0;
+        if (positions[r] >= 100 && !padding) ++expected_entries;
+      }
+    }
     auto make = [&](size_t pieces, int queued_mode = 0) {
       TraceOptions o;
+      o.record_attention = true;
+      o.attention_topk = static_cast<int32_t>(width);
       o.detail_begin = 100;  // rows before it are left out
       TraceBuilder builder(c, o);
       QueuedObserver queue(builder);
-      RunObserver& b = queued_mode == 0 ? static_cast<RunObserver&>(builder) : queue;
+      RunObserver& b = queued_mode == 1 ? static_cast<RunObserver&>(queue) : builder;
       std::vector<NoteMade> notes(40);
       for (size_t i = 0; i < notes.size(); ++i) notes[i].note_id = static_cast<int64_t>(i);
       for (int32_t l = 0; l < c.n_layers; ++l) b.notes_made(l, notes);
-      const size_t rows = 20000, width = 8;
-      std::vector<int32_t> column_layer, column_slot;
-      for (int32_t l = 0; l < 2; ++l)
-        for (int32_t j = 0; j < c.pool_slots; ++j) { column_layer.push_back(l); column_slot.push_back(j); }
-      std::vector<int64_t> positions(rows);
-      std::vector<int32_t> column(rows * width), local(rows * width);
-      std::vector<float> weight(rows * width);
-      for (size_t r = 0; r < rows; ++r) {
-        positions[r] = static_cast<int64_t>(3 * r + 1);
-        for (size_t i = 0; i < width; ++i) {
-          const size_t e = r * width + i;
-          column[e] = (r + i) % 5 == 0 ? -1 : static_cast<int32_t>((r * 7 + i) % column_layer.size());
-          local[e] = static_cast<int32_t>((r + 3 * i) % 40);
-          weight[e] = static_cast<float>(e % 97) / 97.f;
-        }
+      // Mode 2's arrays: row r at 2r + 1, junk rows between.
+      std::vector<int32_t> spread_column(2 * rows * width, 7), spread_bank(2 * rows * width, 5);
+      std::vector<float> spread_weight(2 * rows * width, 9.f);
+      for (size_t e = 0; e < rows * width; ++e) {
+        const size_t to = (2 * (e / width) + 1) * width + e % width;
+        spread_column[to] = column[e];
+        spread_bank[to] = bank[e];
+        spread_weight[to] = weight[e];
       }
       const size_t per = rows / pieces;
       for (size_t p = 0; p < pieces; ++p) {
-        std::vector<int64_t> part(positions.begin() + p * per, positions.begin() + (p + 1) * per);
+        AttentionRowsIn in;
+        in.positions.assign(positions.begin() + p * per, positions.begin() + (p + 1) * per);
+        in.width = width;
+        in.bank_note = bank_note;
+        in.column_layer = column_layer;
+        in.column_slot = column_slot;
         if (queued_mode == 2) {
-          // Each piece's arrays live only as long as the observer holds them.
-          auto held = std::make_shared<std::vector<int32_t>>(column.begin() + p * per * width,
-                                                             column.begin() + (p + 1) * per * width);
-          b.attention_rows_held(1, true, part, width, held, held->data(), local.data() + p * per * width,
-                                weight.data() + p * per * width, column_layer, column_slot);
+          for (size_t r = p * per; r < (p + 1) * per; ++r) in.rows_at.push_back(static_cast<int64_t>(2 * r + 1));
+          in.column = spread_column.data();
+          in.bank = spread_bank.data();
+          in.weight = spread_weight.data();
         } else {
-          b.attention_rows(1, true, part, width, column.data() + p * per * width, local.data() + p * per * width,
-                           weight.data() + p * per * width, column_layer, column_slot);
+          in.column = column.data() + p * per * width;
+          in.bank = bank.data() + p * per * width;
+          in.weight = weight.data() + p * per * width;
         }
+        b.attention_rows(1, true, in);
       }
       queue.drain();
       return builder.finish();
     };
-    const Trace bulk = make(1), pieces = make(40), queued = make(40, 1), held = make(40, 2);
+    const Trace bulk = make(1), pieces = make(40), queued = make(40, 1), picked = make(40, 2);
     const AttentionRows& x = bulk.layers[1].layer_attention;
     QVERIFY(x.rows() > 19000 && x.slot.size() > 100000);
-    for (const Trace* other : {&pieces, &queued, &held}) {
+    QCOMPARE(x.slot.size(), expected_entries);
+    for (const Trace* other : {&pieces, &queued, &picked}) {
       const AttentionRows& y = other->layers[1].layer_attention;
       QVERIFY(x.token == y.token && x.offset == y.offset && x.slot == y.slot && x.layer == y.layer && x.note == y.note &&
               x.weight == y.weight);
     }
+    // Row 33 (position 100): its first entry that is not padding, worked out by hand.
+    for (size_t i = 0; i < width; ++i) {
+      const size_t e = 33 * width + i;
+      if (column[e] < 0 || bank[e] < 0 || bank[e] >= 60 || bank_note[bank[e]] < 0) continue;
+      QCOMPARE(x.slot[0], column_slot[static_cast<size_t>(column[e])]);
+      QCOMPARE(x.layer[0], column_layer[static_cast<size_t>(column[e])]);
+      // Each layer made 40 notes, layer 0's first: the pool's layer picks the global id.
+      QCOMPARE(x.note[0], int64_t{40} * column_layer[static_cast<size_t>(column[e])] + bank_note[static_cast<size_t>(bank[e])]);
+      QCOMPARE(x.weight[0], weight[e]);
+      break;
+    }
     QCOMPARE(x.token[0], int64_t{100});  // 3 * 33 + 1: the first row in the detail range
+  }
+
+  void expectedTokensKeepRowsInPlace() {
+    // A builder told the run's length up front appends every chunk's rows where the first
+    // chunk's went (its pages are made ready meanwhile) and builds the same trace.
+    ModelConfig c = testing::tiny_config();
+    const int64_t tokens = 4000, chunk = 1000, width = 4;
+    TraceOptions o;
+    o.attention_topk = static_cast<int32_t>(width);
+    o.detail_end = 3500;  // the last rows are left out
+    auto build = [&](bool expect, const int32_t** first_slot) {
+      TraceBuilder builder(c, o);
+      if (expect) builder.expect_tokens(tokens);
+      std::vector<NoteMade> notes(7);
+      for (size_t i = 0; i < notes.size(); ++i) notes[i].note_id = static_cast<int64_t>(i);
+      for (int32_t l = 0; l < c.n_layers; ++l) builder.notes_made(l, notes);
+      for (int64_t c0 = 0; c0 < tokens; c0 += chunk) {
+        AttentionRowsIn in;
+        std::vector<int32_t> column, bank;
+        std::vector<float> weight;
+        for (int64_t t = c0; t < c0 + chunk; ++t) {
+          in.positions.push_back(t);
+          for (int64_t e = 0; e < width; ++e) {
+            column.push_back(static_cast<int32_t>((t + e) % c.pool_slots));
+            bank.push_back(static_cast<int32_t>((t * 3 + e) % 9));
+            weight.push_back(static_cast<float>(e) / 4.f);
+          }
+        }
+        in.width = width;
+        in.column = column.data();
+        in.bank = bank.data();
+        in.weight = weight.data();
+        in.bank_note = {0, 1, 2, 3, -1, 4, 5, 6, -1};
+        for (int32_t j = 0; j < c.pool_slots; ++j) {
+          in.column_layer.push_back(0);
+          in.column_slot.push_back(j);
+        }
+        builder.attention_rows(0, false, in);
+        if (c0 == 0) *first_slot = builder.trace().layers[0].token_attention.slot.data();
+      }
+      return builder.finish();
+    };
+    const int32_t *grown_first = nullptr, *expected_first = nullptr;
+    const Trace grown = build(false, &grown_first), expected = build(true, &expected_first);
+    const AttentionRows& a = grown.layers[0].token_attention;
+    const AttentionRows& b = expected.layers[0].token_attention;
+    QCOMPARE(b.rows(), size_t{3500});
+    QVERIFY(b.slot.size() > 3500 * 2);
+    QVERIFY(a.token == b.token && a.offset == b.offset && a.slot == b.slot && a.note == b.note && a.weight == b.weight);
+    QVERIFY(expected_first == b.slot.data());  // never moved
+    QCOMPARE(expected.loss.size(), size_t{tokens});
   }
 
   void queuedObserverPassesOnTheBuildersErrors() {

@@ -11,6 +11,7 @@
 #include "model/cuda/step_kernels.h"
 #include "model/mamba_mixer.h"
 #include "model/memory/gpu_pool.h"
+#include "model/memory/layer_pool.h"
 
 namespace memmamba::cuda_ops {
 namespace {
@@ -83,9 +84,14 @@ bool fused_step_applies(const ModelConfig& c, const Weights& w, const RunOptions
   const bool memory = memory_on(c, o);
   if (memory) {
     if (c.fusion == FusionKind::Gated || c.cross_layer_groups > ck::kStepMaxUnion) return false;
-    if (static_cast<int64_t>(state.pools.size()) != c.n_layers) return false;
-    for (const auto& pool : state.pools)
-      if (!dynamic_cast<const GpuPool*>(pool.get())) return false;
+    // A state that has not run its memory yet gets its pools at the step's start.
+    if (state.pools.empty()) {
+      if (!gpu_pool_applies(c, w["embedding.weight"].device())) return false;
+    } else {
+      if (static_cast<int64_t>(state.pools.size()) != c.n_layers) return false;
+      for (const auto& pool : state.pools)
+        if (!dynamic_cast<const GpuPool*>(pool.get())) return false;
+    }
   }
   // The weights' check looks up a few hundred names: done again only when a tensor of the
   // model changed (its address, type or layout), since it runs before every step.

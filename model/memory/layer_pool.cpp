@@ -28,12 +28,15 @@ SequenceBank batch_bank(std::vector<SequenceBank> per_sequence) {
   return all;
 }
 
+bool gpu_pool_applies(const ModelConfig& config, const torch::Device& device, const PoolEdits* edits) {
+  // Edits act in the middle of the walk's decisions: the host walk applies them.
+  return device.is_cuda() && config.note_window == 1 && cuda_ops::note_pool_available(config.pool_slots, config.summary_dim) &&
+         (!edits || edits->empty());
+}
+
 std::unique_ptr<LayerPool> new_layer_pool(const ModelConfig& config, int64_t batch, const torch::Device& device,
                                           const torch::Tensor& device_position, const PoolEdits* edits) {
-  // Edits act in the middle of the walk's decisions: the host walk applies them.
-  if (device.is_cuda() && config.note_window == 1 && cuda_ops::note_pool_available(config.pool_slots, config.summary_dim) &&
-      (!edits || edits->empty()))
-    return std::make_unique<GpuPool>(config, batch, device, device_position);
+  if (gpu_pool_applies(config, device, edits)) return std::make_unique<GpuPool>(config, batch, device, device_position);
   return std::make_unique<HostPool>(config, batch, device, edits);
 }
 

@@ -92,5 +92,7 @@ class LayerPool {
 // position; edits: this layer's pool edits or null (they must outlive the pool).
 std::unique_ptr<LayerPool> new_layer_pool(const ModelConfig& config, int64_t batch, const torch::Device& device,
                                           const torch::Tensor& device_position, const PoolEdits* edits = nullptr);
+// Whether new_layer_pool makes a GpuPool for these arguments.
+bool gpu_pool_applies(const ModelConfig& config, const torch::Device& device, const PoolEdits* edits = nullptr);
 
 }  // namespace memmamba

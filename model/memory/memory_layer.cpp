@@ -10,7 +10,6 @@
 #include "model/memory/cross_layer_attention.h"
 #include "model/memory/cross_token_attention.h"
 #include "model/memory/fusion.h"
-#include "model/plain_threads.h"
 #include "model/profile.h"
 #include "model/run_observer.h"
 
@@ -73,51 +72,37 @@ AttentionCopies start_attention_copies(int64_t width, const GatedRead& read) {
   return c;
 }
 
-// On the observer's thread: waits for the copies, finds each entry's note (the bank's note
-// ids come from the pool's records, reported before) and hands the kept rows over.
+// On the observer's thread: waits for the copies and hands the kept rows over as they are,
+// with each bank index's note (the bank's note ids come from the pool's records, reported
+// before).
 void report_attention(RunObserver& observer, int32_t layer, bool cross_layer, int64_t pos0, const AttentionCopies& c,
                       const SlotColumns& columns) {
   if (c.width == 0) return;
   cuda_ops::wait_for_mark(c.ready);
-  const int64_t n = c.rows.size(0), k = c.width;
+  AttentionRowsIn in;
+  const int64_t n = c.rows.size(0);
   const uint8_t* kept = c.kept.data_ptr<uint8_t>();
   const int64_t* rows = c.rows.data_ptr<int64_t>();
-  const int32_t* top_column = c.column.data_ptr<int32_t>();
-  const int32_t* bank = c.bank.data_ptr<int32_t>();
-  const float* top_weight = c.weight.data_ptr<float>();
-  // The note id of every bank index of the pools these columns read, in bank order.
+  for (int64_t r = 0; r < n; ++r)
+    if (kept[r]) {
+      in.positions.push_back(rows[r] + pos0);
+      in.rows_at.push_back(r);
+    }
+  if (in.positions.empty()) return;
   int64_t bank_size = 0;
   for (size_t g = 0; g < columns.note_ids.size(); ++g)
     bank_size = std::max<int64_t>(bank_size, columns.bank_offsets[g] + static_cast<int64_t>(columns.note_ids[g]->size()));
-  std::vector<int32_t> ids(static_cast<size_t>(bank_size), -1);
+  in.bank_note.assign(static_cast<size_t>(bank_size), -1);
   for (size_t g = 0; g < columns.note_ids.size(); ++g)
-    std::copy(columns.note_ids[g]->begin(), columns.note_ids[g]->end(), ids.begin() + columns.bank_offsets[g]);
-  std::vector<int64_t> positions, source_row;
-  for (int64_t r = 0; r < n; ++r)
-    if (kept[r]) {
-      positions.push_back(rows[r] + pos0);
-      source_row.push_back(r);
-    }
-  if (positions.empty()) return;
-  const size_t entries = positions.size() * static_cast<size_t>(k);
-  // Written in full below: no zeros first (millions of entries for a GPU chunk).
-  std::unique_ptr<int32_t[]> column(new int32_t[entries]), local(new int32_t[entries]);
-  std::unique_ptr<float[]> weight(new float[entries]);
-  auto map_rows = [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i)
-      for (int64_t j = 0; j < k; ++j) {
-        const int64_t from = source_row[i] * k + j, to = static_cast<int64_t>(i) * k + j;
-        const int32_t b = bank[from];
-        const int32_t note = b >= 0 && b < bank_size ? ids[static_cast<size_t>(b)] : -1;
-        local[to] = note;
-        column[to] = b >= 0 && note >= 0 ? top_column[from] : -1;
-        weight[to] = top_weight[from];
-      }
-  };
-  in_plain_threads(positions.size(), entries, map_rows);
+    std::copy(columns.note_ids[g]->begin(), columns.note_ids[g]->end(), in.bank_note.begin() + columns.bank_offsets[g]);
+  in.width = c.width;
+  in.column = c.column.data_ptr<int32_t>();
+  in.bank = c.bank.data_ptr<int32_t>();
+  in.weight = c.weight.data_ptr<float>();
+  in.column_layer = columns.layer;
+  in.column_slot = columns.slot;
   const profile::Section section("trace thread: attention rows, builder", torch::kCPU);
-  observer.attention_rows(layer, cross_layer, positions, k, column.get(), local.get(), weight.get(), columns.layer,
-                          columns.slot);
+  observer.attention_rows(layer, cross_layer, in);
 }
 
 // An edit that masks reads: the masked rows' context does not reach the stream. The read
