@@ -122,7 +122,9 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const Attenti
   // Two passes over blocks of rows, in parallel where there are many (a traced GPU run hands
   // over millions of entries per chunk): count each row's kept entries and check them, then
   // write them at their prefix-sum offsets.
-  std::vector<uint32_t> kept(n, 0);
+  // Kept between calls: fresh arrays of a chunk's rows took page faults every read.
+  std::vector<uint32_t>& kept = row_entries_;
+  kept.assign(n, 0);
   std::atomic<int> bad{0};  // 1 column, 2 layer, 3 note
   auto count = [&](size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; ++r) {
@@ -148,7 +150,8 @@ void TraceBuilder::attention_rows(int32_t layer, bool cross_layer, const Attenti
   if (bad == 3) throw std::logic_error("trace: attention entry names no note");
 
   const size_t base = slot.size();
-  std::vector<size_t> start(n + 1, 0);
+  std::vector<size_t>& start = row_starts_;
+  start.assign(n + 1, 0);
   for (size_t r = 0; r < n; ++r) start[r + 1] = start[r] + kept[r];
   const size_t total = start[n];
   slot.resize(base + total);

@@ -51,6 +51,8 @@ class TraceBuilder : public RunObserver {
   Trace trace_;
   std::vector<bool> cross_layer_reads_;  // per layer: whether it reads the pools across layers
   std::thread pages_;
+  std::vector<uint32_t> row_entries_;  // attention_rows' scratch: entries kept per row
+  std::vector<size_t> row_starts_;     // and where each row's go
   std::vector<std::vector<int64_t>> local_to_global_;
 };
 

@@ -1,7 +1,9 @@
 #include <torch/torch.h>
 
 #include <QtTest/QtTest>
+#include <atomic>
 #include <cstring>
+#include <thread>
 
 #include "model/checkpoint.h"
 #include "model/file_io.h"
@@ -10,6 +12,7 @@
 #include "model/runner.h"
 #include "model/safetensors.h"
 #include "model/selective_scan.h"
+#include "model/plain_threads.h"
 #include "model/trace.h"
 #include "model/trace_builder.h"
 #include "model/runtime.h"
@@ -194,6 +197,37 @@ class TestTrace : public QObject {
     QVERIFY(a.token == b.token && a.offset == b.offset && a.slot == b.slot && a.note == b.note && a.weight == b.weight);
     QVERIFY(expected_first == b.slot.data());  // never moved
     QCOMPARE(expected.loss.size(), size_t{tokens});
+  }
+
+  void plainThreadsRunEveryPartOnce() {
+    // The builder's shared threads: every part once per fan-out, fan-outs back to back and
+    // from two callers at once, and a part's error reaches the caller.
+    const size_t parts = plain_thread_count();
+    QVERIFY(parts >= 1 && parts <= 8);
+    auto fan_out = [parts](std::vector<std::atomic<int>>& hits, int rounds) {
+      for (int r = 0; r < rounds; ++r) run_on_plain_threads(parts, [&](size_t part) { hits[part] += 1; });
+    };
+    std::vector<std::atomic<int>> a(parts), b(parts);
+    std::thread other([&] { fan_out(b, 300); });
+    fan_out(a, 300);
+    other.join();
+    for (size_t p = 0; p < parts; ++p) {
+      QCOMPARE(a[p].load(), 300);
+      QCOMPARE(b[p].load(), 300);
+    }
+    std::vector<int> sum(100000, 0);
+    in_plain_threads(sum.size(), size_t{1} << 20, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) sum[i] += static_cast<int>(i % 7);
+    });
+    for (size_t i = 0; i < sum.size(); ++i) QCOMPARE(sum[i], static_cast<int>(i % 7));
+    if (parts > 1) {
+      QVERIFY_THROWS_EXCEPTION(std::runtime_error, run_on_plain_threads(parts, [](size_t part) {
+                                 if (part == 0) throw std::runtime_error("part 0 fails");
+                               }));
+      std::atomic<int> after{0};
+      run_on_plain_threads(parts, [&](size_t) { after += 1; });  // the threads still work
+      QCOMPARE(after.load(), static_cast<int>(parts));
+    }
   }
 
   void queuedObserverPassesOnTheBuildersErrors() {
