@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <new>
 #include <stdexcept>
 
 #include "model/plain_threads.h"
@@ -18,6 +19,10 @@ TraceBuilder::TraceBuilder(const ModelConfig& config, const TraceOptions& option
   trace_.layers.resize(static_cast<size_t>(config.n_layers));
   local_to_global_.resize(static_cast<size_t>(config.n_layers));
   for (int64_t l = 0; l < config.n_layers; ++l) cross_layer_reads_.push_back(config.memory && config.has_cross_layer(l));
+  // A row keeps at most as many entries as it has columns (as estimate_trace_bytes counts).
+  const int64_t topk = trace_.options.attention_topk;
+  row_width_[0] = static_cast<size_t>(std::min<int64_t>(topk, config.pool_slots));
+  row_width_[1] = static_cast<size_t>(std::min<int64_t>(topk, config.pool_slots * config.cross_layer_groups));
 }
 
 TraceBuilder::~TraceBuilder() { join_pages(); }
@@ -28,30 +33,35 @@ void TraceBuilder::join_pages() {
 
 void TraceBuilder::expect_tokens(int64_t tokens) {
   if (tokens <= 0) return;
+  join_pages();
   ensure_length(tokens);
   if (!trace_.options.record_attention) return;
   const int64_t first = std::max<int64_t>(0, trace_.options.detail_begin);
   const int64_t rows = std::min(tokens, std::max(first, trace_.options.detail_end)) - first;
   if (rows <= 0) return;
-  const size_t entries = static_cast<size_t>(rows) * static_cast<size_t>(trace_.options.attention_topk);
   std::vector<std::pair<void*, size_t>> ranges;
   auto reserve = [&ranges](auto& column, size_t n) {
     auto& owned = column.owned();
     owned.reserve(owned.size() + n);
     ranges.emplace_back(owned.data(), owned.capacity() * sizeof(owned[0]));
   };
-  for (size_t l = 0; l < trace_.layers.size(); ++l) {
-    for (AttentionRows* r : {&trace_.layers[l].token_attention, &trace_.layers[l].layer_attention}) {
-      if (r == &trace_.layers[l].layer_attention && !cross_layer_reads_[l]) continue;
-      reserve(r->token, static_cast<size_t>(rows));
-      reserve(r->offset, static_cast<size_t>(rows));
-      reserve(r->slot, entries);
-      reserve(r->layer, entries);
-      reserve(r->note, entries);
-      reserve(r->weight, entries);
+  try {
+    for (size_t l = 0; l < trace_.layers.size(); ++l) {
+      for (int cross = 0; cross < 2; ++cross) {
+        if (cross && !cross_layer_reads_[l]) continue;
+        AttentionRows* r = cross ? &trace_.layers[l].layer_attention : &trace_.layers[l].token_attention;
+        const size_t entries = static_cast<size_t>(rows) * row_width_[cross];
+        reserve(r->token, static_cast<size_t>(rows));
+        reserve(r->offset, static_cast<size_t>(rows));
+        reserve(r->slot, entries);
+        reserve(r->layer, entries);
+        reserve(r->note, entries);
+        reserve(r->weight, entries);
+      }
     }
+  } catch (const std::bad_alloc&) {
+    // A system that will not promise the memory up front: the rest grows as rows come.
   }
-  join_pages();
   // The builder may write these pages meanwhile: populating leaves their contents alone.
   pages_ = std::thread([ranges = std::move(ranges)] {
     for (const auto& [data, bytes] : ranges) populate_pages(data, bytes);

@@ -50,6 +50,7 @@ class TraceBuilder : public RunObserver {
   void join_pages();
   Trace trace_;
   std::vector<bool> cross_layer_reads_;  // per layer: whether it reads the pools across layers
+  size_t row_width_[2] = {0, 0};         // the most entries a token / cross-layer row keeps
   std::thread pages_;
   std::vector<uint32_t> row_entries_;  // attention_rows' scratch: entries kept per row
   std::vector<size_t> row_starts_;     // and where each row's go

@@ -197,6 +197,14 @@ class TestTrace : public QObject {
     QVERIFY(a.token == b.token && a.offset == b.offset && a.slot == b.slot && a.note == b.note && a.weight == b.weight);
     QVERIFY(expected_first == b.slot.data());  // never moved
     QCOMPARE(expected.loss.size(), size_t{tokens});
+    // A row keeps no more entries than it has columns: a wide top-k reserves no more than that.
+    TraceOptions wide;
+    wide.attention_topk = 1000;
+    TraceBuilder reserving(c, wide);
+    reserving.expect_tokens(tokens);
+    const size_t reserved = reserving.trace().layers[0].token_attention.slot.owned().capacity();
+    QVERIFY(reserved >= size_t{tokens} * static_cast<size_t>(c.pool_slots));
+    QVERIFY(reserved < size_t{tokens} * static_cast<size_t>(c.pool_slots) + (size_t{1} << 20));
   }
 
   void plainThreadsRunEveryPartOnce() {
