@@ -4,6 +4,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <optional>
+
 namespace memmamba {
 
 class AutocastGuard {
@@ -33,5 +35,16 @@ class AutocastGuard {
  private:
   bool on_;
 };
+
+// The type autocast casts to on CUDA here, or nothing where it is off.
+inline std::optional<at::ScalarType> cuda_autocast_type() {
+#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+  if (!at::autocast::is_autocast_enabled(at::kCUDA)) return std::nullopt;
+  return at::autocast::get_autocast_dtype(at::kCUDA);
+#else
+  if (!at::autocast::is_enabled()) return std::nullopt;
+  return at::autocast::get_autocast_gpu_dtype();
+#endif
+}
 
 }  // namespace memmamba

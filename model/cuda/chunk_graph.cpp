@@ -4,14 +4,14 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include <atomic>
 #include <list>
 #include <mutex>
 #include <optional>
+
+#include "model/autocast.h"
 
 namespace memmamba::cuda_ops {
 
@@ -49,14 +49,8 @@ torch::Tensor run_chunk_graph(ChunkGraphs& graphs, const std::string& key_in, co
   std::unique_lock<std::mutex> lock(graphs.mutex, std::try_to_lock);
   if (!lock.owns_lock()) return chunk(tokens);
   // A graph holds the casts of the autocast state it was captured under.
-#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
-  const bool autocast = at::autocast::is_autocast_enabled(at::kCUDA);
-  const auto autocast_type = at::autocast::get_autocast_dtype(at::kCUDA);
-#else
-  const bool autocast = at::autocast::is_enabled();
-  const auto autocast_type = at::autocast::get_autocast_gpu_dtype();
-#endif
-  const std::string key = key_in + (autocast ? "/autocast " + std::string(c10::toString(autocast_type)) : "");
+  const std::optional<at::ScalarType> autocast = cuda_autocast_type();
+  const std::string key = key_in + (autocast ? "/autocast " + std::string(c10::toString(*autocast)) : "");
   auto it = graphs.graphs.begin();
   while (it != graphs.graphs.end() && it->key != key) ++it;
   if (it == graphs.graphs.end()) {
