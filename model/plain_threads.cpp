@@ -61,7 +61,7 @@ class PlainThreads {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
+      if (generation_ == seen) return;  // stopping, and no fan-out waits for this thread
       seen = generation_;
       if (index >= on_workers_) continue;
       const std::function<void(size_t)>* task = task_;
