@@ -88,19 +88,17 @@ class PlainThreads {
   bool stopping_ = false;
 };
 
-size_t thread_count() {
-  const unsigned hardware = std::thread::hardware_concurrency();
-  return std::clamp<size_t>(hardware == 0 ? 1 : hardware, 1, 8);
-}
-
 PlainThreads& shared_threads() {
-  static PlainThreads threads(thread_count() - 1);
+  static PlainThreads threads(plain_thread_count() - 1);
   return threads;
 }
 
 }  // namespace
 
-size_t plain_thread_count() { return thread_count(); }
+size_t plain_thread_count() {
+  const unsigned hardware = std::thread::hardware_concurrency();
+  return std::clamp<size_t>(hardware == 0 ? 1 : hardware, 1, 8);
+}
 
 void run_on_plain_threads(size_t count, const std::function<void(size_t)>& task) {
   if (count <= 1) {

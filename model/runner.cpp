@@ -56,8 +56,8 @@ uint64_t estimate_trace_bytes(const ModelConfig& c, int64_t tokens, const TraceO
   const uint64_t end = static_cast<uint64_t>(std::clamp<int64_t>(o.detail_end, 0, tokens));
   const uint64_t rows = end > begin ? end - begin : 0;
   const uint64_t entry = 4 + 4 + 8 + 4;  // slot, layer, note, weight
-  const uint64_t token_width = std::min<uint64_t>(o.attention_topk, c.pool_slots);
-  const uint64_t layer_width = std::min<uint64_t>(o.attention_topk, c.pool_slots * c.cross_layer_groups);
+  const uint64_t token_width = static_cast<uint64_t>(attention_row_width(c, o.attention_topk, false));
+  const uint64_t layer_width = static_cast<uint64_t>(attention_row_width(c, o.attention_topk, true));
   uint64_t cross_layers = 0;
   for (int64_t l = 0; l < c.n_layers; ++l) cross_layers += c.has_cross_layer(l);
   bytes += rows * L * (16 + token_width * entry) + rows * cross_layers * (16 + layer_width * entry);

@@ -19,10 +19,8 @@ TraceBuilder::TraceBuilder(const ModelConfig& config, const TraceOptions& option
   trace_.layers.resize(static_cast<size_t>(config.n_layers));
   local_to_global_.resize(static_cast<size_t>(config.n_layers));
   for (int64_t l = 0; l < config.n_layers; ++l) cross_layer_reads_.push_back(config.memory && config.has_cross_layer(l));
-  // A row keeps at most as many entries as it has columns (as estimate_trace_bytes counts).
-  const int64_t topk = trace_.options.attention_topk;
-  row_width_[0] = static_cast<size_t>(std::min<int64_t>(topk, config.pool_slots));
-  row_width_[1] = static_cast<size_t>(std::min<int64_t>(topk, config.pool_slots * config.cross_layer_groups));
+  for (int cross = 0; cross < 2; ++cross)
+    row_width_[cross] = attention_row_width(config, trace_.options.attention_topk, cross == 1);
 }
 
 TraceBuilder::~TraceBuilder() { join_pages(); }
@@ -50,7 +48,7 @@ void TraceBuilder::expect_tokens(int64_t tokens) {
       for (int cross = 0; cross < 2; ++cross) {
         if (cross && !cross_layer_reads_[l]) continue;
         AttentionRows* r = cross ? &trace_.layers[l].layer_attention : &trace_.layers[l].token_attention;
-        const size_t entries = static_cast<size_t>(rows) * row_width_[cross];
+        const size_t entries = static_cast<size_t>(rows) * static_cast<size_t>(row_width_[cross]);
         reserve(r->token, static_cast<size_t>(rows));
         reserve(r->offset, static_cast<size_t>(rows));
         reserve(r->slot, entries);

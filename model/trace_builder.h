@@ -1,6 +1,7 @@
 // Collects what a run reports into a Trace: the model calls it as its RunObserver chunk
 // by chunk (or token by token in step mode) with plain arrays. Torch-free.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -9,6 +10,14 @@
 #include "model/trace.h"
 
 namespace memmamba {
+
+// The most entries an attention row keeps: its top-k (at least 1, as the builder keeps), no
+// more than the columns it reads (a layer's own pool, or the pools of its cross-layer group).
+// The trace budget's estimate and the builder's reservation both count with it.
+inline int64_t attention_row_width(const ModelConfig& config, int64_t topk, bool cross_layer) {
+  return std::min<int64_t>(std::max<int64_t>(1, topk),
+                           cross_layer ? config.pool_slots * config.cross_layer_groups : config.pool_slots);
+}
 
 class TraceBuilder : public RunObserver {
  public:
@@ -50,7 +59,7 @@ class TraceBuilder : public RunObserver {
   void join_pages();
   Trace trace_;
   std::vector<bool> cross_layer_reads_;  // per layer: whether it reads the pools across layers
-  size_t row_width_[2] = {0, 0};         // the most entries a token / cross-layer row keeps
+  int64_t row_width_[2] = {0, 0};        // attention_row_width of a token / cross-layer row
   std::thread pages_;
   std::vector<uint32_t> row_entries_;  // attention_rows' scratch: entries kept per row
   std::vector<size_t> row_starts_;     // and where each row's go
