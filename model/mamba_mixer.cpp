@@ -59,6 +59,9 @@ torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight) {
   auto out = torch::empty({rows, weight.size(0)}, x.options());
   const int64_t grain = std::max<int64_t>(256, (rows + at::get_num_threads() - 1) / at::get_num_threads());
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    // Grad mode is per thread and OpenMP's workers start with it on: without this guard an
+    // eval under NoGradGuard would hand mm_out weights that require grad.
+    const torch::NoGradGuard no_grad;
     auto o = out.narrow(0, begin, end - begin);
     at::mm_out(o, x2.narrow(0, begin, end - begin), wt);
   });

@@ -12,6 +12,7 @@
 #include "model/cuda/stream_mark.h"
 #include "model/memory/memory_layer.h"
 #include "model/profile.h"
+#include "model/retention_cpu.h"
 #include "model/trace.h"
 #include "model/run_observer.h"
 
@@ -125,7 +126,12 @@ void MemMambaModel::record_retention(int64_t layer, int64_t pos0, const torch::T
       carried = it->second;
     }
     const int64_t t_begin = std::max(source + 1, pos0), t_end = std::min(last, pos0 + T - 1);
-    for (int64_t b0 = t_begin; b0 <= t_end; b0 += 256) {
+    const bool fused_on_cpu = retention_cpu_applies(dt0, A[0], carried);
+    if (fused_on_cpu && t_begin <= t_end) {
+      auto means = retention_means_cpu(dt0.narrow(0, t_begin - pos0, t_end - t_begin + 1), A[0], carried);
+      values.insert(values.end(), means.begin(), means.end());
+    }
+    for (int64_t b0 = t_begin; b0 <= t_end && !fused_on_cpu; b0 += 256) {
       const int64_t n = std::min<int64_t>(256, t_end - b0 + 1);
       auto cum = dt0.narrow(0, b0 - pos0, n).cumsum(0) + carried;  // [n, Di]
       auto r = torch::exp(cum.unsqueeze(-1) * A).mean({1, 2});

@@ -1,4 +1,5 @@
 // Parallel (whole-sequence, chunked) and step (recurrent) mode must give the same logits.
+#include <atomic>
 #include <torch/torch.h>
 
 #include <optional>
@@ -133,6 +134,27 @@ class TestModelEquivalence : public QObject {
     auto want = torch::mm(x.to(torch::kBFloat16).to(torch::kFloat32), w.to(torch::kBFloat16).to(torch::kFloat32).t());
     QVERIFY((got - want).abs().max().item<double>() < 0.01 * want.abs().max().item<double>());
     QVERIFY((project(x, w) - torch::mm(x, w.t())).abs().max().item<double>() < 1e-4);
+  }
+
+  // Products of many rows split by rows over the intra-op threads: equal to one product, also
+  // under NoGradGuard with weights that require grad (grad mode is per thread, and OpenMP's
+  // workers start with it on), and the split really runs on more than one thread.
+  void rowSplitProductsEqualOneProduct() {
+    const int previous = at::get_num_threads();
+    at::set_num_threads(2);
+    auto x = torch::randn({1500, 64});
+    auto w = torch::randn({96, 64}).requires_grad_(true);
+    torch::Tensor got;
+    {
+      torch::NoGradGuard no_grad;
+      got = project(x, w);
+    }
+    QVERIFY(!got.requires_grad());
+    QVERIFY((got - torch::mm(x, w.detach().t())).abs().max().item<double>() < 1e-4);
+    std::atomic<int> regions{0};
+    at::parallel_for(0, 1024, 256, [&](int64_t, int64_t) { regions += at::get_thread_num() > 0 ? 1 : 0; });
+    at::set_num_threads(previous);
+    QVERIFY2(regions > 0, "at::parallel_for ran every range on the calling thread (no OpenMP in this build?)");
   }
 
   // The CPU's one-pass causal conv + SiLU equals the shifted products it replaces: rows read

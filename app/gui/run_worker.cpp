@@ -125,6 +125,9 @@ void RunWorker::run(const RunRequest& request) {
   const auto t0 = std::chrono::steady_clock::now();
   try {
     torch::NoGradGuard no_grad;
+    // OpenMP's thread count is per thread: take the one the main thread set (MEMMAMBA_THREADS,
+    // the affinity mask) for this worker too.
+    at::init_num_threads();
     ModelChoice choice;
     choice.checkpoint = request.checkpoint.toStdString();
     choice.device = request.cuda ? "cuda" : "cpu";
