@@ -11,6 +11,8 @@
 #include <QFile>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QPlainTextEdit>
+#include <QDockWidget>
 #include <QTemporaryDir>
 #include <QTextBrowser>
 #include <QToolButton>
@@ -191,6 +193,8 @@ class TestApp : public QObject {
     window.setBatchMode(true);
     window.show();
     QVERIFY(openInWindow(window));
+    // The log says how the trace was made (a bf16 trace's figures differ slightly from fp32's).
+    QVERIFY(window.findChild<QDockWidget*>(QStringLiteral("log"))->findChild<QPlainTextEdit*>()->toPlainText().contains(QStringLiteral("layers, cpu, fp32")));
     auto axes_follow = [&](const QColor& fg) {
       int checked = 0;
       for (QCustomPlot* plot : window.findChildren<QCustomPlot*>()) {

@@ -470,7 +470,15 @@ void MainWindow::openTrace(const QString& path) {
     if (document_->position() == 0) document_->setPosition(std::min<int64_t>(trace->length() - 1, 2000));
     setWindowTitle(tr("%1 - MemMamba Explorer").arg(QFileInfo(path).fileName()));
     addRecent(path);
-    appendLog(tr("opened %1: %L2 tokens, %3 layers").arg(path).arg(trace->length()).arg(trace->layers.size()));
+    // How the run was made (device, precision): a bf16 trace's figures differ slightly from fp32's.
+    QString made;
+    const Json& info = trace->run_info;
+    auto text_of = [&](const char* key) {
+      return info.is_object() && info.contains(key) && info.at(key).is_string() ? QString::fromStdString(info.at(key).as_string()) : QString();
+    };
+    if (!text_of("device").isEmpty())
+      made = QStringLiteral(", %1, %2").arg(text_of("device"), text_of("precision").isEmpty() ? QStringLiteral("fp32") : text_of("precision"));
+    appendLog(tr("opened %1: %L2 tokens, %3 layers%4").arg(path).arg(trace->length()).arg(trace->layers.size()).arg(made));
     Q_EMIT traceLoaded();
   });
   watcher->setFuture(QtConcurrent::run([path, error]() -> std::shared_ptr<const Trace> {
