@@ -1,6 +1,7 @@
 #include "model/mamba_mixer.h"
 
 #include <torch/torch.h>
+#include <ATen/ThreadLocalState.h>
 
 #include <ATen/Parallel.h>
 
@@ -58,10 +59,12 @@ torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight) {
   auto wt = weight.t();
   auto out = torch::empty({rows, weight.size(0)}, x.options());
   const int64_t grain = std::max<int64_t>(256, (rows + at::get_num_threads() - 1) / at::get_num_threads());
+  // Grad mode (like autocast and inference mode) is per thread, and OpenMP's workers start with
+  // their defaults: each range runs under the caller's state, or an eval under NoGradGuard would
+  // hand mm_out weights that require grad.
+  const at::ThreadLocalState caller_state;
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-    // Grad mode is per thread and OpenMP's workers start with it on: without this guard an
-    // eval under NoGradGuard would hand mm_out weights that require grad.
-    const torch::NoGradGuard no_grad;
+    const at::ThreadLocalStateGuard same_state(caller_state);
     auto o = out.narrow(0, begin, end - begin);
     at::mm_out(o, x2.narrow(0, begin, end - begin), wt);
   });

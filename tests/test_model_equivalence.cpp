@@ -1,7 +1,7 @@
 // Parallel (whole-sequence, chunked) and step (recurrent) mode must give the same logits.
-#include <atomic>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <optional>
 
 #include <QtTest/QtTest>

@@ -471,13 +471,12 @@ void MainWindow::openTrace(const QString& path) {
     setWindowTitle(tr("%1 - MemMamba Explorer").arg(QFileInfo(path).fileName()));
     addRecent(path);
     // How the run was made (device, precision): a bf16 trace's figures differ slightly from fp32's.
-    QString made;
     const Json& info = trace->run_info;
     auto text_of = [&](const char* key) {
       return info.is_object() && info.contains(key) && info.at(key).is_string() ? QString::fromStdString(info.at(key).as_string()) : QString();
     };
-    if (!text_of("device").isEmpty())
-      made = QStringLiteral(", %1, %2").arg(text_of("device"), text_of("precision").isEmpty() ? QStringLiteral("fp32") : text_of("precision"));
+    const QString device = text_of("device"), precision = text_of("precision");
+    const QString made = device.isEmpty() ? QString() : QStringLiteral(", %1, %2").arg(device, precision.isEmpty() ? QStringLiteral("fp32") : precision);
     appendLog(tr("opened %1: %L2 tokens, %3 layers%4").arg(path).arg(trace->length()).arg(trace->layers.size()).arg(made));
     Q_EMIT traceLoaded();
   });
