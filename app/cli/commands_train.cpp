@@ -147,7 +147,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
-                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "key-digits", "bucket-mb"});
+                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "key-digits", "bucket-mb",
+                   "surprise-notes", "surprise-share"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -182,6 +183,10 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --answer-end TEXT     what follows the key in a passkey row (default \".\")\n"
                 "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
                 "                        the note threshold in every layer (memory models, default 0)\n"
+                "  --surprise-notes W    weight of the surprise selection loss, on every row: the tokens the model\n"
+                "                        found hardest to predict are taught to be noted and the easy ones not, so\n"
+                "                        a book's pools fill with names, numbers and rare words (memory models)\n"
+                "  --surprise-share F    share of each row's tokens that are those targets (default 0.01)\n"
                 "  --note-key-end        the answer's end is read from a note: the needle's piece after each key\n"
                 "                        copy is a selection and retrieval target where the answer stops\n"
                 "  --freeze-fusion       hold the memory's fusion scales (its read-out's loudness) as loaded\n"
@@ -297,6 +302,9 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.retrieval_loss_weight = args.get_double("retrieval-loss", 0.0, 0.0, 1e3);
   o.answer_loss_weight = args.get_double("answer-loss", 0.0, 0.0, 1e3);
   o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);
+  o.surprise_note_weight = args.get_double("surprise-notes", 0.0, 0.0, 1e3);
+  o.surprise_note_share = args.get_double("surprise-share", 0.01, 1e-4, 0.5);
+  if (args.has("surprise-share") && o.surprise_note_weight <= 0) throw UsageError("--surprise-share goes with --surprise-notes W");
   if ((o.retrieval_loss_weight > 0 || o.answer_loss_weight > 0 || o.note_loss_weight > 0) && o.passkey_fraction <= 0)
     throw UsageError("--retrieval-loss, --answer-loss and --note-loss need passkey rows (--passkey-fraction > 0)");
   const int ranks = world.join ? world.join->size : world.local_copies;
@@ -312,6 +320,9 @@ int cmd_train(const std::vector<std::string>& argv) {
                  static_cast<long long>(p.steps), p.loss, p.lr, p.grad_norm, p.tokens_per_second);
     if (!std::isnan(p.answer_loss)) std::fprintf(stderr, "  answer %.3f", p.answer_loss);
     if (!std::isnan(p.note_loss)) std::fprintf(stderr, "  selection %.3f  key noted %.2f", p.note_loss, p.key_noted);
+    if (!std::isnan(p.surprise_loss))
+      std::fprintf(stderr, "  surprise %.3f  noted: surprising %.3f  predictable %.4f", p.surprise_loss, p.surprising_noted,
+                   p.predictable_noted);
     if (!std::isnan(p.retrieval_loss))
       std::fprintf(stderr, "  retrieval %.3f  key attention %.3f  coverage %.2f", p.retrieval_loss, p.key_attention,
                    p.retrieval_coverage);

@@ -94,10 +94,67 @@ std::function<void(int64_t, int64_t, int64_t, const torch::Tensor&)> selection_t
   };
 }
 
+// Keeps every layer's importance of every row, for a loss that needs the logits first.
+struct ImportanceRecord {
+  std::vector<std::vector<torch::Tensor>> by_layer;  // [layer][row] -> [T]
+};
+
+// The surprise selection loss over the recorded importances: per layer, the surprising tokens
+// should clear tau1 by the margin and the predictable ones (below the row's median surprise)
+// stay under it by the margin; the mean of the two hinges, averaged over the layers.
+void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll, double tau_note, double share,
+                       double weight, SequenceLoss& out) {
+  constexpr double kMargin = 0.05;
+  const int64_t T = nll.size(1);
+  const int64_t warmup = std::min<int64_t>(64, T / 4);
+  auto surprising = surprising_tokens(nll, share, warmup);
+  auto surprise = torch::cat({torch::zeros({nll.size(0), 1}, nll.options()), nll.narrow(1, 0, T - 1)}, 1);
+  auto later = torch::arange(T, torch::TensorOptions().device(nll.device())).ge(warmup).unsqueeze(0);
+  auto median = std::get<0>(surprise.narrow(1, warmup, T - warmup).median(1, true));
+  auto predictable = surprise.lt(median) & later;
+  auto pos = surprising.to(torch::kFloat32), neg = predictable.to(torch::kFloat32);
+  const double pos_count = pos.sum().item<double>(), neg_count = neg.sum().item<double>();
+  torch::Tensor loss;
+  double noted_pos = 0, noted_neg = 0;
+  int64_t layers = 0;
+  for (const auto& rows : record.by_layer) {
+    if (rows.empty() || std::any_of(rows.begin(), rows.end(), [](const torch::Tensor& r) { return !r.defined(); }))
+      continue;  // a layer without a memory
+    auto importance = torch::stack(rows).to(torch::kFloat32);  // [rows, T]
+    auto layer_loss = (torch::relu(tau_note + kMargin - importance) * pos).sum() / std::max(pos_count, 1.0) +
+                      (torch::relu(importance - (tau_note - kMargin)) * neg).sum() / std::max(neg_count, 1.0);
+    accumulate(loss, layer_loss);
+    auto noted = importance.detach().gt(tau_note).to(torch::kFloat32);
+    noted_pos += (noted * pos).sum().item<double>();
+    noted_neg += (noted * neg).sum().item<double>();
+    ++layers;
+  }
+  if (layers == 0) return;
+  auto mean = loss / static_cast<double>(layers);
+  out.total = out.total + weight * mean;
+  out.surprise_note = mean.item<double>();
+  out.surprising_noted = noted_pos / std::max(pos_count * layers, 1.0);
+  out.predictable_noted = noted_neg / std::max(neg_count * layers, 1.0);
+}
+
 }  // namespace
 
+torch::Tensor surprising_tokens(const torch::Tensor& nll, double share, int64_t warmup) {
+  const int64_t rows = nll.size(0), T = nll.size(1);
+  auto out = torch::zeros({rows, T}, torch::TensorOptions().dtype(torch::kBool).device(nll.device()));
+  if (T - warmup < 1 || warmup < 1) return out;
+  // Token t's surprise is the loss of predicting it, nll[t - 1].
+  auto surprise = nll.narrow(1, warmup - 1, T - warmup).to(torch::kFloat32);
+  const int64_t k = std::clamp<int64_t>(static_cast<int64_t>(std::llround(share * static_cast<double>(T - warmup))), 1,
+                                        T - warmup);
+  auto top = std::get<1>(surprise.topk(k, 1));
+  out.narrow(1, warmup, T - warmup).scatter_(1, top, true);
+  return out;
+}
+
 SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batch, const RetrievalTargets* targets,
-                           double retrieval_weight, double answer_weight, double note_weight, const torch::Tensor& ssm_mask) {
+                           const LossWeights& weights, const torch::Tensor& ssm_mask) {
+  const double retrieval_weight = weights.retrieval, answer_weight = weights.answer, note_weight = weights.note;
   const int64_t rows = batch.size(0), T = batch.size(1) - 1;
   RunState state = model.new_state(rows);
   RunOptions o = model.default_options();
@@ -110,22 +167,42 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   SelectionStats selection;
   const bool selecting = has_targets && model.config().memory && note_weight > 0;
   if (selecting) o.on_importance = selection_tap(*targets, o.memory.tau_note, batch.device(), selection);
+  const bool surprise = model.config().memory && weights.surprise_note > 0 && weights.surprise_share > 0;
+  auto record = std::make_shared<ImportanceRecord>();
+  if (surprise) {
+    record->by_layer.assign(model.config().n_layers, std::vector<torch::Tensor>(rows));
+    o.on_importance = [record, selected = std::move(o.on_importance)](int64_t layer, int64_t sequence, int64_t pos0,
+                                                                       const torch::Tensor& importance) {
+      if (selected) selected(layer, sequence, pos0, importance);
+      if (pos0 == 0) record->by_layer[layer][sequence] = importance;  // training runs each row as one chunk
+    };
+  }
   auto hidden = model.forward(batch.narrow(1, 0, T), state, o);
   auto logits = model.logits(hidden);
   SequenceLoss out;
-  out.lm = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32),
-                                                batch.narrow(1, 1, T).reshape({-1}).to(logits.device()));
-  out.total = out.lm;
+  auto flat_logits = logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32);
+  auto next = batch.narrow(1, 1, T).reshape({-1}).to(logits.device());
+  if (surprise) {
+    auto nll = torch::nn::functional::cross_entropy(flat_logits, next,
+                                                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    out.lm = nll.mean();
+    out.total = out.lm;
+    add_surprise_loss(*record, nll.detach().view({rows, T}), o.memory.tau_note, weights.surprise_share,
+                      weights.surprise_note, out);
+  } else {
+    out.lm = torch::nn::functional::cross_entropy(flat_logits, next);
+    out.total = out.lm;
+  }
   if (has_targets && answer_weight > 0) {
     // The key's pieces are a handful of a row's thousands of tokens: weigh them on their own.
     auto opts = torch::TensorOptions().dtype(torch::kInt64);
     std::vector<int64_t> row_list = targets->row, query_list = targets->query;
     row_list.insert(row_list.end(), targets->end_row.begin(), targets->end_row.end());
     query_list.insert(query_list.end(), targets->end_query.begin(), targets->end_query.end());
-    auto rows = torch::tensor(row_list, opts).to(logits.device());
+    auto answer_rows = torch::tensor(row_list, opts).to(logits.device());
     auto query = torch::tensor(query_list, opts).to(logits.device());
-    auto answer_logits = logits.index({rows, query}).to(torch::kFloat32);
-    auto labels = batch.to(logits.device()).index({rows, query + 1});
+    auto answer_logits = logits.index({answer_rows, query}).to(torch::kFloat32);
+    auto labels = batch.to(logits.device()).index({answer_rows, query + 1});
     auto answer = torch::nn::functional::cross_entropy(answer_logits, labels);
     out.total = out.total + answer_weight * answer;
     out.answer = answer.item<double>();

@@ -1,7 +1,9 @@
 // What training minimises: next-token cross-entropy, and on passkey rows the memory's own
 // losses. The retrieval loss teaches each answer piece of the key to attend to that piece's
 // note; the answer loss weighs the key's pieces on their own; the selection loss teaches the
-// key's tokens to clear the note threshold in every layer.
+// key's tokens to clear the note threshold in every layer. The surprise selection loss, on
+// every row, teaches the tokens the model itself found hardest to predict (names, numbers,
+// rare words) to be noted and the easy ones not.
 #pragma once
 #include <torch/types.h>
 
@@ -12,17 +14,29 @@
 
 namespace memmamba {
 
+struct LossWeights {
+  double retrieval = 0, answer = 0, note = 0;
+  double surprise_note = 0;    // weight of the surprise selection loss
+  double surprise_share = 0;   // share of each row's tokens, the most surprising, that are its targets
+};
+
 struct SequenceLoss {
   torch::Tensor total;  // what backward() sees
   torch::Tensor lm;
   double retrieval = std::nan(""), key_attention = std::nan(""), coverage = std::nan(""), answer = std::nan("");
   double note = std::nan(""), key_noted = std::nan("");
+  // Surprise selection loss; shares of surprising and of predictable tokens x layers noted.
+  double surprise_note = std::nan(""), surprising_noted = std::nan(""), predictable_noted = std::nan("");
 };
 
 // The losses of a batch [rows, T + 1] (inputs and next tokens); `targets` may be null (no
 // passkey rows). `ssm_mask` [rows, T]: 0 where the SSM must not see a token (blind needles).
 SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batch, const RetrievalTargets* targets = nullptr,
-                           double retrieval_weight = 0, double answer_weight = 0, double note_weight = 0,
-                           const torch::Tensor& ssm_mask = {});
+                           const LossWeights& weights = {}, const torch::Tensor& ssm_mask = {});
+
+// Which input tokens of `nll` [rows, T] (nll[r][t]: the loss of predicting token t + 1) are
+// surprising: per row, the `share` of tokens t >= `warmup` whose own surprise nll[r][t - 1] is
+// largest (at least one). Returns bool [rows, T].
+torch::Tensor surprising_tokens(const torch::Tensor& nll, double share, int64_t warmup);
 
 }  // namespace memmamba

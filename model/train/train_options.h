@@ -76,6 +76,12 @@ struct TrainOptions {
   // Weight of the selection loss (MemMamba only): the needle's key tokens are taught to clear
   // the note threshold tau1 (by 0.05) in every layer.
   double note_loss_weight = 0;
+  // The surprise selection loss (MemMamba only), on every row: the `surprise_note_share` of the
+  // row's tokens that the model found hardest to predict are taught to clear tau1 and the
+  // tokens easier than the row's median to stay under it, so a book's notes go to names,
+  // numbers and rare words (0: off).
+  double surprise_note_weight = 0;
+  double surprise_note_share = 0.01;
   // Data parallel over the ranks of this world (null: one process). Each rank takes its share
   // of every micro-batch's rows (`batch` is the global batch), gradients are averaged over the
   // ranks, and rank 0 alone evaluates and writes the checkpoints and the metrics.
@@ -95,6 +101,8 @@ struct TrainProgress {
   double answer_loss = std::nan("");  // cross-entropy on the answers' key pieces and end, with --answer-loss
   // Selection loss and the share of key tokens x layers noted, with --note-loss.
   double note_loss = std::nan(""), key_noted = std::nan("");
+  // Surprise selection loss and the shares of surprising and predictable tokens x layers noted.
+  double surprise_loss = std::nan(""), surprising_noted = std::nan(""), predictable_noted = std::nan("");
 };
 
 }  // namespace memmamba

@@ -136,7 +136,8 @@ std::string start_metrics_log(const TrainOptions& o, int64_t start_step) {
     }
     if (kept.empty())
       kept.push_back("step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows,"
-                     "retrieval_loss,key_attention,retrieval_coverage,answer_loss,note_loss,key_noted");
+                     "retrieval_loss,key_attention,retrieval_coverage,answer_loss,note_loss,key_noted,"
+                     "surprise_loss,surprising_noted,predictable_noted");
     std::string text;
     for (const auto& l : kept) text += l + "\n";
     write_file_atomic(metrics, text);
@@ -148,7 +149,8 @@ void append_metrics_row(std::ostream& log, const TrainProgress& pr, int passkey_
   log << pr.step << ',' << pr.tokens << ',' << pr.loss << ',' << pr.lr << ',' << pr.grad_norm << ','
       << pr.tokens_per_second << ',' << pr.eval_loss << ',' << pr.note_rate << ',' << passkey_rows << ','
       << pr.retrieval_loss << ',' << pr.key_attention << ',' << pr.retrieval_coverage << ',' << pr.answer_loss << ','
-      << pr.note_loss << ',' << pr.key_noted << '\n';
+      << pr.note_loss << ',' << pr.key_noted << ',' << pr.surprise_loss << ',' << pr.surprising_noted << ','
+      << pr.predictable_noted << '\n';
   log.flush();
 }
 

@@ -215,11 +215,13 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   } profile_report{t_first};
   MicroBatchesAhead ahead(batches, o.accumulation, first_row, rank_rows);
   profile::Timeline timeline(o.cuda, world && world->size() > 1 ? ".rank" + std::to_string(world->rank()) : "");
+  const LossWeights loss_weights{o.retrieval_loss_weight, o.answer_loss_weight, o.note_loss_weight,
+                                 o.surprise_note_weight, o.surprise_note_share};
   for (; step < o.steps; ++step) {
     timeline.before_step(step);
     const double lr = learning_rate_at(step, o);
     double loss_sum = 0;
-    StepMean retrieval, key_attention, coverage, answer, note, key_noted;
+    StepMean retrieval, key_attention, coverage, answer, note, key_noted, surprise, surprising_noted, predictable_noted;
     int passkeys = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
@@ -235,7 +237,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       {
         const profile::Section section("train: forward and losses", device);
         AutocastGuard autocast(o.cuda && o.bf16);
-        losses = sequence_loss(model, batch, &targets, o.retrieval_loss_weight, o.answer_loss_weight, o.note_loss_weight,
+        losses = sequence_loss(model, batch, &targets, loss_weights,
                                ssm_mask.defined() ? ssm_mask.to(device) : ssm_mask);
       }
       const torch::Tensor& loss = losses.total;
@@ -246,6 +248,9 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       answer.add(losses.answer);
       note.add(losses.note);
       key_noted.add(losses.key_noted);
+      surprise.add(losses.surprise_note);
+      surprising_noted.add(losses.surprising_noted);
+      predictable_noted.add(losses.predictable_noted);
       if (!std::isfinite(loss_value))
         throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step) +
                                  ": lower the learning rate or resume from the last checkpoint");
@@ -259,7 +264,9 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     if (gradient_sync) {
       const profile::Section section("train: gradients over the ranks", device);
       gradient_sync->finish();
-      sum_over_ranks(*world, device, loss_sum, passkeys, {&retrieval, &key_attention, &coverage, &answer, &note, &key_noted});
+      sum_over_ranks(*world, device, loss_sum, passkeys,
+                     {&retrieval, &key_attention, &coverage, &answer, &note, &key_noted, &surprise, &surprising_noted,
+                      &predictable_noted});
     }
     std::optional<profile::Section> section(std::in_place, "train: clip and optimizer", device);
     const double grad_norm = clip_gradients(opt.params, o.clip);
@@ -278,6 +285,9 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     pr.answer_loss = answer.value();
     pr.note_loss = note.value();
     pr.key_noted = key_noted.value();
+    pr.surprise_loss = surprise.value();
+    pr.surprising_noted = surprising_noted.value();
+    pr.predictable_noted = predictable_noted.value();
     const bool last = step + 1 == o.steps;
     bool keep_going = true;
     if (leader) {
