@@ -58,7 +58,7 @@ class TestSurpriseNotes : public QObject {
       sequence_loss(model, batch).total.backward();
       lm.step();
     }
-    const LossWeights weights{0, 0, 0, 1.0, 0.06};  // 6 of the 97 tokens past the warm-up, a row
+    const LossWeights weights{0, 0, 0, 0.05, 1.0, 0.06};  // 6 of the 97 tokens past the warm-up, a row
     SequenceLoss first = sequence_loss(model, batch, nullptr, weights);
     QVERIFY(first.lm.item<double>() < 1.5);
     QVERIFY(std::isfinite(first.surprise_note) && first.surprise_note > 0);
@@ -89,7 +89,7 @@ class TestSurpriseNotes : public QObject {
     qInfo("surprise loss %.3f -> %.3f; surprising noted %.2f -> %.2f; predictable noted %.2f -> %.2f",
           first.surprise_note, last.surprise_note, first.surprising_noted, last.surprising_noted,
           first.predictable_noted, last.predictable_noted);
-    QVERIFY(last.surprise_note < 0.6 * first.surprise_note);
+    QVERIFY(last.surprise_note < 0.8 * first.surprise_note);
     QVERIFY(last.surprising_noted - last.predictable_noted > first.surprising_noted - first.predictable_noted + 0.15);
     QVERIFY(std::isnan(sequence_loss(model, batch).surprise_note));  // off: not computed
   }

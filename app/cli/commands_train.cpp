@@ -148,7 +148,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "key-digits", "bucket-mb",
-                   "surprise-notes", "surprise-share"});
+                   "surprise-notes", "surprise-share", "note-margin"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -183,9 +183,13 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --answer-end TEXT     what follows the key in a passkey row (default \".\")\n"
                 "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
                 "                        the note threshold in every layer (memory models, default 0)\n"
+                "  --note-margin X       how far above tau1 the selection loss lifts a key's importance, its\n"
+                "                        priority in the pool (default 0.05)\n"
                 "  --surprise-notes W    weight of the surprise selection loss, on every row: the tokens the model\n"
                 "                        found hardest to predict are taught to be noted and the easy ones not, so\n"
-                "                        a book's pools fill with names, numbers and rare words (memory models)\n"
+                "                        a book's pools fill with names, numbers and rare words (memory models);\n"
+                "                        their importance is held within 0.1 above tau1 + 0.05, below keys taught\n"
+                "                        a larger --note-margin\n"
                 "  --surprise-share F    share of each row's tokens that are those targets (default 0.01)\n"
                 "  --note-key-end        the answer's end is read from a note: the needle's piece after each key\n"
                 "                        copy is a selection and retrieval target where the answer stops\n"
@@ -302,6 +306,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.retrieval_loss_weight = args.get_double("retrieval-loss", 0.0, 0.0, 1e3);
   o.answer_loss_weight = args.get_double("answer-loss", 0.0, 0.0, 1e3);
   o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);
+  o.note_loss_margin = args.get_double("note-margin", 0.05, 0.0, 1.0);
   o.surprise_note_weight = args.get_double("surprise-notes", 0.0, 0.0, 1e3);
   o.surprise_note_share = args.get_double("surprise-share", 0.01, 1e-4, 0.5);
   if (args.has("surprise-share") && o.surprise_note_weight <= 0) throw UsageError("--surprise-share goes with --surprise-notes W");

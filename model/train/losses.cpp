@@ -68,9 +68,9 @@ struct SelectionStats {
 };
 
 std::function<void(int64_t, int64_t, int64_t, const torch::Tensor&)> selection_tap(const RetrievalTargets& targets,
-                                                                                   double tau_note, const torch::Device& device,
+                                                                                   double tau_note, double margin,
+                                                                                   const torch::Device& device,
                                                                                    SelectionStats& stats) {
-  constexpr double kMargin = 0.05;
   std::map<int64_t, std::vector<int64_t>> positions;
   for (size_t i = 0; i < targets.row.size(); ++i)
     if (targets.first[i] >= 0) positions[targets.row[i]].push_back(targets.first[i]);
@@ -82,11 +82,11 @@ std::function<void(int64_t, int64_t, int64_t, const torch::Tensor&)> selection_t
     p.erase(std::unique(p.begin(), p.end()), p.end());
     (*per_row)[row] = torch::tensor(p, torch::TensorOptions().dtype(torch::kInt64)).to(device);
   }
-  return [per_row, tau_note, &stats](int64_t, int64_t sequence, int64_t pos0, const torch::Tensor& importance) {
+  return [per_row, tau_note, margin, &stats](int64_t, int64_t sequence, int64_t pos0, const torch::Tensor& importance) {
     auto it = per_row->find(sequence);
     if (it == per_row->end() || pos0 != 0) return;
     auto value = importance.index_select(0, it->second).to(torch::kFloat32);
-    auto loss = torch::relu(tau_note + kMargin - value).sum();
+    auto loss = torch::relu(tau_note + margin - value).sum();
     auto noted = value.detach().gt(tau_note).sum().to(torch::kFloat32);
     accumulate(stats.loss_sum, loss);
     accumulate(stats.noted, noted);
@@ -100,11 +100,13 @@ struct ImportanceRecord {
 };
 
 // The surprise selection loss over the recorded importances: per layer, the surprising tokens
-// should clear tau1 by the margin and the predictable ones (below the row's median surprise)
-// stay under it by the margin; the mean of the two hinges, averaged over the layers.
+// should clear tau1 by the margin but stay within a band above it, and the predictable ones
+// (below the row's median surprise) stay under it by the margin; the mean of the hinges,
+// averaged over the layers. The band keeps a book's notes below a key taught a larger margin:
+// importance is a note's priority, so in a full pool the book's notes evict each other, not the key.
 void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll, double tau_note, double share,
                        double weight, SequenceLoss& out) {
-  constexpr double kMargin = 0.05;
+  constexpr double kMargin = 0.05, kBand = 0.1;
   const int64_t T = nll.size(1);
   const int64_t warmup = std::min<int64_t>(64, T / 4);
   auto surprising = surprising_tokens(nll, share, warmup);
@@ -121,7 +123,8 @@ void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll,
     if (rows.empty() || std::any_of(rows.begin(), rows.end(), [](const torch::Tensor& r) { return !r.defined(); }))
       continue;  // a layer without a memory
     auto importance = torch::stack(rows).to(torch::kFloat32);  // [rows, T]
-    auto layer_loss = (torch::relu(tau_note + kMargin - importance) * pos).sum() / std::max(pos_count, 1.0) +
+    auto band = torch::relu(tau_note + kMargin - importance) + torch::relu(importance - (tau_note + kMargin + kBand));
+    auto layer_loss = (band * pos).sum() / std::max(pos_count, 1.0) +
                       (torch::relu(importance - (tau_note - kMargin)) * neg).sum() / std::max(neg_count, 1.0);
     accumulate(loss, layer_loss);
     auto noted = importance.detach().gt(tau_note).to(torch::kFloat32);
@@ -166,7 +169,7 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   if (tapped) o.on_attention = retrieval_tap(*targets, T, batch.device(), stats);
   SelectionStats selection;
   const bool selecting = has_targets && model.config().memory && note_weight > 0;
-  if (selecting) o.on_importance = selection_tap(*targets, o.memory.tau_note, batch.device(), selection);
+  if (selecting) o.on_importance = selection_tap(*targets, o.memory.tau_note, weights.note_margin, batch.device(), selection);
   const bool surprise = model.config().memory && weights.surprise_note > 0 && weights.surprise_share > 0;
   auto record = std::make_shared<ImportanceRecord>();
   if (surprise) {

@@ -16,6 +16,7 @@ namespace memmamba {
 
 struct LossWeights {
   double retrieval = 0, answer = 0, note = 0;
+  double note_margin = 0.05;   // how far above tau1 the selection loss lifts a key's importance
   double surprise_note = 0;    // weight of the surprise selection loss
   double surprise_share = 0;   // share of each row's tokens, the most surprising, that are its targets
 };

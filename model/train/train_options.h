@@ -76,6 +76,8 @@ struct TrainOptions {
   // Weight of the selection loss (MemMamba only): the needle's key tokens are taught to clear
   // the note threshold tau1 (by 0.05) in every layer.
   double note_loss_weight = 0;
+  // How far above tau1 the selection loss lifts a key (its priority in the pool).
+  double note_loss_margin = 0.05;
   // The surprise selection loss (MemMamba only), on every row: the `surprise_note_share` of the
   // row's tokens that the model found hardest to predict are taught to clear tau1 and the
   // tokens easier than the row's median to stay under it, so a book's notes go to names,
