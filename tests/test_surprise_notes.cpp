@@ -58,7 +58,7 @@ class TestSurpriseNotes : public QObject {
       sequence_loss(model, batch).total.backward();
       lm.step();
     }
-    const LossWeights weights{0, 0, 0, 0.05, 1.0, 0.06};  // 6 of the 97 tokens past the warm-up, a row
+    const LossWeights weights{0, 0, 0, 0.05, 1.0, 0.06, 0.3};  // 6 of the 97 tokens past the warm-up, a row
     SequenceLoss first = sequence_loss(model, batch, nullptr, weights);
     QVERIFY(first.lm.item<double>() < 1.5);
     QVERIFY(std::isfinite(first.surprise_note) && first.surprise_note > 0);

@@ -148,7 +148,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "key-digits", "bucket-mb",
-                   "surprise-notes", "surprise-share", "note-margin"});
+                   "surprise-notes", "surprise-share", "surprise-band",
+                   "note-margin"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -187,9 +188,9 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "                        priority in the pool (default 0.05)\n"
                 "  --surprise-notes W    weight of the surprise selection loss, on every row: the tokens the model\n"
                 "                        found hardest to predict are taught to be noted and the easy ones not, so\n"
-                "                        a book's pools fill with names, numbers and rare words (memory models);\n"
-                "                        their importance is held within 0.1 above tau1 + 0.05, below keys taught\n"
-                "                        a larger --note-margin\n"
+                "                        a book's pools fill with names, numbers and rare words (memory models)\n"
+                "  --surprise-band X     their importance is taught to lie from tau1 + 0.01 to tau1 + X (default\n"
+                "                        0.05): a note's priority, kept below keys taught a larger --note-margin\n"
                 "  --surprise-share F    share of each row's tokens that are those targets (default 0.01)\n"
                 "  --note-key-end        the answer's end is read from a note: the needle's piece after each key\n"
                 "                        copy is a selection and retrieval target where the answer stops\n"
@@ -309,7 +310,9 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.note_loss_margin = args.get_double("note-margin", 0.05, 0.0, 1.0);
   o.surprise_note_weight = args.get_double("surprise-notes", 0.0, 0.0, 1e3);
   o.surprise_note_share = args.get_double("surprise-share", 0.01, 1e-4, 0.5);
-  if (args.has("surprise-share") && o.surprise_note_weight <= 0) throw UsageError("--surprise-share goes with --surprise-notes W");
+  o.surprise_note_band = args.get_double("surprise-band", 0.05, 0.02, 1.0);
+  if ((args.has("surprise-share") || args.has("surprise-band")) && o.surprise_note_weight <= 0)
+    throw UsageError("--surprise-share and --surprise-band go with --surprise-notes W");
   if ((o.retrieval_loss_weight > 0 || o.answer_loss_weight > 0 || o.note_loss_weight > 0) && o.passkey_fraction <= 0)
     throw UsageError("--retrieval-loss, --answer-loss and --note-loss need passkey rows (--passkey-fraction > 0)");
   const int ranks = world.join ? world.join->size : world.local_copies;

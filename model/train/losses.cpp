@@ -100,13 +100,13 @@ struct ImportanceRecord {
 };
 
 // The surprise selection loss over the recorded importances: per layer, the surprising tokens
-// should clear tau1 by the margin but stay within a band above it, and the predictable ones
-// (below the row's median surprise) stay under it by the margin; the mean of the hinges,
-// averaged over the layers. The band keeps a book's notes below a key taught a larger margin:
-// importance is a note's priority, so in a full pool the book's notes evict each other, not the key.
+// should clear tau1 (by 0.01) and stay under tau1 + band, and the predictable ones (below the
+// row's median surprise) stay under tau1 by 0.05; the mean of the hinges, averaged over the
+// layers. The band keeps a book's notes below a key taught a larger margin: importance is a
+// note's priority, so in a full pool the book's notes evict each other, not the key.
 void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll, double tau_note, double share,
-                       double weight, SequenceLoss& out) {
-  constexpr double kMargin = 0.05, kBand = 0.1;
+                       double band_width, double weight, SequenceLoss& out) {
+  constexpr double kMargin = 0.05, kClear = 0.01;
   const int64_t T = nll.size(1);
   const int64_t warmup = std::min<int64_t>(64, T / 4);
   auto surprising = surprising_tokens(nll, share, warmup);
@@ -123,7 +123,7 @@ void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll,
     if (rows.empty() || std::any_of(rows.begin(), rows.end(), [](const torch::Tensor& r) { return !r.defined(); }))
       continue;  // a layer without a memory
     auto importance = torch::stack(rows).to(torch::kFloat32);  // [rows, T]
-    auto band = torch::relu(tau_note + kMargin - importance) + torch::relu(importance - (tau_note + kMargin + kBand));
+    auto band = torch::relu(tau_note + kClear - importance) + torch::relu(importance - (tau_note + band_width));
     auto layer_loss = (band * pos).sum() / std::max(pos_count, 1.0) +
                       (torch::relu(importance - (tau_note - kMargin)) * neg).sum() / std::max(neg_count, 1.0);
     accumulate(loss, layer_loss);
@@ -191,7 +191,7 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
     out.lm = nll.mean();
     out.total = out.lm;
     add_surprise_loss(*record, nll.detach().view({rows, T}), o.memory.tau_note, weights.surprise_share,
-                      weights.surprise_note, out);
+                      weights.surprise_band, weights.surprise_note, out);
   } else {
     out.lm = torch::nn::functional::cross_entropy(flat_logits, next);
     out.total = out.lm;

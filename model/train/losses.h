@@ -19,6 +19,7 @@ struct LossWeights {
   double note_margin = 0.05;   // how far above tau1 the selection loss lifts a key's importance
   double surprise_note = 0;    // weight of the surprise selection loss
   double surprise_share = 0;   // share of each row's tokens, the most surprising, that are its targets
+  double surprise_band = 0.05;  // their importance is taught to lie between tau1 + 0.01 and tau1 + this
 };
 
 struct SequenceLoss {

@@ -84,6 +84,7 @@ struct TrainOptions {
   // numbers and rare words (0: off).
   double surprise_note_weight = 0;
   double surprise_note_share = 0.01;
+  double surprise_note_band = 0.05;  // their importance: from tau1 + 0.01 to tau1 + this (below the keys)
   // Data parallel over the ranks of this world (null: one process). Each rank takes its share
   // of every micro-batch's rows (`batch` is the global batch), gradients are averaged over the
   // ranks, and rank 0 alone evaluates and writes the checkpoints and the metrics.
