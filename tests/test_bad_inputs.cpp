@@ -363,6 +363,24 @@ class TestBadInputs : public QObject {
          QString::fromStdString(path("m.safetensors")), QStringLiteral("--fusion-gain"), QStringLiteral("3")},
         2, QStringLiteral("Mamba-only"));
     QVERIFY(!QFile::exists(QString::fromStdString(path("m.safetensors"))));
+    cli(QStringLiteral("convert --tau-note 3"),
+        {QStringLiteral("convert"), QString::fromStdString(kGoodCheckpoint), QString::fromStdString(path("t.safetensors")),
+         QStringLiteral("--tau-note"), QStringLiteral("3")},
+        2, QStringLiteral("tau-note"));
+    QVERIFY(!QFile::exists(QString::fromStdString(path("t.safetensors"))));
+    // A good threshold becomes the checkpoint's default; the weights stay as they were.
+    QProcess convert;
+    convert.start(QStringLiteral(MEMMAMBA_CLI),
+                  {QStringLiteral("convert"), QString::fromStdString(kGoodCheckpoint), QString::fromStdString(path("t.safetensors")),
+                   QStringLiteral("--tau-note"), QStringLiteral("0.6"), QStringLiteral("--tau-retrieve"), QStringLiteral("0.25"),
+                   QStringLiteral("--dtype"), QStringLiteral("f32")});
+    QVERIFY(convert.waitForFinished(120000) && convert.exitCode() == 0);
+    const Checkpoint before = load_checkpoint(kGoodCheckpoint), after = load_checkpoint(path("t.safetensors"));
+    QCOMPARE(after.config.tau_note, 0.6);
+    QCOMPARE(after.config.tau_retrieve, 0.25);
+    QVERIFY(before.config.tau_note != 0.6);
+    for (const auto& [name, tensor] : before.weights.all())
+      QVERIFY(torch::equal(tensor.to(torch::kFloat32), after.weights[name].to(torch::kFloat32)));
     cli(QStringLiteral("--chunk abc"), run({QStringLiteral("--chunk"), QStringLiteral("abc")}), 2, QStringLiteral("chunk"));
     cli(QStringLiteral("unknown flag --colour"), run({QStringLiteral("--colour"), QStringLiteral("red")}), 2, QStringLiteral("colour"));
     cli(QStringLiteral("--device tpu"), run({QStringLiteral("--device"), QStringLiteral("tpu")}), 2, QStringLiteral("device"));

@@ -63,11 +63,13 @@ int cmd_tokenizer_train(const std::vector<std::string>& argv) {
 
 
 int cmd_convert(const std::vector<std::string>& argv) {
-  Args args(argv, {"dtype", "fusion-gain"}, {"help"});
+  Args args(argv, {"dtype", "fusion-gain", "tau-note", "tau-retrieve"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 2) {
-    std::printf("usage: memmamba convert IN.safetensors OUT.safetensors [--dtype bf16|f16|f32] [--fusion-gain X]\n\n"
+    std::printf("usage: memmamba convert IN.safetensors OUT.safetensors [--dtype bf16|f16|f32] [--fusion-gain X]\n"
+                "                        [--tau-note X] [--tau-retrieve X]\n\n"
                 "Rewrites a checkpoint with its tensors stored as --dtype (default bf16), keeping its metadata;\n"
-                "--fusion-gain sets the config's default loudness of the memory's read-out (0 to 100).\n");
+                "--fusion-gain sets the config's default loudness of the memory's read-out (0 to 100),\n"
+                "--tau-note and --tau-retrieve its default note and retrieval thresholds (-1 to 2).\n");
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string dtype = args.get("dtype", "bf16");
@@ -79,6 +81,11 @@ int cmd_convert(const std::vector<std::string>& argv) {
   if (args.has("fusion-gain")) {
     if (!ck.config.memory) throw UsageError("--fusion-gain: " + in + " is a Mamba-only model (no memory to fuse)");
     ck.config.fusion_gain = gain;
+  }
+  for (const char* name : {"tau-note", "tau-retrieve"}) {
+    if (!args.has(name)) continue;
+    if (!ck.config.memory) throw UsageError(std::string("--") + name + ": " + in + " is a Mamba-only model (no memory)");
+    (std::string(name) == "tau-note" ? ck.config.tau_note : ck.config.tau_retrieve) = args.get_double(name, 0.5, -1.0, 2.0);
   }
   save_checkpoint(out, ck.config, ck.weights, storage, ck.metadata);
   std::printf("wrote %s (%s)\n", out.c_str(), dtype.c_str());
