@@ -41,6 +41,7 @@
 
 #include "model/log.h"
 #include "model/runtime.h"
+#include "model/sample_files.h"
 #include "model/memory/memory_edits.h"
 #include "views/attention_view.h"
 #include "views/book_view.h"
@@ -670,13 +671,16 @@ void MainWindow::chooseModel() {
   dialog.setWindowTitle(tr("Model, tokenizer and device"));
   auto* form = new QFormLayout(&dialog);
   auto* checkpoint = new QLineEdit(checkpoint_, &dialog);
-  checkpoint->setPlaceholderText(tr("bundled model"));
+  checkpoint->setPlaceholderText(tr("bundled model (memmamba-small; memmamba-small-notes fills its pools on books)"));
   auto* tokenizer = new QLineEdit(tokenizer_, &dialog);
   tokenizer->setPlaceholderText(tr("bundled tokenizer"));
-  auto browse = [&dialog](QLineEdit* edit, const QString& filter) {
+  // Browsing starts beside the chosen file, else among the bundled models.
+  const QString bundled = QFileInfo(QString::fromStdString(memmamba::find_sample_file("memmamba-small.safetensors"))).absolutePath();
+  auto browse = [&dialog, bundled](QLineEdit* edit, const QString& filter) {
     auto* b = new QPushButton(QObject::tr("Browse..."), &dialog);
-    QObject::connect(b, &QPushButton::clicked, &dialog, [edit, filter, &dialog] {
-      const QString p = QFileDialog::getOpenFileName(&dialog, QString(), QString(), filter);
+    QObject::connect(b, &QPushButton::clicked, &dialog, [edit, filter, bundled, &dialog] {
+      const QString start = edit->text().isEmpty() ? bundled : QFileInfo(edit->text()).absolutePath();
+      const QString p = QFileDialog::getOpenFileName(&dialog, QString(), start, filter);
       if (!p.isEmpty()) edit->setText(p);
     });
     return b;
