@@ -343,6 +343,40 @@ class TestBadInputs : public QObject {
     }, "wording 99 does not exist");
   }
 
+  // Flags added with the notes model: a checkpoint's default thresholds (convert) and the
+  // surprise selection loss (train) refuse bad values and orphan flags before any work.
+  void thresholdAndSurpriseFlags() {
+    cli(QStringLiteral("convert --tau-note 3"),
+        {QStringLiteral("convert"), QString::fromStdString(kGoodCheckpoint), QString::fromStdString(path("t.safetensors")),
+         QStringLiteral("--tau-note"), QStringLiteral("3")},
+        2, QStringLiteral("tau-note"));
+    QVERIFY(!QFile::exists(QString::fromStdString(path("t.safetensors"))));
+    // A good threshold becomes the checkpoint's default; the weights stay as they were.
+    QProcess convert;
+    convert.start(QStringLiteral(MEMMAMBA_CLI),
+                  {QStringLiteral("convert"), QString::fromStdString(kGoodCheckpoint), QString::fromStdString(path("t.safetensors")),
+                   QStringLiteral("--tau-note"), QStringLiteral("0.6"), QStringLiteral("--tau-retrieve"), QStringLiteral("0.25"),
+                   QStringLiteral("--dtype"), QStringLiteral("f32")});
+    QVERIFY(convert.waitForFinished(120000) && convert.exitCode() == 0);
+    const Checkpoint before = load_checkpoint(kGoodCheckpoint), after = load_checkpoint(path("t.safetensors"));
+    QCOMPARE(after.config.tau_note, 0.6);
+    QCOMPARE(after.config.tau_retrieve, 0.25);
+    QVERIFY(before.config.tau_note != 0.6);
+    for (const auto& [name, tensor] : before.weights.all())
+      QVERIFY(torch::equal(tensor.to(torch::kFloat32), after.weights[name].to(torch::kFloat32)));
+    auto train_with = [&](const QStringList& extra) {
+      return QStringList{QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"),
+                         QString::fromStdString(path("t"))} + extra;
+    };
+    cli(QStringLiteral("train --surprise-share without --surprise-notes"),
+        train_with({QStringLiteral("--surprise-share"), QStringLiteral("0.01")}), 2, QStringLiteral("go with --surprise-notes"));
+    cli(QStringLiteral("train --surprise-share 0.9"),
+        train_with({QStringLiteral("--surprise-notes"), QStringLiteral("1"), QStringLiteral("--surprise-share"), QStringLiteral("0.9")}),
+        2, QStringLiteral("surprise-share"));
+    cli(QStringLiteral("train --note-margin without --note-loss"), train_with({QStringLiteral("--note-margin"), QStringLiteral("0.2")}),
+        2, QStringLiteral("--note-margin goes with"));
+  }
+
   void cliFlags() {
     const QString text = QString::fromStdString(kCorpus + "text/ascii.txt"), out = QString::fromStdString(path("o.trace"));
     const QStringList tiny = {QStringLiteral("--checkpoint"), QString::fromStdString(kGoodCheckpoint), QStringLiteral("--tokenizer"),
@@ -363,24 +397,6 @@ class TestBadInputs : public QObject {
          QString::fromStdString(path("m.safetensors")), QStringLiteral("--fusion-gain"), QStringLiteral("3")},
         2, QStringLiteral("Mamba-only"));
     QVERIFY(!QFile::exists(QString::fromStdString(path("m.safetensors"))));
-    cli(QStringLiteral("convert --tau-note 3"),
-        {QStringLiteral("convert"), QString::fromStdString(kGoodCheckpoint), QString::fromStdString(path("t.safetensors")),
-         QStringLiteral("--tau-note"), QStringLiteral("3")},
-        2, QStringLiteral("tau-note"));
-    QVERIFY(!QFile::exists(QString::fromStdString(path("t.safetensors"))));
-    // A good threshold becomes the checkpoint's default; the weights stay as they were.
-    QProcess convert;
-    convert.start(QStringLiteral(MEMMAMBA_CLI),
-                  {QStringLiteral("convert"), QString::fromStdString(kGoodCheckpoint), QString::fromStdString(path("t.safetensors")),
-                   QStringLiteral("--tau-note"), QStringLiteral("0.6"), QStringLiteral("--tau-retrieve"), QStringLiteral("0.25"),
-                   QStringLiteral("--dtype"), QStringLiteral("f32")});
-    QVERIFY(convert.waitForFinished(120000) && convert.exitCode() == 0);
-    const Checkpoint before = load_checkpoint(kGoodCheckpoint), after = load_checkpoint(path("t.safetensors"));
-    QCOMPARE(after.config.tau_note, 0.6);
-    QCOMPARE(after.config.tau_retrieve, 0.25);
-    QVERIFY(before.config.tau_note != 0.6);
-    for (const auto& [name, tensor] : before.weights.all())
-      QVERIFY(torch::equal(tensor.to(torch::kFloat32), after.weights[name].to(torch::kFloat32)));
     cli(QStringLiteral("--chunk abc"), run({QStringLiteral("--chunk"), QStringLiteral("abc")}), 2, QStringLiteral("chunk"));
     cli(QStringLiteral("unknown flag --colour"), run({QStringLiteral("--colour"), QStringLiteral("red")}), 2, QStringLiteral("colour"));
     cli(QStringLiteral("--device tpu"), run({QStringLiteral("--device"), QStringLiteral("tpu")}), 2, QStringLiteral("device"));

@@ -320,6 +320,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.surprise_note_band = args.get_double("surprise-band", 0.05, 0.02, 1.0);
   if ((args.has("surprise-share") || args.has("surprise-band")) && o.surprise_note_weight <= 0)
     throw UsageError("--surprise-share and --surprise-band go with --surprise-notes W");
+  if (args.has("note-margin") && o.note_loss_weight <= 0) throw UsageError("--note-margin goes with --note-loss W");
   if ((o.retrieval_loss_weight > 0 || o.answer_loss_weight > 0 || o.note_loss_weight > 0) && o.passkey_fraction <= 0)
     throw UsageError("--retrieval-loss, --answer-loss and --note-loss need passkey rows (--passkey-fraction > 0)");
   const int ranks = world.join ? world.join->size : world.local_copies;
