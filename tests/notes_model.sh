@@ -16,10 +16,11 @@ check() {  # check MODEL EXPECT(fills|none)
       --tokenizer "$samples/tokenizer.model" --max-tokens 50000 --out "$work/t.trace" >"$work/run.log" 2>&1; then
     echo "FAIL: $model did not run:"; tail -3 "$work/run.log"; fail=1; return
   fi
-  local slots
-  slots=$("$cli" info "$work/t.trace" | grep -o '"pool_slots":[0-9]*' | head -1 | cut -d: -f2)
+  local info slots
+  info=$("$cli" info "$work/t.trace")
+  slots=$(grep -o '"pool_slots":[0-9]*' <<<"$info" | head -1 | cut -d: -f2)
   # The per-layer table: layer noted% triggered% meanI notes evictions drops ...
-  "$cli" info "$work/t.trace" | awk -v k="$slots" -v expect="$expect" -v model="$model" '
+  awk -v k="$slots" -v expect="$expect" -v model="$model" '
     /^layer/ { table = 1; next }
     table && /^ *[0-9]+ / {
       layers++; entered = $5 - $7
@@ -32,7 +33,7 @@ check() {  # check MODEL EXPECT(fills|none)
       if (expect == "fills" && filled != layers) { printf "FAIL: %s: %d of %d pools filled and evicted\n", model, filled, layers; exit 1 }
       if (expect == "none" && filled != 0) { printf "FAIL: %s: %d pools filled (expected none)\n", model, filled; exit 1 }
       printf "ok: %s: %d of %d pools filled and evicted over 50,000 tokens of a held-out book\n", model, filled, layers
-    }' || fail=1
+    }' <<<"$info" || fail=1
 }
 check memmamba-small-notes.safetensors fills
 check memmamba-small.safetensors none

@@ -82,10 +82,10 @@ int cmd_convert(const std::vector<std::string>& argv) {
     if (!ck.config.memory) throw UsageError("--fusion-gain: " + in + " is a Mamba-only model (no memory to fuse)");
     ck.config.fusion_gain = gain;
   }
-  for (const char* name : {"tau-note", "tau-retrieve"}) {
-    if (!args.has(name)) continue;
-    if (!ck.config.memory) throw UsageError(std::string("--") + name + ": " + in + " is a Mamba-only model (no memory)");
-    (std::string(name) == "tau-note" ? ck.config.tau_note : ck.config.tau_retrieve) = args.get_double(name, 0.5, -1.0, 2.0);
+  if (args.has("tau-note") || args.has("tau-retrieve")) {
+    if (!ck.config.memory) throw UsageError("--tau-note, --tau-retrieve: " + in + " is a Mamba-only model (no memory)");
+    if (args.has("tau-note")) ck.config.tau_note = args.get_double("tau-note", 0.5, -1.0, 2.0);
+    if (args.has("tau-retrieve")) ck.config.tau_retrieve = args.get_double("tau-retrieve", 0.5, -1.0, 2.0);
   }
   save_checkpoint(out, ck.config, ck.weights, storage, ck.metadata);
   std::printf("wrote %s (%s)\n", out.c_str(), dtype.c_str());

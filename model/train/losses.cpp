@@ -115,29 +115,31 @@ void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll,
   auto median = std::get<0>(surprise.narrow(1, warmup, T - warmup).median(1, true));
   auto predictable = surprise.lt(median) & later;
   auto pos = surprising.to(torch::kFloat32), neg = predictable.to(torch::kFloat32);
-  const double pos_count = pos.sum().item<double>(), neg_count = neg.sum().item<double>();
-  torch::Tensor loss;
-  double noted_pos = 0, noted_neg = 0;
+  auto pos_count = pos.sum(), neg_count = neg.sum();
+  // Device-side sums, read once after every layer: no synchronisation per layer.
+  torch::Tensor loss, noted_pos, noted_neg;
   int64_t layers = 0;
   for (const auto& rows : record.by_layer) {
     if (rows.empty() || std::any_of(rows.begin(), rows.end(), [](const torch::Tensor& r) { return !r.defined(); }))
       continue;  // a layer without a memory
     auto importance = torch::stack(rows).to(torch::kFloat32);  // [rows, T]
     auto band = torch::relu(tau_note + kClear - importance) + torch::relu(importance - (tau_note + band_width));
-    auto layer_loss = (band * pos).sum() / std::max(pos_count, 1.0) +
-                      (torch::relu(importance - (tau_note - kMargin)) * neg).sum() / std::max(neg_count, 1.0);
+    auto layer_loss = (band * pos).sum() / pos_count.clamp_min(1.0) +
+                      (torch::relu(importance - (tau_note - kMargin)) * neg).sum() / neg_count.clamp_min(1.0);
     accumulate(loss, layer_loss);
     auto noted = importance.detach().gt(tau_note).to(torch::kFloat32);
-    noted_pos += (noted * pos).sum().item<double>();
-    noted_neg += (noted * neg).sum().item<double>();
+    accumulate(noted_pos, (noted * pos).sum());
+    accumulate(noted_neg, (noted * neg).sum());
     ++layers;
   }
   if (layers == 0) return;
   auto mean = loss / static_cast<double>(layers);
   out.total = out.total + weight * mean;
-  out.surprise_note = mean.item<double>();
-  out.surprising_noted = noted_pos / std::max(pos_count * layers, 1.0);
-  out.predictable_noted = noted_neg / std::max(neg_count * layers, 1.0);
+  auto figures = torch::stack({mean.detach(), noted_pos, noted_neg, pos_count, neg_count}).to(torch::kCPU, torch::kDouble);
+  const double* f = figures.data_ptr<double>();
+  out.surprise_note = f[0];
+  out.surprising_noted = f[1] / std::max(f[3] * static_cast<double>(layers), 1.0);
+  out.predictable_noted = f[2] / std::max(f[4] * static_cast<double>(layers), 1.0);
 }
 
 }  // namespace
@@ -171,8 +173,9 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   const bool selecting = has_targets && model.config().memory && note_weight > 0;
   if (selecting) o.on_importance = selection_tap(*targets, o.memory.tau_note, weights.note_margin, batch.device(), selection);
   const bool surprise = model.config().memory && weights.surprise_note > 0 && weights.surprise_share > 0;
-  auto record = std::make_shared<ImportanceRecord>();
+  std::shared_ptr<ImportanceRecord> record;
   if (surprise) {
+    record = std::make_shared<ImportanceRecord>();
     record->by_layer.assign(model.config().n_layers, std::vector<torch::Tensor>(rows));
     o.on_importance = [record, selected = std::move(o.on_importance)](int64_t layer, int64_t sequence, int64_t pos0,
                                                                        const torch::Tensor& importance) {
