@@ -197,6 +197,7 @@ PasskeyCaseRun trace_passkey_case(const LoadedModel& loaded, const Tokenizer& to
   const eval::PasskeyCase passkey = generator.make(job.length, job.depth, job.seed, job.spec, job.key);
   job.trace.text = passkey.prompt;
   job.trace.book.reset();
+  job.answer_tokens = eval::answer_token_budget(passkey, job.answer_tokens);
   job.trace.edit_positions_after_text = job.answer_tokens;
   RunOptions answer_options;
   PasskeyCaseRun run{run_trace_job(loaded, tokenizer, std::move(job.trace), &answer_options), Json()};

@@ -356,15 +356,20 @@ class TestPasskey : public QObject {
       QCOMPARE(digits, again.key + again.key);
       QCOMPARE(cs.at("layers").as_array().size(), size_t(2));
       QVERIFY(cs.at("layers").as_array()[0].at("answer_attention").as_array().size() > 0);
-      // One read per answer position (the last prompt token and each generated token but the
-      // last); the first agrees with the recorded answer attention.
-      QCOMPARE(cs.at("answer_pieces").as_array().size(), size_t(3));
+      // The answer budget (3) is raised to hold the whole key and two more pieces after its
+      // leading space, so a key is never cut by the budget. One read per answer position (the
+      // last prompt token and each generated token but the last); the first agrees with the
+      // recorded answer attention.
+      const size_t answer_length = again.key.size() + 3;
+      QCOMPARE(answer_token_budget(again, 3), static_cast<int64_t>(answer_length));
+      QCOMPARE(answer_token_budget(again, 40), int64_t{40});
+      QCOMPARE(cs.at("answer_pieces").as_array().size(), answer_length);
       const int64_t prompt_tokens = cs.at("prompt_tokens").as_int();
       const std::vector<Json>& key_positions = cs.at("key_token_positions").as_array();
       QCOMPARE(key_positions.size(), 2 * again.key.size());  // the tokenizer splits digits
       for (const Json& layer : cs.at("layers").as_array()) {
         const std::vector<Json>& reads = layer.at("answer_reads").as_array();
-        QCOMPARE(reads.size(), size_t(3));
+        QCOMPARE(reads.size(), answer_length);
         for (size_t i = 0; i < reads.size(); ++i) {
           QCOMPARE(reads[i].at("position").as_int(), prompt_tokens - 1 + static_cast<int64_t>(i));
           QVERIFY(reads[i].at("top_key_weight").as_double() <= reads[i].at("weight_on_key_notes").as_double() + 1e-9);

@@ -236,7 +236,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
                 "  --haystack book|filler  book sentences (default) or the Landmark filler\n"
                 "  --book FILE             the haystack's book (default: the bundled evaluation book, The\n"
                 "                          Adventures of Tom Sawyer, which no bundled model trained on)\n"
-                "  --max-new N             answer tokens (default 10)\n"
+                "  --max-new N             answer tokens (default 10; a case always gets its key's length + 3)\n"
                 "  --key-kind digits|word|name  what the key is (default digits)\n"
                 "  --key-digits N|A-B      digits of a key (default 5; A-B draws the length per case)\n"
                 "  --wording W             trained, held-out (never in training rows), all, or indices\n"

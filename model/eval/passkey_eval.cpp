@@ -181,6 +181,10 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
   return r;
 }
 
+int64_t answer_token_budget(const PasskeyCase& c, int64_t at_least) {
+  return std::max(at_least, static_cast<int64_t>(c.key.size()) + 3);
+}
+
 namespace {
 
 Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyCase& c,
@@ -215,10 +219,11 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
   std::vector<int32_t> answer;
   RunOptions step_run = run;
   step_run.on_hidden = nullptr;
-  for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+  const int64_t budget = answer_token_budget(c, options.max_new_tokens);
+  for (int64_t i = 0; i < budget; ++i) {
     const int64_t next = logits.argmax(-1).item<int64_t>();
     answer.push_back(static_cast<int32_t>(next));
-    if (i + 1 == options.max_new_tokens) break;
+    if (i + 1 == budget) break;
     logits = model.step(torch::tensor({next}, torch::kInt64), state, step_run);
   }
   const std::string answer_text = tokenizer.decode(answer);

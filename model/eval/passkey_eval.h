@@ -31,6 +31,11 @@ struct PasskeyGridOptions {
   World* world = nullptr;
 };
 
+// How many answer tokens a case gets: at least `at_least`, and always room for the whole key
+// (a piece per character at most, after the leading space) and two more, so that a long key is
+// never cut by the budget and an answer that runs on past the key is seen to.
+int64_t answer_token_budget(const PasskeyCase& c, int64_t at_least);
+
 // The tokens of the key's digits in the needle, from the prompt's token byte ranges.
 std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
                                            const std::vector<int64_t>& end);
