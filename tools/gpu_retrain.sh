@@ -9,6 +9,9 @@
 #   Fmem        the bundled MemMamba-small fine-tuned on the passkey mix (keys of 3-10 digits,
 #               the trained wordings), three losses, blind needles ($STEPS_F steps, $LR_F)
 #   Fmamba      the bundled Mamba-small on the same rows for the same steps, the answer loss
+#   Gmem        fresh memory weights over a Mamba file's backbone ($F_MAMBA, default the bundled
+#               Mamba-small) on Fmem's rows, three losses, $G_BLIND of the needles blind (0.5);
+#               with Fmamba on the same settings it is the G1 pair (docs/model.md, "G1")
 #               ($F_MEM and $F_MAMBA start them elsewhere, $F_MIX=all adds facts, words and names,
 #               composed puts wordings together from parts, facts adds labelled facts;
 #               $F_KEY_DIGITS=7-10 sets the digit keys' length; $F_FLAGS adds train flags to both,
@@ -50,8 +53,14 @@ JSON
       "$cli" train "${rows[@]}" --out "$runs/Bmamba" --init "$backbone" --seq-len 4096 --batch 8 \
         --steps "${STEPS_B:-500}" --lr 3e-4 --warmup 20 --answer-loss 1 --seed 25 --eval-every 250 2>&1 | last_line
       "$cli" convert "$runs/Bmamba/model.safetensors" "$out/mamba-small.safetensors" --dtype bf16 ;;
-    Fmem|Fmamba)
-      if [ "$stage" = Fmem ]; then
+    Fmem|Fmamba|Gmem)
+      if [ "$stage" = Gmem ]; then
+        sed -n '/^{"conv_kernel"/,/^ "summary_dim"/p' "$0" >"$runs/memmamba.json"
+        "$cli" init "$runs/memory-init.safetensors" --config "$runs/memmamba.json" --seed 24 >/dev/null
+        from=$runs/memory-init.safetensors
+        losses=(--init-backbone "${F_MAMBA:-sample_data/mamba-small.safetensors}" --retrieval-loss 1 --answer-loss 1
+                --note-loss 1 --blind-needles "${G_BLIND:-0.5}")
+      elif [ "$stage" = Fmem ]; then
         from=${F_MEM:-sample_data/memmamba-small.safetensors}
         losses=(--retrieval-loss 1 --answer-loss 1 --note-loss 1 --blind-needles 1)
       else
@@ -65,7 +74,7 @@ JSON
       "$cli" train "${rows[@]}" --case-mix "${F_MIX:-passkey}" "${digits[@]}" --out "$runs/$stage" --init "$from" --seq-len 4096 --batch 8 \
         --steps "${STEPS_F:-1500}" --lr "${LR_F:-1e-4}" --warmup 50 "${losses[@]}" --seed "${F_SEED:-43}" --eval-every 500 2>&1 | last_line
       "$cli" convert "$runs/$stage/model.safetensors" "$out/$stage.safetensors" --dtype bf16 ;;
-    *) echo "unknown stage '$stage' (A1, A2, A3, Bmem, Bmamba, Fmem or Fmamba)" >&2; exit 2 ;;
+    *) echo "unknown stage '$stage' (A1, A2, A3, Bmem, Bmamba, Fmem, Fmamba or Gmem)" >&2; exit 2 ;;
   esac
   echo "stage $stage: $(( $(date +%s) - start )) s"
 done
