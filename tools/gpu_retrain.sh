@@ -9,13 +9,13 @@
 #   Fmem        the bundled MemMamba-small fine-tuned on the passkey mix (keys of 3-10 digits,
 #               the trained wordings), three losses, blind needles ($STEPS_F steps, $LR_F)
 #   Fmamba      the bundled Mamba-small on the same rows for the same steps, the answer loss
-#   Gmem        fresh memory weights over a Mamba file's backbone ($F_MAMBA, default the bundled
-#               Mamba-small) on Fmem's rows, three losses, $G_BLIND of the needles blind (0.5);
-#               with Fmamba on the same settings it is the G1 pair (docs/model.md, "G1")
 #               ($F_MEM and $F_MAMBA start them elsewhere, $F_MIX=all adds facts, words and names,
 #               composed puts wordings together from parts, facts adds labelled facts;
 #               $F_KEY_DIGITS=7-10 sets the digit keys' length; $F_FLAGS adds train flags to both,
 #               e.g. --note-key-end; $F_ANSWER_END is what follows the key in the rows)
+#   Gmem        fresh memory weights over a Mamba file's backbone ($F_MAMBA, default the bundled
+#               Mamba-small) on Fmem's rows, three losses, $G_BLIND of the needles blind (0.5);
+#               with Fmamba on the same settings it is the G1 pair (docs/model.md, "G1")
 # Each stage writes $RUNS/NAME/model.safetensors; A3 and the B stages also a bf16 copy under $OUT.
 # Usage: [STEPS_A1=n ...] tools/gpu_retrain.sh STAGE...
 set -euo pipefail
