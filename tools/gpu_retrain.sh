@@ -27,6 +27,16 @@ backbone=${BACKBONE:-$runs/A3/model.safetensors}  # the B stages start from it (
 mkdir -p "$runs" "$out"
 rows=(--data "$data" --device cuda --passkey-fraction 0.5 --varied-cases --eval-batches 2 --checkpoint-every 0)
 last_line() { awk 'NR % 100 == 0 || /held-out|stopped|error/' ; }
+# Untrained memory weights in the shipped MemMamba config (Bmem and Gmem put a backbone under them).
+fresh_memory() {
+  cat >"$runs/memmamba.json" <<'JSON'
+{"conv_kernel": 4, "cross_layer_groups": 2, "cross_layer_period": 2, "d_inner": 0, "d_model": 256, "d_state": 16,
+ "dt_rank": 0, "fusion": "weighted", "fusion_gain": 3.0, "fusion_init_scale": 0.1, "importance": "novelty",
+ "memory": true, "n_layers": 8, "norm_eps": 1e-05, "note_window": 1, "pool_policy": "priority", "pool_slots": 50,
+ "summary_dim": 64, "tau_note": 0.75, "tau_retrieve": -1.0, "vocab_size": 8192}
+JSON
+  "$cli" init "$runs/memory-init.safetensors" --config "$runs/memmamba.json" --seed 24 >/dev/null
+}
 for stage in "$@"; do
   start=$(date +%s)
   case $stage in
@@ -38,13 +48,7 @@ for stage in "$@"; do
           --steps "${STEPS_A3:-400}" --lr 5e-4 --warmup 20 --answer-loss 1 --seed 23 --eval-every 200 2>&1 | last_line
         "$cli" convert "$runs/A3/model.safetensors" "$out/backbone.safetensors" --dtype bf16 ;;
     Bmem)
-      cat >"$runs/memmamba.json" <<'JSON'
-{"conv_kernel": 4, "cross_layer_groups": 2, "cross_layer_period": 2, "d_inner": 0, "d_model": 256, "d_state": 16,
- "dt_rank": 0, "fusion": "weighted", "fusion_gain": 3.0, "fusion_init_scale": 0.1, "importance": "novelty",
- "memory": true, "n_layers": 8, "norm_eps": 1e-05, "note_window": 1, "pool_policy": "priority", "pool_slots": 50,
- "summary_dim": 64, "tau_note": 0.75, "tau_retrieve": -1.0, "vocab_size": 8192}
-JSON
-      "$cli" init "$runs/memory-init.safetensors" --config "$runs/memmamba.json" --seed 24 >/dev/null
+      fresh_memory
       "$cli" train "${rows[@]}" --out "$runs/Bmem" --init "$runs/memory-init.safetensors" \
         --init-backbone "$backbone" --seq-len 4096 --batch 8 --steps "${STEPS_B:-500}" --lr 3e-4 \
         --warmup 20 --retrieval-loss 1 --answer-loss 1 --note-loss 1 --blind-needles 1 --seed 25 --eval-every 250 2>&1 | last_line
@@ -55,8 +59,7 @@ JSON
       "$cli" convert "$runs/Bmamba/model.safetensors" "$out/mamba-small.safetensors" --dtype bf16 ;;
     Fmem|Fmamba|Gmem)
       if [ "$stage" = Gmem ]; then
-        sed -n '/^{"conv_kernel"/,/^ "summary_dim"/p' "$0" >"$runs/memmamba.json"
-        "$cli" init "$runs/memory-init.safetensors" --config "$runs/memmamba.json" --seed 24 >/dev/null
+        fresh_memory
         from=$runs/memory-init.safetensors
         losses=(--init-backbone "${F_MAMBA:-sample_data/mamba-small.safetensors}" --retrieval-loss 1 --answer-loss 1
                 --note-loss 1 --blind-needles "${G_BLIND:-0.5}")
