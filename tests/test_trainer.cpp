@@ -110,6 +110,7 @@ class TestTrainer : public QObject {
   void trainingCasesKeepHeldOutWordingsOut() {
     std::mt19937_64 rng(3);
     bool facts = false, words = false, names = false, distractors = false, several_digit_facts = false;
+    bool several_composed_facts = false, single_composed_facts = false;
     for (int i = 0; i < 400; ++i) {
       const eval::CaseSpec all = training_case_spec(rng, "all");
       const auto& wordings = all.facts > 1 ? eval::fact_wordings() : eval::passkey_wordings();
@@ -132,10 +133,16 @@ class TestTrainer : public QObject {
       const eval::CaseSpec composed = training_case_spec(rng, "composed");
       QVERIFY(composed.composed && composed.facts == 1 && composed.key_kind == eval::KeyKind::Digits);
       QVERIFY(!passkey.composed && !all.composed && !digit_facts.composed);
+      const eval::CaseSpec composed_facts = training_case_spec(rng, "composed-facts");
+      QVERIFY(composed_facts.key_kind == eval::KeyKind::Digits && composed_facts.facts <= 6);
+      QCOMPARE(composed_facts.composed, composed_facts.facts == 1);
+      several_composed_facts |= composed_facts.facts > 1;
+      single_composed_facts |= composed_facts.facts == 1;
       const eval::CaseSpec long_keys = training_case_spec(rng, "composed", {7, 10});
       QVERIFY(long_keys.key_digits_min == 7 && long_keys.key_digits_max == 10);
     }
     QVERIFY(facts && words && names && distractors && several_digit_facts);
+    QVERIFY(several_composed_facts && single_composed_facts);
   }
 
   // Passkey rows on the shard's own text: the haystack sentences come from the training shard

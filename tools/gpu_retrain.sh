@@ -10,6 +10,7 @@
 #               the trained wordings), three losses, blind needles ($STEPS_F steps, $LR_F)
 #   Fmamba      the bundled Mamba-small on the same rows for the same steps, the answer loss
 #               ($F_MEM and $F_MAMBA start them elsewhere, $F_MIX=all adds facts, words and names,
+#               composed-facts is facts with composed single keys,
 #               composed puts wordings together from parts, facts adds labelled facts;
 #               $F_KEY_DIGITS=7-10 sets the digit keys' length; $F_FLAGS adds train flags to both,
 #               e.g. --note-key-end; $F_ANSWER_END is what follows the key in the rows)

@@ -174,10 +174,11 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --varied-cases        passkey rows of many kinds: the trained wordings, keys of 3-10 digits,\n"
                 "                        words and names, 1-8 labelled facts, distractor numbers (default: the\n"
                 "                        first wording and 5-digit keys)\n"
-                "  --case-mix all|passkey|composed|facts  with --varied-cases: the whole mix (default), single\n"
-                "                        digit keys of 3-10 digits in the trained wordings, the same keys in\n"
-                "                        wordings put together from parts (no two rows need share one), or\n"
-                "                        keys with 2-6 labelled facts in half the rows\n"
+                "  --case-mix all|passkey|composed|facts|composed-facts  with --varied-cases: the whole mix\n"
+                "                        (default), single digit keys of 3-10 digits in the trained wordings,\n"
+                "                        the same keys in wordings put together from parts (no two rows need\n"
+                "                        share one), keys with 2-6 labelled facts in half the rows, or that\n"
+                "                        mix with its single keys in composed wordings\n"
                 "  --key-digits A-B      with --varied-cases: digits of the digit keys (default 3-10)\n"
                 "  --passkey-min-length N  shortest passkey example in tokens (default min(256, seq-len / 2));\n"
                 "                        lengths are uniform from N to the row, depths uniform\n"
@@ -260,8 +261,9 @@ int cmd_train(const std::vector<std::string>& argv) {
     o.passkey_shard_haystack = haystack == "shard";
     o.varied_cases = args.flag("varied-cases");
     o.case_mix = args.get("case-mix", "all");
-    if (o.case_mix != "all" && o.case_mix != "passkey" && o.case_mix != "composed" && o.case_mix != "facts")
-      throw UsageError("--case-mix must be all, passkey, composed or facts");
+    if (o.case_mix != "all" && o.case_mix != "passkey" && o.case_mix != "composed" && o.case_mix != "facts" &&
+        o.case_mix != "composed-facts")
+      throw UsageError("--case-mix must be all, passkey, composed, facts or composed-facts");
     if (args.has("case-mix") && !o.varied_cases) throw UsageError("--case-mix goes with --varied-cases");
     if (args.has("key-digits")) {
       if (!o.varied_cases) throw UsageError("--key-digits goes with --varied-cases");
