@@ -1,8 +1,20 @@
 #include <QtTest/QtTest>
 
+#include <QTemporaryDir>
+
+#include <cmath>
+#include <map>
+
 #include "model/eval/documents.h"
 #include "model/text_input.h"
+#include "model/tokenizer.h"
+#include "model/memmamba.h"
+#include "model/train/losses.h"
+#include "model/train/token_shards.h"
+#include "model/train/training_rows.h"
+#include "tests/test_helpers.h"
 
+using namespace memmamba;
 using namespace memmamba::eval;
 
 class TestDocuments : public QObject {
@@ -61,6 +73,77 @@ class TestDocuments : public QObject {
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, DocumentRetrievalGenerator({"only one"}));
     DocumentRetrievalGenerator gen(paragraphs_);
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, gen.make(1000, 1));
+  }
+
+  // Document rows: DeciMamba's format from the shard's sentences, the golden id at the end of
+  // the row, the answer loss on the id's pieces and no note to read; without them the rows are
+  // exactly the rows of before.
+  void documentRowsEndWithTheGoldenId() {
+    QTemporaryDir dir;  // where a training run would read its shards
+    const std::string tok_path = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+    const Tokenizer tok = Tokenizer::load(tok_path);
+    const std::string book = load_text_file(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/Alice-s-Adventures-in-Wonderland_11.txt");
+    TokenShard train;
+    train.vocab_size = static_cast<uint32_t>(tok.vocab_size());
+    for (int32_t id : tok.encode(book).ids) train.tokens.push_back(static_cast<uint16_t>(id));
+    TrainOptions o;
+    o.data_dir = dir.path().toStdString();
+    o.config = testing::tiny_config();
+    o.seed = 5;
+    o.config.vocab_size = tok.vocab_size();
+    o.seq_len = 900;
+    o.passkey_fraction = 1;
+    o.passkey_tokenizer = tok_path;
+    o.passkey_shard_haystack = true;
+    o.varied_cases = true;
+    o.case_mix = "composed";
+    const BatchMaker plain(o, train, 6);
+    const torch::Tensor before = plain.make(0, 0, 4, nullptr);
+    o.document_fraction = 1;
+    const BatchMaker documents(o, train, 6);
+    RetrievalTargets targets;
+    int rows = 0;
+    const torch::Tensor batch = documents.make(0, 0, 4, &rows, &targets);
+    QCOMPARE(rows, 4);
+    QVERIFY(targets.row.empty() && targets.other_value_row.empty());  // nothing for the memory's losses
+    std::map<int64_t, std::string> id_of_row;
+    for (size_t k = 0; k < targets.end_row.size(); ++k) {
+      const int64_t r = targets.end_row[k], q = targets.end_query[k];
+      id_of_row[r] += tok.decode({static_cast<int32_t>(batch[r][q + 1].item<int64_t>())});
+    }
+    QCOMPARE(static_cast<int64_t>(id_of_row.size()), int64_t{4});
+    for (int64_t r = 0; r < 4; ++r) {
+      std::vector<int32_t> ids;
+      for (int64_t i = 0; i < batch.size(1); ++i) ids.push_back(static_cast<int32_t>(batch[r][i].item<int64_t>()));
+      const std::string text = tok.decode(ids);
+      const size_t answer = text.rfind("<|Answer|> <|Document ");
+      QVERIFY2(answer != std::string::npos, qPrintable(QString::fromStdString(text.substr(text.size() - 200))));
+      std::string id = id_of_row[r];
+      id.erase(0, id.find_first_not_of(' '));
+      QVERIFY(!id.empty() && id.find_first_not_of("0123456789") == std::string::npos);
+      QCOMPARE(QString::fromStdString(text.substr(text.size() - id.size() - 2)), QString::fromStdString(id + "|>"));
+      // The golden document is one of the row's: its id stands before a document with a fact.
+      const size_t golden = text.find("<|Document " + id + "|> ");
+      QVERIFY(golden != std::string::npos && golden < answer);
+      const size_t next = text.find("<|Query|>", golden);
+      QVERIFY(text.substr(golden, next - golden).find(" is ") != std::string::npos);
+    }
+    // The answer loss sees the document rows (they bring no passkey targets of their own).
+    ModelConfig config = testing::tiny_config();
+    config.vocab_size = tok.vocab_size();
+    const MemMambaModel model = MemMambaModel::random(config, 3);
+    LossWeights weights;
+    weights.answer = 1;
+    const SequenceLoss loss = sequence_loss(model, batch, &targets, weights);
+    QVERIFY2(std::isfinite(loss.answer) && loss.answer > 0.5, qPrintable(QString::number(loss.answer)));
+    o.document_fraction = 0;
+    QVERIFY(torch::equal(BatchMaker(o, train, 6).make(0, 0, 4, nullptr), before));
+    QVERIFY(!torch::equal(batch, before));
+    // Documents are runs of 3-6 sentences.
+    const std::vector<std::string> docs = sentence_documents({"A a a.", "B b.", "C.", "D.", "E.", "F.", "G.", "H."});
+    QCOMPARE(docs.size(), size_t{2});
+    QCOMPARE(QString::fromStdString(docs[0]), QStringLiteral("A a a. B b. C."));
+    QCOMPARE(QString::fromStdString(docs[1]), QStringLiteral("D. E. F. G."));
   }
 };
 

@@ -13,7 +13,8 @@
 #               composed-facts is facts with composed single keys,
 #               composed puts wordings together from parts, facts adds labelled facts;
 #               $F_KEY_DIGITS=7-10 sets the digit keys' length; $F_FLAGS adds train flags to both,
-#               e.g. --note-key-end; $F_ANSWER_END is what follows the key in the rows)
+#               e.g. --note-key-end or --document-rows 0.5; $F_ANSWER_END is what follows the key in
+#               the rows; $F_BLIND is Fmem's share of blind needles, default 1)
 #   Gmem        fresh memory weights over a Mamba file's backbone ($F_MAMBA, default the bundled
 #               Mamba-small) on Fmem's rows, three losses, $G_BLIND of the needles blind (0.5);
 #               with Fmamba on the same settings it is the G1 pair (docs/model.md, "G1")
@@ -66,7 +67,7 @@ for stage in "$@"; do
                 --note-loss 1 --blind-needles "${G_BLIND:-0.5}")
       elif [ "$stage" = Fmem ]; then
         from=${F_MEM:-sample_data/memmamba-small.safetensors}
-        losses=(--retrieval-loss 1 --answer-loss 1 --note-loss 1 --blind-needles 1)
+        losses=(--retrieval-loss 1 --answer-loss 1 --note-loss 1 --blind-needles "${F_BLIND:-1}")
       else
         from=${F_MAMBA:-sample_data/mamba-small.safetensors} losses=(--answer-loss 1)
       fi

@@ -154,7 +154,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "schedule", "weight-decay", "clip", "seed", "eval-every", "eval-batches", "checkpoint-every",
                    "passkey-fraction", "tokenizer", "init", "haystack", "tau-note", "init-backbone",
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
-                   "passkey-min-length", "blind-needles", "blind-margin", "case-mix", "key-digits", "bucket-mb",
+                   "passkey-min-length", "blind-needles", "blind-margin", "document-rows", "case-mix", "key-digits", "bucket-mb",
                    "surprise-notes", "surprise-share", "surprise-band",
                    "note-margin"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end"});
@@ -180,6 +180,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "                        share one), keys with 2-6 labelled facts in half the rows, or that\n"
                 "                        mix with its single keys in composed wordings\n"
                 "  --key-digits A-B      with --varied-cases: digits of the digit keys (default 3-10)\n"
+                "  --document-rows F     share of the passkey rows that are multi-document retrieval rows in\n"
+                "                        DeciMamba's format (`eval docs`), from the haystack text (default 0)\n"
                 "  --passkey-min-length N  shortest passkey example in tokens (default min(256, seq-len / 2));\n"
                 "                        lengths are uniform from N to the row, depths uniform\n"
                 "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
@@ -293,6 +295,11 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (o.passkey_fraction <= 0) throw UsageError("--blind-needles needs passkey rows (--passkey-fraction > 0)");
     o.blind_needle_fraction = args.get_double("blind-needles", 1.0, 0.0, 1.0);
     o.blind_needle_margin = args.get_int("blind-margin", -1, 0, 1 << 20);
+  }
+  if (args.has("document-rows")) {
+    if (o.passkey_fraction <= 0) throw UsageError("--document-rows needs passkey rows (--passkey-fraction > 0)");
+    if (o.seq_len < 128) throw UsageError("--document-rows: rows of fewer than 128 tokens hold no document example");
+    o.document_fraction = args.get_double("document-rows", 0.25, 0.0, 1.0);
   }
   if (args.has("answer-end")) {
     o.passkey_answer_end = args.get("answer-end", ".");

@@ -165,7 +165,8 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   RunOptions o = model.default_options();
   o.chunk_tokens = T;
   o.ssm_input_mask = ssm_mask;
-  const bool has_targets = targets && !targets->row.empty();
+  // Document rows bring answer targets alone (end_row), with nothing for the memory to read.
+  const bool has_targets = targets && (!targets->row.empty() || !targets->end_row.empty());
   RetrievalStats stats;
   const bool tapped = has_targets && model.config().memory && retrieval_weight > 0;
   if (tapped) o.on_attention = retrieval_tap(*targets, T, batch.device(), stats);

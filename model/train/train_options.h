@@ -68,6 +68,10 @@ struct TrainOptions {
   // is 0, so the key reaches the answer only through the notes, as when the key lies far beyond
   // the SSM's horizon (a row of 4k tokens shows what a key 1M tokens back looks like).
   double blind_needle_fraction = 0;
+  // Share of passkey rows that are instead DeciMamba-format document rows (eval::DocumentCase):
+  // 1-30 documents of consecutive haystack sentences, the question before each, the golden
+  // document's id after "<|Answer|> <|Document "; the answer loss teaches the id's pieces.
+  double document_fraction = 0;
   int64_t blind_needle_margin = -1;  // -1: (conv_kernel - 1) x n_layers, how far the convolutions spread a token
   // Weight of the retrieval loss (MemMamba only): on passkey rows, each answer position that
   // predicts a piece of the key is taught to put its pool attention on that piece's note.

@@ -171,6 +171,8 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
 
   if (!(o.blind_needle_fraction >= 0 && o.blind_needle_fraction <= 1))
     throw std::invalid_argument("the blind-needle share must be between 0 and 1");
+  if (!(o.document_fraction >= 0 && o.document_fraction <= 1))
+    throw std::invalid_argument("the document-row share must be between 0 and 1");
   if (o.blind_needle_fraction > 0 && !model.config().memory)
     log::warn("blind needles on a model without memory: the key cannot reach the answer at all");
   const int64_t blind_margin = o.blind_needle_margin >= 0

@@ -78,6 +78,10 @@ BatchMaker::BatchMaker(const TrainOptions& o, const TokenShard& train, int64_t b
     if (o.passkey_shard_haystack) sentences = shard_sentences(*tokenizer_, train);
     generator_.emplace(*tokenizer_, sentences,
                        sentences.empty() ? eval::Haystack::RepeatedFiller : eval::Haystack::BookSentences);
+    if (o.document_fraction > 0) {
+      if (sentences.size() < 8) throw std::invalid_argument("document rows need haystack text (the shard's or books')");
+      documents_.emplace(sentence_documents(sentences));
+    }
   }
   if (static_cast<int64_t>(train_.tokens.size()) < o.seq_len + 2)
     throw std::invalid_argument("the training shard holds fewer tokens than one sequence");
@@ -114,6 +118,24 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       RowExtras& extra = extras[static_cast<size_t>(i)];
       copy_window(train_, rng() % span, L, row);
       if (!generator_ || L < 128 || unit(rng) >= o_.passkey_fraction) continue;  // prompts need >= 64 tokens
+      extra.passkey = true;
+      if (documents_ && unit(rng) < o_.document_fraction) {
+        // A document row: as many documents as fit (1-30 drawn, halved until they do), at the
+        // end of the row like a passkey example.
+        int64_t noise = std::uniform_int_distribution<int64_t>(0, 29)(rng);
+        const uint64_t seed = rng();
+        eval::DocumentCase c = documents_->make(noise, seed);
+        Encoding enc = tokenizer_->encode(c.prompt + std::to_string(c.golden_id) + "|>");
+        while (static_cast<int64_t>(enc.ids.size()) > L && noise > 0) {
+          noise /= 2;
+          c = documents_->make(noise, seed);
+          enc = tokenizer_->encode(c.prompt + std::to_string(c.golden_id) + "|>");
+        }
+        const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
+        for (int64_t k = 0; k < n; ++k) row[L - n + k] = enc.ids[enc.ids.size() - n + k];
+        if (targets) add_document_targets(c, enc, i, L, extra.targets);
+        continue;
+      }
       // A passkey example (prompt, then the key) at a random length and depth, placed at
       // the end of the row; book text fills whatever is left before it.
       const int64_t target = passkey_example_tokens(o_, L, rng());
@@ -122,7 +144,6 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       Encoding enc = tokenizer_->encode(passkey_training_text(c, o_.passkey_answer_end));
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
       for (int64_t k = 0; k < n; ++k) row[L - n + k] = enc.ids[enc.ids.size() - n + k];
-      extra.passkey = true;
       if (targets) add_retrieval_targets(c, enc, i, L, extra.targets, o_.note_key_end);
       // Drawn from a stream of its own, so that a run with blind needles and one without (a
       // MemMamba and its Mamba twin) get the same rows.
@@ -142,6 +163,31 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
     }
   }
   return out;
+}
+
+std::vector<std::string> sentence_documents(const std::vector<std::string>& sentences) {
+  std::vector<std::string> out;
+  size_t size = 3;
+  for (size_t at = 0; at + size <= sentences.size(); at += size, size = size == 6 ? 3 : size + 1) {
+    std::string doc = sentences[at];
+    for (size_t k = 1; k < size; ++k) doc += " " + sentences[at + k];
+    out.push_back(std::move(doc));
+  }
+  return out;
+}
+
+void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int64_t row, int64_t row_length,
+                          RetrievalTargets& out) {
+  const auto answer = static_cast<int64_t>(c.prompt.size());
+  const auto id_end = answer + static_cast<int64_t>(std::to_string(c.golden_id).size());
+  const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
+  for (size_t i = 0; i < enc.ids.size(); ++i) {
+    if (enc.end[i] <= answer || enc.begin[i] >= id_end) continue;  // not a piece of the id
+    const int64_t query = static_cast<int64_t>(i) + shift - 1;
+    if (query < 0) continue;
+    out.end_row.push_back(row);
+    out.end_query.push_back(query);
+  }
 }
 
 eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix, std::pair<int64_t, int64_t> key_digits) {

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "model/eval/documents.h"
 #include "model/eval/passkey.h"
 #include "model/tokenizer.h"
 #include "model/train/token_shards.h"
@@ -64,6 +65,15 @@ std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const 
 eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix = "all",
                                   std::pair<int64_t, int64_t> key_digits = {3, 10});
 
+// Documents for document rows: runs of 3-6 consecutive sentences (`sentences` in order).
+std::vector<std::string> sentence_documents(const std::vector<std::string>& sentences);
+
+// Appends the answer targets of document case `c` encoded as `enc` (its prompt, the golden id,
+// "|>"), whose last tokens fill the end of batch row `row` of `row_length` tokens: `end_row`/
+// `end_query` at each piece of the id (no note to read: the id's tokens are seen before the fact).
+void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int64_t row, int64_t row_length,
+                          RetrievalTargets& out);
+
 // Appends `from`'s targets to `to` (rows numbered as they are).
 void append_targets(const RetrievalTargets& from, RetrievalTargets& to);
 
@@ -90,6 +100,7 @@ class BatchMaker {
   const int64_t blind_margin_;
   std::optional<Tokenizer> tokenizer_;
   std::optional<eval::PasskeyGenerator> generator_;
+  std::optional<eval::DocumentRetrievalGenerator> documents_;  // with TrainOptions::document_fraction
 };
 
 }  // namespace memmamba
