@@ -91,6 +91,7 @@ fi
   "$samples/memmamba-small.safetensors" --tokenizer "$samples/tokenizer.model" >/dev/null 2>&1 || { echo "FAIL: no grid"; exit 1; }
 expect 2 "not a cell of the grid (lengths 300; depths 0.5)" --grid "$work/grid.json" --case 4k,0.5
 expect 2 "instead of a book" --grid "$work/grid.json" --case 300,0.5 "$work/book.txt"
+expect 2 "cases of a docs result are listed" --grid "$samples/../docs/grids/docs-memmamba-small.json" --case 10,0.5
 printf '{"cells": 3}' > "$work/bad-grid.json"
 expect 3 "--compare-grid $work/bad-grid.json" --grid "$work/grid.json" --compare-grid "$work/bad-grid.json"
 out=$(QT_QPA_PLATFORM=offscreen timeout 300 "$explorer" --grid "$work/grid.json" --case 300,0.5 --screenshots "$work/case" \

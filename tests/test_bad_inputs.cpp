@@ -322,6 +322,14 @@ class TestBadInputs : public QObject {
     refuse("evaluation result", "accuracy 7", [&] {
       eval::parse_passkey_grid(Json::parse(R"({"cells": [{"length": 1000, "depth": 0.5, "accuracy": 7}], "cases": []})"));
     }, "accuracy is outside");
+    refuse("evaluation result", "a docs case whose golden document is not among its documents", [&] {
+      eval::parse_passkey_grid(Json::parse(R"({"evaluation": "noisy_document_retrieval", "cases": [{"noise_documents": 10,
+          "golden_index": 11, "golden_id": 5, "answer": "5", "hit": true}]})"));
+    }, "golden_index");
+    refuse("evaluation result", "a docs case without its hit", [&] {
+      eval::parse_passkey_grid(Json::parse(R"({"evaluation": "noisy_document_retrieval", "cases": [{"noise_documents": 10,
+          "golden_index": 1, "golden_id": 5, "answer": "5"}]})"));
+    }, "hit");
     refuse("evaluation result", "100,000 distinct lengths (a 10^10-cell grid)", [&] {
       Json cells = Json::array();
       for (int i = 0; i < 100000; ++i) {
@@ -441,7 +449,15 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
          QStringLiteral("lottery")},
-        2, QStringLiteral("--case-mix must be all, passkey, composed or facts"));
+        2, QStringLiteral("--case-mix must be all, passkey, composed, facts or composed-facts"));
+    cli(QStringLiteral("train --document-rows 1.5"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--document-rows"), QStringLiteral("1.5")},
+        2, QStringLiteral("--document-rows"));
+    cli(QStringLiteral("train --document-rows without passkey rows"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--document-rows"), QStringLiteral("0.5")},
+        2, QStringLiteral("--document-rows needs passkey rows"));
     cli(QStringLiteral("train --haystack sea"),
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--haystack"), QStringLiteral("sea")},

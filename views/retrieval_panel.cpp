@@ -113,8 +113,9 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
       selectCell(l, d);
       return;
     }
-    details_->setHtml(tr("<h3>%1 tokens, depth %2</h3><p>Only %3 has this cell.</p>")
-                          .arg(other.lengths[li]).arg(other.depths[di]).arg(gridModel(document_->comparisonGridResults()).toHtmlEscaped()) +
+    details_->setHtml(tr("<h3>%1</h3><p>Only %2 has this cell.</p>")
+                          .arg(cellTitle(other, other.lengths[li], other.depths[di]),
+                               gridModel(document_->comparisonGridResults()).toHtmlEscaped()) +
                       cellCases(document_->comparisonGridResults(), other.lengths[li], other.depths[di], nullptr));
   });
 }
@@ -143,6 +144,24 @@ bool RetrievalPanel::showsComparisonGrid() const { return document_->hasComparis
 QString RetrievalPanel::cellCases(const Json& results, int64_t L, double depth, const Json** first) const {
   QString html;
   if (!results.is_object() || !results.contains("cases")) return html;
+  if (eval::is_document_result(results)) {
+    // A docs case is listed, not run: the Explorer's runs are passkey and facts cases.
+    for (const Json& c : results.at("cases").as_array()) {
+      const int64_t noise = c.at("noise_documents").as_int(), golden = c.at("golden_index").as_int();
+      if (noise != L || std::abs(eval::document_position_bin(golden, noise) - depth) > 1e-9) continue;
+      html += tr("<p>sample %1: <i>%2</i> The golden document is <b>%3</b> (document %4 of %5); answer <b>%6</b> &mdash; %7</p>")
+                  .arg(c.contains("sample") ? c.at("sample").as_int() : 0)
+                  .arg(c.contains("question") && c.at("question").is_string()
+                           ? QString::fromStdString(c.at("question").as_string()).toHtmlEscaped()
+                           : QString())
+                  .arg(c.at("golden_id").as_int())
+                  .arg(golden + 1)
+                  .arg(noise + 1)
+                  .arg(QString::fromStdString(c.at("answer").as_string()).toHtmlEscaped())
+                  .arg(c.at("hit").as_bool() ? tr("found") : tr("<span style='color:#d03050'>missed</span>"));
+    }
+    return html;
+  }
   for (const Json& c : results.at("cases").as_array()) {
     if (c.at("length").as_int() != L || std::abs(c.at("depth").as_double() - depth) > 1e-9) continue;
     if (first && !*first) *first = &c;
@@ -155,6 +174,15 @@ QString RetrievalPanel::cellCases(const Json& results, int64_t L, double depth, 
   return html;
 }
 
+QString RetrievalPanel::positionName(double bin) {
+  return bin < 1.0 / 3.0 ? tr("first third") : bin < 2.0 / 3.0 ? tr("middle third") : tr("last third");
+}
+
+QString RetrievalPanel::cellTitle(const eval::PasskeyGrid& grid, int64_t length, double depth) {
+  return grid.documents ? tr("%1 noise documents, the golden one in the %2").arg(length).arg(positionName(depth))
+                        : tr("%1 tokens, depth %2").arg(length).arg(depth);
+}
+
 QString RetrievalPanel::keyOf(const Json& record) { return QString::fromStdString(eval::case_key_text(record)); }
 
 std::vector<Figure> RetrievalPanel::figures() const {
@@ -162,10 +190,11 @@ std::vector<Figure> RetrievalPanel::figures() const {
 }
 
 QString RetrievalPanel::csv(const QString& figure, CsvDetail /*every value is drawn*/) const {
-  QString out = QStringLiteral("length,depth,accuracy,digit_accuracy\n");
   auto number = [](double v) { return std::isnan(v) ? QString() : QString::number(v); };
   const eval::PasskeyGrid& grid =
       figure == QLatin1String("passkey-grid-comparison") ? document_->comparisonGrid() : document_->grid();
+  QString out = grid.documents ? QStringLiteral("noise_documents,golden_position,accuracy,digit_accuracy\n")
+                               : QStringLiteral("length,depth,accuracy,digit_accuracy\n");
   for (size_t i = 0; i < grid.lengths.size(); ++i)
     for (size_t j = 0; j < grid.depths.size(); ++j)
       out += QStringLiteral("%1,%2,%3,%4\n").arg(grid.lengths[i]).arg(grid.depths[j])
@@ -254,11 +283,12 @@ void RetrievalPanel::drawGridOn(QCustomPlot* plot, const eval::PasskeyGrid& grid
     lengthTicks->addTick(i, label);
   }
   auto depthTicks = QSharedPointer<QCPAxisTickerText>::create();
-  for (int j = 0; j < nd; ++j) depthTicks->addTick(j, QString::number(grid.depths[j], 'g', 3));
+  for (int j = 0; j < nd; ++j)
+    depthTicks->addTick(j, grid.documents ? positionName(grid.depths[j]) : QString::number(grid.depths[j], 'g', 3));
   plot->yAxis->setTicker(lengthTicks);
   plot->xAxis->setTicker(depthTicks);
-  plot->xAxis->setLabel(tr("needle depth"));
-  plot->yAxis->setLabel(tr("context length (tokens)"));
+  plot->xAxis->setLabel(grid.documents ? tr("where the golden document stands") : tr("needle depth"));
+  plot->yAxis->setLabel(grid.documents ? tr("noise documents") : tr("context length (tokens)"));
   plot->xAxis->setRange(-0.5, nd - 0.5);
   plot->yAxis->setRange(-0.5, nl - 0.5);
   plot->replot();
@@ -270,10 +300,12 @@ void RetrievalPanel::selectCell(int li, int di) {
   const Json& results = document_->gridResults();
   const int64_t L = grid.lengths[li];
   const double depth = grid.depths[di];
-  // The case fields follow the clicked cell, so that "Run passkey case" varies it from there.
-  length_->setValue(static_cast<int>(std::min<int64_t>(L, length_->maximum())));
-  depth_->setValue(depth);
-  QString html = tr("<h3>%1 tokens, depth %2: accuracy %3</h3>").arg(L).arg(depth).arg(grid.accuracy[li][di]);
+  if (!grid.documents) {
+    // The case fields follow the clicked cell, so that "Run passkey case" varies it from there.
+    length_->setValue(static_cast<int>(std::min<int64_t>(L, length_->maximum())));
+    depth_->setValue(depth);
+  }
+  QString html = tr("<h3>%1: accuracy %2</h3>").arg(cellTitle(grid, L, depth)).arg(grid.accuracy[li][di]);
   if (!std::isnan(grid.digit_accuracy[li][di]))
     html += tr("<p>Key digits in place: %1</p>").arg(grid.digit_accuracy[li][di], 0, 'f', 2);
   const Json* first = nullptr;

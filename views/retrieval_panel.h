@@ -1,6 +1,7 @@
 // Passkey retrieval: build one case (length, depth, key) for the app to run and trace, and
-// show the document's evaluation grid (`memmamba eval passkey` output, loaded by the app) as
-// a length x depth accuracy heatmap. Clicking a cell lists its cases and asks the app to open the
+// show the document's evaluation grid (`memmamba eval passkey` or `eval facts` output, loaded
+// by the app) as a length x depth accuracy heatmap (`eval docs` results: noise documents x
+// where the golden document stood, their cases listed but not run). Clicking a cell lists its cases and asks the app to open the
 // first one in every view at the answer token; the answer is shown beside the truth
 // with where the key was noted, whether its notes survived, and what the answer attended to.
 #pragma once
@@ -57,6 +58,9 @@ class RetrievalPanel : public PlotPanel {
 
  private:
   static QString keyOf(const Json& record);  // the case's key as text (a number in older files)
+  // A docs grid's column ("first third", ...) and a cell's heading in either kind of grid.
+  static QString positionName(double bin);
+  static QString cellTitle(const eval::PasskeyGrid& grid, int64_t length, double depth);
   void drawGrid();
   void drawGridOn(QCustomPlot* plot, const eval::PasskeyGrid& grid, const QString& title);
   // The cases of one cell of a grid's results, as HTML lines (key, answer, found or missed).

@@ -209,6 +209,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "--case runs a passkey case instead of a book: drop the book or --trace\n");
       return 2;
     }
+    if (grid_cells.documents) {
+      std::fprintf(stderr, "--case runs a passkey or facts case; the cases of a docs result are listed in the Passkey "
+                           "panel, not run\n");
+      return 2;
+    }
     const QStringList parts = parser.value(grid_case).split(QLatin1Char(','));
     bool ok_length = false, ok_depth = false;
     double length = 0, depth = 0;

@@ -16,7 +16,53 @@ int index_of(const std::vector<double>& values, double x) {
     if (std::abs(values[i] - x) < 1e-9) return static_cast<int>(i);
   return -1;
 }
+
+// A docs result as a grid: each cell's share of cases answered with the golden id.
+PasskeyGrid parse_document_grid(const Json& results) {
+  PasskeyGrid grid;
+  grid.documents = true;
+  std::map<std::pair<int64_t, double>, std::pair<int64_t, int64_t>> counts;  // (noise, column) -> hits, cases
+  for (const Json& c : results.at("cases").as_array("cases")) {
+    const int64_t noise = c.at("noise_documents").as_int("noise_documents");
+    const int64_t golden = c.at("golden_index").as_int("golden_index");
+    const bool hit = c.at("hit").as_bool("hit");
+    c.at("golden_id").as_int("golden_id");
+    c.at("answer").as_string("answer");
+    if (noise < 0 || noise > 999) throw std::invalid_argument("a case has " + std::to_string(noise) + " noise documents");
+    if (golden < 0 || golden > noise) throw std::invalid_argument("a case's golden_index is outside its documents");
+    auto& [hits, cases] = counts[{noise, document_position_bin(golden, noise)}];
+    hits += hit ? 1 : 0;
+    cases += 1;
+  }
+  if (counts.empty()) throw std::invalid_argument("the result has no cases");
+  for (const auto& [cell, count] : counts) {
+    if (std::find(grid.lengths.begin(), grid.lengths.end(), cell.first) == grid.lengths.end()) grid.lengths.push_back(cell.first);
+    if (index_of(grid.depths, cell.second) < 0) grid.depths.push_back(cell.second);
+  }
+  if (grid.lengths.size() > kMaxGridLengths) throw std::invalid_argument("the result has too many noise levels");
+  std::sort(grid.depths.begin(), grid.depths.end());
+  grid.accuracy.assign(grid.lengths.size(), std::vector<double>(grid.depths.size(), std::nan("")));
+  grid.digit_accuracy = grid.accuracy;  // an id is right or wrong: no partial credit
+  for (const auto& [cell, count] : counts)
+    grid.accuracy[static_cast<size_t>(grid.length_index(static_cast<double>(cell.first)))]
+                 [static_cast<size_t>(index_of(grid.depths, cell.second))] =
+        static_cast<double>(count.first) / static_cast<double>(count.second);
+  std::string levels;
+  for (int64_t n : grid.lengths) levels += (levels.empty() ? "" : "/") + std::to_string(n);
+  grid.case_description = "document ids, " + levels + " noise documents";
+  return grid;
+}
 }  // namespace
+
+double document_position_bin(int64_t golden_index, int64_t noise_documents) {
+  const int64_t third = std::clamp<int64_t>(golden_index * 3 / std::max<int64_t>(1, noise_documents + 1), 0, 2);
+  return (static_cast<double>(third) + 0.5) / 3.0;
+}
+
+bool is_document_result(const Json& results) {
+  return results.is_object() && results.contains("evaluation") && results.at("evaluation").is_string() &&
+         results.at("evaluation").as_string() == "noisy_document_retrieval";
+}
 
 int PasskeyGrid::length_index(double length) const {
   for (size_t i = 0; i < lengths.size(); ++i)
@@ -27,8 +73,19 @@ int PasskeyGrid::length_index(double length) const {
 int PasskeyGrid::depth_index(double depth) const { return index_of(depths, depth); }
 
 PasskeyGrid parse_passkey_grid(const Json& results) {
+  if (is_document_result(results) && results.contains("cases")) {
+    try {
+      return parse_document_grid(results);
+    } catch (const std::invalid_argument&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(std::string("malformed docs result: ") + e.what());
+    }
+  }
   if (!results.is_object() || !results.contains("cells") || !results.contains("cases"))
-    throw std::invalid_argument("not a passkey result (no \"cells\" and \"cases\"): produce one with `memmamba eval passkey`");
+    throw std::invalid_argument(
+        "not a passkey result (no \"cells\" and \"cases\") nor a docs result: produce one with `memmamba eval passkey`, "
+        "`eval facts` or `eval docs`");
   PasskeyGrid grid;
   try {
     const Json::Array& cells = results.at("cells").as_array("cells");

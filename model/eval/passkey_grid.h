@@ -18,6 +18,9 @@ struct PasskeyGrid {
   // What the cases were ("5-digit keys, wording 0", "4 facts, held-out wordings").
   std::string case_description;
   int64_t facts = 1;
+  // A `memmamba eval docs` result: rows are noise-document counts (in `lengths`), columns the
+  // third of the document list that held the golden document (document_position_bin in `depths`).
+  bool documents = false;
   // The row of a length and the column of a depth (depths within 1e-9); -1 where the grid has none.
   int length_index(double length) const;
   int depth_index(double depth) const;
@@ -44,7 +47,14 @@ GridBreakdown grid_breakdown(const Json& results);
 constexpr size_t kMaxGridLengths = 256, kMaxGridDepths = 256;
 constexpr uint64_t kMaxGridFileBytes = 512ull << 20;
 
-// Throws std::invalid_argument with a message for the user on anything malformed.
+// The column of a document case: the centre of the third of its noise + 1 documents that holds
+// the golden one (1/6, 1/2 or 5/6).
+double document_position_bin(int64_t golden_index, int64_t noise_documents);
+// Whether `results` is a `memmamba eval docs` result.
+bool is_document_result(const Json& results);
+
+// Throws std::invalid_argument with a message for the user on anything malformed. Reads
+// passkey and facts grids, and docs results (PasskeyGrid::documents).
 PasskeyGrid parse_passkey_grid(const Json& results);
 // Reads and parses a result file (size-checked first).
 PasskeyGrid load_passkey_grid(const std::string& path, Json* results = nullptr);
