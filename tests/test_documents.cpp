@@ -1,7 +1,5 @@
 #include <QtTest/QtTest>
 
-#include <QTemporaryDir>
-
 #include <cmath>
 #include <map>
 
@@ -79,7 +77,6 @@ class TestDocuments : public QObject {
   // the row, the answer loss on the id's pieces and no note to read; without them the rows are
   // exactly the rows of before.
   void documentRowsEndWithTheGoldenId() {
-    QTemporaryDir dir;  // where a training run would read its shards
     const std::string tok_path = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
     const Tokenizer tok = Tokenizer::load(tok_path);
     const std::string book = load_text_file(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/Alice-s-Adventures-in-Wonderland_11.txt");
@@ -87,7 +84,6 @@ class TestDocuments : public QObject {
     train.vocab_size = static_cast<uint32_t>(tok.vocab_size());
     for (int32_t id : tok.encode(book).ids) train.tokens.push_back(static_cast<uint16_t>(id));
     TrainOptions o;
-    o.data_dir = dir.path().toStdString();
     o.config = testing::tiny_config();
     o.seed = 5;
     o.config.vocab_size = tok.vocab_size();

@@ -125,11 +125,11 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
         int64_t noise = std::uniform_int_distribution<int64_t>(0, 29)(rng);
         const uint64_t seed = rng();
         eval::DocumentCase c = documents_->make(noise, seed);
-        Encoding enc = tokenizer_->encode(c.prompt + std::to_string(c.golden_id) + "|>");
+        Encoding enc = tokenizer_->encode(document_training_text(c));
         while (static_cast<int64_t>(enc.ids.size()) > L && noise > 0) {
           noise /= 2;
           c = documents_->make(noise, seed);
-          enc = tokenizer_->encode(c.prompt + std::to_string(c.golden_id) + "|>");
+          enc = tokenizer_->encode(document_training_text(c));
         }
         const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
         for (int64_t k = 0; k < n; ++k) row[L - n + k] = enc.ids[enc.ids.size() - n + k];
@@ -175,6 +175,8 @@ std::vector<std::string> sentence_documents(const std::vector<std::string>& sent
   }
   return out;
 }
+
+std::string document_training_text(const eval::DocumentCase& c) { return c.prompt + std::to_string(c.golden_id) + "|>"; }
 
 void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int64_t row, int64_t row_length,
                           RetrievalTargets& out) {

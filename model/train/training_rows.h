@@ -68,8 +68,11 @@ eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix =
 // Documents for document rows: runs of 3-6 consecutive sentences (`sentences` in order).
 std::vector<std::string> sentence_documents(const std::vector<std::string>& sentences);
 
-// Appends the answer targets of document case `c` encoded as `enc` (its prompt, the golden id,
-// "|>"), whose last tokens fill the end of batch row `row` of `row_length` tokens: `end_row`/
+// The text of a document row: the prompt, the golden document's id and the "|>" that closes it.
+std::string document_training_text(const eval::DocumentCase& c);
+
+// Appends the answer targets of document case `c` encoded as `enc` (document_training_text),
+// whose last tokens fill the end of batch row `row` of `row_length` tokens: `end_row`/
 // `end_query` at each piece of the id (no note to read: the id's tokens are seen before the fact).
 void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int64_t row, int64_t row_length,
                           RetrievalTargets& out);
