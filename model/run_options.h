@@ -15,14 +15,18 @@ namespace memmamba {
 
 class RunObserver;
 
-// One attention's weights over the state-pool slots, as the parallel mode computed them
-// (differentiable when training): for the trainer's retrieval loss and for diagnostics.
+// One attention's weights over the state-pool slots for the whole batch, as the parallel mode
+// computed them (differentiable when training): for the trainer's retrieval loss and for
+// diagnostics. One tap per attention, not per sequence: a step issues a few operators per
+// layer for it, not a few per row.
 struct AttentionTap {
   int64_t layer = 0;
   bool cross_layer = false;  // false: cross-token attention over the layer's own pool
-  int64_t sequence = 0;      // row of the batch
   int64_t pos0 = 0;          // absolute position of the chunk's first token
-  torch::Tensor rows;        // [n] int64: chunk rows that attended
+  int64_t sequences = 0;     // B, the batch's sequences
+  int64_t tokens = 0;        // T, the chunk's tokens per sequence
+  // [n] int64: the batch's rows that attended; sequence b's chunk token t is row b * T + t.
+  torch::Tensor rows;
   torch::Tensor weights;     // [n, M] attention weights, 0 where nothing is visible
   // [n, M] int64: the position each visible slot's note came from (its priority source);
   // -1 for empty slots and for notes carried in from an earlier chunk.
@@ -48,11 +52,11 @@ struct RunOptions {
   std::function<void(int64_t pos0, const torch::Tensor& hidden)> on_hidden;
   // Called with each layer's output (the residual stream) [B, n, D] in parallel mode.
   std::function<void(int64_t layer, int64_t pos0, const torch::Tensor& x)> on_layer_output;
-  // Called, in parallel mode, for every cross-token and cross-layer attention of each sequence.
+  // Called, in parallel mode, for every cross-token and cross-layer attention (the whole batch).
   std::function<void(const AttentionTap&)> on_attention;
-  // Called, in parallel mode, with each layer's importance [T] for one sequence (differentiable
-  // when training): what the note threshold tau1 is compared with.
-  std::function<void(int64_t layer, int64_t sequence, int64_t pos0, const torch::Tensor& importance)> on_importance;
+  // Called, in parallel mode, with each layer's importance [B, T] (differentiable when
+  // training): what the note threshold tau1 is compared with.
+  std::function<void(int64_t layer, int64_t pos0, const torch::Tensor& importance)> on_importance;
   // Called after each chunk; returning false cancels (throws Cancelled).
   std::function<bool(int64_t done, int64_t total)> progress;
   // DeciMamba's token dropping between layers (model/decimation.h), for a model or run without

@@ -17,6 +17,7 @@
 #include "model/memmamba.h"
 #include "model/safetensors.h"
 #include "model/text_input.h"
+#include "model/train/losses.h"
 #include "model/train/optimizer.h"
 #include "model/train/token_shards.h"
 #include "model/train/trainer.h"
@@ -482,6 +483,35 @@ class TestTrainer : public QObject {
     QVERIFY(after > 0.8 && after > before + 0.3);
   }
 
+  // The memory's losses tap the whole batch at once (row b * T + t): a row's figures are the
+  // same alone and as the second row of a batch.
+  void batchLossesAreEachRowsLosses() {
+    ModelConfig c = testing::tiny_config();
+    c.pool_slots = 64;
+    c.tau_note = 0.01;    // nearly every token noted: the targets' notes are visible
+    c.tau_retrieve = -1;  // always read
+    const MemMambaModel model = MemMambaModel::random(c, 13);
+    torch::manual_seed(13);
+    const auto tokens = torch::randint(0, c.vocab_size, {2, 49}, torch::kInt64);
+    RetrievalTargets alone;
+    alone.row = {0, 0, 0};
+    alone.query = {30, 31, 32};
+    alone.first = {10, 11, 12};
+    alone.second = {20, 21, -1};
+    alone.other_value_row = {0};
+    alone.other_value_position = {5};
+    RetrievalTargets second = alone;
+    for (auto* rows : {&second.row, &second.other_value_row}) std::fill(rows->begin(), rows->end(), 1);
+    const LossWeights weights{1, 1, 1};
+    const SequenceLoss a = sequence_loss(model, tokens.narrow(0, 0, 1), &alone, weights);
+    const SequenceLoss b = sequence_loss(model, torch::stack({tokens[1], tokens[0]}), &second, weights);
+    QVERIFY(a.coverage > 0 && std::isfinite(a.retrieval) && std::isfinite(a.note) && std::isfinite(a.answer));
+    for (auto [x, y] : {std::pair{a.retrieval, b.retrieval}, std::pair{a.key_attention, b.key_attention},
+                        std::pair{a.coverage, b.coverage}, std::pair{a.note, b.note}, std::pair{a.key_noted, b.key_noted},
+                        std::pair{a.answer, b.answer}})
+      QVERIFY2(std::abs(x - y) <= 1e-5 * (1 + std::abs(x)), qPrintable(QString("%1 alone, %2 in a batch").arg(x).arg(y)));
+  }
+
   void importanceTapTeachesSelection() {
     // A hinge on the tapped importance (as the selection loss builds it) lifts a token that
     // was not noted over the threshold: novelty stays differentiable through the summaries.
@@ -499,9 +529,9 @@ class TestTrainer : public QObject {
       torch::Tensor value;
       RunState state = model.new_state(1);
       RunOptions o = model.default_options();
-      o.on_importance = [&](int64_t layer, int64_t, int64_t, const torch::Tensor& imp) {
-        QCOMPARE(imp.size(0), int64_t{40});
-        if (layer == 1) value = imp[position];
+      o.on_importance = [&](int64_t layer, int64_t, const torch::Tensor& imp) {
+        QCOMPARE(imp.size(1), int64_t{40});
+        if (layer == 1) value = imp[0][position];
       };
       model.forward(tokens, state, o);
       return value;

@@ -14,7 +14,9 @@
 #               composed puts wordings together from parts, facts adds labelled facts;
 #               $F_KEY_DIGITS=7-10 sets the digit keys' length; $F_FLAGS adds train flags to both,
 #               e.g. --note-key-end or --document-rows 0.5; $F_ANSWER_END is what follows the key in
-#               the rows; $F_BLIND is Fmem's share of blind needles, default 1)
+#               the rows; $F_BLIND is Fmem's share of blind needles, default 1; $F_SEQ_LEN and $F_BATCH
+#               the rows' length and count, default 4096 and 8; $PASSKEY_FRACTION every stage's share of
+#               passkey rows, default 0.5)
 #   Gmem        fresh memory weights over a Mamba file's backbone ($F_MAMBA, default the bundled
 #               Mamba-small) on Fmem's rows, three losses, $G_BLIND of the needles blind (0.5);
 #               with Fmamba on the same settings it is the G1 pair (docs/model.md, "G1")
@@ -27,7 +29,7 @@ runs=${RUNS:-/tmp/retrain}
 out=${OUT:-out}
 backbone=${BACKBONE:-$runs/A3/model.safetensors}  # the B stages start from it (a carried copy in another call)
 mkdir -p "$runs" "$out"
-rows=(--data "$data" --device cuda --passkey-fraction 0.5 --varied-cases --eval-batches 2 --checkpoint-every 0)
+rows=(--data "$data" --device cuda --passkey-fraction "${PASSKEY_FRACTION:-0.5}" --varied-cases --eval-batches 2 --checkpoint-every 0)
 last_line() { awk 'NR % 100 == 0 || /held-out|stopped|error/' ; }
 # Untrained memory weights in the shipped MemMamba config (Bmem and Gmem put a backbone under them).
 fresh_memory() {
@@ -76,7 +78,8 @@ for stage in "$@"; do
       read -r -a flags <<<"${F_FLAGS:-}"
       digits+=("${flags[@]}")
       [ -n "${F_ANSWER_END:-}" ] && digits+=(--answer-end "$F_ANSWER_END")
-      "$cli" train "${rows[@]}" --case-mix "${F_MIX:-passkey}" "${digits[@]}" --out "$runs/$stage" --init "$from" --seq-len 4096 --batch 8 \
+      "$cli" train "${rows[@]}" --case-mix "${F_MIX:-passkey}" "${digits[@]}" --out "$runs/$stage" --init "$from" \
+        --seq-len "${F_SEQ_LEN:-4096}" --batch "${F_BATCH:-8}" \
         --steps "${STEPS_F:-1500}" --lr "${LR_F:-1e-4}" --warmup 50 "${losses[@]}" --seed "${F_SEED:-43}" --eval-every 500 2>&1 | last_line
       "$cli" convert "$runs/$stage/model.safetensors" "$out/$stage.safetensors" --dtype bf16 ;;
     *) echo "unknown stage '$stage' (A1, A2, A3, Bmem, Bmamba, Fmem, Fmamba or Gmem)" >&2; exit 2 ;;

@@ -17,14 +17,16 @@ namespace memmamba {
 
 namespace {
 
-// Hands one attention to RunOptions::on_attention, with each visible slot's source position.
-void tap_attention(const RunOptions& options, int64_t layer, bool cross_layer, int64_t b, int64_t pos0,
+// Hands one attention over the batch to RunOptions::on_attention, with each visible slot's
+// source position.
+void tap_attention(const RunOptions& options, int64_t layer, bool cross_layer, int64_t B, int64_t T, int64_t pos0,
                    const GatedRead& read, const torch::Tensor& bank_source) {
   AttentionTap tap;
   tap.layer = layer;
   tap.cross_layer = cross_layer;
-  tap.sequence = b;
   tap.pos0 = pos0;
+  tap.sequences = B;
+  tap.tokens = T;
   tap.rows = read.rows;
   tap.weights = read.weights;
   const torch::Tensor& visible = read.visible;
@@ -167,8 +169,7 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
   const NoteInputs in = note_inputs(c, w, layer, x, settings.importance == ImportanceRule::Learned);
   section.emplace("memory: pool walk", x.device());
   PoolWalkResult walked = pool.walk(in, settings, {pos0, observer != nullptr, static_cast<bool>(options.on_attention)});
-  if (options.on_importance)
-    for (int64_t b = 0; b < B; ++b) options.on_importance(layer, b, pos0, walked.importance[b]);
+  if (options.on_importance) options.on_importance(layer, pos0, walked.importance);
   LayerBank& bank = banks[layer];
   bank = std::move(walked.bank);
   if (observer)
@@ -185,13 +186,12 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
 
   const int64_t T = x.size(1);
   const auto x_rows = x.reshape({B * T, x.size(2)});
-  // What a read brings to the stream: the edits' masks, the taps and the observer's rows per
-  // sequence, then its fusion term (and, observed, the term's norm per token).
+  // What a read brings to the stream: the edits' masks, the tap and the observer's rows (a
+  // batch of one), then its fusion term (and, observed, the term's norm per token).
   auto into_stream = [&](GatedRead read, bool cross_layer, const torch::Tensor& source, const SlotColumns& columns,
                          const char* fusion) {
     if (edits && edits->masks_reads(layer)) mask_reads(*edits, layer, cross_layer, pos0, T, read);
-    if (options.on_attention)
-      for (int64_t b = 0; b < B; ++b) tap_attention(options, layer, cross_layer, b, pos0, sequence_read(read, b, T), source);
+    if (options.on_attention) tap_attention(options, layer, cross_layer, B, T, pos0, read, source);
     auto term = fusion_term(c, w, p + fusion, x, read.context.view_as(x), gain);
     if (observer) {
       section.emplace("trace: attention rows", x.device());

@@ -21,41 +21,33 @@ struct RetrievalStats {
 
 // The retrieval loss: at each answer position that predicts a piece of the key, minus the log
 // of the attention mass that each pool attention puts on the notes of that piece in the
-// needle (only where such a note is visible and the attention reaches the stream).
+// needle (only where such a note is visible and the attention reaches the stream). The
+// targets of every row are one set of batch rows (row * T + query), so each attention costs
+// the same few operators whatever the batch's size.
 std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& targets, int64_t T,
                                                        const torch::Device& device, RetrievalStats& stats) {
-  struct PerRow { torch::Tensor query, first, second; int64_t count; };
-  auto per_row = std::make_shared<std::map<int64_t, PerRow>>();
+  struct Flat { torch::Tensor query, first, second; int64_t count; };
   auto opts = torch::TensorOptions().dtype(torch::kInt64);
-  std::map<int64_t, std::vector<int64_t>> q, a, b;
-  for (size_t i = 0; i < targets.row.size(); ++i) {
-    q[targets.row[i]].push_back(targets.query[i]);
-    a[targets.row[i]].push_back(targets.first[i]);
-    b[targets.row[i]].push_back(targets.second[i]);
-  }
-  for (auto& [row, qs] : q)
-    (*per_row)[row] = {torch::tensor(qs, opts).to(device), torch::tensor(a[row], opts).to(device),
-                       torch::tensor(b[row], opts).to(device), static_cast<int64_t>(qs.size())};
-  return [per_row, T, &stats](const AttentionTap& tap) {
-    auto it = per_row->find(tap.sequence);
-    if (it == per_row->end() || tap.pos0 != 0) return;  // training runs each row as one chunk
-    const PerRow& t = it->second;
+  std::vector<int64_t> query(targets.row.size());
+  for (size_t i = 0; i < targets.row.size(); ++i) query[i] = targets.row[i] * T + targets.query[i];
+  auto flat = std::make_shared<Flat>(Flat{torch::tensor(query, opts).to(device), torch::tensor(targets.first, opts).to(device),
+                                          torch::tensor(targets.second, opts).to(device),
+                                          static_cast<int64_t>(query.size())});
+  return [flat, T, &stats](const AttentionTap& tap) {
+    if (flat->count == 0 || tap.pos0 != 0 || tap.tokens != T) return;  // training runs each row as one chunk
     const int64_t n = tap.rows.size(0);
-    auto row_of = torch::full({T}, -1, tap.rows.options()).index_put_({tap.rows}, torch::arange(n, tap.rows.options()));
-    auto tr = row_of.index_select(0, t.query);
+    auto row_of = torch::full({tap.sequences * T}, -1, tap.rows.options()).index_put_({tap.rows}, torch::arange(n, tap.rows.options()));
+    auto tr = row_of.index_select(0, flat->query);
     auto safe = tr.clamp_min(0);
     auto weights = tap.weights.index_select(0, safe).to(torch::kFloat32);
     auto source = tap.source.index_select(0, safe);
-    auto hit = source.ge(0) & (source.eq(t.first.unsqueeze(1)) | source.eq(t.second.unsqueeze(1)));
+    auto hit = source.ge(0) & (source.eq(flat->first.unsqueeze(1)) | source.eq(flat->second.unsqueeze(1)));
     auto mass = (weights * hit.to(torch::kFloat32)).sum(1);
     auto use = (tr.ge(0) & hit.any(1) & tap.applied.index_select(0, safe)).to(torch::kFloat32);
-    auto loss = (-(mass + 1e-6).log() * use).sum();
-    auto mass_used = (mass.detach() * use).sum();
-    auto used = use.sum();
-    accumulate(stats.loss_sum, loss);
-    accumulate(stats.mass_sum, mass_used);
-    accumulate(stats.used, used);
-    stats.candidates += t.count;
+    accumulate(stats.loss_sum, (-(mass + 1e-6).log() * use).sum());
+    accumulate(stats.mass_sum, (mass.detach() * use).sum());
+    accumulate(stats.used, use.sum());
+    stats.candidates += flat->count;
   };
 }
 
@@ -67,36 +59,31 @@ struct SelectionStats {
   int64_t count = 0;
 };
 
-std::function<void(int64_t, int64_t, int64_t, const torch::Tensor&)> selection_tap(const RetrievalTargets& targets,
-                                                                                   double tau_note, double margin,
-                                                                                   const torch::Device& device,
-                                                                                   SelectionStats& stats) {
-  std::map<int64_t, std::vector<int64_t>> positions;
+std::function<void(int64_t, int64_t, const torch::Tensor&)> selection_tap(const RetrievalTargets& targets, int64_t T,
+                                                                          double tau_note, double margin,
+                                                                          const torch::Device& device,
+                                                                          SelectionStats& stats) {
+  std::vector<int64_t> positions;  // batch rows, row * T + position
   for (size_t i = 0; i < targets.row.size(); ++i)
-    if (targets.first[i] >= 0) positions[targets.row[i]].push_back(targets.first[i]);
+    if (targets.first[i] >= 0) positions.push_back(targets.row[i] * T + targets.first[i]);
   for (size_t i = 0; i < targets.other_value_row.size(); ++i)
-    positions[targets.other_value_row[i]].push_back(targets.other_value_position[i]);
-  auto per_row = std::make_shared<std::map<int64_t, torch::Tensor>>();
-  for (auto& [row, p] : positions) {
-    std::sort(p.begin(), p.end());
-    p.erase(std::unique(p.begin(), p.end()), p.end());
-    (*per_row)[row] = torch::tensor(p, torch::TensorOptions().dtype(torch::kInt64)).to(device);
-  }
-  return [per_row, tau_note, margin, &stats](int64_t, int64_t sequence, int64_t pos0, const torch::Tensor& importance) {
-    auto it = per_row->find(sequence);
-    if (it == per_row->end() || pos0 != 0) return;
-    auto value = importance.index_select(0, it->second).to(torch::kFloat32);
-    auto loss = torch::relu(tau_note + margin - value).sum();
-    auto noted = value.detach().gt(tau_note).sum().to(torch::kFloat32);
-    accumulate(stats.loss_sum, loss);
-    accumulate(stats.noted, noted);
-    stats.count += it->second.size(0);
+    positions.push_back(targets.other_value_row[i] * T + targets.other_value_position[i]);
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  auto flat = std::make_shared<torch::Tensor>(torch::tensor(positions, torch::TensorOptions().dtype(torch::kInt64)).to(device));
+  const auto count = static_cast<int64_t>(positions.size());
+  return [flat, count, T, tau_note, margin, &stats](int64_t, int64_t pos0, const torch::Tensor& importance) {
+    if (count == 0 || pos0 != 0 || importance.size(1) != T) return;
+    auto value = importance.reshape({-1}).index_select(0, *flat).to(torch::kFloat32);
+    accumulate(stats.loss_sum, torch::relu(tau_note + margin - value).sum());
+    accumulate(stats.noted, value.detach().gt(tau_note).sum().to(torch::kFloat32));
+    stats.count += count;
   };
 }
 
-// Keeps every layer's importance of every row, for a loss that needs the logits first.
+// Keeps every layer's importance, for a loss that needs the logits first.
 struct ImportanceRecord {
-  std::vector<std::vector<torch::Tensor>> by_layer;  // [layer][row] -> [T]
+  std::vector<torch::Tensor> by_layer;  // [layer] -> [rows, T]; undefined for a layer without a memory
 };
 
 // The surprise selection loss over the recorded importances: per layer, the surprising tokens
@@ -119,10 +106,9 @@ void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll,
   // Device-side sums, read once after every layer: no synchronisation per layer.
   torch::Tensor loss, noted_pos, noted_neg;
   int64_t layers = 0;
-  for (const auto& rows : record.by_layer) {
-    if (rows.empty() || std::any_of(rows.begin(), rows.end(), [](const torch::Tensor& r) { return !r.defined(); }))
-      continue;  // a layer without a memory
-    auto importance = torch::stack(rows).to(torch::kFloat32);  // [rows, T]
+  for (const auto& layer_importance : record.by_layer) {
+    if (!layer_importance.defined()) continue;  // a layer without a memory
+    auto importance = layer_importance.to(torch::kFloat32);  // [rows, T]
     auto band = torch::relu(tau_note + kClear - importance) + torch::relu(importance - (tau_note + band_width));
     auto layer_loss = (band * pos).sum() / pos_count.clamp_min(1.0) +
                       (torch::relu(importance - (tau_note - kMargin)) * neg).sum() / neg_count.clamp_min(1.0);
@@ -172,16 +158,16 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   if (tapped) o.on_attention = retrieval_tap(*targets, T, batch.device(), stats);
   SelectionStats selection;
   const bool selecting = has_targets && model.config().memory && note_weight > 0;
-  if (selecting) o.on_importance = selection_tap(*targets, o.memory.tau_note, weights.note_margin, batch.device(), selection);
+  if (selecting) o.on_importance = selection_tap(*targets, T, o.memory.tau_note, weights.note_margin, batch.device(), selection);
   const bool surprise = model.config().memory && weights.surprise_note > 0 && weights.surprise_share > 0;
   std::shared_ptr<ImportanceRecord> record;
   if (surprise) {
     record = std::make_shared<ImportanceRecord>();
-    record->by_layer.assign(model.config().n_layers, std::vector<torch::Tensor>(rows));
-    o.on_importance = [record, selected = std::move(o.on_importance)](int64_t layer, int64_t sequence, int64_t pos0,
+    record->by_layer.assign(model.config().n_layers, torch::Tensor());
+    o.on_importance = [record, selected = std::move(o.on_importance)](int64_t layer, int64_t pos0,
                                                                        const torch::Tensor& importance) {
-      if (selected) selected(layer, sequence, pos0, importance);
-      if (pos0 == 0) record->by_layer[layer][sequence] = importance;  // training runs each row as one chunk
+      if (selected) selected(layer, pos0, importance);
+      if (pos0 == 0) record->by_layer[layer] = importance;  // training runs each row as one chunk
     };
   }
   auto hidden = model.forward(batch.narrow(1, 0, T), state, o);

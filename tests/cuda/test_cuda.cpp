@@ -650,8 +650,9 @@ void attention_taps_agree() {
     o.on_attention = [&](const AttentionTap& tap) {
       auto w = tap.weights.to(torch::kCPU, torch::kFloat64), src = tap.source.to(torch::kCPU);
       auto rows = tap.rows.to(torch::kCPU), applied = tap.applied.to(torch::kCPU);
-      auto dense = torch::zeros({T, T}, torch::kFloat64);
-      auto d = dense.accessor<double, 2>();
+      check(tap.sequences == 2 && tap.tokens == T, "an attention tap covers the whole batch");
+      auto dense = torch::zeros({2, T, T}, torch::kFloat64);  // [sequence, row, source]
+      auto d = dense.accessor<double, 3>();
       auto wa = w.accessor<double, 2>();
       auto sa = src.accessor<int64_t, 2>();
       auto ra = rows.accessor<int64_t, 1>();
@@ -659,9 +660,9 @@ void attention_taps_agree() {
       for (int64_t i = 0; i < rows.size(0); ++i) {
         if (!aa[i]) continue;
         for (int64_t j = 0; j < src.size(1); ++j)
-          if (sa[i][j] >= 0) d[ra[i]][sa[i][j]] += wa[i][j];
+          if (sa[i][j] >= 0) d[ra[i] / T][ra[i] % T][sa[i][j]] += wa[i][j];
       }
-      maps[{tap.layer, tap.cross_layer, tap.sequence}] = dense;
+      for (int64_t b = 0; b < 2; ++b) maps[{tap.layer, tap.cross_layer, b}] = dense[b];
     };
     RunState st = m.new_state(2);
     m.forward(m.device().is_cuda() ? tokens.to(m.device()) : tokens, st, o);
