@@ -24,6 +24,13 @@ int64_t token_at_byte(const Encoding& enc, int64_t byte) {
 
 
 // Byte offsets in the prompt of the key's two copies in the needle (-1 where absent).
+// Calls piece(i) for each token i of `enc` that holds some of the bytes [begin, end), in order.
+template <typename Piece>
+void for_each_piece(const Encoding& enc, int64_t begin, int64_t end, Piece piece) {
+  for (size_t i = 0; i < enc.ids.size(); ++i)
+    if (enc.end[i] > begin && enc.begin[i] < end) piece(static_cast<int64_t>(i));
+}
+
 std::pair<int64_t, int64_t> needle_key_copies(const eval::PasskeyCase& c) {
   const std::vector<int64_t> at = eval::key_mentions(c);
   return {at.empty() ? -1 : at[0], at.size() < 2 ? -1 : at[1]};
@@ -183,13 +190,12 @@ void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int6
   const auto answer = static_cast<int64_t>(c.prompt.size());
   const auto id_end = answer + static_cast<int64_t>(std::to_string(c.golden_id).size());
   const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
-  for (size_t i = 0; i < enc.ids.size(); ++i) {
-    if (enc.end[i] <= answer || enc.begin[i] >= id_end) continue;  // not a piece of the id
-    const int64_t query = static_cast<int64_t>(i) + shift - 1;
-    if (query < 0) continue;
+  for_each_piece(enc, answer, id_end, [&](int64_t i) {
+    const int64_t query = i + shift - 1;
+    if (query < 0) return;
     out.end_row.push_back(row);
     out.end_query.push_back(query);
-  }
+  });
 }
 
 eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix, std::pair<int64_t, int64_t> key_digits) {
@@ -255,13 +261,12 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
     out.first.push_back(a);
     out.second.push_back(b);
   };
-  for (size_t i = 0; i < enc.ids.size(); ++i) {
-    if (enc.end[i] <= answer || enc.begin[i] >= answer + klen) continue;  // not a piece of the answer's key
+  for_each_piece(enc, answer, answer + klen, [&](int64_t i) {  // the answer's key
     const int64_t offset = std::max(enc.begin[i], answer) - answer;
-    const int64_t query = at(static_cast<int64_t>(i)) - 1;
+    const int64_t query = at(i) - 1;
     const int64_t a = in_copy(first, offset), b = in_copy(second, offset);
     if (query >= 0 && (a >= 0 || b >= 0)) add_read(query, a, b);
-  }
+  });
   // The values of the facts that were not asked, each token of their first mention.
   for (size_t j = 0; j < c.needles.size(); ++j) {
     const eval::NeedleInfo& needle = c.needles[j];
@@ -269,13 +274,12 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
     const std::vector<int64_t> found = eval::mentions(c.prompt, needle.value, needle.begin, needle.end);
     if (found.empty()) continue;
     const int64_t value_begin = found.front(), value_end = value_begin + static_cast<int64_t>(needle.value.size());
-    for (size_t i = 0; i < enc.ids.size(); ++i) {
-      if (enc.end[i] <= value_begin || enc.begin[i] >= value_end) continue;
-      const int64_t pos = at(static_cast<int64_t>(i));
-      if (pos < 0) continue;
+    for_each_piece(enc, value_begin, value_end, [&](int64_t i) {
+      const int64_t pos = at(i);
+      if (pos < 0) return;
       out.other_value_row.push_back(row);
       out.other_value_position.push_back(pos);
-    }
+    });
   }
   // The answer's end: the first piece that begins after the key (pieces are in text order).
   const auto after = std::lower_bound(enc.begin.begin(), enc.begin.end(), answer + klen);
