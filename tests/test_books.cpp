@@ -229,6 +229,38 @@ class TestBooks : public QObject {
     QCOMPARE(stripped.text, std::string("Chapter One\n\nSome emphasis and a link.\n\n\n\nChapter Two\n\nEnd.\n"));
   }
 
+  void contentsEntriesWithoutAHeadingAreNoChapters() {
+    // A contents list whose third chapter lost its heading in the text (as in Gutenberg's Tom
+    // Sawyer): the whole list goes, the book's own headings stay.
+    const std::string file =
+        "CONTENTS\n\nCHAPTER I. Arrival--The Town\n\nCHAPTER II. Departure--A Long\nRoad\n\nCHAPTER III. The Sea\n\n"
+        "CHAPTER IV. Home Again\n\nCHAPTER V. Winter\n\nCHAPTER VI. The End\n\n\nCHAPTER I\n\nThey came at night.\n\n"
+        "CHAPTER II\n\nThey left at dawn.\n\nThe sea was grey.\n\nCHAPTER IV\n\nHome at last.\n\nCHAPTER V\n\nSnow.\n\n"
+        "CHAPTER VI\n\nThe end.\n";
+    const BookText b = load_book(write("contents.txt", file));
+    std::vector<std::string> titles;
+    for (const Chapter& c : b.chapters) titles.push_back(c.title);
+    QCOMPARE(titles, (std::vector<std::string>{"CHAPTER I", "CHAPTER II", "CHAPTER IV", "CHAPTER V", "CHAPTER VI"}));
+    QCOMPARE(b.text.substr(static_cast<size_t>(b.chapters[0].char_begin), 20), std::string("CHAPTER I\n\nThey came"));
+    // A long title in capitals may wrap onto the next line; a text that follows its contents at
+    // once keeps the heading above its first chapter.
+    const BookText wrapped = load_book(
+        write("wrapped.txt",
+              "CHAPTER I\n\nCHAPTER II\n\nCHAPTER III\n\nCHAPTER IV\n\nCHAPTER V\n\n\nBOOK ONE: 1805\n\nCHAPTER I\n\nIt began.\n\n"
+              "CHAPTER II. IN WHICH A LONG TITLE IN CAPITALS RUNS ON PAST THE END OF\nITS LINE\n\nIt went on.\n\n"
+              "CHAPTER III\n\nMore.\n\nCHAPTER IV\n\nMore.\n\nCHAPTER V\n\nThe end.\n"));
+    titles.clear();
+    for (const Chapter& c : wrapped.chapters) titles.push_back(c.title);
+    QCOMPARE(titles, (std::vector<std::string>{"BOOK ONE: 1805", "CHAPTER I",
+                                               "CHAPTER II. IN WHICH A LONG TITLE IN CAPITALS RUNS ON PAST THE END OF",
+                                               "CHAPTER III", "CHAPTER IV", "CHAPTER V"}));
+    QVERIFY(wrapped.text.substr(static_cast<size_t>(wrapped.chapters[1].char_begin)).rfind("CHAPTER I\n\nIt began", 0) == 0);
+    // Headings close together that the book does not name again are its own: parts and chapters.
+    const BookText parts = load_book(
+        write("parts.txt", "BOOK I\n\nCHAPTER I\n\nIt began.\n\nCHAPTER II\n\nIt went on.\n\nBOOK II\n\nCHAPTER III\n\nIt ended.\n"));
+    QCOMPARE(parts.chapters.size(), size_t{5});
+  }
+
   void htmlBecomesParagraphs() {
     if (std::find(book_formats_available().begin(), book_formats_available().end(), "html") == book_formats_available().end())
       QSKIP("built without libxml2");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <set>
 
 #include "model/book/extractors.h"
 #include "model/file_io.h"
@@ -314,45 +315,43 @@ bool strip_gutenberg_boilerplate(std::string& text) {
 }
 
 std::vector<Chapter> find_text_chapters(const std::string& text) {
-  std::vector<Chapter> chapters;
+  // Every line that names a heading ("CHAPTER XXVI. The Haunted House"): a contents entry or a
+  // heading. The heading word must be capitalised as headings are ("CHAPTER", "Chapter") and
+  // stand before a number, so that a sentence starting with "Part of" is not one.
+  struct Named { Chapter chapter; bool heading; };  // heading: set apart as a book's headings are
+  std::vector<Named> named;
   size_t begin = 0;
-  size_t previous_end = 0;
   bool previous_blank = true;
   while (begin < text.size()) {
     size_t end = text.find('\n', begin);
     if (end == std::string::npos) end = text.size();
     const bool blank = blank_line(text, begin, end);
-    const size_t next_end = end < text.size() ? text.find('\n', end + 1) : std::string::npos;
-    const bool next_blank = end >= text.size() || blank_line(text, end + 1, next_end == std::string::npos ? text.size() : next_end);
-    if (!blank && previous_blank && end - begin <= 80) {
+    if (!blank && end - begin <= 80) {
+      const size_t next_end = end < text.size() ? text.find('\n', end + 1) : std::string::npos;
+      const bool next_blank = end >= text.size() || blank_line(text, end + 1, next_end == std::string::npos ? text.size() : next_end);
       size_t i = begin;
       while (i < end && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
       const std::string line = text.substr(i, end - i);
       const size_t space = line.find(' ');
       const std::string first = line.substr(0, space);
       const std::string rest = space == std::string::npos ? "" : line.substr(space + 1);
-      std::string second = rest.substr(0, rest.find_first_of(" .:—-"));
+      const std::string second = rest.substr(0, rest.find_first_of(" .:—-"));
       const std::string key = lower(first);
       const bool heading_word = key == "chapter" || key == "book" || key == "part" || key == "volume" || key == "letter" ||
                                 key == "canto" || key == "stave";
-      // The heading word must be capitalised as headings are ("CHAPTER", "Chapter"), and
-      // stand before a number, so that a sentence starting with "Part of" is not a chapter.
-      if (heading_word && std::isupper(static_cast<unsigned char>(first[0])) && (roman_or_number(second) || number_word(second)) &&
-          (next_blank || rest.size() < 60)) {
+      if (heading_word && std::isupper(static_cast<unsigned char>(first[0])) && (roman_or_number(second) || number_word(second))) {
         std::string title = line;
         while (!title.empty() && std::isspace(static_cast<unsigned char>(title.back()))) title.pop_back();
-        chapters.push_back({title, static_cast<int64_t>(i)});
+        // A heading stands apart: after a blank line, and before one unless it is short or in
+        // capitals (a long title in capitals may wrap onto the next line).
+        const bool capitals = std::none_of(first.begin(), first.end(), [](char c) { return std::islower(static_cast<unsigned char>(c)); });
+        named.push_back({{title, static_cast<int64_t>(i)}, previous_blank && (next_blank || rest.size() < 60 || capitals)});
       }
     }
     previous_blank = blank;
-    previous_end = end;
     begin = end + 1;
   }
-  (void)previous_end;
-  // A table of contents lists every heading before the book does, often with a longer
-  // title ("CHAPTER XXXV. A New Order of Things" above a plain "CHAPTER XXXV"): where the
-  // heading word and its number are seen again later, the later one is the chapter.
-  auto key_of = [](const std::string& title) {
+  auto key_of = [](const std::string& title) {  // the heading word and its number: "chapter xxvi"
     std::string key;
     int words = 0;
     for (size_t i = 0; i < title.size() && words < 2; ++i) {
@@ -366,12 +365,43 @@ std::vector<Chapter> find_text_chapters(const std::string& text) {
     while (!key.empty() && key.back() == ' ') key.pop_back();
     return key;
   };
+  // A table of contents is a run of named headings a line or two apart which the book names
+  // again later. A run of kContentsRun or more (each within kContentsGap bytes of the next, up
+  // to the first that the run already named) goes whole when most of its names come again
+  // later: so does an entry whose chapter lost its own heading in the text, which the rule
+  // below would keep. A book's own stack of headings ("PART I", "Book I", "Chapter I") is shorter.
+  constexpr int64_t kContentsGap = 300;
+  constexpr size_t kContentsRun = 5;
+  std::vector<Chapter> listed;
+  for (size_t a = 0; a < named.size();) {
+    std::set<std::string> run{key_of(named[a].chapter.title)};
+    size_t b = a + 1;
+    while (b < named.size() && named[b].chapter.char_begin - named[b - 1].chapter.char_begin < kContentsGap &&
+           run.insert(key_of(named[b].chapter.title)).second)
+      ++b;
+    std::set<std::string> named_later;
+    for (size_t c = b; c < named.size(); ++c)
+      if (run.count(key_of(named[c].chapter.title))) named_later.insert(key_of(named[c].chapter.title));
+    const bool contents = b - a >= kContentsRun && 2 * named_later.size() > run.size();
+    // Where the book's text follows its contents at once, the run ends at the first heading it
+    // named again; the headings just before that one which are not named again are the book's
+    // own ("BOOK ONE: 1805" above the second "CHAPTER I").
+    size_t own = b;
+    if (contents && b < named.size() && named[b].chapter.char_begin - named[b - 1].chapter.char_begin < kContentsGap)
+      while (own > a && !named_later.count(key_of(named[own - 1].chapter.title))) --own;
+    for (size_t c = a; c < b; ++c)
+      if (named[c].heading && (!contents || c >= own)) listed.push_back(named[c].chapter);
+    a = b;
+  }
+  // A contents list the rule above does not see ("CHAPTER XXXV. A New Order of Things" above a
+  // plain "CHAPTER XXXV"): where a heading's word and number come again later, the later one
+  // is the chapter.
   std::vector<Chapter> kept;
-  for (size_t a = 0; a < chapters.size(); ++a) {
+  for (size_t a = 0; a < listed.size(); ++a) {
     bool repeated = false;
-    const std::string key = key_of(chapters[a].title);
-    for (size_t b = a + 1; b < chapters.size() && !repeated; ++b) repeated = key_of(chapters[b].title) == key;
-    if (!repeated) kept.push_back(chapters[a]);
+    const std::string key = key_of(listed[a].title);
+    for (size_t b = a + 1; b < listed.size() && !repeated; ++b) repeated = key_of(listed[b].title) == key;
+    if (!repeated) kept.push_back(listed[a]);
   }
   return kept;
 }
