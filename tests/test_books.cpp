@@ -261,6 +261,28 @@ class TestBooks : public QObject {
     QCOMPARE(parts.chapters.size(), size_t{5});
   }
 
+  void romanNumeralsAloneAreSections() {
+    // The Time Machine's headings: a numeral alone on its line, a short title after it.
+    const std::string prose = "The Time Traveller was expounding a recondite matter to us.\n\n";
+    const std::string text =
+        "I\n\n\nIntroduction\n\n" + prose + "II.\n\nThe Machine\n\n" + prose + "V\n\n" + prose + "III\n\n" + prose;
+    const BookText b = load_book(write("numerals.txt", text));
+    std::vector<std::string> titles;
+    for (const Chapter& c : b.chapters) titles.push_back(c.title);
+    // "V" does not continue the count (II, then III): it is not a heading.
+    QCOMPARE(titles, (std::vector<std::string>{"I. Introduction", "II. The Machine", "III"}));
+    QCOMPARE(b.text.substr(static_cast<size_t>(b.chapters[1].char_begin), 3), std::string("II."));
+    // Two numerals are not an outline, nor are three in the first half of a long book.
+    QVERIFY(load_book(write("two.txt", "I\n\n" + prose + "II\n\n" + prose)).chapters.empty());
+    std::string early = "I\n\n" + prose + "II\n\n" + prose + "III\n\n";
+    for (int i = 0; i < 20; ++i) early += prose;
+    QVERIFY(load_book(write("early.txt", early)).chapters.empty());
+    // A book with named headings keeps them alone.
+    const BookText named = load_book(write("named.txt", "CHAPTER I\n\nI\n\n" + prose + "II\n\n" + prose + "III\n\n" + prose +
+                                                        "CHAPTER II\n\n" + prose));
+    QCOMPARE(named.chapters.size(), size_t{2});
+  }
+
   void htmlBecomesParagraphs() {
     if (std::find(book_formats_available().begin(), book_formats_available().end(), "html") == book_formats_available().end())
       QSKIP("built without libxml2");

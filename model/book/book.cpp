@@ -314,6 +314,72 @@ bool strip_gutenberg_boilerplate(std::string& text) {
   return true;
 }
 
+// The value of an upper-case Roman numeral of at most eight letters ("XIV" 14), 0 if it is none.
+int roman_value(const std::string& w) {
+  if (w.empty() || w.size() > 8) return 0;
+  auto digit = [](char c) {
+    switch (c) {
+      case 'I': return 1;
+      case 'V': return 5;
+      case 'X': return 10;
+      case 'L': return 50;
+      case 'C': return 100;
+      default: return 0;
+    }
+  };
+  int value = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const int d = digit(w[i]);
+    if (d == 0) return 0;
+    value += i + 1 < w.size() && d < digit(w[i + 1]) ? -d : d;
+  }
+  return value > 0 ? value : 0;
+}
+
+// Sections headed by a Roman numeral alone on its line ("I", "XII."), set apart by blank lines,
+// as The Time Machine and The War of the Worlds have them: a numeral counts as a heading only
+// where it continues the count (one more than the last, or I again for a new part), and a
+// book needs three of them, the last in its second half. The title takes a short line that follows on its own ("I.
+// Introduction").
+std::vector<Chapter> numbered_sections(const std::string& text) {
+  struct Line { size_t begin, end; };
+  std::vector<Line> lines;
+  for (size_t begin = 0; begin <= text.size();) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back({begin, end});
+    begin = end + 1;
+  }
+  auto trimmed = [&](const Line& l) {
+    size_t a = l.begin, b = l.end;
+    while (a < b && std::isspace(static_cast<unsigned char>(text[a]))) ++a;
+    while (b > a && std::isspace(static_cast<unsigned char>(text[b - 1]))) --b;
+    return std::pair<size_t, size_t>{a, b};
+  };
+  auto blank = [&](size_t i) { return i >= lines.size() || blank_line(text, lines[i].begin, lines[i].end); };
+  std::vector<Chapter> sections;
+  int last = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto [a, b] = trimmed(lines[i]);
+    std::string numeral = text.substr(a, b - a);
+    if (!numeral.empty() && numeral.back() == '.') numeral.pop_back();
+    const int value = roman_value(numeral);
+    if (value == 0 || !(i == 0 || blank(i - 1)) || !blank(i + 1) || (value != last + 1 && value != 1)) continue;
+    last = value;
+    std::string title = numeral;
+    size_t next = i + 1;
+    while (next < lines.size() && next <= i + 3 && blank(next)) ++next;
+    if (next < lines.size() && !blank(next) && blank(next + 1)) {
+      const auto [c, d] = trimmed(lines[next]);
+      if (d - c <= 40) title += ". " + text.substr(c, d - c);
+    }
+    sections.push_back({title, static_cast<int64_t>(a)});
+  }
+  // Numbered sections of one story at the start of a collection are not the book's outline.
+  if (sections.size() < 3 || static_cast<size_t>(sections.back().char_begin) < text.size() / 2) sections.clear();
+  return sections;
+}
+
 std::vector<Chapter> find_text_chapters(const std::string& text) {
   // Every line that names a heading ("CHAPTER XXVI. The Haunted House"): a contents entry or a
   // heading. The heading word must be capitalised as headings are ("CHAPTER", "Chapter") and
@@ -338,7 +404,7 @@ std::vector<Chapter> find_text_chapters(const std::string& text) {
       const std::string second = rest.substr(0, rest.find_first_of(" .:—-"));
       const std::string key = lower(first);
       const bool heading_word = key == "chapter" || key == "book" || key == "part" || key == "volume" || key == "letter" ||
-                                key == "canto" || key == "stave";
+                                key == "canto" || key == "stave" || key == "adventure";
       if (heading_word && std::isupper(static_cast<unsigned char>(first[0])) && (roman_or_number(second) || number_word(second))) {
         std::string title = line;
         while (!title.empty() && std::isspace(static_cast<unsigned char>(title.back()))) title.pop_back();
@@ -403,7 +469,7 @@ std::vector<Chapter> find_text_chapters(const std::string& text) {
     for (size_t b = a + 1; b < listed.size() && !repeated; ++b) repeated = key_of(listed[b].title) == key;
     if (!repeated) kept.push_back(listed[a]);
   }
-  return kept;
+  return kept.empty() ? numbered_sections(text) : kept;
 }
 
 std::vector<std::string> book_formats_available() {
