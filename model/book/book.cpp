@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "model/book/extractors.h"
@@ -336,44 +337,59 @@ int roman_value(const std::string& w) {
   return value > 0 ? value : 0;
 }
 
-// Sections headed by a Roman numeral alone on its line ("I", "XII."), set apart by blank lines,
-// as The Time Machine and The War of the Worlds have them: a numeral counts as a heading only
-// where it continues the count (one more than the last, or I again for a new part), and a
-// book needs three of them, the last in its second half. The title takes a short line that follows on its own ("I.
-// Introduction").
-std::vector<Chapter> numbered_sections(const std::string& text) {
-  struct Line { size_t begin, end; };
-  std::vector<Line> lines;
-  for (size_t begin = 0; begin <= text.size();) {
-    size_t end = text.find('\n', begin);
-    if (end == std::string::npos) end = text.size();
-    lines.push_back({begin, end});
-    begin = end + 1;
+// Where the line that starts at byte `begin` ends (its newline, or the text's end).
+size_t line_end(const std::string& text, size_t begin) {
+  const size_t end = text.find('\n', begin);
+  return end == std::string::npos ? text.size() : end;
+}
+
+// A heading's word and number, lower case: "chapter xxvi" for "CHAPTER XXVI. The Haunted House".
+std::string heading_key(const std::string& title) {
+  std::string key;
+  int words = 0;
+  for (size_t i = 0; i < title.size() && words < 2; ++i) {
+    const char c = title[i];
+    if (c == ' ' || c == '.' || c == ':') {
+      if (!key.empty() && key.back() != ' ') { key += ' '; ++words; }
+      continue;
+    }
+    key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
-  auto trimmed = [&](const Line& l) {
-    size_t a = l.begin, b = l.end;
-    while (a < b && std::isspace(static_cast<unsigned char>(text[a]))) ++a;
-    while (b > a && std::isspace(static_cast<unsigned char>(text[b - 1]))) --b;
-    return std::pair<size_t, size_t>{a, b};
-  };
-  auto blank = [&](size_t i) { return i >= lines.size() || blank_line(text, lines[i].begin, lines[i].end); };
+  while (!key.empty() && key.back() == ' ') key.pop_back();
+  return key;
+}
+
+// A Roman numeral alone on its line between blank lines ("I", "XII."): [begin, end) the line.
+struct Numeral {
+  int value;
+  std::string text;  // without a trailing full stop
+  size_t begin, end;
+};
+
+// Sections headed by numerals alone on their lines, as The Time Machine and The War of the
+// Worlds have them: a numeral counts as a heading only where it continues the count (one more
+// than the last, or I again for a new part), and a book needs three of them, the last in its
+// second half. A short line on its own after the numeral, past at most three blank lines, is
+// its title ("I. Introduction").
+std::vector<Chapter> numbered_sections(const std::string& text, const std::vector<Numeral>& numerals) {
   std::vector<Chapter> sections;
   int last = 0;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    const auto [a, b] = trimmed(lines[i]);
-    std::string numeral = text.substr(a, b - a);
-    if (!numeral.empty() && numeral.back() == '.') numeral.pop_back();
-    const int value = roman_value(numeral);
-    if (value == 0 || !(i == 0 || blank(i - 1)) || !blank(i + 1) || (value != last + 1 && value != 1)) continue;
-    last = value;
-    std::string title = numeral;
-    size_t next = i + 1;
-    while (next < lines.size() && next <= i + 3 && blank(next)) ++next;
-    if (next < lines.size() && !blank(next) && blank(next + 1)) {
-      const auto [c, d] = trimmed(lines[next]);
-      if (d - c <= 40) title += ". " + text.substr(c, d - c);
+  for (const Numeral& n : numerals) {
+    if (n.value != last + 1 && n.value != 1) continue;
+    last = n.value;
+    std::string title = n.text;
+    size_t begin = n.end + 1;
+    for (int blanks = 0; begin < text.size() && blanks < 3 && blank_line(text, begin, line_end(text, begin)); ++blanks)
+      begin = line_end(text, begin) + 1;
+    if (begin < text.size() && !blank_line(text, begin, line_end(text, begin))) {
+      const size_t end = line_end(text, begin);
+      const bool alone = end >= text.size() || blank_line(text, end + 1, line_end(text, end + 1));
+      size_t a = begin, b = end;
+      while (a < b && std::isspace(static_cast<unsigned char>(text[a]))) ++a;
+      while (b > a && std::isspace(static_cast<unsigned char>(text[b - 1]))) --b;
+      if (alone && b - a <= 40) title += ". " + text.substr(a, b - a);
     }
-    sections.push_back({title, static_cast<int64_t>(a)});
+    sections.push_back({title, static_cast<int64_t>(n.begin)});
   }
   // Numbered sections of one story at the start of a collection are not the book's outline.
   if (sections.size() < 3 || static_cast<size_t>(sections.back().char_begin) < text.size() / 2) sections.clear();
@@ -384,20 +400,25 @@ std::vector<Chapter> find_text_chapters(const std::string& text) {
   // Every line that names a heading ("CHAPTER XXVI. The Haunted House"): a contents entry or a
   // heading. The heading word must be capitalised as headings are ("CHAPTER", "Chapter") and
   // stand before a number, so that a sentence starting with "Part of" is not one.
-  struct Named { Chapter chapter; bool heading; };  // heading: set apart as a book's headings are
+  struct Named {
+    Chapter chapter;
+    std::string key;  // heading_key
+    bool heading;     // set apart as a book's headings are
+  };
   std::vector<Named> named;
+  std::vector<Numeral> numerals;
   size_t begin = 0;
   bool previous_blank = true;
   while (begin < text.size()) {
-    size_t end = text.find('\n', begin);
-    if (end == std::string::npos) end = text.size();
+    const size_t end = line_end(text, begin);
     const bool blank = blank_line(text, begin, end);
     if (!blank && end - begin <= 80) {
-      const size_t next_end = end < text.size() ? text.find('\n', end + 1) : std::string::npos;
-      const bool next_blank = end >= text.size() || blank_line(text, end + 1, next_end == std::string::npos ? text.size() : next_end);
+      const bool next_blank = end >= text.size() || blank_line(text, end + 1, line_end(text, end + 1));
       size_t i = begin;
       while (i < end && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
       const std::string line = text.substr(i, end - i);
+      std::string title = line;
+      while (!title.empty() && std::isspace(static_cast<unsigned char>(title.back()))) title.pop_back();
       const size_t space = line.find(' ');
       const std::string first = line.substr(0, space);
       const std::string rest = space == std::string::npos ? "" : line.substr(space + 1);
@@ -406,31 +427,19 @@ std::vector<Chapter> find_text_chapters(const std::string& text) {
       const bool heading_word = key == "chapter" || key == "book" || key == "part" || key == "volume" || key == "letter" ||
                                 key == "canto" || key == "stave" || key == "adventure";
       if (heading_word && std::isupper(static_cast<unsigned char>(first[0])) && (roman_or_number(second) || number_word(second))) {
-        std::string title = line;
-        while (!title.empty() && std::isspace(static_cast<unsigned char>(title.back()))) title.pop_back();
         // A heading stands apart: after a blank line, and before one unless it is short or in
         // capitals (a long title in capitals may wrap onto the next line).
         const bool capitals = std::none_of(first.begin(), first.end(), [](char c) { return std::islower(static_cast<unsigned char>(c)); });
-        named.push_back({{title, static_cast<int64_t>(i)}, previous_blank && (next_blank || rest.size() < 60 || capitals)});
+        named.push_back({{title, static_cast<int64_t>(i)}, heading_key(title), previous_blank && (next_blank || rest.size() < 60 || capitals)});
+      } else if (previous_blank && next_blank) {
+        std::string numeral = title;
+        if (!numeral.empty() && numeral.back() == '.') numeral.pop_back();
+        if (const int value = roman_value(numeral)) numerals.push_back({value, numeral, i, end});
       }
     }
     previous_blank = blank;
     begin = end + 1;
   }
-  auto key_of = [](const std::string& title) {  // the heading word and its number: "chapter xxvi"
-    std::string key;
-    int words = 0;
-    for (size_t i = 0; i < title.size() && words < 2; ++i) {
-      const char c = title[i];
-      if (c == ' ' || c == '.' || c == ':') {
-        if (!key.empty() && key.back() != ' ') { key += ' '; ++words; }
-        continue;
-      }
-      key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-    while (!key.empty() && key.back() == ' ') key.pop_back();
-    return key;
-  };
   // A table of contents is a run of named headings a line or two apart which the book names
   // again later. A run of kContentsRun or more (each within kContentsGap bytes of the next, up
   // to the first that the run already named) goes whole when most of its names come again
@@ -438,38 +447,41 @@ std::vector<Chapter> find_text_chapters(const std::string& text) {
   // below would keep. A book's own stack of headings ("PART I", "Book I", "Chapter I") is shorter.
   constexpr int64_t kContentsGap = 300;
   constexpr size_t kContentsRun = 5;
+  std::map<std::string, size_t> last_named;  // key -> index of its last entry in `named`
+  for (size_t c = 0; c < named.size(); ++c) last_named[named[c].key] = c;
   std::vector<Chapter> listed;
+  std::vector<std::string> listed_keys;
   for (size_t a = 0; a < named.size();) {
-    std::set<std::string> run{key_of(named[a].chapter.title)};
+    std::set<std::string> run{named[a].key};
     size_t b = a + 1;
     while (b < named.size() && named[b].chapter.char_begin - named[b - 1].chapter.char_begin < kContentsGap &&
-           run.insert(key_of(named[b].chapter.title)).second)
+           run.insert(named[b].key).second)
       ++b;
-    std::set<std::string> named_later;
-    for (size_t c = b; c < named.size(); ++c)
-      if (run.count(key_of(named[c].chapter.title))) named_later.insert(key_of(named[c].chapter.title));
-    const bool contents = b - a >= kContentsRun && 2 * named_later.size() > run.size();
+    auto named_later = [&](const std::string& key) { return last_named[key] >= b; };
+    const auto later = static_cast<size_t>(std::count_if(run.begin(), run.end(), named_later));
+    const bool contents = b - a >= kContentsRun && 2 * later > run.size();
     // Where the book's text follows its contents at once, the run ends at the first heading it
     // named again; the headings just before that one which are not named again are the book's
     // own ("BOOK ONE: 1805" above the second "CHAPTER I").
     size_t own = b;
     if (contents && b < named.size() && named[b].chapter.char_begin - named[b - 1].chapter.char_begin < kContentsGap)
-      while (own > a && !named_later.count(key_of(named[own - 1].chapter.title))) --own;
+      while (own > a && !named_later(named[own - 1].key)) --own;
     for (size_t c = a; c < b; ++c)
-      if (named[c].heading && (!contents || c >= own)) listed.push_back(named[c].chapter);
+      if (named[c].heading && (!contents || c >= own)) {
+        listed.push_back(named[c].chapter);
+        listed_keys.push_back(named[c].key);
+      }
     a = b;
   }
   // A contents list the rule above does not see ("CHAPTER XXXV. A New Order of Things" above a
   // plain "CHAPTER XXXV"): where a heading's word and number come again later, the later one
   // is the chapter.
+  std::map<std::string, size_t> last_listed;
+  for (size_t c = 0; c < listed.size(); ++c) last_listed[listed_keys[c]] = c;
   std::vector<Chapter> kept;
-  for (size_t a = 0; a < listed.size(); ++a) {
-    bool repeated = false;
-    const std::string key = key_of(listed[a].title);
-    for (size_t b = a + 1; b < listed.size() && !repeated; ++b) repeated = key_of(listed[b].title) == key;
-    if (!repeated) kept.push_back(listed[a]);
-  }
-  return kept.empty() ? numbered_sections(text) : kept;
+  for (size_t a = 0; a < listed.size(); ++a)
+    if (last_listed[listed_keys[a]] == a) kept.push_back(listed[a]);
+  return kept.empty() ? numbered_sections(text, numerals) : kept;
 }
 
 std::vector<std::string> book_formats_available() {

@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <map>
 #include <memory>
 #include <vector>
 

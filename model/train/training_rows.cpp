@@ -22,8 +22,6 @@ int64_t token_at_byte(const Encoding& enc, int64_t byte) {
   return enc.begin[static_cast<size_t>(i)] <= byte ? i : -1;
 }
 
-
-// Byte offsets in the prompt of the key's two copies in the needle (-1 where absent).
 // Calls piece(i) for each token i of `enc` that holds some of the bytes [begin, end), in order.
 template <typename Piece>
 void for_each_piece(const Encoding& enc, int64_t begin, int64_t end, Piece piece) {
@@ -31,6 +29,7 @@ void for_each_piece(const Encoding& enc, int64_t begin, int64_t end, Piece piece
     if (enc.end[i] > begin && enc.begin[i] < end) piece(static_cast<int64_t>(i));
 }
 
+// Byte offsets in the prompt of the key's two copies in the needle (-1 where absent).
 std::pair<int64_t, int64_t> needle_key_copies(const eval::PasskeyCase& c) {
   const std::vector<int64_t> at = eval::key_mentions(c);
   return {at.empty() ? -1 : at[0], at.size() < 2 ? -1 : at[1]};
