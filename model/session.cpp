@@ -207,7 +207,7 @@ PasskeyCaseRun trace_passkey_case(const LoadedModel& loaded, const Tokenizer& to
   // Where the key's tokens are and what became of them: the evaluation's own record.
   run.record = eval::passkey_case_record(passkey, run.trace, run.trace.length(),
                                          eval::passkey_key_positions(passkey, run.trace.char_begin, run.trace.char_end),
-                                         answer);
+                                         answer, eval::other_value_positions(passkey, run.trace.char_begin, run.trace.char_end));
   return run;
 }
 

@@ -458,6 +458,14 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--document-rows"), QStringLiteral("0.5")},
         2, QStringLiteral("--document-rows needs passkey rows"));
+    cli(QStringLiteral("train --follow-up-questions without varied cases"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--follow-up-questions")},
+        2, QStringLiteral("--follow-up-questions goes with --varied-cases"));
+    cli(QStringLiteral("train --follow-up-questions without passkey rows"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--follow-up-questions")},
+        2, QStringLiteral("--follow-up-questions needs passkey rows"));
     cli(QStringLiteral("train --haystack sea"),
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--haystack"), QStringLiteral("sea")},

@@ -1,9 +1,15 @@
+// Training rows of the retrieval tasks beyond the single key: DeciMamba's documents, and
+// labelled facts whose every fact is asked.
 #include <QtTest/QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
+#include <set>
 
 #include "model/eval/documents.h"
+#include "model/eval/passkey.h"
 #include "model/text_input.h"
 #include "model/tokenizer.h"
 #include "model/memmamba.h"
@@ -140,6 +146,76 @@ class TestDocuments : public QObject {
     QCOMPARE(docs.size(), size_t{2});
     QCOMPARE(QString::fromStdString(docs[0]), QStringLiteral("A a a. B b. C."));
     QCOMPARE(QString::fromStdString(docs[1]), QStringLiteral("D. E. F. G."));
+  }
+
+  // Rows with labelled facts can ask every fact: the follow-up questions come after the answer,
+  // in an order that is not the text's, and each answer's pieces read the notes of its own value.
+  void followUpQuestionsTeachEveryFact() {
+    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+    const PasskeyGenerator gen(tok, {}, Haystack::RepeatedFiller);
+    CaseSpec spec;
+    spec.facts = 4;
+    spec.key_digits_min = 3;
+    spec.key_digits_max = 8;
+    spec.wordings = parse_wordings("trained", true);
+    auto stripped = [](std::string piece) {
+      piece.erase(std::remove(piece.begin(), piece.end(), ' '), piece.end());
+      return piece;
+    };
+    int in_text_order = 0;
+    for (uint64_t seed : {5u, 6u, 7u, 8u, 9u}) {
+      const PasskeyCase c = gen.make(700, 0.5, seed, spec);
+      std::string text = passkey_training_text(c);
+      std::mt19937_64 rng(seed);
+      std::vector<FollowUp> follow_ups;
+      text += follow_up_text(c, ".", static_cast<int64_t>(text.size()), rng, follow_ups);
+      QCOMPARE(follow_ups.size(), size_t{3});
+      std::set<size_t> needles;
+      std::string values = c.key;
+      for (const FollowUp& f : follow_ups) {
+        QVERIFY(static_cast<int64_t>(f.needle) != c.asked);
+        needles.insert(f.needle);
+        const std::string question = fact_question(c, f.needle), value = c.needles[f.needle].value;
+        QVERIFY(question.find(c.needles[f.needle].label) != std::string::npos);
+        QCOMPARE(QString::fromStdString(text.substr(static_cast<size_t>(f.answer) - question.size(), question.size())),
+                 QString::fromStdString(question));
+        QCOMPARE(QString::fromStdString(text.substr(static_cast<size_t>(f.answer), value.size() + 1)),
+                 QString::fromStdString(value + "."));
+        values += value;
+      }
+      QCOMPARE(needles.size(), size_t{3});
+      in_text_order += std::is_sorted(follow_ups.begin(), follow_ups.end(),
+                                      [](const FollowUp& a, const FollowUp& b) { return a.needle < b.needle; });
+      const Encoding enc = tok.encode(text);
+      const int64_t shift = 9, row_length = static_cast<int64_t>(enc.ids.size()) + shift;
+      RetrievalTargets t;
+      add_retrieval_targets(c, enc, 1, row_length, t, false, follow_ups);
+      // The pieces the answers predict spell every value in turn, and so do the needle pieces
+      // their reads are taught to attend to.
+      std::string answered, read;
+      for (size_t i = 0; i < t.row.size(); ++i) {
+        QCOMPARE(t.row[i], int64_t{1});
+        const auto piece = [&](int64_t position) {
+          const auto k = static_cast<size_t>(position - shift);
+          return stripped(text.substr(static_cast<size_t>(enc.begin[k]), static_cast<size_t>(enc.end[k] - enc.begin[k])));
+        };
+        answered += piece(t.query[i] + 1);
+        read += piece(t.first[i] >= 0 ? t.first[i] : t.second[i]);
+      }
+      QCOMPARE(QString::fromStdString(answered), QString::fromStdString(values));
+      QCOMPARE(QString::fromStdString(read), QString::fromStdString(values));
+      QCOMPARE(t.end_row.size(), size_t{4});  // every answer's end
+      RetrievalTargets asked_only;
+      add_retrieval_targets(c, enc, 1, row_length, asked_only);
+      QCOMPARE(asked_only.end_row.size(), size_t{1});
+    }
+    QVERIFY2(in_text_order < 5, "follow-up questions ask the facts in the text's order");
+    // A single key has no fact to follow up.
+    const PasskeyCase one = gen.make(600, 0.5, 3);
+    std::mt19937_64 rng(1);
+    std::vector<FollowUp> none;
+    QVERIFY(follow_up_text(one, ".", 10, rng, none).empty() && none.empty());
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, fact_question(one, 0));
   }
 };
 

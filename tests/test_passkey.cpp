@@ -403,6 +403,59 @@ class TestPasskey : public QObject {
     QVERIFY_THROWS_EXCEPTION(Cancelled, run_passkey_grid(m, *tok_, gen, o, [](int64_t, int64_t) { return false; }));
   }
 
+  // Fact records locate the other facts' values and say how much of the answer's read went to
+  // them; a single key's record has no such field.
+  void factRecordsWeighTheOtherValues() {
+    configure_cpu_runtime();
+    PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
+    CaseSpec spec;
+    spec.facts = 3;
+    spec.key_digits_min = 4;
+    spec.key_digits_max = 6;
+    spec.wordings = parse_wordings("trained", true);
+    const PasskeyCase c = gen.make(400, 0.5, 2, spec);
+    const Encoding e = tok_->encode(c.prompt);
+    std::string spelled, expected;
+    for (int64_t p : other_value_positions(c, e.begin, e.end)) spelled += c.prompt.substr(e.begin[p], e.end[p] - e.begin[p]);
+    for (size_t j = 0; j < c.needles.size(); ++j)
+      if (static_cast<int64_t>(j) != c.asked) expected += c.needles[j].value;
+    QCOMPARE(QString::fromStdString(spelled), QString::fromStdString(expected));  // the tokenizer splits digits
+    const PasskeyCase single = gen.make(400, 0.5, 2);
+    QVERIFY(other_value_positions(single, e.begin, e.end).empty());
+
+    ModelConfig config;
+    config.d_model = 16;
+    config.n_layers = 2;
+    config.summary_dim = 8;
+    config.pool_slots = 400;
+    config.tau_note = -1.0;      // every token is a note, and the pool keeps them all
+    config.tau_retrieve = -1.0;  // always retrieve, so the answer's attention is recorded
+    MemMambaModel m = MemMambaModel::random(config, 1);
+    PasskeyGridOptions o;
+    o.lengths = {256};
+    o.depths = {0.5};
+    o.samples = 2;
+    o.max_new_tokens = 3;
+    o.attention_topk = 400;
+    o.spec = spec;
+    o.run = m.default_options();
+    const Json r = run_passkey_grid(m, *tok_, gen, o);
+    for (const Json& cs : r.at("cases").as_array())
+      for (const Json& layer : cs.at("layers").as_array()) {
+        const double key = layer.at("answer_weight_on_key_notes").as_double();
+        const double other = layer.at("answer_weight_on_other_values").as_double();
+        double listed = 0;
+        for (const Json& a : layer.at("answer_attention").as_array()) listed += a.at("weight").as_double();
+        // With every token noted and kept, a random read spreads over the whole prompt: the
+        // other values' notes get some of it, and never more than all of it.
+        QVERIFY2(other > 0 && key > 0 && key + other <= listed + 1e-6,
+                 qPrintable(QString("key %1, other %2 of %3").arg(key).arg(other).arg(listed)));
+      }
+    o.spec = CaseSpec{};
+    const Json plain = run_passkey_grid(m, *tok_, gen, o);
+    QVERIFY(!plain.at("cases").as_array()[0].at("layers").as_array()[0].contains("answer_weight_on_other_values"));
+  }
+
   void refusesBadRequests() {
     PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, gen.make(10, 0.5, 1));

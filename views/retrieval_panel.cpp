@@ -452,8 +452,13 @@ void RetrievalPanel::showCase(const Json& r, const QString& preface) {
                   .arg(r.contains("key_token_positions") ? static_cast<int64_t>(r.at("key_token_positions").as_array().size()) : 0);
     }
     if (r.contains("layers")) {
+      // Fact records say how much of the answer's read went to the other facts' values: a read
+      // that confuses the labels shows up there.
+      const bool facts = !r.at("layers").as_array().empty() && r.at("layers").as_array().front().is_object() &&
+                         r.at("layers").as_array().front().contains("answer_weight_on_other_values");
       html += tr("<table border=1 cellspacing=0 cellpadding=3><tr><th>layer</th><th>key tokens noted</th>"
-                 "<th>key notes in pool at answer</th><th>answer weight on key notes</th></tr>");
+                 "<th>key notes in pool at answer</th><th>answer weight on key notes</th>%1</tr>")
+                  .arg(facts ? tr("<th>on other facts' values</th>") : QString());
       int layer = 0;
       for (const Json& l : r.at("layers").as_array()) {
         int in_pool = 0, total = 0;
@@ -462,13 +467,16 @@ void RetrievalPanel::showCase(const Json& r, const QString& preface) {
             ++total;
             in_pool += n.at("in_pool_at_answer").as_bool();
           }
-        html += QStringLiteral("<tr><td>%1</td><td>%2</td><td>%3 / %4</td><td>%5</td></tr>")
+        auto weight = [&](const char* key) {
+          return l.contains(key) && l.at(key).is_number() ? QString::number(l.at(key).as_double(), 'f', 3)
+                                                          : QStringLiteral("-");
+        };
+        html += QStringLiteral("<tr><td>%1</td><td>%2</td><td>%3 / %4</td><td>%5</td>%6</tr>")
                     .arg(layer++)
                     .arg(l.contains("key_tokens_noted") ? l.at("key_tokens_noted").as_int() : 0)
                     .arg(in_pool).arg(total)
-                    .arg(l.contains("answer_weight_on_key_notes") && l.at("answer_weight_on_key_notes").is_number()
-                             ? QString::number(l.at("answer_weight_on_key_notes").as_double(), 'f', 3)
-                             : QStringLiteral("-"));
+                    .arg(weight("answer_weight_on_key_notes"),
+                         facts ? QStringLiteral("<td>%1</td>").arg(weight("answer_weight_on_other_values")) : QString());
       }
       html += QStringLiteral("</table>");
       html += answerReadsTable(r);

@@ -157,7 +157,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "passkey-min-length", "blind-needles", "blind-margin", "document-rows", "case-mix", "key-digits", "bucket-mb",
                    "surprise-notes", "surprise-share", "surprise-band",
                    "note-margin"});
-  Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end"});
+  Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end",
+                                         "follow-up-questions"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
                 "Trains on DIR/train.tokens (from `memmamba data`), evaluating on DIR/heldout.tokens.\n"
@@ -180,6 +181,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "                        share one), keys with 2-6 labelled facts in half the rows, or that\n"
                 "                        mix with its single keys in composed wordings\n"
                 "  --key-digits A-B      with --varied-cases: digits of the digit keys (default 3-10)\n"
+                "  --follow-up-questions with --varied-cases: rows with labelled facts ask every fact, each\n"
+                "                        answered (the asked one first, the others in a random order)\n"
                 "  --document-rows F     share of the passkey rows that are multi-document retrieval rows in\n"
                 "                        DeciMamba's format (`eval docs`), from the haystack text (default 0)\n"
                 "  --passkey-min-length N  shortest passkey example in tokens (default min(256, seq-len / 2));\n"
@@ -267,6 +270,10 @@ int cmd_train(const std::vector<std::string>& argv) {
         o.case_mix != "composed-facts")
       throw UsageError("--case-mix must be all, passkey, composed, facts or composed-facts");
     if (args.has("case-mix") && !o.varied_cases) throw UsageError("--case-mix goes with --varied-cases");
+    if (args.flag("follow-up-questions")) {
+      if (!o.varied_cases) throw UsageError("--follow-up-questions goes with --varied-cases");
+      o.follow_up_questions = true;
+    }
     if (args.has("key-digits")) {
       if (!o.varied_cases) throw UsageError("--key-digits goes with --varied-cases");
       try {
@@ -286,6 +293,8 @@ int cmd_train(const std::vector<std::string>& argv) {
     o.note_key_end = true;
   }
   if (args.flag("varied-cases") && o.passkey_fraction <= 0) throw UsageError("--varied-cases needs passkey rows (--passkey-fraction > 0)");
+  if (args.flag("follow-up-questions") && o.passkey_fraction <= 0)
+    throw UsageError("--follow-up-questions needs passkey rows (--passkey-fraction > 0)");
   if (args.has("passkey-min-length")) {
     if (o.passkey_fraction <= 0) throw UsageError("--passkey-min-length needs passkey rows (--passkey-fraction > 0)");
     if (o.seq_len < 128) throw UsageError("--passkey-min-length: rows of fewer than 128 tokens hold no passkey example");

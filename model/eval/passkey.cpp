@@ -130,6 +130,13 @@ std::vector<int64_t> mentions(const std::string& prompt, const std::string& valu
 
 std::vector<int64_t> key_mentions(const PasskeyCase& c) { return mentions(c.prompt, c.key, c.needle_begin, c.needle_end); }
 
+std::string fact_question(const PasskeyCase& c, size_t needle) {
+  if (c.needles.size() < 2 || needle >= c.needles.size() || c.wording < 0 ||
+      c.wording >= static_cast<int64_t>(fact_wordings().size()))
+    throw std::invalid_argument("fact_question: the case has no labelled fact " + std::to_string(needle));
+  return fill_wording(fact_wordings()[static_cast<size_t>(c.wording)].question, "", c.needles[needle].label);
+}
+
 std::vector<std::string> split_sentences(const std::string& text, int64_t min_words) {
   std::vector<std::string> out;
   std::string current;

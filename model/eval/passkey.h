@@ -48,6 +48,10 @@ std::vector<int64_t> mentions(const std::string& prompt, const std::string& valu
 // The mentions of the asked value inside the asked needle (the passkey wordings mention it once
 // or twice).
 std::vector<int64_t> key_mentions(const PasskeyCase& c);
+// The question of a case with labelled facts, asking for needle `needle` in the case's wording
+// ("\nWhat is the code for the blue box?\nAnswer: "). Throws std::invalid_argument for a case
+// without labelled facts or an index out of range.
+std::string fact_question(const PasskeyCase& c, size_t needle);
 
 // Splits text into sentences (ending in . ! or ?), whitespace collapsed; keeps those of at
 // least `min_words` words. Used to build haystacks from any book.

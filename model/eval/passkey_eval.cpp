@@ -13,17 +13,36 @@
 
 namespace memmamba::eval {
 
+namespace {
+
+// Appends the tokens that hold some byte of `value` at each of `mentions`.
+void add_mention_tokens(const std::vector<int64_t>& mentions, int64_t size, const std::vector<int64_t>& begin,
+                        const std::vector<int64_t>& end, std::vector<int64_t>& out) {
+  const int64_t T = static_cast<int64_t>(std::min(begin.size(), end.size()));
+  for (const int64_t at : mentions)
+    for (int64_t t = 0; t < T; ++t)
+      if (begin[t] < at + size && end[t] > at) out.push_back(t);
+}
+
+}  // namespace
+
 std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
                                            const std::vector<int64_t>& end) {
   // The key's tokens: those inside the digits of either mention in the needle.
-  const auto size = static_cast<int64_t>(c.key.size());
-  const int64_t T = static_cast<int64_t>(begin.size());
   std::vector<int64_t> key_positions;
-  for (const int64_t at : key_mentions(c)) {
-    for (int64_t t = 0; t < T; ++t)
-      if (begin[t] < at + size && end[t] > at) key_positions.push_back(t);
-  }
+  add_mention_tokens(key_mentions(c), static_cast<int64_t>(c.key.size()), begin, end, key_positions);
   return key_positions;
+}
+
+std::vector<int64_t> other_value_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
+                                           const std::vector<int64_t>& end) {
+  std::vector<int64_t> out;
+  for (size_t j = 0; j < c.needles.size(); ++j) {
+    if (static_cast<int64_t>(j) == c.asked) continue;
+    const NeedleInfo& n = c.needles[j];
+    add_mention_tokens(mentions(c.prompt, n.value, n.begin, n.end), static_cast<int64_t>(n.value.size()), begin, end, out);
+  }
+  return out;
 }
 
 namespace {
@@ -80,8 +99,10 @@ Json answer_reads(const AttentionRows& rows, const std::vector<NoteInfo>& notes,
 }  // namespace
 
 Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t prompt_tokens,
-                         const std::vector<int64_t>& key_positions, const std::string& answer_text) {
+                         const std::vector<int64_t>& key_positions, const std::string& answer_text,
+                         const std::vector<int64_t>& other_values) {
   const std::set<int64_t> key_set(key_positions.begin(), key_positions.end());
+  const std::set<int64_t> other_set(other_values.begin(), other_values.end());
   Json r = Json::object();
   r["length"] = c.target_tokens;
   r["depth"] = c.depth;
@@ -147,12 +168,13 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
     const AttentionRows& rows = trace.layers[l].token_attention;
     const int64_t row = rows.find(T - 1);
     Json attention = Json::array();
-    double key_weight = 0;
+    double key_weight = 0, other_weight = 0;
     if (row >= 0) {
       for (int64_t e = rows.offset[row]; e < rows.offset[row + 1]; ++e) {
         const NoteInfo& note = trace.notes[rows.note[e]];
         const bool holds_key = key_source(note, key_set) >= 0;
         if (holds_key) key_weight += rows.weight[e];
+        if (!holds_key && key_source(note, other_set) >= 0) other_weight += rows.weight[e];
         Json a = Json::object();
         a["slot"] = static_cast<int64_t>(rows.slot[e]);
         a["note"] = rows.note[e];
@@ -163,6 +185,9 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
     }
     layer["answer_attention"] = attention;
     layer["answer_weight_on_key_notes"] = key_weight;
+    // Labelled facts: the weight on the other facts' values. A read that found the asked label
+    // puts its weight on the key; one that found a value but not by its label spreads it.
+    if (c.needles.size() > 1) layer["answer_weight_on_other_values"] = other_weight;
     layer["answer_reads"] = answer_reads(rows, trace.notes, T, key_positions, key_set, c.key);
     layers.push_back(layer);
   }
@@ -229,7 +254,7 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
   const std::string answer_text = tokenizer.decode(answer);
   Trace trace = builder.finish();
 
-  Json r = passkey_case_record(c, trace, T, key_positions, answer_text);
+  Json r = passkey_case_record(c, trace, T, key_positions, answer_text, other_value_positions(c, enc.begin, enc.end));
   Json pieces = Json::array();
   for (int32_t id : answer) pieces.push_back(tokenizer.piece(id));  // "▁" marks a space
   r["answer_pieces"] = pieces;

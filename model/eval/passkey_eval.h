@@ -39,11 +39,18 @@ int64_t answer_token_budget(const PasskeyCase& c, int64_t at_least);
 // The tokens of the key's digits in the needle, from the prompt's token byte ranges.
 std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
                                            const std::vector<int64_t>& end);
+// The tokens of the values of the facts that were not asked (each mention inside its needle):
+// what a read that confuses the facts attends to. Empty for a single key.
+std::vector<int64_t> other_value_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
+                                           const std::vector<int64_t>& end);
 // One case's record from its trace (the prompt's first `prompt_tokens` tokens, maybe more) and the answer: truth, answer, hit,
 // key token positions and, per layer, the notes holding the key (inserted, evicted, dropped,
 // in the pool at the answer) and the answer's attention with its weight on key notes.
+// With labelled facts, `other_values` (other_value_positions) gives each layer's answer weight on
+// the other facts' value notes too.
 Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t prompt_tokens,
-                         const std::vector<int64_t>& key_positions, const std::string& answer_text);
+                         const std::vector<int64_t>& key_positions, const std::string& answer_text,
+                         const std::vector<int64_t>& other_values = {});
 
 // Runs every (length, depth, sample) case; `progress(done, total)` may cancel (throws Cancelled).
 // With a world of several ranks, the other ranks return null.

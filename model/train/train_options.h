@@ -52,6 +52,10 @@ struct TrainOptions {
   std::string case_mix = "all";
   // The digits of the mixes' digit keys, drawn uniformly from [first, second] (--key-digits).
   std::pair<int64_t, int64_t> key_digits{3, 10};
+  // Rows with labelled facts ask every fact (--follow-up-questions): after the answer, each other
+  // fact's question and value in a random order, every answer taught. One question per row
+  // teaches a label look-up from a single answer; this gives one per fact.
+  bool follow_up_questions = false;
   // The answer's end is read from a note (--note-key-end): the needle's piece right after each key
   // copy becomes a selection and retrieval target, read where the answer predicts its end. A
   // note is made from what a token has seen, so the key's last digit cannot tell that it is the

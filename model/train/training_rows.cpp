@@ -144,13 +144,21 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       }
       // A passkey example (prompt, then the key) at a random length and depth, placed at
       // the end of the row; book text fills whatever is left before it.
-      const int64_t target = passkey_example_tokens(o_, L, rng());
+      int64_t target = passkey_example_tokens(o_, L, rng());
       const eval::CaseSpec spec = o_.varied_cases ? training_case_spec(rng, o_.case_mix, o_.key_digits) : eval::CaseSpec::legacy();
+      const bool follow_up = o_.follow_up_questions && spec.facts > 1;
+      if (follow_up) target = std::max<int64_t>(64, target - (spec.facts - 1) * kFollowUpTokens);
       const eval::PasskeyCase c = generator_->make(target, unit(rng), rng(), spec);
-      Encoding enc = tokenizer_->encode(passkey_training_text(c, o_.passkey_answer_end));
+      std::string text = passkey_training_text(c, o_.passkey_answer_end);
+      std::vector<FollowUp> follow_ups;
+      if (follow_up) {
+        std::mt19937_64 order_rng(rng());
+        text += follow_up_text(c, o_.passkey_answer_end, static_cast<int64_t>(text.size()), order_rng, follow_ups);
+      }
+      Encoding enc = tokenizer_->encode(text);
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
       for (int64_t k = 0; k < n; ++k) row[L - n + k] = enc.ids[enc.ids.size() - n + k];
-      if (targets) add_retrieval_targets(c, enc, i, L, extra.targets, o_.note_key_end);
+      if (targets) add_retrieval_targets(c, enc, i, L, extra.targets, o_.note_key_end, follow_ups);
       // Drawn from a stream of its own, so that a run with blind needles and one without (a
       // MemMamba and its Mamba twin) get the same rows.
       std::mt19937_64 blind_rng(rng() ^ 0xB11DB11DULL);
@@ -245,14 +253,27 @@ std::string passkey_training_text(const eval::PasskeyCase& c, const std::string&
   return c.prompt + c.key + answer_end;
 }
 
+std::string follow_up_text(const eval::PasskeyCase& c, const std::string& answer_end, int64_t text_before,
+                           std::mt19937_64& rng, std::vector<FollowUp>& out) {
+  if (c.needles.size() < 2) return {};
+  std::vector<size_t> order;
+  for (size_t j = 0; j < c.needles.size(); ++j)
+    if (static_cast<int64_t>(j) != c.asked) order.push_back(j);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::string text;
+  for (size_t j : order) {
+    text += eval::fact_question(c, j);
+    out.push_back({text_before + static_cast<int64_t>(text.size()), j});
+    text += c.needles[j].value + answer_end;
+  }
+  return text;
+}
+
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
-                           RetrievalTargets& out, bool end_from_notes) {
-  const auto klen = static_cast<int64_t>(c.key.size());
-  const auto [first, second] = needle_key_copies(c);
-  const int64_t answer = static_cast<int64_t>(c.prompt.size());
+                           RetrievalTargets& out, bool end_from_notes, const std::vector<FollowUp>& follow_ups) {
   const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
   auto at = [&](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
-  // The row position of the needle piece `offset` bytes into a key copy (-1 where cut off).
+  // The row position of the needle piece `offset` bytes into a value's copy (-1 where cut off).
   auto in_copy = [&](int64_t copy, int64_t offset) { return copy >= 0 ? at(token_at_byte(enc, copy + offset)) : int64_t{-1}; };
   auto add_read = [&](int64_t query, int64_t a, int64_t b) {
     out.row.push_back(row);
@@ -260,12 +281,28 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
     out.first.push_back(a);
     out.second.push_back(b);
   };
-  for_each_piece(enc, answer, answer + klen, [&](int64_t i) {  // the answer's key
-    const int64_t offset = std::max(enc.begin[i], answer) - answer;
-    const int64_t query = at(i) - 1;
-    const int64_t a = in_copy(first, offset), b = in_copy(second, offset);
-    if (query >= 0 && (a >= 0 || b >= 0)) add_read(query, a, b);
-  });
+  // An answer that writes `value` from byte `answer` on, its needle's copies of the value at
+  // bytes `first` and `second` (-1 where absent): each piece reads the piece of a copy that
+  // holds the same bytes, then the answer's end.
+  auto teach_answer = [&](int64_t answer, int64_t value_length, int64_t first, int64_t second) {
+    for_each_piece(enc, answer, answer + value_length, [&](int64_t i) {
+      const int64_t offset = std::max(enc.begin[i], answer) - answer;
+      const int64_t query = at(i) - 1;
+      const int64_t a = in_copy(first, offset), b = in_copy(second, offset);
+      if (query >= 0 && (a >= 0 || b >= 0)) add_read(query, a, b);
+    });
+    // The answer's end: the first piece that begins after the value (pieces are in text order).
+    const auto after = std::lower_bound(enc.begin.begin(), enc.begin.end(), answer + value_length);
+    if (after == enc.begin.end()) return;
+    const int64_t end_query = at(after - enc.begin.begin()) - 1;
+    if (end_query < 0) return;
+    if (end_from_notes) {
+      const int64_t a = in_copy(first, value_length), b = in_copy(second, value_length);
+      if (a >= 0 || b >= 0) return add_read(end_query, a, b);
+    }
+    out.end_row.push_back(row);
+    out.end_query.push_back(end_query);
+  };
   // The values of the facts that were not asked, each token of their first mention.
   for (size_t j = 0; j < c.needles.size(); ++j) {
     const eval::NeedleInfo& needle = c.needles[j];
@@ -280,17 +317,14 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
       out.other_value_position.push_back(pos);
     });
   }
-  // The answer's end: the first piece that begins after the key (pieces are in text order).
-  const auto after = std::lower_bound(enc.begin.begin(), enc.begin.end(), answer + klen);
-  if (after == enc.begin.end()) return;
-  const int64_t end_query = at(after - enc.begin.begin()) - 1;
-  if (end_query < 0) return;
-  if (end_from_notes) {
-    const int64_t a = in_copy(first, klen), b = in_copy(second, klen);
-    if (a >= 0 || b >= 0) return add_read(end_query, a, b);
+  const auto [first, second] = needle_key_copies(c);
+  teach_answer(static_cast<int64_t>(c.prompt.size()), static_cast<int64_t>(c.key.size()), first, second);
+  for (const FollowUp& f : follow_ups) {
+    const eval::NeedleInfo& needle = c.needles.at(f.needle);
+    const std::vector<int64_t> copies = eval::mentions(c.prompt, needle.value, needle.begin, needle.end);
+    teach_answer(f.answer, static_cast<int64_t>(needle.value.size()), copies.empty() ? -1 : copies[0],
+                 copies.size() < 2 ? -1 : copies[1]);
   }
-  out.end_row.push_back(row);
-  out.end_query.push_back(end_query);
 }
 
 }  // namespace memmamba

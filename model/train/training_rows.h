@@ -43,10 +43,32 @@ int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64
 // says which ends were tried).
 std::string passkey_training_text(const eval::PasskeyCase& c, const std::string& answer_end = ".");
 
-// Appends the targets of case `c` encoded as `enc` (passkey_training_text), whose last tokens
-// fill the end of batch row `row` of `row_length` tokens.
+// A question that follows a row's answer (TrainOptions::follow_up_questions): the byte where
+// its answer, the value of needle `needle`, begins in the row's text.
+struct FollowUp {
+  int64_t answer = 0;
+  size_t needle = 0;
+};
+
+// Tokens a follow-up question and its answer take at most (a question of the fact wordings, a
+// value of up to 10 digits, the end): the prompt is that much shorter for each, so that the row
+// still holds its first needle.
+constexpr int64_t kFollowUpTokens = 28;
+
+// What follows the answer of a row with labelled facts when every fact is asked: each other
+// fact's question, in an order drawn from `rng` (not the text's: the order must not tell the
+// value), answered with its value and `answer_end`. `text_before` is the length of the text it
+// follows (passkey_training_text); each FollowUp is appended to `out` with its answer's offset
+// in the whole text. Empty for a case with one needle.
+std::string follow_up_text(const eval::PasskeyCase& c, const std::string& answer_end, int64_t text_before,
+                           std::mt19937_64& rng, std::vector<FollowUp>& out);
+
+// Appends the targets of case `c` encoded as `enc` (passkey_training_text, then the text of
+// `follow_ups` if any), whose last tokens fill the end of batch row `row` of `row_length`
+// tokens: each answer's pieces read the notes of their value's needle, and its end.
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
-                           RetrievalTargets& out, bool end_from_notes = false);
+                           RetrievalTargets& out, bool end_from_notes = false,
+                           const std::vector<FollowUp>& follow_ups = {});
 
 // Row positions [begin, end) that a blind needle hides from the SSM for case `c` encoded as
 // `enc`, whose last tokens fill the end of a row of `row_length` tokens: from the token holding
