@@ -372,15 +372,8 @@ class TestViews : public QObject {
       fact_case["answer"] = std::string("7730.");
       fact_case["hit"] = false;
       fact_case["layers"] = Json::array();
-      Json needles = Json::array();
-      for (const auto& [label, value] : {std::pair<const char*, const char*>{"red door", "7730"}, {"blue box", "4821"}}) {
-        Json n = Json::object();
-        n["label"] = std::string(label);
-        n["value"] = std::string(value);
-        n["actual_depth"] = 0.5;
-        needles.push_back(n);
-      }
-      fact_case["needles"] = needles;
+      fact_case["needles"] = Json::parse(R"([{"label": "red door", "value": "7730", "actual_depth": 0.5},
+                                              {"label": "blue box", "value": "4821", "actual_depth": 0.5}])");
       fact_case["asked"] = int64_t{1};
       fact_case["answered_other_fact"] = std::string("red door");
       panel.showCase(fact_case);
@@ -388,8 +381,12 @@ class TestViews : public QObject {
       for (QTextBrowser* b : panel.findChildren<QTextBrowser*>()) details = b;
       QVERIFY(details);
       const QString html = details->toHtml();
-      QVERIFY(html.contains(QStringLiteral("blue box: 4821")));
-      QVERIFY(html.contains(QStringLiteral("another fact: the red door")));
+      QVERIFY(html.contains(QStringLiteral("blue box: 4821")) && html.contains(QStringLiteral("another fact: the red door")));
+      // With layer figures, the read's weight on the other facts' values stands beside the key's.
+      QVERIFY(!html.contains(QStringLiteral("on other facts' values")));
+      fact_case["layers"] = Json::parse(R"([{"answer_weight_on_key_notes": 0.125, "answer_weight_on_other_values": 0.625}])");
+      panel.showCase(fact_case);
+      QVERIFY(details->toHtml().contains(QStringLiteral("on other facts' values")) && details->toHtml().contains(QStringLiteral("0.625")));
       // A near miss (every character, then more) is said as such; a partial one counts characters.
       Json near = fact_case;
       near["key"] = std::string("51970");
