@@ -29,11 +29,13 @@ void for_each_piece(const Encoding& enc, int64_t begin, int64_t end, Piece piece
     if (enc.end[i] > begin && enc.begin[i] < end) piece(static_cast<int64_t>(i));
 }
 
-// Byte offsets in the prompt of the key's two copies in the needle (-1 where absent).
-std::pair<int64_t, int64_t> needle_key_copies(const eval::PasskeyCase& c) {
-  const std::vector<int64_t> at = eval::key_mentions(c);
+// The first two of a value's mentions in its needle (-1 where absent): the copies a read targets.
+std::pair<int64_t, int64_t> first_two(const std::vector<int64_t>& at) {
   return {at.empty() ? -1 : at[0], at.size() < 2 ? -1 : at[1]};
 }
+
+// Byte offsets in the prompt of the key's two copies in the needle (-1 where absent).
+std::pair<int64_t, int64_t> needle_key_copies(const eval::PasskeyCase& c) { return first_two(eval::key_mentions(c)); }
 
 // Sentences of the training shard's text: 64 windows of 16k tokens spread over the shard,
 // decoded. Haystacks made of them hold only training text.
@@ -153,7 +155,7 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       std::vector<FollowUp> follow_ups;
       if (follow_up) {
         std::mt19937_64 order_rng(rng());
-        text += follow_up_text(c, o_.passkey_answer_end, static_cast<int64_t>(text.size()), order_rng, follow_ups);
+        append_follow_ups(c, o_.passkey_answer_end, order_rng, text, follow_ups);
       }
       Encoding enc = tokenizer_->encode(text);
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
@@ -253,20 +255,18 @@ std::string passkey_training_text(const eval::PasskeyCase& c, const std::string&
   return c.prompt + c.key + answer_end;
 }
 
-std::string follow_up_text(const eval::PasskeyCase& c, const std::string& answer_end, int64_t text_before,
-                           std::mt19937_64& rng, std::vector<FollowUp>& out) {
-  if (c.needles.size() < 2) return {};
+void append_follow_ups(const eval::PasskeyCase& c, const std::string& answer_end, std::mt19937_64& rng, std::string& text,
+                       std::vector<FollowUp>& out) {
+  if (c.needles.size() < 2) return;
   std::vector<size_t> order;
   for (size_t j = 0; j < c.needles.size(); ++j)
     if (static_cast<int64_t>(j) != c.asked) order.push_back(j);
   std::shuffle(order.begin(), order.end(), rng);
-  std::string text;
   for (size_t j : order) {
     text += eval::fact_question(c, j);
-    out.push_back({text_before + static_cast<int64_t>(text.size()), j});
+    out.push_back({static_cast<int64_t>(text.size()), j});
     text += c.needles[j].value + answer_end;
   }
-  return text;
 }
 
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
@@ -321,9 +321,8 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
   teach_answer(static_cast<int64_t>(c.prompt.size()), static_cast<int64_t>(c.key.size()), first, second);
   for (const FollowUp& f : follow_ups) {
     const eval::NeedleInfo& needle = c.needles.at(f.needle);
-    const std::vector<int64_t> copies = eval::mentions(c.prompt, needle.value, needle.begin, needle.end);
-    teach_answer(f.answer, static_cast<int64_t>(needle.value.size()), copies.empty() ? -1 : copies[0],
-                 copies.size() < 2 ? -1 : copies[1]);
+    const auto [copy, again] = first_two(eval::mentions(c.prompt, needle.value, needle.begin, needle.end));
+    teach_answer(f.answer, static_cast<int64_t>(needle.value.size()), copy, again);
   }
 }
 

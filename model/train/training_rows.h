@@ -55,13 +55,12 @@ struct FollowUp {
 // still holds its first needle.
 constexpr int64_t kFollowUpTokens = 28;
 
-// What follows the answer of a row with labelled facts when every fact is asked: each other
-// fact's question, in an order drawn from `rng` (not the text's: the order must not tell the
-// value), answered with its value and `answer_end`. `text_before` is the length of the text it
-// follows (passkey_training_text); each FollowUp is appended to `out` with its answer's offset
-// in the whole text. Empty for a case with one needle.
-std::string follow_up_text(const eval::PasskeyCase& c, const std::string& answer_end, int64_t text_before,
-                           std::mt19937_64& rng, std::vector<FollowUp>& out);
+// Appends to `text` (passkey_training_text) what follows the answer of a row with labelled facts
+// when every fact is asked: each other fact's question, in an order drawn from `rng` (not the
+// text's: the order must not tell the value), answered with its value and `answer_end`. Each
+// FollowUp is appended to `out` with its answer's offset in `text`. Nothing for one needle.
+void append_follow_ups(const eval::PasskeyCase& c, const std::string& answer_end, std::mt19937_64& rng, std::string& text,
+                       std::vector<FollowUp>& out);
 
 // Appends the targets of case `c` encoded as `enc` (passkey_training_text, then the text of
 // `follow_ups` if any), whose last tokens fill the end of batch row `row` of `row_length`
