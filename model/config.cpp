@@ -59,6 +59,7 @@ void ModelConfig::validate() const {
   check_range("summary_dim", summary_dim, 1, 4096);
   check_range("pool_slots", pool_slots, 1, 4096);
   check_range("note_window", note_window, 1, 65536);
+  check_range("memory_context", memory_context, 1, 64);
   check_range("cross_layer_period", cross_layer_period, 0, 256);
   check_range("cross_layer_groups", cross_layer_groups, 1, 256);
   if (cross_layer_groups > n_layers)
@@ -83,6 +84,7 @@ Json ModelConfig::to_json() const {
   j["summary_dim"] = summary_dim;
   j["pool_slots"] = pool_slots;
   j["note_window"] = note_window;
+  if (memory_context != 1) j["memory_context"] = memory_context;  // written where used: older readers load the rest
   j["cross_layer_period"] = cross_layer_period;
   j["cross_layer_groups"] = cross_layer_groups;
   j["tau_note"] = tau_note;
@@ -100,7 +102,7 @@ Json ModelConfig::to_json() const {
 ModelConfig ModelConfig::from_json(const Json& j) {
   static const std::set<std::string> known = {
       "vocab_size", "d_model", "n_layers", "d_inner", "d_state", "dt_rank", "conv_kernel",
-      "summary_dim", "pool_slots", "note_window", "cross_layer_period", "cross_layer_groups",
+      "summary_dim", "pool_slots", "note_window", "memory_context", "cross_layer_period", "cross_layer_groups",
       "tau_note", "tau_retrieve", "importance", "pool_policy", "fusion", "memory", "norm_eps",
       "fusion_init_scale", "fusion_gain"};
   ModelConfig c;
@@ -118,6 +120,7 @@ ModelConfig ModelConfig::from_json(const Json& j) {
       else if (key == "summary_dim") c.summary_dim = value.as_int(key);
       else if (key == "pool_slots") c.pool_slots = value.as_int(key);
       else if (key == "note_window") c.note_window = value.as_int(key);
+      else if (key == "memory_context") c.memory_context = value.as_int(key);
       else if (key == "cross_layer_period") c.cross_layer_period = value.as_int(key);
       else if (key == "cross_layer_groups") c.cross_layer_groups = value.as_int(key);
       else if (key == "tau_note") c.tau_note = value.as_double(key);

@@ -29,6 +29,10 @@ struct ModelConfig {
   int64_t summary_dim = 64;       // S
   int64_t pool_slots = 50;        // K
   int64_t note_window = 1;        // w
+  // Tokens the memory's inputs span (docs/model.md, "C1"): summaries and queries are
+  // taken from a learned per-channel mix of the layer input over the last memory_context tokens.
+  // 1: the token alone, as in the paper.
+  int64_t memory_context = 1;
   int64_t cross_layer_period = 2; // p
   int64_t cross_layer_groups = 2; // g
   double tau_note = 0.3;          // tau1

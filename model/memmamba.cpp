@@ -54,7 +54,7 @@ MemMambaModel MemMambaModel::random(const ModelConfig& config, uint64_t seed) {
 torch::Tensor MemMambaModel::note_summaries(int64_t layer, const torch::Tensor& x) const {
   if (!config_.memory) throw std::invalid_argument("a Mamba-only model has no Note Block");
   if (layer < 0 || layer >= config_.n_layers) throw std::invalid_argument("layer out of range");
-  return note_inputs(config_, weights_, layer, x, false).summaries;
+  return note_inputs(config_, weights_, layer, memory_inputs(config_, weights_, layer, x, nullptr), false).summaries;
 }
 
 torch::Device MemMambaModel::device() const { return weights_["embedding.weight"].device(); }
@@ -94,9 +94,14 @@ void MemMambaModel::prepare_pools(RunState& state, const RunOptions& options) co
   if (!options.memory.enabled || !state.pools.empty()) return;
   // Made here, not with the state: a run without memory makes no pools (on a GPU each is a
   // handful of small fills, which a 4k-token run without memory would time).
-  for (int64_t l = 0; l < config_.n_layers; ++l)
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
     state.pools.push_back(new_layer_pool(config_, state.batch, device(), state.device_position,
                                          state.edits ? &state.edits->pool(l) : nullptr));
+    // Defined from the start, so that a captured step can re-bind it like the pool's tensors.
+    if (config_.memory_context > 1)
+      state.pools.back()->context_tail = torch::zeros({state.batch, config_.memory_context - 1, config_.d_model},
+                                                      weights_["embedding.weight"].options());
+  }
 }
 
 torch::Tensor MemMambaModel::logits(const torch::Tensor& hidden) const {
@@ -457,8 +462,10 @@ torch::Tensor MemMambaModel::step(const torch::Tensor& tokens_in, RunState& stat
         slots.push_back(&m.conv);
         slots.push_back(&m.ssm);
       }
-      for (auto& pool : state.pools)
+      for (auto& pool : state.pools) {
         for (torch::Tensor* t : pool->carried_tensors()) slots.push_back(t);
+        if (pool->context_tail.defined()) slots.push_back(&pool->context_tail);
+      }
       return slots;
     });
     if (state.position == before) state.position += 1;  // a replay runs no host code

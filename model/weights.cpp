@@ -10,6 +10,16 @@ namespace memmamba {
 
 std::string layer_prefix(int64_t layer) { return "layers." + std::to_string(layer) + "."; }
 
+void set_earlier_context_taps(Weights& weights, const ModelConfig& config, double earlier) {
+  if (!config.memory || config.memory_context < 2) throw std::invalid_argument("the config has no context mix");
+  for (int64_t l = 0; l < config.n_layers; ++l) {
+    const std::string name = layer_prefix(l) + "memory.context.weight";
+    auto taps = torch::full(weights[name].sizes(), earlier, weights[name].options());
+    taps.select(1, config.memory_context - 1).fill_(1.0);
+    weights.set(name, taps);
+  }
+}
+
 namespace {
 void add_attention(std::vector<ParamSpec>& out, const std::string& p, const ModelConfig& c) {
   const int64_t D = c.d_model, S = c.summary_dim;
@@ -37,6 +47,7 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c) {
       out.push_back({p + "note.importance.weight", {D}});
       out.push_back({p + "note.importance.bias", {1}});
       out.push_back({p + "note.summary.weight", {S, D}});
+      if (c.memory_context > 1) out.push_back({p + "memory.context.weight", {D, c.memory_context}});
       add_attention(out, p + "token_attention.", c);
       if (c.has_cross_layer(l)) add_attention(out, p + "layer_attention.", c);
     }
@@ -104,6 +115,11 @@ Weights Weights::random(const ModelConfig& c, uint64_t seed) {
       t = torch::zeros(spec.shape, opts);
     } else if (ends_with("fusion.scale")) {
       t = torch::full(spec.shape, c.fusion_init_scale, opts);
+    } else if (ends_with("memory.context.weight")) {
+      // The token alone at first (the last tap, as in a causal convolution): an untrained mix
+      // reads as the paper's memory, and training widens it.
+      t = torch::zeros(spec.shape, opts);
+      t.select(1, spec.shape[1] - 1).fill_(1.0);
     } else if (ends_with("note.importance.weight")) {
       t = uniform(spec.shape, 1.0 / std::sqrt(static_cast<double>(spec.shape[0])));
     } else {

@@ -44,4 +44,9 @@ class Weights {
 
 std::string layer_prefix(int64_t layer);
 
+// Sets every layer's context-mix taps (ModelConfig::memory_context > 1) to 1 on the token and
+// `earlier` on each token before it: a start from which the memory's keys and queries already
+// hold the words before a note (docs/model.md, "C1").
+void set_earlier_context_taps(Weights& weights, const ModelConfig& config, double earlier);
+
 }  // namespace memmamba

@@ -1,4 +1,6 @@
 // The memmamba command line: exit codes, messages, outputs, and Ctrl-C leaving nothing behind.
+#include <torch/torch.h>
+
 #include <QtTest/QtTest>
 #include <QProcess>
 #include <csignal>
@@ -201,6 +203,28 @@ class TestCli : public QObject {
                         small_config_, "--max-new", "4"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QVERIFY(r.err.contains("4 generated"));
+  }
+
+  // init --context-taps: the earlier taps of every layer's context mix, the token's at 1;
+  // refused for a config without a mix.
+  void initSetsContextTaps() {
+    const QString out = dir_.filePath("context.safetensors");
+    QCOMPARE(run_cli({"init", out, "--config", small_config_, "--context-taps", "0.25"}).code, 2);
+    ModelConfig c = ModelConfig::load(small_config_.toStdString());
+    c.memory_context = 4;
+    const QString config = dir_.filePath("context.json");
+    c.save(config.toStdString());
+    QCOMPARE(run_cli({"init", out, "--config", config, "--context-taps", "abc"}).code, 2);
+    Result r = run_cli({"init", out, "--config", config, "--context-taps", "0.25"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const Checkpoint ck = load_checkpoint(out.toStdString());
+    QCOMPARE(ck.config.memory_context, int64_t(4));
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const auto taps = ck.weights["layers." + std::to_string(l) + ".memory.context.weight"];
+      QCOMPARE(taps.sizes().vec(), (std::vector<int64_t>{c.d_model, 4}));
+      QVERIFY(taps.narrow(1, 0, 3).eq(0.25).all().item<bool>());
+      QVERIFY(taps.select(1, 3).eq(1.0).all().item<bool>());
+    }
   }
 
   void interruptLeavesNoFile() {

@@ -40,6 +40,7 @@ class TestJsonConfig : public QObject {
     c.fusion = FusionKind::Gated;
     c.tau_note = 0.25;
     c.fusion_gain = 2.5;
+    c.memory_context = 8;
     QTemporaryDir dir;
     const std::string path = dir.filePath("c.json").toStdString();
     c.save(path);
@@ -47,6 +48,9 @@ class TestJsonConfig : public QObject {
     QVERIFY(c == d);
     QCOMPARE(d.note_window, int64_t(4));
     QCOMPARE(d.fusion_gain, 2.5);
+    QCOMPARE(d.memory_context, int64_t(8));
+    QCOMPARE(ModelConfig::from_json(Json::parse("{}")).memory_context, int64_t(1));  // older checkpoints: the token alone
+    QVERIFY(!ModelConfig().to_json().contains("memory_context"));  // files without a mix stay readable by older builds
     QCOMPARE(ModelConfig::from_json(Json::parse("{}")).fusion_gain, 1.0);  // older checkpoints: as trained
     QCOMPARE(d.inner(), int64_t(512));
     QCOMPARE(d.rank(), int64_t(16));
@@ -59,6 +63,8 @@ class TestJsonConfig : public QObject {
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"pool_policy\": \"lru\"}"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"note_window\": 0}"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"fusion_gain\": -1}"));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"memory_context\": 0}"));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"memory_context\": 65}"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"fusion_gain\": 1e9}"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("{\"cross_layer_groups\": 9, \"n_layers\": 8}"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, load("[1, 2]"));

@@ -280,10 +280,40 @@ class TestModelEquivalence : public QObject {
     }
   }
 
+  // The context mix (memory_context): summaries and queries read the last k layer inputs. Step
+  // mode, chunks shorter than the mix and whole sequences agree; the untrained mix (the token
+  // alone) is the paper's memory; trained taps change what the memory reads; gradients reach them.
+  void contextMixKeepsParallelAndStepEqual() {
+    ModelConfig c = testing::tiny_config();
+    torch::manual_seed(4);
+    auto tokens = torch::randint(0, c.vocab_size, {2, 40}, torch::kInt64);
+    const MemMambaModel plain = MemMambaModel::random(c, 6);
+    c.memory_context = 4;
+    Weights w = Weights::random(c, 6);
+    const MemMambaModel untrained(c, w);
+    RunOptions o = untrained.default_options();
+    torch::NoGradGuard no_grad;
+    const auto plain_logits = parallel_logits(plain, tokens, o, 1 << 20);
+    QVERIFY((parallel_logits(untrained, tokens, o, 1 << 20) - plain_logits).abs().max().item<double>() < 1e-5);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const std::string name = layer_prefix(l) + "memory.context.weight";
+      w.set(name, torch::randn(w[name].sizes()));
+    }
+    const MemMambaModel mixed(c, w);
+    const auto par = parallel_logits(mixed, tokens, o, 1 << 20);
+    QVERIFY2((par - plain_logits).abs().max().item<double>() > 1e-3, "the taps change what the memory reads");
+    const double step_diff = (par - step_logits(mixed, tokens, o)).abs().max().item<double>();
+    QVERIFY2(step_diff < 1e-4, qPrintable(QString("max |parallel - step| = %1").arg(step_diff)));
+    for (int64_t chunk : {2, 5})
+      QVERIFY2((parallel_logits(mixed, tokens, o, chunk) - par).abs().max().item<double>() < 1e-4,
+               qPrintable(QString("chunks of %1").arg(chunk)));
+  }
+
   void gradientsReachTheNoteBlock() {
-    for (const char* rule : {"learned", "novelty"}) {
+    for (const char* rule : {"learned", "novelty", "novelty, context mix"}) {
       ModelConfig c = testing::tiny_config();
-      c.importance = importance_rule_from_string(rule);
+      c.importance = importance_rule_from_string(std::string(rule).substr(0, 7) == "learned" ? "learned" : "novelty");
+      if (std::string(rule).find("context") != std::string::npos) c.memory_context = 4;
       c.tau_note = std::string(rule) == "learned" ? 0.4 : 0.2;
       Weights w = Weights::random(c, 3);
       w.set_requires_grad(true);
@@ -303,6 +333,7 @@ class TestModelEquivalence : public QObject {
       QVERIFY2(grad_norm("layers.1.token_attention.q.weight") > 0, rule);
       QVERIFY2(grad_norm("layers.1.layer_attention.k.weight") > 0, rule);
       QVERIFY2(grad_norm("layers.0.mixer.A_log") > 0, rule);
+      if (c.memory_context > 1) QVERIFY2(grad_norm("layers.1.memory.context.weight") > 0, rule);
       if (std::string(rule) == "learned") QVERIFY(grad_norm("layers.0.note.importance.weight") > 0);
     }
   }

@@ -19,7 +19,8 @@
 #               passkey rows, default 0.5)
 #   Gmem        fresh memory weights over a Mamba file's backbone ($F_MAMBA, default the bundled
 #               Mamba-small) on Fmem's rows, three losses, $G_BLIND of the needles blind (0.5);
-#               with Fmamba on the same settings it is the G1 pair (docs/model.md, "G1")
+#               with Fmamba on the same settings it is the G1 pair (docs/model.md, "G1"); $G_CONTEXT
+#               sets the memory's context mix (memory_context), $G_CONTEXT_TAPS its earlier taps
 # Each stage writes $RUNS/NAME/model.safetensors; A3 and the B stages also a bf16 copy under $OUT.
 # Usage: [STEPS_A1=n ...] tools/gpu_retrain.sh STAGE...
 set -euo pipefail
@@ -39,7 +40,11 @@ fresh_memory() {
  "memory": true, "n_layers": 8, "norm_eps": 1e-05, "note_window": 1, "pool_policy": "priority", "pool_slots": 50,
  "summary_dim": 64, "tau_note": 0.75, "tau_retrieve": -1.0, "vocab_size": 8192}
 JSON
-  "$cli" init "$runs/memory-init.safetensors" --config "$runs/memmamba.json" --seed 24 >/dev/null
+  # $G_CONTEXT: tokens the memory's summaries and queries span (docs/model.md, "C1")
+  [ -n "${G_CONTEXT:-}" ] && sed -i "s/\"note_window\": 1,/\"note_window\": 1, \"memory_context\": $G_CONTEXT,/" "$runs/memmamba.json"
+  local taps=()  # $G_CONTEXT_TAPS: the untrained mix's weight on each earlier token
+  [ -n "${G_CONTEXT_TAPS:-}" ] && taps=(--context-taps "$G_CONTEXT_TAPS")
+  "$cli" init "$runs/memory-init.safetensors" --config "$runs/memmamba.json" --seed 24 "${taps[@]}" >/dev/null
 }
 for stage in "$@"; do
   start=$(date +%s)

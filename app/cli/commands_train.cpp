@@ -93,18 +93,25 @@ int cmd_convert(const std::vector<std::string>& argv) {
 }
 
 int cmd_init(const std::vector<std::string>& argv) {
-  Args args(argv, {"config", "seed", "dtype"}, {"help"});
+  Args args(argv, {"config", "seed", "dtype", "context-taps"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 1) {
-    std::printf("usage: memmamba init OUT.safetensors [--config FILE] [--seed 0] [--dtype f32|bf16|f16]\n\n"
+    std::printf("usage: memmamba init OUT.safetensors [--config FILE] [--seed 0] [--dtype f32|bf16|f16]\n"
+                "                     [--context-taps X]\n\n"
                 "Writes untrained random weights of the config (default: the small model), e.g. a\n"
-                "starting point for `memmamba train --init` or a small checkpoint for tests.\n");
+                "starting point for `memmamba train --init` or a small checkpoint for tests.\n"
+                "  --context-taps X  for a config with memory_context > 1: the context mix's weight on\n"
+                "                    each earlier token (default 0, the token alone; docs/model.md, C1)\n");
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string dtype = args.get("dtype", "f32");
   const DType storage = storage_dtype(dtype);
   const ModelConfig config = args.has("config") ? ModelConfig::load(args.get("config", "")) : ModelConfig{};
   const int64_t seed = args.get_int("seed", 0, 0, INT64_MAX);
-  const MemMambaModel model = MemMambaModel::random(config, static_cast<uint64_t>(seed));
+  const double earlier_taps = args.get_double("context-taps", 0.0, -10.0, 10.0);
+  if (args.has("context-taps") && (!config.memory || config.memory_context < 2))
+    throw UsageError("--context-taps needs a config with the memory and memory_context of 2 or more");
+  MemMambaModel model = MemMambaModel::random(config, static_cast<uint64_t>(seed));
+  if (args.has("context-taps")) set_earlier_context_taps(model.mutable_weights(), config, earlier_taps);
   const std::string out = args.positionals()[0];
   save_checkpoint(out, model.config(), model.weights(), storage,
                   {{"description", "untrained random weights (memmamba init, seed " + std::to_string(seed) + ")"}});

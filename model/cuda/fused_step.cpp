@@ -83,7 +83,8 @@ bool fused_step_applies(const ModelConfig& c, const Weights& w, const RunOptions
   if (!ck::step_kernels_fit(dims_of(c, state.batch))) return false;
   const bool memory = memory_on(c, o);
   if (memory) {
-    if (c.fusion == FusionKind::Gated || c.cross_layer_groups > ck::kStepMaxUnion) return false;
+    // The fused kernels take summaries and queries from the token alone.
+    if (c.fusion == FusionKind::Gated || c.cross_layer_groups > ck::kStepMaxUnion || c.memory_context > 1) return false;
     // A state that has not run its memory yet gets its pools at the step's start.
     if (state.pools.empty()) {
       if (!gpu_pool_applies(c, w["embedding.weight"].device())) return false;

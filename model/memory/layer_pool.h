@@ -85,6 +85,11 @@ class LayerPool {
   virtual bool capturable() const = 0;
   // The carried pool tensors that a walk replaces with new ones (a captured graph re-binds them).
   virtual std::vector<torch::Tensor*> carried_tensors() = 0;
+
+  // The layer inputs of the last memory_context - 1 tokens [B, memory_context - 1, D], which the
+  // next chunk's context mix reads (ModelConfig::memory_context; undefined until a chunk ran,
+  // read as zeros).
+  torch::Tensor context_tail;
 };
 
 // The GPU walk where it applies (a CUDA build, a GPU model, windows of one token, no pool

@@ -144,6 +144,24 @@ std::vector<float> row_norms(const torch::Tensor& norms) {
 
 }  // namespace
 
+torch::Tensor memory_inputs(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x,
+                            torch::Tensor* tail) {
+  const int64_t k = c.memory_context;
+  if (k <= 1) return x;
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
+  const bool carried = tail && tail->defined() && tail->size(0) == B;
+  auto before = carried ? tail->to(x.dtype()) : torch::zeros({B, k - 1, D}, x.options());
+  auto padded = torch::cat({before, x}, 1);  // [B, k - 1 + T, D]
+  const auto taps = w[layer_prefix(layer) + "memory.context.weight"].to(x.dtype());  // [D, k], tap k-1 the token
+  torch::Tensor mixed;
+  for (int64_t i = 0; i < k; ++i) {
+    auto term = padded.narrow(1, i, T) * taps.select(1, i);
+    mixed = mixed.defined() ? mixed + term : term;
+  }
+  if (tail) *tail = padded.narrow(1, T, k - 1).detach().contiguous();
+  return mixed;
+}
+
 NoteInputs note_inputs(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x, bool learned_rule) {
   const std::string p = layer_prefix(layer);
   auto u = rms_norm(x, w[p + "note.norm.weight"], c.norm_eps);
@@ -166,7 +184,9 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
   if (edits) edits->thresholds(layer, settings.tau_note, settings.tau_retrieve);
 
   std::optional<profile::Section> section(std::in_place, "memory: note summaries", x.device());
-  const NoteInputs in = note_inputs(c, w, layer, x, settings.importance == ImportanceRule::Learned);
+  // Summaries and queries read the context mix; the fusion adds to x itself.
+  const torch::Tensor mixed = memory_inputs(c, w, layer, x, &pool.context_tail);
+  const NoteInputs in = note_inputs(c, w, layer, mixed, settings.importance == ImportanceRule::Learned);
   section.emplace("memory: pool walk", x.device());
   PoolWalkResult walked = pool.walk(in, settings, {pos0, observer != nullptr, static_cast<bool>(options.on_attention)});
   if (options.on_importance) options.on_importance(layer, pos0, walked.importance);
@@ -185,7 +205,7 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
     });
 
   const int64_t T = x.size(1);
-  const auto x_rows = x.reshape({B * T, x.size(2)});
+  const auto query_rows = mixed.reshape({B * T, x.size(2)});
   // What a read brings to the stream: the edits' masks, the tap and the observer's rows (a
   // batch of one), then its fusion term (and, observed, the term's norm per token).
   auto into_stream = [&](GatedRead read, bool cross_layer, const torch::Tensor& source, const SlotColumns& columns,
@@ -211,14 +231,14 @@ torch::Tensor memory_forward(const ModelConfig& c, const Weights& w, int64_t lay
   section.emplace("memory: token attention", x.device());
   const SequenceBank& own = bank.batch;
   const SlotColumns own_columns = observer ? own_pool_columns(layer, K, own.note_ids) : SlotColumns{};
-  const torch::Tensor out = x + into_stream(cross_token_attention(c, w, layer, x_rows, own, walked.triggered.reshape({-1})),
+  const torch::Tensor out = x + into_stream(cross_token_attention(c, w, layer, query_rows, own, walked.triggered.reshape({-1})),
                                             false, own.source, own_columns, "token_attention.");
   if (!c.has_cross_layer(layer)) return out;
 
   section.emplace("memory: cross-layer attention", x.device());
   const PoolUnion pools = pool_union(banks, cross_layer_first(c, layer), layer, K);
   const auto layer_term =
-      into_stream(cross_layer_attention(c, w, layer, x_rows, pools), true, pools.source, pools.columns, "layer_attention.");
+      into_stream(cross_layer_attention(c, w, layer, query_rows, pools), true, pools.source, pools.columns, "layer_attention.");
   return out + layer_term;
 }
 

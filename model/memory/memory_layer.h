@@ -24,8 +24,16 @@ struct LayerSignals {
   std::vector<uint8_t> flags;
 };
 
-// The Note Block's inputs s = W_N RMSNorm(x) [B, T, S] (and the learned importance) for x [B, T, D].
+// The Note Block's inputs s = W_N RMSNorm(x) [B, T, S] (and the learned importance) for x [B, T, D]
+// (the context mix's output where the config has one).
 NoteInputs note_inputs(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x, bool learned_rule);
+
+// What the memory's summaries and queries are taken from (ModelConfig::memory_context): x itself,
+// or per channel a learned mix of x over the token and the memory_context - 1 before it, a
+// causal depthwise convolution that reads `tail` (the inputs before x's first token, [B, k-1, D],
+// zeros where undefined). Sets `tail` to the last k - 1 inputs when given.
+torch::Tensor memory_inputs(const ModelConfig& c, const Weights& w, int64_t layer, const torch::Tensor& x,
+                            torch::Tensor* tail);
 
 // x: [B, T, D] the layer input at absolute position pos0; banks: this chunk's banks of
 // the layers below (this layer's is written). Returns x + F_tok + F_lay. For an observed

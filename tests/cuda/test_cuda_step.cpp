@@ -250,6 +250,39 @@ void chunk_graphs_match_direct_chunks() {
   check(cuda_ops::chunk_graph_replays() == before, "a run with the memory on replays no chunk graph");
 }
 
+// The context mix (ModelConfig::memory_context) leaves the fused kernels to the parallel pass
+// over one token; its steps (captured as a graph) after a parallel prompt, the GPU's parallel
+// pass and the CPU's agree, with the taps away from the token alone.
+void context_mix_steps_match_parallel() {
+  const torch::Device gpu(torch::kCUDA);
+  torch::NoGradGuard no_grad;
+  ModelConfig c;  // the default config: the GPU's own pool walk
+  c.memory_context = 8;
+  Weights w = Weights::random(c, 21);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string name = layer_prefix(l) + "memory.context.weight";
+    w.set(name, torch::rand(w[name].sizes()));
+  }
+  MemMambaModel cpu_model(c, w);
+  MemMambaModel model(c, w);
+  model.to(gpu);
+  const RunOptions options = model.default_options();
+  torch::manual_seed(8);
+  auto tokens = torch::randint(0, c.vocab_size, {2, 240}, torch::kInt64);
+  check(!cuda_ops::fused_step_applies(c, model.weights(), options, model.new_state(2)),
+        "the context mix runs its steps as parallel passes over one token");
+  RunState whole = model.new_state(2);
+  auto parallel = model.logits(model.forward(tokens.to(gpu), whole, options)).transpose(0, 1).to(torch::kCPU);
+  const double scale = std::max(1.0, parallel.abs().max().item<double>());
+  RunState host = cpu_model.new_state(2);
+  auto on_cpu = cpu_model.logits(cpu_model.forward(tokens, host, options)).transpose(0, 1);
+  const double cdiff = max_abs(parallel, on_cpu);
+  check(cdiff < 2e-3 * scale, "context mix: GPU parallel == CPU parallel, max |dlogit| " + std::to_string(cdiff));
+  const Stepped after = step_through(model, tokens, options, false, 120);
+  const double sdiff = max_abs(after.logits, parallel.narrow(0, 120, 120));
+  check(sdiff < 1e-4 * scale, "context mix: steps after a parallel prompt == parallel pass, " + std::to_string(sdiff));
+}
+
 }  // namespace
 
 int main() {
@@ -258,5 +291,6 @@ int main() {
     fused_step_follows_run_settings();
     bundled_model_on_a_book();
     chunk_graphs_match_direct_chunks();
+    context_mix_steps_match_parallel();
   });
 }
