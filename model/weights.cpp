@@ -10,13 +10,21 @@ namespace memmamba {
 
 std::string layer_prefix(int64_t layer) { return "layers." + std::to_string(layer) + "."; }
 
+namespace {
+// Context-mix taps [D, k]: 1 on the token (the last tap, as in a causal convolution), `earlier`
+// on each token before it.
+torch::Tensor context_taps(at::IntArrayRef shape, double earlier, const torch::TensorOptions& options) {
+  auto taps = torch::full(shape, earlier, options);
+  taps.select(1, shape[1] - 1).fill_(1.0);
+  return taps;
+}
+}  // namespace
+
 void set_earlier_context_taps(Weights& weights, const ModelConfig& config, double earlier) {
   if (!config.memory || config.memory_context < 2) throw std::invalid_argument("the config has no context mix");
   for (int64_t l = 0; l < config.n_layers; ++l) {
     const std::string name = layer_prefix(l) + "memory.context.weight";
-    auto taps = torch::full(weights[name].sizes(), earlier, weights[name].options());
-    taps.select(1, config.memory_context - 1).fill_(1.0);
-    weights.set(name, taps);
+    weights.set(name, context_taps(weights[name].sizes(), earlier, weights[name].options()));
   }
 }
 
@@ -116,10 +124,8 @@ Weights Weights::random(const ModelConfig& c, uint64_t seed) {
     } else if (ends_with("fusion.scale")) {
       t = torch::full(spec.shape, c.fusion_init_scale, opts);
     } else if (ends_with("memory.context.weight")) {
-      // The token alone at first (the last tap, as in a causal convolution): an untrained mix
-      // reads as the paper's memory, and training widens it.
-      t = torch::zeros(spec.shape, opts);
-      t.select(1, spec.shape[1] - 1).fill_(1.0);
+      // The token alone at first: an untrained mix reads as the paper's memory, and training widens it.
+      t = context_taps(spec.shape, 0.0, opts);
     } else if (ends_with("note.importance.weight")) {
       t = uniform(spec.shape, 1.0 / std::sqrt(static_cast<double>(spec.shape[0])));
     } else {

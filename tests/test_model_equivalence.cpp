@@ -310,10 +310,14 @@ class TestModelEquivalence : public QObject {
   }
 
   void gradientsReachTheNoteBlock() {
-    for (const char* rule : {"learned", "novelty", "novelty, context mix"}) {
+    struct Case {
+      const char* rule;
+      int64_t context;
+    };
+    for (const auto& [rule, context] : {Case{"learned", 1}, Case{"novelty", 1}, Case{"novelty", 4}}) {
       ModelConfig c = testing::tiny_config();
-      c.importance = importance_rule_from_string(std::string(rule).substr(0, 7) == "learned" ? "learned" : "novelty");
-      if (std::string(rule).find("context") != std::string::npos) c.memory_context = 4;
+      c.importance = importance_rule_from_string(rule);
+      c.memory_context = context;
       c.tau_note = std::string(rule) == "learned" ? 0.4 : 0.2;
       Weights w = Weights::random(c, 3);
       w.set_requires_grad(true);
