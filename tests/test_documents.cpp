@@ -204,10 +204,24 @@ class TestDocuments : public QObject {
       }
       QCOMPARE(QString::fromStdString(answered), QString::fromStdString(values));
       QCOMPARE(QString::fromStdString(read), QString::fromStdString(values));
+      // Each answer's first read, and no other, chooses its value by the label.
+      QCOMPARE(t.choice.size(), t.row.size());
+      std::vector<size_t> choice_at, value_starts{0};
+      for (size_t i = 0, at = 0; i < t.row.size(); ++i) {
+        if (t.choice[i]) choice_at.push_back(at);
+        const auto k = static_cast<size_t>(t.query[i] + 1 - shift);
+        at += stripped(text.substr(static_cast<size_t>(enc.begin[k]), static_cast<size_t>(enc.end[k] - enc.begin[k]))).size();
+      }
+      for (size_t j = 0; j < follow_ups.size(); ++j)
+        value_starts.push_back(value_starts.back() +
+                               (j == 0 ? c.key.size() : c.needles[follow_ups[j - 1].needle].value.size()));
+      QCOMPARE(choice_at, value_starts);
       QCOMPARE(t.end_row.size(), size_t{4});  // every answer's end
       RetrievalTargets asked_only;
       add_retrieval_targets(c, enc, 1, row_length, asked_only);
       QCOMPARE(asked_only.end_row.size(), size_t{1});
+      QCOMPARE(std::count(asked_only.choice.begin(), asked_only.choice.end(), uint8_t{1}), std::ptrdiff_t{1});
+      QCOMPARE(asked_only.choice.front(), uint8_t{1});
     }
     QVERIFY2(in_text_order < 5, "follow-up questions ask the facts in the text's order");
     // A single key has no fact to follow up.
@@ -217,6 +231,12 @@ class TestDocuments : public QObject {
     std::string unchanged = "text";
     append_follow_ups(one, ".", rng, unchanged, none);
     QVERIFY(unchanged == "text" && none.empty());
+    // ... and nothing to choose between: no read of its answer is a choice.
+    RetrievalTargets single;
+    const Encoding one_enc = tok.encode(passkey_training_text(one));
+    add_retrieval_targets(one, one_enc, 0, static_cast<int64_t>(one_enc.ids.size()), single);
+    QVERIFY(!single.row.empty());
+    QCOMPARE(std::count(single.choice.begin(), single.choice.end(), uint8_t{1}), std::ptrdiff_t{0});
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, fact_question(one, 0));
   }
 };

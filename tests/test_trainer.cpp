@@ -513,6 +513,51 @@ class TestTrainer : public QObject {
       QVERIFY2(std::abs(x - y) <= 1e-5 * (1 + std::abs(x)), qPrintable(QString("%1 alone, %2 in a batch").arg(x).arg(y)));
   }
 
+  // The reads that choose a fact's value by its label (RetrievalTargets::choice) weigh W times
+  // the others in the retrieval and answer losses' means, and report their own attention.
+  void choiceReadsWeighMoreAndReportTheirAttention() {
+    ModelConfig c = testing::tiny_config();
+    c.pool_slots = 64;
+    c.tau_note = 0.01;      // nearly every token noted: the targets' notes are visible
+    c.tau_retrieve = -1.0;  // every row reads: every target is used, so the means are exact
+    const MemMambaModel model = MemMambaModel::random(c, 17);
+    torch::manual_seed(17);
+    const auto tokens = torch::randint(0, c.vocab_size, {1, 49}, torch::kInt64);
+    RetrievalTargets mixed;
+    mixed.row = {0, 0, 0};
+    mixed.query = {30, 31, 32};
+    mixed.first = {10, 11, 12};
+    mixed.second = {20, 21, -1};
+    mixed.choice = {1, 0, 0};
+    RetrievalTargets chooses, follows;
+    chooses.row = {0};
+    chooses.query = {30};
+    chooses.first = {10};
+    chooses.second = {20};
+    chooses.choice = {1};
+    follows.row = {0, 0};
+    follows.query = {31, 32};
+    follows.first = {11, 12};
+    follows.second = {21, -1};
+    LossWeights weights{1, 1, 0};
+    const SequenceLoss one = sequence_loss(model, tokens, &chooses, weights);
+    const SequenceLoss rest = sequence_loss(model, tokens, &follows, weights);
+    const SequenceLoss even = sequence_loss(model, tokens, &mixed, weights);
+    weights.choice = 5;
+    const SequenceLoss heavy = sequence_loss(model, tokens, &mixed, weights);
+    QVERIFY2(one.coverage == 1 && rest.coverage == 1 && even.coverage == 1, "every target read");
+    qInfo("retrieval: choice %.4f rest %.4f even %.4f heavy %.4f", one.retrieval, rest.retrieval, even.retrieval,
+          heavy.retrieval);
+    const auto mean = [](double choice, double others, double w) { return (w * choice + 2 * others) / (w + 2); };
+    QVERIFY(std::abs(one.retrieval - rest.retrieval) > 1e-3);  // the weighting is visible
+    QVERIFY(std::abs(even.retrieval - mean(one.retrieval, rest.retrieval, 1)) < 1e-5);
+    QVERIFY(std::abs(heavy.retrieval - mean(one.retrieval, rest.retrieval, 5)) < 1e-5);
+    QVERIFY(std::abs(heavy.answer - mean(one.answer, rest.answer, 5)) < 1e-5);
+    // The choice's attention is that read's alone; without a choice read there is none.
+    QVERIFY(std::abs(heavy.choice_attention - one.key_attention) < 1e-6);
+    QVERIFY(std::isnan(rest.choice_attention));
+  }
+
   void importanceTapTeachesSelection() {
     // A hinge on the tapped importance (as the selection loss builds it) lifts a token that
     // was not noted over the threshold: novelty stays differentiable through the summaries.

@@ -163,7 +163,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length", "blind-needles", "blind-margin", "document-rows", "case-mix", "key-digits", "bucket-mb",
                    "surprise-notes", "surprise-share", "surprise-band",
-                   "note-margin"});
+                   "note-margin", "choice-weight"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end",
                                          "follow-up-questions"});
   if (args.flag("help")) {
@@ -204,6 +204,9 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --answer-end TEXT     what follows the key in a passkey row (default \".\")\n"
                 "  --note-loss W         weight of the selection loss: the needle's key tokens are taught to clear\n"
                 "                        the note threshold in every layer (memory models, default 0)\n"
+                "  --choice-weight W     in rows with labelled facts, how much more each answer's first piece,\n"
+                "                        the one that chooses a value by its label, counts in the retrieval and\n"
+                "                        answer losses' means (default 1)\n"
                 "  --note-margin X       how far above tau1 the selection loss lifts a key's importance, its\n"
                 "                        priority in the pool (default 0.05)\n"
                 "  --surprise-notes W    weight of the surprise selection loss, on every row: the tokens the model\n"
@@ -340,6 +343,12 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.answer_loss_weight = args.get_double("answer-loss", 0.0, 0.0, 1e3);
   o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);
   o.note_loss_margin = args.get_double("note-margin", 0.05, 0.0, 1.0);
+  o.choice_weight = args.get_double("choice-weight", 1.0, 1.0, 1e3);
+  if (args.has("choice-weight") &&
+      (!o.varied_cases || (o.case_mix != "all" && o.case_mix != "facts" && o.case_mix != "composed-facts")))
+    throw UsageError("--choice-weight needs rows with labelled facts (--varied-cases with --case-mix all, facts or composed-facts)");
+  if (args.has("choice-weight") && o.retrieval_loss_weight <= 0 && o.answer_loss_weight <= 0)
+    throw UsageError("--choice-weight weighs the retrieval and answer losses: give --retrieval-loss or --answer-loss");
   o.surprise_note_weight = args.get_double("surprise-notes", 0.0, 0.0, 1e3);
   o.surprise_note_share = args.get_double("surprise-share", 0.01, 1e-4, 0.5);
   o.surprise_note_band = args.get_double("surprise-band", 0.05, 0.02, 1.0);
@@ -367,6 +376,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (!std::isnan(p.retrieval_loss))
       std::fprintf(stderr, "  retrieval %.3f  key attention %.3f  coverage %.2f", p.retrieval_loss, p.key_attention,
                    p.retrieval_coverage);
+    if (!std::isnan(p.choice_attention)) std::fprintf(stderr, "  choice attention %.3f", p.choice_attention);
     if (!std::isnan(p.eval_loss)) std::fprintf(stderr, "  held-out %.4f  notes %.3f", p.eval_loss, p.note_rate);
     std::fprintf(stderr, "\n");
     return !g_interrupted.load();

@@ -15,6 +15,8 @@ void accumulate(torch::Tensor& sum, const torch::Tensor& value) { sum = sum.defi
 
 struct RetrievalStats {
   torch::Tensor loss_sum, mass_sum, used;  // scalars on the device (undefined when nothing was tapped)
+  torch::Tensor weighted_used;             // the loss's denominator: used reads x their weights
+  torch::Tensor choice_mass_sum, choice_used;  // the same for the reads that choose by a label
   int64_t candidates = 0;                  // answer pieces x attentions that could have been supervised
 };
 
@@ -22,15 +24,23 @@ struct RetrievalStats {
 // of the attention mass that each pool attention puts on the notes of that piece in the
 // needle (only where such a note is visible and the attention reaches the stream). The
 // targets of every row are one set of batch rows (row * T + query), so each attention costs
-// the same few operators whatever the batch's size.
-std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& targets, int64_t T,
+// the same few operators whatever the batch's size. Reads that choose a value by its label
+// weigh `choice_weight` times the others.
+std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& targets, int64_t T, double choice_weight,
                                                        const torch::Device& device, RetrievalStats& stats) {
-  struct Flat { torch::Tensor query, first, second; int64_t count; };
+  struct Flat { torch::Tensor query, first, second, choice, weight; int64_t count; };
   auto opts = torch::TensorOptions().dtype(torch::kInt64);
   std::vector<int64_t> query(targets.row.size());
-  for (size_t i = 0; i < targets.row.size(); ++i) query[i] = targets.row[i] * T + targets.query[i];
+  std::vector<float> choice(targets.row.size()), weight(targets.row.size());
+  for (size_t i = 0; i < targets.row.size(); ++i) {
+    query[i] = targets.row[i] * T + targets.query[i];
+    choice[i] = i < targets.choice.size() && targets.choice[i] ? 1.f : 0.f;
+    weight[i] = choice[i] > 0 ? static_cast<float>(choice_weight) : 1.f;
+  }
+  auto floats = torch::TensorOptions().dtype(torch::kFloat32);
   auto flat = std::make_shared<Flat>(Flat{torch::tensor(query, opts).to(device), torch::tensor(targets.first, opts).to(device),
                                           torch::tensor(targets.second, opts).to(device),
+                                          torch::tensor(choice, floats).to(device), torch::tensor(weight, floats).to(device),
                                           static_cast<int64_t>(query.size())});
   return [flat, T, &stats](const AttentionTap& tap) {
     if (flat->count == 0 || tap.pos0 != 0 || tap.tokens != T) return;  // training runs each row as one chunk
@@ -43,9 +53,12 @@ std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& t
     auto hit = source.ge(0) & (source.eq(flat->first.unsqueeze(1)) | source.eq(flat->second.unsqueeze(1)));
     auto mass = (weights * hit.to(torch::kFloat32)).sum(1);
     auto use = (tr.ge(0) & hit.any(1) & tap.applied.index_select(0, safe)).to(torch::kFloat32);
-    accumulate(stats.loss_sum, (-(mass + 1e-6).log() * use).sum());
+    accumulate(stats.loss_sum, (-(mass + 1e-6).log() * use * flat->weight).sum());
+    accumulate(stats.weighted_used, (use * flat->weight).sum());
     accumulate(stats.mass_sum, (mass.detach() * use).sum());
     accumulate(stats.used, use.sum());
+    accumulate(stats.choice_mass_sum, (mass.detach() * use * flat->choice).sum());
+    accumulate(stats.choice_used, (use * flat->choice).sum());
     stats.candidates += flat->count;
   };
 }
@@ -154,7 +167,7 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   const bool has_targets = targets && (!targets->row.empty() || !targets->end_row.empty());
   RetrievalStats stats;
   const bool tapped = has_targets && model.config().memory && retrieval_weight > 0;
-  if (tapped) o.on_attention = retrieval_tap(*targets, T, batch.device(), stats);
+  if (tapped) o.on_attention = retrieval_tap(*targets, T, weights.choice, batch.device(), stats);
   SelectionStats selection;
   const bool selecting = has_targets && model.config().memory && note_weight > 0;
   if (selecting) o.on_importance = selection_tap(*targets, T, o.memory.tau_note, weights.note_margin, batch.device(), selection);
@@ -195,7 +208,18 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
     auto query = torch::tensor(query_list, opts).to(logits.device());
     auto answer_logits = logits.index({answer_rows, query}).to(torch::kFloat32);
     auto labels = batch.to(logits.device()).index({answer_rows, query + 1});
-    auto answer = torch::nn::functional::cross_entropy(answer_logits, labels);
+    torch::Tensor answer;
+    if (weights.choice == 1.0) {
+      answer = torch::nn::functional::cross_entropy(answer_logits, labels);
+    } else {
+      std::vector<float> piece_weight(row_list.size(), 1.f);
+      for (size_t i = 0; i < targets->choice.size() && i < targets->row.size(); ++i)
+        if (targets->choice[i]) piece_weight[i] = static_cast<float>(weights.choice);
+      auto w = torch::tensor(piece_weight, torch::TensorOptions().dtype(torch::kFloat32)).to(logits.device());
+      auto each = torch::nn::functional::cross_entropy(answer_logits, labels,
+                                                       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+      answer = (each * w).sum() / w.sum();
+    }
     out.total = out.total + answer_weight * answer;
     out.answer = answer.item<double>();
   }
@@ -207,11 +231,13 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   }
   if (tapped && stats.used.defined()) {
     const double used = stats.used.item<double>();
-    auto retrieval = stats.loss_sum / std::max(used, 1.0);
+    auto retrieval = stats.loss_sum / stats.weighted_used.clamp_min(1.0);
     out.total = out.total + retrieval_weight * retrieval;
     out.retrieval = retrieval.item<double>();
     out.key_attention = used > 0 ? stats.mass_sum.item<double>() / used : std::nan("");
     out.coverage = used / static_cast<double>(std::max<int64_t>(stats.candidates, 1));
+    const double choice_used = stats.choice_used.item<double>();
+    if (choice_used > 0) out.choice_attention = stats.choice_mass_sum.item<double>() / choice_used;
   }
   return out;
 }

@@ -20,6 +20,9 @@ struct LossWeights {
   double surprise_note = 0;    // weight of the surprise selection loss
   double surprise_share = 0;   // share of each row's tokens, the most surprising, that are its targets
   double surprise_band = 0.05;  // their importance is taught to lie between tau1 + 0.01 and tau1 + this
+  // How much more the reads and answer pieces that choose a fact's value by its label
+  // (RetrievalTargets::choice) count in the retrieval and answer losses' means than the others.
+  double choice = 1;
 };
 
 struct SequenceLoss {
@@ -27,6 +30,8 @@ struct SequenceLoss {
   torch::Tensor lm;
   double retrieval = std::nan(""), key_attention = std::nan(""), coverage = std::nan(""), answer = std::nan("");
   double note = std::nan(""), key_noted = std::nan("");
+  // Mean attention mass on the asked value's note at the reads that choose it by its label.
+  double choice_attention = std::nan("");
   // Surprise selection loss; shares of surprising and of predictable tokens x layers noted.
   double surprise_note = std::nan(""), surprising_noted = std::nan(""), predictable_noted = std::nan("");
 };

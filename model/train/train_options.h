@@ -87,6 +87,9 @@ struct TrainOptions {
   double note_loss_weight = 0;
   // How far above tau1 the selection loss lifts a key (its priority in the pool).
   double note_loss_margin = 0.05;
+  // How much more, in the retrieval and answer losses, each answer's first piece counts in rows
+  // with several labelled facts (--choice-weight): the read that chooses a value by its label.
+  double choice_weight = 1;
   // The surprise selection loss (MemMamba only), on every row: the `surprise_note_share` of the
   // row's tokens that the model found hardest to predict are taught to clear tau1 and the
   // tokens easier than the row's median to stay under it, so a book's notes go to names,
@@ -113,6 +116,8 @@ struct TrainProgress {
   double answer_loss = std::nan("");  // cross-entropy on the answers' key pieces and end, with --answer-loss
   // Selection loss and the share of key tokens x layers noted, with --note-loss.
   double note_loss = std::nan(""), key_noted = std::nan("");
+  // Mean attention mass on the asked value's note where an answer chooses among labelled facts.
+  double choice_attention = std::nan("");
   // Surprise selection loss and the shares of surprising and predictable tokens x layers noted.
   double surprise_loss = std::nan(""), surprising_noted = std::nan(""), predictable_noted = std::nan("");
 };

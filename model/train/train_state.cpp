@@ -134,10 +134,14 @@ std::string start_metrics_log(const TrainOptions& o, int64_t start_step) {
         }
       }
     }
-    if (kept.empty())
-      kept.push_back("step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows,"
-                     "retrieval_loss,key_attention,retrieval_coverage,answer_loss,note_loss,key_noted,"
-                     "surprise_loss,surprising_noted,predictable_noted");
+    // The header is always this version's: a log resumed from an older one keeps its rows, which
+    // lack the newer columns at the end.
+    const std::string header =
+        "step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows,"
+        "retrieval_loss,key_attention,retrieval_coverage,answer_loss,note_loss,key_noted,"
+        "surprise_loss,surprising_noted,predictable_noted,choice_attention";
+    if (kept.empty()) kept.push_back(header);
+    else kept.front() = header;
     std::string text;
     for (const auto& l : kept) text += l + "\n";
     write_file_atomic(metrics, text);
@@ -150,7 +154,7 @@ void append_metrics_row(std::ostream& log, const TrainProgress& pr, int passkey_
       << pr.tokens_per_second << ',' << pr.eval_loss << ',' << pr.note_rate << ',' << passkey_rows << ','
       << pr.retrieval_loss << ',' << pr.key_attention << ',' << pr.retrieval_coverage << ',' << pr.answer_loss << ','
       << pr.note_loss << ',' << pr.key_noted << ',' << pr.surprise_loss << ',' << pr.surprising_noted << ','
-      << pr.predictable_noted << '\n';
+      << pr.predictable_noted << ',' << pr.choice_attention << '\n';
   log.flush();
 }
 

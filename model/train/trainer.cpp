@@ -219,12 +219,13 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   profile::Timeline timeline(o.cuda, world && world->size() > 1 ? ".rank" + std::to_string(world->rank()) : "");
   const LossWeights loss_weights{o.retrieval_loss_weight, o.answer_loss_weight, o.note_loss_weight,
                                  o.note_loss_margin, o.surprise_note_weight, o.surprise_note_share,
-                                 o.surprise_note_band};
+                                 o.surprise_note_band, o.choice_weight};
   for (; step < o.steps; ++step) {
     timeline.before_step(step);
     const double lr = learning_rate_at(step, o);
     double loss_sum = 0;
-    StepMean retrieval, key_attention, coverage, answer, note, key_noted, surprise, surprising_noted, predictable_noted;
+    StepMean retrieval, key_attention, coverage, answer, note, key_noted, surprise, surprising_noted, predictable_noted,
+        choice_attention;
     int passkeys = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
@@ -247,6 +248,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       const double loss_value = losses.lm.item<double>();
       retrieval.add(losses.retrieval);
       key_attention.add(losses.key_attention);
+      choice_attention.add(losses.choice_attention);
       coverage.add(losses.coverage);
       answer.add(losses.answer);
       note.add(losses.note);
@@ -269,7 +271,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       gradient_sync->finish();
       sum_over_ranks(*world, device, loss_sum, passkeys,
                      {&retrieval, &key_attention, &coverage, &answer, &note, &key_noted, &surprise, &surprising_noted,
-                      &predictable_noted});
+                      &predictable_noted, &choice_attention});
     }
     std::optional<profile::Section> section(std::in_place, "train: clip and optimizer", device);
     const double grad_norm = clip_gradients(opt.params, o.clip);
@@ -284,6 +286,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
                      static_cast<double>(o.batch * o.seq_len) / std::max(secs, 1e-9), std::nan(""), std::nan("")};
     pr.retrieval_loss = retrieval.value();
     pr.key_attention = key_attention.value();
+    pr.choice_attention = choice_attention.value();
     pr.retrieval_coverage = coverage.value();
     pr.answer_loss = answer.value();
     pr.note_loss = note.value();

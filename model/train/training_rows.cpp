@@ -61,6 +61,9 @@ void append_targets(const RetrievalTargets& from, RetrievalTargets& to) {
   to.query.insert(to.query.end(), from.query.begin(), from.query.end());
   to.first.insert(to.first.end(), from.first.begin(), from.first.end());
   to.second.insert(to.second.end(), from.second.begin(), from.second.end());
+  to.choice.resize(to.row.size() - from.row.size(), 0);
+  to.choice.insert(to.choice.end(), from.choice.begin(), from.choice.end());
+  to.choice.resize(to.row.size(), 0);
   to.end_row.insert(to.end_row.end(), from.end_row.begin(), from.end_row.end());
   to.end_query.insert(to.end_query.end(), from.end_query.begin(), from.end_query.end());
   to.other_value_row.insert(to.other_value_row.end(), from.other_value_row.begin(), from.other_value_row.end());
@@ -275,7 +278,10 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
   auto at = [&](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
   // The row position of the needle piece `offset` bytes into a value's copy (-1 where cut off).
   auto in_copy = [&](int64_t copy, int64_t offset) { return copy >= 0 ? at(token_at_byte(enc, copy + offset)) : int64_t{-1}; };
-  auto add_read = [&](int64_t query, int64_t a, int64_t b) {
+  const bool labelled = c.needles.size() >= 2;
+  auto add_read = [&](int64_t query, int64_t a, int64_t b, bool choice = false) {
+    out.choice.resize(out.row.size(), 0);
+    out.choice.push_back(choice ? 1 : 0);
     out.row.push_back(row);
     out.query.push_back(query);
     out.first.push_back(a);
@@ -285,11 +291,13 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
   // bytes `first` and `second` (-1 where absent): each piece reads the piece of a copy that
   // holds the same bytes, then the answer's end.
   auto teach_answer = [&](int64_t answer, int64_t value_length, int64_t first, int64_t second) {
+    bool first_piece = true;
     for_each_piece(enc, answer, answer + value_length, [&](int64_t i) {
       const int64_t offset = std::max(enc.begin[i], answer) - answer;
       const int64_t query = at(i) - 1;
       const int64_t a = in_copy(first, offset), b = in_copy(second, offset);
-      if (query >= 0 && (a >= 0 || b >= 0)) add_read(query, a, b);
+      if (query >= 0 && (a >= 0 || b >= 0)) add_read(query, a, b, labelled && first_piece);
+      first_piece = false;
     });
     // The answer's end: the first piece that begins after the value (pieces are in text order).
     const auto after = std::lower_bound(enc.begin.begin(), enc.begin.end(), answer + value_length);

@@ -28,6 +28,10 @@ namespace memmamba {
 // `first`/`second` are the needle's pieces right after each key copy (end_row stays empty).
 struct RetrievalTargets {
   std::vector<int64_t> row, query, first, second;
+  // Per read (beside `row`): 1 where it is the first piece of an answer in a row with several
+  // labelled facts, the read that has to choose a value by its label; the pieces after it can
+  // follow the digits already written. Shorter than `row` (or empty) means 0 for the rest.
+  std::vector<uint8_t> choice;
   std::vector<int64_t> end_row, end_query;
   // Row positions of the tokens of every needle's value that was not asked (rows with several
   // facts): the question could have asked any of them, so the selection loss lifts them too.
