@@ -146,6 +146,51 @@ class TestPasskey : public QObject {
     QVERIFY(held.cut_short + held.ran_on > 0 && held.cut_short + held.ran_on <= held.misses);
   }
 
+  // Facts grids: hits split by where the asked fact stands in the text, and the misses that
+  // answer another fact's value; passkey records and malformed needles are left out of both.
+  void breaksFactsDownByTheAskedFactsPlace() {
+    Json cases = Json::array();
+    auto add = [&](std::vector<double> depths, int64_t asked, bool hit, const char* other) {
+      Json c = Json::object();
+      c["key"] = std::string("12345");
+      c["answer"] = std::string(hit ? "12345." : "99999.");
+      c["hit"] = hit;
+      Json needles = Json::array();
+      for (double d : depths) {
+        Json n = Json::object();
+        n["actual_depth"] = d;
+        needles.push_back(n);
+      }
+      c["needles"] = needles;
+      c["asked"] = asked;
+      c["answered_other_fact"] = std::string(other);
+      cases.push_back(c);
+    };
+    add({0.1, 0.8}, 0, true, "");             // asked first, found
+    add({0.7, 0.2, 0.5}, 1, true, "");        // asked first though not the first needle listed
+    add({0.1, 0.8}, 1, false, "blue box");    // asked later, the first fact's value answered
+    add({0.9, 0.3}, 0, false, "");            // asked later, no value answered
+    add({0.2, 0.6, 0.4}, 2, true, "");        // asked second of three
+    add({0.2, 0.6}, 5, false, "red door");    // asked out of range: not counted
+    Json plain = Json::object();              // a passkey record
+    plain["key"] = std::string("4557");
+    plain["answer"] = std::string("4557");
+    plain["hit"] = true;
+    cases.push_back(plain);
+    Json r = Json::object();
+    r["cases"] = cases;
+    const GridBreakdown b = grid_breakdown(r);
+    QCOMPARE(b.asked_first.cases, int64_t{2});
+    QCOMPARE(b.asked_first.hits, int64_t{2});
+    QCOMPARE(b.asked_later.cases, int64_t{3});
+    QCOMPARE(b.asked_later.hits, int64_t{1});
+    QCOMPARE(b.other_fact_answers, int64_t{1});
+    QCOMPARE(b.misses, int64_t{3});
+    QVERIFY2(b.describe().find("Hits with the asked fact first in the text: 2/2, later in it: 1/3; 1 misses answer another "
+                               "fact's value.") != std::string::npos,
+             b.describe().c_str());
+  }
+
   void scoresAnswers() {
     QVERIFY(passkey_found("71432", "71432"));
     QVERIFY(passkey_found(" The pass key is 71432.", "71432"));

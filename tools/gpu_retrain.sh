@@ -20,7 +20,8 @@
 #   Gmem        fresh memory weights over a Mamba file's backbone ($F_MAMBA, default the bundled
 #               Mamba-small) on Fmem's rows, three losses, $G_BLIND of the needles blind (0.5);
 #               with Fmamba on the same settings it is the G1 pair (docs/model.md, "G1"); $G_CONTEXT
-#               sets the memory's context mix (memory_context), $G_CONTEXT_TAPS its earlier taps
+#               sets the memory's context mix (memory_context), $G_CONTEXT_TAPS its earlier taps,
+#               $G_IMPORTANCE the note rule (novelty or learned)
 # Each stage writes $RUNS/NAME/model.safetensors; A3 and the B stages also a bf16 copy under $OUT.
 # Usage: [STEPS_A1=n ...] tools/gpu_retrain.sh STAGE...
 set -euo pipefail
@@ -42,6 +43,8 @@ fresh_memory() {
 JSON
   # $G_CONTEXT: tokens the memory's summaries and queries span (docs/model.md, "C1")
   [ -n "${G_CONTEXT:-}" ] && sed -i "s/\"note_window\": 1,/\"note_window\": 1, \"memory_context\": $G_CONTEXT,/" "$runs/memmamba.json"
+  # $G_IMPORTANCE: the note rule, novelty (the shipped one) or learned (docs/model.md, "C2")
+  [ -n "${G_IMPORTANCE:-}" ] && sed -i "s/\"importance\": \"novelty\"/\"importance\": \"$G_IMPORTANCE\"/" "$runs/memmamba.json"
   local taps=()  # $G_CONTEXT_TAPS: the untrained mix's weight on each earlier token
   [ -n "${G_CONTEXT_TAPS:-}" ] && taps=(--context-taps "$G_CONTEXT_TAPS")
   "$cli" init "$runs/memory-init.safetensors" --config "$runs/memmamba.json" --seed 24 "${taps[@]}" >/dev/null

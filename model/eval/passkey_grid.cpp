@@ -143,6 +143,32 @@ PasskeyGrid load_passkey_grid(const std::string& path, Json* results) {
   return grid;
 }
 
+namespace {
+// Where the asked fact stands among a facts case's needles in text order (0: first), by their
+// actual depths; -1 for a case without labelled facts or with a malformed record.
+int64_t asked_fact_order(const Json& c) {
+  if (!c.contains("needles") || !c.at("needles").is_array() || !c.contains("asked") || !c.at("asked").is_integer())
+    return -1;
+  const auto& needles = c.at("needles").as_array();
+  const int64_t asked = c.at("asked").as_int();
+  if (needles.size() < 2 || asked < 0 || asked >= static_cast<int64_t>(needles.size())) return -1;
+  auto depth = [&](size_t i) {
+    const Json& n = needles[i];
+    return n.is_object() && n.contains("actual_depth") && n.at("actual_depth").is_number() ? n.at("actual_depth").as_double()
+                                                                                           : std::nan("");
+  };
+  const double asked_depth = depth(static_cast<size_t>(asked));
+  if (std::isnan(asked_depth)) return -1;
+  int64_t before = 0;
+  for (size_t i = 0; i < needles.size(); ++i) {
+    const double d = depth(i);
+    if (std::isnan(d)) return -1;
+    before += d < asked_depth ? 1 : 0;
+  }
+  return before;
+}
+}  // namespace
+
 GridBreakdown grid_breakdown(const Json& results) {
   GridBreakdown out;
   if (!results.is_object() || !results.contains("cases") || !results.at("cases").is_array()) return out;
@@ -162,6 +188,14 @@ GridBreakdown grid_breakdown(const Json& results) {
     };
     count(lengths, static_cast<int64_t>(key.size()));
     if (c.contains("wording") && c.at("wording").is_integer()) count(wordings, c.at("wording").as_int());
+    if (const int64_t asked = asked_fact_order(c); asked >= 0) {
+      GridBreakdown::Count& g = asked == 0 ? out.asked_first : out.asked_later;
+      g.cases += 1;
+      g.hits += hit ? 1 : 0;
+      if (!hit && c.contains("answered_other_fact") && c.at("answered_other_fact").is_string() &&
+          !c.at("answered_other_fact").as_string().empty())
+        ++out.other_fact_answers;
+    }
     if (hit) continue;
     ++out.misses;
     const AnswerShape shape = answer_shape(c.at("answer").as_string(), key);
@@ -188,6 +222,12 @@ std::string GridBreakdown::describe() const {
   if (misses > 0 && (cut_short > 0 || ran_on > 0))
     parts.push_back("Of " + std::to_string(misses) + " misses, " + std::to_string(cut_short) + " are the key cut short and " +
                     std::to_string(ran_on) + " the key run on past its end.");
+  if (asked_first.cases > 0 && asked_later.cases > 0)
+    parts.push_back("Hits with the asked fact first in the text: " + std::to_string(asked_first.hits) + "/" +
+                    std::to_string(asked_first.cases) + ", later in it: " + std::to_string(asked_later.hits) + "/" +
+                    std::to_string(asked_later.cases) + ";");
+  if (asked_first.cases + asked_later.cases > 0)
+    parts.push_back(std::to_string(other_fact_answers) + " misses answer another fact's value.");
   std::string s;
   for (const std::string& p : parts) s += (s.empty() ? "" : " ") + p;
   return s;

@@ -35,8 +35,15 @@ struct GridBreakdown {
   };
   std::vector<Count> by_key_length, by_wording;  // ascending
   int64_t misses = 0, cut_short = 0, ran_on = 0;
+  // Cases with labelled facts: hits where the asked fact is the first in the text and where it
+  // is a later one (a read that takes the first value it noted scores only the former), and
+  // misses that answer another fact's value (a value was read, the wrong one).
+  Count asked_first, asked_later;
+  int64_t other_fact_answers = 0;
   // "Hits by key length: 3 2/2, 4 3/4 ... By wording: ... Of 16 misses, 4 are the key cut
-  // short and 2 run on past it." Parts with one group only are left out; empty without cases.
+  // short and 2 run on past it." and for facts "Hits with the asked fact first in the text: 9/12,
+  // later in it: 2/12; 8 misses answer another fact's value." Parts with one group only are left
+  // out; empty without cases.
   std::string describe() const;
 };
 // Reads the "cases" of a passkey or facts result; records without a key, answer or hit are
