@@ -26,6 +26,24 @@
 
 using namespace memmamba;
 
+namespace {
+// A tiny memory model that notes nearly every token, so that a read's target notes are visible,
+// and reads where I_t > tau_retrieve; with `rows` random rows of 49 tokens from `seed`.
+struct ReadingSetup {
+  MemMambaModel model;
+  torch::Tensor tokens;
+};
+ReadingSetup reading_setup(double tau_retrieve, uint64_t seed, int64_t rows) {
+  ModelConfig c = testing::tiny_config();
+  c.pool_slots = 64;
+  c.tau_note = 0.01;
+  c.tau_retrieve = tau_retrieve;
+  MemMambaModel model = MemMambaModel::random(c, seed);
+  torch::manual_seed(static_cast<int64_t>(seed));
+  return {std::move(model), torch::randint(0, c.vocab_size, {rows, 49}, torch::kInt64)};
+}
+}  // namespace
+
 class TestTrainer : public QObject {
   Q_OBJECT
  private:
@@ -486,13 +504,8 @@ class TestTrainer : public QObject {
   // The memory's losses tap the whole batch at once (row b * T + t): a row's figures are the
   // same alone and as the second row of a batch.
   void batchLossesAreEachRowsLosses() {
-    ModelConfig c = testing::tiny_config();
-    c.pool_slots = 64;
-    c.tau_note = 0.01;    // nearly every token noted: the targets' notes are visible
-    c.tau_retrieve = 0.5;  // some rows read: the CPU computes only those, so the tap holds a subset
-    const MemMambaModel model = MemMambaModel::random(c, 13);
-    torch::manual_seed(13);
-    const auto tokens = torch::randint(0, c.vocab_size, {2, 49}, torch::kInt64);
+    // Some rows read (tau2 0.5): the CPU computes only those, so the tap holds a subset.
+    const auto [model, tokens] = reading_setup(0.5, 13, 2);
     RetrievalTargets alone;
     alone.row = {0, 0, 0};
     alone.query = {30, 31, 32};
@@ -516,13 +529,8 @@ class TestTrainer : public QObject {
   // The reads that choose a fact's value by its label (RetrievalTargets::choice) weigh W times
   // the others in the retrieval and answer losses' means, and report their own attention.
   void choiceReadsWeighMoreAndReportTheirAttention() {
-    ModelConfig c = testing::tiny_config();
-    c.pool_slots = 64;
-    c.tau_note = 0.01;      // nearly every token noted: the targets' notes are visible
-    c.tau_retrieve = -1.0;  // every row reads: every target is used, so the means are exact
-    const MemMambaModel model = MemMambaModel::random(c, 17);
-    torch::manual_seed(17);
-    const auto tokens = torch::randint(0, c.vocab_size, {1, 49}, torch::kInt64);
+    // Every row reads (tau2 -1): every target is used, so the means are exact.
+    const auto [model, tokens] = reading_setup(-1.0, 17, 1);
     RetrievalTargets mixed;
     mixed.row = {0, 0, 0};
     mixed.query = {30, 31, 32};
