@@ -466,6 +466,22 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--follow-up-questions")},
         2, QStringLiteral("--follow-up-questions needs passkey rows"));
+    cli(QStringLiteral("train --choice-weight without rows with facts"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--retrieval-loss"), QStringLiteral("1"),
+         QStringLiteral("--choice-weight"), QStringLiteral("8")},
+        2, QStringLiteral("--choice-weight needs rows with labelled facts"));
+    cli(QStringLiteral("train --choice-weight 0.5"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
+         QStringLiteral("facts"), QStringLiteral("--retrieval-loss"), QStringLiteral("1"), QStringLiteral("--choice-weight"),
+         QStringLiteral("0.5")},
+        2, QStringLiteral("--choice-weight = 0.5 is outside [1, 1000]"));
+    cli(QStringLiteral("train --choice-weight without a retrieval or answer loss"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
+         QStringLiteral("facts"), QStringLiteral("--choice-weight"), QStringLiteral("8")},
+        2, QStringLiteral("--choice-weight weighs the retrieval and answer losses"));
     cli(QStringLiteral("train --haystack sea"),
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--haystack"), QStringLiteral("sea")},
