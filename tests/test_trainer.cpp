@@ -26,24 +26,6 @@
 
 using namespace memmamba;
 
-namespace {
-// A tiny memory model that notes nearly every token, so that a read's target notes are visible,
-// and reads where I_t > tau_retrieve; with `rows` random rows of 49 tokens from `seed`.
-struct ReadingSetup {
-  MemMambaModel model;
-  torch::Tensor tokens;
-};
-ReadingSetup reading_setup(double tau_retrieve, uint64_t seed, int64_t rows) {
-  ModelConfig c = testing::tiny_config();
-  c.pool_slots = 64;
-  c.tau_note = 0.01;
-  c.tau_retrieve = tau_retrieve;
-  MemMambaModel model = MemMambaModel::random(c, seed);
-  torch::manual_seed(static_cast<int64_t>(seed));
-  return {std::move(model), torch::randint(0, c.vocab_size, {rows, 49}, torch::kInt64)};
-}
-}  // namespace
-
 class TestTrainer : public QObject {
   Q_OBJECT
  private:
@@ -499,71 +481,6 @@ class TestTrainer : public QObject {
     qInfo("attention on note %lld from position %lld: %.3f -> %.3f", static_cast<long long>(target),
           static_cast<long long>(row), before, after);
     QVERIFY(after > 0.8 && after > before + 0.3);
-  }
-
-  // The memory's losses tap the whole batch at once (row b * T + t): a row's figures are the
-  // same alone and as the second row of a batch.
-  void batchLossesAreEachRowsLosses() {
-    // Some rows read (tau2 0.5): the CPU computes only those, so the tap holds a subset.
-    const auto [model, tokens] = reading_setup(0.5, 13, 2);
-    RetrievalTargets alone;
-    alone.row = {0, 0, 0};
-    alone.query = {30, 31, 32};
-    alone.first = {10, 11, 12};
-    alone.second = {20, 21, -1};
-    alone.other_value_row = {0};
-    alone.other_value_position = {5};
-    RetrievalTargets second = alone;
-    for (auto* rows : {&second.row, &second.other_value_row}) std::fill(rows->begin(), rows->end(), 1);
-    const LossWeights weights{1, 1, 1};
-    const SequenceLoss a = sequence_loss(model, tokens.narrow(0, 0, 1), &alone, weights);
-    const SequenceLoss b = sequence_loss(model, torch::stack({tokens[1], tokens[0]}), &second, weights);
-    qInfo("coverage %.2f retrieval %.3f", a.coverage, a.retrieval);
-    QVERIFY(a.coverage > 0 && std::isfinite(a.retrieval) && std::isfinite(a.note) && std::isfinite(a.answer));
-    for (auto [x, y] : {std::pair{a.retrieval, b.retrieval}, std::pair{a.key_attention, b.key_attention},
-                        std::pair{a.coverage, b.coverage}, std::pair{a.note, b.note}, std::pair{a.key_noted, b.key_noted},
-                        std::pair{a.answer, b.answer}})
-      QVERIFY2(std::abs(x - y) <= 1e-5 * (1 + std::abs(x)), qPrintable(QString("%1 alone, %2 in a batch").arg(x).arg(y)));
-  }
-
-  // The reads that choose a fact's value by its label (RetrievalTargets::choice) weigh W times
-  // the others in the retrieval and answer losses' means, and report their own attention.
-  void choiceReadsWeighMoreAndReportTheirAttention() {
-    // Every row reads (tau2 -1): every target is used, so the means are exact.
-    const auto [model, tokens] = reading_setup(-1.0, 17, 1);
-    RetrievalTargets mixed;
-    mixed.row = {0, 0, 0};
-    mixed.query = {30, 31, 32};
-    mixed.first = {10, 11, 12};
-    mixed.second = {20, 21, -1};
-    mixed.choice = {1, 0, 0};
-    RetrievalTargets chooses, follows;
-    chooses.row = {0};
-    chooses.query = {30};
-    chooses.first = {10};
-    chooses.second = {20};
-    chooses.choice = {1};
-    follows.row = {0, 0};
-    follows.query = {31, 32};
-    follows.first = {11, 12};
-    follows.second = {21, -1};
-    LossWeights weights{1, 1, 0};
-    const SequenceLoss one = sequence_loss(model, tokens, &chooses, weights);
-    const SequenceLoss rest = sequence_loss(model, tokens, &follows, weights);
-    const SequenceLoss even = sequence_loss(model, tokens, &mixed, weights);
-    weights.choice = 5;
-    const SequenceLoss heavy = sequence_loss(model, tokens, &mixed, weights);
-    QVERIFY2(one.coverage == 1 && rest.coverage == 1 && even.coverage == 1, "every target read");
-    qInfo("retrieval: choice %.4f rest %.4f even %.4f heavy %.4f", one.retrieval, rest.retrieval, even.retrieval,
-          heavy.retrieval);
-    const auto mean = [](double choice, double others, double w) { return (w * choice + 2 * others) / (w + 2); };
-    QVERIFY(std::abs(one.retrieval - rest.retrieval) > 1e-3);  // the weighting is visible
-    QVERIFY(std::abs(even.retrieval - mean(one.retrieval, rest.retrieval, 1)) < 1e-5);
-    QVERIFY(std::abs(heavy.retrieval - mean(one.retrieval, rest.retrieval, 5)) < 1e-5);
-    QVERIFY(std::abs(heavy.answer - mean(one.answer, rest.answer, 5)) < 1e-5);
-    // The choice's attention is that read's alone; without a choice read there is none.
-    QVERIFY(std::abs(heavy.choice_attention - one.key_attention) < 1e-6);
-    QVERIFY(std::isnan(rest.choice_attention));
   }
 
   void importanceTapTeachesSelection() {
