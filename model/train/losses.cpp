@@ -13,6 +13,15 @@ namespace {
 // Adds `value` to a running device-side sum that starts undefined.
 void accumulate(torch::Tensor& sum, const torch::Tensor& value) { sum = sum.defined() ? sum + value : value; }
 
+// Each read's weight in the retrieval and answer losses' means (beside targets.row): the reads
+// that choose a value by its label weigh `choice_weight`, the others 1.
+std::vector<float> read_weights(const RetrievalTargets& targets, double choice_weight) {
+  std::vector<float> weight(targets.row.size(), 1.f);
+  for (size_t i = 0; i < weight.size() && i < targets.choice.size(); ++i)
+    if (targets.choice[i]) weight[i] = static_cast<float>(choice_weight);
+  return weight;
+}
+
 struct RetrievalStats {
   torch::Tensor loss_sum, mass_sum, used;  // scalars on the device (undefined when nothing was tapped)
   torch::Tensor weighted_used;             // the loss's denominator: used reads x their weights
@@ -31,12 +40,12 @@ std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& t
   struct Flat { torch::Tensor query, first, second, choice, weight; int64_t count; };
   auto opts = torch::TensorOptions().dtype(torch::kInt64);
   std::vector<int64_t> query(targets.row.size());
-  std::vector<float> choice(targets.row.size()), weight(targets.row.size());
+  std::vector<float> choice(targets.row.size());
   for (size_t i = 0; i < targets.row.size(); ++i) {
     query[i] = targets.row[i] * T + targets.query[i];
     choice[i] = i < targets.choice.size() && targets.choice[i] ? 1.f : 0.f;
-    weight[i] = choice[i] > 0 ? static_cast<float>(choice_weight) : 1.f;
   }
+  const std::vector<float> weight = read_weights(targets, choice_weight);
   auto floats = torch::TensorOptions().dtype(torch::kFloat32);
   auto flat = std::make_shared<Flat>(Flat{torch::tensor(query, opts).to(device), torch::tensor(targets.first, opts).to(device),
                                           torch::tensor(targets.second, opts).to(device),
@@ -212,9 +221,8 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
     if (weights.choice == 1.0) {
       answer = torch::nn::functional::cross_entropy(answer_logits, labels);
     } else {
-      std::vector<float> piece_weight(row_list.size(), 1.f);
-      for (size_t i = 0; i < targets->choice.size() && i < targets->row.size(); ++i)
-        if (targets->choice[i]) piece_weight[i] = static_cast<float>(weights.choice);
+      std::vector<float> piece_weight = read_weights(*targets, weights.choice);
+      piece_weight.resize(row_list.size(), 1.f);  // the answers' ends
       auto w = torch::tensor(piece_weight, torch::TensorOptions().dtype(torch::kFloat32)).to(logits.device());
       auto each = torch::nn::functional::cross_entropy(answer_logits, labels,
                                                        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
@@ -230,14 +238,17 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
     out.key_noted = selection.noted.item<double>() / static_cast<double>(selection.count);
   }
   if (tapped && stats.used.defined()) {
-    const double used = stats.used.item<double>();
     auto retrieval = stats.loss_sum / stats.weighted_used.clamp_min(1.0);
     out.total = out.total + retrieval_weight * retrieval;
-    out.retrieval = retrieval.item<double>();
-    out.key_attention = used > 0 ? stats.mass_sum.item<double>() / used : std::nan("");
+    // The device-side sums, read at once: one synchronisation, not one per figure.
+    auto figures = torch::stack({retrieval.detach(), stats.used, stats.mass_sum, stats.choice_used, stats.choice_mass_sum})
+                       .to(torch::kCPU, torch::kDouble);
+    const double* f = figures.data_ptr<double>();
+    const double used = f[1], choice_used = f[3];
+    out.retrieval = f[0];
+    out.key_attention = used > 0 ? f[2] / used : std::nan("");
     out.coverage = used / static_cast<double>(std::max<int64_t>(stats.candidates, 1));
-    const double choice_used = stats.choice_used.item<double>();
-    if (choice_used > 0) out.choice_attention = stats.choice_mass_sum.item<double>() / choice_used;
+    if (choice_used > 0) out.choice_attention = f[4] / choice_used;
   }
   return out;
 }
