@@ -383,6 +383,11 @@ class TestBadInputs : public QObject {
         2, QStringLiteral("surprise-share"));
     cli(QStringLiteral("train --note-margin without --note-loss"), train_with({QStringLiteral("--note-margin"), QStringLiteral("0.2")}),
         2, QStringLiteral("--note-margin goes with"));
+    cli(QStringLiteral("train --quiet-notes -1"), train_with({QStringLiteral("--quiet-notes"), QStringLiteral("-1")}), 2,
+        QStringLiteral("quiet-notes"));
+    cli(QStringLiteral("train --quiet-notes with --mamba-only"),
+        train_with({QStringLiteral("--quiet-notes"), QStringLiteral("1"), QStringLiteral("--mamba-only")}), 2,
+        QStringLiteral("drop --mamba-only"));
   }
 
   void cliFlags() {

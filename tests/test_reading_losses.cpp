@@ -1,10 +1,13 @@
 // The memory's reading losses on a batch: each row's figures are the same alone and in a batch,
-// and the reads that choose a fact's value by its label weigh as told and report their own
-// attention.
+// the reads that choose a fact's value by its label weigh as told and report their own
+// attention, and the quiet loss keeps the tokens no other loss lifts under the note threshold.
 #include <QtTest/QtTest>
+
+#include <torch/torch.h>
 
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "model/memmamba.h"
 #include "model/train/losses.h"
@@ -20,8 +23,10 @@ struct ReadingSetup {
   MemMambaModel model;
   torch::Tensor tokens;
 };
-ReadingSetup reading_setup(double tau_retrieve, uint64_t seed, int64_t rows) {
+ReadingSetup reading_setup(double tau_retrieve, uint64_t seed, int64_t rows,
+                           ImportanceRule rule = ImportanceRule::Novelty) {
   ModelConfig c = testing::tiny_config();
+  c.importance = rule;
   c.pool_slots = 64;
   c.tau_note = 0.01;
   c.tau_retrieve = tau_retrieve;
@@ -98,6 +103,66 @@ class TestReadingLosses : public QObject {
     // The choice's attention is that read's alone; without a choice read there is none.
     QVERIFY(std::abs(heavy.choice_attention - one.key_attention) < 1e-6);
     QVERIFY(std::isnan(rest.choice_attention));
+  }
+
+  // The quiet loss is the layers' mean of max(0, I_t - (tau1 - 0.05)) over the tokens that the
+  // selection loss does not lift, and gradient steps on it alone lower the stray note rate.
+  void quietLossKeepsTheUnliftedTokensUnderTheNoteThreshold() {
+    auto [model, tokens] = reading_setup(-1.0, 19, 2, ImportanceRule::Learned);
+    const int64_t T = tokens.size(1) - 1;
+    RetrievalTargets targets;
+    targets.row = {0, 1};
+    targets.query = {30, 30};
+    targets.first = {10, 12};
+    targets.second = {-1, -1};
+    targets.other_value_row = {1};
+    targets.other_value_position = {5};
+    // The importances the loss sees, and its tokens: all but the three lifted ones.
+    std::vector<torch::Tensor> importance(static_cast<size_t>(model.config().n_layers));
+    {
+      torch::NoGradGuard no_grad;
+      RunState state = model.new_state(2);
+      RunOptions o = model.default_options();
+      o.chunk_tokens = T;
+      o.on_importance = [&](int64_t layer, int64_t, const torch::Tensor& i) { importance[layer] = i.to(torch::kFloat32); };
+      model.forward(tokens.narrow(1, 0, T), state, o);
+    }
+    auto quiet_tokens = torch::ones({2, T});
+    quiet_tokens[0][10] = 0;
+    quiet_tokens[1][12] = 0;
+    quiet_tokens[1][5] = 0;
+    const double tau = model.config().tau_note;
+    double expected = 0;
+    int layers = 0;
+    for (const auto& i : importance) {
+      if (!i.defined()) continue;
+      expected += ((torch::relu(i - (tau - 0.05)) * quiet_tokens).sum() / quiet_tokens.sum()).item<double>();
+      ++layers;
+    }
+    QVERIFY(layers > 0);
+    expected /= layers;
+    LossWeights weights;
+    weights.quiet = 2;
+    const SequenceLoss first = sequence_loss(model, tokens, &targets, weights);
+    qInfo("quiet %.5f (expected %.5f), stray notes %.3f", first.quiet, expected, first.stray_noted);
+    QVERIFY(std::abs(first.quiet - expected) < 1e-5);
+    QVERIFY(std::abs((first.total - first.lm).item<double>() - 2 * first.quiet) < 1e-5);
+    QVERIFY2(first.stray_noted > 0.5, "the untrained rule notes most tokens at tau1 0.01");
+    // Off without a weight.
+    QVERIFY(std::isnan(sequence_loss(model, tokens, &targets, LossWeights{}).quiet));
+    // Steps on the quiet loss alone teach the learned rule to note fewer tokens.
+    model.mutable_weights().set_requires_grad(true);
+    torch::optim::SGD sgd(model.weights().parameters(), torch::optim::SGDOptions(0.5));
+    SequenceLoss last = first;
+    for (int step = 0; step < 30; ++step) {
+      sgd.zero_grad();
+      last = sequence_loss(model, tokens, &targets, weights);
+      (last.total - last.lm.detach()).backward();
+      sgd.step();
+    }
+    qInfo("after 30 steps: quiet %.5f, stray notes %.3f", last.quiet, last.stray_noted);
+    QVERIFY(last.quiet < 0.5 * first.quiet);
+    QVERIFY(last.stray_noted < first.stray_noted);
   }
 };
 

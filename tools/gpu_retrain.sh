@@ -31,8 +31,12 @@ runs=${RUNS:-/tmp/retrain}
 out=${OUT:-out}
 backbone=${BACKBONE:-$runs/A3/model.safetensors}  # the B stages start from it (a carried copy in another call)
 mkdir -p "$runs" "$out"
-rows=(--data "$data" --device cuda --passkey-fraction "${PASSKEY_FRACTION:-0.5}" --varied-cases --eval-batches 2 --checkpoint-every 0)
-last_line() { awk 'NR % 100 == 0 || /held-out|stopped|error/' ; }
+# $CHECKPOINT_EVERY: steps between checkpoints (default 0, at the end only), so that a call's
+# time limit leaves a model to resume from (--resume)
+rows=(--data "$data" --device cuda --passkey-fraction "${PASSKEY_FRACTION:-0.5}" --varied-cases --eval-batches 2
+      --checkpoint-every "${CHECKPOINT_EVERY:-0}")
+# Every 100th progress line and every evaluation, written at once (a killed call keeps its log).
+last_line() { awk '(NR % 100 == 0 || /held-out|stopped|error/) { print; fflush() }' ; }
 # Untrained memory weights in the shipped MemMamba config (Bmem and Gmem put a backbone under them).
 fresh_memory() {
   cat >"$runs/memmamba.json" <<'JSON'

@@ -163,7 +163,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length", "blind-needles", "blind-margin", "document-rows", "case-mix", "key-digits", "bucket-mb",
                    "surprise-notes", "surprise-share", "surprise-band",
-                   "note-margin", "choice-weight"});
+                   "note-margin", "choice-weight", "quiet-notes"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end",
                                          "follow-up-questions"});
   if (args.flag("help")) {
@@ -215,6 +215,9 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --surprise-band X     their importance is taught to lie from tau1 + 0.01 to tau1 + X (default\n"
                 "                        0.05): a note's priority, kept below keys taught a larger --note-margin\n"
                 "  --surprise-share F    share of each row's tokens that are those targets (default 0.01)\n"
+                "  --quiet-notes W       weight of the quiet loss, on every row: the tokens that neither the\n"
+                "                        selection nor the surprise loss asks to be noted are taught to stay\n"
+                "                        under tau1, which bounds a learned note rule's note rate (memory models)\n"
                 "  --note-key-end        the answer's end is read from a note: the needle's piece after each key\n"
                 "                        copy is a selection and retrieval target where the answer stops\n"
                 "  --freeze-fusion       hold the memory's fusion scales (its read-out's loudness) as loaded\n"
@@ -354,6 +357,9 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.surprise_note_band = args.get_double("surprise-band", 0.05, 0.02, 1.0);
   if ((args.has("surprise-share") || args.has("surprise-band")) && o.surprise_note_weight <= 0)
     throw UsageError("--surprise-share and --surprise-band go with --surprise-notes W");
+  o.quiet_note_weight = args.get_double("quiet-notes", 0.0, 0.0, 1e3);
+  if (args.flag("mamba-only") && (o.quiet_note_weight > 0 || o.surprise_note_weight > 0))
+    throw UsageError("--surprise-notes and --quiet-notes teach the memory's note rule: drop --mamba-only");
   if (args.has("note-margin") && o.note_loss_weight <= 0) throw UsageError("--note-margin goes with --note-loss W");
   if ((o.retrieval_loss_weight > 0 || o.answer_loss_weight > 0 || o.note_loss_weight > 0) && o.passkey_fraction <= 0)
     throw UsageError("--retrieval-loss, --answer-loss and --note-loss need passkey rows (--passkey-fraction > 0)");
@@ -377,6 +383,7 @@ int cmd_train(const std::vector<std::string>& argv) {
       std::fprintf(stderr, "  retrieval %.3f  key attention %.3f  coverage %.2f", p.retrieval_loss, p.key_attention,
                    p.retrieval_coverage);
     if (!std::isnan(p.choice_attention)) std::fprintf(stderr, "  choice attention %.3f", p.choice_attention);
+    if (!std::isnan(p.quiet_loss)) std::fprintf(stderr, "  quiet %.4f  stray notes %.4f", p.quiet_loss, p.stray_noted);
     if (!std::isnan(p.eval_loss)) std::fprintf(stderr, "  held-out %.4f  notes %.3f", p.eval_loss, p.note_rate);
     std::fprintf(stderr, "\n");
     return !g_interrupted.load();

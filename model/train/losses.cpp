@@ -13,6 +13,9 @@ namespace {
 // Adds `value` to a running device-side sum that starts undefined.
 void accumulate(torch::Tensor& sum, const torch::Tensor& value) { sum = sum.defined() ? sum + value : value; }
 
+// The surprise loss leaves a row's first tokens alone: with little context every token is hard.
+int64_t surprise_warmup(int64_t T) { return std::min<int64_t>(64, T / 4); }
+
 // Each read's weight in the retrieval and answer losses' means (beside targets.row): the reads
 // that choose a value by its label weigh `choice_weight`, the others 1.
 std::vector<float> read_weights(const RetrievalTargets& targets, double choice_weight) {
@@ -72,6 +75,20 @@ std::function<void(const AttentionTap&)> retrieval_tap(const RetrievalTargets& t
   };
 }
 
+// The batch rows (row * T + position) of the tokens the selection loss lifts: each needle's key
+// tokens (their first copy) and, in rows with several facts, every other fact's value. Sorted,
+// each once.
+std::vector<int64_t> lifted_positions(const RetrievalTargets& targets, int64_t T) {
+  std::vector<int64_t> positions;
+  for (size_t i = 0; i < targets.row.size(); ++i)
+    if (targets.first[i] >= 0) positions.push_back(targets.row[i] * T + targets.first[i]);
+  for (size_t i = 0; i < targets.other_value_row.size(); ++i)
+    positions.push_back(targets.other_value_row[i] * T + targets.other_value_position[i]);
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  return positions;
+}
+
 // The selection loss: the needle's key tokens (its first copy), and in rows with several facts
 // every other fact's value, should clear the note threshold by a margin in every layer: mean
 // over layers and those tokens of max(0, tau1 + margin - I_t).
@@ -84,13 +101,7 @@ std::function<void(int64_t, int64_t, const torch::Tensor&)> selection_tap(const 
                                                                           double tau_note, double margin,
                                                                           const torch::Device& device,
                                                                           SelectionStats& stats) {
-  std::vector<int64_t> positions;  // batch rows, row * T + position
-  for (size_t i = 0; i < targets.row.size(); ++i)
-    if (targets.first[i] >= 0) positions.push_back(targets.row[i] * T + targets.first[i]);
-  for (size_t i = 0; i < targets.other_value_row.size(); ++i)
-    positions.push_back(targets.other_value_row[i] * T + targets.other_value_position[i]);
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  const std::vector<int64_t> positions = lifted_positions(targets, T);
   auto flat = std::make_shared<torch::Tensor>(torch::tensor(positions, torch::TensorOptions().dtype(torch::kInt64)).to(device));
   const auto count = static_cast<int64_t>(positions.size());
   return [flat, count, T, tau_note, margin, &stats](int64_t, int64_t pos0, const torch::Tensor& importance) {
@@ -112,12 +123,11 @@ struct ImportanceRecord {
 // row's median surprise) stay under tau1 by 0.05; the mean of the hinges, averaged over the
 // layers. The band keeps a book's notes below a key taught a larger margin: importance is a
 // note's priority, so in a full pool the book's notes evict each other, not the key.
-void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll, double tau_note, double share,
-                       double band_width, double weight, SequenceLoss& out) {
+void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll, const torch::Tensor& surprising,
+                       double tau_note, double band_width, double weight, SequenceLoss& out) {
   constexpr double kMargin = 0.05, kClear = 0.01;
   const int64_t T = nll.size(1);
-  const int64_t warmup = std::min<int64_t>(64, T / 4);
-  auto surprising = surprising_tokens(nll, share, warmup);
+  const int64_t warmup = surprise_warmup(T);
   auto surprise = torch::cat({torch::zeros({nll.size(0), 1}, nll.options()), nll.narrow(1, 0, T - 1)}, 1);
   auto later = torch::arange(T, torch::TensorOptions().device(nll.device())).ge(warmup).unsqueeze(0);
   auto median = std::get<0>(surprise.narrow(1, warmup, T - warmup).median(1, true));
@@ -147,6 +157,33 @@ void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll,
   out.surprise_note = f[0];
   out.surprising_noted = f[1] / std::max(f[3] * static_cast<double>(layers), 1.0);
   out.predictable_noted = f[2] / std::max(f[4] * static_cast<double>(layers), 1.0);
+}
+
+// The quiet loss over the recorded importances: per layer, the mean over the `quiet` tokens
+// [rows, T] (those no other loss asks to be noted) of max(0, I_t - (tau1 - 0.05)), averaged over
+// the layers. Without it a learned note rule notes more tokens as training goes on, and in a
+// full pool those notes evict the values the reads need.
+void add_quiet_loss(const ImportanceRecord& record, const torch::Tensor& quiet, double tau_note, double weight,
+                    SequenceLoss& out) {
+  constexpr double kMargin = 0.05;
+  auto mask = quiet.to(torch::kFloat32);
+  auto count = mask.sum();
+  torch::Tensor loss, noted;
+  int64_t layers = 0;
+  for (const auto& layer_importance : record.by_layer) {
+    if (!layer_importance.defined()) continue;  // a layer without a memory
+    auto importance = layer_importance.to(torch::kFloat32);
+    accumulate(loss, (torch::relu(importance - (tau_note - kMargin)) * mask).sum() / count.clamp_min(1.0));
+    accumulate(noted, (importance.detach().gt(tau_note).to(torch::kFloat32) * mask).sum());
+    ++layers;
+  }
+  if (layers == 0) return;
+  auto mean = loss / static_cast<double>(layers);
+  out.total = out.total + weight * mean;
+  auto figures = torch::stack({mean.detach(), noted, count}).to(torch::kCPU, torch::kDouble);
+  const double* f = figures.data_ptr<double>();
+  out.quiet = f[0];
+  out.stray_noted = f[1] / std::max(f[2] * static_cast<double>(layers), 1.0);
 }
 
 }  // namespace
@@ -181,8 +218,9 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   const bool selecting = has_targets && model.config().memory && note_weight > 0;
   if (selecting) o.on_importance = selection_tap(*targets, T, o.memory.tau_note, weights.note_margin, batch.device(), selection);
   const bool surprise = model.config().memory && weights.surprise_note > 0 && weights.surprise_share > 0;
+  const bool quiet = model.config().memory && weights.quiet > 0;
   std::shared_ptr<ImportanceRecord> record;
-  if (surprise) {
+  if (surprise || quiet) {
     record = std::make_shared<ImportanceRecord>();
     record->by_layer.assign(model.config().n_layers, torch::Tensor());
     o.on_importance = [record, selected = std::move(o.on_importance)](int64_t layer, int64_t pos0,
@@ -196,16 +234,26 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   SequenceLoss out;
   auto flat_logits = logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32);
   auto next = batch.narrow(1, 1, T).reshape({-1}).to(logits.device());
+  torch::Tensor surprising;  // [rows, T]: the surprise loss's targets
   if (surprise) {
     auto nll = torch::nn::functional::cross_entropy(flat_logits, next,
                                                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
     out.lm = nll.mean();
     out.total = out.lm;
-    add_surprise_loss(*record, nll.detach().view({rows, T}), o.memory.tau_note, weights.surprise_share,
-                      weights.surprise_band, weights.surprise_note, out);
+    auto row_nll = nll.detach().view({rows, T});
+    surprising = surprising_tokens(row_nll, weights.surprise_share, surprise_warmup(T));
+    add_surprise_loss(*record, row_nll, surprising, o.memory.tau_note, weights.surprise_band, weights.surprise_note, out);
   } else {
     out.lm = torch::nn::functional::cross_entropy(flat_logits, next);
     out.total = out.lm;
+  }
+  if (quiet) {
+    auto lifted = torch::zeros({rows * T}, torch::TensorOptions().dtype(torch::kBool));
+    const std::vector<int64_t> positions = has_targets ? lifted_positions(*targets, T) : std::vector<int64_t>{};
+    if (!positions.empty()) lifted.index_put_({torch::tensor(positions, torch::TensorOptions().dtype(torch::kInt64))}, true);
+    auto quiet_tokens = lifted.logical_not().view({rows, T}).to(logits.device());
+    if (surprising.defined()) quiet_tokens = quiet_tokens & surprising.logical_not();
+    add_quiet_loss(*record, quiet_tokens, o.memory.tau_note, weights.quiet, out);
   }
   if (has_targets && answer_weight > 0) {
     // The key's pieces are a handful of a row's thousands of tokens: weigh them on their own.

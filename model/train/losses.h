@@ -3,7 +3,8 @@
 // note; the answer loss weighs the key's pieces on their own; the selection loss teaches the
 // key's tokens to clear the note threshold in every layer. The surprise selection loss, on
 // every row, teaches the tokens the model itself found hardest to predict (names, numbers,
-// rare words) to be noted and the easy ones not.
+// rare words) to be noted and the easy ones not. The quiet loss keeps every other token under
+// the note threshold, which bounds how many notes a learned note rule makes.
 #pragma once
 #include <torch/types.h>
 
@@ -23,6 +24,9 @@ struct LossWeights {
   // How much more the reads and answer pieces that choose a fact's value by its label
   // (RetrievalTargets::choice) count in the retrieval and answer losses' means than the others.
   double choice = 1;
+  // Weight of the quiet loss: the tokens that no other loss asks to be noted (the needles'
+  // values the selection loss lifts, the surprise loss's surprising tokens) stay under tau1.
+  double quiet = 0;
 };
 
 struct SequenceLoss {
@@ -34,6 +38,8 @@ struct SequenceLoss {
   double choice_attention = std::nan("");
   // Surprise selection loss; shares of surprising and of predictable tokens x layers noted.
   double surprise_note = std::nan(""), surprising_noted = std::nan(""), predictable_noted = std::nan("");
+  // Quiet loss; the share of its tokens x layers noted anyway (the stray note rate).
+  double quiet = std::nan(""), stray_noted = std::nan("");
 };
 
 // The losses of a batch [rows, T + 1] (inputs and next tokens); `targets` may be null (no

@@ -97,6 +97,10 @@ struct TrainOptions {
   double surprise_note_weight = 0;
   double surprise_note_share = 0.01;
   double surprise_note_band = 0.05;  // their importance: from tau1 + 0.01 to tau1 + this (below the keys)
+  // The quiet loss (MemMamba only): every token that neither the selection loss nor the surprise
+  // loss asks to be noted is taught to stay under tau1, which bounds a learned note rule's note
+  // rate (0: off).
+  double quiet_note_weight = 0;
   // Data parallel over the ranks of this world (null: one process). Each rank takes its share
   // of every micro-batch's rows (`batch` is the global batch), gradients are averaged over the
   // ranks, and rank 0 alone evaluates and writes the checkpoints and the metrics.
@@ -120,6 +124,8 @@ struct TrainProgress {
   double choice_attention = std::nan("");
   // Surprise selection loss and the shares of surprising and predictable tokens x layers noted.
   double surprise_loss = std::nan(""), surprising_noted = std::nan(""), predictable_noted = std::nan("");
+  // Quiet loss and the share of its tokens x layers noted anyway, with --quiet-notes.
+  double quiet_loss = std::nan(""), stray_noted = std::nan("");
 };
 
 }  // namespace memmamba

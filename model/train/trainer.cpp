@@ -219,13 +219,13 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   profile::Timeline timeline(o.cuda, world && world->size() > 1 ? ".rank" + std::to_string(world->rank()) : "");
   const LossWeights loss_weights{o.retrieval_loss_weight, o.answer_loss_weight, o.note_loss_weight,
                                  o.note_loss_margin, o.surprise_note_weight, o.surprise_note_share,
-                                 o.surprise_note_band, o.choice_weight};
+                                 o.surprise_note_band, o.choice_weight, o.quiet_note_weight};
   for (; step < o.steps; ++step) {
     timeline.before_step(step);
     const double lr = learning_rate_at(step, o);
     double loss_sum = 0;
     StepMean retrieval, key_attention, coverage, answer, note, key_noted, surprise, surprising_noted, predictable_noted,
-        choice_attention;
+        choice_attention, quiet, stray_noted;
     int passkeys = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
@@ -256,6 +256,8 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       surprise.add(losses.surprise_note);
       surprising_noted.add(losses.surprising_noted);
       predictable_noted.add(losses.predictable_noted);
+      quiet.add(losses.quiet);
+      stray_noted.add(losses.stray_noted);
       if (!std::isfinite(loss_value))
         throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step) +
                                  ": lower the learning rate or resume from the last checkpoint");
@@ -271,7 +273,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       gradient_sync->finish();
       sum_over_ranks(*world, device, loss_sum, passkeys,
                      {&retrieval, &key_attention, &coverage, &answer, &note, &key_noted, &surprise, &surprising_noted,
-                      &predictable_noted, &choice_attention});
+                      &predictable_noted, &choice_attention, &quiet, &stray_noted});
     }
     std::optional<profile::Section> section(std::in_place, "train: clip and optimizer", device);
     const double grad_norm = clip_gradients(opt.params, o.clip);
@@ -294,6 +296,8 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     pr.surprise_loss = surprise.value();
     pr.surprising_noted = surprising_noted.value();
     pr.predictable_noted = predictable_noted.value();
+    pr.quiet_loss = quiet.value();
+    pr.stray_noted = stray_noted.value();
     const bool last = step + 1 == o.steps;
     bool keep_going = true;
     if (leader) {
