@@ -270,7 +270,9 @@ class TestPasskey : public QObject {
   // fact's value only in its own needle, the question names the asked fact's label, keys have
   // the asked length, the wording is one of those asked for, distractors are other numbers.
   // Composed wordings (training rows): many different instructions, needles and questions,
-  // none with a held-out wording's noun or form; the key in its needle only; facts keep theirs.
+  // none with a held-out wording's noun or form; the key in its needle only. With labelled
+  // facts: each needle names its label before its value, and the question (also a follow-up's)
+  // asks by the label, none in the held-out fact wording's form.
   void composedWordingsVaryAndKeepHeldOutPartsOut() {
     PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
     CaseSpec spec;
@@ -307,7 +309,37 @@ class TestPasskey : public QObject {
     QVERIFY2(forms.size() > 150, qPrintable(QString("%1 distinct wordings in 200 cases").arg(forms.size())));
     spec.facts = 3;
     spec.wordings = parse_wordings("trained", true);
-    QVERIFY(gen.make(600, 0.5, 1, spec).wording >= 0);  // facts keep their listed wordings
+    std::vector<std::string> held_out_fact_parts;
+    for (int64_t i : parse_wordings("held-out", true)) {
+      const Wording& w = fact_wordings()[static_cast<size_t>(i)];
+      held_out_fact_parts.push_back(w.instruction);
+      const std::string question = w.question;
+      held_out_fact_parts.push_back(question.substr(0, question.find("{label}")));  // "\nHow is the "
+    }
+    held_out_fact_parts.emplace_back("marked");
+    std::set<std::string> fact_forms;
+    for (uint64_t seed = 0; seed < 100; ++seed) {
+      const PasskeyCase c = gen.make(800, 0.5, seed, spec);
+      QCOMPARE(c.wording, int64_t{-1});
+      QCOMPARE(c.needles.size(), size_t{3});
+      const std::string question = c.prompt.substr(c.prompt.rfind('\n', c.prompt.size() - 10));
+      QCOMPARE(fact_question(c, static_cast<size_t>(c.asked)), question);
+      // The wording's own text (the haystack is a book's and may hold any word).
+      std::vector<std::string> wording_texts = {c.prompt.substr(0, c.prompt.find('\n') + 1), question};
+      for (const NeedleInfo& needle : c.needles) wording_texts.push_back(c.prompt.substr(needle.begin, needle.end - needle.begin));
+      for (const std::string& part : held_out_fact_parts)
+        for (const std::string& text : wording_texts)
+          QVERIFY2(text.find(part) == std::string::npos, qPrintable(QString::fromStdString(text)));
+      for (size_t n = 0; n < c.needles.size(); ++n) {
+        const NeedleInfo& needle = c.needles[n];
+        const std::string text = c.prompt.substr(needle.begin, needle.end - needle.begin);
+        const size_t label = text.find(needle.label), value = text.find(needle.value);
+        QVERIFY2(label != std::string::npos && value != std::string::npos && label < value, qPrintable(QString::fromStdString(text)));
+        QVERIFY(fact_question(c, n).find("the " + needle.label) != std::string::npos);
+      }
+      fact_forms.insert(c.prompt.substr(0, c.prompt.find('\n')) + "|" + question.substr(0, question.find(" the ")));
+    }
+    QVERIFY2(fact_forms.size() > 30, qPrintable(QString("%1 distinct fact wordings in 100 cases").arg(fact_forms.size())));
   }
 
   void casesOfEveryKindHoldTheirFacts() {

@@ -111,7 +111,7 @@ class TestTrainer : public QObject {
   void trainingCasesKeepHeldOutWordingsOut() {
     std::mt19937_64 rng(3);
     bool facts = false, words = false, names = false, distractors = false, several_digit_facts = false;
-    bool several_composed_facts = false, single_composed_facts = false;
+    bool several_composed_facts = false, single_composed_facts = false, composed_labels = false, listed_labels = false;
     for (int i = 0; i < 400; ++i) {
       const eval::CaseSpec all = training_case_spec(rng, "all");
       const auto& wordings = all.facts > 1 ? eval::fact_wordings() : eval::passkey_wordings();
@@ -139,11 +139,16 @@ class TestTrainer : public QObject {
       QCOMPARE(composed_facts.composed, composed_facts.facts == 1);
       several_composed_facts |= composed_facts.facts > 1;
       single_composed_facts |= composed_facts.facts == 1;
+      // "composed-all" also composes about half the wordings with labelled facts.
+      const eval::CaseSpec composed_all = training_case_spec(rng, "composed-all");
+      QVERIFY(composed_all.key_kind == eval::KeyKind::Digits && composed_all.facts <= 6);
+      if (composed_all.facts == 1) QVERIFY(composed_all.composed);
+      else (composed_all.composed ? composed_labels : listed_labels) = true;
       const eval::CaseSpec long_keys = training_case_spec(rng, "composed", {7, 10});
       QVERIFY(long_keys.key_digits_min == 7 && long_keys.key_digits_max == 10);
     }
     QVERIFY(facts && words && names && distractors && several_digit_facts);
-    QVERIFY(several_composed_facts && single_composed_facts);
+    QVERIFY(several_composed_facts && single_composed_facts && composed_labels && listed_labels);
   }
 
   // Passkey rows on the shard's own text: the haystack sentences come from the training shard

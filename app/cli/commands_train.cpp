@@ -182,11 +182,12 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --varied-cases        passkey rows of many kinds: the trained wordings, keys of 3-10 digits,\n"
                 "                        words and names, 1-8 labelled facts, distractor numbers (default: the\n"
                 "                        first wording and 5-digit keys)\n"
-                "  --case-mix all|passkey|composed|facts|composed-facts  with --varied-cases: the whole mix\n"
-                "                        (default), single digit keys of 3-10 digits in the trained wordings,\n"
-                "                        the same keys in wordings put together from parts (no two rows need\n"
-                "                        share one), keys with 2-6 labelled facts in half the rows, or that\n"
-                "                        mix with its single keys in composed wordings\n"
+                "  --case-mix all|passkey|composed|facts|composed-facts|composed-all  with --varied-cases:\n"
+                "                        the whole mix (default), single digit keys of 3-10 digits in the trained\n"
+                "                        wordings, the same keys in wordings put together from parts (no two rows\n"
+                "                        need share one), keys with 2-6 labelled facts in half the rows, that mix\n"
+                "                        with its single keys in composed wordings, or that with half its rows\n"
+                "                        with labelled facts in composed fact wordings too\n"
                 "  --key-digits A-B      with --varied-cases: digits of the digit keys (default 3-10)\n"
                 "  --follow-up-questions with --varied-cases: rows with labelled facts ask every fact, each\n"
                 "                        answered (the asked one first, the others in a random order)\n"
@@ -280,8 +281,8 @@ int cmd_train(const std::vector<std::string>& argv) {
     o.varied_cases = args.flag("varied-cases");
     o.case_mix = args.get("case-mix", "all");
     if (o.case_mix != "all" && o.case_mix != "passkey" && o.case_mix != "composed" && o.case_mix != "facts" &&
-        o.case_mix != "composed-facts")
-      throw UsageError("--case-mix must be all, passkey, composed, facts or composed-facts");
+        o.case_mix != "composed-facts" && o.case_mix != "composed-all")
+      throw UsageError("--case-mix must be all, passkey, composed, facts, composed-facts or composed-all");
     if (args.has("case-mix") && !o.varied_cases) throw UsageError("--case-mix goes with --varied-cases");
     if (args.flag("follow-up-questions")) {
       if (!o.varied_cases) throw UsageError("--follow-up-questions goes with --varied-cases");
@@ -348,8 +349,10 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.note_loss_margin = args.get_double("note-margin", 0.05, 0.0, 1.0);
   o.choice_weight = args.get_double("choice-weight", 1.0, 1.0, 1e3);
   if (args.has("choice-weight") &&
-      (!o.varied_cases || (o.case_mix != "all" && o.case_mix != "facts" && o.case_mix != "composed-facts")))
-    throw UsageError("--choice-weight needs rows with labelled facts (--varied-cases with --case-mix all, facts or composed-facts)");
+      (!o.varied_cases || (o.case_mix != "all" && o.case_mix != "facts" && o.case_mix != "composed-facts" &&
+                           o.case_mix != "composed-all")))
+    throw UsageError("--choice-weight needs rows with labelled facts (--varied-cases with --case-mix all, facts, "
+                     "composed-facts or composed-all)");
   if (args.has("choice-weight") && o.retrieval_loss_weight <= 0 && o.answer_loss_weight <= 0)
     throw UsageError("--choice-weight weighs the retrieval and answer losses: give --retrieval-loss or --answer-loss");
   o.surprise_note_weight = args.get_double("surprise-notes", 0.0, 0.0, 1e3);

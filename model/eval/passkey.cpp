@@ -97,9 +97,37 @@ const char* const kComposedQuestions[] = {"\nWhat is the {n}?\nAnswer: ",       
                                           "\nGive the {n}.\nAnswer: ",           "\nRecall the {n}.\nAnswer: ",
                                           "\nWhat {n} was given in the text?\nAnswer: ", "\nPlease state the {n}.\nAnswer: "};
 
+// The parts of composed wordings with labelled facts. Every needle names its label before its
+// value: the memory sees only what came before a note, so a value's note can hold its label
+// only if the label came first. The held-out fact wording's verb ("marked") and its question
+// form ("How is ...") are not among them.
+const char* const kFactNouns[] = {"code", "number", "value", "figure", "tag", "ID", "reference", "serial"};
+const char* const kFactInstructions[] = {
+    "Several {n}s are hidden in the text below. Remember each one:\n",
+    "The following text gives a {n} to each of several things. Keep track of them:\n",
+    "Read the passage. It pairs things with {n}s:\n",
+    "Some things below come with a {n}. You will be asked for one of them:\n"};
+const char* const kFactNeedles[] = {"The {n} of the {label} is {key}. ",       "The {label} has the {n} {key}. ",
+                                    "For the {label}, the {n} is {key}. ",      "Remember the {label}: its {n} is {key}. ",
+                                    "Here is the {n} for the {label}: {key}. ", "The {label} goes with the {n} {key}. "};
+const char* const kFactQuestions[] = {"\nWhat is the {n} of the {label}?\nAnswer: ", "\nWhich {n} does the {label} have?\nAnswer: ",
+                                      "\nGive the {n} for the {label}.\nAnswer: ",   "\nWhat {n} was given for the {label}?\nAnswer: ",
+                                      "\nRecall the {label}'s {n}.\nAnswer: "};
+
 struct ComposedWording {
   std::string instruction, needle, question;
 };
+
+// A wording with labelled facts put together from parts; {label} and {key} stay placeholders.
+ComposedWording composed_fact_wording(std::mt19937_64& rng) {
+  const std::string noun = pick(kFactNouns, rng);
+  auto fill = [&](const char* pattern) { return replace_all(pattern, "{n}", noun); };
+  ComposedWording w;
+  w.instruction = fill(pick(kFactInstructions, rng));
+  w.needle = fill(pick(kFactNeedles, rng));
+  w.question = fill(pick(kFactQuestions, rng));
+  return w;
+}
 
 ComposedWording composed_wording(std::mt19937_64& rng) {
   const std::string noun = pick(kComposedNouns, rng);
@@ -131,10 +159,11 @@ std::vector<int64_t> mentions(const std::string& prompt, const std::string& valu
 std::vector<int64_t> key_mentions(const PasskeyCase& c) { return mentions(c.prompt, c.key, c.needle_begin, c.needle_end); }
 
 std::string fact_question(const PasskeyCase& c, size_t needle) {
-  if (c.needles.size() < 2 || needle >= c.needles.size() || c.wording < 0 ||
-      c.wording >= static_cast<int64_t>(fact_wordings().size()))
+  const bool listed = c.wording >= 0 && c.wording < static_cast<int64_t>(fact_wordings().size());
+  if (c.needles.size() < 2 || needle >= c.needles.size() || (!listed && c.question_form.empty()))
     throw std::invalid_argument("fact_question: the case has no labelled fact " + std::to_string(needle));
-  return fill_wording(fact_wordings()[static_cast<size_t>(c.wording)].question, "", c.needles[needle].label);
+  const std::string form = !c.question_form.empty() ? c.question_form : fact_wordings()[static_cast<size_t>(c.wording)].question;
+  return fill_wording(form.c_str(), "", c.needles[needle].label);
 }
 
 std::vector<std::string> split_sentences(const std::string& text, int64_t min_words) {
@@ -205,11 +234,12 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
                   : spec.wordings[std::uniform_int_distribution<size_t>(0, spec.wordings.size() - 1)(rng)];
   Wording wording = (facts ? fact_wordings() : passkey_wordings()).at(static_cast<size_t>(c.wording));
   ComposedWording composed;
-  if (spec.composed && !facts) {
-    composed = composed_wording(rng);
+  if (spec.composed) {
+    composed = facts ? composed_fact_wording(rng) : composed_wording(rng);
     wording = {"composed", composed.instruction.c_str(), composed.needle.c_str(), composed.question.c_str(), false};
     c.wording = -1;
   }
+  c.question_form = wording.question;
   std::vector<std::string> values, labels;
   for (int64_t f = 0; f < spec.facts; ++f) {
     std::string v;

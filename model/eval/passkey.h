@@ -40,6 +40,9 @@ struct PasskeyCase {
   int64_t wording = 0;
   std::vector<NeedleInfo> needles;  // every needle in prompt order (the passkey task: one)
   int64_t asked = 0;                // index into needles
+  // The question's form, "{label}" a placeholder ("\nWhat is the code for the {label}?\nAnswer: "):
+  // a composed wording (wording -1) is in no list.
+  std::string question_form;
 };
 
 // Byte offsets in `prompt` of each mention of `value` within bytes [begin, end), in order.

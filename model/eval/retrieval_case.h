@@ -34,10 +34,10 @@ struct CaseSpec {
   std::vector<int64_t> wordings{0};  // one is drawn per case
   int64_t facts = 1;                 // needles in the haystack; one of them is asked for
   int64_t distractors = 0;           // sentences with other numbers of the key's length
-  // Training only (not in result files): a single key's wording is put together from parts
-  // (a noun, an instruction, a needle and a question form; composed_wording in passkey.cpp)
-  // instead of drawn from `wordings`, so that rows share no fixed template. No part is one
-  // of a held-out wording's.
+  // Training only (not in result files): the case's wording is put together from parts (a
+  // noun, an instruction, a needle and a question form; composed_wording and
+  // composed_fact_wording in passkey.cpp) instead of drawn from `wordings`, so that rows share
+  // no fixed template. No part is one of a held-out wording's.
   bool composed = false;
 
   Json to_json() const;
