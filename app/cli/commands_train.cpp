@@ -348,9 +348,9 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);
   o.note_loss_margin = args.get_double("note-margin", 0.05, 0.0, 1.0);
   o.choice_weight = args.get_double("choice-weight", 1.0, 1.0, 1e3);
-  if (args.has("choice-weight") &&
-      (!o.varied_cases || (o.case_mix != "all" && o.case_mix != "facts" && o.case_mix != "composed-facts" &&
-                           o.case_mix != "composed-all")))
+  // Every mix but the single-key ones (checked against the list above) has rows with facts.
+  const bool rows_with_facts = o.varied_cases && o.case_mix != "passkey" && o.case_mix != "composed";
+  if (args.has("choice-weight") && !rows_with_facts)
     throw UsageError("--choice-weight needs rows with labelled facts (--varied-cases with --case-mix all, facts, "
                      "composed-facts or composed-all)");
   if (args.has("choice-weight") && o.retrieval_loss_weight <= 0 && o.answer_loss_weight <= 0)
