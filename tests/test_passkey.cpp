@@ -272,7 +272,8 @@ class TestPasskey : public QObject {
   // Composed wordings (training rows): many different instructions, needles and questions,
   // none with a held-out wording's noun or form; the key in its needle only. With labelled
   // facts: each needle names its label before its value, and the question (also a follow-up's)
-  // asks by the label, none in the held-out fact wording's form.
+  // asks by the label, none in the held-out fact wording's form; some questions name only the
+  // label, some are random question words around it.
   void composedWordingsVaryAndKeepHeldOutPartsOut() {
     PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
     CaseSpec spec;
@@ -317,7 +318,8 @@ class TestPasskey : public QObject {
       held_out_fact_parts.push_back(question.substr(0, question.find("{label}")));  // "\nHow is the "
     }
     held_out_fact_parts.emplace_back("marked");
-    std::set<std::string> fact_forms;
+    std::set<std::string> fact_forms, question_openings;
+    int64_t questions_without_noun_or_verb = 0;
     for (uint64_t seed = 0; seed < 100; ++seed) {
       const PasskeyCase c = gen.make(800, 0.5, seed, spec);
       QCOMPARE(c.wording, int64_t{-1});
@@ -335,10 +337,29 @@ class TestPasskey : public QObject {
         const std::string text = c.prompt.substr(needle.begin, needle.end - needle.begin);
         const size_t label = text.find(needle.label), value = text.find(needle.value);
         QVERIFY2(label != std::string::npos && value != std::string::npos && label < value, qPrintable(QString::fromStdString(text)));
-        QVERIFY(fact_question(c, n).find("the " + needle.label) != std::string::npos);
+        QVERIFY2(fact_question(c, n).find("the " + needle.label) != std::string::npos, qPrintable(QString::fromStdString(fact_question(c, n) + "/" + needle.label)));
       }
       fact_forms.insert(c.prompt.substr(0, c.prompt.find('\n')) + "|" + question.substr(0, question.find(" the ")));
+      for (const char* bare : {"\nWhat about the ", "\nAnd the ", "\nWhat was said of the "})
+        if (question.rfind(bare, 0) == 0) ++questions_without_noun_or_verb;
+      question_openings.insert(question.substr(0, question.find(" the ")));
     }
+    // The word just before a value: the listed nouns and verbs end in a few dozen words; the
+    // haystack's words (in a sixth of the wordings) add many more: 42 without them, 98 with them here.
+    std::set<std::string> words_before_values;
+    for (uint64_t seed = 0; seed < 400; ++seed) {
+      const PasskeyCase c = gen.make(300, 0.5, seed, spec);
+      for (const NeedleInfo& needle : c.needles) {
+        const std::string before = c.prompt.substr(needle.begin, c.prompt.find(needle.value, needle.begin) - needle.begin);
+        const size_t space = before.find_last_of(' ', before.size() - 2);
+        words_before_values.insert(before.substr(space + 1));
+      }
+    }
+    QVERIFY2(words_before_values.size() > 70, qPrintable(QString::number(words_before_values.size())));
+    // The listed forms open in 21 ways in these 100 cases; the scrambled questions (a quarter) add most of theirs.
+    QVERIFY2(question_openings.size() > 30, qPrintable(QString::number(question_openings.size())));
+    // A quarter of the questions name the label alone (the answer is the label's value, whatever the form).
+    QVERIFY2(questions_without_noun_or_verb > 10 && questions_without_noun_or_verb < 45, qPrintable(QString::number(questions_without_noun_or_verb)));
     QVERIFY2(fact_forms.size() > 30, qPrintable(QString("%1 distinct fact wordings in 100 cases").arg(fact_forms.size())));
   }
 

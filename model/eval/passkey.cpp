@@ -114,18 +114,82 @@ const char* const kFactQuestions[] = {"\nWhat is the {n} of the {label}?\nAnswer
                                       "\nGive the {n} for the {label}.\nAnswer: ",   "\nWhat {n} was given for the {label}?\nAnswer: ",
                                       "\nRecall the {label}'s {n}.\nAnswer: "};
 
+// Verb forms of labelled facts: the fact is said with a verb rather than a noun, and a
+// question may name neither, so that the answer is learned as "the value said with this label",
+// not as the word after a template. None uses the held-out verb or question form either.
+const char* const kFactVerbs[] = {"labelled",    "tagged",      "numbered",   "stamped",      "coded",      "listed as",
+                                  "registered as", "known as",  "filed under", "written down as", "signed",  "sealed with",
+                                  "engraved with", "printed with", "recorded as", "entered as", "logged as", "priced at",
+                                  "valued at",   "rated",       "scored",     "ranked",       "counted as", "assigned",
+                                  "given",       "set to",      "fixed at",   "locked with",  "keyed to",   "painted with",
+                                  "noted as",    "kept under",  "shelved as", "indexed as",   "booked as",  "called"};
+const char* const kFactVerbInstructions[] = {
+    "Remember what each thing below is {v}:\n", "The text below says what several things are {v}. Keep track of them:\n",
+    "Read carefully; you will be asked about one of the things below:\n"};
+const char* const kFactVerbNeedles[] = {"The {label} is {v} {key}. ", "Remember that the {label} was {v} {key}. ",
+                                        "Keep in mind: the {label} is {v} {key}. ", "In the records the {label} is {v} {key}. "};
+const char* const kFactVerbQuestions[] = {"\nWhat is the {label} {v}?\nAnswer: ", "\nWhat was the {label} {v}?\nAnswer: ",
+                                          "\nSay what the {label} is {v}.\nAnswer: "};
+const char* const kFactBareQuestions[] = {"\nWhat about the {label}?\nAnswer: ", "\nAnd the {label}?\nAnswer: ",
+                                          "\nWhat was said of the {label}?\nAnswer: "};
+// Words a scrambled question is made of: a line of them around "the {label}" asks as well as
+// any sentence does, so the answer comes from the label, whatever the question's words.
+const char* const kFactQuestionWords[] = {"what", "which", "was", "is", "for", "about", "do", "you", "know", "remember",
+                                          "did", "we", "say", "of", "with", "given", "to", "it", "now", "then",
+                                          "so", "again", "tell", "me", "please", "its", "one", "that", "there", "written"};
+
 struct ComposedWording {
   std::string instruction, needle, question;
 };
 
+// A word of the haystack's own text (letters only, lower case), never the held-out verb: as the
+// verb of a needle it teaches that the word before a value may be any word.
+std::string haystack_word(const std::vector<std::string>& sentences, std::mt19937_64& rng) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::string& sentence = sentences[std::uniform_int_distribution<size_t>(0, sentences.size() - 1)(rng)];
+    std::vector<std::string> words;
+    size_t begin = 0;
+    while (begin < sentence.size()) {
+      size_t end = sentence.find(' ', begin);
+      if (end == std::string::npos) end = sentence.size();
+      std::string word = sentence.substr(begin, end - begin);
+      begin = end + 1;
+      while (!word.empty() && (word.back() == ',' || word.back() == '.' || word.back() == ';')) word.pop_back();
+      const bool lower_letters = std::all_of(word.begin(), word.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; });
+      if (lower_letters && word.size() >= 3 && word.size() <= 12 && word.find("marked") == std::string::npos) words.push_back(word);
+    }
+    if (!words.empty()) return words[std::uniform_int_distribution<size_t>(0, words.size() - 1)(rng)];
+  }
+  return pick(kFactVerbs, rng);
+}
+
 // A wording with labelled facts put together from parts; {label} and {key} stay placeholders.
-ComposedWording composed_fact_wording(std::mt19937_64& rng) {
-  const std::string noun = pick(kFactNouns, rng);
-  auto fill = [&](const char* pattern) { return replace_all(pattern, "{n}", noun); };
+// Half the wordings say the facts with a noun, half with a verb (a third of those a word of the
+// haystack in the verb's place: "the red door is harbour 4821"); a quarter of the questions
+// name neither, and a quarter are scrambled: a few random question words around the label.
+ComposedWording composed_fact_wording(const std::vector<std::string>& sentences, std::mt19937_64& rng) {
+  const bool with_verb = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+  const bool any_word = with_verb && std::uniform_int_distribution<int>(0, 2)(rng) == 0;
+  const std::string word = any_word ? haystack_word(sentences, rng) : with_verb ? pick(kFactVerbs, rng) : pick(kFactNouns, rng);
+  auto fill = [&](const char* pattern) { return replace_all(pattern, with_verb ? "{v}" : "{n}", word); };
   ComposedWording w;
-  w.instruction = fill(pick(kFactInstructions, rng));
-  w.needle = fill(pick(kFactNeedles, rng));
-  w.question = fill(pick(kFactQuestions, rng));
+  w.instruction = fill(with_verb ? pick(kFactVerbInstructions, rng) : pick(kFactInstructions, rng));
+  w.needle = fill(with_verb ? pick(kFactVerbNeedles, rng) : pick(kFactNeedles, rng));
+  const int question_kind = std::uniform_int_distribution<int>(0, 3)(rng);
+  if (question_kind == 0) {
+    w.question = pick(kFactBareQuestions, rng);
+  } else if (question_kind == 1) {
+    auto words = [&](int from, int to) {
+      std::string text;
+      for (int n = std::uniform_int_distribution<int>(from, to)(rng); n > 0; --n) text += std::string(" ") + pick(kFactQuestionWords, rng);
+      return text;
+    };
+    std::string line = words(2, 5) + " the {label}" + words(0, 2) + "?";
+    line[1] = static_cast<char>(std::toupper(static_cast<unsigned char>(line[1])));
+    w.question = "\n" + line.substr(1) + "\nAnswer: ";
+  } else {
+    w.question = fill(with_verb ? pick(kFactVerbQuestions, rng) : pick(kFactQuestions, rng));
+  }
   return w;
 }
 
@@ -235,7 +299,7 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
   Wording wording = (facts ? fact_wordings() : passkey_wordings()).at(static_cast<size_t>(c.wording));
   ComposedWording composed;
   if (spec.composed) {
-    composed = facts ? composed_fact_wording(rng) : composed_wording(rng);
+    composed = facts ? composed_fact_wording(sentences_, rng) : composed_wording(rng);
     wording = {"composed", composed.instruction.c_str(), composed.needle.c_str(), composed.question.c_str(), false};
     c.wording = -1;
   }
