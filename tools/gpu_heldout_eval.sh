@@ -12,11 +12,12 @@
 #   docs       DeciMamba's multi-document retrieval from $BOOK's paragraphs at 10/20/50 documents
 #   ppl        perplexity by context 1k-60k on every book in $BOOKS (default gpu-carry/eval-books: copy
 #              the evaluation books there, Tom Sawyer, Siddhartha, The Iliad and Leviathan)
-# Usage: [BOOK=file] [BOOKS=dir] tools/gpu_heldout_eval.sh NAME CHECKPOINT WHAT... [-- extra eval flags]
+# Usage: [BOOK=file] [BOOKS=dir] [CLI=memmamba DEVICE=cpu] tools/gpu_heldout_eval.sh NAME CHECKPOINT WHAT... [-- extra eval flags]
 set -euo pipefail
 name=$1 checkpoint=$2
 shift 2
-cli=build-gpu/bin/memmamba
+cli=${CLI:-build-gpu/bin/memmamba}
+device=${DEVICE:-cuda}  # CLI=build/bin/memmamba DEVICE=cpu runs it here (slowly: 256k-token cases take minutes)
 book=${BOOK:-sample_data/The-Adventures-of-Tom-Sawyer_74.txt}
 results=${OUT:-runs}/heldout
 mkdir -p "$results"
@@ -26,7 +27,7 @@ while (($#)); do
   what+=("$1"); shift
 done
 # Prints the case kind, the exact-match and the digits-in-place tables.
-run() { "$cli" eval "$@" --checkpoint "$checkpoint" --device cuda --book "$book" "${extra[@]}" 2>&1 | grep -av $'\r'; }
+run() { "$cli" eval "$@" --checkpoint "$checkpoint" --device "$device" --book "$book" "${extra[@]}" 2>&1 | grep -av $'\r'; }
 for w in "${what[@]}"; do
   start=$(date +%s)
   case $w in
@@ -47,11 +48,11 @@ for w in "${what[@]}"; do
         run passkey --wording held-out --key-kind $kind --lengths 4k,64k --depths 0.1,0.5,0.9 --samples 2 \
           --out "$results/$name-$kind"
       done ;;
-    docs) "$cli" eval docs --checkpoint "$checkpoint" --device cuda --book "$book" --noise 10,20,50 --samples 10 \
+    docs) "$cli" eval docs --checkpoint "$checkpoint" --device "$device" --book "$book" --noise 10,20,50 --samples 10 \
             --out "$results/$name-docs.json" "${extra[@]}" 2>&1 | grep -v '^\[' ;;
     ppl)
       for b in "${BOOKS:-gpu-carry/eval-books}"/*.txt; do
-        "$cli" eval ppl "$b" --checkpoint "$checkpoint" --device cuda --lengths 1k,2k,4k,10k,20k,30k,40k,60k \
+        "$cli" eval ppl "$b" --checkpoint "$checkpoint" --device "$device" --lengths 1k,2k,4k,10k,20k,30k,40k,60k \
           --windows 3 --scored 100 --by-context --out "$results/$name-ppl-$(basename "$b" .txt).json" "${extra[@]}" >/dev/null
       done
       python3 - "$results" "$name" <<'PY'
