@@ -36,6 +36,11 @@ const char* pick(const char* const (&list)[N], std::mt19937_64& rng) {
   return list[std::uniform_int_distribution<size_t>(0, N - 1)(rng)];
 }
 
+std::string with_capital(std::string text) {
+  if (!text.empty()) text[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(text[0])));
+  return text;
+}
+
 std::string replace_all(std::string text, const std::string& from, const std::string& to) {
   for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
   return text;
@@ -58,8 +63,7 @@ std::string draw_value(const CaseSpec& spec, std::mt19937_64& rng) {
       std::string name;
       const int parts = std::uniform_int_distribution<int>(2, 3)(rng);
       for (int i = 0; i < parts; ++i) name += pick(kSyllables, rng);
-      name[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[0])));
-      return name;
+      return with_capital(name);
     }
     case KeyKind::Digits: break;
   }
@@ -184,9 +188,11 @@ ComposedWording composed_fact_wording(const std::vector<std::string>& sentences,
       for (int n = std::uniform_int_distribution<int>(from, to)(rng); n > 0; --n) text += std::string(" ") + pick(kFactQuestionWords, rng);
       return text;
     };
-    std::string line = words(2, 5) + " the {label}" + words(0, 2) + "?";
-    line[1] = static_cast<char>(std::toupper(static_cast<unsigned char>(line[1])));
-    w.question = "\n" + line.substr(1) + "\nAnswer: ";
+    // The words after the label are drawn first: the order the rows were trained with, fixed
+    // here because the operands of one expression may be evaluated in any order.
+    const std::string after_label = words(0, 2);
+    const std::string before_label = words(2, 5);
+    w.question = "\n" + with_capital(before_label.substr(1)) + " the {label}" + after_label + "?\nAnswer: ";
   } else {
     w.question = fill(with_verb ? pick(kFactVerbQuestions, rng) : pick(kFactQuestions, rng));
   }
@@ -195,8 +201,7 @@ ComposedWording composed_fact_wording(const std::vector<std::string>& sentences,
 
 ComposedWording composed_wording(std::mt19937_64& rng) {
   const std::string noun = pick(kComposedNouns, rng);
-  std::string capital = noun;
-  capital[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(capital[0])));
+  const std::string capital = with_capital(noun);
   auto fill = [&](const char* pattern) { return replace_all(replace_all(pattern, "{n}", noun), "{N}", capital); };
   ComposedWording w;
   w.instruction = fill(pick(kComposedInstructions, rng));
