@@ -21,6 +21,37 @@ int64_t noted_count(const Trace& trace, int layer) {
   return std::count_if(flags.begin(), flags.end(), [](uint8_t f) { return (f & kNoted) != 0; });
 }
 
+namespace {
+double median(std::vector<int64_t> v) {
+  if (v.empty()) return 0.0;
+  const size_t mid = v.size() / 2;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
+  const double upper = static_cast<double>(v[mid]);
+  if (v.size() % 2 == 1) return upper;
+  return 0.5 * (upper + static_cast<double>(*std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid))));
+}
+}  // namespace
+
+NoteRarity note_rarity(const Trace& trace, int layer) {
+  NoteRarity out;
+  if (layer < 0 || layer >= static_cast<int>(trace.layers.size())) return out;
+  const auto& flags = trace.layers[layer].flags;
+  const int64_t n = std::min<int64_t>(static_cast<int64_t>(flags.size()), trace.length());
+  std::unordered_map<int32_t, int64_t> in_text;
+  for (int64_t t = 0; t < trace.length(); ++t) ++in_text[trace.tokens[t]];
+  std::vector<int64_t> noted, every;
+  every.reserve(static_cast<size_t>(trace.length()));
+  for (int64_t t = 0; t < trace.length(); ++t) {
+    const int64_t count = in_text[trace.tokens[t]];
+    every.push_back(count);
+    if (t < n && (flags[t] & kNoted)) noted.push_back(count);
+  }
+  out.noted = static_cast<int64_t>(noted.size());
+  out.noted_median = median(std::move(noted));
+  out.text_median = median(std::move(every));
+  return out;
+}
+
 std::vector<NotedString> most_noted_strings(const Trace& trace, int layer, size_t top) {
   std::vector<NotedString> out;
   if (layer < 0 || layer >= static_cast<int>(trace.layers.size())) return out;

@@ -23,4 +23,14 @@ std::vector<NotedString> most_noted_strings(const Trace& trace, int layer, size_
 // Noted positions of `layer` in all.
 int64_t noted_count(const Trace& trace, int layer);
 
+// How common a layer's noted tokens are in the traced text: each position's token counted over
+// the whole text, the median of those counts over the layer's noted positions and over every
+// position. Notes on names, numbers and rare words have a far lower median than the text's.
+struct NoteRarity {
+  int64_t noted = 0;          // noted positions
+  double noted_median = 0.0;  // median count in the text of a noted position's token (0: no notes)
+  double text_median = 0.0;   // the same over every position
+};
+NoteRarity note_rarity(const Trace& trace, int layer);
+
 }  // namespace memmamba

@@ -4,8 +4,8 @@
 #                switch to the dark palette: main-window-dark.png)
 #   three-ways/  the same text beside Mamba-small and DeciMamba on Mamba-small (notes,
 #                forgetting, dropped tokens)
-#   failure/     a passkey case that MemMamba-small misses (a 9-digit key, held-out wording,
-#                from docs/grids), with both comparisons' answers under it
+#   failure/     a passkey case that MemMamba-small misses (a 9-digit key 64k tokens back, held-out
+#                wording, from docs/grids), with both comparisons' answers under it
 # Usage: screenshots.sh MEMMAMBA_CLI EXPLORER SAMPLE_DIR OUT_DIR
 set -euo pipefail
 cli=$1 explorer=$2 samples=$3 out=$4
@@ -20,7 +20,7 @@ export XDG_CONFIG_HOME="$out/config"
 "$explorer" --trace "$out/sample.trace" --screenshots "$out/sample"
 "$explorer" --trace "$out/sample.trace" --compare both --screenshots "$out/three-ways"
 if [ ${#model[@]} -eq 0 ]; then
-  "$explorer" --grid "$grids/heldout-wordings-memmamba-small.json" --case 4k,0.5 --compare both \
+  "$explorer" --grid "$grids/heldout-wordings-memmamba-small.json" --case 64k,0.1 --compare both \
     --screenshots "$out/failure"
 fi
 for shot in sample/main-window sample/main-window-dark sample/pool sample/triggers sample/attention sample/decay \

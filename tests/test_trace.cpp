@@ -8,6 +8,7 @@
 #include "model/checkpoint.h"
 #include "model/file_io.h"
 #include "model/memmamba.h"
+#include "model/noted_strings.h"
 #include "model/queued_observer.h"
 #include "model/runner.h"
 #include "model/safetensors.h"
@@ -253,6 +254,24 @@ class TestTrace : public QObject {
   }
 
   void initTestCase() { configure_cpu_runtime(); }
+
+  // How common the noted tokens are against the text: medians of each position's token count.
+  void noteRarityComparesTheNotedTokensWithTheText() {
+    Trace trace;
+    trace.tokens = {1, 1, 1, 1, 1, 2, 3, 1, 1, 4};  // token 1 occurs 7 times, the others once
+    trace.layers.resize(2);
+    for (LayerTrace& l : trace.layers) l.flags.assign(trace.tokens.size(), 0);
+    for (size_t t : {5, 6, 9}) trace.layers[0].flags[t] |= kNoted;  // the rare tokens
+    for (size_t t : {0, 5}) trace.layers[1].flags[t] |= kNoted;     // one common, one rare
+    const NoteRarity rare = note_rarity(trace, 0);
+    QCOMPARE(rare.noted, int64_t{3});
+    QCOMPARE(rare.noted_median, 1.0);
+    QCOMPARE(rare.text_median, 7.0);
+    QCOMPARE(note_rarity(trace, 1).noted_median, 4.0);  // the mean of the middle two, 1 and 7
+    const NoteRarity none = note_rarity(trace, 5);      // a layer the trace does not have
+    QCOMPARE(none.noted, int64_t{0});
+    QCOMPARE(none.text_median, 0.0);
+  }
 
   void savesAndLoadsBitExactly() {
     MemMambaModel m = MemMambaModel::random(testing::tiny_config(), 4);

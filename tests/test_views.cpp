@@ -708,7 +708,8 @@ class TestViews : public QObject {
     doc.setTrace(trace, QStringLiteral("hand-made"));
     doc.setLayer(0);
     QCOMPARE(list.rows(), 3);
-    QVERIFY2(list.caption().contains(QStringLiteral("6 notes")), qPrintable(list.caption()));
+    QVERIFY2(list.caption().contains(QStringLiteral("6 notes")) && list.caption().contains(QStringLiteral("median 1 times in this text, any token 1.")),
+             qPrintable(list.caption()));
     // Stepping through "Ann": each place after the current token, then around again.
     doc.setPosition(0);
     list.stepToNext(0);

@@ -59,13 +59,17 @@ void NotedListView::rebuild() {
   const int layer = document_->layer();
   const int64_t notes = noted_count(*trace, layer);
   shown_ = most_noted_strings(*trace, layer, kShown);
+  const NoteRarity rarity = note_rarity(*trace, layer);
   caption_->setText(notes == 0 ? tr("Layer %1 noted nothing in this run.").arg(layer)
-                               : tr("Layer %1: %L2 notes (%3% of %L4 tokens); the %5 texts it noted most.")
+                               : tr("Layer %1: %L2 notes (%3% of %L4 tokens); the %5 texts it noted most. A noted token "
+                                    "occurs a median %6 times in this text, any token %7.")
                                      .arg(layer)
                                      .arg(notes)
                                      .arg(100.0 * static_cast<double>(notes) / static_cast<double>(document_->length()), 0, 'g', 3)
                                      .arg(document_->length())
-                                     .arg(shown_.size()));
+                                     .arg(shown_.size())
+                                     .arg(rarity.noted_median)
+                                     .arg(rarity.text_median));
   table_->setRowCount(static_cast<int>(shown_.size()));
   for (int r = 0; r < static_cast<int>(shown_.size()); ++r) {
     const NotedString& n = shown_[static_cast<size_t>(r)];

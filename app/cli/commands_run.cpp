@@ -57,7 +57,8 @@ int cmd_info(const std::vector<std::string>& argv) {
   Args args(argv, {"top-noted"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::printf("usage: memmamba info FILE [--top-noted N]\n\nSummarises a checkpoint (config, parameters, dtypes) or a trace.\n"
-                "  --top-noted N   for a trace: the N strings each layer notes most, with their counts\n");
+                "  --top-noted N   for a trace: the N strings each layer notes most, with their counts, and how\n"
+                "                  common the noted tokens are in the text against any token (medians)\n");
     return args.flag("help") ? kOk : kUsage;
   }
   const std::string path = args.positionals()[0];
@@ -74,6 +75,10 @@ int cmd_info(const std::vector<std::string>& argv) {
       for (const NotedString& n : most_noted_strings(t, l, static_cast<size_t>(top)))
         std::printf(" %s x%lld", n.text.c_str(), static_cast<long long>(n.count));
       std::printf("\n");
+      const NoteRarity rarity = note_rarity(t, l);
+      if (rarity.noted > 0)
+        std::printf("  how common: a noted token occurs a median %g times in the text, any token %g\n", rarity.noted_median,
+                    rarity.text_median);
     }
     return kOk;
   }

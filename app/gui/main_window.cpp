@@ -671,7 +671,7 @@ void MainWindow::chooseModel() {
   dialog.setWindowTitle(tr("Model, tokenizer and device"));
   auto* form = new QFormLayout(&dialog);
   auto* checkpoint = new QLineEdit(checkpoint_, &dialog);
-  checkpoint->setPlaceholderText(tr("bundled model (memmamba-small; memmamba-small-notes fills its pools on books)"));
+  checkpoint->setPlaceholderText(tr("bundled model (memmamba-small)"));
   auto* tokenizer = new QLineEdit(tokenizer_, &dialog);
   tokenizer->setPlaceholderText(tr("bundled tokenizer"));
   // Browsing starts beside the chosen file, else among the bundled models.
