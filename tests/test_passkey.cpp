@@ -304,7 +304,7 @@ class TestPasskey : public QObject {
       const std::string needle = w.needle;
       held_out_parts.push_back(needle.substr(0, needle.find("{key}")));  // "Take note: the access code is "
     }
-    for (const char* noun : {"access code", "magic word"}) held_out_parts.emplace_back(noun);
+    for (const char* part : {"access", "magic", "forget"}) held_out_parts.emplace_back(part);
     for (uint64_t seed = 0; seed < 200; ++seed) {
       const PasskeyCase c = gen.make(600, 0.5, seed, spec);
       QCOMPARE(c.wording, int64_t{-1});
@@ -375,6 +375,30 @@ class TestPasskey : public QObject {
     // A quarter of the questions name the label alone (the answer is the label's value, whatever the form).
     QVERIFY2(questions_without_noun_or_verb > 10 && questions_without_noun_or_verb < 45, qPrintable(QString::number(questions_without_noun_or_verb)));
     QVERIFY2(fact_forms.size() > 30, qPrintable(QString("%1 distinct fact wordings in 100 cases").arg(fact_forms.size())));
+  }
+
+  // A haystack word put before a fact's value is never one that carries a held-out wording's
+  // word ("marked", "magic", "forget", "access"), even in a book made of little else.
+  void haystackWordsBeforeValuesKeepHeldOutWordsOut() {
+    const std::vector<std::string> sentences = {"The magic stone was remarked by forgetful and accessible people here.",
+                                                "Magic words, marked maps and access roads are not forgotten by anyone."};
+    PasskeyGenerator gen(*tok_, sentences, Haystack::BookSentences);
+    CaseSpec spec;
+    spec.key_digits_min = 3;
+    spec.key_digits_max = 6;
+    spec.facts = 2;
+    spec.wordings = parse_wordings("trained", true);
+    spec.composed = true;
+    int64_t needles = 0;
+    for (uint64_t seed = 0; seed < 120; ++seed) {
+      const PasskeyCase c = gen.make(300, 0.5, seed, spec);
+      for (const NeedleInfo& needle : c.needles) {
+        const std::string text = c.prompt.substr(needle.begin, needle.end - needle.begin);
+        for (const char* part : {"marked", "magic", "forget", "access"}) QVERIFY2(text.find(part) == std::string::npos, qPrintable(QString::fromStdString(text)));
+        ++needles;
+      }
+    }
+    QCOMPARE(needles, int64_t{240});
   }
 
   void casesOfEveryKindHoldTheirFacts() {

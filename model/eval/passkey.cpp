@@ -146,7 +146,11 @@ struct ComposedWording {
   std::string instruction, needle, question;
 };
 
-// A word of the haystack's own text (letters only, lower case), never the held-out verb: as the
+// Parts of the held-out wordings that no haystack word may carry into a training row: the
+// fact wording's verb and the held-out passkey needles' own words.
+const char* const kHeldOutWordParts[] = {"marked", "magic", "forget", "access"};
+
+// A word of the haystack's own text (letters only, lower case), never a held-out word: as the
 // verb of a needle it teaches that the word before a value may be any word.
 std::string haystack_word(const std::vector<std::string>& sentences, std::mt19937_64& rng) {
   for (int attempt = 0; attempt < 100; ++attempt) {
@@ -160,7 +164,9 @@ std::string haystack_word(const std::vector<std::string>& sentences, std::mt1993
       begin = end + 1;
       while (!word.empty() && (word.back() == ',' || word.back() == '.' || word.back() == ';')) word.pop_back();
       const bool lower_letters = std::all_of(word.begin(), word.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; });
-      if (lower_letters && word.size() >= 3 && word.size() <= 12 && word.find("marked") == std::string::npos) words.push_back(word);
+      const bool held_out = std::any_of(std::begin(kHeldOutWordParts), std::end(kHeldOutWordParts),
+                                        [&](const char* part) { return word.find(part) != std::string::npos; });
+      if (lower_letters && word.size() >= 3 && word.size() <= 12 && !held_out) words.push_back(word);
     }
     if (!words.empty()) return words[std::uniform_int_distribution<size_t>(0, words.size() - 1)(rng)];
   }
