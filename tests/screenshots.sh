@@ -5,7 +5,9 @@
 #   three-ways/  the same text beside Mamba-small and DeciMamba on Mamba-small (notes,
 #                forgetting, dropped tokens)
 #   failure/     a passkey case that MemMamba-small misses (a 9-digit key 64k tokens back, held-out
-#                wording, from docs/grids), with both comparisons' answers under it
+#                wording, from docs/grids), with both comparisons' answers under it; the cell is
+#                $SCREENSHOT_FAILURE_CELL where set (the sanitizer run takes a 4k one: with the
+#                64k cell this test ran 988 s under AddressSanitizer)
 # Usage: screenshots.sh MEMMAMBA_CLI EXPLORER SAMPLE_DIR OUT_DIR
 set -euo pipefail
 cli=$1 explorer=$2 samples=$3 out=$4
@@ -20,7 +22,7 @@ export XDG_CONFIG_HOME="$out/config"
 "$explorer" --trace "$out/sample.trace" --screenshots "$out/sample"
 "$explorer" --trace "$out/sample.trace" --compare both --screenshots "$out/three-ways"
 if [ ${#model[@]} -eq 0 ]; then
-  "$explorer" --grid "$grids/heldout-wordings-memmamba-small.json" --case 64k,0.1 --compare both \
+  "$explorer" --grid "$grids/heldout-wordings-memmamba-small.json" --case "${SCREENSHOT_FAILURE_CELL:-64k,0.1}" --compare both \
     --screenshots "$out/failure"
 fi
 for shot in sample/main-window sample/main-window-dark sample/pool sample/triggers sample/attention sample/decay \
