@@ -463,6 +463,10 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--document-rows"), QStringLiteral("0.5")},
         2, QStringLiteral("--document-rows needs passkey rows"));
+    cli(QStringLiteral("train --document-reads without document rows"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--document-reads")},
+        2, QStringLiteral("--document-reads goes with --document-rows"));
     cli(QStringLiteral("train --follow-up-questions without varied cases"),
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--follow-up-questions")},

@@ -138,6 +138,28 @@ class TestDocuments : public QObject {
     weights.answer = 1;
     const SequenceLoss loss = sequence_loss(model, batch, &targets, weights);
     QVERIFY2(std::isfinite(loss.answer) && loss.answer > 0.5, qPrintable(QString::number(loss.answer)));
+    // With document reads the same rows teach the memory: each id piece reads the same piece of
+    // the golden header's id or the fact value's last piece; the first piece chooses.
+    o.document_reads = true;
+    RetrievalTargets reads;
+    QVERIFY(torch::equal(BatchMaker(o, train, 6).make(0, 0, 4, nullptr, &reads), batch));
+    QCOMPARE(reads.row.size(), targets.end_row.size());
+    QVERIFY(reads.end_row.empty());
+    auto piece = [&](int64_t r, int64_t p) { return tok.decode({static_cast<int32_t>(batch[r][p].item<int64_t>())}); };
+    std::set<int64_t> chose;
+    for (size_t k = 0; k < reads.row.size(); ++k) {
+      const int64_t r = reads.row[k], q = reads.query[k];
+      QCOMPARE(q, targets.end_query[k]);
+      QVERIFY(reads.first[k] >= 0 && reads.first[k] < q && reads.second[k] > reads.first[k] && reads.second[k] < q);
+      QCOMPARE(piece(r, reads.first[k]), piece(r, q + 1));  // the header holds the answer's piece
+      const std::string value_end = piece(r, reads.second[k]);
+      QVERIFY2(!value_end.empty() && std::isdigit(static_cast<unsigned char>(value_end.back())), value_end.c_str());
+      QCOMPARE(piece(r, reads.second[k] + 1), std::string("."));
+      const bool first_of_row = chose.insert(r).second;
+      QCOMPARE(k < reads.choice.size() && reads.choice[k] == 1, first_of_row);
+    }
+    QCOMPARE(chose.size(), size_t{4});
+    o.document_reads = false;
     o.document_fraction = 0;
     QVERIFY(torch::equal(BatchMaker(o, train, 6).make(0, 0, 4, nullptr), before));
     QVERIFY(!torch::equal(batch, before));

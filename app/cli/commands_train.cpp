@@ -165,7 +165,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "surprise-notes", "surprise-share", "surprise-band",
                    "note-margin", "choice-weight", "quiet-notes"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end",
-                                         "follow-up-questions"});
+                                         "follow-up-questions", "document-reads"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
                 "Trains on DIR/train.tokens (from `memmamba data`), evaluating on DIR/heldout.tokens.\n"
@@ -193,6 +193,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "                        answered (the asked one first, the others in a random order)\n"
                 "  --document-rows F     share of the passkey rows that are multi-document retrieval rows in\n"
                 "                        DeciMamba's format (`eval docs`), from the haystack text (default 0)\n"
+                "  --document-reads      with --document-rows: the answer's id pieces read the golden header's\n"
+                "                        id or the golden fact's note (the memory's losses see document rows)\n"
                 "  --passkey-min-length N  shortest passkey example in tokens (default min(256, seq-len / 2));\n"
                 "                        lengths are uniform from N to the row, depths uniform\n"
                 "  --tau-note X          with --init: train with this note threshold tau1 (saved in the config)\n"
@@ -323,6 +325,10 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (o.passkey_fraction <= 0) throw UsageError("--document-rows needs passkey rows (--passkey-fraction > 0)");
     if (o.seq_len < 128) throw UsageError("--document-rows: rows of fewer than 128 tokens hold no document example");
     o.document_fraction = args.get_double("document-rows", 0.25, 0.0, 1.0);
+  }
+  if (args.flag("document-reads")) {
+    if (o.document_fraction <= 0) throw UsageError("--document-reads goes with --document-rows F (F > 0)");
+    o.document_reads = true;
   }
   if (args.has("answer-end")) {
     o.passkey_answer_end = args.get("answer-end", ".");

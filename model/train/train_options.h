@@ -77,6 +77,10 @@ struct TrainOptions {
   // 1-30 documents of consecutive haystack sentences, the question before each, the golden
   // document's id after "<|Answer|> <|Document "; the answer loss teaches the id's pieces.
   double document_fraction = 0;
+  // Document rows teach the memory too (--document-reads): each piece of the answer's id reads
+  // the note of the same piece in the golden document's header or of the golden fact's value
+  // (whose note can carry the id the SSM holds there); the id's first piece is a choosing read.
+  bool document_reads = false;
   int64_t blind_needle_margin = -1;  // -1: (conv_kernel - 1) x n_layers, how far the convolutions spread a token
   // Weight of the retrieval loss (MemMamba only): on passkey rows, each answer position that
   // predicts a piece of the key is taught to put its pool attention on that piece's note.

@@ -144,7 +144,7 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
         }
         const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
         for (int64_t k = 0; k < n; ++k) row[L - n + k] = enc.ids[enc.ids.size() - n + k];
-        if (targets) add_document_targets(c, enc, i, L, extra.targets);
+        if (targets) add_document_targets(c, enc, i, L, extra.targets, o_.document_reads);
         continue;
       }
       // A passkey example (prompt, then the key) at a random length and depth, placed at
@@ -198,15 +198,36 @@ std::vector<std::string> sentence_documents(const std::vector<std::string>& sent
 std::string document_training_text(const eval::DocumentCase& c) { return c.prompt + std::to_string(c.golden_id) + "|>"; }
 
 void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int64_t row, int64_t row_length,
-                          RetrievalTargets& out) {
+                          RetrievalTargets& out, bool reads) {
+  const std::string id = std::to_string(c.golden_id);
   const auto answer = static_cast<int64_t>(c.prompt.size());
-  const auto id_end = answer + static_cast<int64_t>(std::to_string(c.golden_id).size());
+  const auto id_end = answer + static_cast<int64_t>(id.size());
   const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
+  auto at = [&](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
+  // The golden header's id and the last byte of the fact's value (before its full stop).
+  const size_t header = c.prompt.find("<|Document " + id + "|> ");
+  const int64_t header_id = header == std::string::npos ? -1 : static_cast<int64_t>(header) + 11;
+  const size_t fact = c.prompt.find(c.fact);
+  const int64_t value_last = fact == std::string::npos ? -1 : static_cast<int64_t>(fact + c.fact.size()) - 2;
+  bool first_piece = true;
   for_each_piece(enc, answer, id_end, [&](int64_t i) {
-    const int64_t query = i + shift - 1;
+    const int64_t query = at(i) - 1;
     if (query < 0) return;
-    out.end_row.push_back(row);
-    out.end_query.push_back(query);
+    const int64_t offset = std::max(enc.begin[i], answer) - answer;
+    const int64_t a = reads && header_id >= 0 ? at(token_at_byte(enc, header_id + offset)) : -1;
+    const int64_t b = reads && value_last >= 0 ? at(token_at_byte(enc, value_last)) : -1;
+    if (a >= 0 || b >= 0) {
+      out.choice.resize(out.row.size(), 0);
+      out.choice.push_back(first_piece ? 1 : 0);
+      out.row.push_back(row);
+      out.query.push_back(query);
+      out.first.push_back(a);
+      out.second.push_back(b);
+    } else {
+      out.end_row.push_back(row);
+      out.end_query.push_back(query);
+    }
+    first_piece = false;
   });
 }
 

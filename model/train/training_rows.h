@@ -99,9 +99,10 @@ std::string document_training_text(const eval::DocumentCase& c);
 
 // Appends the answer targets of document case `c` encoded as `enc` (document_training_text),
 // whose last tokens fill the end of batch row `row` of `row_length` tokens: `end_row`/
-// `end_query` at each piece of the id (no note to read: the id's tokens are seen before the fact).
+// `end_query` at each piece of the id, or with `reads` a read at each (TrainOptions::
+// document_reads): the same piece of the golden header's id, or the fact value's last piece.
 void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int64_t row, int64_t row_length,
-                          RetrievalTargets& out);
+                          RetrievalTargets& out, bool reads = false);
 
 // Appends `from`'s targets to `to` (rows numbered as they are).
 void append_targets(const RetrievalTargets& from, RetrievalTargets& to);
