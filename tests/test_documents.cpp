@@ -160,6 +160,22 @@ class TestDocuments : public QObject {
     }
     QCOMPARE(chose.size(), size_t{4});
     o.document_reads = false;
+    // Rows longer than 4k tokens hold more than 30 documents (eval docs asks up to 50).
+    {
+      TrainOptions longer = o;
+      longer.seq_len = 8192;
+      const torch::Tensor rows8k = BatchMaker(longer, train, 6).make(0, 0, 24, nullptr);
+      size_t most = 0;
+      for (int64_t r = 0; r < rows8k.size(0); ++r) {
+        std::vector<int32_t> ids;
+        for (int64_t i = 0; i < rows8k.size(1); ++i) ids.push_back(static_cast<int32_t>(rows8k[r][i].item<int64_t>()));
+        const std::string text = tok.decode(ids);
+        size_t count = 0;
+        for (size_t at = text.find("<|Query|>"); at != std::string::npos; at = text.find("<|Query|>", at + 1)) ++count;
+        most = std::max(most, count);
+      }
+      QVERIFY2(most > 30, qPrintable(QString::number(most)));
+    }
     o.document_fraction = 0;
     QVERIFY(torch::equal(BatchMaker(o, train, 6).make(0, 0, 4, nullptr), before));
     QVERIFY(!torch::equal(batch, before));

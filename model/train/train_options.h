@@ -74,8 +74,9 @@ struct TrainOptions {
   // the SSM's horizon (a row of 4k tokens shows what a key 1M tokens back looks like).
   double blind_needle_fraction = 0;
   // Share of passkey rows that are instead DeciMamba-format document rows (eval::DocumentCase):
-  // 1-30 documents of consecutive haystack sentences, the question before each, the golden
-  // document's id after "<|Answer|> <|Document "; the answer loss teaches the id's pieces.
+  // 1-30 documents (up to one per 128 tokens in rows longer than 4k) of consecutive haystack
+  // sentences, the question before each, the golden document's id after "<|Answer|> <|Document ";
+  // the answer loss teaches the id's pieces.
   double document_fraction = 0;
   // Document rows teach the memory too (--document-reads): each piece of the answer's id reads
   // the note of the same piece in the golden document's header or of the golden fact's value

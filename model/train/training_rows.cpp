@@ -131,9 +131,11 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       if (!generator_ || L < 128 || unit(rng) >= o_.passkey_fraction) continue;  // prompts need >= 64 tokens
       extra.passkey = true;
       if (documents_ && unit(rng) < o_.document_fraction) {
-        // A document row: as many documents as fit (1-30 drawn, halved until they do), at the
-        // end of the row like a passkey example.
-        int64_t noise = std::uniform_int_distribution<int64_t>(0, 29)(rng);
+        // A document row: as many documents as fit (1-30 drawn, halved until they do; rows
+        // longer than 4k tokens draw up to one per 128 tokens), at the end of the row like a
+        // passkey example.
+        const int64_t most_noise = L <= 4096 ? 29 : L / 128 - 1;
+        int64_t noise = std::uniform_int_distribution<int64_t>(0, most_noise)(rng);
         const uint64_t seed = rng();
         eval::DocumentCase c = documents_->make(noise, seed);
         Encoding enc = tokenizer_->encode(document_training_text(c));
