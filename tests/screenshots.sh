@@ -4,8 +4,9 @@
 #                switch to the dark palette: main-window-dark.png)
 #   three-ways/  the same text beside Mamba-small and DeciMamba on Mamba-small (notes,
 #                forgetting, dropped tokens)
-#   failure/     a passkey case that MemMamba-small misses (a 9-digit key 64k tokens back, held-out
-#                wording, from docs/grids), with both comparisons' answers under it; the cell is
+#   failure/     a passkey case that MemMamba-small misses (a 10-digit key 64k tokens back whose
+#                first digit comes out wrong, from docs/grids/trained-long-memmamba-small.json), with
+#                both comparisons' answers under it; the cell is
 #                $SCREENSHOT_FAILURE_CELL where set (the sanitizer run takes a 4k one: with the
 #                64k cell this test ran 988 s under AddressSanitizer)
 # Usage: screenshots.sh MEMMAMBA_CLI EXPLORER SAMPLE_DIR OUT_DIR
@@ -22,7 +23,7 @@ export XDG_CONFIG_HOME="$out/config"
 "$explorer" --trace "$out/sample.trace" --screenshots "$out/sample"
 "$explorer" --trace "$out/sample.trace" --compare both --screenshots "$out/three-ways"
 if [ ${#model[@]} -eq 0 ]; then
-  "$explorer" --grid "$grids/heldout-wordings-memmamba-small.json" --case "${SCREENSHOT_FAILURE_CELL:-64k,0.1}" --compare both \
+  "$explorer" --grid "$grids/trained-long-memmamba-small.json" --case "${SCREENSHOT_FAILURE_CELL:-64k,0.1}" --compare both \
     --screenshots "$out/failure"
 fi
 for shot in sample/main-window sample/main-window-dark sample/pool sample/triggers sample/attention sample/decay \
