@@ -13,7 +13,7 @@
 #               composed-facts is facts with composed single keys,
 #               composed puts wordings together from parts, facts adds labelled facts;
 #               $F_KEY_DIGITS=7-10 sets the digit keys' length; $F_FLAGS adds train flags to both,
-#               e.g. --note-key-end or --document-rows 0.5; $F_ANSWER_END is what follows the key in
+#               e.g. --note-key-end or --document-rows 0.4 --document-reads; $F_ANSWER_END is what follows the key in
 #               the rows; $F_BLIND is Fmem's share of blind needles, default 1; $F_SEQ_LEN and $F_BATCH
 #               the rows' length and count, default 4096 and 8; $PASSKEY_FRACTION every stage's share of
 #               passkey rows, default 0.5)
