@@ -29,6 +29,17 @@ void for_each_piece(const Encoding& enc, int64_t begin, int64_t end, Piece piece
     if (enc.end[i] > begin && enc.begin[i] < end) piece(static_cast<int64_t>(i));
 }
 
+// Appends a read: the answer position `query` of batch row `row` should attend the note at row
+// position `a` or `b` (-1: none); `choice` marks a read that chooses among several values.
+void add_read(RetrievalTargets& out, int64_t row, int64_t query, int64_t a, int64_t b, bool choice) {
+  out.choice.resize(out.row.size(), 0);
+  out.choice.push_back(choice ? 1 : 0);
+  out.row.push_back(row);
+  out.query.push_back(query);
+  out.first.push_back(a);
+  out.second.push_back(b);
+}
+
 // The first two of a value's mentions in its needle (-1 where absent): the copies a read targets.
 std::pair<int64_t, int64_t> first_two(const std::vector<int64_t>& at) {
   return {at.empty() ? -1 : at[0], at.size() < 2 ? -1 : at[1]};
@@ -219,12 +230,7 @@ void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int6
     const int64_t a = reads && header_id >= 0 ? at(token_at_byte(enc, header_id + offset)) : -1;
     const int64_t b = reads && value_last >= 0 ? at(token_at_byte(enc, value_last)) : -1;
     if (a >= 0 || b >= 0) {
-      out.choice.resize(out.row.size(), 0);
-      out.choice.push_back(first_piece ? 1 : 0);
-      out.row.push_back(row);
-      out.query.push_back(query);
-      out.first.push_back(a);
-      out.second.push_back(b);
+      add_read(out, row, query, a, b, first_piece);
     } else {
       out.end_row.push_back(row);
       out.end_query.push_back(query);
@@ -305,14 +311,6 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
   // The row position of the needle piece `offset` bytes into a value's copy (-1 where cut off).
   auto in_copy = [&](int64_t copy, int64_t offset) { return copy >= 0 ? at(token_at_byte(enc, copy + offset)) : int64_t{-1}; };
   const bool labelled = c.needles.size() >= 2;
-  auto add_read = [&](int64_t query, int64_t a, int64_t b, bool choice = false) {
-    out.choice.resize(out.row.size(), 0);
-    out.choice.push_back(choice ? 1 : 0);
-    out.row.push_back(row);
-    out.query.push_back(query);
-    out.first.push_back(a);
-    out.second.push_back(b);
-  };
   // An answer that writes `value` from byte `answer` on, its needle's copies of the value at
   // bytes `first` and `second` (-1 where absent): each piece reads the piece of a copy that
   // holds the same bytes, then the answer's end.
@@ -322,7 +320,7 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
       const int64_t offset = std::max(enc.begin[i], answer) - answer;
       const int64_t query = at(i) - 1;
       const int64_t a = in_copy(first, offset), b = in_copy(second, offset);
-      if (query >= 0 && (a >= 0 || b >= 0)) add_read(query, a, b, labelled && first_piece);
+      if (query >= 0 && (a >= 0 || b >= 0)) add_read(out, row, query, a, b, labelled && first_piece);
       first_piece = false;
     });
     // The answer's end: the first piece that begins after the value (pieces are in text order).
@@ -332,7 +330,7 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
     if (end_query < 0) return;
     if (end_from_notes) {
       const int64_t a = in_copy(first, value_length), b = in_copy(second, value_length);
-      if (a >= 0 || b >= 0) return add_read(end_query, a, b);
+      if (a >= 0 || b >= 0) return add_read(out, row, end_query, a, b, false);
     }
     out.end_row.push_back(row);
     out.end_query.push_back(end_query);
