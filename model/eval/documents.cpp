@@ -76,9 +76,9 @@ DocumentCase DocumentRetrievalGenerator::make(int64_t noise, uint64_t seed) cons
       const size_t at = boundaries[pick(boundaries.size())];
       doc.insert(at, c.fact + " ");
     }
-    c.prompt += " <|Query|> " + c.question + " <|Document " + std::to_string(c.ids[d]) + "|> " + doc;
+    c.prompt += " <|Query|> " + c.question + " " + kDocumentHeader + std::to_string(c.ids[d]) + "|> " + doc;
   }
-  c.prompt += " <|Answer|> <|Document ";
+  c.prompt += std::string(" <|Answer|> ") + kDocumentHeader;
   return c;
 }
 

@@ -9,6 +9,9 @@
 
 namespace memmamba::eval {
 
+// What opens every document's header, "<|Document 120|> ", and ends the prompt before the answer.
+inline constexpr const char* kDocumentHeader = "<|Document ";
+
 struct DocumentCase {
   int64_t noise_documents = 0;
   std::string question;

@@ -29,6 +29,13 @@ void for_each_piece(const Encoding& enc, int64_t begin, int64_t end, Piece piece
     if (enc.end[i] > begin && enc.begin[i] < end) piece(static_cast<int64_t>(i));
 }
 
+// Where token i of `enc` sits in a batch row of `row_length` tokens whose end the encoding's
+// last tokens fill: -1 where the token was cut off (or i is -1).
+auto row_positions(const Encoding& enc, int64_t row_length) {
+  const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());
+  return [shift](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
+}
+
 // Appends a read: the answer position `query` of batch row `row` should attend the note at row
 // position `a` or `b` (-1: none); `choice` marks a read that chooses among several values.
 void add_read(RetrievalTargets& out, int64_t row, int64_t query, int64_t a, int64_t b, bool choice) {
@@ -215,22 +222,25 @@ void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int6
   const std::string id = std::to_string(c.golden_id);
   const auto answer = static_cast<int64_t>(c.prompt.size());
   const auto id_end = answer + static_cast<int64_t>(id.size());
-  const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
-  auto at = [&](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
-  // The golden header's id and the last byte of the fact's value (before its full stop).
-  const size_t header = c.prompt.find("<|Document " + id + "|> ");
-  const int64_t header_id = header == std::string::npos ? -1 : static_cast<int64_t>(header) + 11;
-  const size_t fact = c.prompt.find(c.fact);
-  const int64_t value_last = fact == std::string::npos ? -1 : static_cast<int64_t>(fact + c.fact.size()) - 2;
+  const auto at = row_positions(enc, row_length);
+  // With reads: where the golden header's id begins (a byte of the prompt), and the row position
+  // of the fact value's last piece (the byte before its full stop).
+  int64_t header_id = -1, value_last = -1;
+  if (reads) {
+    const std::string header_start = eval::kDocumentHeader;
+    const size_t header = c.prompt.find(header_start + id + "|> ");
+    if (header != std::string::npos) header_id = static_cast<int64_t>(header + header_start.size());
+    const size_t fact = c.prompt.find(c.fact);
+    if (fact != std::string::npos) value_last = at(token_at_byte(enc, static_cast<int64_t>(fact + c.fact.size()) - 2));
+  }
   bool first_piece = true;
   for_each_piece(enc, answer, id_end, [&](int64_t i) {
     const int64_t query = at(i) - 1;
     if (query < 0) return;
     const int64_t offset = std::max(enc.begin[i], answer) - answer;
-    const int64_t a = reads && header_id >= 0 ? at(token_at_byte(enc, header_id + offset)) : -1;
-    const int64_t b = reads && value_last >= 0 ? at(token_at_byte(enc, value_last)) : -1;
-    if (a >= 0 || b >= 0) {
-      add_read(out, row, query, a, b, first_piece);
+    const int64_t a = header_id >= 0 ? at(token_at_byte(enc, header_id + offset)) : -1;
+    if (a >= 0 || value_last >= 0) {
+      add_read(out, row, query, a, value_last, first_piece);
     } else {
       out.end_row.push_back(row);
       out.end_query.push_back(query);
@@ -306,8 +316,7 @@ void append_follow_ups(const eval::PasskeyCase& c, const std::string& answer_end
 
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
                            RetrievalTargets& out, bool end_from_notes, const std::vector<FollowUp>& follow_ups) {
-  const int64_t shift = row_length - static_cast<int64_t>(enc.ids.size());  // token i sits at row position i + shift
-  auto at = [&](int64_t i) { return i < 0 || i + shift < 0 ? int64_t{-1} : i + shift; };
+  const auto at = row_positions(enc, row_length);
   // The row position of the needle piece `offset` bytes into a value's copy (-1 where cut off).
   auto in_copy = [&](int64_t copy, int64_t offset) { return copy >= 0 ? at(token_at_byte(enc, copy + offset)) : int64_t{-1}; };
   const bool labelled = c.needles.size() >= 2;
