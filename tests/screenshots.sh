@@ -4,8 +4,8 @@
 #                switch to the dark palette: main-window-dark.png)
 #   three-ways/  the same text beside Mamba-small and DeciMamba on Mamba-small (notes,
 #                forgetting, dropped tokens)
-#   failure/     a passkey case that MemMamba-small misses (a 10-digit key 64k tokens back whose
-#                first digit comes out wrong, from docs/grids/trained-long-memmamba-small.json), with
+#   failure/     a passkey case that MemMamba-small misses (a 10-digit key 64k tokens back, answered
+#                "226.", from docs/grids/trained-long-memmamba-small.json), with
 #                both comparisons' answers under it; the cell is
 #                $SCREENSHOT_FAILURE_CELL where set (the sanitizer run takes a 4k one: with the
 #                64k cell this test ran 988 s under AddressSanitizer)

@@ -454,7 +454,7 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
          QStringLiteral("lottery")},
-        2, QStringLiteral("--case-mix must be all, passkey, composed, facts, composed-facts or composed-all"));
+        2, QStringLiteral("--case-mix must be all, passkey, composed, facts, composed-facts, composed-all or composed-any"));
     cli(QStringLiteral("train --document-rows 1.5"),
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--document-rows"), QStringLiteral("1.5")},

@@ -1,6 +1,6 @@
 // The surprise selection loss: its targets are the tokens the model found hardest to predict
 // (the loss of predicting token t sits at t - 1), never the warm-up, and its gradient teaches
-// the note summaries to note those tokens and leave the predictable ones.
+// the learned note rule (the bundled model's) to note those tokens and leave the predictable ones.
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
@@ -44,6 +44,7 @@ class TestSurpriseNotes : public QObject {
     c.pool_slots = 64;
     c.tau_note = 0.5;
     c.summary_dim = 16;
+    c.importance = ImportanceRule::Learned;
     MemMambaModel model = MemMambaModel::random(c, 11);
     model.mutable_weights().set_requires_grad(true);
     // Two rows of a repeating phrase broken every 16 tokens by a token it cannot predict.
@@ -74,11 +75,12 @@ class TestSurpriseNotes : public QObject {
       auto breaks = batch.narrow(1, 0, 128).ge(40);
       QCOMPARE((picked & breaks).sum().item<int64_t>(), picked.sum().item<int64_t>());  // only the breaks
     }
-    // Then the summaries alone learn the selection.
-    std::vector<torch::Tensor> summaries;
+    // Then the note rule alone learns the selection.
+    std::vector<torch::Tensor> rule;
     for (int64_t l = 0; l < c.n_layers; ++l)
-      summaries.push_back(model.weights()["layers." + std::to_string(l) + ".note.summary.weight"]);
-    torch::optim::Adam select(summaries, torch::optim::AdamOptions(2e-2));
+      for (const char* w : {".note.importance.weight", ".note.importance.bias"})
+        rule.push_back(model.weights()["layers." + std::to_string(l) + w]);
+    torch::optim::Adam select(rule, torch::optim::AdamOptions(2e-2));
     for (int step = 0; step < 150; ++step) {
       select.zero_grad();
       SequenceLoss l = sequence_loss(model, batch, nullptr, weights);
@@ -89,10 +91,11 @@ class TestSurpriseNotes : public QObject {
     qInfo("surprise loss %.3f -> %.3f; surprising noted %.2f -> %.2f; predictable noted %.2f -> %.2f",
           first.surprise_note, last.surprise_note, first.surprising_noted, last.surprising_noted,
           first.predictable_noted, last.predictable_noted);
-    // The loss's own value moves with the float order of the build (sanitized builds train the
-    // phrase a little differently); what must hold everywhere is its fall and the selection it teaches.
-    QVERIFY(last.surprise_note < first.surprise_note);
-    QVERIFY(last.surprising_noted - last.predictable_noted > first.surprising_noted - first.predictable_noted + 0.15);
+    // The learned rule is a smooth function of the token's features, so the fall is large on
+    // every build (the novelty rule's importance jumps with the pool's contents: with it this
+    // check hung on the float order of the CPU). The selection it teaches carries the margin.
+    QVERIFY(last.surprise_note < 0.5 * first.surprise_note);
+    QVERIFY(last.surprising_noted - last.predictable_noted > first.surprising_noted - first.predictable_noted + 0.5);
     QVERIFY(std::isnan(sequence_loss(model, batch).surprise_note));  // off: not computed
   }
 

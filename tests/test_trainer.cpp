@@ -107,11 +107,13 @@ class TestTrainer : public QObject {
 
   // Training rows never use a held-out wording; the passkey mix is one digit key of 3-10
   // digits; the whole mix has facts, words, names and distractors (only with digit keys); the
-  // facts mix has digit keys only, with 2-6 facts in some rows.
+  // facts mix has digit keys only, with 2-6 facts in some rows; "composed-any" composes as
+  // "composed-all" with words and names among its keys.
   void trainingCasesKeepHeldOutWordingsOut() {
     std::mt19937_64 rng(3);
     bool facts = false, words = false, names = false, distractors = false, several_digit_facts = false;
     bool several_composed_facts = false, single_composed_facts = false, composed_labels = false, listed_labels = false;
+    bool any_words = false, any_names = false, any_composed_labels = false;
     for (int i = 0; i < 400; ++i) {
       const eval::CaseSpec all = training_case_spec(rng, "all");
       const auto& wordings = all.facts > 1 ? eval::fact_wordings() : eval::passkey_wordings();
@@ -144,11 +146,20 @@ class TestTrainer : public QObject {
       QVERIFY(composed_all.key_kind == eval::KeyKind::Digits && composed_all.facts <= 6);
       if (composed_all.facts == 1) QVERIFY(composed_all.composed);
       else (composed_all.composed ? composed_labels : listed_labels) = true;
+      // "composed-any": composed wordings as composed-all, words and names among the keys.
+      const eval::CaseSpec composed_any = training_case_spec(rng, "composed-any");
+      QVERIFY(composed_any.facts >= 1 && composed_any.facts <= 8);
+      if (composed_any.facts == 1) QVERIFY(composed_any.composed);
+      if (composed_any.distractors > 0) QVERIFY(composed_any.key_kind == eval::KeyKind::Digits);
+      any_words |= composed_any.key_kind == eval::KeyKind::Word;
+      any_names |= composed_any.key_kind == eval::KeyKind::Name;
+      any_composed_labels |= composed_any.facts > 1 && composed_any.composed;
       const eval::CaseSpec long_keys = training_case_spec(rng, "composed", {7, 10});
       QVERIFY(long_keys.key_digits_min == 7 && long_keys.key_digits_max == 10);
     }
     QVERIFY(facts && words && names && distractors && several_digit_facts);
     QVERIFY(several_composed_facts && single_composed_facts && composed_labels && listed_labels);
+    QVERIFY(any_words && any_names && any_composed_labels);
   }
 
   // Passkey rows on the shard's own text: the haystack sentences come from the training shard

@@ -182,12 +182,14 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --varied-cases        passkey rows of many kinds: the trained wordings, keys of 3-10 digits,\n"
                 "                        words and names, 1-8 labelled facts, distractor numbers (default: the\n"
                 "                        first wording and 5-digit keys)\n"
-                "  --case-mix all|passkey|composed|facts|composed-facts|composed-all  with --varied-cases:\n"
+                "  --case-mix all|passkey|composed|facts|composed-facts|composed-all|composed-any\n"
+                "                        with --varied-cases:\n"
                 "                        the whole mix (default), single digit keys of 3-10 digits in the trained\n"
                 "                        wordings, the same keys in wordings put together from parts (no two rows\n"
                 "                        need share one), keys with 2-6 labelled facts in half the rows, that mix\n"
                 "                        with its single keys in composed wordings, or that with half its rows\n"
-                "                        with labelled facts in composed fact wordings too\n"
+                "                        with labelled facts in composed fact wordings too, or that with words and\n"
+                "                        names as keys and up to 8 facts\n"
                 "  --key-digits A-B      with --varied-cases: digits of the digit keys (default 3-10)\n"
                 "  --follow-up-questions with --varied-cases: rows with labelled facts ask every fact, each\n"
                 "                        answered (the asked one first, the others in a random order)\n"
@@ -283,8 +285,8 @@ int cmd_train(const std::vector<std::string>& argv) {
     o.varied_cases = args.flag("varied-cases");
     o.case_mix = args.get("case-mix", "all");
     if (o.case_mix != "all" && o.case_mix != "passkey" && o.case_mix != "composed" && o.case_mix != "facts" &&
-        o.case_mix != "composed-facts" && o.case_mix != "composed-all")
-      throw UsageError("--case-mix must be all, passkey, composed, facts, composed-facts or composed-all");
+        o.case_mix != "composed-facts" && o.case_mix != "composed-all" && o.case_mix != "composed-any")
+      throw UsageError("--case-mix must be all, passkey, composed, facts, composed-facts, composed-all or composed-any");
     if (args.has("case-mix") && !o.varied_cases) throw UsageError("--case-mix goes with --varied-cases");
     if (args.flag("follow-up-questions")) {
       if (!o.varied_cases) throw UsageError("--follow-up-questions goes with --varied-cases");
@@ -358,7 +360,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   const bool rows_with_facts = o.varied_cases && o.case_mix != "passkey" && o.case_mix != "composed";
   if (args.has("choice-weight") && !rows_with_facts)
     throw UsageError("--choice-weight needs rows with labelled facts (--varied-cases with --case-mix all, facts, "
-                     "composed-facts or composed-all)");
+                     "composed-facts, composed-all or composed-any)");
   if (args.has("choice-weight") && o.retrieval_loss_weight <= 0 && o.answer_loss_weight <= 0)
     throw UsageError("--choice-weight weighs the retrieval and answer losses: give --retrieval-loss or --answer-loss");
   o.surprise_note_weight = args.get_double("surprise-notes", 0.0, 0.0, 1e3);

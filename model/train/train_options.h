@@ -48,8 +48,9 @@ struct TrainOptions {
   // With varied cases: "all" (the whole mix), "passkey" (one fact, digit keys, the trained
   // wordings: the wording alone varies), "composed" (the same keys in wordings put together from
   // parts), "facts" (digit keys, 2-6 labelled facts in half the rows), "composed-facts" (the
-  // facts mix, its single-fact rows in composed wordings) or "composed-all" (that mix with half
-  // its rows with labelled facts in composed fact wordings too).
+  // facts mix, its single-fact rows in composed wordings), "composed-all" (that mix with half
+  // its rows with labelled facts in composed fact wordings too) or "composed-any" (composed-all
+  // with words and names as keys and up to 8 facts, as in "all").
   std::string case_mix = "all";
   // The digits of the mixes' digit keys, drawn uniformly from [first, second] (--key-digits).
   std::pair<int64_t, int64_t> key_digits{3, 10};

@@ -259,18 +259,20 @@ eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix, 
     spec.composed = mix == "composed";
     return spec;
   }
-  // "all", "facts", "composed-facts" and "composed-all" (digit keys only, at most 6 facts) draw
-  // in the same order.
+  // "all", "composed-any", "facts", "composed-facts" and "composed-all" (digit keys only, at most
+  // 6 facts) draw in the same order.
   const bool digits_only = mix == "facts" || mix == "composed-facts" || mix == "composed-all";
+  const bool composed_mix = mix == "composed-facts" || mix == "composed-all" || mix == "composed-any";
   const double kind = digits_only ? 0.0 : unit(rng);
   spec.key_kind = kind < 0.7 ? eval::KeyKind::Digits : kind < 0.85 ? eval::KeyKind::Word : eval::KeyKind::Name;
   spec.facts = unit(rng) < 0.5 ? 1 : std::uniform_int_distribution<int64_t>(2, digits_only ? 6 : 8)(rng);
   spec.wordings = eval::parse_wordings("trained", spec.facts > 1);
   spec.distractors = spec.key_kind == eval::KeyKind::Digits && unit(rng) < 0.5 ? std::uniform_int_distribution<int64_t>(1, 4)(rng) : 0;
-  // "composed-facts" composes single keys' wordings only; "composed-all" also half the wordings
-  // with labelled facts (a draw only that mix makes, so the others' rows stay as they were).
-  spec.composed = (mix == "composed-facts" || mix == "composed-all") && spec.facts == 1;
-  if (mix == "composed-all" && spec.facts > 1) spec.composed = unit(rng) < 0.5;
+  // "composed-facts" composes single keys' wordings only; "composed-all" and "composed-any" also
+  // half the wordings with labelled facts (a draw only those mixes make, so the others' rows stay
+  // as they were).
+  spec.composed = composed_mix && spec.facts == 1;
+  if ((mix == "composed-all" || mix == "composed-any") && spec.facts > 1) spec.composed = unit(rng) < 0.5;
   return spec;
 }
 

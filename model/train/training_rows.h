@@ -86,7 +86,9 @@ std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const 
 // `mix` "passkey": one fact, digit keys, the trained wordings; "composed": the same in wordings
 // put together from parts; "facts": digit keys, 2-6 labelled facts in half the rows;
 // "composed-facts": the facts mix with its single-fact rows in composed wordings;
-// "composed-all": that mix with half its rows with labelled facts in composed fact wordings too.
+// "composed-all": that mix with half its rows with labelled facts in composed fact wordings too;
+// "composed-any": "composed-all" with the whole mix's keys (words and names among the digits, up
+// to 8 facts).
 // Digit keys have `key_digits` digits.
 eval::CaseSpec training_case_spec(std::mt19937_64& rng, const std::string& mix = "all",
                                   std::pair<int64_t, int64_t> key_digits = {3, 10});
