@@ -57,6 +57,12 @@ torch::Tensor MemMambaModel::note_summaries(int64_t layer, const torch::Tensor& 
   return note_inputs(config_, weights_, layer, memory_inputs(config_, weights_, layer, x, nullptr), false).summaries;
 }
 
+torch::Tensor MemMambaModel::note_importances(int64_t layer, const torch::Tensor& x) const {
+  if (!config_.memory) throw std::invalid_argument("a Mamba-only model has no Note Block");
+  if (layer < 0 || layer >= config_.n_layers) throw std::invalid_argument("layer out of range");
+  return note_inputs(config_, weights_, layer, memory_inputs(config_, weights_, layer, x, nullptr), true).learned;
+}
+
 torch::Device MemMambaModel::device() const { return weights_["embedding.weight"].device(); }
 
 RunOptions MemMambaModel::default_options() const {

@@ -58,6 +58,8 @@ class MemMambaModel {
   // The Note Block's candidate summaries s = W_N RMSNorm(x) of layer `layer` for its input x
   // [B, T, D] (what the pool compares and stores).
   torch::Tensor note_summaries(int64_t layer, const torch::Tensor& x) const;
+  // The learned note rule's importances of the same tokens [B, T] (the weights must hold the rule).
+  torch::Tensor note_importances(int64_t layer, const torch::Tensor& x) const;
 
  private:
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,

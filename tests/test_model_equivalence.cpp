@@ -309,6 +309,39 @@ class TestModelEquivalence : public QObject {
                qPrintable(QString("chunks of %1").arg(chunk)));
   }
 
+  // note_importances (what `bench` walks the GPU pool with) gives the learned rule's
+  // importances of a layer's input: the run's own, with a context mix of random taps.
+  void noteImportancesAreTheRunsOwn() {
+    ModelConfig c = testing::tiny_config();
+    c.importance = ImportanceRule::Learned;
+    c.memory_context = 3;
+    Weights w = Weights::random(c, 9);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const std::string name = layer_prefix(l) + "memory.context.weight";
+      w.set(name, torch::randn(w[name].sizes()));
+    }
+    const MemMambaModel model(c, w);
+    torch::manual_seed(5);
+    auto tokens = torch::randint(0, c.vocab_size, {1, 40}, torch::kInt64);
+    std::vector<torch::Tensor> inputs(static_cast<size_t>(c.n_layers)), importance(static_cast<size_t>(c.n_layers));
+    inputs[0] = w["embedding.weight"].index_select(0, tokens[0]).unsqueeze(0);
+    RunOptions o = model.default_options();
+    o.chunk_tokens = 40;
+    o.on_layer_output = [&](int64_t layer, int64_t, const torch::Tensor& x) {
+      if (layer + 1 < c.n_layers) inputs[static_cast<size_t>(layer + 1)] = x.detach().clone();
+    };
+    o.on_importance = [&](int64_t layer, int64_t, const torch::Tensor& i) { importance[static_cast<size_t>(layer)] = i.detach().clone(); };
+    torch::NoGradGuard no_grad;
+    RunState state = model.new_state(1);
+    model.forward(tokens, state, o);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const auto mine = model.note_importances(l, inputs[static_cast<size_t>(l)]);
+      const double diff = (mine.view({1, 40}) - importance[static_cast<size_t>(l)].view({1, 40})).abs().max().item<double>();
+      QVERIFY2(diff < 1e-5, qPrintable(QString("layer %1: max |difference| %2").arg(l).arg(diff)));
+    }
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, model.note_importances(c.n_layers, inputs[0]));
+  }
+
   void gradientsReachTheNoteBlock() {
     struct Case {
       const char* rule;
