@@ -93,7 +93,7 @@ class TestSurpriseNotes : public QObject {
           first.predictable_noted, last.predictable_noted);
     // The learned rule is a smooth function of the token's features, so the fall is large on
     // every build (the novelty rule's importance jumps with the pool's contents: with it this
-    // check hung on the float order of the CPU). The selection it teaches carries the margin.
+    // check depended on the float order of the CPU). The selection it teaches carries the margin.
     QVERIFY(last.surprise_note < 0.5 * first.surprise_note);
     QVERIFY(last.surprising_noted - last.predictable_noted > first.surprising_noted - first.predictable_noted + 0.5);
     QVERIFY(std::isnan(sequence_loss(model, batch).surprise_note));  // off: not computed
