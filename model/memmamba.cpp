@@ -51,16 +51,10 @@ MemMambaModel MemMambaModel::random(const ModelConfig& config, uint64_t seed) {
   return MemMambaModel(config, Weights::random(config, seed));
 }
 
-torch::Tensor MemMambaModel::note_summaries(int64_t layer, const torch::Tensor& x) const {
+NoteInputs MemMambaModel::note_block_inputs(int64_t layer, const torch::Tensor& x, bool learned_rule) const {
   if (!config_.memory) throw std::invalid_argument("a Mamba-only model has no Note Block");
   if (layer < 0 || layer >= config_.n_layers) throw std::invalid_argument("layer out of range");
-  return note_inputs(config_, weights_, layer, memory_inputs(config_, weights_, layer, x, nullptr), false).summaries;
-}
-
-torch::Tensor MemMambaModel::note_importances(int64_t layer, const torch::Tensor& x) const {
-  if (!config_.memory) throw std::invalid_argument("a Mamba-only model has no Note Block");
-  if (layer < 0 || layer >= config_.n_layers) throw std::invalid_argument("layer out of range");
-  return note_inputs(config_, weights_, layer, memory_inputs(config_, weights_, layer, x, nullptr), true).learned;
+  return note_inputs(config_, weights_, layer, memory_inputs(config_, weights_, layer, x, nullptr), learned_rule);
 }
 
 torch::Device MemMambaModel::device() const { return weights_["embedding.weight"].device(); }

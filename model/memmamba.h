@@ -55,11 +55,10 @@ class MemMambaModel {
   // tokens: [B]. Returns logits [B, V].
   torch::Tensor step(const torch::Tensor& tokens, RunState& state, const RunOptions& options) const;
   torch::Tensor logits(const torch::Tensor& hidden) const;
-  // The Note Block's candidate summaries s = W_N RMSNorm(x) of layer `layer` for its input x
-  // [B, T, D] (what the pool compares and stores).
-  torch::Tensor note_summaries(int64_t layer, const torch::Tensor& x) const;
-  // The learned note rule's importances of the same tokens [B, T] (the weights must hold the rule).
-  torch::Tensor note_importances(int64_t layer, const torch::Tensor& x) const;
+  // The Note Block's inputs of layer `layer` for its input x [B, T, D]: the candidate summaries
+  // s = W_N RMSNorm(x) (what the pool compares and stores) and, with `learned_rule`, the learned
+  // rule's importances [B, T] (the weights must hold the rule).
+  NoteInputs note_block_inputs(int64_t layer, const torch::Tensor& x, bool learned_rule) const;
 
  private:
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, RunState& state, const RunOptions& options,

@@ -292,11 +292,9 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions
       model.forward(tokens, st, o);
       // The learned rule walks the pool with its importances, the novelty rule without.
       const bool learned_rule = base.memory.importance == ImportanceRule::Learned;
-      std::vector<torch::Tensor> summaries, importances;
-      for (int64_t l = 0; l < config.n_layers; ++l) {
-        summaries.push_back(model.note_summaries(l, inputs[static_cast<size_t>(l)]));
-        importances.push_back(learned_rule ? model.note_importances(l, inputs[static_cast<size_t>(l)]) : torch::Tensor());
-      }
+      std::vector<NoteInputs> note_block_in;
+      for (int64_t l = 0; l < config.n_layers; ++l)
+        note_block_in.push_back(model.note_block_inputs(l, inputs[static_cast<size_t>(l)], learned_rule));
       for (auto walk : {cuda_ops::PoolWalk::Sequential, cuda_ops::PoolWalk::Events}) {
         double seconds = 0;
         int64_t notes = 0;
@@ -304,8 +302,8 @@ std::vector<BenchRow> run_benchmark(const MemMambaModel& model, const RunOptions
           auto decide = [&] {
             cuda_ops::DevicePool pool = cuda_ops::new_device_pool(1, config.pool_slots, config.summary_dim, model.device());
             auto position = torch::zeros({1}, tokens.options());
-            return cuda_ops::note_pool(summaries[static_cast<size_t>(l)], importances[static_cast<size_t>(l)], base.memory,
-                                       pool, position, walk);
+            const NoteInputs& in = note_block_in[static_cast<size_t>(l)];
+            return cuda_ops::note_pool(in.summaries, in.learned, base.memory, pool, position, walk);
           };
           if (l == 0) decide();  // warm-up: work space from the caching allocator
           cuda_ops::DevicePoolDecisions d;

@@ -309,7 +309,7 @@ class TestModelEquivalence : public QObject {
                qPrintable(QString("chunks of %1").arg(chunk)));
   }
 
-  // note_importances (what `bench` walks the GPU pool with) gives the learned rule's
+  // note_block_inputs (what `bench` walks the GPU pool with) gives the learned rule's
   // importances of a layer's input: the run's own, with a context mix of random taps.
   void noteImportancesAreTheRunsOwn() {
     ModelConfig c = testing::tiny_config();
@@ -335,11 +335,11 @@ class TestModelEquivalence : public QObject {
     RunState state = model.new_state(1);
     model.forward(tokens, state, o);
     for (int64_t l = 0; l < c.n_layers; ++l) {
-      const auto mine = model.note_importances(l, inputs[static_cast<size_t>(l)]);
+      const auto mine = model.note_block_inputs(l, inputs[static_cast<size_t>(l)], true).learned;
       const double diff = (mine.view({1, 40}) - importance[static_cast<size_t>(l)].view({1, 40})).abs().max().item<double>();
       QVERIFY2(diff < 1e-5, qPrintable(QString("layer %1: max |difference| %2").arg(l).arg(diff)));
     }
-    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, model.note_importances(c.n_layers, inputs[0]));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, model.note_block_inputs(c.n_layers, inputs[0], true));
   }
 
   void gradientsReachTheNoteBlock() {
