@@ -461,6 +461,53 @@ class TestPasskey : public QObject {
         }
   }
 
+  // Reference marks (training only) are numbers that count up, in the haystack's sentences and
+  // never in a needle; the case is otherwise the one drawn without them.
+  void referenceMarksAreNumbersOutsideTheNeedles() {
+    PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
+    CaseSpec spec;
+    spec.key_digits_min = 3;
+    spec.key_digits_max = 10;
+    spec.facts = 3;
+    spec.wordings = parse_wordings("trained", true);
+    CaseSpec marked = spec;
+    marked.reference_marks = 10;
+    size_t marks = 0;
+    for (uint64_t seed = 0; seed < 5; ++seed) {
+      const PasskeyCase plain = gen.make(3000, 0.4, seed, spec), c = gen.make(3000, 0.4, seed, marked);
+      QVERIFY(plain.marks.empty());
+      QCOMPARE(c.key, plain.key);
+      QCOMPARE(c.wording, plain.wording);
+      QCOMPARE(c.needles.size(), plain.needles.size());
+      for (size_t j = 0; j < c.needles.size(); ++j) {
+        QCOMPARE(c.needles[j].value, plain.needles[j].value);
+        QCOMPARE(c.needles[j].label, plain.needles[j].label);
+        QCOMPARE(count_of(c.prompt, c.needles[j].value), count_of(plain.prompt, plain.needles[j].value));
+      }
+      QCOMPARE(gen.make(3000, 0.4, seed, marked).prompt, c.prompt);
+      int64_t last_number = 0, last_end = 0;
+      for (const auto& [begin, end] : c.marks) {
+        QVERIFY(begin >= last_end && end > begin);
+        last_end = end;
+        const std::string number = c.prompt.substr(static_cast<size_t>(begin), static_cast<size_t>(end - begin));
+        QVERIFY2(std::all_of(number.begin(), number.end(), [](char ch) { return ch >= '0' && ch <= '9'; }),
+                 qPrintable(QString::fromStdString("mark \"" + number + "\"")));
+        QVERIFY(std::stoll(number) > last_number);  // they count up, as footnotes do
+        last_number = std::stoll(number);
+        for (const NeedleInfo& n : c.needles) QVERIFY(end <= n.begin || begin >= n.end);
+      }
+      if (!c.marks.empty() && seed == 0) {
+        const auto from = static_cast<size_t>(std::max<int64_t>(0, c.marks.front().first - 60));
+        qInfo("a mark: ...%s...", c.prompt.substr(from, 90).c_str());
+      }
+      marks += c.marks.size();
+      // The marks' tokens are budgeted: the prompt stays near the length asked for.
+      const int64_t tokens = static_cast<int64_t>(tok_->encode(c.prompt).ids.size());
+      QVERIFY2(std::abs(tokens - 3000) <= 12, qPrintable(QString("%1 tokens for 3000").arg(tokens)));
+    }
+    QVERIFY2(marks >= 20, qPrintable(QString("%1 marks in five cases of 3,000 tokens at 10 per 1,000").arg(marks)));
+  }
+
   void gridRecordsEveryCase() {
     configure_cpu_runtime();
     ModelConfig c;

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 #include <vector>
@@ -163,6 +164,77 @@ class TestReadingLosses : public QObject {
     qInfo("after 30 steps: quiet %.5f, stray notes %.3f", last.quiet, last.stray_noted);
     QVERIFY(last.quiet < 0.5 * first.quiet);
     QVERIFY(last.stray_noted < first.stray_noted);
+  }
+
+  // Reference marks' numbers (RetrievalTargets::mark_row) are quiet tokens even where the
+  // surprise loss would lift them, and their own mean is a second quiet term of the same weight.
+  void referenceMarksStayQuietEvenWhereSurprising() {
+    auto [model, tokens] = reading_setup(-1.0, 23, 2, ImportanceRule::Learned);
+    const int64_t T = tokens.size(1) - 1, warmup = std::min<int64_t>(64, T / 4);
+    std::vector<torch::Tensor> importance(static_cast<size_t>(model.config().n_layers));
+    {
+      torch::NoGradGuard no_grad;
+      RunState state = model.new_state(2);
+      RunOptions o = model.default_options();
+      o.chunk_tokens = T;
+      o.on_importance = [&](int64_t layer, int64_t, const torch::Tensor& i) { importance[layer] = i.to(torch::kFloat32); };
+      model.forward(tokens.narrow(1, 0, T), state, o);
+    }
+    RetrievalTargets targets;
+    targets.mark_row = {0, 0, 1};
+    targets.mark_position = {20, 21, 40};
+    auto marks = torch::zeros({2, T});
+    marks[0][20] = 1;
+    marks[0][21] = 1;
+    marks[1][40] = 1;
+    // Every token past the warm-up is surprising (share 1): the quiet ones are the warm-up's and
+    // the marks, which the surprise loss no longer lifts.
+    auto warm = torch::arange(T).lt(warmup).to(torch::kFloat32).unsqueeze(0).expand({2, T});
+    auto quiet_tokens = torch::clamp_max(warm + marks, 1.0);
+    auto surprising = 1.0 - warm - marks;
+    const double tau = model.config().tau_note;
+    auto hinge_mean = [&](const torch::Tensor& mask) {
+      double sum = 0;
+      int layers = 0;
+      for (const auto& i : importance) {
+        if (!i.defined()) continue;
+        sum += ((torch::relu(i - (tau - 0.05)) * mask).sum() / mask.sum()).item<double>();
+        ++layers;
+      }
+      return sum / layers;
+    };
+    auto noted_share = [&](const torch::Tensor& mask) {
+      double noted = 0;
+      int layers = 0;
+      for (const auto& i : importance) {
+        if (!i.defined()) continue;
+        noted += (i.gt(tau).to(torch::kFloat32) * mask).sum().item<double>();
+        ++layers;
+      }
+      return noted / (mask.sum().item<double>() * layers);
+    };
+    LossWeights weights;
+    weights.quiet = 2;
+    weights.surprise_note = 1;
+    weights.surprise_share = 1.0;
+    const SequenceLoss with_marks = sequence_loss(model, tokens, &targets, weights);
+    qInfo("quiet %.5f (expected %.5f), marks %.5f (expected %.5f), marks noted %.3f, surprising noted %.3f",
+          with_marks.quiet, hinge_mean(quiet_tokens), with_marks.mark_quiet, hinge_mean(marks), with_marks.marks_noted,
+          with_marks.surprising_noted);
+    QVERIFY(std::abs(with_marks.quiet - hinge_mean(quiet_tokens)) < 1e-5);
+    QVERIFY(std::abs(with_marks.mark_quiet - hinge_mean(marks)) < 1e-5);
+    QVERIFY(with_marks.mark_quiet > 0);  // the untrained rule notes nearly everything at tau1 0.01
+    QVERIFY(std::abs(with_marks.marks_noted - noted_share(marks)) < 1e-6);
+    QVERIFY(std::abs(with_marks.surprising_noted - noted_share(surprising)) < 1e-6);
+    // Without marks those tokens are surprising, not quiet, and there is no second term.
+    const SequenceLoss without = sequence_loss(model, tokens, nullptr, weights);
+    QVERIFY(std::abs(without.quiet - hinge_mean(warm.contiguous())) < 1e-5);
+    QVERIFY(std::isnan(without.mark_quiet));
+    QVERIFY(std::isnan(without.marks_noted));
+    // The marks' term adds to the total with the quiet weight.
+    QVERIFY(std::abs((with_marks.total - without.total).item<double>() -
+                     (2 * (with_marks.quiet - without.quiet + with_marks.mark_quiet) +
+                      (with_marks.surprise_note - without.surprise_note))) < 1e-5);
   }
 };
 

@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <sstream>
 #include <filesystem>
+#include <iterator>
+#include <string>
+#include <vector>
 
 #include "app/cli/cli_common.h"
 #include "app/cli/launcher.h"
@@ -31,6 +34,17 @@ DType storage_dtype(const std::string& name) {
   if (name == "bf16") return DType::BF16;
   if (name == "f16") return DType::F16;
   throw UsageError("--dtype must be f32, bf16 or f16, not \"" + name + "\"");
+}
+
+// The --case-mix names (training_case_spec), and those whose rows have labelled facts.
+const std::vector<std::string> kCaseMixes{"all", "passkey", "composed", "facts", "composed-facts", "composed-all", "composed-any"};
+bool mix_has_facts(const std::string& mix) { return mix != "passkey" && mix != "composed"; }
+
+// "a, b or c"
+std::string spoken_list(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  return out;
 }
 
 }  // namespace
@@ -163,7 +177,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length", "blind-needles", "blind-margin", "document-rows", "case-mix", "key-digits", "bucket-mb",
                    "surprise-notes", "surprise-share", "surprise-band",
-                   "note-margin", "choice-weight", "quiet-notes"});
+                   "note-margin", "choice-weight", "quiet-notes", "reference-marks"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end",
                                          "follow-up-questions", "document-reads"});
   if (args.flag("help")) {
@@ -223,6 +237,9 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --quiet-notes W       weight of the quiet loss, on every row: the tokens that neither the\n"
                 "                        selection nor the surprise loss asks to be noted are taught to stay\n"
                 "                        under tau1, which bounds a learned note rule's note rate (memory models)\n"
+                "  --reference-marks R   about R reference marks (footnote, verse, page and chapter numbers:\n"
+                "                        \"poetry.(3)\") per 1,000 haystack tokens of passkey rows; with\n"
+                "                        --quiet-notes their digits are taught to stay under tau1 (default 0)\n"
                 "  --note-key-end        the answer's end is read from a note: the needle's piece after each key\n"
                 "                        copy is a selection and retrieval target where the answer stops\n"
                 "  --freeze-fusion       hold the memory's fusion scales (its read-out's loudness) as loaded\n"
@@ -284,9 +301,8 @@ int cmd_train(const std::vector<std::string>& argv) {
     o.passkey_shard_haystack = haystack == "shard";
     o.varied_cases = args.flag("varied-cases");
     o.case_mix = args.get("case-mix", "all");
-    if (o.case_mix != "all" && o.case_mix != "passkey" && o.case_mix != "composed" && o.case_mix != "facts" &&
-        o.case_mix != "composed-facts" && o.case_mix != "composed-all" && o.case_mix != "composed-any")
-      throw UsageError("--case-mix must be all, passkey, composed, facts, composed-facts, composed-all or composed-any");
+    if (std::find(kCaseMixes.begin(), kCaseMixes.end(), o.case_mix) == kCaseMixes.end())
+      throw UsageError("--case-mix must be " + spoken_list(kCaseMixes));
     if (args.has("case-mix") && !o.varied_cases) throw UsageError("--case-mix goes with --varied-cases");
     if (args.flag("follow-up-questions")) {
       if (!o.varied_cases) throw UsageError("--follow-up-questions goes with --varied-cases");
@@ -305,6 +321,10 @@ int cmd_train(const std::vector<std::string>& argv) {
         const std::string p = find_sample_file(book);
         if (!p.empty()) o.passkey_books.push_back(p);
       }
+  }
+  if (args.has("reference-marks")) {
+    if (o.passkey_fraction <= 0) throw UsageError("--reference-marks needs passkey rows (--passkey-fraction > 0)");
+    o.reference_marks = args.get_double("reference-marks", 0.0, 0.0, 50.0);
   }
   if (args.flag("note-key-end")) {
     if (o.passkey_fraction <= 0) throw UsageError("--note-key-end needs passkey rows (--passkey-fraction > 0)");
@@ -356,11 +376,12 @@ int cmd_train(const std::vector<std::string>& argv) {
   o.note_loss_weight = args.get_double("note-loss", 0.0, 0.0, 1e3);
   o.note_loss_margin = args.get_double("note-margin", 0.05, 0.0, 1.0);
   o.choice_weight = args.get_double("choice-weight", 1.0, 1.0, 1e3);
-  // Every mix but the single-key ones (checked against the list above) has rows with facts.
-  const bool rows_with_facts = o.varied_cases && o.case_mix != "passkey" && o.case_mix != "composed";
-  if (args.has("choice-weight") && !rows_with_facts)
-    throw UsageError("--choice-weight needs rows with labelled facts (--varied-cases with --case-mix all, facts, "
-                     "composed-facts, composed-all or composed-any)");
+  if (args.has("choice-weight") && !(o.varied_cases && mix_has_facts(o.case_mix))) {
+    std::vector<std::string> with_facts;
+    std::copy_if(kCaseMixes.begin(), kCaseMixes.end(), std::back_inserter(with_facts), mix_has_facts);
+    throw UsageError("--choice-weight needs rows with labelled facts (--varied-cases with --case-mix " +
+                     spoken_list(with_facts) + ")");
+  }
   if (args.has("choice-weight") && o.retrieval_loss_weight <= 0 && o.answer_loss_weight <= 0)
     throw UsageError("--choice-weight weighs the retrieval and answer losses: give --retrieval-loss or --answer-loss");
   o.surprise_note_weight = args.get_double("surprise-notes", 0.0, 0.0, 1e3);
@@ -395,6 +416,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    p.retrieval_coverage);
     if (!std::isnan(p.choice_attention)) std::fprintf(stderr, "  choice attention %.3f", p.choice_attention);
     if (!std::isnan(p.quiet_loss)) std::fprintf(stderr, "  quiet %.4f  stray notes %.4f", p.quiet_loss, p.stray_noted);
+    if (!std::isnan(p.marks_noted)) std::fprintf(stderr, "  marks noted %.3f", p.marks_noted);
     if (!std::isnan(p.eval_loss)) std::fprintf(stderr, "  held-out %.4f  notes %.3f", p.eval_loss, p.note_rate);
     std::fprintf(stderr, "\n");
     return !g_interrupted.load();

@@ -30,6 +30,7 @@ const char* const kObjects[] = {"door", "box", "gate", "chest", "drawer", "lamp"
 const char* const kDistractors[] = {"The number {n} was painted on a post by the road. ",
                                     "Someone had written {n} on the back of an old letter. ",
                                     "The ledger showed {n} at the bottom of the page. "};
+const char* const kHeadings[] = {"Chapter ", "CHAPTER ", "Book ", "BOOK ", "Section ", "Note "};
 
 template <size_t N>
 const char* pick(const char* const (&list)[N], std::mt19937_64& rng) {
@@ -48,6 +49,30 @@ std::string replace_all(std::string text, const std::string& from, const std::st
 
 std::string fill_wording(const char* pattern, const std::string& key, const std::string& label) {
   return replace_all(replace_all(pattern, "{key}", key), "{label}", label);
+}
+
+// `sentence` with a reference mark of number `n` (CaseSpec::reference_marks) in one of the forms
+// books print them, and the byte offset of the number in the result.
+std::pair<std::string, size_t> with_reference_mark(const std::string& sentence, const std::string& n, std::mt19937_64& rng) {
+  switch (std::uniform_int_distribution<int>(0, 6)(rng)) {
+    case 0: return {sentence + "(" + n + ")", sentence.size() + 1};  // a footnote: "poetry.(3)"
+    case 1: return {sentence + " [" + n + "]", sentence.size() + 2};
+    case 2: {  // a footnote after a word inside the sentence: "Shakespere(1) have"
+      std::vector<size_t> spaces;
+      for (size_t k = 0; k < sentence.size(); ++k)
+        if (sentence[k] == ' ') spaces.push_back(k);
+      if (spaces.empty()) return {sentence + "(" + n + ")", sentence.size() + 1};
+      const size_t at = spaces[std::uniform_int_distribution<size_t>(0, spaces.size() - 1)(rng)];
+      return {sentence.substr(0, at) + "(" + n + ")" + sentence.substr(at), at + 1};
+    }
+    case 3: return {n + ". " + sentence, 0};  // a numbered paragraph or verse
+    case 4: return {n + " " + sentence, 0};   // a line number
+    case 5: return {sentence + " [p. " + n + "]", sentence.size() + 5};  // a page break
+    default: {
+      const std::string head = pick(kHeadings, rng);
+      return {head + n + ". " + sentence, head.size()};
+    }
+  }
 }
 
 std::string digits_of_length(int64_t n, std::mt19937_64& rng) {
@@ -359,10 +384,18 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
   int64_t fixed = tokens_of_text(wording.instruction) + tokens_of_text(question);
   for (const Insert& in : inserts) fixed += tokens_of_text(in.text);
   const int64_t budget = std::max<int64_t>(0, target_tokens - fixed);
+  // The case's rate of reference marks is drawn from [0, twice the spec's], from a stream of its
+  // own so that marks change nothing else about the case; their numbers count up from a random
+  // start, as a book's footnotes do.
+  const bool marking = spec.reference_marks > 0;
+  std::mt19937_64 mark_rng(marking ? seed ^ 0x3A2C5E7F1D9B4863ull : 0);
+  const double mark_rate = marking ? std::uniform_real_distribution<double>(0.0, 2.0 * spec.reference_marks)(mark_rng) : 0.0;
+  int64_t mark_number = marking ? std::uniform_int_distribution<int64_t>(1, 300)(mark_rng) : 0;
   // Haystack: consecutive sentences from a random start (wrapping around the book); the
   // last one is cut at a word boundary so that the prompt meets the length.
   std::vector<std::string> chosen;
   std::vector<int64_t> chosen_tokens;
+  std::vector<std::pair<int64_t, int64_t>> chosen_mark;  // the byte range of its mark's number, or {-1, -1}
   int64_t used = 0;
   size_t at = haystack_ == Haystack::RepeatedFiller ? 0 : std::uniform_int_distribution<size_t>(0, sentences_.size() - 1)(rng);
   auto clashes = [&](const std::string& sentence) {
@@ -377,9 +410,22 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
     const size_t i = at++ % sentences_.size();
     if (clashes(sentences_[i])) continue;
     const int64_t n = tokens_of(i);
+    if (marking && std::uniform_real_distribution<double>(0.0, 1.0)(mark_rng) < mark_rate * static_cast<double>(n) / 1000.0) {
+      const std::string number = std::to_string(mark_number++);
+      auto [text, mark_at] = with_reference_mark(sentences_[i], number, mark_rng);
+      const int64_t marked_tokens = tokens_of_text(text + " ");
+      if (!clashes(text) && used + marked_tokens <= budget) {
+        chosen.push_back(std::move(text));
+        chosen_tokens.push_back(marked_tokens);
+        chosen_mark.push_back({static_cast<int64_t>(mark_at), static_cast<int64_t>(mark_at + number.size())});
+        used += marked_tokens;
+        continue;
+      }
+    }
     if (used + n <= budget) {
       chosen.push_back(sentences_[i]);
       chosen_tokens.push_back(n);
+      chosen_mark.push_back({-1, -1});
       used += n;
       continue;
     }
@@ -397,6 +443,7 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
     if (lo > 0) {
       chosen.push_back(sentences_[i].substr(0, word_ends[lo - 1]));
       chosen_tokens.push_back(lo_tokens);
+      chosen_mark.push_back({-1, -1});
       used += lo_tokens;
     }
     break;
@@ -444,7 +491,12 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
       }
       prompt += in.text;
     }
-    if (k < chosen.size()) prompt += chosen[k] + " ";
+    if (k == chosen.size()) continue;
+    if (chosen_mark[k].first >= 0) {
+      const auto begin = static_cast<int64_t>(prompt.size());
+      c.marks.push_back({begin + chosen_mark[k].first, begin + chosen_mark[k].second});
+    }
+    prompt += chosen[k] + " ";
   }
   prompt += question;
   c.prompt = std::move(prompt);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/eval/retrieval_case.h"
@@ -43,6 +44,9 @@ struct PasskeyCase {
   // The question's form, "{label}" a placeholder ("\nWhat is the code for the {label}?\nAnswer: "):
   // a composed wording (wording -1) is in no list.
   std::string question_form;
+  // Byte ranges [begin, end) in the prompt of the numbers of its reference marks
+  // (CaseSpec::reference_marks), in order.
+  std::vector<std::pair<int64_t, int64_t>> marks;
 };
 
 // Byte offsets in `prompt` of each mention of `value` within bytes [begin, end), in order.

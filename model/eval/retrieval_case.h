@@ -39,6 +39,11 @@ struct CaseSpec {
   // composed_fact_wording in passkey.cpp) instead of drawn from `wordings`, so that rows share
   // no fixed template. No part is one of a held-out wording's.
   bool composed = false;
+  // Training only (not in result files): reference marks (footnote, verse, page and chapter
+  // numbers, "poetry.(3)") put into the haystack's sentences at about this many per 1,000
+  // haystack tokens. Books of that kind are full of numbers that are not facts; the training
+  // rows teach the note rule to leave them alone (docs/model.md, "D7").
+  double reference_marks = 0;
 
   Json to_json() const;
   // Throws std::invalid_argument on anything malformed.

@@ -164,7 +164,8 @@ void add_surprise_loss(const ImportanceRecord& record, const torch::Tensor& nll,
 // the layers. Without it a learned note rule notes more tokens as training goes on, and in a
 // full pool those notes evict the values the reads need.
 void add_quiet_loss(const ImportanceRecord& record, const torch::Tensor& quiet, double tau_note, double weight,
-                    SequenceLoss& out) {
+                    SequenceLoss& out, double SequenceLoss::*loss_figure = &SequenceLoss::quiet,
+                    double SequenceLoss::*noted_figure = &SequenceLoss::stray_noted) {
   constexpr double kMargin = 0.05;
   auto mask = quiet.to(torch::kFloat32);
   auto count = mask.sum();
@@ -182,8 +183,8 @@ void add_quiet_loss(const ImportanceRecord& record, const torch::Tensor& quiet, 
   out.total = out.total + weight * mean;
   auto figures = torch::stack({mean.detach(), noted, count}).to(torch::kCPU, torch::kDouble);
   const double* f = figures.data_ptr<double>();
-  out.quiet = f[0];
-  out.stray_noted = f[1] / std::max(f[2] * static_cast<double>(layers), 1.0);
+  out.*loss_figure = f[0];
+  out.*noted_figure = f[1] / std::max(f[2] * static_cast<double>(layers), 1.0);
 }
 
 }  // namespace
@@ -234,6 +235,16 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   SequenceLoss out;
   auto flat_logits = logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32);
   auto next = batch.narrow(1, 1, T).reshape({-1}).to(logits.device());
+  // [rows, T]: the reference marks' numbers, which no loss asks to be noted (undefined: none).
+  torch::Tensor marked;
+  if (targets && !targets->mark_row.empty()) {
+    std::vector<int64_t> at;
+    for (size_t i = 0; i < targets->mark_row.size(); ++i)
+      if (targets->mark_position[i] < T) at.push_back(targets->mark_row[i] * T + targets->mark_position[i]);
+    auto flat = torch::zeros({rows * T}, torch::TensorOptions().dtype(torch::kBool));
+    if (!at.empty()) flat.index_put_({torch::tensor(at, torch::TensorOptions().dtype(torch::kInt64))}, true);
+    marked = flat.view({rows, T}).to(logits.device());
+  }
   torch::Tensor surprising;  // [rows, T]: the surprise loss's targets
   if (surprise) {
     auto nll = torch::nn::functional::cross_entropy(flat_logits, next,
@@ -242,6 +253,7 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
     out.total = out.lm;
     auto row_nll = nll.detach().view({rows, T});
     surprising = surprising_tokens(row_nll, weights.surprise_share, surprise_warmup(T));
+    if (marked.defined()) surprising = surprising & marked.logical_not();
     add_surprise_loss(*record, row_nll, surprising, o.memory.tau_note, weights.surprise_band, weights.surprise_note, out);
   } else {
     out.lm = torch::nn::functional::cross_entropy(flat_logits, next);
@@ -254,6 +266,10 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
     auto quiet_tokens = lifted.logical_not().view({rows, T}).to(logits.device());
     if (surprising.defined()) quiet_tokens = quiet_tokens & surprising.logical_not();
     add_quiet_loss(*record, quiet_tokens, o.memory.tau_note, weights.quiet, out);
+    if (marked.defined()) {
+      add_quiet_loss(*record, marked & quiet_tokens, o.memory.tau_note, weights.quiet, out, &SequenceLoss::mark_quiet,
+                     &SequenceLoss::marks_noted);
+    }
   }
   if (has_targets && answer_weight > 0) {
     // The key's pieces are a handful of a row's thousands of tokens: weigh them on their own.

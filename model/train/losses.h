@@ -26,6 +26,8 @@ struct LossWeights {
   double choice = 1;
   // Weight of the quiet loss: the tokens that no other loss asks to be noted (the needles'
   // values the selection loss lifts, the surprise loss's surprising tokens) stay under tau1.
+  // Reference marks' numbers are quiet tokens even where surprising, and their own mean counts
+  // with the same weight: a few dozen tokens in a row of thousands would barely move it.
   double quiet = 0;
 };
 
@@ -40,6 +42,9 @@ struct SequenceLoss {
   double surprise_note = std::nan(""), surprising_noted = std::nan(""), predictable_noted = std::nan("");
   // Quiet loss; the share of its tokens x layers noted anyway (the stray note rate).
   double quiet = std::nan(""), stray_noted = std::nan("");
+  // The quiet loss over the reference marks' numbers alone (RetrievalTargets::mark_row), and the
+  // share of those tokens x layers noted.
+  double mark_quiet = std::nan(""), marks_noted = std::nan("");
 };
 
 // The losses of a batch [rows, T + 1] (inputs and next tokens); `targets` may be null (no

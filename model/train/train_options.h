@@ -54,6 +54,11 @@ struct TrainOptions {
   std::string case_mix = "all";
   // The digits of the mixes' digit keys, drawn uniformly from [first, second] (--key-digits).
   std::pair<int64_t, int64_t> key_digits{3, 10};
+  // Reference marks (footnote, verse, page and chapter numbers) per 1,000 haystack tokens of a
+  // passkey row, on average (--reference-marks; eval::CaseSpec::reference_marks). Their digits
+  // are quiet tokens even where surprising: with --quiet-notes the note rule learns that a
+  // number in running text is not a fact because it is a number.
+  double reference_marks = 0;
   // Rows with labelled facts ask every fact (--follow-up-questions): after the answer, each other
   // fact's question and value in a random order, every answer taught. One question per row
   // teaches a label look-up from a single answer; this gives one per fact.
@@ -133,6 +138,8 @@ struct TrainProgress {
   double surprise_loss = std::nan(""), surprising_noted = std::nan(""), predictable_noted = std::nan("");
   // Quiet loss and the share of its tokens x layers noted anyway, with --quiet-notes.
   double quiet_loss = std::nan(""), stray_noted = std::nan("");
+  // The share of reference marks' number tokens x layers noted, with --reference-marks.
+  double marks_noted = std::nan("");
 };
 
 }  // namespace memmamba

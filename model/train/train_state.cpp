@@ -139,7 +139,7 @@ std::string start_metrics_log(const TrainOptions& o, int64_t start_step) {
     const std::string header =
         "step,tokens,loss,lr,grad_norm,tokens_per_second,eval_loss,note_rate,passkey_rows,"
         "retrieval_loss,key_attention,retrieval_coverage,answer_loss,note_loss,key_noted,"
-        "surprise_loss,surprising_noted,predictable_noted,choice_attention,quiet_loss,stray_noted";
+        "surprise_loss,surprising_noted,predictable_noted,choice_attention,quiet_loss,stray_noted,marks_noted";
     if (kept.empty()) kept.push_back(header);
     else kept.front() = header;
     std::string text;
@@ -154,7 +154,8 @@ void append_metrics_row(std::ostream& log, const TrainProgress& pr, int passkey_
       << pr.tokens_per_second << ',' << pr.eval_loss << ',' << pr.note_rate << ',' << passkey_rows << ','
       << pr.retrieval_loss << ',' << pr.key_attention << ',' << pr.retrieval_coverage << ',' << pr.answer_loss << ','
       << pr.note_loss << ',' << pr.key_noted << ',' << pr.surprise_loss << ',' << pr.surprising_noted << ','
-      << pr.predictable_noted << ',' << pr.choice_attention << ',' << pr.quiet_loss << ',' << pr.stray_noted << '\n';
+      << pr.predictable_noted << ',' << pr.choice_attention << ',' << pr.quiet_loss << ',' << pr.stray_noted << ','
+      << pr.marks_noted << '\n';
   log.flush();
 }
 

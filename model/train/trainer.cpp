@@ -225,7 +225,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     const double lr = learning_rate_at(step, o);
     double loss_sum = 0;
     StepMean retrieval, key_attention, coverage, answer, note, key_noted, surprise, surprising_noted, predictable_noted,
-        choice_attention, quiet, stray_noted;
+        choice_attention, quiet, stray_noted, marks_noted;
     int passkeys = 0;
     for (auto& p : opt.params) p.mutable_grad() = torch::Tensor();
     for (int64_t micro = 0; micro < o.accumulation; ++micro) {
@@ -258,6 +258,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       predictable_noted.add(losses.predictable_noted);
       quiet.add(losses.quiet);
       stray_noted.add(losses.stray_noted);
+      marks_noted.add(losses.marks_noted);
       if (!std::isfinite(loss_value))
         throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step) +
                                  ": lower the learning rate or resume from the last checkpoint");
@@ -273,7 +274,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
       gradient_sync->finish();
       sum_over_ranks(*world, device, loss_sum, passkeys,
                      {&retrieval, &key_attention, &coverage, &answer, &note, &key_noted, &surprise, &surprising_noted,
-                      &predictable_noted, &choice_attention, &quiet, &stray_noted});
+                      &predictable_noted, &choice_attention, &quiet, &stray_noted, &marks_noted});
     }
     std::optional<profile::Section> section(std::in_place, "train: clip and optimizer", device);
     const double grad_norm = clip_gradients(opt.params, o.clip);
@@ -298,6 +299,7 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
     pr.predictable_noted = predictable_noted.value();
     pr.quiet_loss = quiet.value();
     pr.stray_noted = stray_noted.value();
+    pr.marks_noted = marks_noted.value();
     const bool last = step + 1 == o.steps;
     bool keep_going = true;
     if (leader) {

@@ -87,6 +87,20 @@ void append_targets(const RetrievalTargets& from, RetrievalTargets& to) {
   to.other_value_row.insert(to.other_value_row.end(), from.other_value_row.begin(), from.other_value_row.end());
   to.other_value_position.insert(to.other_value_position.end(), from.other_value_position.begin(),
                                  from.other_value_position.end());
+  to.mark_row.insert(to.mark_row.end(), from.mark_row.begin(), from.mark_row.end());
+  to.mark_position.insert(to.mark_position.end(), from.mark_position.begin(), from.mark_position.end());
+}
+
+void add_mark_positions(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
+                        RetrievalTargets& out) {
+  const auto at = row_positions(enc, row_length);
+  for (const auto& [begin, end] : c.marks)
+    for_each_piece(enc, begin, end, [&](int64_t i) {
+      const int64_t pos = at(i);
+      if (pos < 0) return;
+      out.mark_row.push_back(row);
+      out.mark_position.push_back(pos);
+    });
 }
 
 // Copies tokens [start, start + n) of a shard into an int64 row.
@@ -170,7 +184,8 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       // A passkey example (prompt, then the key) at a random length and depth, placed at
       // the end of the row; book text fills whatever is left before it.
       int64_t target = passkey_example_tokens(o_, L, rng());
-      const eval::CaseSpec spec = o_.varied_cases ? training_case_spec(rng, o_.case_mix, o_.key_digits) : eval::CaseSpec::legacy();
+      eval::CaseSpec spec = o_.varied_cases ? training_case_spec(rng, o_.case_mix, o_.key_digits) : eval::CaseSpec::legacy();
+      spec.reference_marks = o_.reference_marks;
       const bool follow_up = o_.follow_up_questions && spec.facts > 1;
       if (follow_up) target = std::max<int64_t>(64, target - (spec.facts - 1) * kFollowUpTokens);
       const eval::PasskeyCase c = generator_->make(target, unit(rng), rng(), spec);
@@ -183,7 +198,10 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       Encoding enc = tokenizer_->encode(text);
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
       for (int64_t k = 0; k < n; ++k) row[L - n + k] = enc.ids[enc.ids.size() - n + k];
-      if (targets) add_retrieval_targets(c, enc, i, L, extra.targets, o_.note_key_end, follow_ups);
+      if (targets) {
+        add_retrieval_targets(c, enc, i, L, extra.targets, o_.note_key_end, follow_ups);
+        add_mark_positions(c, enc, i, L, extra.targets);
+      }
       // Drawn from a stream of its own, so that a run with blind needles and one without (a
       // MemMamba and its Mamba twin) get the same rows.
       std::mt19937_64 blind_rng(rng() ^ 0xB11DB11DULL);

@@ -36,6 +36,9 @@ struct RetrievalTargets {
   // Row positions of the tokens of every needle's value that was not asked (rows with several
   // facts): the question could have asked any of them, so the selection loss lifts them too.
   std::vector<int64_t> other_value_row, other_value_position;
+  // Row positions of the tokens of reference marks' numbers (TrainOptions::reference_marks):
+  // the quiet loss keeps them under tau1 even where they are the row's most surprising tokens.
+  std::vector<int64_t> mark_row, mark_position;
 };
 
 // The length in tokens of a passkey example in a row of `row_tokens` (>= 128) tokens, from a
@@ -105,6 +108,11 @@ std::string document_training_text(const eval::DocumentCase& c);
 // document_reads): the same piece of the golden header's id, or the fact value's last piece.
 void add_document_targets(const eval::DocumentCase& c, const Encoding& enc, int64_t row, int64_t row_length,
                           RetrievalTargets& out, bool reads = false);
+
+// Appends the row positions of the tokens of `c`'s reference marks' numbers, encoded as `enc`
+// (passkey_training_text), whose last tokens fill the end of batch row `row` of `row_length`.
+void add_mark_positions(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
+                        RetrievalTargets& out);
 
 // Appends `from`'s targets to `to` (rows numbered as they are).
 void append_targets(const RetrievalTargets& from, RetrievalTargets& to);
