@@ -10,7 +10,7 @@ supp=$PWD/tests/sanitizers
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:suppressions=$supp/asan.supp"
 export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp"
-# The screenshots' failure journey on a 4k-token cell: the same code paths as the 64k one.
-export SCREENSHOT_FAILURE_CELL=4k,0.5
+# The screenshots' failure journey on a 4k-token passkey cell: the same code paths as a longer one.
+export SCREENSHOT_FAILURE_GRID=trained-long-memmamba-small.json SCREENSHOT_FAILURE_CELL=4k,0.5
 cd build-asan
 QT_QPA_PLATFORM=offscreen ctest --output-on-failure --timeout 1800 -j "$(nproc)" -LE "cuda|soak"

@@ -101,4 +101,12 @@ if [ $? -ne 0 ] || [ "$(ls "$work/case"/*.png 2>/dev/null | wc -l)" -lt 3 ]; the
 else
   echo "ok: --grid --case ran the grid's case and saved $(ls "$work/case"/*.png | wc -l) screenshots"
 fi
+# A grid alone loads nothing to wait for: the screenshots are taken at once (this hung before).
+out=$(QT_QPA_PLATFORM=offscreen timeout 120 "$explorer" --grid "$samples/../docs/grids/passkey-memmamba-small.json" \
+  --compare-grid "$samples/../docs/grids/passkey-mamba-small.json" --screenshots "$work/grid-only" 2>&1)
+if [ $? -ne 0 ] || [ ! -s "$work/grid-only/retrieval.png" ]; then
+  echo "FAIL: --grid --compare-grid --screenshots saved no retrieval.png: $(echo "$out" | tail -3)"; fail=1
+else
+  echo "ok: --grid alone saved $(ls "$work/grid-only"/*.png | wc -l) screenshots"
+fi
 exit $fail

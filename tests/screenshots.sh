@@ -4,11 +4,11 @@
 #                switch to the dark palette: main-window-dark.png)
 #   three-ways/  the same text beside Mamba-small and DeciMamba on Mamba-small (notes,
 #                forgetting, dropped tokens)
-#   failure/     a passkey case that MemMamba-small misses (a 10-digit key 64k tokens back, answered
-#                "226.", from docs/grids/trained-long-memmamba-small.json), with
-#                both comparisons' answers under it; the cell is
-#                $SCREENSHOT_FAILURE_CELL where set (the sanitizer run takes a 4k one: with the
-#                64k cell this test ran 988 s under AddressSanitizer)
+#   failure/     a case that MemMamba-small misses (four labelled facts 16k tokens long, the asked
+#                one's value 8108 answered "8808.", from docs/grids/heldout-facts-memmamba-small.json),
+#                with both comparisons' answers under it; $SCREENSHOT_FAILURE_GRID (a file of
+#                docs/grids) and $SCREENSHOT_FAILURE_CELL choose another (the sanitizer run takes
+#                a 4k passkey cell: a 64k one ran 988 s under AddressSanitizer)
 # Usage: screenshots.sh MEMMAMBA_CLI EXPLORER SAMPLE_DIR OUT_DIR
 set -euo pipefail
 cli=$1 explorer=$2 samples=$3 out=$4
@@ -23,7 +23,8 @@ export XDG_CONFIG_HOME="$out/config"
 "$explorer" --trace "$out/sample.trace" --screenshots "$out/sample"
 "$explorer" --trace "$out/sample.trace" --compare both --screenshots "$out/three-ways"
 if [ ${#model[@]} -eq 0 ]; then
-  "$explorer" --grid "$grids/trained-long-memmamba-small.json" --case "${SCREENSHOT_FAILURE_CELL:-64k,0.1}" --compare both \
+  "$explorer" --grid "$grids/${SCREENSHOT_FAILURE_GRID:-heldout-facts-memmamba-small.json}" \
+    --case "${SCREENSHOT_FAILURE_CELL:-16k,0.9}" --compare both \
     --screenshots "$out/failure"
 fi
 for shot in sample/main-window sample/main-window-dark sample/pool sample/triggers sample/attention sample/decay \

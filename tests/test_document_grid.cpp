@@ -1,8 +1,11 @@
 // `memmamba eval docs` results in the Passkey panel: read as a grid of noise documents x where
-// the golden document stood, each cell's cases listed (and never run as a passkey case).
+// the golden document stood, each cell's cases listed (and never run as a passkey case). And
+// a passkey grid's clicked cell runs its first missed case, a failure being what one digs into.
 #include <QSignalSpy>
 #include <QTextBrowser>
 #include <QtTest/QtTest>
+
+#include <string>
 
 #include "model/eval/passkey_grid.h"
 #include "views/retrieval_panel.h"
@@ -26,6 +29,44 @@ class TestDocumentGrid : public QObject {
   }
 
  private Q_SLOTS:
+  void aClickedCellRunsItsFirstMiss() {
+    Json r = Json::object(), cells = Json::array(), cases = Json::array();
+    for (const double depth : {0.1, 0.9}) {
+      Json cell = Json::object();
+      cell["length"] = int64_t{4096};
+      cell["depth"] = depth;
+      cell["accuracy"] = depth < 0.5 ? 1.0 : 1.0 / 3.0;
+      cells.push_back(cell);
+      // At 0.1 every case is found; at 0.9 the first of three is, the next two are not.
+      for (int64_t sample = 0; sample < 3; ++sample) {
+        Json c = Json::object();
+        c["length"] = int64_t{4096};
+        c["depth"] = depth;
+        c["sample"] = sample;
+        c["key"] = std::to_string(40000 + 100 * sample + (depth < 0.5 ? 1 : 9));
+        const bool hit = depth < 0.5 || sample == 0;
+        c["answer"] = hit ? c.at("key").as_string() + "." : std::string("12345.");
+        c["hit"] = hit;
+        cases.push_back(c);
+      }
+    }
+    r["cells"] = cells;
+    r["cases"] = cases;
+    r["seed"] = int64_t{3};
+    views::TraceDocument doc;
+    views::RetrievalPanel panel(&doc);
+    doc.setGrid(r, eval::parse_passkey_grid(r), QStringLiteral("grid.json"));
+    QSignalSpy spy(&panel, &views::RetrievalPanel::caseSelected);
+    panel.selectCell(0, 1);
+    QCOMPARE(spy.count(), 1);
+    QCOMPARE(spy.at(0).at(2).toString(), QStringLiteral("40109"));  // sample 1, the first miss
+    QCOMPARE(spy.at(0).at(3).toULongLong(), 3ULL * 1000003ULL + 1);
+    panel.selectCell(0, 0);
+    QCOMPARE(spy.count(), 2);
+    QCOMPARE(spy.at(1).at(2).toString(), QStringLiteral("40001"));  // no miss: the first case
+    QCOMPARE(spy.at(1).at(3).toULongLong(), 3ULL * 1000003ULL);
+  }
+
   void cellsCountTheGoldenIdsByPosition() {
     QCOMPARE(eval::document_position_bin(0, 10), 1.0 / 6.0);
     QCOMPARE(eval::document_position_bin(5, 10), 0.5);

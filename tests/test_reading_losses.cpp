@@ -1,6 +1,7 @@
 // The memory's reading losses on a batch: each row's figures are the same alone and in a batch,
 // the reads that choose a fact's value by its label weigh as told and report their own
-// attention, and the quiet loss keeps the tokens no other loss lifts under the note threshold.
+// attention, and the quiet loss keeps the tokens no other loss lifts under the note threshold,
+// reference marks' numbers among them.
 #include <QtTest/QtTest>
 
 #include <torch/torch.h>
@@ -11,6 +12,9 @@
 #include <vector>
 
 #include "model/memmamba.h"
+#include "model/tokenizer.h"
+#include "model/train/token_shards.h"
+#include "model/train/train_options.h"
 #include "model/train/losses.h"
 #include "model/train/training_rows.h"
 #include "tests/test_helpers.h"
@@ -34,6 +38,33 @@ ReadingSetup reading_setup(double tau_retrieve, uint64_t seed, int64_t rows,
   MemMambaModel model = MemMambaModel::random(c, seed);
   torch::manual_seed(static_cast<int64_t>(seed));
   return {std::move(model), torch::randint(0, c.vocab_size, {rows, 49}, torch::kInt64)};
+}
+
+// Each layer's importances [rows, T] over `tokens` [rows, T + 1] (undefined for a layer without a
+// memory): what the losses see.
+std::vector<torch::Tensor> layer_importances(const MemMambaModel& model, const torch::Tensor& tokens) {
+  const int64_t T = tokens.size(1) - 1;
+  std::vector<torch::Tensor> importance(static_cast<size_t>(model.config().n_layers));
+  torch::NoGradGuard no_grad;
+  RunState state = model.new_state(tokens.size(0));
+  RunOptions o = model.default_options();
+  o.chunk_tokens = T;
+  o.on_importance = [&](int64_t layer, int64_t, const torch::Tensor& i) { importance[layer] = i.to(torch::kFloat32); };
+  model.forward(tokens.narrow(1, 0, T), state, o);
+  return importance;
+}
+
+// The quiet loss's value over the tokens of `mask` [rows, T]: the layers' mean of
+// max(0, I_t - (tau1 - 0.05)) averaged over those tokens.
+double quiet_hinge(const std::vector<torch::Tensor>& importance, const torch::Tensor& mask, double tau) {
+  double sum = 0;
+  int layers = 0;
+  for (const auto& i : importance) {
+    if (!i.defined()) continue;
+    sum += ((torch::relu(i - (tau - 0.05)) * mask).sum() / mask.sum()).item<double>();
+    ++layers;
+  }
+  return layers > 0 ? sum / layers : std::nan("");
 }
 }  // namespace
 
@@ -119,29 +150,13 @@ class TestReadingLosses : public QObject {
     targets.other_value_row = {1};
     targets.other_value_position = {5};
     // The importances the loss sees, and its tokens: all but the three lifted ones.
-    std::vector<torch::Tensor> importance(static_cast<size_t>(model.config().n_layers));
-    {
-      torch::NoGradGuard no_grad;
-      RunState state = model.new_state(2);
-      RunOptions o = model.default_options();
-      o.chunk_tokens = T;
-      o.on_importance = [&](int64_t layer, int64_t, const torch::Tensor& i) { importance[layer] = i.to(torch::kFloat32); };
-      model.forward(tokens.narrow(1, 0, T), state, o);
-    }
+    const std::vector<torch::Tensor> importance = layer_importances(model, tokens);
     auto quiet_tokens = torch::ones({2, T});
     quiet_tokens[0][10] = 0;
     quiet_tokens[1][12] = 0;
     quiet_tokens[1][5] = 0;
-    const double tau = model.config().tau_note;
-    double expected = 0;
-    int layers = 0;
-    for (const auto& i : importance) {
-      if (!i.defined()) continue;
-      expected += ((torch::relu(i - (tau - 0.05)) * quiet_tokens).sum() / quiet_tokens.sum()).item<double>();
-      ++layers;
-    }
-    QVERIFY(layers > 0);
-    expected /= layers;
+    const double expected = quiet_hinge(importance, quiet_tokens, model.config().tau_note);
+    QVERIFY(!std::isnan(expected));
     LossWeights weights;
     weights.quiet = 2;
     const SequenceLoss first = sequence_loss(model, tokens, &targets, weights);
@@ -171,15 +186,7 @@ class TestReadingLosses : public QObject {
   void referenceMarksStayQuietEvenWhereSurprising() {
     auto [model, tokens] = reading_setup(-1.0, 23, 2, ImportanceRule::Learned);
     const int64_t T = tokens.size(1) - 1, warmup = std::min<int64_t>(64, T / 4);
-    std::vector<torch::Tensor> importance(static_cast<size_t>(model.config().n_layers));
-    {
-      torch::NoGradGuard no_grad;
-      RunState state = model.new_state(2);
-      RunOptions o = model.default_options();
-      o.chunk_tokens = T;
-      o.on_importance = [&](int64_t layer, int64_t, const torch::Tensor& i) { importance[layer] = i.to(torch::kFloat32); };
-      model.forward(tokens.narrow(1, 0, T), state, o);
-    }
+    const std::vector<torch::Tensor> importance = layer_importances(model, tokens);
     RetrievalTargets targets;
     targets.mark_row = {0, 0, 1};
     targets.mark_position = {20, 21, 40};
@@ -193,16 +200,7 @@ class TestReadingLosses : public QObject {
     auto quiet_tokens = torch::clamp_max(warm + marks, 1.0);
     auto surprising = 1.0 - warm - marks;
     const double tau = model.config().tau_note;
-    auto hinge_mean = [&](const torch::Tensor& mask) {
-      double sum = 0;
-      int layers = 0;
-      for (const auto& i : importance) {
-        if (!i.defined()) continue;
-        sum += ((torch::relu(i - (tau - 0.05)) * mask).sum() / mask.sum()).item<double>();
-        ++layers;
-      }
-      return sum / layers;
-    };
+    auto hinge_mean = [&](const torch::Tensor& mask) { return quiet_hinge(importance, mask, tau); };
     auto noted_share = [&](const torch::Tensor& mask) {
       double noted = 0;
       int layers = 0;
@@ -235,6 +233,67 @@ class TestReadingLosses : public QObject {
     QVERIFY(std::abs((with_marks.total - without.total).item<double>() -
                      (2 * (with_marks.quiet - without.quiet + with_marks.mark_quiet) +
                       (with_marks.surprise_note - without.surprise_note))) < 1e-5);
+  }
+
+  // Reference marks' targets are the tokens of the marks' numbers, and a batch with marks has
+  // them in its passkey rows only.
+  void referenceMarkTargetsAreTheMarksNumbers() {
+    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+    const eval::PasskeyGenerator gen(tok, {}, eval::Haystack::RepeatedFiller);
+    eval::CaseSpec spec;
+    spec.reference_marks = 20;
+    size_t marks = 0;
+    for (uint64_t seed : {1u, 2u, 3u}) {
+      const eval::PasskeyCase c = gen.make(1200, 0.5, seed, spec);
+      marks += c.marks.size();
+      const std::string text = passkey_training_text(c);
+      const Encoding enc = tok.encode(text);
+      const int64_t shift = 7, row_length = static_cast<int64_t>(enc.ids.size()) + shift;
+      RetrievalTargets t;
+      add_mark_positions(c, enc, 2, row_length, t);
+      QCOMPARE(t.mark_row.size(), t.mark_position.size());
+      QVERIFY(t.mark_position.size() >= c.marks.size());
+      for (size_t i = 0; i < t.mark_position.size(); ++i) {
+        QCOMPARE(t.mark_row[i], int64_t{2});
+        const int64_t k = t.mark_position[i] - shift;
+        const std::string piece = text.substr(static_cast<size_t>(enc.begin[k]), static_cast<size_t>(enc.end[k] - enc.begin[k]));
+        QVERIFY2(std::any_of(piece.begin(), piece.end(), [](char ch) { return ch >= '0' && ch <= '9'; }),
+                 qPrintable(QString::fromStdString("a mark target without a digit: \"" + piece + "\"")));
+      }
+      // Every digit of every mark is covered.
+      for (const auto& [begin, end] : c.marks)
+        for (int64_t b = begin; b < end; ++b) {
+          bool covered = false;
+          for (int64_t pos : t.mark_position)
+            covered = covered || (enc.begin[pos - shift] <= b && b < enc.end[pos - shift]);
+          QVERIFY(covered);
+        }
+    }
+    QVERIFY2(marks >= 6, qPrintable(QString("%1 marks in three cases at 20 per 1,000 tokens").arg(marks)));
+    // Book rows from a shard of the sample tokenizer's tokens (the row text is not read).
+    TokenShard train;
+    train.vocab_size = 8192;
+    for (int i = 0; i < 6000; ++i) train.tokens.push_back(static_cast<uint16_t>(100 + (i * 37) % 5000));
+    TrainOptions o;
+    o.seq_len = 256;
+    o.seed = 5;
+    o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+    o.passkey_fraction = 0.5;
+    o.reference_marks = 30;
+    const BatchMaker maker(o, train, 6);
+    RetrievalTargets targets;
+    int passkeys = 0;
+    maker.make(3, 0, 8, &passkeys, &targets);
+    QVERIFY(passkeys > 0 && passkeys < 8);
+    QVERIFY(!targets.mark_row.empty());
+    for (int64_t r : targets.mark_row)
+      QVERIFY2(std::find(targets.row.begin(), targets.row.end(), r) != targets.row.end(), "a mark in a row without a key");
+    // Without marks, the same rows bring no mark targets.
+    o.reference_marks = 0;
+    RetrievalTargets plain;
+    BatchMaker(o, train, 6).make(3, 0, 8, nullptr, &plain);
+    QVERIFY(plain.mark_row.empty());
+    QCOMPARE(plain.row.size(), targets.row.size());
   }
 };
 

@@ -621,63 +621,6 @@ class TestTrainer : public QObject {
 
   // A rank's rows are the rows a whole micro-batch holds at those places (tokens, retrieval
   // targets renumbered, blind-needle mask), made on several threads alike run after run.
-  // Reference marks' targets are the tokens of the marks' numbers, and a batch with marks has
-  // them in its passkey rows only.
-  void referenceMarkTargetsAreTheMarksNumbers() {
-    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
-    const eval::PasskeyGenerator gen(tok, {}, eval::Haystack::RepeatedFiller);
-    eval::CaseSpec spec;
-    spec.reference_marks = 20;
-    size_t marks = 0;
-    for (uint64_t seed : {1u, 2u, 3u}) {
-      const eval::PasskeyCase c = gen.make(1200, 0.5, seed, spec);
-      marks += c.marks.size();
-      const std::string text = passkey_training_text(c);
-      const Encoding enc = tok.encode(text);
-      const int64_t shift = 7, row_length = static_cast<int64_t>(enc.ids.size()) + shift;
-      RetrievalTargets t;
-      add_mark_positions(c, enc, 2, row_length, t);
-      QCOMPARE(t.mark_row.size(), t.mark_position.size());
-      QVERIFY(t.mark_position.size() >= c.marks.size());
-      for (size_t i = 0; i < t.mark_position.size(); ++i) {
-        QCOMPARE(t.mark_row[i], int64_t{2});
-        const int64_t k = t.mark_position[i] - shift;
-        const std::string piece = text.substr(static_cast<size_t>(enc.begin[k]), static_cast<size_t>(enc.end[k] - enc.begin[k]));
-        QVERIFY2(std::any_of(piece.begin(), piece.end(), [](char ch) { return ch >= '0' && ch <= '9'; }),
-                 qPrintable(QString::fromStdString("a mark target without a digit: \"" + piece + "\"")));
-      }
-      // Every digit of every mark is covered.
-      for (const auto& [begin, end] : c.marks)
-        for (int64_t b = begin; b < end; ++b) {
-          bool covered = false;
-          for (int64_t pos : t.mark_position)
-            covered = covered || (enc.begin[pos - shift] <= b && b < enc.end[pos - shift]);
-          QVERIFY(covered);
-        }
-    }
-    QVERIFY2(marks >= 6, qPrintable(QString("%1 marks in three cases at 20 per 1,000 tokens").arg(marks)));
-    QTemporaryDir dir;
-    writeShards(dir.path());
-    TrainOptions o = passkeyRun(dir.path(), dir.filePath(QStringLiteral("out")), 1);
-    o.passkey_fraction = 0.5;
-    o.reference_marks = 30;
-    const TokenShard train = TokenShard::load(dir.filePath(QStringLiteral("train.tokens")).toStdString());
-    const BatchMaker maker(o, train, 6);
-    RetrievalTargets targets;
-    int passkeys = 0;
-    maker.make(3, 0, 8, &passkeys, &targets);
-    QVERIFY(passkeys > 0 && passkeys < 8);
-    QVERIFY(!targets.mark_row.empty());
-    for (int64_t r : targets.mark_row)
-      QVERIFY2(std::find(targets.row.begin(), targets.row.end(), r) != targets.row.end(), "a mark in a row without a key");
-    // Without marks, the same rows bring no mark targets.
-    o.reference_marks = 0;
-    RetrievalTargets plain;
-    BatchMaker(o, train, 6).make(3, 0, 8, nullptr, &plain);
-    QVERIFY(plain.mark_row.empty());
-    QCOMPARE(plain.row.size(), targets.row.size());
-  }
-
   void rowsOfARankEqualTheWholeBatchRows() {
     QTemporaryDir dir;
     writeShards(dir.path());

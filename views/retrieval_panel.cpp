@@ -164,7 +164,9 @@ QString RetrievalPanel::cellCases(const Json& results, int64_t L, double depth, 
   }
   for (const Json& c : results.at("cases").as_array()) {
     if (c.at("length").as_int() != L || std::abs(c.at("depth").as_double() - depth) > 1e-9) continue;
-    if (first && !*first) *first = &c;
+    // The case a click runs: the cell's first miss, else its first case (a failure is what one
+    // opens a cell to dig into).
+    if (first && (!*first || ((*first)->at("hit").as_bool() && !c.at("hit").as_bool()))) *first = &c;
     html += tr("<p>sample %1: key <b>%2</b>, answer <b>%3</b> &mdash; %4</p>")
                 .arg(c.contains("sample") ? c.at("sample").as_int() : 0)
                 .arg(keyOf(c).toHtmlEscaped())

@@ -286,12 +286,16 @@ int main(int argc, char** argv) {
     });
   const auto ready_signal = comparisons.isEmpty() ? &memmamba::app::MainWindow::traceLoaded
                                                   : &memmamba::app::MainWindow::comparisonsFinished;
+  // A grid alone (no cell to run, no book, no trace) loads nothing: figures and screenshots are
+  // taken as soon as the window is up, not on a load that never comes.
+  const QStringList files = parser.positionalArguments();
+  const bool loads_nothing = !parser.isSet(trace) && files.isEmpty() && case_length < 0;
+  if (loads_nothing) *loads_left = 0;
   const QString figures_dir = parser.value(export_figures);
   if (!figures_dir.isEmpty()) {
     window.setBatchMode(true);
     const auto csv_detail = parser.isSet(csv_full) ? memmamba::views::CsvDetail::Full : memmamba::views::CsvDetail::Figure;
-    QObject::connect(&window, ready_signal, &window,
-                     [&window, figures_dir, figure_points, loads_left, csv_detail] {
+    auto export_all = [&window, figures_dir, figure_points, loads_left, csv_detail] {
       if (*loads_left > 0) return;
       // 300 dpi for the PNGs: points are 1/72 inch.
       const QString error = window.exportAll(figures_dir, figure_points.width(), figure_points.height(), 300.0 / 72.0, {},
@@ -299,7 +303,9 @@ int main(int argc, char** argv) {
       if (!error.isEmpty()) std::fprintf(stderr, "%s\n", qPrintable(error));
       std::printf("figures written to %s\n", qPrintable(figures_dir));
       QApplication::exit(error.isEmpty() ? 0 : 1);
-    });
+    };
+    QObject::connect(&window, ready_signal, &window, export_all);
+    if (loads_nothing) QTimer::singleShot(0, &window, export_all);
     QObject::connect(&window, &memmamba::app::MainWindow::runFailed, &window, [] { QApplication::exit(1); });
   } else {
     window.show();
@@ -316,6 +322,7 @@ int main(int argc, char** argv) {
     };
     QObject::connect(&window, ready_signal, &window, finish);
     QObject::connect(&window, &memmamba::app::MainWindow::runFailed, &window, [] { QApplication::exit(1); });
+    if (loads_nothing) QTimer::singleShot(0, &window, finish);
   }
   if (parser.isSet(grid)) {
     window.document()->setGrid(std::move(grid_results), std::move(grid_cells), parser.value(grid));
@@ -325,7 +332,6 @@ int main(int argc, char** argv) {
     if (case_length >= 0)
       QTimer::singleShot(0, &window, [&window, case_length, case_depth] { window.retrievalPanel()->selectCell(case_length, case_depth); });
   }
-  const QStringList files = parser.positionalArguments();
   if (parser.isSet(trace)) window.openTrace(parser.value(trace));
   else if (!files.isEmpty()) window.openPath(files.first());
   return QApplication::exec();

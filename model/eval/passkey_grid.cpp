@@ -220,14 +220,14 @@ std::string GridBreakdown::describe() const {
   if (by_key_length.size() > 1) parts.push_back(groups(by_key_length, "Hits by key length (characters):", false));
   if (by_wording.size() > 1) parts.push_back(groups(by_wording, "By wording:", true));
   if (misses > 0 && (cut_short > 0 || ran_on > 0))
-    parts.push_back("Of " + std::to_string(misses) + " misses, " + std::to_string(cut_short) + " are the key cut short and " +
-                    std::to_string(ran_on) + " the key run on past its end.");
+    parts.push_back("Of " + std::to_string(misses) + (misses == 1 ? " miss, " : " misses, ") + std::to_string(cut_short) +
+                    " cut the key short and " + std::to_string(ran_on) + " ran on past its end.");
   if (asked_first.cases > 0 && asked_later.cases > 0)
     parts.push_back("Hits with the asked fact first in the text: " + std::to_string(asked_first.hits) + "/" +
                     std::to_string(asked_first.cases) + ", later in it: " + std::to_string(asked_later.hits) + "/" +
-                    std::to_string(asked_later.cases) + ";");
+                    std::to_string(asked_later.cases) + ".");
   if (asked_first.cases + asked_later.cases > 0)
-    parts.push_back(std::to_string(other_fact_answers) + " misses answer another fact's value.");
+    parts.push_back("Misses that answer another fact's value: " + std::to_string(other_fact_answers) + ".");
   std::string s;
   for (const std::string& p : parts) s += (s.empty() ? "" : " ") + p;
   return s;
