@@ -455,6 +455,14 @@ class TestBadInputs : public QObject {
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
          QStringLiteral("lottery")},
         2, QStringLiteral("--case-mix must be all, passkey, composed, facts, composed-facts, composed-all or composed-any"));
+    cli(QStringLiteral("train --reference-marks without passkey rows"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--reference-marks"), QStringLiteral("4")},
+        2, QStringLiteral("--reference-marks needs passkey rows"));
+    cli(QStringLiteral("train --reference-marks -1"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--reference-marks"), QStringLiteral("-1")},
+        2, QStringLiteral("--reference-marks = -1 is outside [0, 50]"));
     cli(QStringLiteral("train --document-rows 1.5"),
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--document-rows"), QStringLiteral("1.5")},
