@@ -1,4 +1,5 @@
 #include "views/attention_view.h"
+#include "views/plot.h"
 
 #include <limits>
 
@@ -65,7 +66,7 @@ void AttentionView::refresh() {
   sources_->clearItems();
   heat_rows_ = source_bars_ = 0;
   const Trace* t = document_->trace();
-  if (!t || t->length() == 0) { heat_->replot(); sources_->replot(); caption_->clear(); return; }
+  if (!t || t->length() == 0) { redraw(heat_); redraw(sources_); caption_->clear(); return; }
   const int layer = document_->layer();
   const int64_t pos = document_->position(), K = std::max<int64_t>(1, t->pool_slots);
   const AttentionRows& rows = t->layers[layer].token_attention;
@@ -103,7 +104,7 @@ void AttentionView::refresh() {
   heat_->xAxis->setRange(-0.5, static_cast<double>(K) - 0.5);
   heat_->yAxis->setRange(static_cast<double>(first) - 0.5, static_cast<double>(pos) + 0.5);
   heat_->yAxis->setRangeReversed(true);
-  heat_->replot(QCustomPlot::rpQueuedReplot);
+  redraw(heat_, QCustomPlot::rpQueuedReplot);
 
   // The current token's weights by source position.
   auto bars = [&](const Trace& from, const AttentionRows& rr, const QColor& colour, const QString& name, bool outline) {
@@ -153,7 +154,7 @@ void AttentionView::refresh() {
   now->point1->setCoords(static_cast<double>(pos), 0);
   now->point2->setCoords(static_cast<double>(pos), 1);
   now->setPen(QPen(QColor(230, 40, 80), 1, Qt::DashLine));
-  sources_->replot(QCustomPlot::rpQueuedReplot);
+  redraw(sources_, QCustomPlot::rpQueuedReplot);
 
   const bool triggered = (t->layers[layer].flags[pos] & kTriggered) != 0;
   const int64_t r = rows.find(pos);

@@ -1,4 +1,5 @@
 #include "views/decay_view.h"
+#include "views/plot.h"
 
 #include <QHBoxLayout>
 #include <QLabel>
@@ -51,7 +52,7 @@ double meanLogDecay(const Trace& t, int layer) {
 DecayView::DecayView(TraceDocument* document, QWidget* parent) : PlotPanel(document, parent) {
   caption_ = captionOverTwoPlots(Qt::Horizontal, QStringLiteral("decay-selected-token"), selected_,
                                  QStringLiteral("decay-a-power-k"), average_);
-  fidelity_ = new QCustomPlot(this);
+  fidelity_ = new Plot(this);
   fidelity_->setObjectName(QStringLiteral("memory-fidelity"));
   if (auto* split = qobject_cast<QSplitter*>(average_->parentWidget())) split->addWidget(fidelity_);
   // Legends in a column of their own beside the data: inside the axis rect they covered the
@@ -119,7 +120,7 @@ void DecayView::refresh(bool average_too) {
   if (average_too) average_->clearGraphs();
   exact_ = 0;
   const Trace* t = document_->trace();
-  if (!t || t->length() == 0) { selected_->replot(); average_->replot(); caption_->clear(); return; }
+  if (!t || t->length() == 0) { redraw(selected_); redraw(average_); caption_->clear(); return; }
   const int64_t pos = document_->position();
   const int layers = document_->layers();
   // The x range follows the curves (down to 1e-6), not the recorded horizon: a fast-forgetting
@@ -179,8 +180,8 @@ void DecayView::refresh(bool average_too) {
   }
   selected_->yAxis->setLabel(tr("retention of token %L1").arg(pos));
   average_->yAxis->setLabel(tr("mean decay |A|^k"));
-  selected_->replot(QCustomPlot::rpQueuedReplot);
-  if (average_too) average_->replot(QCustomPlot::rpQueuedReplot);
+  redraw(selected_, QCustomPlot::rpQueuedReplot);
+  if (average_too) redraw(average_, QCustomPlot::rpQueuedReplot);
   caption_->setText(tr("Token %L1 %2: %3 of %4 layers have exact curves (run with retention sources to record more); "
                        "\"~\" marks exp(sum of mean log-decay), an approximation.%5")
                         .arg(pos).arg(document_->context(pos, 3)).arg(exact_).arg(layers)
@@ -265,7 +266,7 @@ void DecayView::refreshFidelity() {
     note->position->setCoords(0.5, 0.5);
     note->setText(tr("ETMF / ECLMF not measured for this run:\nRun > Measure memory fidelity"));
   }
-  fidelity_->replot(QCustomPlot::rpQueuedReplot);
+  redraw(fidelity_, QCustomPlot::rpQueuedReplot);
 }
 
 }  // namespace memmamba::views

@@ -1,4 +1,5 @@
 #include "views/loss_difference_view.h"
+#include "views/plot.h"
 
 #include <QLabel>
 #include <QRegularExpression>
@@ -79,7 +80,7 @@ LossDifferenceView::LossDifferenceView(TraceDocument* document, QWidget* parent)
   caption_ = new QLabel(this);
   caption_->setWordWrap(true);
   caption_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  plot_ = new QCustomPlot(this);
+  plot_ = new Plot(this);
   plot_->setObjectName(QStringLiteral("loss-difference"));
   plot_->setMinimumHeight(140);
   // The legend under the plot, outside the data, two entries a row in a smaller type: with
@@ -149,19 +150,19 @@ void LossDifferenceView::rebuild() {
   plot_->setVisible(sameTokens(t, c));
   if (!t) {
     caption_->clear();
-    plot_->replot();
+    redraw(plot_);
     return;
   }
   if (!c) {
     caption_->setText(tr("No comparison yet: edit the memory (right-click the state pool or the book) or run File > "
                          "Compare with Mamba-only, and the change in each token's loss is drawn here."));
-    plot_->replot();
+    redraw(plot_);
     return;
   }
   if (!sameTokens(t, c)) {
     caption_->setText(tr("The comparison (%1) ran other tokens than this trace: nothing to compare token by token.")
                           .arg(document_->comparisonLabel()));
-    plot_->replot();
+    redraw(plot_);
     return;
   }
   const LossDifferences primary = differences(*t, *c);
@@ -306,7 +307,7 @@ void LossDifferenceView::moveCursor() {
     line->point1->setCoords(p, 0);
     line->point2->setCoords(p, 1);
   }
-  plot_->replot(QCustomPlot::rpQueuedReplot);
+  redraw(plot_, QCustomPlot::rpQueuedReplot);
 }
 
 }  // namespace memmamba::views

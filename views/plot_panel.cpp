@@ -1,4 +1,5 @@
 #include "views/plot_panel.h"
+#include "views/plot.h"
 
 #include <QEvent>
 #include <QLabel>
@@ -73,7 +74,7 @@ void applyPlotPalette(QCustomPlot* plot, const QPalette& palette) {
     if (auto* legend = qobject_cast<QCPLegend*>(e)) colour_legend(legend);
     if (auto* title = qobject_cast<QCPTextElement*>(e)) title->setTextColor(fg);
   }
-  plot->replot();
+  redraw(plot);
 }
 
 QLabel* PlotPanel::captionOverTwoPlots(Qt::Orientation orientation, const QString& first_name, QCustomPlot*& first,
@@ -85,9 +86,9 @@ QLabel* PlotPanel::captionOverTwoPlots(Qt::Orientation orientation, const QStrin
   caption->setTextFormat(Qt::PlainText);
   layout->addWidget(caption);
   auto* split = new QSplitter(orientation, this);
-  first = new QCustomPlot(this);
+  first = new Plot(this);
   first->setObjectName(first_name);
-  second = new QCustomPlot(this);
+  second = new Plot(this);
   second->setObjectName(second_name);
   split->addWidget(first);
   split->addWidget(second);

@@ -1,4 +1,5 @@
 #include "views/pool_view.h"
+#include "views/plot.h"
 
 #include <QHeaderView>
 #include <QLabel>
@@ -38,7 +39,7 @@ PoolView::PoolView(TraceDocument* document, QWidget* parent) : PlotPanel(documen
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   table_->setSelectionBehavior(QAbstractItemView::SelectRows);
   split->addWidget(table_);
-  plot_ = new QCustomPlot(this);
+  plot_ = new Plot(this);
   plot_->setObjectName(QStringLiteral("pool-occupancy"));
   plot_->installEventFilter(this);
   table_->viewport()->installEventFilter(this);
@@ -213,7 +214,7 @@ void PoolView::updateSlots() {
   if (!t || t->length() == 0) {
     table_->setRowCount(0);
     summary_->clear();
-    plot_->replot();
+    redraw(plot_);
     return;
   }
   const int layer = document_->layer();
@@ -283,9 +284,9 @@ void PoolView::updateSlots() {
   if (cursor_) {
     cursor_->point1->setCoords(static_cast<double>(pos), 0);
     cursor_->point2->setCoords(static_cast<double>(pos), 1);
-    cursor_->layer()->replot();
+    redraw(cursor_->layer());
   } else {
-    plot_->replot(QCustomPlot::rpQueuedReplot);
+    redraw(plot_, QCustomPlot::rpQueuedReplot);
   }
 }
 

@@ -1,4 +1,5 @@
 #include "views/retrieval_panel.h"
+#include "views/plot.h"
 
 #include "model/eval/retrieval_case.h"
 
@@ -67,10 +68,10 @@ RetrievalPanel::RetrievalPanel(TraceDocument* document, QWidget* parent) : PlotP
   layout->addWidget(grid_label_);
   auto* split = new QSplitter(Qt::Vertical, this);
   auto* grids = new QSplitter(Qt::Horizontal, this);
-  grid_ = new QCustomPlot(this);
+  grid_ = new Plot(this);
   grid_->setObjectName(QStringLiteral("passkey-grid"));
   grid_->setMinimumHeight(160);
-  comparison_grid_ = new QCustomPlot(this);
+  comparison_grid_ = new Plot(this);
   comparison_grid_->setObjectName(QStringLiteral("passkey-grid-comparison"));
   comparison_grid_->setMinimumHeight(160);
   comparison_grid_->setVisible(false);
@@ -293,7 +294,7 @@ void RetrievalPanel::drawGridOn(QCustomPlot* plot, const eval::PasskeyGrid& grid
   plot->yAxis->setLabel(grid.documents ? tr("noise documents") : tr("context length (tokens)"));
   plot->xAxis->setRange(-0.5, nd - 0.5);
   plot->yAxis->setRange(-0.5, nl - 0.5);
-  plot->replot();
+  redraw(plot);
 }
 
 void RetrievalPanel::selectCell(int li, int di) {

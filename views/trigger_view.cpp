@@ -1,4 +1,5 @@
 #include "views/trigger_view.h"
+#include "views/plot.h"
 
 #include <limits>
 
@@ -57,10 +58,10 @@ TriggerView::TriggerView(TraceDocument* document, QWidget* parent) : PlotPanel(d
   bar->addStretch(1);
   layout->addLayout(bar);
   auto* split = new QSplitter(Qt::Vertical, this);
-  raster_ = new QCustomPlot(this);
+  raster_ = new Plot(this);
   raster_->setObjectName(QStringLiteral("trigger-raster"));
   raster_->installEventFilter(this);
-  signals_ = new QCustomPlot(this);
+  signals_ = new Plot(this);
   signals_->setObjectName(QStringLiteral("threshold-signals"));
   // The legend in a row of its own above the data, one line wide: inside the axis rect it
   // covered the curves.
@@ -200,7 +201,7 @@ void TriggerView::rebuildRaster() {
   kept_by_.reset();
   kept_label_.clear();
   const Trace* t = document_->trace();
-  if (!t || t->length() == 0) { raster_->replot(); return; }
+  if (!t || t->length() == 0) { redraw(raster_); return; }
   const int64_t T = t->length();
   rows_ = static_cast<int>(t->layers.size());
   bin_ = std::max<int64_t>(1, (T + kMaxColumns - 1) / kMaxColumns);
@@ -325,7 +326,7 @@ void TriggerView::rebuildRaster() {
   raster_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   raster_->axisRect()->setRangeDrag(Qt::Horizontal);
   raster_->axisRect()->setRangeZoom(Qt::Horizontal);
-  raster_->replot();
+  redraw(raster_);
 }
 
 int TriggerView::signalCurves() const { return signals_->graphCount(); }
@@ -334,7 +335,7 @@ void TriggerView::updateSignals() {
   signals_->clearGraphs();
   signals_->clearItems();
   const Trace* t = document_->trace();
-  if (!t || t->length() == 0) { signals_->replot(); return; }
+  if (!t || t->length() == 0) { redraw(signals_); return; }
   const int layer = document_->layer();
   const int64_t pos = document_->position();
   const int64_t a = std::max<int64_t>(0, pos - window_), b = std::min(t->length() - 1, pos + window_);
@@ -383,11 +384,11 @@ void TriggerView::updateSignals() {
                                 : tr("token position (layer %1; dashed: tau1, tau2)").arg(layer));
   signals_->xAxis->setRange(static_cast<double>(a), static_cast<double>(std::max(b, a + 1)));
   signals_->yAxis->setRange(-0.05, 1.05);
-  signals_->replot(QCustomPlot::rpQueuedReplot);
+  redraw(signals_, QCustomPlot::rpQueuedReplot);
   if (cursor_) {
     cursor_->point1->setCoords(static_cast<double>(pos), 0);
     cursor_->point2->setCoords(static_cast<double>(pos), 1);
-    raster_->replot(QCustomPlot::rpQueuedReplot);
+    redraw(raster_, QCustomPlot::rpQueuedReplot);
   }
 }
 
