@@ -12,13 +12,16 @@ void Plot::resizeEvent(QResizeEvent* event) {
   QCustomPlot::resizeEvent(event);
 }
 
+namespace {
+bool has_area(const QCustomPlot* plot) { return !plot->viewport().isEmpty() && !plot->size().isEmpty(); }
+}  // namespace
+
 void redraw(QCustomPlot* plot, QCustomPlot::RefreshPriority priority) {
-  if (!plot->viewport().isEmpty() && !plot->size().isEmpty()) plot->replot(priority);
+  if (has_area(plot)) plot->replot(priority);
 }
 
 void redraw(QCPLayer* layer) {
-  const QCustomPlot* plot = layer->parentPlot();
-  if (!plot->viewport().isEmpty() && !plot->size().isEmpty()) layer->replot();
+  if (has_area(layer->parentPlot())) layer->replot();
 }
 
 }  // namespace memmamba::views

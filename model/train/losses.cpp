@@ -187,6 +187,13 @@ void add_quiet_loss(const ImportanceRecord& record, const torch::Tensor& quiet, 
   out.*noted_figure = f[1] / std::max(f[2] * static_cast<double>(layers), 1.0);
 }
 
+// A bool mask [rows, T] on `device`, true at the batch positions `flat` (row * T + position).
+torch::Tensor token_mask(const std::vector<int64_t>& flat, int64_t rows, int64_t T, const torch::Device& device) {
+  auto mask = torch::zeros({rows * T}, torch::TensorOptions().dtype(torch::kBool));
+  if (!flat.empty()) mask.index_put_({torch::tensor(flat, torch::TensorOptions().dtype(torch::kInt64))}, true);
+  return mask.view({rows, T}).to(device);
+}
+
 }  // namespace
 
 torch::Tensor surprising_tokens(const torch::Tensor& nll, double share, int64_t warmup) {
@@ -235,15 +242,14 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
   SequenceLoss out;
   auto flat_logits = logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32);
   auto next = batch.narrow(1, 1, T).reshape({-1}).to(logits.device());
-  // [rows, T]: the reference marks' numbers, which no loss asks to be noted (undefined: none).
+  // [rows, T]: the reference marks' numbers, which no loss asks to be noted (undefined: none, or
+  // no note-rule loss to keep them out of).
   torch::Tensor marked;
-  if (targets && !targets->mark_row.empty()) {
+  if ((surprise || quiet) && targets && !targets->mark_row.empty()) {
     std::vector<int64_t> at;
     for (size_t i = 0; i < targets->mark_row.size(); ++i)
       if (targets->mark_position[i] < T) at.push_back(targets->mark_row[i] * T + targets->mark_position[i]);
-    auto flat = torch::zeros({rows * T}, torch::TensorOptions().dtype(torch::kBool));
-    if (!at.empty()) flat.index_put_({torch::tensor(at, torch::TensorOptions().dtype(torch::kInt64))}, true);
-    marked = flat.view({rows, T}).to(logits.device());
+    marked = token_mask(at, rows, T, logits.device());
   }
   torch::Tensor surprising;  // [rows, T]: the surprise loss's targets
   if (surprise) {
@@ -260,10 +266,8 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
     out.total = out.lm;
   }
   if (quiet) {
-    auto lifted = torch::zeros({rows * T}, torch::TensorOptions().dtype(torch::kBool));
     const std::vector<int64_t> positions = has_targets ? lifted_positions(*targets, T) : std::vector<int64_t>{};
-    if (!positions.empty()) lifted.index_put_({torch::tensor(positions, torch::TensorOptions().dtype(torch::kInt64))}, true);
-    auto quiet_tokens = lifted.logical_not().view({rows, T}).to(logits.device());
+    auto quiet_tokens = token_mask(positions, rows, T, logits.device()).logical_not();
     if (surprising.defined()) quiet_tokens = quiet_tokens & surprising.logical_not();
     add_quiet_loss(*record, quiet_tokens, o.memory.tau_note, weights.quiet, out);
     if (marked.defined()) {
