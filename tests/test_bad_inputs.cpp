@@ -523,6 +523,10 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--blind-needles"), QStringLiteral("0.5")},
         2, QStringLiteral("passkey rows"));
+    cli(QStringLiteral("train --blind-every-fact without blind needles"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--blind-every-fact")},
+        2, QStringLiteral("blind needles"));
     cli(QStringLiteral("bench --text on a missing book"),
         QStringList{QStringLiteral("bench"), QStringLiteral("--lengths"), QStringLiteral("64"), QStringLiteral("--text"),
                     QString::fromStdString(path("no-such-book.txt"))} + tiny,

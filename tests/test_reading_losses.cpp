@@ -1,7 +1,8 @@
 // The memory's reading losses on a batch: each row's figures are the same alone and in a batch,
 // the reads that choose a fact's value by its label weigh as told and report their own
 // attention, and the quiet loss keeps the tokens no other loss lifts under the note threshold,
-// reference marks' numbers among them.
+// reference marks' numbers among them; blind rows hide what a context past the SSM's horizon
+// would.
 #include <QtTest/QtTest>
 
 #include <torch/torch.h>
@@ -294,6 +295,62 @@ class TestReadingLosses : public QObject {
     BatchMaker(o, train, 6).make(3, 0, 8, nullptr, &plain);
     QVERIFY(plain.mark_row.empty());
     QCOMPARE(plain.row.size(), targets.row.size());
+  }
+
+  // A blind row hides the asked value, or with blind_every_fact every labelled fact's value (and
+  // no label), as a context past the SSM's horizon does; the rows themselves stay the same.
+  void blindRowsHideEveryFactsValue() {
+    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+    const eval::PasskeyGenerator gen(tok, {}, eval::Haystack::RepeatedFiller);
+    eval::CaseSpec spec;
+    spec.facts = 4;
+    spec.wordings = eval::parse_wordings("trained", true);
+    for (uint64_t seed : {1u, 2u, 3u}) {
+      const eval::PasskeyCase c = gen.make(1500, 0.5, seed, spec);
+      QCOMPARE(c.needles.size(), size_t{4});
+      const Encoding enc = tok.encode(passkey_training_text(c));
+      const int64_t shift = 9, row_length = static_cast<int64_t>(enc.ids.size()) + shift, margin = 3;
+      const auto asked = blind_needle_spans(c, enc, row_length, margin, false);
+      QCOMPARE(asked.size(), size_t{1});
+      QCOMPARE(asked[0], blind_needle_span(c, enc, row_length, margin));
+      const auto every = blind_needle_spans(c, enc, row_length, margin, true);
+      QCOMPARE(every.size(), c.needles.size());
+      QVERIFY(std::find(every.begin(), every.end(), asked[0]) != every.end());
+      auto hidden = [&](int64_t byte) {
+        for (const auto& [begin, end] : every)
+          for (int64_t pos = begin; pos < end; ++pos)
+            if (enc.begin[pos - shift] <= byte && byte < enc.end[pos - shift]) return true;
+        return false;
+      };
+      for (const eval::NeedleInfo& needle : c.needles) {
+        const auto value = static_cast<int64_t>(c.prompt.find(needle.value, static_cast<size_t>(needle.begin)));
+        QVERIFY(value >= needle.begin && value < needle.end);
+        for (int64_t b = value; b < value + static_cast<int64_t>(needle.value.size()); ++b)
+          QVERIFY2(hidden(b), qPrintable(QString::fromStdString("a digit of " + needle.value + " stays visible")));
+        const auto label = static_cast<int64_t>(c.prompt.find(needle.label, static_cast<size_t>(needle.begin)));
+        QVERIFY(label >= needle.begin && label < value);
+        QVERIFY2(!hidden(label), qPrintable(QString::fromStdString("the label " + needle.label + " is hidden")));
+      }
+    }
+    // In a batch: the same rows, every span the asked-only mask hides still hidden, and more.
+    TokenShard train;
+    train.vocab_size = 8192;
+    for (int i = 0; i < 6000; ++i) train.tokens.push_back(static_cast<uint16_t>(100 + (i * 37) % 5000));
+    TrainOptions o;
+    o.seq_len = 1024;
+    o.seed = 8;
+    o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+    o.passkey_fraction = 1;
+    o.varied_cases = true;
+    o.case_mix = "facts";
+    o.blind_needle_fraction = 1;
+    torch::Tensor asked_mask, every_mask;
+    const torch::Tensor rows = BatchMaker(o, train, 6).make(2, 0, 8, nullptr, nullptr, &asked_mask);
+    o.blind_every_fact = true;
+    QVERIFY(torch::equal(BatchMaker(o, train, 6).make(2, 0, 8, nullptr, nullptr, &every_mask), rows));
+    QVERIFY(asked_mask.defined() && every_mask.defined());
+    QVERIFY(torch::equal(every_mask * asked_mask, every_mask));  // hidden by one, hidden by the other
+    QVERIFY2(every_mask.sum().item<double>() < asked_mask.sum().item<double>(), "no fact row in 8 rows");
   }
 };
 

@@ -179,7 +179,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "surprise-notes", "surprise-share", "surprise-band",
                    "note-margin", "choice-weight", "quiet-notes", "reference-marks"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end",
-                                         "follow-up-questions", "document-reads"});
+                                         "follow-up-questions", "document-reads", "blind-every-fact"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
                 "Trains on DIR/train.tokens (from `memmamba data`), evaluating on DIR/heldout.tokens.\n"
@@ -248,6 +248,9 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "                        reaches the answer through the notes alone, as from far beyond the\n"
                 "                        SSM's horizon (default 0)\n"
                 "  --blind-margin N      tokens hidden past the key (default (conv_kernel - 1) x layers)\n"
+                "  --blind-every-fact    with --blind-needles: a blind row with labelled facts hides every fact's\n"
+                "                        value from the SSM, not only the asked one's, as a context past the\n"
+                "                        SSM's horizon does\n"
                 "  --resume              continue OUT's run from its last checkpoint, bit for bit\n"
                 "  --init CHECKPOINT     start from a checkpoint's weights and config (fine-tuning)\n"
                 "Ctrl-C stops after saving a checkpoint.\n\n%s"
@@ -342,6 +345,10 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (o.passkey_fraction <= 0) throw UsageError("--blind-needles needs passkey rows (--passkey-fraction > 0)");
     o.blind_needle_fraction = args.get_double("blind-needles", 1.0, 0.0, 1.0);
     o.blind_needle_margin = args.get_int("blind-margin", -1, 0, 1 << 20);
+  }
+  if (args.flag("blind-every-fact")) {
+    if (o.blind_needle_fraction <= 0) throw UsageError("--blind-every-fact needs blind needles (--blind-needles > 0)");
+    o.blind_every_fact = true;
   }
   if (args.has("document-rows")) {
     if (o.passkey_fraction <= 0) throw UsageError("--document-rows needs passkey rows (--passkey-fraction > 0)");

@@ -79,6 +79,10 @@ struct TrainOptions {
   // is 0, so the key reaches the answer only through the notes, as when the key lies far beyond
   // the SSM's horizon (a row of 4k tokens shows what a key 1M tokens back looks like).
   double blind_needle_fraction = 0;
+  // In a blind row with labelled facts, hide every fact's value, not only the asked one's: past
+  // the SSM's horizon none of them is in its state, and a row that hides one alone lets the
+  // answer pick the value the state lacks instead of the one the label names.
+  bool blind_every_fact = false;
   // Share of passkey rows that are instead DeciMamba-format document rows (eval::DocumentCase):
   // 1-30 documents (up to one per 128 tokens in rows longer than 4k) of consecutive haystack
   // sentences, the question before each, the golden document's id after "<|Answer|> <|Document ";

@@ -144,7 +144,7 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
   struct RowExtras {
     bool passkey = false;
     RetrievalTargets targets;
-    std::pair<int64_t, int64_t> blind{0, 0};
+    std::vector<std::pair<int64_t, int64_t>> blind;
   };
   std::vector<RowExtras> extras(static_cast<size_t>(count));
   const uint64_t span = train_.tokens.size() - static_cast<uint64_t>(L);
@@ -206,15 +206,15 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       // MemMamba and its Mamba twin) get the same rows.
       std::mt19937_64 blind_rng(rng() ^ 0xB11DB11DULL);
       if (o_.blind_needle_fraction > 0 && unit(blind_rng) < o_.blind_needle_fraction && ssm_mask)
-        extra.blind = blind_needle_span(c, enc, L, blind_margin_);
+        extra.blind = blind_needle_spans(c, enc, L, blind_margin_, o_.blind_every_fact);
     }
   });
   for (int64_t i = 0; i < count; ++i) {
     const RowExtras& extra = extras[static_cast<size_t>(i)];
     if (extra.passkey && passkeys) ++*passkeys;
     if (targets) append_targets(extra.targets, *targets);
-    const auto [begin, end] = extra.blind;
-    if (end > begin) {
+    for (const auto& [begin, end] : extra.blind) {
+      if (begin >= std::min(end, o_.seq_len)) continue;
       if (!ssm_mask->defined()) *ssm_mask = torch::ones({count, o_.seq_len}, torch::kFloat32);
       ssm_mask->select(0, i).narrow(0, begin, std::min(end, o_.seq_len) - begin).zero_();
     }
@@ -301,12 +301,13 @@ int64_t passkey_example_tokens(const TrainOptions& o, int64_t row_tokens, uint64
   return min_len + static_cast<int64_t>(random % static_cast<uint64_t>(std::max<int64_t>(1, L - 24 - min_len)));
 }
 
-std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
-                                              int64_t margin) {
-  const auto klen = static_cast<int64_t>(c.key.size());
-  const auto [first, second] = needle_key_copies(c);
+namespace {
+
+// The blind span of one value whose copies in the prompt begin at bytes first and second (-1: none).
+std::pair<int64_t, int64_t> value_span(int64_t first, int64_t second, int64_t value_bytes, const Encoding& enc,
+                                       int64_t row_length, int64_t margin) {
   if (first < 0) return {0, 0};
-  const int64_t last_byte = (second >= 0 ? second : first) + klen - 1;
+  const int64_t last_byte = (second >= 0 ? second : first) + value_bytes - 1;
   const int64_t begin_token = token_at_byte(enc, first);
   const int64_t end_token = token_at_byte(enc, last_byte);
   if (begin_token < 0 || end_token < 0) return {0, 0};
@@ -314,6 +315,31 @@ std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const 
   const int64_t begin = std::max<int64_t>(0, begin_token + shift);
   const int64_t end = std::min<int64_t>(row_length, end_token + shift + 1 + std::max<int64_t>(0, margin));
   return end > begin ? std::pair<int64_t, int64_t>{begin, end} : std::pair<int64_t, int64_t>{0, 0};
+}
+
+}  // namespace
+
+std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
+                                              int64_t margin) {
+  const auto [first, second] = needle_key_copies(c);
+  return value_span(first, second, static_cast<int64_t>(c.key.size()), enc, row_length, margin);
+}
+
+std::vector<std::pair<int64_t, int64_t>> blind_needle_spans(const eval::PasskeyCase& c, const Encoding& enc,
+                                                            int64_t row_length, int64_t margin, bool every_fact) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  auto keep = [&](std::pair<int64_t, int64_t> span) {
+    if (span.second > span.first) out.push_back(span);
+  };
+  if (!every_fact || c.needles.size() < 2) {
+    keep(blind_needle_span(c, enc, row_length, margin));
+    return out;
+  }
+  for (const eval::NeedleInfo& needle : c.needles) {
+    const auto [first, second] = first_two(eval::mentions(c.prompt, needle.value, needle.begin, needle.end));
+    keep(value_span(first, second, static_cast<int64_t>(needle.value.size()), enc, row_length, margin));
+  }
+  return out;
 }
 
 std::string passkey_training_text(const eval::PasskeyCase& c, const std::string& answer_end) {

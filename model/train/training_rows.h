@@ -82,6 +82,11 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
 // copy (clipped to the row). {0, 0} when the key is not in the row.
 std::pair<int64_t, int64_t> blind_needle_span(const eval::PasskeyCase& c, const Encoding& enc, int64_t row_length,
                                               int64_t margin);
+// The spans a blind row hides: the asked key's (blind_needle_span), or with `every_fact` the
+// same span for each labelled fact's value in its own needle (TrainOptions::blind_every_fact),
+// in prompt order; spans not in the row are left out.
+std::vector<std::pair<int64_t, int64_t>> blind_needle_spans(const eval::PasskeyCase& c, const Encoding& enc,
+                                                            int64_t row_length, int64_t margin, bool every_fact);
 
 // The case of a passkey row with varied cases (TrainOptions::varied_cases): keys of 3-10
 // digits (70%), words or made-up names; one fact (half the rows) or 2-8 labelled facts; the
