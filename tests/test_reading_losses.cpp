@@ -67,6 +67,23 @@ double quiet_hinge(const std::vector<torch::Tensor>& importance, const torch::Te
   }
   return layers > 0 ? sum / layers : std::nan("");
 }
+
+// A shard of the sample tokenizer's tokens for book rows (the row text is not read), and options
+// that make rows of `seq_len` tokens with passkey rows from the sample tokenizer.
+TokenShard patterned_shard() {
+  TokenShard train;
+  train.vocab_size = 8192;
+  for (int i = 0; i < 6000; ++i) train.tokens.push_back(static_cast<uint16_t>(100 + (i * 37) % 5000));
+  return train;
+}
+TrainOptions row_options(int64_t seq_len, int64_t seed, double passkey_fraction) {
+  TrainOptions o;
+  o.seq_len = seq_len;
+  o.seed = seed;
+  o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
+  o.passkey_fraction = passkey_fraction;
+  return o;
+}
 }  // namespace
 
 class TestReadingLosses : public QObject {
@@ -271,15 +288,8 @@ class TestReadingLosses : public QObject {
         }
     }
     QVERIFY2(marks >= 6, qPrintable(QString("%1 marks in three cases at 20 per 1,000 tokens").arg(marks)));
-    // Book rows from a shard of the sample tokenizer's tokens (the row text is not read).
-    TokenShard train;
-    train.vocab_size = 8192;
-    for (int i = 0; i < 6000; ++i) train.tokens.push_back(static_cast<uint16_t>(100 + (i * 37) % 5000));
-    TrainOptions o;
-    o.seq_len = 256;
-    o.seed = 5;
-    o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
-    o.passkey_fraction = 0.5;
+    const TokenShard train = patterned_shard();
+    TrainOptions o = row_options(256, 5, 0.5);
     o.reference_marks = 30;
     const BatchMaker maker(o, train, 6);
     RetrievalTargets targets;
@@ -333,14 +343,8 @@ class TestReadingLosses : public QObject {
       }
     }
     // In a batch: the same rows, every span the asked-only mask hides still hidden, and more.
-    TokenShard train;
-    train.vocab_size = 8192;
-    for (int i = 0; i < 6000; ++i) train.tokens.push_back(static_cast<uint16_t>(100 + (i * 37) % 5000));
-    TrainOptions o;
-    o.seq_len = 1024;
-    o.seed = 8;
-    o.passkey_tokenizer = std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model";
-    o.passkey_fraction = 1;
+    const TokenShard train = patterned_shard();
+    TrainOptions o = row_options(1024, 8, 1);
     o.varied_cases = true;
     o.case_mix = "facts";
     o.blind_needle_fraction = 1;
