@@ -199,15 +199,16 @@ PasskeyCaseRun trace_passkey_case(const LoadedModel& loaded, const Tokenizer& to
   job.trace.book.reset();
   job.answer_tokens = eval::answer_token_budget(passkey, job.answer_tokens);
   job.trace.edit_positions_after_text = job.answer_tokens;
+  const int32_t attention_topk = job.trace.trace_options.attention_topk;
   RunOptions answer_options;
   PasskeyCaseRun run{run_trace_job(loaded, tokenizer, std::move(job.trace), &answer_options), Json()};
-  const std::vector<int64_t> prompt(run.trace.tokens.begin(), run.trace.tokens.end());
-  const auto out = generate_greedy(loaded.model, prompt, job.answer_tokens, answer_options);
-  const std::string answer = tokenizer.decode(std::vector<int32_t>(out.begin(), out.end()));
-  // Where the key's tokens are and what became of them: the evaluation's own record.
-  run.record = eval::passkey_case_record(passkey, run.trace, run.trace.length(),
-                                         eval::passkey_key_positions(passkey, run.trace.char_begin, run.trace.char_end),
-                                         answer, eval::other_value_positions(passkey, run.trace.char_begin, run.trace.char_end));
+  // The answer and the record as the evaluation makes them (the prompt again, then the answer's
+  // steps with their reads): what a grid file holds for the same case.
+  eval::PasskeyGridOptions answer;
+  answer.run = answer_options;
+  answer.max_new_tokens = job.answer_tokens;
+  answer.attention_topk = attention_topk;
+  run.record = eval::run_passkey_case(loaded.model, tokenizer, passkey, answer);
   return run;
 }
 

@@ -701,6 +701,7 @@ class TestApp : public QObject {
       QVERIFY(piece.find_first_of("0123456789") != std::string::npos);
     }
     QCOMPARE(record.at("layers").as_array().size(), result.trace->layers.size());
+    QCOMPARE(record.at("layers").as_array()[0].at("answer_reads").as_array().size(), record.at("answer_pieces").as_array().size());  // as a grid records it
     QCOMPARE(record.at("hit").as_bool(), eval::passkey_found(record.at("answer").as_string(), "24680"));
     QCOMPARE(record.at("digits_right").as_int(), eval::passkey_digits_right(record.at("answer").as_string(), "24680"));
     QVERIFY(!result.trace->run_info.contains("precision"));

@@ -1,10 +1,12 @@
 // `memmamba eval docs` results in the Passkey panel: read as a grid of noise documents x where
 // the golden document stood, each cell's cases listed (and never run as a passkey case). And
-// a passkey grid's clicked cell runs its first missed case, a failure being what one digs into.
+// a passkey grid's clicked cell runs its first missed case, a failure being what one digs into;
+// a labelled-facts case names the other fact's value an answer token read instead of the key.
 #include <QSignalSpy>
 #include <QTextBrowser>
 #include <QtTest/QtTest>
 
+#include <algorithm>
 #include <string>
 
 #include "model/eval/passkey_grid.h"
@@ -102,6 +104,45 @@ class TestDocumentGrid : public QObject {
     QVERIFY(details.contains(QStringLiteral("417")) && details.contains(QStringLiteral("233")));
     QVERIFY(!details.contains(QStringLiteral("98")));  // the last third's case is another cell
     QVERIFY(panel.csv(QStringLiteral("passkey-grid"), views::CsvDetail::Figure).startsWith(QStringLiteral("noise_documents,")));
+  }
+
+  // A run-on read from another fact: the answer token after the key's last digit drew more
+  // from digit 3 of another value than from any key note, and the table says which.
+  void aReadOfAnotherFactNamesIt() {
+    Json r = Json::parse(R"({"length": 16384, "depth": 0.9, "actual_depth": 0.9, "prompt_tokens": 300,
+      "key": "25085", "answer": "250859.", "hit": false, "digits_right": 5, "asked": 2, "answered_other_fact": "",
+      "needles": [{"label": "red door", "value": "7787312"}, {"label": "blue box", "value": "16213931"},
+                  {"label": "old mill", "value": "25085"}, {"label": "grey gate", "value": "80559939"}],
+      "answer_pieces": ["\u2581", "2", "5", "0", "8", "5", "<0x39>", "."]})");
+    Json reads = Json::array();
+    for (int64_t i = 0; i < 7; ++i) {
+      Json read = Json::object();
+      read["position"] = 299 + i;
+      const bool run_on = i == 6;  // the token after the key's last digit (after the space piece)
+      read["top_key_weight"] = run_on ? 0.10 : 0.80;
+      read["weight_on_key_notes"] = run_on ? 0.12 : 0.85;
+      read["top_key_source"] = int64_t{40} + i;
+      read["key_digit"] = run_on ? int64_t{4} : std::max<int64_t>(0, i - 1);
+      read["other_fact"] = run_on ? int64_t{3} : int64_t{0};
+      read["other_char"] = run_on ? int64_t{2} : int64_t{1};
+      read["other_weight"] = run_on ? 0.62 : 0.30;
+      reads.push_back(read);
+    }
+    Json layer = Json::object();
+    layer["answer_reads"] = reads;
+    Json layers = Json::array();
+    layers.push_back(layer);
+    r["layers"] = layers;
+    views::TraceDocument doc;
+    views::RetrievalPanel panel(&doc);
+    panel.showCase(r);
+    const QString text = panel.findChild<QTextBrowser*>()->toPlainText();
+    QVERIFY2(text.contains(QStringLiteral("5 (digit 3 of 80559939, grey gate) 0.62")), qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("2 (digit 1) 0.80")), qPrintable(text));  // the key outweighs 0.30
+    QVERIFY2(!text.contains(QStringLiteral("7787312, red door")), qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("After the key's last character, 1 of 1 layers read grey gate's value 80559939")),
+             qPrintable(text));
+    QVERIFY2(!text.contains(QStringLiteral("<0x39>")), qPrintable(text));  // the byte piece is shown as "9"
   }
 
   // The bundled models' docs results open as they are saved in docs/grids.

@@ -603,6 +603,13 @@ class TestPasskey : public QObject {
     for (size_t j = 0; j < c.needles.size(); ++j)
       if (static_cast<int64_t>(j) != c.asked) expected += c.needles[j].value;
     QCOMPARE(QString::fromStdString(spelled), QString::fromStdString(expected));  // the tokenizer splits digits
+    // Each of those tokens names its fact and the value's character it holds.
+    for (const auto& [p, at] : other_value_tokens(c, e.begin, e.end)) {
+      QVERIFY(at.first >= 0 && at.first < static_cast<int64_t>(c.needles.size()) && at.first != c.asked);
+      const std::string& value = c.needles[static_cast<size_t>(at.first)].value;
+      QVERIFY(at.second >= 0 && at.second < static_cast<int64_t>(value.size()));
+      QCOMPARE(c.prompt.substr(e.begin[p], e.end[p] - e.begin[p]), value.substr(static_cast<size_t>(at.second), 1));
+    }
     const PasskeyCase single = gen.make(400, 0.5, 2);
     QVERIFY(other_value_positions(single, e.begin, e.end).empty());
 
@@ -633,10 +640,24 @@ class TestPasskey : public QObject {
         // other values' notes get some of it, and never more than all of it.
         QVERIFY2(other > 0 && key > 0 && key + other <= listed + 1e-6,
                  qPrintable(QString("key %1, other %2 of %3").arg(key).arg(other).arg(listed)));
+        // Each answer token's most-read other value: a fact not asked, one of its characters, a
+        // weight within what all other values got at the first token.
+        const std::vector<Json>& reads = layer.at("answer_reads").as_array();
+        QVERIFY(!reads.empty());
+        QVERIFY(reads[0].at("other_weight").as_double() <= other + 1e-9);
+        QVERIFY(reads[0].at("other_fact").as_int() >= 0);  // every token is noted: some weight went there
+        for (const Json& read : reads) {
+          const int64_t fact = read.at("other_fact").as_int();
+          if (fact < 0) continue;
+          QVERIFY(fact != cs.at("asked").as_int() && fact < static_cast<int64_t>(spec.facts));
+          const auto size = static_cast<int64_t>(cs.at("needles").as_array()[static_cast<size_t>(fact)].at("value").as_string().size());
+          QVERIFY(read.at("other_char").as_int() >= 0 && read.at("other_char").as_int() < size);
+        }
       }
     o.spec = CaseSpec{};
     const Json plain = run_passkey_grid(m, *tok_, gen, o);
     QVERIFY(!plain.at("cases").as_array()[0].at("layers").as_array()[0].contains("answer_weight_on_other_values"));
+    QVERIFY(!plain.at("cases").as_array()[0].at("layers").as_array()[0].at("answer_reads").as_array()[0].contains("other_weight"));
   }
 
   void refusesBadRequests() {

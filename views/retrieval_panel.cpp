@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "views/trace_document.h"
 
@@ -335,6 +336,65 @@ void RetrievalPanel::selectCell(int li, int di) {
   }
 }
 
+QString RetrievalPanel::readablePiece(const std::string& piece) {
+  // SentencePiece writes a byte it has no piece for as "<0x39>" and a word's leading space as "▁".
+  if (piece.size() == 6 && piece.compare(0, 3, "<0x") == 0 && piece.back() == '>') {
+    bool ok = false;
+    const int byte = QString::fromStdString(piece.substr(3, 2)).toInt(&ok, 16);
+    if (ok && byte >= 0x20 && byte < 0x7f) return QString(QChar(byte));
+  }
+  return QString::fromStdString(piece);
+}
+
+QString RetrievalPanel::runOnSource(const Json& r) const {
+  // The answer token right after the key's last character: which answer read that is, then
+  // how many layers read another fact's value there more than any key note.
+  if (!r.contains("answer_pieces") || !r.contains("needles") || !r.contains("layers")) return {};
+  const QString key = keyOf(r);
+  int after = -1, written = 0;
+  const auto& pieces = r.at("answer_pieces").as_array();
+  for (size_t i = 0; i < pieces.size() && after < 0; ++i) {
+    written += readablePiece(pieces[i].as_string()).remove(QChar(0x2581)).size();
+    if (written >= key.size()) after = static_cast<int>(i) + 1;
+  }
+  if (after < 0) return {};
+  std::map<int64_t, int> by_fact;
+  int layers = 0;
+  for (const Json& l : r.at("layers").as_array()) {
+    if (!l.contains("answer_reads")) continue;
+    ++layers;
+    const auto& reads = l.at("answer_reads").as_array();
+    if (after >= static_cast<int>(reads.size())) continue;
+    const Json& read = reads[static_cast<size_t>(after)];
+    if (!otherValueRead(r, read, read.at("top_key_weight").as_double()).isEmpty()) ++by_fact[read.at("other_fact").as_int()];
+  }
+  if (by_fact.empty()) return {};
+  const auto most = std::max_element(by_fact.begin(), by_fact.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  const Json& needle = r.at("needles").as_array()[static_cast<size_t>(most->first)];
+  return tr("After the key's last character, %1 of %2 layers read %3's value %4 more than any key note: the "
+            "answer went on from another fact's value.")
+      .arg(most->second).arg(layers)
+      .arg(QString::fromStdString(needle.at("label").as_string()).toHtmlEscaped())
+      .arg(QString::fromStdString(needle.at("value").as_string()).toHtmlEscaped());
+}
+
+QString RetrievalPanel::otherValueRead(const Json& r, const Json& read, double key_weight) const {
+  // Labelled facts: the other fact's value note this answer token read most, where it drew
+  // more than the key's (a run-on or a wrong value read from elsewhere).
+  if (!read.contains("other_weight") || !r.contains("needles")) return {};
+  const double weight = read.at("other_weight").as_double();
+  const int64_t fact = read.at("other_fact").as_int();
+  const auto& needles = r.at("needles").as_array();
+  if (weight < 0.05 || weight <= key_weight || fact < 0 || fact >= static_cast<int64_t>(needles.size())) return {};
+  const QString value = QString::fromStdString(needles[static_cast<size_t>(fact)].at("value").as_string());
+  const QString label = QString::fromStdString(needles[static_cast<size_t>(fact)].at("label").as_string());
+  const int64_t at = read.at("other_char").as_int();
+  const QString what = at >= 0 && at < value.size()
+                           ? tr("%1 (digit %2 of %3, %4)").arg(value[static_cast<int>(at)]).arg(at + 1).arg(value, label)
+                           : tr("%1 (%2)").arg(value, label);
+  return QStringLiteral("<span style='color:#d03050'>%1 %2</span>").arg(what.toHtmlEscaped()).arg(weight, 0, 'f', 2);
+}
+
 QString RetrievalPanel::answerReadsTable(const Json& r) const {
   // Which key token each answer token read in each layer (the key note with the most weight).
   const QString key = keyOf(r);
@@ -360,6 +420,12 @@ QString RetrievalPanel::answerReadsTable(const Json& r) const {
       const Json& read = reads[static_cast<size_t>(i)];
       const double weight = read.at("top_key_weight").as_double();
       const int64_t digit = read.at("key_digit").as_int();
+      const QString other = otherValueRead(r, read, weight);
+      if (!other.isEmpty()) {
+        any = true;
+        cells += QStringLiteral("<td>%1</td>").arg(other);
+        continue;
+      }
       if (weight < 0.05) {
         cells += QStringLiteral("<td>-</td>");
         continue;
@@ -378,12 +444,13 @@ QString RetrievalPanel::answerReadsTable(const Json& r) const {
   for (int i = 0; i < columns; ++i) {
     QString produced = tr("answer token %1").arg(i + 1);
     if (has_pieces && i < static_cast<int>(r.at("answer_pieces").as_array().size()))
-      produced = QString::fromStdString(r.at("answer_pieces").as_array()[static_cast<size_t>(i)].as_string()).toHtmlEscaped();
+      produced = readablePiece(r.at("answer_pieces").as_array()[static_cast<size_t>(i)].as_string()).toHtmlEscaped();
     header += QStringLiteral("<th>%1</th>").arg(produced);
   }
   header += QStringLiteral("</tr>");
   return tr("<p>What each answer token read: the key note with the most attention, and its weight "
-            "(columns: the token produced; - where the key notes got under 0.05)</p>") +
+            "(columns: the token produced; - where the key notes got under 0.05; in red, another "
+            "fact's value note where it drew more than the key's)</p>") +
          QStringLiteral("<table border=1 cellspacing=0 cellpadding=3>") + header + rows + QStringLiteral("</table>");
 }
 
@@ -422,7 +489,7 @@ void RetrievalPanel::showCase(const Json& r, const QString& preface) {
       if (size > 0 && right == size)
         html += tr("<p><b>Near miss</b>: every character of the key is in place, but the answer's word goes on "
                    "after it; exact match wants the key as a word of its own. The key was carried; the answer's "
-                   "form failed.</p>");
+                   "form failed. %1</p>").arg(runOnSource(r));
       else
         html += tr("<p>Key characters in place: %1 of %2</p>").arg(right).arg(size);
     }

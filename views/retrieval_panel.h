@@ -7,6 +7,7 @@
 #pragma once
 #include <QString>
 
+#include <string>
 #include <vector>
 
 #include "model/eval/passkey_grid.h"
@@ -47,6 +48,14 @@ class RetrievalPanel : public PlotPanel {
   void showComparisonAnswer(const Json& record, const QString& model);
   // Which key token each answer token read, per layer (empty where the record has no reads).
   QString answerReadsTable(const Json& record) const;
+  // A labelled-facts answer token's read of another fact's value, where it drew more than the
+  // key's best note (`key_weight`): "9 (digit 3 of 80559939, grey gate) 0.62"; else empty.
+  QString otherValueRead(const Json& record, const Json& read, double key_weight) const;
+  // For a labelled-facts answer that ran on: which other fact the layers read right after the
+  // key's last character (empty when none did).
+  QString runOnSource(const Json& record) const;
+  // An answer piece as text: "<0x39>" (a byte SentencePiece has no piece for) as "9".
+  static QString readablePiece(const std::string& piece);
 
  Q_SIGNALS:
   void caseRequested(qint64 length, double depth, const QString& key, quint64 seed);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -34,14 +35,27 @@ std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vect
   return key_positions;
 }
 
-std::vector<int64_t> other_value_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
-                                           const std::vector<int64_t>& end) {
-  std::vector<int64_t> out;
+OtherValueTokens other_value_tokens(const PasskeyCase& c, const std::vector<int64_t>& begin,
+                                    const std::vector<int64_t>& end) {
+  OtherValueTokens out;
   for (size_t j = 0; j < c.needles.size(); ++j) {
     if (static_cast<int64_t>(j) == c.asked) continue;
     const NeedleInfo& n = c.needles[j];
-    add_mention_tokens(mentions(c.prompt, n.value, n.begin, n.end), static_cast<int64_t>(n.value.size()), begin, end, out);
+    const auto size = static_cast<int64_t>(n.value.size());
+    for (const int64_t at : mentions(c.prompt, n.value, n.begin, n.end))
+      for (int64_t t = 0; t < static_cast<int64_t>(std::min(begin.size(), end.size())); ++t)
+        if (begin[t] < at + size && end[t] > at) {
+          const int64_t first = std::max(begin[t], at), overlap = std::min(end[t], at + size) - first;
+          out[t] = {static_cast<int64_t>(j), overlap == 1 ? first - at : -1};
+        }
   }
+  return out;
+}
+
+std::vector<int64_t> other_value_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
+                                           const std::vector<int64_t>& end) {
+  std::vector<int64_t> out;
+  for (const auto& [position, value] : other_value_tokens(c, begin, end)) out.push_back(position);
   return out;
 }
 
@@ -57,9 +71,13 @@ int64_t key_source(const NoteInfo& note, const std::set<int64_t>& key_set) {
 // Per answer position (the last prompt token, then each generated token), the key note that
 // position's attention weighs most: which token of the key it read, and how much weight all
 // key notes got. Where each mention of the key is one token per digit (the bundled tokenizer
-// splits digits), `key_digit` is that token's digit index in the key, else -1.
+// splits digits), `key_digit` is that token's digit index in the key, else -1. With labelled
+// facts, also the note of another fact's value that it weighs most (`other_fact`, the needle;
+// `other_char`, that value's character; `other_weight`): a run-on or a wrong value shows where
+// it was read.
 Json answer_reads(const AttentionRows& rows, const std::vector<NoteInfo>& notes, int64_t prompt_tokens,
-                  const std::vector<int64_t>& key_positions, const std::set<int64_t>& key_set, const std::string& key) {
+                  const std::vector<int64_t>& key_positions, const std::set<int64_t>& key_set, const std::string& key,
+                  const OtherValueTokens& other_values, bool facts) {
   // Where each mention of the key is one token per character (the bundled tokenizer splits
   // digits), a read's token gives its character index in the key.
   const int64_t digits = static_cast<int64_t>(key.size());
@@ -71,10 +89,20 @@ Json answer_reads(const AttentionRows& rows, const std::vector<NoteInfo>& notes,
   for (int64_t position = prompt_tokens - 1;; ++position) {
     const int64_t row = rows.find(position);
     if (row < 0) break;
-    double on_key = 0, top_weight = 0;
+    double on_key = 0, top_weight = 0, other_weight = 0;
     int64_t top_source = -1;
+    std::pair<int64_t, int64_t> other{-1, -1};
     for (int64_t e = rows.offset[row]; e < rows.offset[row + 1]; ++e) {
       const int64_t source = key_source(notes[rows.note[e]], key_set);
+      if (source < 0 && rows.weight[e] > other_weight) {
+        for (int64_t s : notes[rows.note[e]].sources) {
+          const auto it = other_values.find(s);
+          if (it == other_values.end()) continue;
+          other_weight = rows.weight[e];
+          other = it->second;
+          break;
+        }
+      }
       if (source < 0) continue;
       on_key += rows.weight[e];
       if (rows.weight[e] > top_weight) {
@@ -91,6 +119,11 @@ Json answer_reads(const AttentionRows& rows, const std::vector<NoteInfo>& notes,
     if (top_source >= 0 && one_token_per_digit)
       digit = (std::find(key_positions.begin(), key_positions.end(), top_source) - key_positions.begin()) % digits;
     read["key_digit"] = digit;
+    if (facts) {
+      read["other_fact"] = other.first;
+      read["other_char"] = other.second;
+      read["other_weight"] = other_weight;
+    }
     reads.push_back(read);
   }
   return reads;
@@ -100,9 +133,10 @@ Json answer_reads(const AttentionRows& rows, const std::vector<NoteInfo>& notes,
 
 Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t prompt_tokens,
                          const std::vector<int64_t>& key_positions, const std::string& answer_text,
-                         const std::vector<int64_t>& other_values) {
+                         const OtherValueTokens& other_values) {
   const std::set<int64_t> key_set(key_positions.begin(), key_positions.end());
-  const std::set<int64_t> other_set(other_values.begin(), other_values.end());
+  std::set<int64_t> other_set;
+  for (const auto& [position, value] : other_values) other_set.insert(position);
   Json r = Json::object();
   r["length"] = c.target_tokens;
   r["depth"] = c.depth;
@@ -188,7 +222,7 @@ Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t promp
     // Labelled facts: the weight on the other facts' values. A read that found the asked label
     // puts its weight on the key; one that found a value but not by its label spreads it.
     if (c.needles.size() > 1) layer["answer_weight_on_other_values"] = other_weight;
-    layer["answer_reads"] = answer_reads(rows, trace.notes, T, key_positions, key_set, c.key);
+    layer["answer_reads"] = answer_reads(rows, trace.notes, T, key_positions, key_set, c.key, other_values, c.needles.size() > 1);
     layers.push_back(layer);
   }
   r["layers"] = layers;
@@ -213,7 +247,7 @@ int64_t answer_token_budget(const PasskeyCase& c, int64_t at_least) {
 namespace {
 
 Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyCase& c,
-              const PasskeyGridOptions& options, bool drop_key_notes = false) {
+              const PasskeyGridOptions& options, bool drop_key_notes) {
   torch::NoGradGuard no_grad;
   const auto t0 = std::chrono::steady_clock::now();
   Encoding enc = tokenizer.encode(c.prompt);
@@ -254,7 +288,7 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
   const std::string answer_text = tokenizer.decode(answer);
   Trace trace = builder.finish();
 
-  Json r = passkey_case_record(c, trace, T, key_positions, answer_text, other_value_positions(c, enc.begin, enc.end));
+  Json r = passkey_case_record(c, trace, T, key_positions, answer_text, other_value_tokens(c, enc.begin, enc.end));
   Json pieces = Json::array();
   for (int32_t id : answer) pieces.push_back(tokenizer.piece(id));  // "▁" marks a space
   r["answer_pieces"] = pieces;
@@ -263,6 +297,11 @@ Json run_case(const MemMambaModel& model, const Tokenizer& tokenizer, const Pass
 }
 
 }  // namespace
+
+Json run_passkey_case(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyCase& c,
+                      const PasskeyGridOptions& options) {
+  return run_case(model, tokenizer, c, options, false);
+}
 
 Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyGenerator& generator,
                       const PasskeyGridOptions& options, const std::function<bool(int64_t, int64_t)>& progress) {
@@ -282,7 +321,7 @@ Json run_passkey_grid(const MemMambaModel& model, const Tokenizer& tokenizer, co
       [&](int64_t unit) {
         const CaseAt& at = grid[static_cast<size_t>(unit)];
         const PasskeyCase c = generator.make(at.length, at.depth, options.seed * 1000003 + static_cast<uint64_t>(at.sample), options.spec);
-        Json r = run_case(model, tokenizer, c, options);
+        Json r = run_case(model, tokenizer, c, options, false);
         r["sample"] = at.sample;
         if (drop_runs) {
           const Json dropped = run_case(model, tokenizer, c, options, true);

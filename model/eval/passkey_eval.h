@@ -3,6 +3,7 @@
 // held them, when those notes entered and left each pool, and what the answer attended to.
 #pragma once
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,17 +41,27 @@ int64_t answer_token_budget(const PasskeyCase& c, int64_t at_least);
 std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
                                            const std::vector<int64_t>& end);
 // The tokens of the values of the facts that were not asked (each mention inside its needle):
-// what a read that confuses the facts attends to. Empty for a single key.
+// what a read that confuses the facts attends to. Each maps to (the needle's index, the value's
+// character the token holds, or -1 where it holds more than one). Empty for a single key.
+using OtherValueTokens = std::map<int64_t, std::pair<int64_t, int64_t>>;
+OtherValueTokens other_value_tokens(const PasskeyCase& c, const std::vector<int64_t>& begin,
+                                    const std::vector<int64_t>& end);
+// Their positions alone, in prompt order.
 std::vector<int64_t> other_value_positions(const PasskeyCase& c, const std::vector<int64_t>& begin,
                                            const std::vector<int64_t>& end);
 // One case's record from its trace (the prompt's first `prompt_tokens` tokens, maybe more) and the answer: truth, answer, hit,
 // key token positions and, per layer, the notes holding the key (inserted, evicted, dropped,
 // in the pool at the answer) and the answer's attention with its weight on key notes.
-// With labelled facts, `other_values` (other_value_positions) gives each layer's answer weight on
-// the other facts' value notes too.
+// With labelled facts, `other_values` (other_value_tokens) gives each layer's answer weight on
+// the other facts' value notes too, and each answer token's most-read one.
 Json passkey_case_record(const PasskeyCase& c, const Trace& trace, int64_t prompt_tokens,
                          const std::vector<int64_t>& key_positions, const std::string& answer_text,
-                         const std::vector<int64_t>& other_values = {});
+                         const OtherValueTokens& other_values = {});
+
+// One case as the grid runs it (`options`' run settings, answer budget and attention width):
+// the prompt, then the greedy answer with each answer token's reads, as its record.
+Json run_passkey_case(const MemMambaModel& model, const Tokenizer& tokenizer, const PasskeyCase& c,
+                      const PasskeyGridOptions& options);
 
 // Runs every (length, depth, sample) case; `progress(done, total)` may cancel (throws Cancelled).
 // With a world of several ranks, the other ranks return null.
