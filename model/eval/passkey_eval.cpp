@@ -16,13 +16,19 @@ namespace memmamba::eval {
 
 namespace {
 
-// Appends the tokens that hold some byte of `value` at each of `mentions`.
-void add_mention_tokens(const std::vector<int64_t>& mentions, int64_t size, const std::vector<int64_t>& begin,
-                        const std::vector<int64_t>& end, std::vector<int64_t>& out) {
+// Calls visit(token, character) for each token that holds some byte of a `size`-byte value at
+// each of `mentions`; `character` is the value's character the token holds, or -1 where it
+// holds more than one.
+template <typename Visit>
+void for_each_mention_token(const std::vector<int64_t>& mentions, int64_t size, const std::vector<int64_t>& begin,
+                            const std::vector<int64_t>& end, Visit&& visit) {
   const int64_t T = static_cast<int64_t>(std::min(begin.size(), end.size()));
   for (const int64_t at : mentions)
     for (int64_t t = 0; t < T; ++t)
-      if (begin[t] < at + size && end[t] > at) out.push_back(t);
+      if (begin[t] < at + size && end[t] > at) {
+        const int64_t first = std::max(begin[t], at), overlap = std::min(end[t], at + size) - first;
+        visit(t, overlap == 1 ? first - at : int64_t{-1});
+      }
 }
 
 }  // namespace
@@ -31,7 +37,8 @@ std::vector<int64_t> passkey_key_positions(const PasskeyCase& c, const std::vect
                                            const std::vector<int64_t>& end) {
   // The key's tokens: those inside the digits of either mention in the needle.
   std::vector<int64_t> key_positions;
-  add_mention_tokens(key_mentions(c), static_cast<int64_t>(c.key.size()), begin, end, key_positions);
+  for_each_mention_token(key_mentions(c), static_cast<int64_t>(c.key.size()), begin, end,
+                         [&](int64_t t, int64_t) { key_positions.push_back(t); });
   return key_positions;
 }
 
@@ -41,13 +48,8 @@ OtherValueTokens other_value_tokens(const PasskeyCase& c, const std::vector<int6
   for (size_t j = 0; j < c.needles.size(); ++j) {
     if (static_cast<int64_t>(j) == c.asked) continue;
     const NeedleInfo& n = c.needles[j];
-    const auto size = static_cast<int64_t>(n.value.size());
-    for (const int64_t at : mentions(c.prompt, n.value, n.begin, n.end))
-      for (int64_t t = 0; t < static_cast<int64_t>(std::min(begin.size(), end.size())); ++t)
-        if (begin[t] < at + size && end[t] > at) {
-          const int64_t first = std::max(begin[t], at), overlap = std::min(end[t], at + size) - first;
-          out[t] = {static_cast<int64_t>(j), overlap == 1 ? first - at : -1};
-        }
+    for_each_mention_token(mentions(c.prompt, n.value, n.begin, n.end), static_cast<int64_t>(n.value.size()), begin, end,
+                           [&](int64_t t, int64_t character) { out[t] = {static_cast<int64_t>(j), character}; });
   }
   return out;
 }
