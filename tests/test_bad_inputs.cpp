@@ -431,6 +431,11 @@ class TestBadInputs : public QObject {
         QStringLiteral("--wording"));
     cli(QStringLiteral("eval passkey --facts 0"), passkey_eval(QStringLiteral("--facts"), QStringLiteral("0")), 2,
         QStringLiteral("facts"));
+    cli(QStringLiteral("eval passkey --look-alikes 0.5 (no other numbers)"), passkey_eval(QStringLiteral("--look-alikes"), QStringLiteral("0.5")),
+        2, QStringLiteral("--look-alikes needs other numbers"));
+    cli(QStringLiteral("eval passkey --look-alikes 2"),
+        passkey_eval(QStringLiteral("--facts"), QStringLiteral("4")) + QStringList{QStringLiteral("--look-alikes"), QStringLiteral("2")},
+        2, QStringLiteral("--look-alikes = 2 is outside [0, 1]"));
     cli(QStringLiteral("eval passkey --key-kind word --key-digits 5"),
         passkey_eval(QStringLiteral("--key-kind"), QStringLiteral("word")) + QStringList{QStringLiteral("--key-digits"), QStringLiteral("5")},
         2, QStringLiteral("--key-digits goes with"));
@@ -527,6 +532,10 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--blind-every-fact")},
         2, QStringLiteral("blind needles"));
+    cli(QStringLiteral("train --look-alikes without passkey rows"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--look-alikes"), QStringLiteral("0.5")},
+        2, QStringLiteral("--look-alikes needs passkey rows"));
     cli(QStringLiteral("bench --text on a missing book"),
         QStringList{QStringLiteral("bench"), QStringLiteral("--lengths"), QStringLiteral("64"), QStringLiteral("--text"),
                     QString::fromStdString(path("no-such-book.txt"))} + tiny,

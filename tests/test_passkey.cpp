@@ -251,9 +251,10 @@ class TestPasskey : public QObject {
     s.facts = 4;
     s.wordings = parse_wordings("held-out", true);
     s.distractors = 2;
+    s.look_alikes = 0.5;
     const CaseSpec back = CaseSpec::from_json(Json::parse(s.to_json().dump()));
     QCOMPARE(back.to_json().dump(), s.to_json().dump());
-    QCOMPARE(back.describe(), std::string("4 facts, name keys, held-out wordings, 2 distractors"));
+    QCOMPARE(back.describe(), std::string("4 facts, name keys, held-out wordings, 2 distractors, 50% look-alike numbers"));
     for (int64_t i : parse_wordings("held-out", false)) QVERIFY(passkey_wordings()[static_cast<size_t>(i)].held_out);
     for (int64_t i : parse_wordings("trained", true)) QVERIFY(!fact_wordings()[static_cast<size_t>(i)].held_out);
     QCOMPARE(parse_wordings("trained", false).size() + parse_wordings("held-out", false).size(), passkey_wordings().size());
@@ -270,6 +271,7 @@ class TestPasskey : public QObject {
     };
     for (const Json& j : {broken("key_kind", std::string("x")), broken("facts", int64_t{0}), broken("facts", std::string("4")),
                           broken("distractors", int64_t{-1}), broken("wordings", Json::array()),
+                          broken("look_alikes", 1.5), broken("look_alikes", std::string("half")),
                           broken("key_digits", Json::array())}) {
       QVERIFY_THROWS_EXCEPTION(std::invalid_argument, CaseSpec::from_json(j));
     }
@@ -459,6 +461,55 @@ class TestPasskey : public QObject {
           QCOMPARE(f.key, forced);
           QCOMPARE(count_of(f.prompt, forced), count_of(w.needle, "{key}"));
         }
+  }
+
+  // Look-alike numbers: every other value and distractor (where long enough) holds a run of the
+  // key's last 2-3 digits with a digit after it; the key is still only in its needle, no value
+  // holds another; the rest of the case (key, labels, asked fact, wording) is the one drawn
+  // without them.
+  void lookAlikeNumbersHoldTheKeysLastDigits() {
+    PasskeyGenerator gen(*tok_, sentences_, Haystack::BookSentences);
+    int64_t eligible = 0, alike = 0;
+    for (uint64_t seed = 0; seed < 24; ++seed) {
+      CaseSpec spec;
+      spec.key_digits_min = 3;
+      spec.key_digits_max = 10;
+      spec.facts = 4;
+      spec.wordings = parse_wordings("trained", true);
+      spec.distractors = 2;
+      const PasskeyCase plain = gen.make(1200, 0.5, seed, spec);
+      spec.look_alikes = 1;
+      const PasskeyCase c = gen.make(1200, 0.5, seed, spec);
+      QCOMPARE(c.key, plain.key);
+      QCOMPARE(c.asked, plain.asked);
+      QCOMPARE(c.wording, plain.wording);
+      const auto mentions = count_of(fact_wordings()[static_cast<size_t>(c.wording)].needle, "{key}");
+      QCOMPARE(count_of(c.prompt, c.key), mentions);
+      std::vector<std::string> others;
+      for (size_t f = 0; f < c.needles.size(); ++f) {
+        QCOMPARE(c.needles[f].label, plain.needles[f].label);
+        if (static_cast<int64_t>(f) != c.asked) others.push_back(c.needles[f].value);
+      }
+      for (const char* form : {"was painted on a post", "on the back of an old letter", "at the bottom of the page"})
+        for (size_t at = c.prompt.find(form); at != std::string::npos; at = c.prompt.find(form, at + 1)) {
+          const size_t last = c.prompt.find_last_of("0123456789", at);  // the number comes before the form
+          const size_t first = c.prompt.find_last_not_of("0123456789", last) + 1;
+          others.push_back(c.prompt.substr(first, last + 1 - first));
+        }
+      QCOMPARE(others.size(), size_t(5));
+      for (const std::string& v : others) {
+        QVERIFY(v.find(c.key) == std::string::npos && c.key.find(v) == std::string::npos);
+        for (const std::string& o : others) QVERIFY(&o == &v || o.find(v) == std::string::npos);
+        if (c.key.size() < 4 || v.size() < 4) continue;
+        ++eligible;
+        for (const size_t run : {size_t{2}, size_t{3}}) {
+          const size_t at = v.find(c.key.substr(c.key.size() - run));
+          if (at != std::string::npos && at + run < v.size()) { ++alike; break; }
+        }
+      }
+    }
+    QVERIFY(eligible > 60);
+    QVERIFY2(alike * 10 >= eligible * 9, qPrintable(QString("%1 of %2 look alike").arg(alike).arg(eligible)));
   }
 
   // Reference marks (training only) are numbers that count up, in the haystack's sentences and

@@ -215,7 +215,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   if (!argv.empty() && argv[0] == "docs") return cmd_eval_docs(argv);
   if (!argv.empty() && argv[0] == "fidelity") return cmd_eval_fidelity(argv);
   const std::set<std::string> options = with_world_options(with(kModelOptions, {"lengths", "depths", "samples", "seed", "haystack", "book", "max-new", "out",
-                                                             "edit", "key-kind", "key-digits", "wording", "facts", "distractors"}));
+                                                             "edit", "key-kind", "key-digits", "wording", "facts", "distractors", "look-alikes"}));
   Args args(argv, options, {"help", "no-memory", "decimate", "drop-key-notes"});
   const bool facts_task = args.positionals().size() == 1 && args.positionals()[0] == "facts";
   if (args.flag("help") || args.positionals().size() != 1 || (args.positionals()[0] != "passkey" && !facts_task)) {
@@ -243,6 +243,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
                 "                          (default 0, the first wording; `memmamba eval wordings` lists them)\n"
                 "  --facts N               labelled facts in the haystack, one asked (default 1; eval facts: 4)\n"
                 "  --distractors N         sentences with other numbers of the key's length (default 0)\n"
+                "  --look-alikes F         share of the other numbers (facts' values, distractors) that carry a\n"
+                "                          run of the key's last 2-3 digits with digits after it (default 0)\n"
                 "  --drop-key-notes        also answer each case with the notes made of the key's tokens\n"
                 "                          never kept (every layer): did the notes carry the key?\n%s%s",
                 kModelOptionsHelp, kEditHelp, kWorldOptionsHelp);
@@ -272,6 +274,11 @@ int cmd_eval(const std::vector<std::string>& argv) {
     throw UsageError("--key-digits goes with --key-kind digits");
   grid.spec.wordings = flag_value("wording", "0", [&](const std::string& w) { return eval::parse_wordings(w, grid.spec.facts > 1); });
   grid.spec.distractors = args.get_int("distractors", 0, 0, 64);
+  grid.spec.look_alikes = args.get_double("look-alikes", 0.0, 0.0, 1.0);
+  if (grid.spec.look_alikes > 0 && grid.spec.key_kind != eval::KeyKind::Digits)
+    throw UsageError("--look-alikes goes with --key-kind digits");
+  if (grid.spec.look_alikes > 0 && grid.spec.facts < 2 && grid.spec.distractors == 0)
+    throw UsageError("--look-alikes needs other numbers: --facts 2 or more, or --distractors");
   const std::string haystack = args.get("haystack", "book");
   if (haystack != "book" && haystack != "filler") throw UsageError("--haystack must be book or filler");
   std::string book = args.get("book", "");

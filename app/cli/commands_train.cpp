@@ -177,7 +177,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length", "blind-needles", "blind-margin", "document-rows", "case-mix", "key-digits", "bucket-mb",
                    "surprise-notes", "surprise-share", "surprise-band",
-                   "note-margin", "choice-weight", "quiet-notes", "reference-marks"});
+                   "note-margin", "choice-weight", "quiet-notes", "reference-marks", "look-alikes"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end",
                                          "follow-up-questions", "document-reads", "blind-every-fact"});
   if (args.flag("help")) {
@@ -240,6 +240,9 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --reference-marks R   about R reference marks (footnote, verse, page and chapter numbers:\n"
                 "                        \"poetry.(3)\") per 1,000 haystack tokens of passkey rows; with\n"
                 "                        --quiet-notes their digits are taught to stay under tau1 (default 0)\n"
+                "  --look-alikes F       share of a passkey row's other numbers (other facts' values, distractors)\n"
+                "                        that carry a run of the key's last 2-3 digits with digits after it, so\n"
+                "                        that an answer running on from matching digits is taught wrong (default 0)\n"
                 "  --note-key-end        the answer's end is read from a note: the needle's piece after each key\n"
                 "                        copy is a selection and retrieval target where the answer stops\n"
                 "  --freeze-fusion       hold the memory's fusion scales (its read-out's loudness) as loaded\n"
@@ -328,6 +331,10 @@ int cmd_train(const std::vector<std::string>& argv) {
   if (args.has("reference-marks")) {
     if (o.passkey_fraction <= 0) throw UsageError("--reference-marks needs passkey rows (--passkey-fraction > 0)");
     o.reference_marks = args.get_double("reference-marks", 0.0, 0.0, 50.0);
+  }
+  if (args.has("look-alikes")) {
+    if (o.passkey_fraction <= 0) throw UsageError("--look-alikes needs passkey rows (--passkey-fraction > 0)");
+    o.look_alikes = args.get_double("look-alikes", 0.0, 0.0, 1.0);
   }
   if (args.flag("note-key-end")) {
     if (o.passkey_fraction <= 0) throw UsageError("--note-key-end needs passkey rows (--passkey-fraction > 0)");

@@ -102,6 +102,31 @@ bool overlaps(const std::string& a, const std::vector<std::string>& others) {
   return false;
 }
 
+// `value` with a run of the key's last 2-3 digits written into it, with at least one digit after
+// the run (CaseSpec::look_alikes): an answer that goes on from where its digits match another
+// value's reads on into this one. `value` unchanged where it or the key is too short, or where
+// every try would make it contain another value or be contained in one.
+std::string look_alike(const std::string& value, const std::string& key, const std::vector<std::string>& others,
+                       std::mt19937_64& rng) {
+  const auto is_digits = [](const std::string& s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+  };
+  if (!is_digits(value) || !is_digits(key)) return value;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    const size_t run = std::min<size_t>({static_cast<size_t>(std::uniform_int_distribution<int>(2, 3)(rng)), key.size() - 1,
+                                         value.size() - 1});
+    if (run < 2) return value;
+    const std::string tail = key.substr(key.size() - run);
+    const size_t first = tail[0] == '0' ? 1 : 0;  // a value never starts with 0
+    if (first + run >= value.size()) return value;
+    const size_t at = std::uniform_int_distribution<size_t>(first, value.size() - run - 1)(rng);
+    std::string alike = value;
+    alike.replace(at, run, tail);
+    if (!overlaps(alike, others)) return alike;
+  }
+  return value;
+}
+
 // The parts of composed wordings (CaseSpec::composed). The held-out wordings' nouns (access
 // code, magic word) and their needle and question forms are not among them.
 const char* const kComposedNouns[] = {"pass key",       "secret code",   "password",   "special number", "combination",
@@ -360,6 +385,17 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
   const int64_t asked = facts ? std::uniform_int_distribution<int64_t>(0, spec.facts - 1)(rng) : 0;
   if (!forced_key.empty()) values[static_cast<size_t>(asked)] = forced_key;
   c.key = values[static_cast<size_t>(asked)];
+  // Look-alike numbers draw from a stream of their own, so that a spec without them gives the
+  // cases it always gave.
+  std::mt19937_64 alike_rng(seed ^ 0x5BD1E9955BD1E995ull);
+  const auto made_alike = [&](size_t at) {
+    if (spec.look_alikes <= 0 || std::uniform_real_distribution<double>(0.0, 1.0)(alike_rng) >= spec.look_alikes) return;
+    std::vector<std::string> others = values;
+    others.erase(others.begin() + static_cast<std::ptrdiff_t>(at));
+    values[at] = look_alike(values[at], c.key, others, alike_rng);
+  };
+  for (size_t f = 0; f < values.size(); ++f)
+    if (static_cast<int64_t>(f) != asked) made_alike(f);
   // What goes into the haystack besides its sentences: the needles, then the distractors.
   struct Insert {
     std::string text;
@@ -378,6 +414,8 @@ PasskeyCase PasskeyGenerator::make(int64_t target_tokens, double depth, uint64_t
       if (!overlaps(n, values)) break;
     }
     values.push_back(n);  // kept out of the haystack's sentences too
+    made_alike(values.size() - 1);
+    n = values.back();
     inserts.push_back({replace_all(pick(kDistractors, rng), "{n}", n), std::uniform_real_distribution<double>(0.0, 1.0)(rng), -1});
   }
   const std::string question = fill_wording(wording.question, "", facts ? labels[static_cast<size_t>(asked)] : "");

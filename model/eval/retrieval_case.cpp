@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -134,6 +135,7 @@ Json CaseSpec::to_json() const {
   j["wordings"] = w;
   j["facts"] = facts;
   j["distractors"] = distractors;
+  if (look_alikes > 0) j["look_alikes"] = look_alikes;  // absent: files from before it read the same
   return j;
 }
 
@@ -152,6 +154,10 @@ CaseSpec CaseSpec::from_json(const Json& j) {
     if (s.facts < 1 || s.facts > 16) throw std::invalid_argument("facts must be 1-16");
     s.distractors = j.at("distractors").as_int("distractors");
     if (s.distractors < 0 || s.distractors > 64) throw std::invalid_argument("distractors must be 0-64");
+    if (j.contains("look_alikes")) {
+      s.look_alikes = j.at("look_alikes").as_double("look_alikes");
+      if (!(s.look_alikes >= 0 && s.look_alikes <= 1)) throw std::invalid_argument("look_alikes must be within 0-1");
+    }
     const size_t n = (s.facts > 1 ? fact_wordings() : passkey_wordings()).size();
     s.wordings.clear();
     for (const Json& w : j.at("wordings").as_array("wordings")) {
@@ -186,6 +192,7 @@ std::string CaseSpec::describe() const {
   else if (wordings.size() == 1) s += ", wording " + std::to_string(wordings[0]);
   else s += ", " + std::to_string(wordings.size()) + " wordings";
   if (distractors > 0) s += ", " + std::to_string(distractors) + " distractors";
+  if (look_alikes > 0) s += ", " + std::to_string(static_cast<int>(std::lround(look_alikes * 100))) + "% look-alike numbers";
   return s;
 }
 

@@ -34,6 +34,11 @@ struct CaseSpec {
   std::vector<int64_t> wordings{0};  // one is drawn per case
   int64_t facts = 1;                 // needles in the haystack; one of them is asked for
   int64_t distractors = 0;           // sentences with other numbers of the key's length
+  // The share of the other numbers (the other facts' values, the distractors) made to look like
+  // the key: a run of its last 2-3 digits inside them, with digits after the run. Misses of
+  // labelled facts mostly run on past the key into another value from where their digits match
+  // (docs/model.md, "Where a fact's answer runs on"); these cases ask for exactly that.
+  double look_alikes = 0;
   // Training only (not in result files): the case's wording is put together from parts (a
   // noun, an instruction, a needle and a question form; composed_wording and
   // composed_fact_wording in passkey.cpp) instead of drawn from `wordings`, so that rows share

@@ -59,6 +59,10 @@ struct TrainOptions {
   // are quiet tokens even where surprising: with --quiet-notes the note rule learns that a
   // number in running text is not a fact because it is a number.
   double reference_marks = 0;
+  // The share of a passkey row's other numbers (other facts' values, distractors) that carry a
+  // run of the key's last digits (--look-alikes; eval::CaseSpec::look_alikes): an answer that
+  // runs on from matching digits into another value is then taught wrong on purpose.
+  double look_alikes = 0;
   // Rows with labelled facts ask every fact (--follow-up-questions): after the answer, each other
   // fact's question and value in a random order, every answer taught. One question per row
   // teaches a label look-up from a single answer; this gives one per fact.

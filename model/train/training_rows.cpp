@@ -186,6 +186,7 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       int64_t target = passkey_example_tokens(o_, L, rng());
       eval::CaseSpec spec = o_.varied_cases ? training_case_spec(rng, o_.case_mix, o_.key_digits) : eval::CaseSpec::legacy();
       spec.reference_marks = o_.reference_marks;
+      spec.look_alikes = o_.look_alikes;
       const bool follow_up = o_.follow_up_questions && spec.facts > 1;
       if (follow_up) target = std::max<int64_t>(64, target - (spec.facts - 1) * kFollowUpTokens);
       const eval::PasskeyCase c = generator_->make(target, unit(rng), rng(), spec);
