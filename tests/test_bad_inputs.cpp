@@ -536,6 +536,10 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--look-alikes"), QStringLiteral("0.5")},
         2, QStringLiteral("--look-alikes needs passkey rows"));
+    cli(QStringLiteral("train --end-weight without an answer loss"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--end-weight"), QStringLiteral("4")},
+        2, QStringLiteral("--end-weight weighs the answer loss"));
     cli(QStringLiteral("bench --text on a missing book"),
         QStringList{QStringLiteral("bench"), QStringLiteral("--lengths"), QStringLiteral("64"), QStringLiteral("--text"),
                     QString::fromStdString(path("no-such-book.txt"))} + tiny,

@@ -153,6 +153,18 @@ class TestReadingLosses : public QObject {
     // The choice's attention is that read's alone; without a choice read there is none.
     QVERIFY(std::abs(heavy.choice_attention - one.key_attention) < 1e-6);
     QVERIFY(std::isnan(rest.choice_attention));
+    // An answer's end piece weighs --end-weight against a key piece in the answer loss.
+    RetrievalTargets ended = follows;
+    ended.end_row = {0};
+    ended.end_query = {33};
+    weights.choice = 1;
+    const SequenceLoss end_even = sequence_loss(model, tokens, &ended, weights);
+    weights.answer_end = 4;
+    const SequenceLoss end_heavy = sequence_loss(model, tokens, &ended, weights);
+    const double end_alone = 3 * end_even.answer - 2 * rest.answer;  // (2 keys + 1 end) / 3
+    QVERIFY(std::abs(end_alone - rest.answer) > 1e-3);
+    QVERIFY2(std::abs(end_heavy.answer - (2 * rest.answer + 4 * end_alone) / 6) < 1e-4,
+             qPrintable(QString("%1 against %2").arg(end_heavy.answer).arg((2 * rest.answer + 4 * end_alone) / 6)));
   }
 
   // The quiet loss is the layers' mean of max(0, I_t - (tau1 - 0.05)) over the tokens that the

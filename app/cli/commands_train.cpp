@@ -177,7 +177,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "tau-retrieve", "retrieval-loss", "answer-loss", "note-loss", "answer-end",
                    "passkey-min-length", "blind-needles", "blind-margin", "document-rows", "case-mix", "key-digits", "bucket-mb",
                    "surprise-notes", "surprise-share", "surprise-band",
-                   "note-margin", "choice-weight", "quiet-notes", "reference-marks", "look-alikes"});
+                   "note-margin", "choice-weight", "quiet-notes", "reference-marks", "look-alikes", "end-weight"});
   Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end",
                                          "follow-up-questions", "document-reads", "blind-every-fact"});
   if (args.flag("help")) {
@@ -226,6 +226,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --choice-weight W     in rows with labelled facts, how much more each answer's first piece,\n"
                 "                        the one that chooses a value by its label, counts in the retrieval and\n"
                 "                        answer losses' means (default 1)\n"
+                "  --end-weight W        how much each answer's end, the piece after the key where it stops, counts\n"
+                "                        in the answer loss against a key piece (default 1)\n"
                 "  --note-margin X       how far above tau1 the selection loss lifts a key's importance, its\n"
                 "                        priority in the pool (default 0.05)\n"
                 "  --surprise-notes W    weight of the surprise selection loss, on every row: the tokens the model\n"
@@ -396,6 +398,8 @@ int cmd_train(const std::vector<std::string>& argv) {
     throw UsageError("--choice-weight needs rows with labelled facts (--varied-cases with --case-mix " +
                      spoken_list(with_facts) + ")");
   }
+  o.answer_end_weight = args.get_double("end-weight", 1.0, 0.01, 1e3);
+  if (args.has("end-weight") && o.answer_loss_weight <= 0) throw UsageError("--end-weight weighs the answer loss: give --answer-loss");
   if (args.has("choice-weight") && o.retrieval_loss_weight <= 0 && o.answer_loss_weight <= 0)
     throw UsageError("--choice-weight weighs the retrieval and answer losses: give --retrieval-loss or --answer-loss");
   o.surprise_note_weight = args.get_double("surprise-notes", 0.0, 0.0, 1e3);

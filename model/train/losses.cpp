@@ -286,11 +286,11 @@ SequenceLoss sequence_loss(const MemMambaModel& model, const torch::Tensor& batc
     auto answer_logits = logits.index({answer_rows, query}).to(torch::kFloat32);
     auto labels = batch.to(logits.device()).index({answer_rows, query + 1});
     torch::Tensor answer;
-    if (weights.choice == 1.0) {
+    if (weights.choice == 1.0 && weights.answer_end == 1.0) {
       answer = torch::nn::functional::cross_entropy(answer_logits, labels);
     } else {
       std::vector<float> piece_weight = read_weights(*targets, weights.choice);
-      piece_weight.resize(row_list.size(), 1.f);  // the answers' ends
+      piece_weight.resize(row_list.size(), static_cast<float>(weights.answer_end));  // the answers' ends
       auto w = torch::tensor(piece_weight, torch::TensorOptions().dtype(torch::kFloat32)).to(logits.device());
       auto each = torch::nn::functional::cross_entropy(answer_logits, labels,
                                                        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));

@@ -29,6 +29,9 @@ struct LossWeights {
   // Reference marks' numbers are quiet tokens even where surprising, and their own mean counts
   // with the same weight: a few dozen tokens in a row of thousands would barely move it.
   double quiet = 0;
+  // How much each answer's end (the piece after the value, where the answer stops) counts in the
+  // answer loss's mean against a key piece. Most fact misses run on past the value's end.
+  double answer_end = 1;
 };
 
 struct SequenceLoss {

@@ -110,6 +110,8 @@ struct TrainOptions {
   // How much more, in the retrieval and answer losses, each answer's first piece counts in rows
   // with several labelled facts (--choice-weight): the read that chooses a value by its label.
   double choice_weight = 1;
+  // How much each answer's end piece counts in the answer loss against a key piece (--end-weight).
+  double answer_end_weight = 1;
   // The surprise selection loss (MemMamba only), on every row: the `surprise_note_share` of the
   // row's tokens that the model found hardest to predict are taught to clear tau1 and the
   // tokens easier than the row's median to stay under it, so a book's notes go to names,

@@ -219,7 +219,8 @@ int64_t train_model(const TrainOptions& o, const std::function<bool(const TrainP
   profile::Timeline timeline(o.cuda, world && world->size() > 1 ? ".rank" + std::to_string(world->rank()) : "");
   const LossWeights loss_weights{o.retrieval_loss_weight, o.answer_loss_weight, o.note_loss_weight,
                                  o.note_loss_margin, o.surprise_note_weight, o.surprise_note_share,
-                                 o.surprise_note_band, o.choice_weight, o.quiet_note_weight};
+                                 o.surprise_note_band, o.choice_weight, o.quiet_note_weight,
+                                 o.answer_end_weight};
   for (; step < o.steps; ++step) {
     timeline.before_step(step);
     const double lr = learning_rate_at(step, o);
