@@ -540,6 +540,10 @@ class TestBadInputs : public QObject {
         {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
          QStringLiteral("--end-weight"), QStringLiteral("4")},
         2, QStringLiteral("--end-weight weighs the answer loss"));
+    cli(QStringLiteral("train --teach-after-end without follow-up questions"),
+        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
+         QStringLiteral("--teach-after-end"), QStringLiteral("--answer-loss"), QStringLiteral("1")},
+        2, QStringLiteral("--teach-after-end needs --follow-up-questions"));
     cli(QStringLiteral("bench --text on a missing book"),
         QStringList{QStringLiteral("bench"), QStringLiteral("--lengths"), QStringLiteral("64"), QStringLiteral("--text"),
                     QString::fromStdString(path("no-such-book.txt"))} + tiny,

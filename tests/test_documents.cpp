@@ -260,6 +260,24 @@ class TestDocuments : public QObject {
       QCOMPARE(asked_only.end_row.size(), size_t{1});
       QCOMPARE(std::count(asked_only.choice.begin(), asked_only.choice.end(), uint8_t{1}), std::ptrdiff_t{1});
       QCOMPARE(asked_only.choice.front(), uint8_t{1});
+      // --teach-after-end: after each answer's end target, one at its stop that predicts what
+      // follows it (the next question: a word); the row's last answer has nothing after it.
+      RetrievalTargets after;
+      add_retrieval_targets(c, enc, 1, row_length, after, false, follow_ups, true);
+      QCOMPARE(after.row, t.row);
+      QCOMPARE(after.end_row.size(), size_t{7});
+      for (size_t i = 0; i + 1 < after.end_row.size(); i += 2) {
+        const auto piece_at = [&](int64_t position) {
+          const auto k = static_cast<size_t>(position - shift);
+          return text.substr(static_cast<size_t>(enc.begin[k]), static_cast<size_t>(enc.end[k] - enc.begin[k]));
+        };
+        QCOMPARE(after.end_query[i + 1], after.end_query[i] + 1);
+        QCOMPARE(QString::fromStdString(stripped(piece_at(after.end_query[i] + 1))), QStringLiteral("."));
+        const std::string follows = piece_at(after.end_query[i + 1] + 1);
+        QVERIFY2(std::any_of(follows.begin(), follows.end(), [](char ch) { return std::isalpha(static_cast<unsigned char>(ch)); }),
+                 qPrintable(QString::fromStdString("after the stop: '" + follows + "'")));
+      }
+      QCOMPARE(after.end_query.back(), t.end_query.back());
     }
     QVERIFY2(in_text_order < 5, "follow-up questions ask the facts in the text's order");
     // A single key has no fact to follow up.

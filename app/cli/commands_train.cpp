@@ -178,7 +178,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                    "passkey-min-length", "blind-needles", "blind-margin", "document-rows", "case-mix", "key-digits", "bucket-mb",
                    "surprise-notes", "surprise-share", "surprise-band",
                    "note-margin", "choice-weight", "quiet-notes", "reference-marks", "look-alikes", "end-weight"});
-  Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end",
+  Args args(argv, options, {"help", "resume", "fp32", "mamba-only", "freeze-fusion", "varied-cases", "note-key-end", "teach-after-end",
                                          "follow-up-questions", "document-reads", "blind-every-fact"});
   if (args.flag("help")) {
     std::printf("usage: memmamba train --data DIR --out DIR [options]\n\n"
@@ -245,6 +245,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                 "  --look-alikes F       share of a passkey row's other numbers (other facts' values, distractors)\n"
                 "                        that carry a run of the key's last 2-3 digits with digits after it, so\n"
                 "                        that an answer running on from matching digits is taught wrong (default 0)\n"
+                "  --teach-after-end     what follows each answer's stop is taught too: the piece after it (the\n"
+                "                        next follow-up question's first word) joins the answer loss\n"
                 "  --note-key-end        the answer's end is read from a note: the needle's piece after each key\n"
                 "                        copy is a selection and retrieval target where the answer stops\n"
                 "  --freeze-fusion       hold the memory's fusion scales (its read-out's loudness) as loaded\n"
@@ -338,6 +340,11 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (o.passkey_fraction <= 0) throw UsageError("--look-alikes needs passkey rows (--passkey-fraction > 0)");
     o.look_alikes = args.get_double("look-alikes", 0.0, 0.0, 1.0);
   }
+  if (args.flag("teach-after-end")) {
+    if (!args.flag("follow-up-questions"))
+      throw UsageError("--teach-after-end needs --follow-up-questions (only a follow-up question comes after an answer)");
+    o.teach_after_end = true;
+  }
   if (args.flag("note-key-end")) {
     if (o.passkey_fraction <= 0) throw UsageError("--note-key-end needs passkey rows (--passkey-fraction > 0)");
     o.note_key_end = true;
@@ -400,6 +407,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   }
   o.answer_end_weight = args.get_double("end-weight", 1.0, 0.01, 1e3);
   if (args.has("end-weight") && o.answer_loss_weight <= 0) throw UsageError("--end-weight weighs the answer loss: give --answer-loss");
+  if (o.teach_after_end && o.answer_loss_weight <= 0) throw UsageError("--teach-after-end teaches the answer loss: give --answer-loss");
   if (args.has("choice-weight") && o.retrieval_loss_weight <= 0 && o.answer_loss_weight <= 0)
     throw UsageError("--choice-weight weighs the retrieval and answer losses: give --retrieval-loss or --answer-loss");
   o.surprise_note_weight = args.get_double("surprise-notes", 0.0, 0.0, 1e3);

@@ -72,6 +72,12 @@ struct TrainOptions {
   // note is made from what a token has seen, so the key's last digit cannot tell that it is the
   // last; the piece after it can.
   bool note_key_end = false;
+  // What follows each answer's stop is taught too (--teach-after-end): the piece after the end
+  // (the next follow-up question's first word) joins the answer loss. A row's last answer has
+  // nothing after it (a trailing newline is normalised away by the tokenizer).
+  // With --note-key-end the stop is read, but the read after it is taught nothing and the answer
+  // goes on with digits ("8961.2.6."; docs/model.md, "D12, D13 and D14").
+  bool teach_after_end = false;
   // Shortest passkey example in tokens (0: min(256, seq_len / 2)); longer examples put the key
   // further from its answer, beyond what the SSM's state alone still carries.
   int64_t passkey_min_tokens = 0;

@@ -200,7 +200,7 @@ torch::Tensor BatchMaker::make_rows(int64_t step, int64_t micro, int64_t first, 
       const int64_t n = std::min<int64_t>(static_cast<int64_t>(enc.ids.size()), L);
       for (int64_t k = 0; k < n; ++k) row[L - n + k] = enc.ids[enc.ids.size() - n + k];
       if (targets) {
-        add_retrieval_targets(c, enc, i, L, extra.targets, o_.note_key_end, follow_ups);
+        add_retrieval_targets(c, enc, i, L, extra.targets, o_.note_key_end, follow_ups, o_.teach_after_end);
         add_mark_positions(c, enc, i, L, extra.targets);
       }
       // Drawn from a stream of its own, so that a run with blind needles and one without (a
@@ -362,7 +362,8 @@ void append_follow_ups(const eval::PasskeyCase& c, const std::string& answer_end
 }
 
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
-                           RetrievalTargets& out, bool end_from_notes, const std::vector<FollowUp>& follow_ups) {
+                           RetrievalTargets& out, bool end_from_notes, const std::vector<FollowUp>& follow_ups,
+                           bool after_end) {
   const auto at = row_positions(enc, row_length);
   // The row position of the needle piece `offset` bytes into a value's copy (-1 where cut off).
   auto in_copy = [&](int64_t copy, int64_t offset) { return copy >= 0 ? at(token_at_byte(enc, copy + offset)) : int64_t{-1}; };
@@ -384,12 +385,19 @@ void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int6
     if (after == enc.begin.end()) return;
     const int64_t end_query = at(after - enc.begin.begin()) - 1;
     if (end_query < 0) return;
-    if (end_from_notes) {
-      const int64_t a = in_copy(first, value_length), b = in_copy(second, value_length);
-      if (a >= 0 || b >= 0) return add_read(out, row, end_query, a, b, false);
+    const int64_t a = end_from_notes ? in_copy(first, value_length) : -1, b = end_from_notes ? in_copy(second, value_length) : -1;
+    if (a >= 0 || b >= 0) {
+      add_read(out, row, end_query, a, b, false);
+    } else {
+      out.end_row.push_back(row);
+      out.end_query.push_back(end_query);
     }
-    out.end_row.push_back(row);
-    out.end_query.push_back(end_query);
+    // What follows the stop: the answer leaves the value once it has ended it.
+    const auto next = after - enc.begin.begin() + 1;
+    if (after_end && static_cast<size_t>(next) < enc.begin.size() && at(next) > 0) {
+      out.end_row.push_back(row);
+      out.end_query.push_back(at(next) - 1);
+    }
   };
   // The values of the facts that were not asked, each token of their first mention.
   for (size_t j = 0; j < c.needles.size(); ++j) {

@@ -71,10 +71,11 @@ void append_follow_ups(const eval::PasskeyCase& c, const std::string& answer_end
 
 // Appends the targets of case `c` encoded as `enc` (passkey_training_text, then the text of
 // `follow_ups` if any), whose last tokens fill the end of batch row `row` of `row_length`
-// tokens: each answer's pieces read the notes of their value's needle, and its end.
+// tokens: each answer's pieces read the notes of their value's needle, and its end. With
+// `after_end` the piece after each answer's end (what follows the stop) is an end target too.
 void add_retrieval_targets(const eval::PasskeyCase& c, const Encoding& enc, int64_t row, int64_t row_length,
                            RetrievalTargets& out, bool end_from_notes = false,
-                           const std::vector<FollowUp>& follow_ups = {});
+                           const std::vector<FollowUp>& follow_ups = {}, bool after_end = false);
 
 // Row positions [begin, end) that a blind needle hides from the SSM for case `c` encoded as
 // `enc`, whose last tokens fill the end of a row of `row_length` tokens: from the token holding
