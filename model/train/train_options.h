@@ -117,6 +117,7 @@ struct TrainOptions {
   // with several labelled facts (--choice-weight): the read that chooses a value by its label.
   double choice_weight = 1;
   // How much each answer's end piece counts in the answer loss against a key piece (--end-weight).
+  // With note_key_end the end is a read target and counts as a key piece.
   double answer_end_weight = 1;
   // The surprise selection loss (MemMamba only), on every row: the `surprise_note_share` of the
   // row's tokens that the model found hardest to predict are taught to clear tau1 and the
