@@ -120,6 +120,8 @@ port=$((20000 + RANDOM % 20000))
 "$cli" "${docs[@]}" --out "$work/d2.json" --rank 0 --world-size 2 --master-port $port >/dev/null 2>&1 || say_fail "documents, rank 0 by hand"
 wait
 diff <(strip "$work/d1.json") <(strip "$work/d2.json") >/dev/null && echo "ok: documents on two ranks started by hand" || say_fail "the hand-started documents run differs"
+grep -q '"answered"' "$work/d1.json" && grep -q '"no_document_id"' "$work/d1.json" ||
+  say_fail "the documents result does not say what each answer named"
 
 # A rank that dies, and one that hangs: the job ends with a message and a non-zero exit.
 long=("${train[@]}" --steps 1000000 --eval-every 0 --checkpoint-every 1000000)

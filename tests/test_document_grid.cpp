@@ -78,7 +78,9 @@ class TestDocumentGrid : public QObject {
     r["evaluation"] = std::string("noisy_document_retrieval");
     Json cases = Json::array();
     cases.push_back(documentCase(10, 0, 417, "417|>", true));
-    cases.push_back(documentCase(10, 1, 233, "512", false));
+    Json wrong_document = documentCase(10, 1, 233, "512", false);
+    wrong_document["answered"] = std::string("other document");
+    cases.push_back(wrong_document);
     cases.push_back(documentCase(10, 10, 98, "98", true));
     cases.push_back(documentCase(50, 25, 7, "8", false));
     r["cases"] = cases;
@@ -102,6 +104,8 @@ class TestDocumentGrid : public QObject {
     QVERIFY2(details.contains(QStringLiteral("10 noise documents, the golden one in the first third: accuracy 0.5")),
              qPrintable(details));
     QVERIFY(details.contains(QStringLiteral("417")) && details.contains(QStringLiteral("233")));
+    QVERIFY2(details.contains(QStringLiteral("answer 512 \u2014 missed: another document's id")), qPrintable(details));
+    QVERIFY(details.contains(QStringLiteral("answer 417|> \u2014 found")));  // no "answered": nothing added
     QVERIFY(!details.contains(QStringLiteral("98")));  // the last third's case is another cell
     QVERIFY(panel.csv(QStringLiteral("passkey-grid"), views::CsvDetail::Figure).startsWith(QStringLiteral("noise_documents,")));
   }

@@ -73,6 +73,29 @@ class TestDocuments : public QObject {
     QVERIFY(!document_answer_correct("", 38));
   }
 
+  // A miss is another document's id, the golden id cut short or no document's id; the golden one
+  // is a hit whatever follows.
+  void namesWhatAnAnswerNames() {
+    const std::vector<int64_t> ids = {7, 38, 512, 0};
+    QCOMPARE(classify_document_answer(" 38|> and more", 38, ids), DocumentAnswer::Golden);
+    QCOMPARE(classify_document_answer("512|>", 38, ids), DocumentAnswer::OtherDocument);
+    QCOMPARE(classify_document_answer("0", 38, ids), DocumentAnswer::OtherDocument);
+    QCOMPARE(classify_document_answer("7. Say", 38, ids), DocumentAnswer::OtherDocument);
+    QCOMPARE(classify_document_answer("is a very good", 38, ids), DocumentAnswer::NoDocumentId);
+    QCOMPARE(classify_document_answer(". 18", 38, ids), DocumentAnswer::NoDocumentId);
+    QCOMPARE(classify_document_answer("3. Say", 38, ids), DocumentAnswer::GoldenCutShort);
+    QCOMPARE(classify_document_answer("51", 512, ids), DocumentAnswer::GoldenCutShort);
+    QCOMPARE(classify_document_answer("5", 512, ids), DocumentAnswer::GoldenCutShort);
+    QCOMPARE(classify_document_answer("7", 712, ids), DocumentAnswer::OtherDocument);  // an id before a prefix
+    QCOMPARE(classify_document_answer("99", 38, ids), DocumentAnswer::NoDocumentId);     // no document has it
+    QCOMPARE(classify_document_answer("0512", 38, ids), DocumentAnswer::NoDocumentId);   // ids have no leading zero
+    QCOMPARE(classify_document_answer("5120", 38, ids), DocumentAnswer::NoDocumentId);   // four digits
+    QCOMPARE(classify_document_answer("", 38, ids), DocumentAnswer::NoDocumentId);
+    QCOMPARE(std::string(document_answer_name(DocumentAnswer::OtherDocument)), std::string("other document"));
+    QCOMPARE(std::string(document_answer_name(DocumentAnswer::GoldenCutShort)), std::string("golden cut short"));
+    QCOMPARE(std::string(document_answer_name(DocumentAnswer::NoDocumentId)), std::string("no document id"));
+  }
+
   void refusesBadInput() {
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, DocumentRetrievalGenerator({"only one"}));
     DocumentRetrievalGenerator gen(paragraphs_);

@@ -1,6 +1,7 @@
 #include "views/retrieval_panel.h"
 #include "views/plot.h"
 
+#include "model/eval/documents.h"
 #include "model/eval/retrieval_case.h"
 
 #include <QComboBox>
@@ -143,6 +144,20 @@ QString RetrievalPanel::gridModel(const Json& results) {
 
 bool RetrievalPanel::showsComparisonGrid() const { return document_->hasComparisonGrid() && !comparison_grid_->isHidden(); }
 
+// A docs miss, with what it named where the result says (results written before this say nothing).
+static QString missedDocument(const Json& c) {
+  const QString missed = QObject::tr("<span style='color:#d03050'>missed</span>");
+  if (!c.contains("answered") || !c.at("answered").is_string()) return missed;
+  const std::string answered = c.at("answered").as_string();
+  if (answered == eval::document_answer_name(eval::DocumentAnswer::OtherDocument))
+    return missed + QObject::tr(": another document's id");
+  if (answered == eval::document_answer_name(eval::DocumentAnswer::GoldenCutShort))
+    return missed + QObject::tr(": the golden id cut short");
+  if (answered == eval::document_answer_name(eval::DocumentAnswer::NoDocumentId))
+    return missed + QObject::tr(": no document's id");
+  return missed;
+}
+
 QString RetrievalPanel::cellCases(const Json& results, int64_t L, double depth, const Json** first) const {
   QString html;
   if (!results.is_object() || !results.contains("cases")) return html;
@@ -160,7 +175,7 @@ QString RetrievalPanel::cellCases(const Json& results, int64_t L, double depth, 
                   .arg(golden + 1)
                   .arg(noise + 1)
                   .arg(QString::fromStdString(c.at("answer").as_string()).toHtmlEscaped())
-                  .arg(c.at("hit").as_bool() ? tr("found") : tr("<span style='color:#d03050'>missed</span>"));
+                  .arg(c.at("hit").as_bool() ? tr("found") : missedDocument(c));
     }
     return html;
   }

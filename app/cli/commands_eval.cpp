@@ -183,10 +183,14 @@ int cmd_eval_docs(const std::vector<std::string>& argv) {
   Json r = eval::run_document_grid(lm.model, tok, generator, o, job_progress(o.world, bar));
   if (r.is_null()) return kOk;  // another rank's share: rank 0 writes the result
   write_file_atomic(out, r.dump(1) + "\n");
-  std::printf("%8s %8s %12s\n", "noise", "samples", "exact match");
+  // The misses by kind: another document's id, the golden id cut short, no document's id at all.
+  std::printf("%8s %8s %12s %15s %10s %15s\n", "noise", "samples", "exact match", "other document", "cut short",
+              "no document id");
   for (const Json& l : r.at("levels").as_array())
-    std::printf("%8lld %8lld %12.2f\n", static_cast<long long>(l.at("noise_documents").as_int()),
-                static_cast<long long>(l.at("samples").as_int()), l.at("exact_match").as_double());
+    std::printf("%8lld %8lld %12.2f %15lld %10lld %15lld\n", static_cast<long long>(l.at("noise_documents").as_int()),
+                static_cast<long long>(l.at("samples").as_int()), l.at("exact_match").as_double(),
+                static_cast<long long>(l.at("other_document").as_int()), static_cast<long long>(l.at("golden_cut_short").as_int()),
+                static_cast<long long>(l.at("no_document_id").as_int()));
   std::printf("wrote %s%s\n", out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
   return kOk;
 }

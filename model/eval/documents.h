@@ -39,4 +39,21 @@ class DocumentRetrievalGenerator {
 // by something that is not a digit.
 bool document_answer_correct(const std::string& output, int64_t golden_id);
 
+// What an answer names: the golden document, another document of the case (an id was read, the
+// wrong one), the golden id's first digits and no more (the answer stopped too soon), or no
+// document's id at all (the answer's form was lost: words, a full stop, a number no document has).
+enum class DocumentAnswer { Golden, OtherDocument, GoldenCutShort, NoDocumentId };
+DocumentAnswer classify_document_answer(const std::string& output, int64_t golden_id, const std::vector<int64_t>& ids);
+// "golden", "other document", "golden cut short" or "no document id", as result files record it (inline: the
+// Explorer's views read result files without the evaluation code).
+inline const char* document_answer_name(DocumentAnswer answer) {
+  switch (answer) {
+    case DocumentAnswer::Golden: return "golden";
+    case DocumentAnswer::OtherDocument: return "other document";
+    case DocumentAnswer::GoldenCutShort: return "golden cut short";
+    case DocumentAnswer::NoDocumentId: break;
+  }
+  return "no document id";
+}
+
 }  // namespace memmamba::eval

@@ -34,6 +34,7 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
         r["prompt_tokens"] = static_cast<int64_t>(prompt.size());
         r["answer"] = answer;
         r["hit"] = document_answer_correct(answer, c.golden_id);
+        r["answered"] = document_answer_name(classify_document_answer(answer, c.golden_id, c.ids));
         r["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return r.dump();
       },
@@ -41,16 +42,25 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
   if (static_cast<int64_t>(records.size()) != total) return Json();  // another rank's share: rank 0 writes the result
   Json cases = Json::array(), levels = Json::array();
   for (size_t level_index = 0; level_index < options.noise_levels.size(); ++level_index) {
-    int64_t hits = 0;
+    int64_t hits = 0, other_document = 0, cut_short = 0, no_document_id = 0;
     for (int64_t s = 0; s < options.samples; ++s) {
       Json r = Json::parse(records[level_index * static_cast<size_t>(options.samples) + static_cast<size_t>(s)]);
       hits += r.at("hit").as_bool();
+      const std::string answered = r.at("answered").as_string();
+      other_document += answered == document_answer_name(DocumentAnswer::OtherDocument);
+      cut_short += answered == document_answer_name(DocumentAnswer::GoldenCutShort);
+      no_document_id += answered == document_answer_name(DocumentAnswer::NoDocumentId);
       cases.push_back(std::move(r));
     }
     Json level = Json::object();
     level["noise_documents"] = options.noise_levels[level_index];
     level["samples"] = options.samples;
     level["exact_match"] = static_cast<double>(hits) / static_cast<double>(options.samples);
+    // How the misses went wrong: a wrong document read, the right one stopped short, or the
+    // answer's form lost.
+    level["other_document"] = other_document;
+    level["golden_cut_short"] = cut_short;
+    level["no_document_id"] = no_document_id;
     levels.push_back(level);
   }
   Json out = result_header("noisy_document_retrieval", model, options.meta, options.run.memory);
