@@ -87,6 +87,9 @@ class TestDocumentGrid : public QObject {
     const eval::PasskeyGrid grid = eval::parse_passkey_grid(r);
     QVERIFY(grid.documents);
     QCOMPARE(grid.lengths, (std::vector<int64_t>{10, 50}));
+    // Only cases that say what they answered count among the named misses (the last one does not).
+    QCOMPARE(eval::grid_breakdown(r).describe(),
+             std::string("Of 1 miss, 1 named another document, 0 cut the golden id short and 0 named no document."));
     QCOMPARE(grid.depths.size(), size_t{3});
     QCOMPARE(grid.accuracy[0][0], 0.5);  // 10 documents, first third: one of two
     QVERIFY(std::isnan(grid.accuracy[0][1]));

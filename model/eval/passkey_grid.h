@@ -40,14 +40,18 @@ struct GridBreakdown {
   // misses that answer another fact's value (a value was read, the wrong one).
   Count asked_first, asked_later;
   int64_t other_fact_answers = 0;
+  // Docs results (cases that record what they `answered`): the misses that named another
+  // document, the golden id cut short, or no document.
+  int64_t other_document = 0, golden_cut_short = 0, no_document_id = 0;
   // "Hits by key length: 3 2/2, 4 3/4 ... By wording: ... Of 16 misses, 4 are the key cut
   // short and 2 run on past it." and for facts "Hits with the asked fact first in the text: 9/12,
-  // later in it: 2/12; 8 misses answer another fact's value." Parts with one group only are left
-  // out; empty without cases.
+  // later in it: 2/12; 8 misses answer another fact's value." and for docs "Of 19 misses, 11
+  // name another document, 0 cut the golden id short and 8 name no document." Parts with one
+  // group only are left out; empty without cases.
   std::string describe() const;
 };
-// Reads the "cases" of a passkey or facts result; records without a key, answer or hit are
-// skipped (parse_passkey_grid checks the cells a grid is drawn from).
+// Reads the "cases" of a passkey, facts or docs result; records without a key (or a docs
+// case's `answered`), answer or hit are skipped (parse_passkey_grid checks the cells a grid is drawn from).
 GridBreakdown grid_breakdown(const Json& results);
 
 // Bounds that keep a hostile file from asking for a huge matrix.
