@@ -107,6 +107,13 @@ class TestBadInputs : public QObject {
   }
 
   // A CLI case: exit status `code` and `fragment` on stderr.
+  // `memmamba train` on the test's shards into a scratch folder, with `extra` flags.
+  QStringList trainArgs(const QStringList& extra) {
+    return QStringList{QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"),
+                       QString::fromStdString(path("t"))} +
+           extra;
+  }
+
   void cli(const QString& what, const QStringList& args, int code, const QString& fragment) {
     QProcess p;
     p.start(QStringLiteral(MEMMAMBA_CLI), args);
@@ -372,21 +379,17 @@ class TestBadInputs : public QObject {
     QVERIFY(before.config.tau_note != 0.6);
     for (const auto& [name, tensor] : before.weights.all())
       QVERIFY(torch::equal(tensor.to(torch::kFloat32), after.weights[name].to(torch::kFloat32)));
-    auto train_with = [&](const QStringList& extra) {
-      return QStringList{QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"),
-                         QString::fromStdString(path("t"))} + extra;
-    };
     cli(QStringLiteral("train --surprise-share without --surprise-notes"),
-        train_with({QStringLiteral("--surprise-share"), QStringLiteral("0.01")}), 2, QStringLiteral("go with --surprise-notes"));
+        trainArgs({QStringLiteral("--surprise-share"), QStringLiteral("0.01")}), 2, QStringLiteral("go with --surprise-notes"));
     cli(QStringLiteral("train --surprise-share 0.9"),
-        train_with({QStringLiteral("--surprise-notes"), QStringLiteral("1"), QStringLiteral("--surprise-share"), QStringLiteral("0.9")}),
+        trainArgs({QStringLiteral("--surprise-notes"), QStringLiteral("1"), QStringLiteral("--surprise-share"), QStringLiteral("0.9")}),
         2, QStringLiteral("surprise-share"));
-    cli(QStringLiteral("train --note-margin without --note-loss"), train_with({QStringLiteral("--note-margin"), QStringLiteral("0.2")}),
+    cli(QStringLiteral("train --note-margin without --note-loss"), trainArgs({QStringLiteral("--note-margin"), QStringLiteral("0.2")}),
         2, QStringLiteral("--note-margin goes with"));
-    cli(QStringLiteral("train --quiet-notes -1"), train_with({QStringLiteral("--quiet-notes"), QStringLiteral("-1")}), 2,
+    cli(QStringLiteral("train --quiet-notes -1"), trainArgs({QStringLiteral("--quiet-notes"), QStringLiteral("-1")}), 2,
         QStringLiteral("quiet-notes"));
     cli(QStringLiteral("train --quiet-notes with --mamba-only"),
-        train_with({QStringLiteral("--quiet-notes"), QStringLiteral("1"), QStringLiteral("--mamba-only")}), 2,
+        trainArgs({QStringLiteral("--quiet-notes"), QStringLiteral("1"), QStringLiteral("--mamba-only")}), 2,
         QStringLiteral("drop --mamba-only"));
   }
 
@@ -443,106 +446,82 @@ class TestBadInputs : public QObject {
         {QStringLiteral("info"), QString::fromStdString(kGoodCheckpoint), QStringLiteral("--top-noted"), QStringLiteral("5")}, 2,
         QStringLiteral("--top-noted needs a trace"));
     cli(QStringLiteral("train --case-mix without --varied-cases"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--case-mix"), QStringLiteral("passkey")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--case-mix"), QStringLiteral("passkey")}),
         2, QStringLiteral("--case-mix goes with"));
     cli(QStringLiteral("train --key-digits 0-3"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--key-digits"),
-         QStringLiteral("0-3")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--key-digits"),
+                  QStringLiteral("0-3")}),
         2, QStringLiteral("--key-digits: key digits must be"));
     cli(QStringLiteral("train --note-key-end without passkey rows"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--note-key-end")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--note-key-end")}),
         2, QStringLiteral("--note-key-end needs passkey rows"));
     cli(QStringLiteral("train --case-mix lottery"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
-         QStringLiteral("lottery")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
+                  QStringLiteral("lottery")}),
         2, QStringLiteral("--case-mix must be all, passkey, composed, facts, composed-facts, composed-all or composed-any"));
     cli(QStringLiteral("train --reference-marks without passkey rows"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--reference-marks"), QStringLiteral("4")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--reference-marks"), QStringLiteral("4")}),
         2, QStringLiteral("--reference-marks needs passkey rows"));
     cli(QStringLiteral("train --reference-marks -1"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--reference-marks"), QStringLiteral("-1")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--reference-marks"), QStringLiteral("-1")}),
         2, QStringLiteral("--reference-marks = -1 is outside [0, 50]"));
     cli(QStringLiteral("train --document-rows 1.5"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--document-rows"), QStringLiteral("1.5")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--document-rows"), QStringLiteral("1.5")}),
         2, QStringLiteral("--document-rows"));
     cli(QStringLiteral("train --document-rows without passkey rows"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--document-rows"), QStringLiteral("0.5")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--document-rows"), QStringLiteral("0.5")}),
         2, QStringLiteral("--document-rows needs passkey rows"));
     cli(QStringLiteral("train --document-reads without document rows"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--document-reads")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--document-reads")}),
         2, QStringLiteral("--document-reads goes with --document-rows"));
     cli(QStringLiteral("train --follow-up-questions without varied cases"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--follow-up-questions")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--follow-up-questions")}),
         2, QStringLiteral("--follow-up-questions goes with --varied-cases"));
     cli(QStringLiteral("train --follow-up-questions without passkey rows"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--follow-up-questions")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--follow-up-questions")}),
         2, QStringLiteral("--follow-up-questions needs passkey rows"));
     cli(QStringLiteral("train --choice-weight without rows with facts"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--retrieval-loss"), QStringLiteral("1"),
-         QStringLiteral("--choice-weight"), QStringLiteral("8")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--retrieval-loss"), QStringLiteral("1"),
+                  QStringLiteral("--choice-weight"), QStringLiteral("8")}),
         2, QStringLiteral("--choice-weight needs rows with labelled facts"));
     cli(QStringLiteral("train --choice-weight 0.5"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
-         QStringLiteral("facts"), QStringLiteral("--retrieval-loss"), QStringLiteral("1"), QStringLiteral("--choice-weight"),
-         QStringLiteral("0.5")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
+                  QStringLiteral("facts"), QStringLiteral("--retrieval-loss"), QStringLiteral("1"), QStringLiteral("--choice-weight"),
+                  QStringLiteral("0.5")}),
         2, QStringLiteral("--choice-weight = 0.5 is outside [1, 1000]"));
     cli(QStringLiteral("train --choice-weight without a retrieval or answer loss"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
-         QStringLiteral("facts"), QStringLiteral("--choice-weight"), QStringLiteral("8")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--varied-cases"), QStringLiteral("--case-mix"),
+                  QStringLiteral("facts"), QStringLiteral("--choice-weight"), QStringLiteral("8")}),
         2, QStringLiteral("--choice-weight weighs the retrieval and answer losses"));
     cli(QStringLiteral("train --haystack sea"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--haystack"), QStringLiteral("sea")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0.5"), QStringLiteral("--haystack"), QStringLiteral("sea")}),
         2, QStringLiteral("--haystack"));
     cli(QStringLiteral("train --lr -1"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--lr"), QStringLiteral("-1")},
+        trainArgs({QStringLiteral("--lr"), QStringLiteral("-1")}),
         2, QStringLiteral("lr"));
     cli(QStringLiteral("train --answer-end 7"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--answer-end"), QStringLiteral("7 more")},
+        trainArgs({QStringLiteral("--answer-end"), QStringLiteral("7 more")}),
         2, QStringLiteral("answer-end"));
     cli(QStringLiteral("train --passkey-min-length 20"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-min-length"), QStringLiteral("20")},
+        trainArgs({QStringLiteral("--passkey-min-length"), QStringLiteral("20")}),
         2, QStringLiteral("passkey-min-length"));
     cli(QStringLiteral("train --blind-needles 1.5"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--blind-needles"), QStringLiteral("1.5")},
+        trainArgs({QStringLiteral("--blind-needles"), QStringLiteral("1.5")}),
         2, QStringLiteral("blind-needles"));
     cli(QStringLiteral("train --passkey-fraction 0 --blind-needles 0.5"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--blind-needles"), QStringLiteral("0.5")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--blind-needles"), QStringLiteral("0.5")}),
         2, QStringLiteral("passkey rows"));
     cli(QStringLiteral("train --blind-every-fact without blind needles"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--blind-every-fact")},
+        trainArgs({QStringLiteral("--blind-every-fact")}),
         2, QStringLiteral("blind needles"));
     cli(QStringLiteral("train --look-alikes without passkey rows"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--look-alikes"), QStringLiteral("0.5")},
+        trainArgs({QStringLiteral("--passkey-fraction"), QStringLiteral("0"), QStringLiteral("--look-alikes"), QStringLiteral("0.5")}),
         2, QStringLiteral("--look-alikes needs passkey rows"));
     cli(QStringLiteral("train --end-weight without an answer loss"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--end-weight"), QStringLiteral("4")},
+        trainArgs({QStringLiteral("--end-weight"), QStringLiteral("4")}),
         2, QStringLiteral("--end-weight weighs the answer loss"));
     cli(QStringLiteral("train --teach-after-end without follow-up questions"),
-        {QStringLiteral("train"), QStringLiteral("--data"), dir_.path(), QStringLiteral("--out"), QString::fromStdString(path("t")),
-         QStringLiteral("--teach-after-end"), QStringLiteral("--answer-loss"), QStringLiteral("1")},
+        trainArgs({QStringLiteral("--teach-after-end"), QStringLiteral("--answer-loss"), QStringLiteral("1")}),
         2, QStringLiteral("--teach-after-end needs --follow-up-questions"));
     cli(QStringLiteral("bench --text on a missing book"),
         QStringList{QStringLiteral("bench"), QStringLiteral("--lengths"), QStringLiteral("64"), QStringLiteral("--text"),

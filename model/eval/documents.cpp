@@ -82,25 +82,28 @@ DocumentCase DocumentRetrievalGenerator::make(int64_t noise, uint64_t seed) cons
   return c;
 }
 
-bool document_answer_correct(const std::string& output, int64_t golden_id) {
+namespace {
+// The digits an answer opens with, after its spaces (empty where it opens with anything else).
+std::string leading_digits(const std::string& output) {
   size_t i = 0;
   while (i < output.size() && output[i] == ' ') ++i;
   size_t j = i;
   while (j < output.size() && std::isdigit(static_cast<unsigned char>(output[j]))) ++j;
-  return j > i && output.compare(i, j - i, std::to_string(golden_id)) == 0 && j - i == std::to_string(golden_id).size();
+  return output.substr(i, j - i);
+}
+}  // namespace
+
+bool document_answer_correct(const std::string& output, int64_t golden_id) {
+  const std::string digits = leading_digits(output);
+  return !digits.empty() && digits == std::to_string(golden_id);
 }
 
 DocumentAnswer classify_document_answer(const std::string& output, int64_t golden_id, const std::vector<int64_t>& ids) {
-  if (document_answer_correct(output, golden_id)) return DocumentAnswer::Golden;
-  size_t i = 0;
-  while (i < output.size() && output[i] == ' ') ++i;
-  size_t j = i;
-  while (j < output.size() && std::isdigit(static_cast<unsigned char>(output[j]))) ++j;
+  const std::string digits = leading_digits(output), golden = std::to_string(golden_id);
+  if (!digits.empty() && digits == golden) return DocumentAnswer::Golden;
   // Ids are written without leading zeros and have at most three digits (0..999).
-  if (j == i || j - i > 3 || (j - i > 1 && output[i] == '0')) return DocumentAnswer::NoDocumentId;
-  const std::string digits = output.substr(i, j - i);
+  if (digits.empty() || digits.size() > 3 || (digits.size() > 1 && digits[0] == '0')) return DocumentAnswer::NoDocumentId;
   if (std::find(ids.begin(), ids.end(), std::stoll(digits)) != ids.end()) return DocumentAnswer::OtherDocument;
-  const std::string golden = std::to_string(golden_id);
   return golden.compare(0, digits.size(), digits) == 0 ? DocumentAnswer::GoldenCutShort : DocumentAnswer::NoDocumentId;
 }
 

@@ -56,4 +56,15 @@ inline const char* document_answer_name(DocumentAnswer answer) {
   return "no document id";
 }
 
+// A result's misses counted by what they named, from the `answered` names its cases record.
+struct DocumentMisses {
+  int64_t other_document = 0, golden_cut_short = 0, no_document_id = 0;
+  void count(const std::string& answered) {
+    other_document += answered == document_answer_name(DocumentAnswer::OtherDocument);
+    golden_cut_short += answered == document_answer_name(DocumentAnswer::GoldenCutShort);
+    no_document_id += answered == document_answer_name(DocumentAnswer::NoDocumentId);
+  }
+  int64_t named() const { return other_document + golden_cut_short + no_document_id; }
+};
+
 }  // namespace memmamba::eval

@@ -42,14 +42,12 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
   if (static_cast<int64_t>(records.size()) != total) return Json();  // another rank's share: rank 0 writes the result
   Json cases = Json::array(), levels = Json::array();
   for (size_t level_index = 0; level_index < options.noise_levels.size(); ++level_index) {
-    int64_t hits = 0, other_document = 0, cut_short = 0, no_document_id = 0;
+    int64_t hits = 0;
+    DocumentMisses misses;
     for (int64_t s = 0; s < options.samples; ++s) {
       Json r = Json::parse(records[level_index * static_cast<size_t>(options.samples) + static_cast<size_t>(s)]);
       hits += r.at("hit").as_bool();
-      const std::string answered = r.at("answered").as_string();
-      other_document += answered == document_answer_name(DocumentAnswer::OtherDocument);
-      cut_short += answered == document_answer_name(DocumentAnswer::GoldenCutShort);
-      no_document_id += answered == document_answer_name(DocumentAnswer::NoDocumentId);
+      misses.count(r.at("answered").as_string());
       cases.push_back(std::move(r));
     }
     Json level = Json::object();
@@ -58,9 +56,9 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
     level["exact_match"] = static_cast<double>(hits) / static_cast<double>(options.samples);
     // How the misses went wrong: a wrong document read, the right one stopped short, or the
     // answer's form lost.
-    level["other_document"] = other_document;
-    level["golden_cut_short"] = cut_short;
-    level["no_document_id"] = no_document_id;
+    level["other_document"] = misses.other_document;
+    level["golden_cut_short"] = misses.golden_cut_short;
+    level["no_document_id"] = misses.no_document_id;
     levels.push_back(level);
   }
   Json out = result_header("noisy_document_retrieval", model, options.meta, options.run.memory);

@@ -5,7 +5,6 @@
 #include <map>
 #include <stdexcept>
 
-#include "model/eval/documents.h"
 #include "model/eval/retrieval_case.h"
 #include "model/file_io.h"
 
@@ -181,10 +180,7 @@ GridBreakdown grid_breakdown(const Json& results) {
     if (c.contains("answered") && c.at("answered").is_string()) {  // a docs case
       if (c.at("hit").as_bool()) continue;
       ++out.misses;
-      const std::string answered = c.at("answered").as_string();
-      out.other_document += answered == document_answer_name(DocumentAnswer::OtherDocument);
-      out.golden_cut_short += answered == document_answer_name(DocumentAnswer::GoldenCutShort);
-      out.no_document_id += answered == document_answer_name(DocumentAnswer::NoDocumentId);
+      out.document_misses.count(c.at("answered").as_string());
       continue;
     }
     if (!c.contains("key")) continue;
@@ -233,10 +229,11 @@ std::string GridBreakdown::describe() const {
   if (misses > 0 && (cut_short > 0 || ran_on > 0))
     parts.push_back("Of " + std::to_string(misses) + (misses == 1 ? " miss, " : " misses, ") + std::to_string(cut_short) +
                     " cut the key short and " + std::to_string(ran_on) + " ran on past its end.");
-  if (other_document + golden_cut_short + no_document_id > 0)
-    parts.push_back("Of " + std::to_string(misses) + (misses == 1 ? " miss, " : " misses, ") + std::to_string(other_document) +
-                    " named another document, " + std::to_string(golden_cut_short) + " cut the golden id short and " +
-                    std::to_string(no_document_id) + " named no document.");
+  if (document_misses.named() > 0)
+    parts.push_back("Of " + std::to_string(misses) + (misses == 1 ? " miss, " : " misses, ") +
+                    std::to_string(document_misses.other_document) + " named another document, " +
+                    std::to_string(document_misses.golden_cut_short) + " cut the golden id short and " +
+                    std::to_string(document_misses.no_document_id) + " named no document.");
   if (asked_first.cases > 0 && asked_later.cases > 0)
     parts.push_back("Hits with the asked fact first in the text: " + std::to_string(asked_first.hits) + "/" +
                     std::to_string(asked_first.cases) + ", later in it: " + std::to_string(asked_later.hits) + "/" +

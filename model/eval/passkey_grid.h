@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "model/eval/documents.h"
 #include "model/json.h"
 
 namespace memmamba::eval {
@@ -42,7 +43,7 @@ struct GridBreakdown {
   int64_t other_fact_answers = 0;
   // Docs results (cases that record what they `answered`): the misses that named another
   // document, the golden id cut short, or no document.
-  int64_t other_document = 0, golden_cut_short = 0, no_document_id = 0;
+  DocumentMisses document_misses;
   // "Hits by key length: 3 2/2, 4 3/4 ... By wording: ... Of 16 misses, 4 are the key cut
   // short and 2 run on past it." and for facts "Hits with the asked fact first in the text: 9/12,
   // later in it: 2/12; 8 misses answer another fact's value." and for docs "Of 19 misses, 11
