@@ -131,28 +131,33 @@ rank_pid() {  # rank_pid LAUNCHER RANK: the copy of that rank
   done
 }
 for fault in KILL STOP; do
-  "$cli" "${long[@]}" --out "$work/fault-$fault" --processes 2 --dist-timeout 10 >"$work/fault.log" 2>&1 &
+  # One log per fault: polling a log the previous run left behind would see its steps.
+  log="$work/fault-$fault.log"
+  "$cli" "${long[@]}" --out "$work/fault-$fault" --processes 2 --dist-timeout 10 >"$log" 2>&1 &
   launcher=$!
-  for _ in $(seq 100); do grep -q "^step 2/" "$work/fault.log" && break; sleep 0.2; done
-  victim=$(rank_pid $launcher 1)
+  victim=""
+  for _ in $(seq 300); do  # up to 60 s: a loaded two-core machine starts ranks slowly
+    if grep -q "^step 2/" "$log" 2>/dev/null; then victim=$(rank_pid $launcher 1); [ -n "$victim" ] && break; fi
+    sleep 0.2
+  done
   [ -n "$victim" ] || { say_fail "no rank 1 under the launcher"; kill -KILL $launcher; continue; }
   start=$(date +%s)
   kill -$fault "$victim"
   wait $launcher
   rc=$?
   took=$(($(date +%s) - start))
-  if [ $rc -ne 0 ] && [ $took -le 40 ] && grep -q "error: rank" "$work/fault.log"; then
-    echo "ok: SIG$fault of rank 1 ended the job in ${took} s (exit $rc): $(grep 'error: rank' "$work/fault.log" | tail -1 | cut -c1-120)"
+  if [ $rc -ne 0 ] && [ $took -le 40 ] && grep -q "error: rank" "$log"; then
+    echo "ok: SIG$fault of rank 1 ended the job in ${took} s (exit $rc): $(grep 'error: rank' "$log" | tail -1 | cut -c1-120)"
   else
     say_fail "SIG$fault of rank 1: exit $rc after ${took} s"
-    tail -3 "$work/fault.log"
+    tail -3 "$log"
   fi
   kill -KILL "$victim" 2>/dev/null
 done
 # The launcher itself killed (SIGKILL: no handler runs): its ranks go with it.
 "$cli" "${long[@]}" --out "$work/orphans" --processes 2 >"$work/orphans.log" 2>&1 &
 launcher=$!
-for _ in $(seq 100); do grep -q "^step 2/" "$work/orphans.log" && break; sleep 0.2; done
+for _ in $(seq 300); do grep -q "^step 2/" "$work/orphans.log" 2>/dev/null && break; sleep 0.2; done
 ranks=$(pgrep -P $launcher | tr '\n' ' ')
 kill -KILL $launcher
 wait $launcher 2>/dev/null
