@@ -80,6 +80,18 @@ class TestDocumentGrid : public QObject {
     cases.push_back(documentCase(10, 0, 417, "417|>", true));
     Json wrong_document = documentCase(10, 1, 233, "512", false);
     wrong_document["answered"] = std::string("other document");
+    // Its reads: layer 0 is not the deepest and is left out; the deepest read document 3's id,
+    // then the golden id's second digit, then the fact.
+    wrong_document["reads"] = Json::parse(R"([
+      {"layer": 0, "answer_token": 0, "top_region": "golden id", "top_document": 1, "top_id_char": 0, "top_weight": 0.9},
+      {"layer": 1, "answer_token": 0, "top_region": "other id", "top_document": 2, "top_id_char": 0, "top_weight": 0.5},
+      {"layer": 1, "answer_token": 1, "top_region": "golden id", "top_document": 1, "top_id_char": 1, "top_weight": 0.4},
+      {"layer": 1, "answer_token": 2, "top_region": "fact", "top_document": -1, "top_id_char": -1, "top_weight": 0.3}])");
+    QCOMPARE(eval::document_read_path(wrong_document), std::string("document 3's id digit 1, golden id digit 2, the fact"));
+    QCOMPARE(eval::document_read_path(documentCase(10, 0, 417, "417|>", true)), std::string());
+    wrong_document["answer_pieces"] = Json::parse(R"(["\u2581", "5"])");  // the third token's piece is missing
+    QCOMPARE(eval::document_read_path(wrong_document),
+             std::string("\"\u2581\" \u2190 document 3's id digit 1, \"5\" \u2190 golden id digit 2, the fact"));
     cases.push_back(wrong_document);
     cases.push_back(documentCase(10, 10, 98, "98", true));
     cases.push_back(documentCase(50, 25, 7, "8", false));
@@ -108,6 +120,9 @@ class TestDocumentGrid : public QObject {
              qPrintable(details));
     QVERIFY(details.contains(QStringLiteral("417")) && details.contains(QStringLiteral("233")));
     QVERIFY2(details.contains(QStringLiteral("answer 512 \u2014 missed: another document's id")), qPrintable(details));
+    QVERIFY2(details.contains(QStringLiteral("last layer's reads, answer token by token: \"\u2581\" \u2190 document 3's id "
+                                             "digit 1, \"5\" \u2190 golden id digit 2, the fact")),
+             qPrintable(details));
     QVERIFY(details.contains(QStringLiteral("answer 417|> \u2014 found")));  // no "answered": nothing added
     QVERIFY(!details.contains(QStringLiteral("98")));  // the last third's case is another cell
     QVERIFY(panel.csv(QStringLiteral("passkey-grid"), views::CsvDetail::Figure).startsWith(QStringLiteral("noise_documents,")));

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "model/eval/documents.h"
+#include "model/eval/documents_eval.h"
 #include "model/eval/passkey.h"
 #include "model/text_input.h"
 #include "model/tokenizer.h"
@@ -94,6 +95,137 @@ class TestDocuments : public QObject {
     QCOMPARE(std::string(document_answer_name(DocumentAnswer::OtherDocument)), std::string("other document"));
     QCOMPARE(std::string(document_answer_name(DocumentAnswer::GoldenCutShort)), std::string("golden cut short"));
     QCOMPARE(std::string(document_answer_name(DocumentAnswer::NoDocumentId)), std::string("no document id"));
+  }
+
+  // Each prompt token's part: the golden id's tokens spell the golden id, each other id's its
+  // own, the fact's tokens the fact; the answer's marks and the texts are neither.
+  void marksEachTokensRegion() {
+    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+    DocumentRetrievalGenerator gen(paragraphs_);
+    for (uint64_t seed = 0; seed < 4; ++seed) {
+      const DocumentCase c = gen.make(12, seed);
+      QCOMPARE(c.id_spans.size(), c.ids.size());
+      QCOMPARE(c.query_spans.size(), c.ids.size());
+      QCOMPARE(c.prompt.substr(c.fact_span.first, c.fact_span.second - c.fact_span.first), c.fact);
+      const Encoding enc = tok.encode(c.prompt);
+      const std::vector<TokenRegion> regions = document_token_regions(c, enc.begin, enc.end);
+      QCOMPARE(regions.size(), enc.ids.size());
+      std::map<int64_t, std::string> id_text;
+      std::string fact_text, query_text;
+      for (size_t t = 0; t < regions.size(); ++t) {
+        const std::string piece = c.prompt.substr(static_cast<size_t>(enc.begin[t]), static_cast<size_t>(enc.end[t] - enc.begin[t]));
+        switch (regions[t].region) {
+          case DocumentRegion::GoldenId:
+          case DocumentRegion::OtherId:
+            QCOMPARE(regions[t].region == DocumentRegion::GoldenId, regions[t].document == c.golden_index);
+            QCOMPARE(regions[t].id_char, static_cast<int64_t>(id_text[regions[t].document].size()));
+            id_text[regions[t].document] += piece;
+            break;
+          case DocumentRegion::Fact: fact_text += piece; break;
+          case DocumentRegion::Query: query_text += piece; break;
+          default: QCOMPARE(regions[t].document, int64_t(-1));
+        }
+      }
+      QCOMPARE(id_text.size(), c.ids.size());
+      for (const auto& [document, text] : id_text) QCOMPARE(text, std::to_string(c.ids[static_cast<size_t>(document)]));
+      QVERIFY2(fact_text.find(c.fact.substr(1, c.fact.size() - 2)) != std::string::npos, fact_text.c_str());
+      QVERIFY(fact_text.size() <= c.fact.size() + 2);
+      QVERIFY(query_text.find(c.question) != std::string::npos);
+      QCOMPARE(regions.back().region, DocumentRegion::Marks);  // "<|Document " that the answer follows
+    }
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, document_token_regions(gen.make(3, 0), {0, 1}, {1}));
+  }
+
+  // The answer's reads: each attention row's weight summed by the region of the note it reads
+  // (a note of several tokens takes its most telling one), and the note read most.
+  void weighsTheAnswersReadsByRegion() {
+    const std::vector<TokenRegion> regions = {{DocumentRegion::Text, -1, -1},    {DocumentRegion::GoldenId, 1, 0},
+                                              {DocumentRegion::GoldenId, 1, 1},  {DocumentRegion::OtherId, 0, 0},
+                                              {DocumentRegion::Fact, -1, -1},    {DocumentRegion::Marks, -1, -1}};
+    Trace trace;
+    auto note = [&](std::vector<int64_t> sources) {
+      NoteInfo n{0, static_cast<int64_t>(trace.notes.size()), 1, 1.0f, {}};
+      for (int64_t s : sources) n.sources.push_back(s);
+      trace.notes.push_back(n);
+    };
+    note({0, 2});  // text and the golden id's second digit: counts as the golden id
+    note({3});
+    note({4});
+    trace.layers.resize(2);
+    AttentionRows& rows = trace.layers[1].token_attention;
+    auto row = [&](int64_t position, std::vector<std::pair<int64_t, float>> reads) {
+      rows.token.push_back(position);
+      for (const auto& [n, w] : reads) {
+        rows.slot.push_back(static_cast<int32_t>(n));
+        rows.layer.push_back(1);
+        rows.note.push_back(n);
+        rows.weight.push_back(w);
+      }
+      rows.offset.push_back(static_cast<int64_t>(rows.note.size()));
+    };
+    row(5, {{0, 0.25f}, {1, 0.5f}, {2, 0.125f}});
+    row(6, {{0, 0.75f}});
+    const Json reads = document_answer_reads(trace, regions, 6, 3);  // the third answer token has no row
+    QCOMPARE(reads.as_array().size(), size_t(2));  // layer 0 recorded no rows
+    const Json& first = reads.as_array()[0];
+    QCOMPARE(first.at("layer").as_int(), int64_t(1));
+    QCOMPARE(first.at("answer_token").as_int(), int64_t(0));
+    QCOMPARE(first.at("weights").at("golden id").as_double(), 0.25);
+    QCOMPARE(first.at("weights").at("other id").as_double(), 0.5);
+    QCOMPARE(first.at("weights").at("fact").as_double(), 0.125);
+    QCOMPARE(first.at("weights").at("text").as_double(), 0.0);
+    QCOMPARE(first.at("top_region").as_string(), std::string("other id"));
+    QCOMPARE(first.at("top_document").as_int(), int64_t(0));
+    const Json& second = reads.as_array()[1];
+    QCOMPARE(second.at("answer_token").as_int(), int64_t(1));
+    QCOMPARE(second.at("top_region").as_string(), std::string("golden id"));
+    QCOMPARE(second.at("top_id_char").as_int(), int64_t(1));
+    QCOMPARE(second.at("top_weight").as_double(), 0.75);
+  }
+
+  // A grid's records carry the reads, and each level's per-layer means are its cases' first
+  // answer token's weights averaged; a run without the memory records none.
+  void gridRecordsTheReads() {
+    const Tokenizer tok = Tokenizer::load(std::string(MEMMAMBA_SOURCE_DIR) + "/sample_data/tokenizer.model");
+    ModelConfig config = testing::tiny_config();
+    config.vocab_size = tok.vocab_size();
+    const MemMambaModel model = MemMambaModel::random(config, 3);
+    DocumentRetrievalGenerator gen(paragraphs_);
+    DocumentGridOptions o;
+    o.noise_levels = {2, 4};
+    o.samples = 2;
+    const Json r = run_document_grid(model, tok, gen, o);
+    double read_weight = 0;
+    for (size_t level = 0; level < o.noise_levels.size(); ++level) {
+      const Json& l = r.at("levels").as_array()[level];
+      const auto& means = l.at("first_read_by_layer").as_array();
+      QCOMPARE(means.size(), size_t(config.n_layers));
+      for (int64_t layer = 0; layer < config.n_layers; ++layer)
+        for (const char* region : {"golden id", "other id", "fact", "query", "marks", "text"}) {
+          double sum = 0;
+          for (int64_t s = 0; s < o.samples; ++s)
+            for (const Json& read : r.at("cases").as_array()[level * 2 + static_cast<size_t>(s)].at("reads").as_array())
+              if (read.at("layer").as_int() == layer && read.at("answer_token").as_int() == 0)
+                sum += read.at("weights").at(region).as_double();
+          QVERIFY(std::abs(means[static_cast<size_t>(layer)].at(region).as_double() - sum / o.samples) < 1e-9);
+        }
+    }
+    for (const Json& c : r.at("cases").as_array())
+      for (const Json& read : c.at("reads").as_array()) {
+        double sum = 0;
+        for (const auto& [region, weight] : read.at("weights").as_object()) {
+          QVERIFY(weight.as_double() >= 0);
+          sum += weight.as_double();
+        }
+        QVERIFY(sum <= 1 + 1e-3);  // six weights of four decimals each
+        QVERIFY(read.at("top_weight").as_double() <= sum + 1e-3);
+        read_weight += sum;
+      }
+    QVERIFY2(read_weight > 0, "the untrained model read no note: the test checks nothing");
+    o.run.memory.enabled = false;
+    const Json off = run_document_grid(model, tok, gen, o);
+    QVERIFY(!off.at("cases").as_array()[0].contains("reads"));
+    QVERIFY(!off.at("levels").as_array()[0].contains("first_read_by_layer"));
   }
 
   void refusesBadInput() {

@@ -176,6 +176,11 @@ QString RetrievalPanel::cellCases(const Json& results, int64_t L, double depth, 
                   .arg(noise + 1)
                   .arg(QString::fromStdString(c.at("answer").as_string()).toHtmlEscaped())
                   .arg(c.at("hit").as_bool() ? tr("found") : missedDocument(c));
+      // Where the answer looked, digit by digit: a wrong document, or the right one read out of order.
+      const std::string reads = eval::document_read_path(c);
+      if (!reads.empty())
+        html += tr("<p style='margin-left:1em'><small>last layer's reads, answer token by token: %1</small></p>")
+                    .arg(QString::fromStdString(reads).toHtmlEscaped());
     }
     return html;
   }

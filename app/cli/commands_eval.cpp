@@ -148,6 +148,26 @@ int cmd_eval_fidelity(const std::vector<std::string>& argv) {
   return kOk;
 }
 
+// Where the first answer token's read goes, per layer and noise level: the mean weight on the
+// golden document's id, on the other ids and on the inserted fact.
+void print_first_reads(const Json& result) {
+  const auto& levels = result.at("levels").as_array();
+  if (levels.empty() || !levels.front().contains("first_read_by_layer")) return;
+  std::printf("\nthe first answer token's read, mean weight on the golden id / other ids / the fact:\n%6s", "layer");
+  for (const Json& l : levels) std::printf("%20lld", static_cast<long long>(l.at("noise_documents").as_int()));
+  std::printf("\n");
+  const size_t layers = levels.front().at("first_read_by_layer").as_array().size();
+  for (size_t layer = 0; layer < layers; ++layer) {
+    std::printf("%6zu", layer);
+    for (const Json& l : levels) {
+      const Json& w = l.at("first_read_by_layer").as_array()[layer];
+      std::printf("  %.2f / %.2f / %.2f", w.at("golden id").as_double(), w.at("other id").as_double(),
+                  w.at("fact").as_double());
+    }
+    std::printf("\n");
+  }
+}
+
 int cmd_eval_docs(const std::vector<std::string>& argv) {
   Args args(argv, with_world_options(with(kModelOptions, {"noise", "samples", "seed", "book", "out"})), {"help", "no-memory", "decimate"});
   if (args.flag("help") || args.positionals().size() != 1) {
@@ -191,6 +211,7 @@ int cmd_eval_docs(const std::vector<std::string>& argv) {
                 static_cast<long long>(l.at("samples").as_int()), l.at("exact_match").as_double(),
                 static_cast<long long>(l.at("other_document").as_int()), static_cast<long long>(l.at("golden_cut_short").as_int()),
                 static_cast<long long>(l.at("no_document_id").as_int()));
+  print_first_reads(r);
   std::printf("wrote %s%s\n", out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
   return kOk;
 }

@@ -76,10 +76,64 @@ DocumentCase DocumentRetrievalGenerator::make(int64_t noise, uint64_t seed) cons
       const size_t at = boundaries[pick(boundaries.size())];
       doc.insert(at, c.fact + " ");
     }
-    c.prompt += " <|Query|> " + c.question + " " + kDocumentHeader + std::to_string(c.ids[d]) + "|> " + doc;
+    const size_t query = c.prompt.size() + 1;
+    c.prompt += " <|Query|> " + c.question;
+    c.query_spans.emplace_back(query, c.prompt.size());
+    c.prompt += std::string(" ") + kDocumentHeader;
+    const std::string id = std::to_string(c.ids[d]);
+    c.id_spans.emplace_back(c.prompt.size(), c.prompt.size() + id.size());
+    c.prompt += id + "|> ";
+    if (d == c.golden_index) {
+      const size_t fact = c.prompt.size() + doc.find(c.fact);
+      c.fact_span = {fact, fact + c.fact.size()};
+    }
+    c.prompt += doc;
   }
   c.prompt += std::string(" <|Answer|> ") + kDocumentHeader;
   return c;
+}
+
+std::vector<TokenRegion> document_token_regions(const DocumentCase& c, const std::vector<int64_t>& begin,
+                                                const std::vector<int64_t>& end) {
+  if (begin.size() != end.size()) throw std::invalid_argument("documents: token ranges of unequal length");
+  std::vector<TokenRegion> regions(begin.size());
+  // Tokens and spans are both in prompt order: one pass over each kind of span.
+  auto overlaps = [&](size_t t, const std::pair<size_t, size_t>& span) {
+    return begin[t] < static_cast<int64_t>(span.second) && end[t] > static_cast<int64_t>(span.first);
+  };
+  auto mark = [&](const std::vector<std::pair<size_t, size_t>>& spans, DocumentRegion region) {
+    size_t s = 0;
+    for (size_t t = 0; t < begin.size() && s < spans.size(); ++t) {
+      while (s < spans.size() && static_cast<int64_t>(spans[s].second) <= begin[t]) ++s;
+      if (s < spans.size() && overlaps(t, spans[s]) && static_cast<uint8_t>(region) < static_cast<uint8_t>(regions[t].region))
+        regions[t].region = region;
+    }
+  };
+  auto raise = [](TokenRegion& r, DocumentRegion region) {  // a more telling region wins
+    if (static_cast<uint8_t>(region) < static_cast<uint8_t>(r.region)) r.region = region;
+  };
+  // Everything outside the documents' texts is marks; then the finer parts claim their tokens.
+  std::vector<std::pair<size_t, size_t>> texts;
+  for (size_t d = 0; d < c.id_spans.size(); ++d) {
+    const size_t text_begin = c.id_spans[d].second + 3;  // after "|> "
+    const size_t text_end = d + 1 < c.query_spans.size() ? c.query_spans[d + 1].first - 1 : c.prompt.rfind(" <|Answer|>");
+    if (text_end > text_begin) texts.emplace_back(text_begin, text_end);
+  }
+  for (TokenRegion& r : regions) r.region = DocumentRegion::Marks;
+  for (size_t t = 0, s = 0; t < begin.size() && s < texts.size(); ++t) {
+    while (s < texts.size() && static_cast<int64_t>(texts[s].second) <= begin[t]) ++s;
+    if (s < texts.size() && overlaps(t, texts[s])) regions[t].region = DocumentRegion::Text;
+  }
+  mark(c.query_spans, DocumentRegion::Query);
+  if (c.fact_span.second > c.fact_span.first) mark({c.fact_span}, DocumentRegion::Fact);
+  for (size_t t = 0, d = 0; t < begin.size() && d < c.id_spans.size(); ++t) {
+    while (d < c.id_spans.size() && static_cast<int64_t>(c.id_spans[d].second) <= begin[t]) ++d;
+    if (d == c.id_spans.size() || !overlaps(t, c.id_spans[d])) continue;
+    raise(regions[t], static_cast<int64_t>(d) == c.golden_index ? DocumentRegion::GoldenId : DocumentRegion::OtherId);
+    regions[t].document = static_cast<int64_t>(d);
+    regions[t].id_char = std::max<int64_t>(0, begin[t] - static_cast<int64_t>(c.id_spans[d].first));
+  }
+  return regions;
 }
 
 namespace {

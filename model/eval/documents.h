@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace memmamba::eval {
@@ -20,7 +21,37 @@ struct DocumentCase {
   int64_t golden_index = 0;    // position of the golden document among all documents
   std::vector<int64_t> ids;    // every document's id, in order
   std::string prompt;          // ends with " <|Answer|> <|Document "
+  // Where the prompt's parts lie, as [begin, end) byte ranges: each document's id digits in
+  // its header (in document order), each repeated question with its "<|Query|>" mark, and the
+  // inserted fact. What is in none of them is a header's or the answer's marks, or book text.
+  std::vector<std::pair<size_t, size_t>> id_spans, query_spans;
+  std::pair<size_t, size_t> fact_span{0, 0};
 };
+
+// What a prompt token of a documents case is part of: what a read at the answer can find.
+enum class DocumentRegion : uint8_t { GoldenId, OtherId, Fact, Query, Marks, Text };
+inline constexpr int kDocumentRegions = 6;
+// "golden id", "other id", "fact", "query", "marks" or "text", as result files record it.
+inline const char* document_region_name(DocumentRegion region) {
+  switch (region) {
+    case DocumentRegion::GoldenId: return "golden id";
+    case DocumentRegion::OtherId: return "other id";
+    case DocumentRegion::Fact: return "fact";
+    case DocumentRegion::Query: return "query";
+    case DocumentRegion::Marks: return "marks";
+    case DocumentRegion::Text: break;
+  }
+  return "text";
+}
+// Each token's region and, for an id token, its document's index and where in the id it starts, from the prompt's
+// token byte ranges. A token that straddles two parts takes the first of them in the enum's order.
+struct TokenRegion {
+  DocumentRegion region = DocumentRegion::Text;
+  int64_t document = -1;
+  int64_t id_char = -1;  // an id token: the id's character it starts at (0 = its first digit)
+};
+std::vector<TokenRegion> document_token_regions(const DocumentCase& c, const std::vector<int64_t>& begin,
+                                                const std::vector<int64_t>& end);
 
 // Paragraphs separated by blank lines, whitespace collapsed, with at least `min_words` words.
 std::vector<std::string> split_paragraphs(const std::string& text, int64_t min_words = 30);

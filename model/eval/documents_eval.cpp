@@ -2,12 +2,64 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <chrono>
+#include <cmath>
 
 #include "model/distributed/shared_work.h"
 #include "model/eval/result.h"
+#include "model/trace_builder.h"
 
 namespace memmamba::eval {
+
+Json document_answer_reads(const Trace& trace, const std::vector<TokenRegion>& regions, int64_t prompt_tokens,
+                           int64_t answer_tokens) {
+  // A note's region: its most telling source's (the enum orders them), and that source's document.
+  auto note_region = [&](const NoteInfo& note) {
+    TokenRegion best;
+    for (int64_t s : note.sources)
+      if (s >= 0 && s < static_cast<int64_t>(regions.size()) &&
+          static_cast<uint8_t>(regions[static_cast<size_t>(s)].region) < static_cast<uint8_t>(best.region))
+        best = regions[static_cast<size_t>(s)];
+    return best;
+  };
+  Json reads = Json::array();
+  for (int32_t l = 0; l < static_cast<int32_t>(trace.layers.size()); ++l) {
+    const AttentionRows& rows = trace.layers[static_cast<size_t>(l)].token_attention;
+    for (int64_t a = 0; a < answer_tokens; ++a) {
+      const int64_t row = rows.find(prompt_tokens - 1 + a);
+      if (row < 0) continue;
+      std::array<double, kDocumentRegions> weights{};
+      TokenRegion top;
+      double top_weight = -1;
+      for (int64_t e = rows.offset[row]; e < rows.offset[row + 1]; ++e) {
+        const TokenRegion region = note_region(trace.notes[static_cast<size_t>(rows.note[e])]);
+        weights[static_cast<size_t>(region.region)] += rows.weight[e];
+        if (rows.weight[e] > top_weight) {
+          top_weight = rows.weight[e];
+          top = region;
+        }
+      }
+      Json read = Json::object();
+      read["layer"] = static_cast<int64_t>(l);
+      read["answer_token"] = a;
+      // Four decimals: finer is noise, and a 40-sample result stays a few hundred KB.
+      auto rounded = [](double w) { return std::round(w * 1e4) / 1e4; };
+      Json w = Json::object();
+      for (int region = 0; region < kDocumentRegions; ++region)
+        w[document_region_name(static_cast<DocumentRegion>(region))] = rounded(weights[static_cast<size_t>(region)]);
+      read["weights"] = w;
+      if (top_weight >= 0) {
+        read["top_region"] = document_region_name(top.region);
+        read["top_document"] = top.document;  // the document whose id it holds, else -1
+        read["top_id_char"] = top.id_char;    // and where in that id: 0 is its first digit
+        read["top_weight"] = rounded(top_weight);
+      }
+      reads.push_back(read);
+    }
+  }
+  return reads;
+}
 
 Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, const DocumentRetrievalGenerator& generator,
                        const DocumentGridOptions& options, const std::function<bool(int64_t, int64_t)>& progress) {
@@ -22,8 +74,18 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
         const DocumentCase c = generator.make(noise, options.seed * 1000003 + static_cast<uint64_t>(s));
         const Encoding enc = tokenizer.encode(c.prompt);
         const std::vector<int64_t> prompt(enc.ids.begin(), enc.ids.end());
-        const std::vector<int64_t> out = generate_greedy(model, prompt, options.max_new_tokens, options.run);
+        const int64_t T = static_cast<int64_t>(prompt.size());
+        TraceOptions trace_options;
+        trace_options.attention_topk = options.attention_topk;
+        trace_options.detail_begin = T - 1;  // attention rows only where the answer is produced
+        TraceBuilder builder(model.config(), trace_options);
+        // The answer's reads, where there is a memory to read.
+        const bool reads = model.config().memory && options.run.memory.enabled;
+        RunOptions run = options.run;
+        if (reads) run.observer = &builder;
+        const std::vector<int64_t> out = generate_greedy(model, prompt, options.max_new_tokens, run);
         const std::string answer = tokenizer.decode(std::vector<int32_t>(out.begin(), out.end()));
+        const Trace trace = builder.finish();
         Json r = Json::object();
         r["noise_documents"] = noise;
         r["sample"] = s;
@@ -33,8 +95,14 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
         r["fact"] = c.fact;
         r["prompt_tokens"] = static_cast<int64_t>(prompt.size());
         r["answer"] = answer;
+        Json pieces = Json::array();
+        for (int64_t id : out) pieces.push_back(tokenizer.piece(static_cast<int32_t>(id)));  // "▁" marks a space
+        r["answer_pieces"] = pieces;
         r["hit"] = document_answer_correct(answer, c.golden_id);
         r["answered"] = document_answer_name(classify_document_answer(answer, c.golden_id, c.ids));
+        if (reads)
+          r["reads"] = document_answer_reads(trace, document_token_regions(c, enc.begin, enc.end), T,
+                                             static_cast<int64_t>(out.size()));
         r["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return r.dump();
       },
@@ -44,10 +112,21 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
   for (size_t level_index = 0; level_index < options.noise_levels.size(); ++level_index) {
     int64_t hits = 0;
     DocumentMisses misses;
+    // Per layer, the first answer token's summed weight on each region, over the level's cases.
+    std::vector<std::array<double, kDocumentRegions>> first_read;
     for (int64_t s = 0; s < options.samples; ++s) {
       Json r = Json::parse(records[level_index * static_cast<size_t>(options.samples) + static_cast<size_t>(s)]);
       hits += r.at("hit").as_bool();
       misses.count(r.at("answered").as_string());
+      if (r.contains("reads"))
+        for (const Json& read : r.at("reads").as_array()) {
+          if (read.at("answer_token").as_int() != 0) continue;
+          const size_t layer = static_cast<size_t>(read.at("layer").as_int());
+          if (first_read.size() <= layer) first_read.resize(layer + 1, std::array<double, kDocumentRegions>{});
+          for (int region = 0; region < kDocumentRegions; ++region)
+            first_read[layer][static_cast<size_t>(region)] +=
+                read.at("weights").at(document_region_name(static_cast<DocumentRegion>(region))).as_double();
+        }
       cases.push_back(std::move(r));
     }
     Json level = Json::object();
@@ -59,6 +138,17 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
     level["other_document"] = misses.other_document;
     level["golden_cut_short"] = misses.golden_cut_short;
     level["no_document_id"] = misses.no_document_id;
+    if (!first_read.empty()) {
+      Json layers = Json::array();
+      for (size_t layer = 0; layer < first_read.size(); ++layer) {
+        Json weights = Json::object();
+        for (int region = 0; region < kDocumentRegions; ++region)
+          weights[document_region_name(static_cast<DocumentRegion>(region))] =
+              first_read[layer][static_cast<size_t>(region)] / static_cast<double>(options.samples);
+        layers.push_back(weights);
+      }
+      level["first_read_by_layer"] = layers;
+    }
     levels.push_back(level);
   }
   Json out = result_header("noisy_document_retrieval", model, options.meta, options.run.memory);

@@ -59,6 +59,32 @@ double document_position_bin(int64_t golden_index, int64_t noise_documents) {
   return (static_cast<double>(third) + 0.5) / 3.0;
 }
 
+std::string document_read_path(const Json& case_record) {
+  if (!case_record.contains("reads") || !case_record.at("reads").is_array()) return "";
+  int64_t deepest = -1;
+  for (const Json& read : case_record.at("reads").as_array()) deepest = std::max(deepest, read.at("layer").as_int());
+  const int64_t golden = case_record.contains("golden_index") ? case_record.at("golden_index").as_int() : -1;
+  std::string path;
+  for (const Json& read : case_record.at("reads").as_array()) {
+    if (read.at("layer").as_int() != deepest || !read.contains("top_region")) continue;
+    const std::string region = read.at("top_region").as_string();
+    const int64_t document = read.contains("top_document") ? read.at("top_document").as_int() : -1;
+    const int64_t id_char = read.contains("top_id_char") ? read.at("top_id_char").as_int() : -1;
+    std::string what;
+    if (document >= 0 && document == golden) what = "golden id";
+    else if (document >= 0) what = "document " + std::to_string(document + 1) + "'s id";
+    else what = region == "fact" || region == "query" ? "the " + region : region;
+    if (document >= 0 && id_char >= 0) what += " digit " + std::to_string(id_char + 1);
+    // With the answer's pieces, each read is shown beside the piece it produced.
+    const int64_t token = read.at("answer_token").as_int();
+    if (case_record.contains("answer_pieces") && case_record.at("answer_pieces").is_array() && token >= 0 &&
+        token < static_cast<int64_t>(case_record.at("answer_pieces").as_array().size()))
+      what = "\"" + case_record.at("answer_pieces").as_array()[static_cast<size_t>(token)].as_string() + "\" \u2190 " + what;
+    path += (path.empty() ? "" : ", ") + what;
+  }
+  return path;
+}
+
 bool is_document_result(const Json& results) {
   return results.is_object() && results.contains("evaluation") && results.at("evaluation").is_string() &&
          results.at("evaluation").as_string() == "noisy_document_retrieval";

@@ -64,6 +64,11 @@ constexpr uint64_t kMaxGridFileBytes = 512ull << 20;
 double document_position_bin(int64_t golden_index, int64_t noise_documents);
 // Whether `results` is a `memmamba eval docs` result.
 bool is_document_result(const Json& results);
+// What a docs case's answer read in the deepest layer, answer token by answer token: "golden id
+// digit 1, golden id digit 1, golden id digit 2" or "document 4's id digit 1, the fact", each
+// after the piece it produced ("\"9\" ← golden id digit 1") where the case records its pieces.
+// Empty where the case records no reads (a model without the memory, or an older result).
+std::string document_read_path(const Json& case_record);
 
 // Throws std::invalid_argument with a message for the user on anything malformed. Reads
 // passkey and facts grids, and docs results (PasskeyGrid::documents).
