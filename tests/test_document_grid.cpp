@@ -10,6 +10,7 @@
 #include <string>
 
 #include "model/eval/passkey_grid.h"
+#include "model/eval/retrieval_case.h"
 #include "views/retrieval_panel.h"
 #include "views/trace_document.h"
 
@@ -89,9 +90,14 @@ class TestDocumentGrid : public QObject {
       {"layer": 1, "answer_token": 2, "top_region": "fact", "top_document": -1, "top_id_char": -1, "top_weight": 0.3}])");
     QCOMPARE(eval::document_read_path(wrong_document), std::string("document 3's id digit 1, golden id digit 2, the fact"));
     QCOMPARE(eval::document_read_path(documentCase(10, 0, 417, "417|>", true)), std::string());
-    wrong_document["answer_pieces"] = Json::parse(R"(["\u2581", "5"])");  // the third token's piece is missing
+    // A byte piece reads as its character; the third token's piece is missing.
+    wrong_document["answer_pieces"] = Json::parse(R"(["\u2581", "<0x35>"])");
     QCOMPARE(eval::document_read_path(wrong_document),
              std::string("\"\u2581\" \u2190 document 3's id digit 1, \"5\" \u2190 golden id digit 2, the fact"));
+    QCOMPARE(eval::readable_piece("<0x39>"), std::string("9"));
+    QCOMPARE(eval::readable_piece("<0x0A>"), std::string("<0x0A>"));  // not printable: kept
+    QCOMPARE(eval::readable_piece("<0xZZ>"), std::string("<0xZZ>"));
+    QCOMPARE(eval::readable_piece("\u2581the"), std::string("\u2581the"));
     cases.push_back(wrong_document);
     cases.push_back(documentCase(10, 10, 98, "98", true));
     cases.push_back(documentCase(50, 25, 7, "8", false));
@@ -101,7 +107,9 @@ class TestDocumentGrid : public QObject {
     QCOMPARE(grid.lengths, (std::vector<int64_t>{10, 50}));
     // Only cases that say what they answered count among the named misses (the last one does not).
     QCOMPARE(eval::grid_breakdown(r).describe(),
-             std::string("Of 1 miss, 1 named another document, 0 cut the golden id short and 0 named no document."));
+             std::string("Of 1 miss, 1 named another document, 0 cut the golden id short and 0 named no document. "
+                         "In the last layer the answer's first digit was read from the golden id in 1 of 1 answers "
+                         "with a digit (0 hits) and from another document's id in 0 (0 hits)."));
     QCOMPARE(grid.depths.size(), size_t{3});
     QCOMPARE(grid.accuracy[0][0], 0.5);  // 10 documents, first third: one of two
     QVERIFY(std::isnan(grid.accuracy[0][1]));
@@ -126,6 +134,40 @@ class TestDocumentGrid : public QObject {
     QVERIFY(details.contains(QStringLiteral("answer 417|> \u2014 found")));  // no "answered": nothing added
     QVERIFY(!details.contains(QStringLiteral("98")));  // the last third's case is another cell
     QVERIFY(panel.csv(QStringLiteral("passkey-grid"), views::CsvDetail::Figure).startsWith(QStringLiteral("noise_documents,")));
+  }
+
+  // The breakdown counts where the last layer read the answer's first digit (the first piece
+  // with a digit, a byte piece included), hits apart; malformed reads count nowhere.
+  void breakdownCountsWhereTheFirstDigitWasRead() {
+    auto withReads = [](int64_t golden_index, const char* pieces, const char* reads, bool hit) {
+      Json c = documentCase(10, golden_index, 500, hit ? "500" : "12", hit);
+      c["answered"] = std::string(hit ? "golden" : "other document");
+      c["answer_pieces"] = Json::parse(pieces);
+      c["reads"] = Json::parse(reads);
+      return c;
+    };
+    const char* golden_second = R"([{"layer": 2, "answer_token": 0, "top_document": 7, "top_region": "other id"},
+                                    {"layer": 2, "answer_token": 1, "top_document": 3, "top_region": "golden id"},
+                                    {"layer": 1, "answer_token": 1, "top_document": 7, "top_region": "other id"}])";
+    Json r = Json::object(), cases = Json::array();
+    cases.push_back(withReads(3, R"(["\u2581", "<0x35>", "0"])", golden_second, true));       // golden, a hit
+    cases.push_back(withReads(3, R"(["\u25815", "0"])", golden_second, false));              // token 0: document 7
+    cases.push_back(withReads(7, R"(["\u25815", "0"])", golden_second, true));               // document 7 is golden
+    cases.push_back(withReads(3, R"(["\u2581is", "\u2581a"])", golden_second, false));      // no digit
+    cases.push_back(withReads(3, R"(["1", "2"])", R"([{"layer": "deep", "answer_token": 0}])", false));  // malformed
+    cases.push_back(withReads(3, R"(["1", "2"])", R"([{"layer": 0, "answer_token": 0, "top_document": -1,
+                                                        "top_region": "fact"}])", false));
+    r["evaluation"] = std::string("noisy_document_retrieval");
+    r["cases"] = cases;
+    const eval::GridBreakdown b = eval::grid_breakdown(r);
+    QCOMPARE(b.first_digit_reads.golden, int64_t(2));
+    QCOMPARE(b.first_digit_reads.golden_hits, int64_t(2));
+    QCOMPARE(b.first_digit_reads.other, int64_t(1));
+    QCOMPARE(b.first_digit_reads.other_hits, int64_t(0));
+    QCOMPARE(b.first_digit_reads.elsewhere, int64_t(1));
+    QCOMPARE(eval::document_read_path(cases.as_array()[4]), std::string());
+    QCOMPARE(eval::first_digit_read_document(cases.as_array()[4]), int64_t(-2));
+    QCOMPARE(eval::first_digit_read_document(cases.as_array()[3]), int64_t(-2));
   }
 
   // A run-on read from another fact: the answer token after the key's last digit drew more

@@ -357,13 +357,7 @@ void RetrievalPanel::selectCell(int li, int di) {
 }
 
 QString RetrievalPanel::readablePiece(const std::string& piece) {
-  // SentencePiece writes a byte it has no piece for as "<0x39>" and a word's leading space as "▁".
-  if (piece.size() == 6 && piece.compare(0, 3, "<0x") == 0 && piece.back() == '>') {
-    bool ok = false;
-    const int byte = QString::fromStdString(piece.substr(3, 2)).toInt(&ok, 16);
-    if (ok && byte >= 0x20 && byte < 0x7f) return QString(QChar(byte));
-  }
-  return QString::fromStdString(piece);
+  return QString::fromStdString(eval::readable_piece(piece));
 }
 
 QString RetrievalPanel::runOnSource(const Json& r) const {

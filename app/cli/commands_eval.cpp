@@ -212,6 +212,8 @@ int cmd_eval_docs(const std::vector<std::string>& argv) {
                 static_cast<long long>(l.at("other_document").as_int()), static_cast<long long>(l.at("golden_cut_short").as_int()),
                 static_cast<long long>(l.at("no_document_id").as_int()));
   print_first_reads(r);
+  const std::string breakdown = eval::grid_breakdown(r).describe();
+  if (!breakdown.empty()) std::printf("%s\n", breakdown.c_str());
   std::printf("wrote %s%s\n", out.c_str(), lm.trained ? "" : " (UNTRAINED random weights)");
   return kOk;
 }

@@ -1,6 +1,7 @@
 #include "model/eval/passkey_grid.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <stdexcept>
@@ -59,14 +60,45 @@ double document_position_bin(int64_t golden_index, int64_t noise_documents) {
   return (static_cast<double>(third) + 0.5) / 3.0;
 }
 
-std::string document_read_path(const Json& case_record) {
-  if (!case_record.contains("reads") || !case_record.at("reads").is_array()) return "";
+namespace {
+// The reads of the deepest layer in a docs case, in answer order (throws on malformed records).
+std::vector<const Json*> deepest_reads(const Json& case_record) {
+  std::vector<const Json*> reads;
+  if (!case_record.contains("reads") || !case_record.at("reads").is_array()) return reads;
   int64_t deepest = -1;
   for (const Json& read : case_record.at("reads").as_array()) deepest = std::max(deepest, read.at("layer").as_int());
+  for (const Json& read : case_record.at("reads").as_array())
+    if (read.at("layer").as_int() == deepest) reads.push_back(&read);
+  return reads;
+}
+}  // namespace
+
+int64_t first_digit_read_document(const Json& case_record) {
+  try {
+    if (!case_record.contains("answer_pieces")) return -2;
+    const auto& pieces = case_record.at("answer_pieces").as_array();
+    int64_t first_digit = -1;
+    for (size_t i = 0; i < pieces.size() && first_digit < 0; ++i) {
+      std::string piece = readable_piece(pieces[i].as_string());
+      const std::string space = "\u2581";
+      if (piece.compare(0, space.size(), space) == 0) piece.erase(0, space.size());
+      if (!piece.empty() && std::isdigit(static_cast<unsigned char>(piece[0]))) first_digit = static_cast<int64_t>(i);
+    }
+    if (first_digit < 0) return -2;
+    for (const Json* read : deepest_reads(case_record))
+      if (read->at("answer_token").as_int() == first_digit && read->contains("top_document"))
+        return std::max<int64_t>(-1, read->at("top_document").as_int());
+  } catch (const std::exception&) {  // a malformed record says nothing
+  }
+  return -2;
+}
+
+std::string document_read_path(const Json& case_record) try {
   const int64_t golden = case_record.contains("golden_index") ? case_record.at("golden_index").as_int() : -1;
   std::string path;
-  for (const Json& read : case_record.at("reads").as_array()) {
-    if (read.at("layer").as_int() != deepest || !read.contains("top_region")) continue;
+  for (const Json* read_pointer : deepest_reads(case_record)) {
+    const Json& read = *read_pointer;
+    if (!read.contains("top_region")) continue;
     const std::string region = read.at("top_region").as_string();
     const int64_t document = read.contains("top_document") ? read.at("top_document").as_int() : -1;
     const int64_t id_char = read.contains("top_id_char") ? read.at("top_id_char").as_int() : -1;
@@ -79,10 +111,13 @@ std::string document_read_path(const Json& case_record) {
     const int64_t token = read.at("answer_token").as_int();
     if (case_record.contains("answer_pieces") && case_record.at("answer_pieces").is_array() && token >= 0 &&
         token < static_cast<int64_t>(case_record.at("answer_pieces").as_array().size()))
-      what = "\"" + case_record.at("answer_pieces").as_array()[static_cast<size_t>(token)].as_string() + "\" \u2190 " + what;
+      what = "\"" + readable_piece(case_record.at("answer_pieces").as_array()[static_cast<size_t>(token)].as_string()) +
+             "\" \u2190 " + what;
     path += (path.empty() ? "" : ", ") + what;
   }
   return path;
+} catch (const std::exception&) {  // malformed reads: nothing to show
+  return "";
 }
 
 bool is_document_result(const Json& results) {
@@ -204,7 +239,14 @@ GridBreakdown grid_breakdown(const Json& results) {
         !c.at("answer").is_string())
       continue;
     if (c.contains("answered") && c.at("answered").is_string()) {  // a docs case
-      if (c.at("hit").as_bool()) continue;
+      const bool hit = c.at("hit").as_bool();
+      const int64_t read = first_digit_read_document(c);
+      const int64_t golden = c.contains("golden_index") && c.at("golden_index").is_integer() ? c.at("golden_index").as_int() : -3;
+      auto& reads = out.first_digit_reads;
+      if (read >= 0 && read == golden) reads.golden += 1, reads.golden_hits += hit;
+      else if (read >= 0) reads.other += 1, reads.other_hits += hit;
+      else if (read == -1) reads.elsewhere += 1;
+      if (hit) continue;
       ++out.misses;
       out.document_misses.count(c.at("answered").as_string());
       continue;
@@ -260,6 +302,11 @@ std::string GridBreakdown::describe() const {
                     std::to_string(document_misses.other_document) + " named another document, " +
                     std::to_string(document_misses.golden_cut_short) + " cut the golden id short and " +
                     std::to_string(document_misses.no_document_id) + " named no document.");
+  if (first_digit_reads.cases() > 0)
+    parts.push_back("In the last layer the answer's first digit was read from the golden id in " +
+                    std::to_string(first_digit_reads.golden) + " of " + std::to_string(first_digit_reads.cases()) +
+                    " answers with a digit (" + std::to_string(first_digit_reads.golden_hits) + " hits) and from another document's id in " +
+                    std::to_string(first_digit_reads.other) + " (" + std::to_string(first_digit_reads.other_hits) + " hits).");
   if (asked_first.cases > 0 && asked_later.cases > 0)
     parts.push_back("Hits with the asked fact first in the text: " + std::to_string(asked_first.hits) + "/" +
                     std::to_string(asked_first.cases) + ", later in it: " + std::to_string(asked_later.hits) + "/" +

@@ -240,4 +240,13 @@ std::string case_key_text(const Json& case_record) {
   return {};
 }
 
+std::string readable_piece(const std::string& piece) {
+  if (piece.size() == 6 && piece.compare(0, 3, "<0x") == 0 && piece.back() == '>' &&
+      std::isxdigit(static_cast<unsigned char>(piece[3])) && std::isxdigit(static_cast<unsigned char>(piece[4]))) {
+    const int byte = std::stoi(piece.substr(3, 2), nullptr, 16);
+    if (byte >= 0x20 && byte < 0x7f) return std::string(1, static_cast<char>(byte));
+  }
+  return piece;
+}
+
 }  // namespace memmamba::eval

@@ -86,4 +86,8 @@ AnswerShape answer_shape(const std::string& output, const std::string& key);
 // The key of a case record as text (older result files hold it as a number).
 std::string case_key_text(const Json& case_record);
 
+// A SentencePiece piece as a reader would write it: a printable byte the vocabulary has no piece
+// for ("<0x39>") as its character; every other piece ("▁" marks a space) as it is.
+std::string readable_piece(const std::string& piece);
+
 }  // namespace memmamba::eval
