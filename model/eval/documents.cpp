@@ -97,20 +97,17 @@ std::vector<TokenRegion> document_token_regions(const DocumentCase& c, const std
                                                 const std::vector<int64_t>& end) {
   if (begin.size() != end.size()) throw std::invalid_argument("documents: token ranges of unequal length");
   std::vector<TokenRegion> regions(begin.size());
-  // Tokens and spans are both in prompt order: one pass over each kind of span.
-  auto overlaps = [&](size_t t, const std::pair<size_t, size_t>& span) {
-    return begin[t] < static_cast<int64_t>(span.second) && end[t] > static_cast<int64_t>(span.first);
-  };
-  auto mark = [&](const std::vector<std::pair<size_t, size_t>>& spans, DocumentRegion region) {
-    size_t s = 0;
-    for (size_t t = 0; t < begin.size() && s < spans.size(); ++t) {
+  // Calls assign(token, span index) for each token that overlaps one of the spans: tokens and
+  // spans are both in prompt order, so one pass over each.
+  auto each_overlap = [&](const std::vector<std::pair<size_t, size_t>>& spans, auto&& assign) {
+    for (size_t t = 0, s = 0; t < begin.size() && s < spans.size(); ++t) {
       while (s < spans.size() && static_cast<int64_t>(spans[s].second) <= begin[t]) ++s;
-      if (s < spans.size() && overlaps(t, spans[s]) && static_cast<uint8_t>(region) < static_cast<uint8_t>(regions[t].region))
-        regions[t].region = region;
+      if (s < spans.size() && begin[t] < static_cast<int64_t>(spans[s].second) && end[t] > static_cast<int64_t>(spans[s].first))
+        assign(t, s);
     }
   };
-  auto raise = [](TokenRegion& r, DocumentRegion region) {  // a more telling region wins
-    if (static_cast<uint8_t>(region) < static_cast<uint8_t>(r.region)) r.region = region;
+  auto claim = [&](size_t t, DocumentRegion region) {  // a more telling region wins
+    if (static_cast<uint8_t>(region) < static_cast<uint8_t>(regions[t].region)) regions[t].region = region;
   };
   // Everything outside the documents' texts is marks; then the finer parts claim their tokens.
   std::vector<std::pair<size_t, size_t>> texts;
@@ -120,19 +117,14 @@ std::vector<TokenRegion> document_token_regions(const DocumentCase& c, const std
     if (text_end > text_begin) texts.emplace_back(text_begin, text_end);
   }
   for (TokenRegion& r : regions) r.region = DocumentRegion::Marks;
-  for (size_t t = 0, s = 0; t < begin.size() && s < texts.size(); ++t) {
-    while (s < texts.size() && static_cast<int64_t>(texts[s].second) <= begin[t]) ++s;
-    if (s < texts.size() && overlaps(t, texts[s])) regions[t].region = DocumentRegion::Text;
-  }
-  mark(c.query_spans, DocumentRegion::Query);
-  if (c.fact_span.second > c.fact_span.first) mark({c.fact_span}, DocumentRegion::Fact);
-  for (size_t t = 0, d = 0; t < begin.size() && d < c.id_spans.size(); ++t) {
-    while (d < c.id_spans.size() && static_cast<int64_t>(c.id_spans[d].second) <= begin[t]) ++d;
-    if (d == c.id_spans.size() || !overlaps(t, c.id_spans[d])) continue;
-    raise(regions[t], static_cast<int64_t>(d) == c.golden_index ? DocumentRegion::GoldenId : DocumentRegion::OtherId);
+  each_overlap(texts, [&](size_t t, size_t) { regions[t].region = DocumentRegion::Text; });
+  each_overlap(c.query_spans, [&](size_t t, size_t) { claim(t, DocumentRegion::Query); });
+  if (c.fact_span.second > c.fact_span.first) each_overlap({c.fact_span}, [&](size_t t, size_t) { claim(t, DocumentRegion::Fact); });
+  each_overlap(c.id_spans, [&](size_t t, size_t d) {
+    claim(t, static_cast<int64_t>(d) == c.golden_index ? DocumentRegion::GoldenId : DocumentRegion::OtherId);
     regions[t].document = static_cast<int64_t>(d);
     regions[t].id_char = std::max<int64_t>(0, begin[t] - static_cast<int64_t>(c.id_spans[d].first));
-  }
+  });
   return regions;
 }
 

@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "model/distributed/shared_work.h"
 #include "model/eval/result.h"
@@ -75,17 +76,17 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
         const Encoding enc = tokenizer.encode(c.prompt);
         const std::vector<int64_t> prompt(enc.ids.begin(), enc.ids.end());
         const int64_t T = static_cast<int64_t>(prompt.size());
-        TraceOptions trace_options;
-        trace_options.attention_topk = options.attention_topk;
-        trace_options.detail_begin = T - 1;  // attention rows only where the answer is produced
-        TraceBuilder builder(model.config(), trace_options);
-        // The answer's reads, where there is a memory to read.
-        const bool reads = model.config().memory && options.run.memory.enabled;
+        // The answer's reads are traced where there is a memory to read.
+        std::optional<TraceBuilder> builder;
         RunOptions run = options.run;
-        if (reads) run.observer = &builder;
+        if (model.config().memory && options.run.memory.enabled) {
+          TraceOptions trace_options;
+          trace_options.attention_topk = options.attention_topk;
+          trace_options.detail_begin = T - 1;  // attention rows only where the answer is produced
+          run.observer = &builder.emplace(model.config(), trace_options);
+        }
         const std::vector<int64_t> out = generate_greedy(model, prompt, options.max_new_tokens, run);
         const std::string answer = tokenizer.decode(std::vector<int32_t>(out.begin(), out.end()));
-        const Trace trace = builder.finish();
         Json r = Json::object();
         r["noise_documents"] = noise;
         r["sample"] = s;
@@ -100,8 +101,8 @@ Json run_document_grid(const MemMambaModel& model, const Tokenizer& tokenizer, c
         r["answer_pieces"] = pieces;
         r["hit"] = document_answer_correct(answer, c.golden_id);
         r["answered"] = document_answer_name(classify_document_answer(answer, c.golden_id, c.ids));
-        if (reads)
-          r["reads"] = document_answer_reads(trace, document_token_regions(c, enc.begin, enc.end), T,
+        if (builder)
+          r["reads"] = document_answer_reads(builder->finish(), document_token_regions(c, enc.begin, enc.end), T,
                                              static_cast<int64_t>(out.size()));
         r["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return r.dump();
